@@ -1,0 +1,27 @@
+"""contractnet: neural-network layers as einsum specs.
+
+Every linear layer is an einsum spec and every backward pass is derived from
+the spec as a transposed contraction::
+
+    >>> import contractnet as cn
+    >>> cn.backward_specs("bnmd,nmdk->bk", (2, 3, 3, 4), (3, 3, 4, 5))
+    ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
+"""
+from .spec import SpecError, Spec, Term, Window, parse
+from .transpose import transpose
+from .engine import MemoryBudgetError, memory_budget, set_memory_budget
+from .autodiff import Traced, vjp, grad, value_and_grad, check_grads
+from .api import einsum, backward_specs
+from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)
+from .ops import __all__ as _ops_all
+from .conv import *  # noqa: F401,F403  (conv1d/2d/3d, pooling, conv_transpose2d)
+from .conv import __all__ as _conv_all
+from . import nn, optim  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpecError", "MemoryBudgetError", "Spec", "Term", "Window", "parse", "transpose",
+    "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
+    "memory_budget", "set_memory_budget", "nn", "optim",
+] + list(_ops_all) + list(_conv_all)

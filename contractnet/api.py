@@ -1,0 +1,173 @@
+"""``cn.einsum`` and ``cn.backward_specs``: the public face of the engine.
+
+``einsum`` validates at the boundary (spec, operands, sizes, reduction),
+binds the spec to the operands' shapes and runs it as one recorded
+primitive, :data:`contract`.  A spec with three or more operands runs
+pairwise along opt_einsum's path, each pair a recorded two-operand
+contraction, so that its backward pass reuses the forward's intermediates.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .bind import Bound, bind
+from .engine import REDUCTIONS, execute, make_plan, run_path
+from .spec import Spec, SpecError, Term, parse
+from .trace import Traced, primitive
+from .transpose import transpose
+
+
+@primitive
+def contract(bound: Bound, reduce: str, *arrays: np.ndarray) -> np.ndarray:
+    """Run a bound spec; the result never shares memory with an operand."""
+    out = execute(bound, arrays, reduce)
+    if any(np.may_share_memory(out, a) for a in arrays):
+        out = out.copy()
+    return out
+
+
+def _as_spec(spec: str | Spec) -> Spec:
+    if isinstance(spec, Spec):
+        return spec
+    if not isinstance(spec, str):
+        raise SpecError(f"a spec must be a string, got {type(spec).__name__}")
+    return parse(spec)
+
+
+def _as_operand(x: Any, i: int, text: str):
+    if isinstance(x, Traced):
+        return x
+    array = np.asarray(x)
+    if array.dtype == object or array.dtype.kind not in "biufc":
+        raise SpecError(f"operand {i} is not a numeric array (dtype {array.dtype})", text)
+    return array
+
+
+def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = None,
+           reduce: str = "sum"):
+    """Evaluate an einsum spec; differentiable under :func:`contractnet.vjp`.
+
+    Parameters
+    ----------
+    spec : str
+        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.
+    *operands : array_like or Traced
+    sizes : mapping, optional
+        Sizes of indices no operand fixes: output-only indices, window sizes.
+    reduce : {"sum", "mean", "max"}
+        How contracted indices are combined; ``"max"`` takes one operand.
+
+    Returns
+    -------
+    ndarray, or Traced when an operand is traced.
+
+    Raises
+    ------
+    SpecError
+        Malformed spec, wrong operand count, rank or size mismatch.
+    MemoryBudgetError
+        The result or an intermediate would exceed the memory budget.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> einsum("bnmd,nmdk->bk", np.ones((2, 3, 3, 4)), np.ones((3, 3, 4, 5))).shape
+    (2, 5)
+    >>> einsum("b(2h+u)c->bhc", np.arange(5.0).reshape(1, 5, 1), sizes={"u": 2},
+    ...        reduce="max").ravel()
+    array([1., 3.])
+    """
+    parsed = _as_spec(spec)
+    text = str(parsed)
+    if reduce not in REDUCTIONS:
+        raise SpecError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                        f"got {reduce!r}", text)
+    if reduce == "max" and len(parsed.inputs) != 1:
+        raise SpecError(f"reduce='max' takes one operand, got {len(parsed.inputs)}", text)
+    operands = tuple(_as_operand(x, i, text) for i, x in enumerate(operands))
+    bound = bind(parsed, [np.shape(x.value if isinstance(x, Traced) else x)
+                          for x in operands], sizes)
+    traced = any(isinstance(x, Traced) for x in operands)
+    if len(operands) > 2 and traced:
+        return _contract_pairwise(bound, reduce, operands)
+    return contract(bound, reduce, *operands)
+
+
+def _run(spec_text: str, *operands, sizes=None, out_shape=None):
+    shapes = [np.shape(x.value if isinstance(x, Traced) else x) for x in operands]
+    return contract(bind(parse(spec_text), shapes, sizes, out_shape), "sum", *operands)
+
+
+def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
+    """Run a 3+ operand spec pairwise along its path, each step recorded."""
+    plan = make_plan(bound, reduce)
+    spec, sizes = bound.spec, bound.size_map
+    reads = []
+    for term, names, x in zip(spec.inputs, plan.read_names, operands):
+        same = term.is_plain and "".join(term.axes) == names
+        reads.append(x if same else _run(f"{term}->{names}", x, sizes=_only(sizes, names)))
+
+    def pair(a, an, b, bn, kept):
+        return _run(f"{an},{bn}->{kept}", a, b), kept
+
+    def unary(a, an, kept):
+        return a if an == kept else _run(f"{an}->{kept}", a)
+
+    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary)
+    if str(spec.output) != plan.target:
+        core = _run(f"{plan.target}->{spec.output}", core,
+                    sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
+    if reduce == "mean" and plan.count != 1:
+        core = core * np.asarray(1 / plan.count, dtype=core.dtype)
+    return core
+
+
+def _only(sizes: Mapping[str, int], names) -> dict[str, int]:
+    names = set(names)
+    return {k: v for k, v in sizes.items() if k in names}
+
+
+def backward_specs(spec: str | Spec, *shapes: Sequence[int],
+                   sizes: Mapping[str, int] | None = None) -> tuple[str, ...]:
+    """The derived backward spec of every operand, as text.
+
+    Parameters
+    ----------
+    spec : str
+    *shapes : one shape per operand
+        Needed to resolve ``...`` and size-1 broadcasting; with neither in
+        the spec they only validate.
+    sizes : mapping, optional
+        As for :func:`einsum`.
+
+    Returns
+    -------
+    tuple of str
+        Operand ``i``'s backward spec: the output's term takes the place of
+        operand ``i`` and operand ``i``'s term becomes the output.
+
+    Examples
+    --------
+    >>> backward_specs("bnmd,nmdk->bk", (2, 3, 3, 4), (3, 3, 4, 5))
+    ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
+    """
+    parsed = _as_spec(spec)
+    if len(shapes) != len(parsed.inputs):
+        raise SpecError(f"spec has {len(parsed.inputs)} operand(s) but {len(shapes)} "
+                        f"shape(s) were given", str(parsed))
+    bound = bind(parsed, shapes, sizes)
+    source = parsed if _ellipsis_transposes_exactly(parsed, bound) else bound.spec
+    return tuple(str(transpose(source, i)) for i in range(len(parsed.inputs)))
+
+
+def _ellipsis_transposes_exactly(parsed: Spec, bound: Bound) -> bool:
+    """True when ``...`` can stay in the backward specs: every operand with an
+    ellipsis covers all its axes, the output keeps them, nothing broadcasts."""
+    if not parsed.has_ellipsis or not parsed.output.has_ellipsis:
+        return False
+    counts = {len(shape) - len(term.axes) + 1
+              for term, shape in zip(parsed.inputs, bound.in_shapes) if term.has_ellipsis}
+    extra = bound.spec.indices() - parsed.indices()
+    return len(counts) == 1 and len(extra) == counts.pop()

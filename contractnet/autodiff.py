@@ -1,0 +1,351 @@
+"""Reverse-mode differentiation: ``vjp``, ``grad``, ``value_and_grad``.
+
+Backward is a topological sort of the recorded nodes and one loop applying
+local rules from :data:`VJP_RULES`, the single table mapping each primitive
+to its vjp.  A contraction's rule is its transposed spec, executed by the
+engine; every other rule is a line or two of numpy.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import ops
+from .api import contract
+from .bind import bind
+from .engine import execute, make_plan, read_view, reduce_unary
+from .spec import Spec, Term
+from .trace import Node, Primitive, Traced
+from .transpose import transpose
+
+Rule = Callable[..., np.ndarray]
+
+
+# ------------------------------------------------------------------ rules
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` back to ``shape``, undoing numpy broadcasting."""
+    g = np.asarray(g)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0, dtype=g.dtype)
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
+
+
+def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays):
+    """The transposed spec of operand ``argnum - 2``, run by the engine."""
+    i = argnum - 2
+    if reduce == "max":
+        return _max_vjp(g, bound, arrays[0])
+    spec = transpose(bound.spec, i)
+    operands = arrays[:i] + (g,) + arrays[i + 1:]
+    sizes = {k: v for k, v in bound.sizes if k in spec.indices()}
+    back = bind(spec, [np.shape(a) for a in operands], sizes, np.shape(arrays[i]))
+    grad = execute(back, operands)
+    if reduce == "mean":
+        grad = grad * np.asarray(1 / make_plan(bound, reduce).count, dtype=grad.dtype)
+    return grad
+
+
+def _max_vjp(g, bound, x):
+    """Route each output's cotangent to the (first) element its max selected."""
+    plan = make_plan(bound, "max")
+    sizes = bound.size_map
+    view, names = read_view(bound.spec.inputs[0], x, sizes)
+    reduced = "".join(n for n in names if n not in plan.target)
+    order = plan.target + reduced
+    block = view.transpose([names.index(n) for n in order])
+    flat = block.reshape(block.shape[:len(plan.target)] + (-1,))
+    g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
+    g_core = reduce_unary(g_view, g_names, plan.target, "sum")
+    routed = np.zeros(flat.shape, dtype=np.result_type(g_core, x))
+    np.put_along_axis(routed, flat.argmax(axis=-1)[..., None], g_core[..., None], axis=-1)
+    routed = routed.reshape(block.shape)
+    scatter = Spec((Term(tuple(order)),), bound.spec.inputs[0])
+    back = bind(scatter, [routed.shape], {k: sizes[k] for k in order}, x.shape)
+    return execute(back, [routed])
+
+
+def _expand(g, x, axis, keepdims):
+    """Bring a reduction's cotangent back to the reduced operand's rank."""
+    if keepdims:
+        return g
+    nd = np.ndim(x)
+    axes = set(range(nd)) if axis is None else {int(a) % nd for a in np.atleast_1d(axis)}
+    return np.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(np.shape(x))))
+
+
+def _max_rule(argnum, g, ans, x, axis=None, keepdims=False):
+    ans = _expand(ans, x, axis, keepdims)
+    hit = (np.asarray(x) == ans)
+    share = hit / hit.sum(axis=ops._axis(axis), keepdims=True, dtype=np.asarray(x).dtype)
+    return _expand(g, x, axis, keepdims) * share
+
+
+def _logsumexp_rule(argnum, g, ans, x, axis=None, keepdims=False):
+    return _expand(g, x, axis, keepdims) * np.exp(x - _expand(ans, x, axis, keepdims))
+
+
+def _getitem_rule(argnum, g, ans, x, index):
+    out = np.zeros(np.shape(x), dtype=np.asarray(g).dtype)
+    np.add.at(out, index, g)
+    return out
+
+
+def _pad_rule(argnum, g, ans, x, pad_width):
+    widths = np.broadcast_to(np.asarray(pad_width), (np.ndim(x), 2))
+    return g[tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, np.shape(x)))]
+
+
+def _power_rule(argnum, g, ans, a, b):
+    if argnum == 0:
+        return unbroadcast(g * b * np.power(a, b - 1), np.shape(a))
+    safe = np.where(np.asarray(a) > 0, a, 1)
+    return unbroadcast(g * ans * np.log(safe) * (np.asarray(a) > 0), np.shape(b))
+
+
+def _sides(left: Callable, right: Callable) -> Rule:
+    """A rule for a binary broadcasting op from its two local derivatives."""
+    def rule(argnum, g, ans, a, b):
+        local = (left if argnum == 0 else right)(g, ans, a, b)
+        return unbroadcast(local, np.shape(a if argnum == 0 else b))
+    return rule
+
+
+VJP_RULES: dict[Primitive, Rule] = {
+    contract: _contract_vjp,
+    ops.add: _sides(lambda g, y, a, b: g, lambda g, y, a, b: g),
+    ops.subtract: _sides(lambda g, y, a, b: g, lambda g, y, a, b: -g),
+    ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),
+    ops.divide: _sides(lambda g, y, a, b: g / b, lambda g, y, a, b: -g * y / b),
+    ops.maximum: _sides(lambda g, y, a, b: g * (a >= b), lambda g, y, a, b: g * (a < b)),
+    ops._where: lambda n, g, y, c, a, b: unbroadcast(
+        np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),
+    ops.power: _power_rule,
+    ops.negative: lambda n, g, y, a: -g,
+    ops.exp: lambda n, g, y, a: g * y,
+    ops.log: lambda n, g, y, a: g / a,
+    ops.tanh: lambda n, g, y, a: g * (1 - y * y),
+    ops.sigmoid: lambda n, g, y, a: g * y * (1 - y),
+    ops.relu: lambda n, g, y, a: g * (np.asarray(a) > 0),
+    ops.sum: lambda n, g, y, x, axis=None, keepdims=False: np.broadcast_to(
+        _expand(g, x, axis, keepdims), np.shape(x)),
+    ops.max: _max_rule,
+    ops.logsumexp: _logsumexp_rule,
+    ops.reshape: lambda n, g, y, x, shape: np.reshape(g, np.shape(x)),
+    ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
+        g, None if axes is None else np.argsort(axes)),
+    ops.pad: _pad_rule,
+    ops.getitem: _getitem_rule,
+}
+
+
+# ------------------------------------------------------------------ backprop
+def _toposort(root: Traced) -> list[Traced]:
+    """Traced values reachable from ``root``, every value after its parents."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        value, expanded = stack.pop()
+        if expanded:
+            order.append(value)
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        stack.append((value, True))
+        if value.node is not None:
+            stack.extend((p, False) for _, p in value.node.parents if id(p) not in seen)
+    return order
+
+
+def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
+    """Gradients of every traced value under ``root``, keyed by ``id``."""
+    grads: dict[int, np.ndarray] = {id(root): cotangent}
+    for value in reversed(_toposort(root)):
+        node: Node | None = value.node
+        if node is None or id(value) not in grads:
+            continue
+        g = grads.pop(id(value))
+        rule = VJP_RULES.get(node.primitive)
+        if rule is None:
+            raise NotImplementedError(f"no vjp rule for primitive {node.primitive.name}")
+        for argnum, parent in node.parents:
+            contribution = rule(argnum, g, value.value, *node.args, **node.kwargs)
+            previous = grads.get(id(parent))
+            grads[id(parent)] = contribution if previous is None else previous + contribution
+    return grads
+
+
+# ------------------------------------------------------------------ pytrees
+def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
+    """Leaves of nested dicts/lists/tuples and a function rebuilding the tree."""
+    if isinstance(tree, dict):
+        keys = list(tree)
+        parts = [_flatten(tree[k]) for k in keys]
+    elif isinstance(tree, (list, tuple)):
+        keys = None
+        parts = [_flatten(t) for t in tree]
+    else:
+        return [tree], lambda leaves: leaves[0]
+    counts = [len(leaves) for leaves, _ in parts]
+
+    def rebuild(leaves: list):
+        out, start = [], 0
+        for (_, build), n in zip(parts, counts):
+            out.append(build(leaves[start:start + n]))
+            start += n
+        if keys is not None:
+            return dict(zip(keys, out))
+        return type(tree)(out)
+    return [leaf for leaves, _ in parts for leaf in leaves], rebuild
+
+
+def _as_primal(x: Any, where: str) -> np.ndarray:
+    array = np.asarray(x.value if isinstance(x, Traced) else x)
+    if array.dtype.kind not in "fc":
+        raise TypeError(f"{where} has dtype {array.dtype}: only floating-point (or complex) "
+                        f"inputs can be differentiated; cast it, e.g. x.astype(np.float64)")
+    return array
+
+
+def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """Evaluate ``fn(*primals)`` and return its vector-Jacobian product.
+
+    Parameters
+    ----------
+    fn : callable
+        Built from contractnet operations; returns one array.
+    *primals : arrays, or nested dicts/lists/tuples of arrays
+        Floating-point inputs; integer inputs are refused.
+
+    Returns
+    -------
+    out : ndarray
+        ``fn(*primals)``.
+    vjp_fn : callable
+        ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
+        each shaped (and nested) like its primal.
+
+    Raises
+    ------
+    TypeError
+        A primal is not floating point.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> x, w = np.ones((2, 3, 3, 4)), np.ones((3, 3, 4, 5))
+    >>> y, vjp_fn = cn.vjp(lambda x, w: cn.einsum("bnmd,nmdk->bk", x, w), x, w)
+    >>> dx, dw = vjp_fn(np.ones_like(y))
+    >>> dx.shape, dw.shape
+    ((2, 3, 3, 4), (3, 3, 4, 5))
+    """
+    flats = [_flatten(p) for p in primals]
+    leaves = [[Traced(_as_primal(x, f"primal {i}")) for x in flat]
+              for i, (flat, _) in enumerate(flats)]
+    args = [build(ls) for (_, build), ls in zip(flats, leaves)]
+    result = fn(*args)
+    out = result.value if isinstance(result, Traced) else np.asarray(result)
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        cot = np.asarray(cotangent.value if isinstance(cotangent, Traced) else cotangent)
+        if cot.shape != out.shape:
+            raise ValueError(f"cotangent has shape {cot.shape} but the output has "
+                             f"shape {out.shape}")
+        cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
+        grads = backprop(result, cot) if isinstance(result, Traced) else {}
+        return tuple(build([_leaf_grad(grads, leaf) for leaf in ls])
+                     for (_, build), ls in zip(flats, leaves))
+    return out, vjp_fn
+
+
+def _leaf_grad(grads: dict, leaf: Traced) -> np.ndarray:
+    g = grads.get(id(leaf))
+    if g is None:
+        return np.zeros_like(leaf.value)
+    g = np.asarray(g)
+    if g.shape != leaf.value.shape:
+        g = np.broadcast_to(g, leaf.value.shape)
+    return np.array(g, dtype=np.result_type(g.dtype, leaf.value.dtype), copy=True) \
+        if not g.flags.writeable or g.base is not None else g
+
+
+def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """``fn`` returning ``(fn(*args), gradient)`` for a scalar-valued ``fn``.
+
+    The gradient is for ``args[argnums]`` (a tuple of gradients when
+    ``argnums`` is a tuple); other arguments are held constant.
+    """
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+
+    def wrapped(*args: Any, **kwargs: Any):
+        for n in nums:
+            if not -len(args) <= n < len(args):
+                raise ValueError(f"argnums {n} is out of range for {len(args)} argument(s)")
+
+        def inner(*diff):
+            full = list(args)
+            for n, d in zip(nums, diff):
+                full[n] = d
+            return fn(*full, **kwargs)
+        out, vjp_fn = vjp(inner, *(args[n] for n in nums))
+        if np.size(out) != 1:
+            raise ValueError(f"grad needs a function with one output value, got shape "
+                             f"{np.shape(out)}; use vjp for non-scalar outputs")
+        grads = vjp_fn(np.ones_like(out))
+        return out, (grads[0] if single else grads)
+    return wrapped
+
+
+def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The gradient of a scalar-valued ``fn`` with respect to ``args[argnums]``.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> cn.grad(lambda x: cn.einsum("i,i->", x, x))(np.array([1.0, 2.0]))
+    array([2., 4.])
+    """
+    value_and_grad_fn = value_and_grad(fn, argnums)
+    return lambda *args, **kwargs: value_and_grad_fn(*args, **kwargs)[1]
+
+
+def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
+                atol: float = 1e-8, trials: int = 3, seed: int = 0) -> None:
+    """Compare ``vjp`` with central finite differences.
+
+    For random directions ``v`` and cotangents ``u`` checks
+    ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps> == <vjp(u), v>``.  Primals
+    are promoted to float64 so that the differences are accurate.
+
+    Raises
+    ------
+    AssertionError
+        With both numbers, when they differ by more than the tolerance.
+    """
+    rng = np.random.default_rng(seed)
+    flats = [_flatten(p) for p in primals]
+    xs = [[np.asarray(_as_primal(x, f"primal {i}"), dtype=np.result_type(x, np.float64))
+           for x in flat] for i, (flat, _) in enumerate(flats)]
+    build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
+    out, vjp_fn = vjp(fn, *build(xs))
+    for trial in range(trials):
+        vs = [[rng.standard_normal(x.shape).astype(x.dtype) for x in ls] for ls in xs]
+        u = rng.standard_normal(np.shape(out)).astype(np.result_type(out, np.float64))
+        plus = [[x + eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
+        minus = [[x - eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
+        f_plus = np.asarray(_plain(fn(*build(plus))))
+        f_minus = np.asarray(_plain(fn(*build(minus))))
+        numeric = float(np.sum(u * (f_plus - f_minus)) / (2 * eps))
+        grads = vjp_fn(u)
+        analytic = float(sum(np.sum(g * v) for (flat, _), gt, lv in zip(flats, grads, vs)
+                             for g, v in zip(_flatten(gt)[0], lv)))
+        if not np.isclose(analytic, numeric, rtol=rtol, atol=atol):
+            raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "
+                                 f"<vjp(u), v> = {analytic!r}, finite difference = "
+                                 f"{numeric!r}, difference {abs(analytic - numeric):.3g}")
+
+
+def _plain(x: Any) -> Any:
+    return x.value if isinstance(x, Traced) else x

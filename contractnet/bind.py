@@ -1,0 +1,285 @@
+"""Bind a :class:`~contractnet.spec.Spec` to operand shapes.
+
+Binding resolves everything that depends on shapes and nothing else: it
+expands ``...`` into fresh index letters, gives every index its size, renames
+axes that broadcast from size 1 to private indices (so that the gradient sums
+back to size 1 without a special case), and fixes the extent of every window.
+The result, :class:`Bound`, is concrete: no ellipsis, every size known.
+It is pure shape logic, hashable, and the key of the engine's plan cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Mapping, Sequence
+
+from .spec import ELLIPSIS, Axis, Spec, SpecError, Term, Window
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A concrete spec with the size of every index and of every axis."""
+
+    spec: Spec
+    sizes: tuple[tuple[str, int], ...]
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+
+    def size(self, name: str) -> int:
+        return dict(self.sizes)[name]
+
+    @property
+    def size_map(self) -> dict[str, int]:
+        return dict(self.sizes)
+
+
+def fresh_letters(used: set[str]) -> Iterator[str]:
+    """Index letters not in ``used``: uppercase first, then lowercase, then beyond ASCII."""
+    ascii_letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    ascii_letters += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    for ch in ascii_letters:
+        if ch not in used:
+            yield ch
+    code = 192
+    while True:
+        ch = chr(code)
+        if ch.isalpha() and len(ch.lower()) == 1 and ch not in used:
+            yield ch
+        code += 1
+
+
+def _axis_positions(spec: Spec) -> list[list[int]]:
+    """Column of each axis of each input term in ``str(spec)`` (for carets)."""
+    positions, offset = [], 0
+    for term in spec.inputs:
+        cols, col = [], offset
+        for axis in term.axes:
+            cols.append(col)
+            col += len(str(axis))
+        positions.append(cols)
+        offset += len(str(term)) + 1
+    return positions
+
+
+def _expand_ellipsis(spec: Spec, shapes: Sequence[Shape]) -> tuple[Spec, list[list[int]]]:
+    """Replace ``...`` by fresh letters; check every operand's rank."""
+    text, cols = str(spec), _axis_positions(spec)
+    n_ell, counts = 0, []
+    for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        explicit = len(term.axes) - term.has_ellipsis
+        if len(shape) < explicit or (not term.has_ellipsis and len(shape) != explicit):
+            want = f"at least {explicit}" if term.has_ellipsis else str(explicit)
+            start = cols[i][0] if cols[i] else sum(len(str(t)) + 1 for t in spec.inputs[:i])
+            raise SpecError(f"operand {i} has rank {len(shape)} (shape {tuple(shape)}) "
+                            f"but its term '{term}' needs rank {want}", text, start)
+        counts.append(len(shape) - explicit)
+        n_ell = max(n_ell, counts[-1] if term.has_ellipsis else 0)
+    if not spec.has_ellipsis:
+        return spec, cols
+    letters = []
+    for ch in fresh_letters(spec.indices()):
+        if len(letters) == n_ell:
+            break
+        letters.append(ch)
+    new_inputs, new_cols = [], []
+    for term, k, col in zip(spec.inputs, counts, cols):
+        axes, c = [], []
+        for axis, pos in zip(term.axes, col):
+            fill = letters[n_ell - k:] if axis == ELLIPSIS else [axis]
+            axes.extend(fill)
+            c.extend([pos] * len(fill))
+        new_inputs.append(Term(tuple(axes)))
+        new_cols.append(c)
+    out_axes: list[Axis] = []
+    for axis in spec.output.axes:
+        out_axes.extend(letters if axis == ELLIPSIS else [axis])
+    return Spec(tuple(new_inputs), Term(tuple(out_axes))), new_cols
+
+
+def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str):
+    """Sizes of indices on plain axes; an axis of size 1 may broadcast."""
+    sizes = dict(given)
+    seen: dict[str, tuple[int, int]] = {}  # name -> (size, operand) of its largest axis
+    for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        for axis, n, col in zip(term.axes, shape, cols[i]):
+            if isinstance(axis, Window):
+                continue
+            if axis in given:
+                if n not in (1, given[axis]):
+                    raise SpecError(f"index '{axis}' has size {n} in operand {i} "
+                                    f"but sizes= gives {given[axis]}", text, col)
+                continue
+            size0, op0 = seen.get(axis, (n, i))
+            if n != size0 and 1 not in (n, size0):
+                raise SpecError(f"index '{axis}' has size {size0} in operand {op0} "
+                                f"but {n} in operand {i}", text, col)
+            if axis not in seen or size0 == 1:
+                seen[axis] = (n, i)
+    sizes.update({name: n for name, (n, _) in seen.items()})
+    return sizes
+
+
+def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols) -> Spec:
+    """Give each axis of size 1 whose index is larger elsewhere a private index."""
+    fresh = fresh_letters(spec.indices() | set(sizes))
+    inputs = []
+    for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        axes = list(term.axes)
+        for j, (axis, n) in enumerate(zip(term.axes, shape)):
+            if isinstance(axis, Window) or n == sizes[axis]:
+                continue
+            if term.axes.count(axis) > 1:
+                raise SpecError(f"index '{axis}' is repeated in operand {i} and cannot "
+                                f"broadcast from size 1 to {sizes[axis]}", text, cols[i][j])
+            axes[j] = next(fresh)
+            sizes[axes[j]] = 1
+        inputs.append(Term(tuple(axes)))
+    return Spec(tuple(inputs), spec.output)
+
+
+def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int], text: str) -> None:
+    """Sizes of window indices: inner from elsewhere, outer from the axis length."""
+    extents: dict[str, list[tuple[int, int, Window, int, int]]] = {}
+    for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        for axis, length, col in zip(term.axes, shape, cols[i]):
+            if not isinstance(axis, Window):
+                continue
+            if axis.inner not in sizes:
+                raise SpecError(f"window index '{axis.inner}' in {axis} has no size: it "
+                                f"appears in no other operand; give sizes={{'{axis.inner}': n}}",
+                                text, col)
+            extent = axis.outer_extent(length, sizes[axis.inner])
+            if axis.outer in sizes:
+                span = axis.span(sizes[axis.outer], sizes[axis.inner])
+                if span > length:
+                    raise SpecError(f"window {axis} spans {span} positions for "
+                                    f"'{axis.outer}'={sizes[axis.outer]}, '{axis.inner}'="
+                                    f"{sizes[axis.inner]}, but axis {axis} of operand {i} "
+                                    f"has length {length}", text, col)
+                continue
+            if extent < 1:
+                raise SpecError(f"window {axis} with '{axis.inner}'={sizes[axis.inner]} "
+                                f"does not fit axis of length {length} in operand {i}",
+                                text, col)
+            extents.setdefault(axis.outer, []).append((extent, i, axis, length, col))
+    for name, found in extents.items():
+        sizes[name] = min(e for e, *_ in found)
+
+
+def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
+    """Sizes of the output's axes, from inputs, ``sizes=`` or ``out_shape``."""
+    out_col = len(text) - len(str(spec.output))
+    axes = spec.output.axes
+    if out_shape is not None and len(out_shape) != len(axes):
+        raise SpecError(f"output term '{spec.output}' has rank {len(axes)} but the "
+                        f"requested output shape is {tuple(out_shape)}", text, out_col)
+    shape = []
+    for j, axis in enumerate(axes):
+        wanted = None if out_shape is None else int(out_shape[j])
+        if isinstance(axis, Window):
+            for name in (axis.outer, axis.inner):
+                if name not in sizes:
+                    raise SpecError(f"index '{name}' of output window {axis} appears in no "
+                                    f"operand; give sizes={{'{name}': n}}", text, out_col)
+            span = axis.span(sizes[axis.outer], sizes[axis.inner])
+            length = wanted or given_windows.get(str(axis), span)
+            if length < span:
+                raise SpecError(f"output window {axis} needs length >= {span}, "
+                                f"got {length}", text, out_col)
+            shape.append(length)
+            continue
+        if axis not in sizes:
+            if wanted is None:
+                raise SpecError(f"output index '{axis}' appears in no operand; "
+                                f"give its size with sizes={{'{axis}': n}}", text, out_col)
+            sizes[axis] = wanted
+        if wanted is not None and wanted != sizes[axis]:
+            raise SpecError(f"output index '{axis}' has size {sizes[axis]} but the requested "
+                            f"output shape has {wanted}", text, out_col)
+        shape.append(sizes[axis])
+    return tuple(shape)
+
+
+def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
+    """Check ``sizes=``: letters of the spec or window groups, positive ints."""
+    letters, windows = {}, {}
+    names = spec.indices()
+    window_names = {str(w): str(w) for t in spec.inputs + (spec.output,) for w in t.windows}
+    window_names.update({k[1:-1]: k for k in list(window_names)})
+    for key, value in (sizes or {}).items():
+        if not isinstance(value, (int,)) and not hasattr(value, "__index__"):
+            raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text)
+        value = int(value)
+        if value < 0:
+            raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {value}", text)
+        if key in names:
+            letters[key] = value
+        elif key in window_names:
+            windows[window_names[key]] = value
+        else:
+            raise SpecError(f"sizes= names {key!r}, which is not an index of the spec", text)
+    return letters, windows
+
+
+def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] | None = None,
+         out_shape: Sequence[int] | None = None) -> Bound:
+    """Resolve ``spec`` against operand shapes (cached; see :func:`bind_uncached`)."""
+    key_sizes = None if sizes is None else tuple(sorted((k, v) for k, v in sizes.items()))
+    try:
+        key_shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        key_out = None if out_shape is None else tuple(int(n) for n in out_shape)
+        hash(key_sizes)
+    except TypeError:
+        return bind_uncached(spec, shapes, sizes, out_shape)
+    return _bind_cached(spec, key_shapes, key_sizes, key_out)
+
+
+@lru_cache(maxsize=4096)
+def _bind_cached(spec, shapes, sizes, out_shape) -> Bound:
+    return bind_uncached(spec, shapes, None if sizes is None else dict(sizes), out_shape)
+
+
+def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
+                  sizes: Mapping[str, int] | None = None,
+                  out_shape: Sequence[int] | None = None) -> Bound:
+    """Resolve ``spec`` against operand shapes.
+
+    Parameters
+    ----------
+    spec : Spec
+    shapes : sequence of shapes, one per input term
+    sizes : mapping, optional
+        Sizes of indices that no operand fixes (output-only indices, window
+        sizes), keyed by letter, or by a window group such as ``"2h+u"``.
+    out_shape : shape, optional
+        The exact output shape wanted (used by derived backward specs).
+
+    Returns
+    -------
+    Bound
+
+    Raises
+    ------
+    SpecError
+        Wrong operand count, rank, conflicting sizes, windows that do not fit.
+    """
+    text = str(spec)
+    shapes = [tuple(int(n) for n in s) for s in shapes]
+    if len(shapes) != len(spec.inputs):
+        raise SpecError(f"spec has {len(spec.inputs)} operand(s) but {len(shapes)} "
+                        f"array(s) were given", text)
+    letters, given_windows = _split_given(spec, sizes, text)
+    concrete, cols = _expand_ellipsis(spec, shapes)
+    if out_shape is not None and len(out_shape) == len(concrete.output.axes):
+        for axis, n in zip(concrete.output.axes, out_shape):
+            if isinstance(axis, str):
+                letters.setdefault(axis, int(n))
+    size_map = _plain_sizes(concrete, shapes, cols, letters, text)
+    concrete = _rename_broadcast_axes(concrete, shapes, size_map, text, cols)
+    _window_sizes(concrete, shapes, cols, size_map, text)
+    shape = _output_sizes(concrete, size_map, given_windows, out_shape, text)
+    used = concrete.indices()
+    return Bound(concrete, tuple(sorted((k, v) for k, v in size_map.items() if k in used)),
+                 tuple(shapes), shape)

@@ -1,0 +1,41 @@
+"""The ``contractnet`` command: ``bench``, ``explain`` and ``train``.
+
+Each subcommand lives in its own module, which supplies
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+SUBCOMMANDS = {
+    "bench": ("contractnet.bench", "compare flatten+matmul with the contraction head"),
+    "explain": ("contractnet.explain", "show a spec's indices, path and backward specs"),
+    "train": ("contractnet.train", "train the small CNN on scikit-learn's digits"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contractnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(sp)
+        sp.set_defaults(module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args.module).run(args) or 0)
+    except ValueError as exc:  # bad specs, shapes and parameters: no traceback
+        print(f"contractnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,374 @@
+"""Execute a bound spec on arrays.
+
+Execution has three stages, each one general mechanism:
+
+1. **Read** every operand as a plain term (unique indices): a window becomes
+   two axes and a repeated index one diagonal axis, both as strided views of
+   the operand (no copy).
+2. **Contract** the plain terms to the output's indices: one operand is a
+   reduction; two operands go to the pair planner, which turns a contraction
+   that is a matrix product after grouping axes into one BLAS call on reshaped
+   views; three or more run pairwise along opt_einsum's path.
+3. **Write** the result into the output term: a permutation when the output
+   is plain, otherwise a strided view of a zeroed output that takes repeated
+   indices (diagonals), indices found in no operand (broadcast) and windows
+   (scatter-add, one strided add per window offset).
+
+Plans are cached on the bound spec; the engine never edits a Spec.  Array
+calls that allocate or contract go through :data:`backend`, the one seam to
+another array library.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Sequence
+
+import numpy as np
+import opt_einsum
+
+from .bind import Bound, bind
+from .spec import Spec, SpecError, Term, Window, parse
+
+REDUCTIONS = ("sum", "mean", "max")
+
+
+class MemoryBudgetError(ValueError):
+    """A contraction would allocate more than the memory budget allows."""
+
+
+class NumpyBackend:
+    """The array calls the engine makes; swap this object to run elsewhere."""
+
+    zeros = staticmethod(np.zeros)
+    matmul = staticmethod(np.matmul)
+    einsum = staticmethod(np.einsum)
+    as_strided = staticmethod(np.lib.stride_tricks.as_strided)
+
+
+backend = NumpyBackend()
+
+
+# ------------------------------------------------------------------ budget
+def _default_budget() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return total // 2
+
+
+_budget = [_default_budget()]
+
+
+def set_memory_budget(nbytes: int | None) -> int:
+    """Set the largest array (bytes) one contraction may allocate.
+
+    ``None`` restores the default, half of physical memory.  Returns the
+    previous budget.
+    """
+    if nbytes is not None and (not isinstance(nbytes, (int, np.integer)) or nbytes <= 0):
+        raise ValueError(f"memory budget must be a positive number of bytes, got {nbytes!r}")
+    previous = _budget[0]
+    _budget[0] = _default_budget() if nbytes is None else int(nbytes)
+    return previous
+
+
+@contextlib.contextmanager
+def memory_budget(nbytes: int) -> Iterator[None]:
+    """Temporarily limit the bytes one contraction may allocate."""
+    previous = set_memory_budget(nbytes)
+    try:
+        yield
+    finally:
+        _budget[0] = previous
+
+
+def _check_budget(plan: "Plan", itemsize: int) -> None:
+    needed = plan.peak_elements * itemsize
+    if needed > _budget[0]:
+        raise MemoryBudgetError(
+            f"contraction '{plan.bound.spec}' would allocate an array of {needed:,} bytes "
+            f"(sizes {dict(plan.bound.sizes)}), more than the memory budget of "
+            f"{_budget[0]:,} bytes; check the spec, or raise the budget with "
+            f"contractnet.set_memory_budget")
+
+
+# ------------------------------------------------------------------ reading
+def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.ndarray, str]:
+    """View ``array`` as a plain term: windows split, repeated indices merged.
+
+    Returns the view and its index names (one letter per axis, all distinct).
+    A plain term returns ``array`` itself.
+    """
+    if term.is_plain:
+        return array, "".join(term.axes)
+    dims: dict[str, list[int]] = {}
+    for axis, stride in zip(term.axes, array.strides):
+        parts = ([(axis.outer, axis.stride * stride), (axis.inner, axis.dilation * stride)]
+                 if isinstance(axis, Window) else [(axis, stride)])
+        for name, step in parts:
+            if name in dims:
+                dims[name][1] += step
+            else:
+                dims[name] = [sizes[name], step]
+    shape = tuple(size for size, _ in dims.values())
+    strides = tuple(step for _, step in dims.values())
+    view = backend.as_strided(array, shape, strides, writeable=False)
+    return view, "".join(dims)
+
+
+# ------------------------------------------------------------------ writing
+def write_output(core: np.ndarray, names: str, term: Term, out_shape, sizes) -> np.ndarray:
+    """Place ``core`` (plain, indices ``names``) into the output ``term``."""
+    if term.is_plain and sorted(term.axes) == sorted(names):
+        return core.transpose([names.index(a) for a in term.axes])
+    out = backend.zeros(out_shape, dtype=core.dtype)
+    loop = [w.inner for w in term.windows]
+    loop = list(dict.fromkeys(loop))
+    flat = out.reshape(-1)
+    for values in itertools.product(*(range(sizes[n]) for n in loop)):
+        fixed = dict(zip(loop, values))
+        view, view_names = _output_view(flat, out, term, fixed, sizes)
+        part = core[tuple(fixed.get(n, slice(None)) for n in names)]
+        part_names = "".join(n for n in names if n not in fixed)
+        view += _align(part, part_names, view_names)
+    return out
+
+
+def _output_view(flat, out, term: Term, fixed: dict[str, int], sizes):
+    """Writable strided view of ``out`` over the output's free indices."""
+    dims: dict[str, list[int]] = {}
+    offset = 0
+    item = out.itemsize
+    for axis, stride in zip(term.axes, out.strides):
+        parts = ([(axis.outer, axis.stride * stride), (axis.inner, axis.dilation * stride)]
+                 if isinstance(axis, Window) else [(axis, stride)])
+        for name, step in parts:
+            if name in fixed:
+                offset += fixed[name] * step
+            elif name in dims:
+                dims[name][1] += step
+            else:
+                dims[name] = [sizes[name], step]
+    base = flat[offset // item:]
+    shape = tuple(size for size, _ in dims.values())
+    strides = tuple(step for _, step in dims.values())
+    return backend.as_strided(base, shape, strides), "".join(dims)
+
+
+def _align(part: np.ndarray, names: str, target: str) -> np.ndarray:
+    """Permute ``part`` to ``target`` order, adding size-1 axes it lacks."""
+    order = [names.index(n) for n in target if n in names]
+    moved = part.transpose(order)
+    shape, it = [], iter(moved.shape)
+    for n in target:
+        shape.append(next(it) if n in names else 1)
+    return moved.reshape(shape)
+
+
+# ------------------------------------------------------------------ contracting
+def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.ndarray:
+    """Reduce one plain operand over the indices not in ``target``."""
+    axes = tuple(i for i, n in enumerate(names) if n not in target)
+    if axes:
+        kept = "".join(n for n in names if n in target)
+        if reduce == "max":
+            view = view.max(axis=axes)
+        else:
+            view = view.sum(axis=axes, dtype=view.dtype)
+        names = kept
+    return view.transpose([names.index(n) for n in target])
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """How to run a two-operand contraction of plain terms."""
+
+    sum_a: tuple[int, ...]
+    sum_b: tuple[int, ...]
+    perm_a: tuple[int, ...]
+    perm_b: tuple[int, ...]
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    result_shape: tuple[int, ...]
+    result_names: str
+    einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
+
+
+def _ascii_equation(terms: Sequence[str], out: str) -> str:
+    """numpy.einsum only takes ASCII letters; rename the indices in order."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    names = list(dict.fromkeys("".join(terms) + out))
+    if len(names) > len(letters):
+        raise SpecError(f"a pairwise contraction uses {len(names)} indices; at most "
+                        f"{len(letters)} are supported")
+    table = {n: letters[i] for i, n in enumerate(names)}
+    tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
+    return ",".join(tr(t) for t in terms) + "->" + tr(out)
+
+
+@lru_cache(maxsize=2048)
+def plan_pair(an: str, ashape: tuple, bn: str, bshape: tuple, keep: str) -> PairPlan:
+    """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
+
+    Indices found in one operand only and not kept are summed first; the rest
+    are batch (both operands, kept), contracted (both, not kept), left (first
+    operand only) and right (second only).  The contracted order follows the
+    larger operand, so that its reshape is free.
+    """
+    size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
+    sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
+    sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
+    a2 = "".join(n for i, n in enumerate(an) if i not in sum_a)
+    b2 = "".join(n for i, n in enumerate(bn) if i not in sum_b)
+    batch = [n for n in a2 if n in b2 and n in keep]
+    summed = [n for n in a2 if n in b2 and n not in keep]
+    if math.prod(bshape) > math.prod(ashape):
+        summed = [n for n in b2 if n in summed]
+    left = [n for n in a2 if n not in b2]
+    right = [n for n in b2 if n not in a2]
+    bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
+    result = "".join(batch + left + right)
+    eq = _ascii_equation([a2, b2], result) if bt > 1 and m * n_ * k < 512 else None
+    lead = (bt,) if batch else ()
+    return PairPlan(sum_a, sum_b,
+                    tuple(a2.index(i) for i in batch + left + summed),
+                    tuple(b2.index(i) for i in batch + summed + right),
+                    lead + (m, k), lead + (k, n_),
+                    tuple(size[i] for i in result), result, eq)
+
+
+def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
+    """Contract two plain operands; returns the result and its index names."""
+    plan = plan_pair(an, a.shape, bn, b.shape, keep)
+    if plan.sum_a:
+        a = a.sum(axis=plan.sum_a, dtype=a.dtype)
+    if plan.sum_b:
+        b = b.sum(axis=plan.sum_b, dtype=b.dtype)
+    if plan.einsum_eq is not None:
+        return backend.einsum(plan.einsum_eq, a, b), plan.result_names
+    a2 = a.transpose(plan.perm_a).reshape(plan.shape_a)
+    b2 = b.transpose(plan.perm_b).reshape(plan.shape_b)
+    return backend.matmul(a2, b2).reshape(plan.result_shape), plan.result_names
+
+
+@lru_cache(maxsize=512)
+def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
+    """opt_einsum's pairwise path for plain terms.
+
+    Returns ``(steps, largest)``: each step is ``(positions, kept)``: pop the
+    operands at ``positions`` (descending) from the current list, contract
+    them keeping the indices ``kept``, append the result.  ``largest`` is the
+    element count of the largest intermediate.
+    """
+    eq = ",".join(terms) + "->" + target
+    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
+    steps, current = [], list(terms)
+    for positions in path:
+        positions = tuple(sorted(positions, reverse=True))
+        assert len(positions) <= 2, "opt_einsum paths are pairwise"
+        picked = [current.pop(p) for p in positions]
+        rest = "".join(current) + target
+        kept = "".join(dict.fromkeys(n for t in reversed(picked) for n in t if n in rest))
+        steps.append((positions, kept))
+        current.append(kept)
+    return tuple(steps), int(info.largest_intermediate)
+
+
+def run_path(operands: list, names: list[str], target: str, pair, unary):
+    """Contract plain operands along :func:`plan_path`.
+
+    ``pair(a, an, b, bn, kept) -> (array, names)`` and
+    ``unary(a, an, kept) -> array`` do the work, so that the same path runs
+    on arrays (here) and on traced values (autodiff), where every step is a
+    recorded einsum whose vjp is its own transposed spec.
+    """
+    shapes = tuple(tuple(op.shape) for op in operands)
+    steps, _ = plan_path(tuple(names), shapes, target)
+    stack = list(zip(operands, names))
+    for positions, kept in steps:
+        picked = [stack.pop(p) for p in positions]
+        if len(picked) == 1:
+            (a, an), = picked
+            stack.append((unary(a, an, kept), kept))
+        else:
+            (b, bn), (a, an) = picked
+            stack.append(pair(a, an, b, bn, kept))
+    (result, result_names), = stack
+    return unary(result, result_names, target), target
+
+
+# ------------------------------------------------------------------ plans
+@dataclass(frozen=True)
+class Plan:
+    """A bound spec made ready to run: read names, target, cost."""
+
+    bound: Bound
+    reduce: str
+    read_names: tuple[str, ...]
+    target: str          # the output's indices found in some operand, in order
+    count: int           # elements reduced into each output element (for mean)
+    peak_elements: int   # largest array the run allocates
+
+
+def _read_names(term: Term) -> str:
+    names: list[str] = []
+    for name in term.indices():
+        if name not in names:
+            names.append(name)
+    return "".join(names)
+
+
+@lru_cache(maxsize=1024)
+def make_plan(bound: Bound, reduce: str) -> Plan:
+    """Plan the execution of ``bound`` (cached on the bound spec)."""
+    spec, sizes = bound.spec, bound.size_map
+    reads = tuple(_read_names(t) for t in spec.inputs)
+    present = set("".join(reads))
+    target = "".join(n for n in _read_names(spec.output) if n in present)
+    count = math.prod(sizes[n] for n in present - set(target))
+    peak = max([math.prod(bound.out_shape), math.prod(sizes[n] for n in target)]
+               + [math.prod(sizes[n] for n in r) for r, t in zip(reads, spec.inputs)
+                  if t.windows])
+    if len(reads) > 2:
+        shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
+        peak = max(peak, plan_path(reads, shapes, target)[1])
+    return Plan(bound, reduce, reads, target, count, peak)
+
+
+# ------------------------------------------------------------------ execute
+def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> np.ndarray:
+    """Run a bound spec on arrays (already checked against its shapes).
+
+    The result may be a view of an operand (e.g. a pure transpose); the
+    public :func:`contractnet.einsum` copies in that case.
+    """
+    plan = make_plan(bound, reduce)
+    dtype = np.result_type(*arrays) if arrays else np.float64
+    _check_budget(plan, np.dtype(dtype).itemsize)
+    sizes = bound.size_map
+    views = [read_view(t, a, sizes)[0] for t, a in zip(bound.spec.inputs, arrays)]
+    if len(views) == 1:
+        core = reduce_unary(views[0], plan.read_names[0], plan.target, reduce)
+    elif len(views) == 2:
+        core, names = contract_pair(views[0], plan.read_names[0], views[1],
+                                    plan.read_names[1], plan.target)
+        core = reduce_unary(core, names, plan.target, "sum")
+    else:
+        unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
+        core, _ = run_path(views, list(plan.read_names), plan.target, contract_pair, unary)
+    if reduce == "mean" and plan.count != 1:
+        core = core * np.asarray(1 / plan.count, dtype=core.dtype)
+    return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)
+
+
+def run(spec: Spec | str, *arrays, sizes=None, out_shape=None, reduce: str = "sum"):
+    """Parse, bind and execute in one call (no tracing, no input checks)."""
+    spec = parse(spec) if isinstance(spec, str) else spec
+    bound = bind(spec, [a.shape for a in arrays], sizes, out_shape)
+    return execute(bound, arrays, reduce)

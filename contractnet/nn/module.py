@@ -1,0 +1,254 @@
+"""The :class:`Module` base class, :class:`Sequential`, and the training-step helper.
+
+A module owns its parameters as a flat dict ``name -> ndarray`` and computes
+with whatever dict it is handed.  That split is what makes a training step
+one call to :func:`contractnet.value_and_grad`: the loss is an ordinary
+function of the parameter dict, so the same ``forward`` runs on the module's
+own arrays (``model(x)``) and on traced copies of them
+(``model.apply(params, x)`` inside :func:`loss_and_grads`)::
+
+    params = model.parameters()                 # live arrays, shared with model
+    opt = cn.optim.Adam(params, lr=1e-2)
+
+    def loss_fn(params, x, y):
+        return cn.nn.softmax_cross_entropy(model.apply(params, x), y)
+
+    loss, grads = cn.nn.loss_and_grads(loss_fn, params, x, y)
+    opt.step(grads)                             # updates the arrays in place
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+import contractnet as cn
+
+from . import serialization
+
+Params = Mapping[str, Any]
+
+
+class Module:
+    """Base class: parameters by name, a functional ``forward``, save and load.
+
+    Subclasses call ``super().__init__()``, register arrays with
+    :meth:`add_parameter` and sub-modules with :meth:`add_module`, and
+    implement ``forward(params, x)`` reading their parameters from ``params``
+    by local name (never from ``self``), so that gradients can flow through.
+    """
+
+    def __init__(self) -> None:
+        self._params: dict[str, np.ndarray] = {}
+        self._children: dict[str, Module] = {}
+
+    # ------------------------------------------------------------ registry
+    def add_parameter(self, name: str, array: np.ndarray) -> np.ndarray:
+        """Register ``array`` under ``name``; returns it."""
+        if not name or "." in name or name in self._params or name in self._children:
+            raise ValueError(f"parameter name {name!r} is empty, dotted or already used")
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"parameter {name!r} must be a floating ndarray")
+        self._params[name] = array
+        return array
+
+    def add_module(self, name: str, module: Module) -> Module:
+        """Register a sub-module; its parameters appear as ``name.<param>``."""
+        if not name or "." in name or name in self._params or name in self._children:
+            raise ValueError(f"module name {name!r} is empty, dotted or already used")
+        if not isinstance(module, Module):
+            raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}")
+        self._children[name] = module
+        return module
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(dotted name, array)`` for every parameter, children included."""
+        yield from self._params.items()
+        for child_name, child in self._children.items():
+            for name, array in child.named_parameters():
+                yield f"{child_name}.{name}", array
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The parameters as a new dict of the live arrays (not copies).
+
+        Optimizers update these arrays in place, so the module sees each step.
+        """
+        return dict(self.named_parameters())
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        return sum(a.size for _, a in self.named_parameters())
+
+    # ------------------------------------------------------------- compute
+    def forward(self, params: Params, x: Any) -> Any:
+        """Compute the output from ``params`` (local names) and input ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def apply(self, params: Params, x: Any) -> Any:
+        """Run the module with ``params`` instead of its own arrays.
+
+        Parameters
+        ----------
+        params : mapping of str to array or Traced
+            Exactly the names of :meth:`parameters`, with the same shapes.
+        x : ndarray or Traced
+            The input.
+
+        Returns
+        -------
+        ndarray or Traced
+
+        Raises
+        ------
+        ValueError
+            If a name is missing or unexpected, or a shape differs.
+        """
+        check_parameters(self, params)
+        return self.forward(params, x)
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(self.parameters(), x)
+
+    def child_params(self, params: Params, name: str) -> dict[str, Any]:
+        """The entries of ``params`` that belong to child ``name``, renamed locally."""
+        prefix = name + "."
+        return {local: params[prefix + local] for local, _ in self._children[name].named_parameters()}
+
+    # -------------------------------------------------------------- values
+    def set_parameters(self, params: Params) -> None:
+        """Copy ``params`` into the module's arrays (in place), all or nothing.
+
+        Raises
+        ------
+        ValueError
+            If the names, shapes or dtypes differ from the module's.
+        """
+        check_parameters(self, params, dtypes=True)
+        for name, array in self.named_parameters():
+            np.copyto(array, params[name])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the parameters to ``path`` as ``.npz``, atomically."""
+        serialization.save_parameters(self.parameters(), path)
+
+    def load(self, path: str | os.PathLike) -> Module:
+        """Read parameters saved by :meth:`save` into this module; returns ``self``.
+
+        Raises
+        ------
+        ValueError
+            If the file's names, shapes or dtypes do not match the module;
+            the module is then unchanged.
+        """
+        arrays = serialization.load_parameters(path)
+        try:
+            self.set_parameters(arrays)
+        except ValueError as exc:
+            raise ValueError(f"cannot load {os.fspath(path)!r} into {type(self).__name__}: {exc}") from exc
+        return self
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def check_parameters(module: Module, params: Params, dtypes: bool = False) -> None:
+    """Raise ValueError unless ``params`` has the module's names and shapes."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"parameters must be a mapping of name to array, got {type(params).__name__}")
+    expected = module.parameters()
+    missing = [n for n in expected if n not in params]
+    unexpected = [n for n in params if n not in expected]
+    if missing or unexpected:
+        raise ValueError(f"parameters do not match {type(module).__name__}: "
+                         f"missing {missing}, unexpected {unexpected}")
+    for name, array in expected.items():
+        got = params[name]
+        if tuple(got.shape) != array.shape:
+            raise ValueError(f"parameter {name!r} has shape {tuple(got.shape)} "
+                             f"but the module expects {array.shape}")
+        if dtypes and np.dtype(got.dtype) != array.dtype:
+            raise ValueError(f"parameter {name!r} has dtype {got.dtype} "
+                             f"but the module expects {array.dtype}")
+
+
+class Sequential(Module):
+    """Layers applied in order; parameters are named ``"<position>.<name>"``.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> rng = np.random.default_rng(0)
+    >>> net = cn.nn.Sequential(cn.nn.Dense(4, 3, rng=rng), cn.nn.ReLU())
+    >>> sorted(net.parameters())
+    ['0.bias', '0.weight']
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            self.add_module(str(i), layer)
+
+    def forward(self, params: Params, x: Any) -> Any:
+        for name, layer in self._children.items():
+            x = layer.forward(self.child_params(params, name), x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._children.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._children.values())
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): {layer!r}" for name, layer in self._children.items()]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+
+
+def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Value and gradient of ``loss_fn(params, *args)`` with respect to ``params``.
+
+    Only the parameter arrays are differentiated; ``args`` (inputs, integer
+    labels) are passed through untouched.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(params, *args)`` returning a 0-d value.
+    params : mapping of str to ndarray
+        Floating arrays, e.g. ``module.parameters()``.
+    *args
+        Further arguments of ``loss_fn``.
+
+    Returns
+    -------
+    loss : ndarray
+        The 0-d loss value.
+    grads : dict of str to ndarray
+        One gradient per parameter, same names, shapes and dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> params = {"w": np.array([1.0, 2.0])}
+    >>> loss, grads = cn.nn.loss_and_grads(lambda p, s: cn.sum(p["w"] * p["w"]) * s, params, 3.0)
+    >>> float(loss), grads["w"].tolist()
+    (15.0, [6.0, 12.0])
+    """
+    names = tuple(params)
+    if not names:
+        raise ValueError("loss_and_grads needs at least one parameter")
+
+    def flat_loss(*arrays: Any) -> Any:
+        return loss_fn(dict(zip(names, arrays)), *args)
+
+    value, grads = cn.value_and_grad(flat_loss, argnums=tuple(range(len(names))))(
+        *(params[n] for n in names))
+    return value, dict(zip(names, grads))

@@ -1,0 +1,205 @@
+"""The few primitives that are not contractions.
+
+Elementwise arithmetic with numpy broadcasting, a handful of nonlinearities,
+reductions and shape operations.  Each is a :class:`~contractnet.trace.Primitive`
+whose vjp is one entry of the table in :mod:`contractnet.autodiff`; anything
+that can be composed from these (``mean``, ``matmul``, ``sigmoid`` cross-
+entropies, layers) is composed and has no rule of its own.
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Any, Sequence
+
+import numpy as np
+
+from .trace import Traced, primitive
+
+__all__ = [
+    "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
+    "sigmoid", "relu", "maximum", "where", "sum", "mean", "max", "logsumexp", "reshape",
+    "transpose", "pad", "getitem", "matmul",
+]
+
+Array = Any  # an ndarray, an array-like, or a Traced
+
+
+@primitive
+def add(a: Array, b: Array) -> np.ndarray:
+    """``a + b`` with numpy broadcasting."""
+    return np.add(a, b)
+
+
+@primitive
+def subtract(a: Array, b: Array) -> np.ndarray:
+    """``a - b`` with numpy broadcasting."""
+    return np.subtract(a, b)
+
+
+@primitive
+def multiply(a: Array, b: Array) -> np.ndarray:
+    """``a * b`` with numpy broadcasting."""
+    return np.multiply(a, b)
+
+
+@primitive
+def divide(a: Array, b: Array) -> np.ndarray:
+    """``a / b`` with numpy broadcasting."""
+    return np.divide(a, b)
+
+
+@primitive
+def negative(a: Array) -> np.ndarray:
+    """``-a``."""
+    return np.negative(a)
+
+
+@primitive
+def power(a: Array, b: Array) -> np.ndarray:
+    """``a ** b`` with numpy broadcasting."""
+    return np.power(a, b)
+
+
+@primitive
+def exp(a: Array) -> np.ndarray:
+    """Elementwise exponential."""
+    return np.exp(a)
+
+
+@primitive
+def log(a: Array) -> np.ndarray:
+    """Elementwise natural logarithm."""
+    return np.log(a)
+
+
+@primitive
+def tanh(a: Array) -> np.ndarray:
+    """Elementwise hyperbolic tangent."""
+    return np.tanh(a)
+
+
+@primitive
+def sigmoid(a: Array) -> np.ndarray:
+    """Elementwise logistic function ``1 / (1 + exp(-a))``, without overflow."""
+    a = np.asarray(a)
+    half = np.asarray(0.5, dtype=a.dtype if a.dtype.kind == "f" else np.float64)
+    return half * (np.tanh(half * a) + 1)
+
+
+@primitive
+def relu(a: Array) -> np.ndarray:
+    """Elementwise ``max(a, 0)``."""
+    return np.maximum(a, 0)
+
+
+@primitive
+def maximum(a: Array, b: Array) -> np.ndarray:
+    """Elementwise maximum; on ties the gradient goes to ``a``."""
+    return np.maximum(a, b)
+
+
+@primitive
+def _where(cond: Array, a: Array, b: Array) -> np.ndarray:
+    return np.where(cond, a, b)
+
+
+def where(cond: Array, a: Array, b: Array):
+    """``a`` where ``cond`` holds, else ``b``; ``cond`` is not differentiated."""
+    cond = cond.value if isinstance(cond, Traced) else np.asarray(cond, dtype=bool)
+    return _where(cond, a, b)
+
+
+@primitive
+def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
+    """Sum over ``axis`` (all axes by default), keeping the dtype."""
+    a = np.asarray(a)
+    return np.sum(a, axis=_axis(axis), keepdims=keepdims, dtype=a.dtype)
+
+
+def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
+    """Mean over ``axis`` (all axes by default), keeping the dtype."""
+    shape = a.shape if isinstance(a, Traced) else np.shape(a)
+    axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
+    count = int(np.prod([shape[i] for i in axes]))
+    total = sum(a, axis, keepdims)
+    dtype = total.dtype if total.dtype.kind in "fc" else np.float64
+    return multiply(total, np.asarray(1 / count, dtype=dtype))
+
+
+@primitive
+def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
+    """Maximum over ``axis``; the gradient is shared equally among ties."""
+    return np.max(a, axis=_axis(axis), keepdims=keepdims)
+
+
+@primitive
+def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
+              keepdims: bool = False) -> np.ndarray:
+    """``log(sum(exp(a), axis))`` computed without overflow."""
+    a = np.asarray(a)
+    top = np.max(a, axis=_axis(axis), keepdims=True)
+    top = np.where(np.isfinite(top), top, np.zeros_like(top))
+    out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=_axis(axis))
+
+
+@primitive
+def reshape(a: Array, shape: int | Sequence[int]) -> np.ndarray:
+    """numpy's reshape (a copy only where numpy needs one)."""
+    return np.reshape(a, shape)
+
+
+@primitive
+def transpose(a: Array, axes: Sequence[int] | None = None) -> np.ndarray:
+    """Permute the axes (reverse them by default)."""
+    return np.transpose(a, axes)
+
+
+@primitive
+def pad(a: Array, pad_width) -> np.ndarray:
+    """Zero padding; ``pad_width`` as in :func:`numpy.pad`.
+
+    Raises
+    ------
+    ValueError
+        For negative widths or a ``pad_width`` that does not fit ``a``.
+    """
+    a = np.asarray(a)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
+    if (widths < 0).any():
+        raise ValueError(f"pad widths must be >= 0, got {np.asarray(pad_width).tolist()}")
+    return np.pad(a, widths)
+
+
+@primitive
+def getitem(a: Array, index) -> np.ndarray:
+    """``a[index]`` for basic and integer-array indexing."""
+    return np.asarray(a)[index]
+
+
+def matmul(a: Array, b: Array):
+    """``a @ b`` with numpy's rules, as an einsum (so no rule of its own)."""
+    from .api import einsum
+    da, db = len(np.shape(_plain(a))), len(np.shape(_plain(b)))
+    if da == 0 or db == 0:
+        raise ValueError("matmul: operands must have at least one dimension")
+    left = "...ij" if da > 1 else "j"
+    right = "...jk" if db > 1 else "j"
+    out = ("...i" if da > 1 else "...") + ("k" if db > 1 else "")
+    if da == 1 and db == 1:
+        out = ""
+    elif da == 1:
+        right, out = "...jk", "...k"
+    elif db == 1:
+        left, out = "...ij", "...i"
+    return einsum(f"{left},{right}->{out}", a, b)
+
+
+def _plain(x: Array):
+    return x.value if isinstance(x, Traced) else x
+
+
+def _axis(axis):
+    if axis is None or isinstance(axis, (int, np.integer)):
+        return axis
+    return tuple(builtins.int(i) for i in axis)

@@ -1,0 +1,303 @@
+"""Parse einsum spec text into an immutable :class:`Spec`.
+
+The grammar is numpy's (explicit or implicit output, ``...``, repeated
+indices, 0-d operands, spaces) plus windowed groups such as ``(2h+u)``,
+which index one axis at ``stride*h + dilation*u``.
+
+This module touches no arrays: only strings, ints and shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Union
+
+ELLIPSIS = "..."
+
+
+class SpecError(ValueError):
+    """A malformed spec, or operands that do not fit it.
+
+    The message quotes the spec and, where one position is to blame, puts a
+    caret under it::
+
+        SpecError: index 'k' has size 10 in operand 1 but 12 in operand 2
+          bnmd,nmdk,k->bk
+                    ^
+    """
+
+    def __init__(self, message: str, spec: str | None = None, position: int | None = None):
+        self.reason = message
+        self.spec = spec
+        self.position = position
+        text = message
+        if spec is not None:
+            text += f"\n  {spec}"
+            if position is not None:
+                text += "\n  " + " " * position + "^"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A windowed axis ``(stride*outer + dilation*inner)``.
+
+    >>> str(Window("h", "u", stride=2))
+    '(2h+u)'
+    """
+
+    outer: str
+    inner: str
+    stride: int = 1
+    dilation: int = 1
+
+    def __str__(self) -> str:
+        s = "" if self.stride == 1 else str(self.stride)
+        d = "" if self.dilation == 1 else str(self.dilation)
+        return f"({s}{self.outer}+{d}{self.inner})"
+
+    def span(self, outer_size: int, inner_size: int) -> int:
+        """Smallest axis length that holds every position of the window."""
+        return self.stride * (outer_size - 1) + self.dilation * (inner_size - 1) + 1
+
+    def outer_extent(self, length: int, inner_size: int) -> int:
+        """How many window positions fit an axis of ``length`` (may be <= 0)."""
+        return (length - self.dilation * (inner_size - 1) - 1) // self.stride + 1
+
+
+Axis = Union[str, Window]
+
+
+@dataclass(frozen=True)
+class Term:
+    """The axes of one operand (or of the output), in order.
+
+    Each axis is an index name, a :class:`Window`, or ``"..."``.
+    """
+
+    axes: tuple[Axis, ...]
+
+    def __str__(self) -> str:
+        return "".join(str(a) for a in self.axes)
+
+    @property
+    def has_ellipsis(self) -> bool:
+        return ELLIPSIS in self.axes
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        return tuple(a for a in self.axes if isinstance(a, Window))
+
+    def indices(self) -> Iterator[str]:
+        """Every index name in order of appearance, window parts included."""
+        for a in self.axes:
+            if isinstance(a, Window):
+                yield a.outer
+                yield a.inner
+            elif a != ELLIPSIS:
+                yield a
+
+    @property
+    def is_plain(self) -> bool:
+        """No ellipsis, no window and no repeated index."""
+        names = [a for a in self.axes if isinstance(a, str)]
+        return (not self.windows and ELLIPSIS not in names
+                and len(set(names)) == len(names))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed contraction: input terms and an (always explicit) output term.
+
+    ``str(spec)`` is explicit text that parses back to an equal Spec.
+
+    >>> str(parse("ij,jk"))
+    'ij,jk->ik'
+    """
+
+    inputs: tuple[Term, ...]
+    output: Term
+
+    def __str__(self) -> str:
+        return ",".join(str(t) for t in self.inputs) + "->" + str(self.output)
+
+    def indices(self) -> set[str]:
+        found = set(self.output.indices())
+        for t in self.inputs:
+            found.update(t.indices())
+        return found
+
+    @property
+    def has_ellipsis(self) -> bool:
+        return any(t.has_ellipsis for t in self.inputs + (self.output,))
+
+
+# --------------------------------------------------------------------- parsing
+def _error(text: str, position: int, message: str) -> SpecError:
+    return SpecError(message, text, position)
+
+
+def _read_int(text: str, pos: int) -> tuple[int | None, int]:
+    """Read an optional positive integer, allowing spaces and a trailing ``*``.
+
+    >>> _read_int("12h", 0)
+    (12, 2)
+    """
+    start = pos
+    while pos < len(text) and text[pos].isdigit():
+        pos += 1
+    if pos == start:
+        return None, pos
+    value = int(text[start:pos])
+    if value <= 0:
+        raise _error(text, start, f"window coefficient must be a positive integer, got {value}")
+    while pos < len(text) and text[pos] == " ":
+        pos += 1
+    if pos < len(text) and text[pos] == "*":
+        pos += 1
+    return value, pos
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] == " ":
+        pos += 1
+    return pos
+
+
+def _read_window_part(text: str, pos: int) -> tuple[int, str, int]:
+    """Read ``[coef[*]]letter`` inside a window group."""
+    pos = _skip_spaces(text, pos)
+    coef, pos = _read_int(text, pos)
+    pos = _skip_spaces(text, pos)
+    if pos >= len(text) or not text[pos].isalpha():
+        found = repr(text[pos]) if pos < len(text) else "the end"
+        raise _error(text, min(pos, len(text)),
+                     f"expected an index letter in window group, found {found}")
+    return (1 if coef is None else coef), text[pos], _skip_spaces(text, pos + 1)
+
+
+def _read_window(text: str, pos: int) -> tuple[Window, int]:
+    """Read ``(s*h + d*u)`` starting at the opening parenthesis."""
+    open_pos = pos
+    stride, outer, pos = _read_window_part(text, pos + 1)
+    if pos >= len(text) or text[pos] != "+":
+        raise _error(text, min(pos, len(text)),
+                     "a window group is '(stride*outer + dilation*inner)', expected '+'")
+    dilation, inner, pos = _read_window_part(text, pos + 1)
+    if pos >= len(text) or text[pos] != ")":
+        raise _error(text, open_pos, "window group is not closed with ')'")
+    if outer == inner:
+        raise _error(text, open_pos, f"window group uses index '{outer}' twice")
+    return Window(outer, inner, stride, dilation), pos + 1
+
+
+def _read_term(text: str, start: int, end: int) -> Term:
+    """Parse ``text[start:end]`` as one term."""
+    axes: list[Axis] = []
+    pos = start
+    while pos < end:
+        ch = text[pos]
+        if ch == " ":
+            pos += 1
+        elif ch == ".":
+            if text[pos:pos + 3] != ELLIPSIS or pos + 3 > end:
+                raise _error(text, pos, "'.' must be part of an ellipsis '...'")
+            if ELLIPSIS in axes:
+                raise _error(text, pos, "a term may contain at most one ellipsis")
+            axes.append(ELLIPSIS)
+            pos += 3
+        elif ch == "(":
+            close = text.find(")", pos, end)
+            if close < 0:
+                raise _error(text, pos, "window group is not closed with ')'")
+            window, pos = _read_window(text, pos)
+            axes.append(window)
+        elif ch.isalpha():
+            axes.append(ch)
+            pos += 1
+        else:
+            raise _error(text, pos, f"invalid character {ch!r}: indices are letters")
+    return Term(tuple(axes))
+
+
+def _split_terms(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Split ``text[start:end]`` at commas outside window groups."""
+    bounds, depth, begin = [], 0, start
+    for pos in range(start, end):
+        if text[pos] == "(":
+            depth += 1
+        elif text[pos] == ")":
+            depth -= 1
+            if depth < 0:
+                raise _error(text, pos, "unbalanced ')'")
+        elif text[pos] == "," and depth == 0:
+            bounds.append((begin, pos))
+            begin = pos + 1
+    bounds.append((begin, end))
+    return bounds
+
+
+def implicit_output(inputs: tuple[Term, ...]) -> Term:
+    """numpy's implicit output: ellipsis, then indices used once, sorted.
+
+    >>> str(implicit_output((Term(("b", "a")),)))
+    'ab'
+    """
+    counts: dict[str, int] = {}
+    for t in inputs:
+        for name in t.indices():
+            counts[name] = counts.get(name, 0) + 1
+    single = sorted(name for name, n in counts.items() if n == 1)
+    head: tuple[Axis, ...] = (ELLIPSIS,) if any(t.has_ellipsis for t in inputs) else ()
+    return Term(head + tuple(single))
+
+
+@lru_cache(maxsize=1024)
+def parse(text: str) -> Spec:
+    """Parse spec text into a :class:`Spec`.
+
+    Parameters
+    ----------
+    text : str
+        numpy einsum grammar plus windowed groups ``(s*h+d*u)``.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    SpecError
+        If the text is malformed; the message points at the position.
+
+    Examples
+    --------
+    >>> str(parse("bnmd,nmdk->bk"))
+    'bnmd,nmdk->bk'
+    >>> str(parse("b(2h+u)c,uck->bhk"))
+    'b(2h+u)c,uck->bhk'
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"a spec must be a string, got {type(text).__name__}")
+    arrow = text.find("->")
+    if arrow >= 0 and text.find("->", arrow + 1) >= 0:
+        raise _error(text, text.find("->", arrow + 1), "a spec may contain only one '->'")
+    lhs_end = arrow if arrow >= 0 else len(text)
+    for pos, ch in enumerate(text):
+        if ch in "->" and not (arrow >= 0 and arrow <= pos <= arrow + 1):
+            raise _error(text, pos, f"stray {ch!r}: the output is introduced by '->'")
+    inputs = tuple(_read_term(text, a, b) for a, b in _split_terms(text, 0, lhs_end))
+    if arrow < 0:
+        return Spec(inputs, implicit_output(inputs))
+    out_start = arrow + 2
+    if "," in text[out_start:]:
+        raise _error(text, text.index(",", out_start), "the output has a single term")
+    output = _read_term(text, out_start, len(text))
+    _check_output(text, inputs, output, out_start)
+    return Spec(inputs, output)
+
+
+def _check_output(text: str, inputs: tuple[Term, ...], output: Term, out_start: int) -> None:
+    if output.has_ellipsis and not any(t.has_ellipsis for t in inputs):
+        raise _error(text, text.index("...", out_start),
+                     "the output has '...' but no operand does")

@@ -1,0 +1,128 @@
+"""Tracing: values that remember how they were computed.
+
+A :class:`Traced` wraps an ndarray and the :class:`Node` that produced it.
+A :class:`Primitive` runs its function on plain values and, when any
+argument is traced, records a node; :mod:`contractnet.autodiff` walks the
+nodes backwards with one table of vjp rules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Node:
+    """One recorded primitive call: the function, its plain arguments and
+    the traced arguments it depends on, as ``(position, Traced)`` pairs."""
+
+    primitive: "Primitive"
+    args: tuple
+    kwargs: dict
+    parents: tuple
+
+
+class Primitive:
+    """A function whose vjp is one entry of the rule table.
+
+    Calling it with traced arguments records a :class:`Node`; with plain
+    arguments it is the plain function.
+    """
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        parents = tuple((i, a) for i, a in enumerate(args) if isinstance(a, Traced))
+        if not parents:
+            return self.fn(*args, **kwargs)
+        values = tuple(a.value if isinstance(a, Traced) else a for a in args)
+        return Traced(self.fn(*values, **kwargs), Node(self, values, kwargs, parents))
+
+
+def primitive(fn: Callable) -> Primitive:
+    """Decorator: make ``fn`` a :class:`Primitive`."""
+    return Primitive(fn)
+
+
+class Traced:
+    """An array value recorded for differentiation.
+
+    Supports the usual operators (``+ - * / ** @``, unary ``-``, ``[]``,
+    ``.T``) and ``.shape``/``.dtype``/``.ndim``; ``.value`` is the ndarray.
+    """
+
+    __slots__ = ("value", "node")
+    __array_ufunc__ = None  # ndarray (op) Traced defers to Traced's reflected operator
+
+    def __init__(self, value: Any, node: Node | None = None):
+        self.value = np.asarray(value)
+        self.node = node
+
+    def __repr__(self) -> str:
+        return f"Traced({self.value!r})"
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+    T = property(lambda self: ops.transpose(self))
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("a traced value cannot become a numpy array inside a function being "
+                        "differentiated; use contractnet's ops, or .value to stop tracing")
+
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.subtract(self, other)
+    def __rsub__(self, other): return ops.subtract(other, self)
+    def __mul__(self, other): return ops.multiply(self, other)
+    def __rmul__(self, other): return ops.multiply(other, self)
+    def __truediv__(self, other): return ops.divide(self, other)
+    def __rtruediv__(self, other): return ops.divide(other, self)
+    def __pow__(self, other): return ops.power(self, other)
+    def __rpow__(self, other): return ops.power(other, self)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __neg__(self): return ops.negative(self)
+    def __pos__(self): return self
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    # comparisons are not differentiable: they answer with plain arrays
+    def __lt__(self, other): return self.value < _value(other)
+    def __le__(self, other): return self.value <= _value(other)
+    def __gt__(self, other): return self.value > _value(other)
+    def __ge__(self, other): return self.value >= _value(other)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes):
+        return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, Traced) else x
+
+
+def value_of(x: Any) -> Any:
+    """The plain value of ``x`` (unwraps a :class:`Traced`)."""
+    return _value(x)
+
+
+from . import ops  # noqa: E402  (ops builds on Primitive and Traced)

@@ -1,0 +1,12 @@
+"""Specs that once failed, kept as regression cases.
+
+Each entry is ``(spec, shapes, note)``; the forward pass must equal
+``numpy.einsum`` and every gradient must equal the exact linear oracle.
+Add an entry for every bug found, with the smallest shapes that showed it.
+"""
+from __future__ import annotations
+
+FAILED_SPECS: list[tuple[str, tuple[tuple[int, ...], ...], str]] = [
+    ("ii,i->i", ((1, 1), (3,)),
+     "repeated index broadcast from size 1: numpy accepts it, bind refused it"),
+]

@@ -1,0 +1,170 @@
+"""Binding a Spec to shapes: sizes, ellipsis, broadcast axes, windows, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from contractnet.bind import bind
+from contractnet.spec import ELLIPSIS, SpecError, Window, parse
+from strategies import einsum_cases
+
+
+def test_head_sizes_and_output_shape():
+    b = bind(parse("bnmd,nmdk->bk"), [(2, 3, 3, 4), (3, 3, 4, 5)])
+    assert b.out_shape == (2, 5)
+    assert b.size_map == {"b": 2, "n": 3, "m": 3, "d": 4, "k": 5}
+    assert b.in_shapes == ((2, 3, 3, 4), (3, 3, 4, 5))
+
+
+def test_bound_is_hashable_and_deterministic():
+    one = bind(parse("...ij,...jk->...ik"), [(2, 1, 3, 4), (5, 4, 2)])
+    two = bind(parse("...ij,...jk->...ik"), [(2, 1, 3, 4), (5, 4, 2)])
+    assert one == two and hash(one) == hash(two)
+
+
+def test_ellipsis_expands_and_broadcast_axis_gets_a_private_index():
+    b = bind(parse("...ij,...jk->...ik"), [(2, 1, 3, 4), (5, 4, 2)])
+    assert b.out_shape == (2, 5, 3, 2)
+    assert not b.spec.has_ellipsis
+    first, second = b.spec.inputs
+    assert len(first.axes) == 4 and len(second.axes) == 3
+    # the size-1 ellipsis axis of operand 0 broadcasts against 5: it is private
+    private = first.axes[1]
+    assert private not in second.indices() and private not in b.spec.output.indices()
+    assert b.size(private) == 1
+    assert b.size(second.axes[0]) == 5
+
+
+def test_labelled_size_one_axis_broadcasts_through_a_private_index():
+    b = bind(parse("ij,jk->ik"), [(2, 1), (3, 4)])
+    assert b.out_shape == (2, 4)
+    axis = b.spec.inputs[0].axes[1]
+    assert axis != "j" and axis not in "ijk"
+    assert b.size(axis) == 1 and b.size("j") == 3
+
+
+@given(einsum_cases())
+def test_output_shape_matches_numpy(case):
+    b = bind(parse(case.spec), case.shapes)
+    want = np.einsum(case.spec, *[np.zeros(s) for s in case.shapes]).shape
+    assert b.out_shape == want
+    assert not b.spec.has_ellipsis
+    for term, shape in zip(b.spec.inputs, case.shapes):
+        assert len(term.axes) == len(shape)
+
+
+@pytest.mark.parametrize("spec, shapes, sizes, expected", [
+    ("b(h+u)(w+v)c,uvck->bhwk", [(2, 7, 6, 3), (3, 2, 3, 4)], None, (2, 5, 5, 4)),
+    ("b(2h+u)(2w+v)c,uvck->bhwk", [(1, 7, 8, 1), (3, 3, 1, 1)], None, (1, 3, 3, 1)),
+    ("b(h+2u)(w+2v)c,uvck->bhwk", [(1, 7, 6, 1), (3, 2, 1, 1)], None, (1, 3, 4, 1)),
+    ("b(2h+u)(2w+v)c->bhwc", [(1, 5, 4, 2)], {"u": 2, "v": 2}, (1, 2, 2, 2)),
+    ("b(3h+u)c->bhc", [(1, 8, 1)], {"u": 2}, (1, 3, 1)),
+    ("bhwuvc->b(h+u)(w+v)c", [(1, 2, 3, 2, 2, 1)], None, (1, 3, 4, 1)),
+    ("bhuc->b(2h+u)c", [(1, 3, 2, 1)], None, (1, 6, 1)),
+    ("hu->(h+u)", [(3, 2)], {"h+u": 6}, (6,)),
+    ("i->ij", [(3,)], {"j": 4}, (3, 4)),
+])
+def test_window_and_output_sizes(spec, shapes, sizes, expected):
+    assert bind(parse(spec), shapes, sizes).out_shape == expected
+
+
+def test_window_extent_is_the_smallest_that_fits():
+    b = bind(parse("b(2h+u)c,uck->bhk"), [(1, 8, 1), (3, 1, 1)])
+    assert b.size("h") == 3  # 2h+u <= 7 with u <= 2; position 7 stays uncovered
+    assert isinstance(b.spec.inputs[0].axes[1], Window)
+
+
+def test_out_shape_gives_sizes_of_output_only_indices():
+    b = bind(parse("i->ij"), [(3,)], out_shape=(3, 5))
+    assert b.out_shape == (3, 5)
+
+
+# ------------------------------------------------------------------- errors
+def _caret_column(err: SpecError) -> int:
+    lines = str(err).splitlines()
+    assert lines[-1].strip() == "^", str(err)
+    indent = len(lines[-2]) - len(lines[-2].lstrip())
+    return len(lines[-1]) - 1 - indent
+
+
+def test_wrong_operand_count():
+    with pytest.raises(SpecError, match=r"2 operand\(s\) but 3 array\(s\)"):
+        bind(parse("ij,jk->ik"), [(2, 3), (3, 4), (4,)])
+    with pytest.raises(SpecError, match=r"2 operand\(s\) but 1 array\(s\)"):
+        bind(parse("ij,jk->ik"), [(2, 3)])
+
+
+def test_rank_mismatch_names_operand_and_term():
+    with pytest.raises(SpecError, match=r"operand 1 has rank 3 .*term 'nmdk' needs rank 4") as e:
+        bind(parse("bnmd,nmdk->bk"), [(2, 3, 3, 4), (3, 3, 4)])
+    assert "bnmd,nmdk->bk" in str(e.value)
+    assert _caret_column(e.value) == 5
+
+
+def test_rank_too_small_for_ellipsis_term():
+    with pytest.raises(SpecError, match=r"operand 0 has rank 1 .*'\.\.\.ij' needs rank at least 2"):
+        bind(parse("...ij->...i"), [(3,)])
+
+
+def test_size_mismatch_names_index_sizes_and_operands():
+    with pytest.raises(SpecError, match=r"index 'k' has size 10 in operand 1 but 12 in operand 2"
+                       ) as e:
+        bind(parse("bnmd,nmdk,k->bk"), [(2, 3, 3, 4), (3, 3, 4, 10), (12,)])
+    assert _caret_column(e.value) == 10
+    assert "bnmd,nmdk,k->bk" in str(e.value)
+
+
+def test_size_mismatch_within_one_operand():
+    with pytest.raises(SpecError, match=r"index 'i' has size 2 in operand 0 but 3 in operand 0"):
+        bind(parse("ii->i"), [(2, 3)])
+
+
+def test_size_conflicts_with_sizes_argument():
+    with pytest.raises(SpecError, match=r"index 'j' has size 3 in operand 0 but sizes= gives 4"):
+        bind(parse("ij->i"), [(2, 3)], {"j": 4})
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ({"q": 2}, r"sizes= names 'q', which is not an index"),
+    ({"j": -1}, r"sizes\['j'\]"),
+    ({"j": 2.5}, r"sizes\['j'\] must be an int"),
+])
+def test_bad_sizes_argument(sizes, match):
+    with pytest.raises(SpecError, match=match):
+        bind(parse("i->ij"), [(3,)], sizes)
+
+
+def test_output_index_in_no_operand_needs_sizes():
+    with pytest.raises(SpecError, match=r"output index 'j' appears in no operand.*sizes="):
+        bind(parse("i->ij"), [(3,)])
+
+
+def test_window_that_does_not_fit():
+    with pytest.raises(SpecError, match=r"window \(h\+u\) with 'u'=5 does not fit axis of "
+                                        r"length 3 in operand 0") as e:
+        bind(parse("b(h+u)c,uck->bhk"), [(1, 3, 1), (5, 1, 1)])
+    assert _caret_column(e.value) == 1
+
+
+def test_window_without_inner_size():
+    with pytest.raises(SpecError, match=r"window index 'u' .*no size.*sizes="):
+        bind(parse("b(2h+u)c->bhc"), [(1, 4, 1)])
+
+
+def test_window_with_fixed_outer_size_that_does_not_fit():
+    with pytest.raises(SpecError, match=r"window \(h\+u\) spans 6 positions"):
+        bind(parse("b(h+u)c,uc,bh->b"), [(1, 5, 1), (2, 1), (1, 5)])
+
+
+def test_repeated_ellipsis_letters_do_not_collide_with_user_letters():
+    # fresh letters for '...' start with uppercase: the spec already uses 'A'
+    b = bind(parse("A...,...->A..."), [(2, 3), (3,)])
+    assert b.out_shape == (2, 3)
+    assert len(set(b.spec.inputs[0].axes)) == 2
+
+
+def test_bind_does_not_touch_ellipsis_of_spec():
+    spec = parse("...ij,...jk->...ik")
+    bind(spec, [(2, 1, 3, 4), (5, 4, 2)])
+    assert spec.inputs[0].axes[0] == ELLIPSIS

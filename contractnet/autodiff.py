@@ -7,13 +7,14 @@ engine; every other rule is a line or two of numpy.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import ops
 from .api import contract
-from .bind import bind
+from .bind import Bound, bind
 from .engine import execute, make_plan, read_view, reduce_unary
 from .spec import Spec, Term
 from .trace import Node, Primitive, Traced
@@ -37,14 +38,21 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays):
     i = argnum - 2
     if reduce == "max":
         return _max_vjp(g, bound, arrays[0])
-    spec = transpose(bound.spec, i)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
-    sizes = {k: v for k, v in bound.sizes if k in spec.indices()}
-    back = bind(spec, [np.shape(a) for a in operands], sizes, np.shape(arrays[i]))
-    grad = execute(back, operands)
+    grad = execute(backward_bound(bound, i, np.shape(g)), operands)
     if reduce == "mean":
         grad = grad * np.asarray(1 / make_plan(bound, reduce).count, dtype=grad.dtype)
     return grad
+
+
+@lru_cache(maxsize=2048)
+def backward_bound(bound: Bound, operand: int, grad_shape: tuple[int, ...]) -> Bound:
+    """Bind operand ``operand``'s transposed spec; the forward fixes every size."""
+    spec = transpose(bound.spec, operand)
+    shapes = list(bound.in_shapes)
+    shapes[operand] = grad_shape
+    sizes = {k: v for k, v in bound.sizes if k in spec.indices()}
+    return bind(spec, shapes, sizes, bound.in_shapes[operand])
 
 
 def _max_vjp(g, bound, x):
@@ -266,8 +274,8 @@ def _leaf_grad(grads: dict, leaf: Traced) -> np.ndarray:
     g = np.asarray(g)
     if g.shape != leaf.value.shape:
         g = np.broadcast_to(g, leaf.value.shape)
-    return np.array(g, dtype=np.result_type(g.dtype, leaf.value.dtype), copy=True) \
-        if not g.flags.writeable or g.base is not None else g
+    # broadcast and strided views are read-only: hand the caller an array it owns
+    return g if g.flags.writeable else np.array(g, copy=True)
 
 
 def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:

@@ -10,7 +10,7 @@ It is pure shape logic, hashable, and the key of the engine's plan cache.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from .spec import ELLIPSIS, Axis, Spec, SpecError, Term, Window
@@ -28,11 +28,18 @@ class Bound:
     out_shape: Shape
 
     def size(self, name: str) -> int:
-        return dict(self.sizes)[name]
+        return self.size_map[name]
 
-    @property
+    @cached_property
     def size_map(self) -> dict[str, int]:
         return dict(self.sizes)
+
+    def __hash__(self) -> int:  # computed once: bound specs key the plan cache
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.spec, self.sizes, self.in_shapes, self.out_shape))
 
 
 def fresh_letters(used: set[str]) -> Iterator[str]:

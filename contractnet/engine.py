@@ -125,8 +125,6 @@ def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.
 # ------------------------------------------------------------------ writing
 def write_output(core: np.ndarray, names: str, term: Term, out_shape, sizes) -> np.ndarray:
     """Place ``core`` (plain, indices ``names``) into the output ``term``."""
-    if term.is_plain and sorted(term.axes) == sorted(names):
-        return core.transpose([names.index(a) for a in term.axes])
     out = backend.zeros(out_shape, dtype=core.dtype)
     loop = [w.inner for w in term.windows]
     loop = list(dict.fromkeys(loop))
@@ -314,6 +312,8 @@ class Plan:
     target: str          # the output's indices found in some operand, in order
     count: int           # elements reduced into each output element (for mean)
     peak_elements: int   # largest array the run allocates
+    needs_view: tuple[bool, ...]          # operands read through a strided view
+    output_perm: tuple[int, ...] | None   # plain output: a permutation of target
 
 
 def _read_names(term: Term) -> str:
@@ -338,7 +338,11 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target)[1])
-    return Plan(bound, reduce, reads, target, count, peak)
+    needs_view = tuple(not t.is_plain for t in spec.inputs)
+    out = spec.output
+    perm = (tuple(target.index(a) for a in out.axes)
+            if out.is_plain and sorted(out.axes) == sorted(target) else None)
+    return Plan(bound, reduce, reads, target, count, peak, needs_view, perm)
 
 
 # ------------------------------------------------------------------ execute
@@ -349,21 +353,24 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     public :func:`contractnet.einsum` copies in that case.
     """
     plan = make_plan(bound, reduce)
-    dtype = np.result_type(*arrays) if arrays else np.float64
-    _check_budget(plan, np.dtype(dtype).itemsize)
+    _check_budget(plan, max((a.itemsize for a in arrays), default=8))
     sizes = bound.size_map
-    views = [read_view(t, a, sizes)[0] for t, a in zip(bound.spec.inputs, arrays)]
+    views = [read_view(t, a, sizes)[0] if v else a
+             for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
+    names = plan.read_names
     if len(views) == 1:
-        core = reduce_unary(views[0], plan.read_names[0], plan.target, reduce)
+        core = reduce_unary(views[0], names[0], plan.target, reduce)
     elif len(views) == 2:
-        core, names = contract_pair(views[0], plan.read_names[0], views[1],
-                                    plan.read_names[1], plan.target)
-        core = reduce_unary(core, names, plan.target, "sum")
+        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target)
+        if got != plan.target:
+            core = reduce_unary(core, got, plan.target, "sum")
     else:
         unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
-        core, _ = run_path(views, list(plan.read_names), plan.target, contract_pair, unary)
+        core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
     if reduce == "mean" and plan.count != 1:
         core = core * np.asarray(1 / plan.count, dtype=core.dtype)
+    if plan.output_perm is not None:
+        return core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)
 
 

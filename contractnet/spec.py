@@ -9,8 +9,8 @@ This module touches no arrays: only strings, ints and shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterator, Union
+from functools import cached_property, lru_cache
+from typing import Union
 
 ELLIPSIS = "..."
 
@@ -80,24 +80,36 @@ class Term:
     def __str__(self) -> str:
         return "".join(str(a) for a in self.axes)
 
-    @property
+    def __hash__(self) -> int:  # computed once: terms key the engine's caches
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(self.axes)
+
+    @cached_property
     def has_ellipsis(self) -> bool:
         return ELLIPSIS in self.axes
 
-    @property
+    @cached_property
     def windows(self) -> tuple[Window, ...]:
         return tuple(a for a in self.axes if isinstance(a, Window))
 
-    def indices(self) -> Iterator[str]:
+    def indices(self) -> tuple[str, ...]:
         """Every index name in order of appearance, window parts included."""
+        return self._indices
+
+    @cached_property
+    def _indices(self) -> tuple[str, ...]:
+        found: list[str] = []
         for a in self.axes:
             if isinstance(a, Window):
-                yield a.outer
-                yield a.inner
+                found += [a.outer, a.inner]
             elif a != ELLIPSIS:
-                yield a
+                found.append(a)
+        return tuple(found)
 
-    @property
+    @cached_property
     def is_plain(self) -> bool:
         """No ellipsis, no window and no repeated index."""
         names = [a for a in self.axes if isinstance(a, str)]
@@ -119,15 +131,31 @@ class Spec:
     output: Term
 
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
         return ",".join(str(t) for t in self.inputs) + "->" + str(self.output)
 
+    def __hash__(self) -> int:  # computed once: specs key the engine's caches
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.inputs, self.output))
+
     def indices(self) -> set[str]:
+        """Every index name used anywhere in the spec."""
+        return set(self._indices)
+
+    @cached_property
+    def _indices(self) -> frozenset[str]:
         found = set(self.output.indices())
         for t in self.inputs:
             found.update(t.indices())
-        return found
+        return frozenset(found)
 
-    @property
+    @cached_property
     def has_ellipsis(self) -> bool:
         return any(t.has_ellipsis for t in self.inputs + (self.output,))
 

@@ -1,0 +1,252 @@
+"""Benchmark output: the terminal table and progress bar, JSON, CSV, Markdown and plots.
+
+One :class:`Record` is one method x shape x pass.  The terminal table uses
+rich when it is installed and plain text otherwise; ``--plot`` needs
+matplotlib (the ``bench`` extra) and says so when it is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from typing import Iterator, Sequence
+
+PASSES = ("forward", "forward+backward")
+
+
+@dataclass
+class Record:
+    """One method on one shape and pass; times in seconds, memory in bytes.
+
+    ``status`` is ``"ok"``, ``"mismatch"`` (disagrees with the reference,
+    so not timed) or ``"error"``; ``ratio`` is the median of per-round ratios
+    ``time / time(baseline)``.
+    """
+
+    kind: str
+    case: str
+    shape: str
+    dtype: str
+    method: str
+    label: str
+    pass_: str
+    status: str = "ok"
+    note: str = ""
+    repeats: int = 0
+    median_s: float = math.nan
+    min_s: float = math.nan
+    max_s: float = math.nan
+    gflop: float = math.nan
+    gflop_s: float = math.nan
+    pct_gemm: float = math.nan
+    peak_bytes: int | None = None
+    max_abs_diff: float = math.nan
+    ratio: float = math.nan
+    ratio_min: float = math.nan
+    ratio_max: float = math.nan
+    params: int | None = None
+    dims: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+
+    def flat(self) -> dict[str, object]:
+        """The record as one flat row: ``pass``, dims and machine fields inlined."""
+        row = {("pass" if k == "pass_" else k): v for k, v in asdict(self).items()
+               if k not in ("dims", "machine")}
+        row["dims"] = " ".join(f"{k}={v}" for k, v in self.dims.items())
+        row.update(self.machine)
+        return row
+
+
+# ------------------------------------------------------------------ files
+def _clean(value: object) -> object:
+    """JSON has no NaN: missing figures become ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, records: Sequence[Record], header: dict) -> None:
+    """``{"machine": ..., "gemm_gflop_s": ..., "notes": [...], "records": [flat rows]}``."""
+    payload = _clean(dict(header))
+    payload["records"] = [_clean(r.flat()) for r in records]
+    _atomic_write(path, json.dumps(payload, indent=1) + "\n")
+
+
+def write_csv(path: str, records: Sequence[Record]) -> None:
+    """One row per record, with the machine's fields on every row."""
+    import io
+    rows = [r.flat() for r in records]
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or \
+        [f.name for f in fields(Record)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    _atomic_write(path, buffer.getvalue())
+
+
+def check_plotting() -> None:
+    """Fail early, before any timing, when ``--plot`` cannot work.
+
+    Raises
+    ------
+    ValueError
+        If matplotlib is not installed, naming the ``bench`` extra.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("--plot needs matplotlib, which is not installed: "
+                         "pip install 'contractnet[bench]'") from None
+
+
+def write_plot(path: str, records: Sequence[Record], title: str) -> None:
+    """GFLOP/s against problem size (GFLOP), one line per method, one panel per pass."""
+    check_plotting()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(kind, p) for kind in dict.fromkeys(r.kind for r in records) for p in PASSES]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * max(1, len(panels))),
+                             squeeze=False)
+    for ax, (kind, pass_) in zip(axes[:, 0], panels):
+        _plot_panel(ax, [r for r in records if r.kind == kind and r.pass_ == pass_])
+        ax.set_title(f"{kind}: {pass_}", fontsize=10)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_panel(ax, records: Sequence[Record]) -> None:
+    for method in dict.fromkeys(r.method for r in records):
+        points = sorted((r.gflop, r.gflop_s) for r in records
+                        if r.method == method and r.status == "ok" and math.isfinite(r.gflop_s))
+        if points:
+            ax.plot(*zip(*points), marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("problem size (GFLOP per call)")
+    ax.set_ylabel("GFLOP/s")
+    ax.grid(True, alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+
+
+# ------------------------------------------------------------------ tables
+COLUMNS = ("case", "pass", "method", "median ms", "min-max ms", "GFLOP/s", "% GEMM",
+           "peak MB", "max |diff|", "ratio (min-max)", "params")
+
+
+def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """The text of every table row, in :data:`COLUMNS` order."""
+    return [_row(r) for r in records]
+
+
+def _row(r: Record) -> tuple[str, ...]:
+    ms = "-" if math.isnan(r.median_s) else f"{r.median_s * 1e3:.3f}"
+    spread = "-" if math.isnan(r.min_s) else f"{r.min_s * 1e3:.3f}-{r.max_s * 1e3:.3f}"
+    ratio = "-" if math.isnan(r.ratio) else f"{r.ratio:.3f} ({r.ratio_min:.2f}-{r.ratio_max:.2f})"
+    if r.status != "ok":
+        ratio = r.status.upper()
+    return (r.case, r.pass_, r.method, ms, spread, _fmt(r.gflop_s, ".1f"),
+            _fmt(r.pct_gemm, ".0f"),
+            "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f}",
+            _fmt(r.max_abs_diff, ".1e"), ratio, "" if r.params is None else f"{r.params:,}")
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def print_table(records: Sequence[Record], title: str, stream=None) -> None:
+    """Print the results table: rich when available, plain text otherwise."""
+    stream = stream or sys.stdout
+    rich = _rich()
+    if rich is None:
+        print(plain_table(records, title), file=stream)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=title, title_justify="left")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("case", "pass", "method") else "right")
+    for record, row in zip(records, table_rows(records)):
+        style = "red" if record.status != "ok" else ("bold" if record.ratio == 1.0 else None)
+        table.add_row(*row, style=style)
+    Console(file=stream, width=max(150, _terminal_width())).print(table)
+
+
+def plain_table(records: Sequence[Record], title: str) -> str:
+    """The results table as aligned plain text (no rich needed)."""
+    rows = [COLUMNS] + table_rows(records)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [title]
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(records: Sequence[Record]) -> str:
+    """The results table in GitHub Markdown."""
+    rows = table_rows(records)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 0
+
+
+def _rich():
+    """The rich package, or ``None`` when it is not installed."""
+    try:
+        import rich
+    except ImportError:
+        return None
+    return rich
+
+
+@contextlib.contextmanager
+def progress(total: int, enabled: bool = True) -> Iterator:
+    """A progress bar on stderr (rich); yields ``advance(description)``.
+
+    Without rich, or when disabled, ``advance`` does nothing.
+    """
+    if not enabled or _rich() is None:
+        yield lambda description="": None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
+    with bar:
+        task = bar.add_task("benchmarking", total=total)
+
+        def advance(description: str = "") -> None:
+            bar.update(task, advance=1, description=description or "benchmarking")
+        yield advance

@@ -1,0 +1,199 @@
+"""Conv-to-FC heads: from a channels-last activation ``(B, N, M, D)`` to ``K`` outputs.
+
+============  ==============================  ===========================
+head          spec                            weights
+============  ==============================  ===========================
+ContractHead  ``bnmd,nmdk->bk``               ``(N, M, D, K)``
+FlattenDense  flatten, then ``bi,ik->bk``     ``(N*M*D, K)``
+CPHead        ``bnmd,nr,mr,dr,kr->bk``        four rank-``r`` factors
+TuckerHead    ``bnmd,np,mq,ds,pqsk->bk``      three factors and a core
+============  ==============================  ===========================
+
+ContractHead and FlattenDense compute the same function when the flat
+weight is :func:`~contractnet.nn.flat_weight` of the contraction weight; the
+factorised heads are ContractHead with a low-rank weight
+(:meth:`full_weight`), which opt_einsum contracts without ever forming it.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+import contractnet as cn
+
+from .layers import DType, RNG, Einsum, positive_int
+from .module import Params
+from .weights import _in_shape, flat_weight, flatten_activation, _order
+
+
+class _Head(Einsum):
+    """An Einsum from ``(B, N, M, D)`` to ``(B, K)``, with its full weight on demand."""
+
+    full_spec = "nmdk->nmdk"
+
+    def __init__(self, spec: str, in_shape: Sequence[int], classes: int, ranks: dict[str, int],
+                 weight_names: Sequence[str], *, bias: bool, init: str, rng: RNG,
+                 dtype: DType) -> None:
+        self.in_shape = _in_shape(in_shape)
+        self.classes = positive_int(classes, "classes")
+        n, m, d = self.in_shape
+        sizes = {"n": n, "m": m, "d": d, "k": self.classes, **ranks}
+        super().__init__(spec, sizes, bias=bias, weight_names=weight_names, init=init,
+                         rng=rng, dtype=dtype)
+
+    def forward(self, params: Params, x: Any) -> Any:
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"{type(self).__name__} expects input (B, {', '.join(map(str, self.in_shape))}),"
+                             f" got shape {tuple(x.shape)}")
+        return super().forward(params, x)
+
+    def full_weight(self, params: Params | None = None) -> np.ndarray:
+        """The equivalent ``(N, M, D, K)`` contraction weight (as an ndarray)."""
+        params = self.parameters() if params is None else params
+        return cn.einsum(self.full_spec, *(params[name] for name in self.weight_names))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_shape}, {self.classes}{self._rank_repr()}, spec={self.spec!r}, "
+                f"bias={'bias' in self._params}")
+
+    def _rank_repr(self) -> str:
+        return ""
+
+
+class ContractHead(_Head):
+    """The conv-to-FC head as one contraction, ``"bnmd,nmdk->bk"`` plus bias.
+
+    Its gradients are ``"bk,nmdk->bnmd"`` (input) and ``"bnmd,bk->nmdk"``
+    (weight), derived by the engine.
+
+    Parameters
+    ----------
+    in_shape : (N, M, D)
+        Channels-last activation shape (without the batch).
+    classes : int
+        Number of outputs ``K``.
+    bias : bool
+    init : {"glorot", "he"}
+    rng : numpy Generator, int or None
+    dtype : dtype
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> head = cn.nn.ContractHead((4, 4, 16), 10, rng=0)
+    >>> head
+    ContractHead((4, 4, 16), 10, spec='bnmd,nmdk->bk', bias=True)
+    >>> head(np.ones((2, 4, 4, 16), np.float32)).shape
+    (2, 10)
+    """
+
+    def __init__(self, in_shape: Sequence[int], classes: int, *, bias: bool = True,
+                 init: str = "glorot", rng: RNG = None, dtype: DType = np.float32) -> None:
+        super().__init__("bnmd,nmdk->bk", in_shape, classes, {}, ("weight",), bias=bias,
+                         init=init, rng=rng, dtype=dtype)
+
+
+class CPHead(_Head):
+    """Rank-``r`` CP head, ``"bnmd,nr,mr,dr,kr->bk"`` plus bias.
+
+    The weight ``W[n,m,d,k] = sum_r A[n,r] B[m,r] C[d,r] E[k,r]`` has
+    ``r*(N+M+D+K)`` parameters instead of ``N*M*D*K``.
+
+    Examples
+    --------
+    >>> import contractnet as cn
+    >>> head = cn.nn.CPHead((4, 4, 16), 10, rank=8, rng=0)
+    >>> head.num_parameters()
+    282
+    """
+
+    full_spec = "nr,mr,dr,kr->nmdk"
+
+    def __init__(self, in_shape: Sequence[int], classes: int, rank: int, *, bias: bool = True,
+                 init: str = "glorot", rng: RNG = None, dtype: DType = np.float32) -> None:
+        self.rank = positive_int(rank, "rank")
+        super().__init__("bnmd,nr,mr,dr,kr->bk", in_shape, classes, {"r": self.rank},
+                         ("factor_n", "factor_m", "factor_d", "factor_k"), bias=bias,
+                         init=init, rng=rng, dtype=dtype)
+
+    def _rank_repr(self) -> str:
+        return f", rank={self.rank}"
+
+
+class TuckerHead(_Head):
+    """Tucker (tensor-regression) head, ``"bnmd,np,mq,ds,pqsk->bk"`` plus bias.
+
+    Factors ``(N,p)``, ``(M,q)``, ``(D,s)`` project the activation to a
+    ``(p, q, s)`` core, which a ``(p, q, s, K)`` weight maps to the outputs.
+
+    Examples
+    --------
+    >>> import contractnet as cn
+    >>> head = cn.nn.TuckerHead((4, 4, 16), 10, ranks=(2, 2, 8), rng=0)
+    >>> sorted(head.parameters())
+    ['bias', 'core', 'factor_d', 'factor_m', 'factor_n']
+    """
+
+    full_spec = "np,mq,ds,pqsk->nmdk"
+
+    def __init__(self, in_shape: Sequence[int], classes: int, ranks: Sequence[int], *,
+                 bias: bool = True, init: str = "glorot", rng: RNG = None,
+                 dtype: DType = np.float32) -> None:
+        ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,)
+        if len(ranks) != 3:
+            raise ValueError(f"ranks must be three positive ints (p, q, s), got {ranks!r}")
+        self.ranks = tuple(positive_int(r, "ranks") for r in ranks)
+        p, q, s = self.ranks
+        super().__init__("bnmd,np,mq,ds,pqsk->bk", in_shape, classes, {"p": p, "q": q, "s": s},
+                         ("factor_n", "factor_m", "factor_d", "core"), bias=bias,
+                         init=init, rng=rng, dtype=dtype)
+
+    def _rank_repr(self) -> str:
+        return f", ranks={self.ranks}"
+
+
+class FlattenDense(Einsum):
+    """The flatten+matmul baseline: flatten ``(B, N, M, D)`` in ``layout`` order, then ``"bi,ik->bk"``.
+
+    With ``layout="NHWC"`` the flatten is a free reshape; ``"NCHW"`` first
+    moves channels forward, as a PyTorch model's flatten does.  The weight
+    ``(N*M*D, K)`` relates to ContractHead's by
+    :func:`~contractnet.nn.flat_weight` / :func:`~contractnet.nn.contraction_weight`.
+    Seeded alike, FlattenDense("NHWC") and ContractHead draw the same weights.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> x = np.random.default_rng(1).random((2, 4, 4, 16), dtype=np.float32)
+    >>> a, b = cn.nn.ContractHead((4, 4, 16), 10, rng=0), cn.nn.FlattenDense((4, 4, 16), 10, rng=0)
+    >>> np.allclose(a(x), b(x), atol=1e-6)
+    True
+    """
+
+    def __init__(self, in_shape: Sequence[int], classes: int, *, layout: str = "NHWC",
+                 bias: bool = True, init: str = "glorot", rng: RNG = None,
+                 dtype: DType = np.float32) -> None:
+        _order(layout)
+        self.layout = layout
+        self.in_shape = _in_shape(in_shape)
+        self.classes = positive_int(classes, "classes")
+        n, m, d = self.in_shape
+        super().__init__("bi,ik->bk", {"i": n * m * d, "k": self.classes}, bias=bias, init=init,
+                         rng=rng, dtype=dtype)
+
+    def forward(self, params: Params, x: Any) -> Any:
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"FlattenDense expects input (B, {', '.join(map(str, self.in_shape))}), "
+                             f"got shape {tuple(x.shape)}")
+        return super().forward(params, flatten_activation(x, self.layout))
+
+    def full_weight(self, params: Params | None = None) -> np.ndarray:
+        """The equivalent ``(N, M, D, K)`` contraction weight."""
+        from .weights import contraction_weight
+        params = self.parameters() if params is None else params
+        return contraction_weight(params["weight"], self.in_shape, self.layout)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_shape}, {self.classes}, layout={self.layout!r}, "
+                f"spec='flatten,{self.spec}', bias={'bias' in self._params}")

@@ -1,0 +1,319 @@
+"""Layers: a learned einsum spec, dense, convolution, pooling, ReLU.
+
+None of these has a backward pass of its own: each forward is einsum specs
+and differentiable ops, and :mod:`contractnet.autodiff` derives the rest.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import contractnet as cn
+
+from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
+from . import init as initializers
+from .module import Module, Params
+
+DType = np.dtype | type | str
+RNG = np.random.Generator | int | None
+
+
+class Einsum(Module):
+    """A learned layer given by one spec: operand 0 is the input, the rest are weights.
+
+    The weight shapes follow from the spec and ``sizes``; the optional bias
+    spans the output indices that a weight provides (``k`` in ``"bi,ik->bk"``).
+
+    Parameters
+    ----------
+    spec : str
+        Einsum spec with at least two operands; weight terms must be plain
+        (no window, ellipsis or repeated index).
+    sizes : mapping of str to int
+        The size of every weight index.  Sizes of other indices are allowed
+        and then checked against the input at each call.
+    bias : bool
+        Add a learned bias, initialised to zero.
+    weight_names : sequence of str, optional
+        Names of the weights; default ``"weight"`` for one, else
+        ``"weight1"``, ``"weight2"``, ... by operand number.
+    init : {"glorot", "he"}
+        Initialisation scheme (see :func:`contractnet.nn.init.spec_weights`).
+    rng : numpy Generator, int or None
+        Source of the initial weights.
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    SpecError
+        If the spec is malformed or not a learned layer (see above).
+    ValueError
+        If a weight index has no size, or a size is not a positive integer.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> layer = cn.nn.Einsum("bi,ik->bk", sizes={"i": 64, "k": 10}, bias=True, rng=0)
+    >>> layer
+    Einsum('bi,ik->bk', sizes={'i': 64, 'k': 10}, bias=True)
+    >>> {name: p.shape for name, p in layer.parameters().items()}
+    {'weight': (64, 10), 'bias': (10,)}
+    """
+
+    def __init__(self, spec: str, sizes: Mapping[str, int], *, bias: bool = False,
+                 weight_names: Sequence[str] | None = None, init: str = "glorot",
+                 rng: RNG = None, dtype: DType = np.float32) -> None:
+        super().__init__()
+        parsed = parse(spec)
+        _check_learned_spec(parsed)
+        self.spec = str(parsed)
+        self.sizes = _check_sizes(parsed, sizes)
+        self.weight_names = _weight_names(weight_names, len(parsed.inputs) - 1)
+        self.dtype = initializers.float_dtype(dtype)
+        arrays = initializers.spec_weights(parsed, self.sizes, init,
+                                           rng=initializers.as_generator(rng), dtype=self.dtype)
+        for name, array in zip(self.weight_names, arrays):
+            self.add_parameter(name, array)
+        bias_shape, self._bias_view = _bias_layout(parsed, self.sizes)
+        if bias:
+            self.add_parameter("bias", initializers.zeros(bias_shape, self.dtype))
+        weight_idx = {i for t in parsed.inputs[1:] for i in t.indices()}
+        self._check_sizes = {k: v for k, v in self.sizes.items() if k not in weight_idx} or None
+
+    def forward(self, params: Params, x: Any) -> Any:
+        weights = [params[name] for name in self.weight_names]
+        y = cn.einsum(self.spec, x, *weights, sizes=self._check_sizes)
+        if "bias" not in self._params:
+            return y
+        b = params["bias"]
+        return y + (b if self._bias_view is None else cn.reshape(b, self._bias_view))
+
+    def extra_repr(self) -> str:
+        text = f"{self.spec!r}, sizes={self.sizes}, bias={'bias' in self._params}"
+        if self.dtype != np.float32:
+            text += f", dtype={self.dtype.name}"
+        return text
+
+
+def _term_start(spec: Spec, operand: int) -> int:
+    """Column of operand ``operand``'s term in ``str(spec)``."""
+    return sum(len(str(t)) + 1 for t in spec.inputs[:operand])
+
+
+def _check_learned_spec(spec: Spec) -> None:
+    text = str(spec)
+    if len(spec.inputs) < 2:
+        raise SpecError("a learned layer needs an input term and at least one weight term", text)
+    for i, term in enumerate(spec.inputs[1:], start=1):
+        if not term.is_plain:
+            raise SpecError(f"weight term '{term}' (operand {i}) must be plain: "
+                            "no window, ellipsis or repeated index", text, _term_start(spec, i))
+    known = {i for t in spec.inputs for i in t.indices()}
+    col = text.index("->") + 2
+    for axis in spec.output.axes:
+        names = [axis.outer, axis.inner] if isinstance(axis, Window) else [axis]
+        for name in names:
+            if name != ELLIPSIS and name not in known:
+                raise SpecError(f"output index '{name}' appears in no operand", text, col)
+        col += len(str(axis))
+
+
+def _check_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
+    if not isinstance(sizes, Mapping):
+        raise ValueError(f"sizes must be a mapping of index to size, got {type(sizes).__name__}")
+    indices = spec.indices()
+    for name, n in sizes.items():
+        if name not in indices:
+            raise ValueError(f"sizes gives index {name!r}, which spec '{spec}' does not use")
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"size of index {name!r} must be a positive integer, got {n!r}")
+    weight_idx = [i for t in spec.inputs[1:] for i in t.indices()]
+    missing = sorted(set(weight_idx) - set(sizes))
+    if missing:
+        raise ValueError(f"sizes must give every weight index of '{spec}'; missing {missing}")
+    return {name: int(sizes[name]) for name in dict.fromkeys(weight_idx + list(sizes))}
+
+
+def _weight_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
+    if names is None:
+        return ("weight",) if count == 1 else tuple(f"weight{i}" for i in range(1, count + 1))
+    names = tuple(names)
+    if len(names) != count or len(set(names)) != count or "bias" in names:
+        raise ValueError(f"weight_names must be {count} distinct names other than 'bias', "
+                         f"got {names}")
+    return names
+
+
+def _bias_layout(spec: Spec, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """Bias shape, and the shape to view it as before adding (None: broadcasts as is)."""
+    weight_idx = {i for t in spec.inputs[1:] for i in t.indices()}
+    axes = spec.output.axes
+    hits = [j for j, a in enumerate(axes) if isinstance(a, str) and a in weight_idx]
+    shape = tuple(sizes[axes[j]] for j in hits)
+    if len({axes[j] for j in hits}) != len(hits):
+        raise SpecError("a learned layer's output may not repeat a weight index", str(spec))
+    if hits == list(range(len(axes) - len(hits), len(axes))):
+        return shape, None
+    if spec.output.has_ellipsis:
+        raise SpecError("with '...' in the output, the weight indices must come last "
+                        "(the bias broadcasts from the right)", str(spec))
+    view = tuple(sizes[a] if j in hits else 1 for j, a in enumerate(axes))
+    return shape, view
+
+
+class Dense(Einsum):
+    """Fully connected layer, ``"bi,ik->bk"`` plus bias.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> layer = cn.nn.Dense(4, 3, rng=0)
+    >>> layer
+    Dense(4, 3, spec='bi,ik->bk', bias=True)
+    >>> layer(np.ones((2, 4), np.float32)).shape
+    (2, 3)
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 init: str = "glorot", rng: RNG = None, dtype: DType = np.float32) -> None:
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        super().__init__("bi,ik->bk", {"i": self.in_features, "k": self.out_features},
+                         bias=bias, init=init, rng=rng, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, spec={self.spec!r}, "
+                f"bias={'bias' in self._params}")
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int ``>= 1``; raises ValueError naming ``name``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def pair(value: Any, name: str, minimum: int = 1) -> tuple[int, int]:
+    """``value`` as a pair of ints ``>= minimum``; raises ValueError naming ``name``."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                  and v >= minimum for v in items):
+        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _check_padding(padding: Any) -> Any:
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        return padding
+    return pair(padding, "padding", minimum=0)
+
+
+class Conv2d(Module):
+    """2-D convolution, channels last: ``x (B,H,W,C)``, weight ``(KH,KW,C/groups,K)``.
+
+    Calls :func:`contractnet.conv2d`, whose spec is
+    ``"b(h+u)(w+v)c,uvck->bhwk"`` (with stride and dilation in the window).
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> conv = cn.nn.Conv2d(1, 16, 3, padding="same", rng=0)
+    >>> conv
+    Conv2d(1, 16, kernel_size=(3, 3), padding='same', spec='b(h+u)(w+v)c,uvck->bhwk', bias=True)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
+                 stride: int | Sequence[int] = 1, padding: Any = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
+                 init: str = "he", rng: RNG = None, dtype: DType = np.float32) -> None:
+        super().__init__()
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        self.padding, self.groups = _check_padding(padding), positive_int(groups, "groups")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
+                             f"and out_channels={self.out_channels}")
+        shape = self.kernel_size + (self.in_channels // self.groups, self.out_channels)
+        rng, self.dtype = initializers.as_generator(rng), initializers.float_dtype(dtype)
+        fan_in, fan_out = shape[0] * shape[1] * shape[2], shape[3]
+        if init == "he":
+            w = initializers.he_normal(shape, fan_in, rng=rng, dtype=self.dtype)
+        elif init == "glorot":
+            w = initializers.glorot_uniform(shape, fan_in, fan_out, rng=rng, dtype=self.dtype)
+        else:
+            raise ValueError(f"unknown init scheme {init!r}; choose one of {initializers.SCHEMES}")
+        self.add_parameter("weight", w)
+        if bias:
+            self.add_parameter("bias", initializers.zeros((self.out_channels,), self.dtype))
+        # cn.conv2d gets the arguments exactly as given (ints stay ints)
+        self._call_args = {"stride": stride, "padding": padding, "dilation": dilation}
+        if self.groups != 1:
+            self._call_args["groups"] = self.groups
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        self.spec = f"b{Window('h', 'u', sh, dh)}{Window('w', 'v', sw, dw)}c,uvck->bhwk"
+
+    def forward(self, params: Params, x: Any) -> Any:
+        y = cn.conv2d(x, params["weight"], **self._call_args)
+        return y + params["bias"] if "bias" in self._params else y
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1)),
+                              ("groups", 1)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
+        return text + f", spec={self.spec!r}, bias={'bias' in self._params}"
+
+
+class _Pool2d(Module):
+    reduce = "sum"
+
+    def __init__(self, size: int | Sequence[int], stride: int | Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.size = pair(size, "size")
+        self.stride = self.size if stride is None else pair(stride, "stride")
+        self._call_args = (size, stride)  # passed on as given
+        sh, sw = self.stride
+        self.spec = f"b{Window('h', 'u', sh)}{Window('w', 'v', sw)}c->bhwc"
+
+    def extra_repr(self) -> str:
+        stride = "" if self.stride == self.size else f", stride={self.stride}"
+        return f"{self.size}{stride}, spec={self.spec!r}, reduce={self.reduce!r}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling, channels last, via :func:`contractnet.max_pool2d`.
+
+    Examples
+    --------
+    >>> import contractnet as cn
+    >>> cn.nn.MaxPool2d(2)
+    MaxPool2d((2, 2), spec='b(2h+u)(2w+v)c->bhwc', reduce='max')
+    """
+
+    reduce = "max"
+
+    def forward(self, params: Params, x: Any) -> Any:
+        return cn.max_pool2d(x, self._call_args[0], stride=self._call_args[1])
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling, channels last, via :func:`contractnet.avg_pool2d`."""
+
+    reduce = "mean"
+
+    def forward(self, params: Params, x: Any) -> Any:
+        return cn.avg_pool2d(x, self._call_args[0], stride=self._call_args[1])
+
+
+class ReLU(Module):
+    """``max(x, 0)`` elementwise."""
+
+    def forward(self, params: Params, x: Any) -> Any:
+        return cn.relu(x)

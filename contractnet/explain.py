@@ -1,0 +1,154 @@
+"""``contractnet explain SPEC``: what a spec means and how it will run.
+
+Shows the parsed operands and the size of every index, the forward
+contraction path (opt_einsum's FLOP count and largest intermediate), the
+derived backward spec of every operand, and for a two-operand spec that is
+one matrix product, the equivalent flatten + matmul.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Mapping, Sequence
+
+import opt_einsum
+
+from .api import backward_specs
+from .bind import Bound, bind
+from .engine import make_plan, plan_pair
+from .spec import Spec, SpecError, Window, parse
+from .transpose import transpose
+
+DEFAULT_SIZE = 8
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    """``"128x4x4x50"`` or ``"128,4,4,50"`` -> a shape; ``"()"`` or ``""`` -> ()."""
+    text = text.strip().strip("()")
+    if not text:
+        return ()
+    try:
+        shape = tuple(int(p) for p in text.replace(",", "x").split("x") if p.strip())
+    except ValueError:
+        raise ValueError(f"bad shape {text!r}: write it as 128x4x4x50") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"bad shape {text!r}: sizes must be >= 0")
+    return shape
+
+
+def _parse_sizes(text: str | None) -> dict[str, int]:
+    """``"b=128,k=10"`` -> ``{"b": 128, "k": 10}``."""
+    sizes = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, value = part.partition("=")
+        if not value.strip().isdigit():
+            raise ValueError(f"bad size {part!r}: write it as name=int, e.g. b=128")
+        sizes[name.strip()] = int(value)
+    return sizes
+
+
+def _default_shapes(spec: Spec, sizes: Mapping[str, int]) -> list[tuple[int, ...]]:
+    """Shapes that give every index its size from ``sizes`` or a default."""
+    if spec.has_ellipsis:
+        raise ValueError("a spec with '...' needs --shapes")
+    inner = {w.inner for t in spec.inputs for w in t.windows}
+    sizes = {**{n: 3 for n in inner}, **sizes}
+    shapes = []
+    for term in spec.inputs:
+        shape = []
+        for axis in term.axes:
+            if isinstance(axis, Window):
+                shape.append(axis.span(sizes.get(axis.outer, DEFAULT_SIZE), sizes[axis.inner]))
+            else:
+                shape.append(sizes.get(axis, DEFAULT_SIZE))
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def _flatten_equivalent(bound: Bound) -> list[str]:
+    """For a two-operand GEMM: which axes each side groups into one."""
+    spec = bound.spec
+    if len(spec.inputs) != 2 or not all(t.is_plain for t in spec.inputs) \
+            or not spec.output.is_plain:
+        return []
+    (a, b), out = ("".join(t.axes) for t in spec.inputs), "".join(spec.output.axes)
+    pair = plan_pair(a, bound.in_shapes[0], b, bound.in_shapes[1], out)
+    if pair.einsum_eq is not None or len(pair.shape_a) != 2:
+        return []
+    left = "".join(n for n in a if n not in b)
+    summed = "".join(n for n in a if n in b and n not in out)
+    right = "".join(n for n in b if n not in a)
+    size = bound.size_map
+    m, k, n = (math.prod(size[c] for c in g) for g in (left, summed, right))
+    return [
+        "equivalent flatten + matmul (one GEMM, no copy when the groups are contiguous):",
+        f"  X[{left or '-'} | {summed or '-'}] @ W[{summed or '-'} | {right or '-'}]"
+        f"   ({m} x {k}) @ ({k} x {n})",
+        f"  flatten order of the contracted group: '{summed}' (row-major, as laid out"
+        f" in the first operand); a PyTorch NCHW flatten orders it channels first",
+    ]
+
+
+def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
+            sizes: Mapping[str, int] | None = None) -> str:
+    """A readable account of ``spec``: indices, sizes, path, backward specs.
+
+    Without ``shapes`` every index gets ``sizes[index]`` or a default (8, and
+    3 for a window's inner index).
+    """
+    parsed = parse(spec)
+    sizes = dict(sizes or {})
+    if shapes is None:
+        shapes = _default_shapes(parsed, sizes)
+        sizes = {k: v for k, v in sizes.items() if k not in _input_letters(parsed)}
+    bound = bind(parsed, shapes, sizes)
+    lines = [f"spec      {parsed}"]
+    for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
+        lines.append(f"operand {i} '{term}'  shape {shape}")
+    lines.append(f"output    '{parsed.output}'  shape {bound.out_shape}")
+    lines.append("sizes     " + ", ".join(f"{k}={v}" for k, v in bound.sizes))
+    lines += _path_lines(bound)
+    lines.append("backward specs (the output takes the operand's place):")
+    for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
+        lines.append(f"  d operand {i}: {text}")
+    lines += _flatten_equivalent(bound)
+    return "\n".join(lines)
+
+
+def _input_letters(spec: Spec) -> set[str]:
+    return {n for t in spec.inputs for n in t.indices()}
+
+
+def _path_lines(bound: Bound) -> list[str]:
+    plan = make_plan(bound, "sum")
+    size = bound.size_map
+    terms = plan.read_names
+    shapes = [tuple(size[n] for n in t) for t in terms]
+    eq = ",".join(terms) + "->" + plan.target
+    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
+    lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
+             if any(plan.needs_view) else f"forward   {eq}",
+             f"  FLOPs (opt_einsum count) {int(info.opt_cost):,};  naive {int(info.naive_cost):,}",
+             f"  largest intermediate {int(info.largest_intermediate):,} elements"]
+    if len(terms) > 2:
+        lines.append(f"  pairwise path {path}")
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help='einsum spec, e.g. "bnmd,nmdk->bk"')
+    parser.add_argument("--shapes", nargs="+", metavar="SHAPE",
+                        help="one shape per operand, e.g. 128x4x4x50 4x4x50x500")
+    parser.add_argument("--sizes", metavar="NAME=N,...",
+                        help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
+
+
+def run(args: argparse.Namespace) -> int:
+    shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
+    try:
+        print(explain(args.spec, shapes, _parse_sizes(args.sizes)))
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    return 0

@@ -10,8 +10,9 @@ the spec as a transposed contraction::
 from .spec import SpecError, Spec, Term, Window, parse
 from .transpose import transpose
 from .engine import MemoryBudgetError, memory_budget, set_memory_budget
-from .autodiff import Traced, vjp, grad, value_and_grad, check_grads
+from .autodiff import DtypeError, vjp, grad, value_and_grad, check_grads
 from .api import einsum, backward_specs
+from .trace import Traced
 from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)
 from .ops import __all__ as _ops_all
 from .conv import *  # noqa: F401,F403  (conv1d/2d/3d, pooling, conv_transpose2d)
@@ -21,7 +22,7 @@ from . import nn, optim  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "SpecError", "MemoryBudgetError", "Spec", "Term", "Window", "parse", "transpose",
+    "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse", "transpose",
     "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
     "memory_budget", "set_memory_budget", "nn", "optim",
 ] + list(_ops_all) + list(_conv_all)

@@ -208,10 +208,14 @@ def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
     return [leaf for leaves, _ in parts for leaf in leaves], rebuild
 
 
+class DtypeError(TypeError, ValueError):
+    """A primal that cannot be differentiated (integer, boolean, object)."""
+
+
 def _as_primal(x: Any, where: str) -> np.ndarray:
     array = np.asarray(x.value if isinstance(x, Traced) else x)
     if array.dtype.kind not in "fc":
-        raise TypeError(f"{where} has dtype {array.dtype}: only floating-point (or complex) "
+        raise DtypeError(f"{where} has dtype {array.dtype}: only floating-point (or complex) "
                         f"inputs can be differentiated; cast it, e.g. x.astype(np.float64)")
     return array
 
@@ -236,8 +240,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
 
     Raises
     ------
-    TypeError
-        A primal is not floating point.
+    DtypeError
+        A primal is not floating point (a ``TypeError`` and a ``ValueError``).
 
     Examples
     --------

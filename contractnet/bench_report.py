@@ -231,22 +231,40 @@ def _rich():
     return rich
 
 
+class _Silent:
+    """Progress that shows nothing (no rich, or disabled)."""
+
+    def start(self, description: str) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+class _Bar:
+    """A rich progress bar: ``start(description)`` then ``done()`` per step."""
+
+    def __init__(self, bar, task) -> None:
+        self.bar, self.task = bar, task
+
+    def start(self, description: str) -> None:
+        self.bar.update(self.task, description=description)
+
+    def done(self) -> None:
+        self.bar.update(self.task, advance=1)
+
+
 @contextlib.contextmanager
 def progress(total: int, enabled: bool = True) -> Iterator:
-    """A progress bar on stderr (rich); yields ``advance(description)``.
-
-    Without rich, or when disabled, ``advance`` does nothing.
-    """
+    """A transient progress bar on stderr (rich); yields an object with
+    ``start(description)`` and ``done()``, which do nothing without rich."""
     if not enabled or _rich() is None:
-        yield lambda description="": None
+        yield _Silent()
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
+    bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
     with bar:
-        task = bar.add_task("benchmarking", total=total)
-
-        def advance(description: str = "") -> None:
-            bar.update(task, advance=1, description=description or "benchmarking")
-        yield advance
+        yield _Bar(bar, bar.add_task("benchmarking", total=total))

@@ -32,6 +32,10 @@ Call = Callable[[], object]
 MIN_SAMPLE_SECONDS = 2e-3
 #: Calls per sample are capped so that tiny problems still finish quickly.
 MAX_CALLS_PER_SAMPLE = 200
+#: Pause before each sample.  Thread pools spin for a while after a call
+#: (OpenBLAS's and PyTorch's OpenMP pool); on a machine with few cores the
+#: next method would otherwise share its cores with them.
+SETTLE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def time_sample(fn: Call, calls: int = 1) -> float:
 
 
 def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
-               budget_seconds: float | None = None) -> dict[str, list[float]]:
+               budget_seconds: float | None = None,
+               settle_seconds: float = SETTLE_SECONDS) -> dict[str, list[float]]:
     """Time several methods round-robin so that they share machine state.
 
     Parameters
@@ -107,6 +112,9 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     budget_seconds : float, optional
         A method whose samples have used more than this stops being timed
         (it keeps at least one sample), so a very slow peer cannot stall a run.
+    settle_seconds : float
+        Pause before each sample, so that one method's spinning threads have
+        gone idle before the next method starts.
 
     Returns
     -------
@@ -129,6 +137,7 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
             if budget_seconds is not None and times[name] and spent[name] > budget_seconds:
                 times[name].append(math.nan)
                 continue
+            time.sleep(settle_seconds)
             seconds = time_sample(fns[name], calls[name])
             spent[name] += seconds * calls[name]
             times[name].append(seconds)

@@ -129,19 +129,26 @@ def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str):
 
 
 def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols) -> Spec:
-    """Give each axis of size 1 whose index is larger elsewhere a private index."""
+    """Give each axis of size 1 whose index is larger elsewhere a private index.
+
+    All the axes of one operand that share such an index (a repeated index,
+    all of size 1) share one private index, as numpy broadcasts them.
+    """
     fresh = fresh_letters(spec.indices() | set(sizes))
     inputs = []
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
-        axes = list(term.axes)
+        axes, private = list(term.axes), {}
         for j, (axis, n) in enumerate(zip(term.axes, shape)):
             if isinstance(axis, Window) or n == sizes[axis]:
                 continue
-            if term.axes.count(axis) > 1:
-                raise SpecError(f"index '{axis}' is repeated in operand {i} and cannot "
-                                f"broadcast from size 1 to {sizes[axis]}", text, cols[i][j])
-            axes[j] = next(fresh)
-            sizes[axes[j]] = 1
+            if any(m != 1 for a, m in zip(term.axes, shape) if a == axis):
+                raise SpecError(f"index '{axis}' is repeated in operand {i} with sizes "
+                                f"{[m for a, m in zip(term.axes, shape) if a == axis]}; "
+                                f"it cannot broadcast to {sizes[axis]}", text, cols[i][j])
+            if axis not in private:
+                private[axis] = next(fresh)
+                sizes[private[axis]] = 1
+            axes[j] = private[axis]
         inputs.append(Term(tuple(axes)))
     return Spec(tuple(inputs), spec.output)
 

@@ -1,1 +1,173 @@
-"""Optimizers (being written)."""
+"""Optimizers that update a parameter dict in place.
+
+An optimizer is built on the dict of live arrays (``module.parameters()``)
+and each :meth:`Optimizer.step` takes a dict of gradients with the same
+names and updates those arrays **in place**, so every holder of the arrays
+(the module included) sees the new values.  Parameter dtypes never change:
+gradients are cast to each parameter's dtype and hyper-parameters are Python
+floats, which numpy applies without upcasting.
+
+The update rules follow PyTorch's ``torch.optim.SGD`` and ``Adam`` (L2
+weight decay added to the gradient).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+
+class Optimizer:
+    """Base class: checks the parameters and gradients, then updates each array.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        Floating arrays to update in place (keep references to them).
+
+    Raises
+    ------
+    ValueError
+        If ``params`` is empty, or holds something other than floating,
+        writeable ndarrays.
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray]) -> None:
+        if not isinstance(params, Mapping) or not params:
+            raise ValueError("an optimizer needs a non-empty dict of name -> ndarray")
+        for name, p in params.items():
+            if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+                raise ValueError(f"parameter {name!r} must be a floating ndarray, "
+                                 f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
+            if not p.flags.writeable:
+                raise ValueError(f"parameter {name!r} is read-only; it cannot be updated in place")
+        self.params = dict(params)
+        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.params}
+        self.steps = 0
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """Update every parameter in place from ``grads``; all checks come first.
+
+        Raises
+        ------
+        ValueError
+            If a name is missing or unexpected, or a gradient's shape differs
+            from its parameter's; no parameter is changed then.
+        """
+        checked = self._check_grads(grads)
+        self.steps += 1
+        for name, p in self.params.items():
+            self._update(name, p, checked[name])
+
+    def _check_grads(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.params if n not in grads]
+        unexpected = [n for n in grads if n not in self.params]
+        if missing or unexpected:
+            raise ValueError(f"gradients do not match the parameters: missing {missing}, "
+                             f"unexpected {unexpected}")
+        checked = {}
+        for name, p in self.params.items():
+            g = np.asarray(getattr(grads[name], "value", grads[name]))
+            if g.shape != p.shape:
+                raise ValueError(f"gradient {name!r} has shape {g.shape} but the parameter has {p.shape}")
+            checked[name] = g.astype(p.dtype, copy=False)
+        return checked
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+def _check_rate(value: float, name: str, low: float, high: float = math.inf,
+                open_low: bool = False) -> float:
+    value = float(value)
+    if not (low < value if open_low else low <= value) or not value < high:
+        interval = f"{'(' if open_low else '['}{low}, {high})"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return value
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and weight decay.
+
+    ``g += weight_decay * p``; with momentum ``v = momentum * v + g`` (``v = g``
+    on the first step) and ``g = v`` (or ``g + momentum * v`` when
+    ``nesterov``); then ``p -= lr * g``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = {"w": np.array([1.0, 2.0])}
+    >>> opt = SGD(p, lr=0.5, momentum=0.9)
+    >>> opt.step({"w": np.array([1.0, 1.0])}); p["w"].tolist()
+    [0.5, 1.5]
+    >>> opt.step({"w": np.array([1.0, 1.0])}); p["w"].round(6).tolist()  # v = 1.9
+    [-0.45, 0.55]
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(params)
+        self.lr = _check_rate(lr, "lr", 0.0, open_low=True)
+        self.momentum = _check_rate(momentum, "momentum", 0.0, 1.0)
+        self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov needs a momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = self.state[name].get("velocity")
+            if v is None:
+                v = self.state[name]["velocity"] = g.copy()
+            else:
+                v *= self.momentum
+                v += g
+            g = g + self.momentum * v if self.nesterov else v
+        p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction, as in ``torch.optim.Adam``.
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g**2``, then
+    ``p -= lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = {"w": np.array([1.0, -1.0])}
+    >>> Adam(p, lr=0.1).step({"w": np.array([3.0, -0.5])}); p["w"].round(6).tolist()
+    [0.9, -0.9]
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params)
+        self.lr = _check_rate(lr, "lr", 0.0, open_low=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (b1, b2), got {betas!r}")
+        self.betas = (_check_rate(betas[0], "betas[0]", 0.0, 1.0),
+                      _check_rate(betas[1], "betas[1]", 0.0, 1.0))
+        self.eps = _check_rate(eps, "eps", 0.0, open_low=True)
+        self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        b1, b2 = self.betas
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        state = self.state[name]
+        if not state:
+            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        denom = np.sqrt(v)
+        denom *= 1.0 / math.sqrt(1.0 - b2 ** self.steps)
+        denom += self.eps
+        p -= (self.lr / (1.0 - b1 ** self.steps)) * m / denom

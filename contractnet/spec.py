@@ -280,7 +280,6 @@ def implicit_output(inputs: tuple[Term, ...]) -> Term:
     return Term(head + tuple(single))
 
 
-@lru_cache(maxsize=1024)
 def parse(text: str) -> Spec:
     """Parse spec text into a :class:`Spec`.
 
@@ -307,6 +306,11 @@ def parse(text: str) -> Spec:
     """
     if not isinstance(text, str):
         raise SpecError(f"a spec must be a string, got {type(text).__name__}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> Spec:
     arrow = text.find("->")
     if arrow >= 0 and text.find("->", arrow + 1) >= 0:
         raise _error(text, text.find("->", arrow + 1), "a spec may contain only one '->'")

@@ -24,7 +24,7 @@ import contractnet as cn
 
 from .layers import DType, RNG, Einsum, positive_int
 from .module import Params
-from .weights import _in_shape, flat_weight, flatten_activation, _order
+from .weights import check_in_shape, check_layout, contraction_weight, flatten_activation
 
 
 class _Head(Einsum):
@@ -35,7 +35,7 @@ class _Head(Einsum):
     def __init__(self, spec: str, in_shape: Sequence[int], classes: int, ranks: dict[str, int],
                  weight_names: Sequence[str], *, bias: bool, init: str, rng: RNG,
                  dtype: DType) -> None:
-        self.in_shape = _in_shape(in_shape)
+        self.in_shape = check_in_shape(in_shape)
         self.classes = positive_int(classes, "classes")
         n, m, d = self.in_shape
         sizes = {"n": n, "m": m, "d": d, "k": self.classes, **ranks}
@@ -174,9 +174,9 @@ class FlattenDense(Einsum):
     def __init__(self, in_shape: Sequence[int], classes: int, *, layout: str = "NHWC",
                  bias: bool = True, init: str = "glorot", rng: RNG = None,
                  dtype: DType = np.float32) -> None:
-        _order(layout)
+        check_layout(layout)
         self.layout = layout
-        self.in_shape = _in_shape(in_shape)
+        self.in_shape = check_in_shape(in_shape)
         self.classes = positive_int(classes, "classes")
         n, m, d = self.in_shape
         super().__init__("bi,ik->bk", {"i": n * m * d, "k": self.classes}, bias=bias, init=init,
@@ -190,7 +190,6 @@ class FlattenDense(Einsum):
 
     def full_weight(self, params: Params | None = None) -> np.ndarray:
         """The equivalent ``(N, M, D, K)`` contraction weight."""
-        from .weights import contraction_weight
         params = self.parameters() if params is None else params
         return contraction_weight(params["weight"], self.in_shape, self.layout)
 

@@ -80,11 +80,11 @@ class Einsum(Module):
         if bias:
             self.add_parameter("bias", initializers.zeros(bias_shape, self.dtype))
         weight_idx = {i for t in parsed.inputs[1:] for i in t.indices()}
-        self._check_sizes = {k: v for k, v in self.sizes.items() if k not in weight_idx} or None
+        self._input_sizes = {k: v for k, v in self.sizes.items() if k not in weight_idx} or None
 
     def forward(self, params: Params, x: Any) -> Any:
         weights = [params[name] for name in self.weight_names]
-        y = cn.einsum(self.spec, x, *weights, sizes=self._check_sizes)
+        y = cn.einsum(self.spec, x, *weights, sizes=self._input_sizes)
         if "bias" not in self._params:
             return y
         b = params["bias"]

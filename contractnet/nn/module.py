@@ -242,13 +242,7 @@ def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
     >>> float(loss), grads["w"].tolist()
     (15.0, [6.0, 12.0])
     """
-    names = tuple(params)
-    if not names:
-        raise ValueError("loss_and_grads needs at least one parameter")
-
-    def flat_loss(*arrays: Any) -> Any:
-        return loss_fn(dict(zip(names, arrays)), *args)
-
-    value, grads = cn.value_and_grad(flat_loss, argnums=tuple(range(len(names))))(
-        *(params[n] for n in names))
-    return value, dict(zip(names, grads))
+    if not isinstance(params, Mapping) or not params:
+        raise ValueError("loss_and_grads needs a non-empty dict of name -> array")
+    value, grads = cn.value_and_grad(loss_fn, argnums=0)(dict(params), *args)
+    return value, grads

@@ -26,13 +26,13 @@ import contractnet as cn
 LAYOUTS: dict[str, tuple[int, int, int]] = {"NHWC": (0, 1, 2), "NCHW": (2, 0, 1)}
 
 
-def _order(layout: str) -> tuple[int, int, int]:
+def check_layout(layout: str) -> tuple[int, int, int]:
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)}")
     return LAYOUTS[layout]
 
 
-def _in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
+def check_in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(in_shape)
     if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
         raise ValueError(f"in_shape must be three positive ints (N, M, D), got {in_shape!r}")
@@ -67,7 +67,7 @@ def flat_weight(w: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     >>> flat_weight(w, "NCHW").ravel().tolist()                 # d, n, m order
     [0, 3, 1, 4, 2, 5]
     """
-    order = _order(layout)
+    order = check_layout(layout)
     w = np.asarray(w)
     if w.ndim != 4:
         raise ValueError(f"contraction weight must be 4-d (N, M, D, K), got shape {w.shape}")
@@ -98,7 +98,7 @@ def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],
     ValueError
         If ``w_flat`` is not 2-d with ``N*M*D`` rows, or the layout is unknown.
     """
-    order, shape = _order(layout), _in_shape(in_shape)
+    order, shape = check_layout(layout), check_in_shape(in_shape)
     w_flat = np.asarray(w_flat)
     if w_flat.ndim != 2 or w_flat.shape[0] != np.prod(shape):
         raise ValueError(f"flat weight must have shape ({int(np.prod(shape))}, K) for "
@@ -119,7 +119,7 @@ def flatten_activation(x: Any, layout: str = "NHWC") -> Any:
     >>> flatten_activation(x, "NCHW").tolist()
     [[0, 3, 1, 4, 2, 5]]
     """
-    order = _order(layout)
+    order = check_layout(layout)
     if len(x.shape) != 4:
         raise ValueError(f"activation must be 4-d (B, N, M, D), got shape {tuple(x.shape)}")
     b, rest = x.shape[0], tuple(x.shape[1:])

@@ -1,0 +1,381 @@
+"""``contractnet bench``: flatten+matmul against the contraction head, and its peers.
+
+::
+
+    contractnet bench                         # quick default, well under a minute
+    contractnet bench head --preset lenet vgg-head --json out.json --plot out.png
+    contractnet bench conv --shape 8,14,14,512,3,3,512,1,1
+    contractnet bench heads --preset mnist-cnn --ranks 8 32
+
+Every method's answer is compared with the baseline's (flatten+matmul for
+heads, numpy im2col for conv) before anything is timed; a method that
+disagrees is flagged and left out of the timing.  Methods are timed
+round-robin so they see the same machine state, and each ratio is the median
+of per-round ratios to the baseline (see :mod:`contractnet.bench_timing`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import bench_lowrank as lowrank
+from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
+                            _contractnet, conv_problem, head_problem)
+from .bench_presets import KINDS, PRESETS, ConvShape, HeadShape, select_shapes, split_names
+from .bench_report import PASSES, Record, check_plotting, markdown_table, print_table
+from .bench_report import progress, write_csv, write_json, write_plot
+from .bench_timing import (blas_threads, finite_median, gemm_rate, interleave, machine_info,
+                           paired_ratio, peak_memory)
+
+#: Relative tolerance (to the reference's largest magnitude) for "agrees".
+RTOL = {"float32": 1e-3, "float64": 1e-9}
+BASELINE = {"head": "flatten", "conv": "im2col", "heads": "full"}
+TITLES = {"head": "conv-to-FC head: flatten+matmul vs contraction",
+          "conv": "2-D convolution (channels last)",
+          "heads": "low-rank heads on one activation (contractnet, through cn.vjp)"}
+
+
+@dataclass
+class Entry:
+    """A method ready to time on one case and pass, with its check already done."""
+
+    key: str
+    label: str
+    call: Callable[[], object] | None
+    flops: float
+    traced_memory: bool
+    params: int | None = None
+    status: str = "ok"
+    note: str = ""
+    max_abs_diff: float = math.nan
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated command-line choices that every measurement needs."""
+
+    dtype: str
+    repeat: int
+    budget: float
+    gemm: float
+    machine: dict
+
+
+# ------------------------------------------------------------------ arguments
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``contractnet bench``'s options to ``parser``."""
+    parser.add_argument("kind", nargs="?", choices=KINDS + ("all",), default=None,
+                        help="what to benchmark (default: a quick head run)")
+    parser.add_argument("--preset", nargs="+", action="extend", default=[], metavar="NAME",
+                        help=f"named shapes: {', '.join(PRESETS)}")
+    parser.add_argument("--shape", action="append", default=[], metavar="DIMS",
+                        help="custom shape: B,N,M,D,K (head) or B,H,W,C,KH,KW,K[,stride[,pad]]"
+                             " (conv); repeat the option for more")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--repeat", type=int, default=7, metavar="N",
+                        help="timed rounds per method (default 7)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="BLAS (and PyTorch) threads, via threadpoolctl")
+    parser.add_argument("--peers", nargs="+", action="extend", default=None, metavar="NAME",
+                        help=f"peer methods to include: {', '.join(PEERS)}, all or none "
+                             "(default all)")
+    parser.add_argument("--ranks", nargs="+", type=int, default=[8, 32], metavar="R",
+                        help="ranks for 'bench heads' (default 8 32)")
+    parser.add_argument("--max-seconds", type=float, default=5.0, metavar="S",
+                        help="stop timing a method after S seconds per case and pass")
+    parser.add_argument("--json", metavar="PATH", help="write one record per method/shape/pass")
+    parser.add_argument("--csv", metavar="PATH", help="write the records as CSV")
+    parser.add_argument("--plot", metavar="PATH", help="plot GFLOP/s against size (matplotlib)")
+    parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _peers(values: list[str] | None) -> set[str]:
+    """The chosen peer names; raises ValueError naming an unknown one."""
+    if values is None:
+        return set(PEERS)
+    chosen: set[str] = set()
+    for name in split_names(values):
+        if name == "all":
+            chosen |= set(PEERS)
+        elif name != "none":
+            if name not in PEERS:
+                raise ValueError(f"unknown peer {name!r}; choose from "
+                                 f"{', '.join(PEERS)}, all, none")
+            chosen.add(name)
+    return chosen
+
+
+def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
+    """Check every option before any timing; returns (kind, cases) to run."""
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.max_seconds <= 0:
+        raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
+    if args.plot:
+        check_plotting()
+    lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
+    kinds = {None: ["head"], "all": list(KINDS)}.get(args.kind, [args.kind])
+    presets, shapes = split_names(args.preset), list(args.shape)
+    plan = [(kind, select_shapes(kind, presets, shapes)) for kind in kinds]
+    if not any(cases for _, cases in plan):
+        raise ValueError(f"no shape fits 'bench {args.kind}': give a "
+                         f"{'conv' if args.kind == 'conv' else 'head'} --shape or a --preset")
+    return [(kind, cases) for kind, cases in plan if cases]
+
+
+# ------------------------------------------------------------------ checking
+def compare(answer: Answer, reference: Answer, dtype: str) -> tuple[float, str]:
+    """Largest absolute difference and a note, empty when the answer agrees.
+
+    An answer agrees when it has the reference's shapes and dtype and differs
+    by at most ``RTOL[dtype]`` times the reference's largest magnitude.
+
+    >>> a = (np.ones(3, dtype=np.float32),)
+    >>> compare(a, a, "float32")
+    (0.0, '')
+    """
+    if len(answer) != len(reference):
+        return math.inf, f"{len(answer)} results, expected {len(reference)}"
+    worst, note = 0.0, ""
+    for got, want in zip(answer, reference):
+        got = np.asarray(got)
+        if got.shape != want.shape:
+            return math.inf, f"shape {got.shape}, expected {want.shape}"
+        if got.dtype != want.dtype:
+            note = f"returned {got.dtype}, expected {want.dtype}"
+        diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+        scale = float(np.max(np.abs(want))) if want.size else 0.0
+        worst = max(worst, diff)
+        if not diff <= RTOL[dtype] * max(scale, 1e-30):
+            note = note or f"differs by {diff:.3g} (scale {scale:.3g})"
+    return worst, note
+
+
+def _checked_entry(key: str, label: str, build: Callable[[], tuple], reference: Answer | None,
+                   dtype: str, flops: float, traced: bool) -> tuple[Entry, Answer | None]:
+    """Build a method's call, run it once and compare with ``reference``.
+
+    With no reference the answer becomes the reference (the baseline).  A
+    method that fails is reported, not raised: one broken peer must not hide
+    the other results, and the failure is shown in the table.
+    """
+    entry = Entry(key, label, None, flops, traced)
+    try:
+        call, convert = build()
+        answer = convert(call())
+    except Exception as exc:  # noqa: BLE001  (reported in the table, see docstring)
+        entry.status, entry.note = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return entry, reference
+    if reference is None:
+        entry.call, entry.max_abs_diff = call, 0.0
+        return entry, answer
+    entry.max_abs_diff, entry.note = compare(answer, reference, dtype)
+    if entry.note:
+        entry.status = "mismatch"
+    else:
+        entry.call = call
+    return entry, reference
+
+
+# ------------------------------------------------------------------ entries
+def available(methods: tuple[Method, ...], peers: set[str], notes: list[str]) -> list[Method]:
+    """Methods that run: the baseline, contractnet, and the chosen, installed peers.
+
+    A peer whose module is missing is skipped, with one note per module.
+    """
+    chosen = []
+    for method in methods:
+        if method.peer is not None and method.peer not in peers:
+            continue
+        if method.needs and importlib.util.find_spec(method.needs) is None:
+            note = f"{method.needs} is not installed: skipping its peers"
+            if note not in notes:
+                notes.append(note)
+            continue
+        chosen.append(method)
+    return chosen
+
+
+def method_entries(methods: list[Method], problem: Problem, backward: bool,
+                   settings: Settings) -> list[Entry]:
+    """Entries for head or conv methods, all checked against the first (baseline)."""
+    flops = problem.shape.flops * (3 if backward else 1)
+    entries, reference = [], None
+    for method in methods:
+        entry, reference = _checked_entry(
+            method.key, method.label, lambda m=method: m.build(problem, backward), reference,
+            settings.dtype, flops, method.traced_memory)
+        entries.append(entry)
+    return entries
+
+
+def lowrank_entries(shape: HeadShape, ranks: list[int], backward: bool,
+                    settings: Settings) -> list[Entry]:
+    """Entries for the full, CP and Tucker heads, each checked against opt_einsum."""
+    base = head_problem(shape, settings.dtype)
+    x, dy = base.operands[0], base.dy
+    entries = []
+    for head in lowrank.lowrank_heads(shape, ranks):
+        problem = lowrank.lowrank_problem(head, x, dy)
+        reference = lowrank.reference_answer(head.spec, problem, backward)
+        flops = lowrank.path_flops(head.spec, lowrank.index_sizes(head, shape), backward)
+        entry, _ = _checked_entry(
+            head.key, f"{head.spec} ({head.key})",
+            lambda h=head, p=problem: _contractnet(h.spec)(p, backward), reference,
+            settings.dtype, flops, True)
+        entry.params = head.params
+        entries.append(entry)
+    return entries
+
+
+# ------------------------------------------------------------------ measuring
+def measure(entries: list[Entry], baseline: str, settings: Settings,
+            meta: dict) -> tuple[list[Record], dict[str, list[float]]]:
+    """Time the agreeing entries round-robin and turn everything into records.
+
+    ``meta`` holds the record fields shared by the case (kind, case, shape,
+    dtype, pass, dims).
+    """
+    timed = {e.key: e.call for e in entries if e.call is not None}
+    times = interleave(timed, settings.repeat, warmup=1, budget_seconds=settings.budget) \
+        if timed else {}
+    base = times.get(baseline, [])
+    records = []
+    for e in entries:
+        record = Record(method=e.key, label=e.label, status=e.status, note=e.note,
+                        max_abs_diff=e.max_abs_diff, params=e.params,
+                        gflop=e.flops / 1e9, machine=settings.machine, **meta)
+        if e.key in times:
+            _fill_times(record, times[e.key], base, settings.gemm)
+            record.peak_bytes = peak_memory(e.call) if e.traced_memory else None
+        records.append(record)
+    return records, times
+
+
+def _fill_times(record: Record, samples: list[float], base: list[float], gemm: float) -> None:
+    kept = [t for t in samples if not math.isnan(t)]
+    record.repeats = len(kept)
+    record.median_s = finite_median(samples)
+    record.min_s, record.max_s = min(kept), max(kept)
+    record.gflop_s = record.gflop / record.median_s
+    record.pct_gemm = 100.0 * record.gflop_s / gemm
+    if base:
+        ratio = paired_ratio(samples, base)
+        record.ratio, record.ratio_min, record.ratio_max = ratio.median, ratio.low, ratio.high
+
+
+# ------------------------------------------------------------------ running
+def run(args: argparse.Namespace) -> int:
+    """Run ``contractnet bench``; returns the exit status.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or peer, a malformed ``--shape``, a bad
+        ``--repeat``/``--threads``/``--ranks``, or ``--plot`` without matplotlib.
+    """
+    plan = _validate(args)
+    peers = _peers(args.peers)
+    notes: list[str] = []
+    with blas_threads(args.threads):
+        settings = Settings(args.dtype, args.repeat, args.max_seconds,
+                            gemm_rate(args.dtype), machine_info())
+        steps = sum(len(cases) for _, cases in plan) * len(PASSES)
+        records, summaries = [], []
+        with progress(steps, enabled=not args.no_progress) as bar:
+            for kind, cases in plan:
+                found, lines = _run_kind(kind, cases, args, peers, settings, notes, bar)
+                records += found
+                summaries += lines
+    _report(records, summaries, notes, settings, args)
+    return 0
+
+
+def _run_kind(kind: str, cases: list, args, peers: set[str], settings: Settings,
+              notes: list[str], bar) -> tuple[list[Record], list[str]]:
+    """Every case and pass of one kind; returns records and summary lines."""
+    methods = available(HEAD_METHODS if kind == "head" else CONV_METHODS, peers, notes) \
+        if kind != "heads" else []
+    records, lines = [], []
+    for name, shape in cases:
+        for pass_ in PASSES:
+            bar.start(f"{kind} {name} {pass_}")
+            backward = pass_ != "forward"
+            if kind == "heads":
+                entries = lowrank_entries(shape, args.ranks, backward, settings)
+            else:
+                maker = head_problem if kind == "head" else conv_problem
+                entries = method_entries(methods, maker(shape, settings.dtype), backward, settings)
+            meta = dict(kind=kind, case=name, shape=shape.label, dtype=settings.dtype,
+                        pass_=pass_, dims=shape.as_dict())
+            found, times = measure(entries, BASELINE[kind], settings, meta)
+            records += found
+            lines += _summary(kind, name, pass_, times)
+            bar.done()
+    return records, lines
+
+
+def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]]) -> list[str]:
+    """The ratios the performance targets are stated for, one line each."""
+    pairs = {"head": [("contractnet", "flatten", 1.05)],
+             "conv": [("contractnet", "torch", 1.5), ("contractnet", "im2col", None)]}
+    lines = []
+    for method, against, target in pairs.get(kind, []):
+        if method in times and against in times:
+            ratio = paired_ratio(times[method], times[against])
+            verdict = "" if target is None else (
+                f"  (target <= {target}: {'met' if ratio.median <= target else 'MISSED'})")
+            lines.append(f"{kind} {case} {pass_}: {method}/{against} = {ratio}{verdict}")
+    return lines
+
+
+def _report(records: list[Record], summaries: list[str], notes: list[str],
+            settings: Settings, args) -> None:
+    """Print the tables, summary and notes, and write the requested files."""
+    m = settings.machine
+    header = (f"{m['cpu']}, {m['cores']} cores, BLAS {m['blas']} with {m['blas_threads']} "
+              f"thread(s), numpy {m['numpy']}, {settings.dtype}, GEMM rate "
+              f"{settings.gemm:.1f} GFLOP/s, {settings.repeat} rounds")
+    print(header)
+    for note in notes:
+        print(f"note: {note}")
+    for kind in dict.fromkeys(r.kind for r in records):
+        print_table([r for r in records if r.kind == kind], TITLES[kind])
+    for record in records:
+        if record.status != "ok":
+            print(f"{record.status.upper()}: {record.kind} {record.case} {record.pass_} "
+                  f"{record.method}: {record.note}")
+    for line in summaries:
+        print(line)
+    meta = {"machine": m, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
+            "repeat": settings.repeat, "notes": notes, "summary": summaries}
+    if args.json:
+        write_json(args.json, records, meta)
+    if args.csv:
+        write_csv(args.csv, records)
+    if args.plot:
+        write_plot(args.plot, records, header)
+    if args.markdown:
+        _write_markdown(args.markdown, records, summaries, notes, header, args)
+
+
+def _write_markdown(path: str, records: list[Record], summaries: list[str], notes: list[str],
+                    header: str, args) -> None:
+    from .bench_report import _atomic_write
+    parts = [f"Machine: {header}", ""]
+    parts += [f"Note: {n}" for n in notes]
+    for kind in dict.fromkeys(r.kind for r in records):
+        parts += ["", f"### {TITLES[kind]}", "",
+                  markdown_table([r for r in records if r.kind == kind])]
+    if summaries:
+        parts += ["", "Ratios within interleaved rounds (median, min, max):", ""]
+        parts += [f"- {line}" for line in summaries]
+    if args.plot:
+        parts += ["", f"![GFLOP/s against problem size]({args.plot})"]
+    _atomic_write(path, "\n".join(parts) + "\n")

@@ -1,0 +1,102 @@
+"""Losses composed from differentiable ops (no backward of their own), and accuracy."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import contractnet as cn
+
+
+def _labels(logits: Any, labels: Any) -> np.ndarray:
+    labels = np.asarray(labels)
+    if len(logits.shape) != 2:
+        raise ValueError(f"logits must be 2-d (B, K), got shape {tuple(logits.shape)}")
+    b, k = logits.shape
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers (class numbers), got dtype {labels.dtype}")
+    if labels.shape != (b,):
+        raise ValueError(f"labels must have shape ({b},) to match logits {tuple(logits.shape)}, "
+                         f"got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must lie in [0, {k}), got values in "
+                         f"[{labels.min()}, {labels.max()}]")
+    return labels
+
+
+def one_hot(labels: np.ndarray, classes: int, dtype: np.dtype | type | str) -> np.ndarray:
+    """``(B, classes)`` array with a one at each label, in ``dtype``.
+
+    Examples
+    --------
+    >>> one_hot(np.array([2, 0]), 3, np.float32).tolist()
+    [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    return (np.asarray(labels)[:, None] == np.arange(classes)).astype(dtype)
+
+
+def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
+    """Mean softmax cross-entropy of ``(B, K)`` logits against integer labels.
+
+    ``mean_b( logsumexp_k(logits[b]) - logits[b, labels[b]] )``, with the
+    picked logit read by the contraction ``"bk,bk->b"`` against a one-hot.
+
+    Parameters
+    ----------
+    logits : ndarray or Traced, shape (B, K)
+    labels : integer ndarray, shape (B,)
+
+    Returns
+    -------
+    0-d ndarray or Traced, dtype of ``logits``
+
+    Raises
+    ------
+    ValueError
+        If labels are not integers, have the wrong shape, or fall outside ``[0, K)``.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> loss = cn.nn.softmax_cross_entropy(np.zeros((2, 4), np.float32), np.array([0, 3]))
+    >>> round(float(loss), 4) == round(float(np.log(4)), 4)
+    True
+    """
+    labels = _labels(logits, labels)
+    picked = cn.einsum("bk,bk->b", logits, one_hot(labels, logits.shape[1], logits.dtype))
+    return cn.mean(cn.logsumexp(logits, axis=1) - picked)
+
+
+def mse(prediction: Any, target: Any) -> Any:
+    """Mean squared error ``mean((prediction - target)**2)`` over all elements.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> float(cn.nn.mse(np.array([1.0, 2.0]), np.array([0.0, 0.0])))
+    2.5
+    """
+    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+    if tuple(prediction.shape) != target_shape:
+        raise ValueError(f"mse: prediction shape {tuple(prediction.shape)} differs from "
+                         f"target shape {target_shape}")
+    diff = prediction - target
+    return cn.mean(diff * diff)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose largest logit is at the label.
+
+    Examples
+    --------
+    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
+    0.5
+    """
+    logits = getattr(logits, "value", logits)
+    labels = _labels(logits, labels)
+    return float(np.mean(np.argmax(logits, axis=1) == labels))

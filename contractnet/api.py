@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind
-from .engine import REDUCTIONS, execute, make_plan, run_path
+from .engine import REDUCTIONS, check_budget, execute, make_plan, run_path
 from .spec import Spec, SpecError, Term, parse
 from .trace import Traced, primitive
 from .transpose import transpose
@@ -103,6 +103,7 @@ def _run(spec_text: str, *operands, sizes=None, out_shape=None):
 def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
     """Run a 3+ operand spec pairwise along its path, each step recorded."""
     plan = make_plan(bound, reduce)
+    check_budget(plan, max(np.dtype(x.dtype).itemsize for x in operands))
     spec, sizes = bound.spec, bound.size_map
     reads = []
     for term, names, x in zip(spec.inputs, plan.read_names, operands):

@@ -266,20 +266,28 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
                              f"shape {out.shape}")
         cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        return tuple(build([_leaf_grad(grads, leaf) for leaf in ls])
+        owned: list[np.ndarray] = [cot] + [leaf.value for ls in leaves for leaf in ls]
+        return tuple(build([_leaf_grad(grads, leaf, owned) for leaf in ls])
                      for (_, build), ls in zip(flats, leaves))
     return out, vjp_fn
 
 
-def _leaf_grad(grads: dict, leaf: Traced) -> np.ndarray:
+def _leaf_grad(grads: dict, leaf: Traced, owned: list[np.ndarray]) -> np.ndarray:
+    """The gradient of ``leaf`` as an array the caller owns outright.
+
+    Read-only views (broadcasts, windows) and arrays sharing memory with the
+    cotangent, a primal or another gradient are copied.
+    """
     g = grads.get(id(leaf))
     if g is None:
-        return np.zeros_like(leaf.value)
+        g = np.zeros_like(leaf.value)
     g = np.asarray(g)
     if g.shape != leaf.value.shape:
         g = np.broadcast_to(g, leaf.value.shape)
-    # broadcast and strided views are read-only: hand the caller an array it owns
-    return g if g.flags.writeable else np.array(g, copy=True)
+    if not g.flags.writeable or any(np.may_share_memory(g, o) for o in owned):
+        g = np.array(g, copy=True)
+    owned.append(g)
+    return g
 
 
 def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:

@@ -88,7 +88,8 @@ def memory_budget(nbytes: int) -> Iterator[None]:
         _budget[0] = previous
 
 
-def _check_budget(plan: "Plan", itemsize: int) -> None:
+def check_budget(plan: "Plan", itemsize: int) -> None:
+    """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much."""
     needed = plan.peak_elements * itemsize
     if needed > _budget[0]:
         raise MemoryBudgetError(
@@ -353,7 +354,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     public :func:`contractnet.einsum` copies in that case.
     """
     plan = make_plan(bound, reduce)
-    _check_budget(plan, max((a.itemsize for a in arrays), default=8))
+    check_budget(plan, max((a.itemsize for a in arrays), default=8))
     sizes = bound.size_map
     views = [read_view(t, a, sizes)[0] if v else a
              for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]

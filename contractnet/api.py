@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind
-from .engine import REDUCTIONS, check_budget, execute, make_plan, run_path
+from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
 from .spec import Spec, SpecError, Term, parse
 from .trace import Traced, primitive
 from .transpose import transpose
@@ -121,7 +121,7 @@ def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if reduce == "mean" and plan.count != 1:
-        core = core * np.asarray(1 / plan.count, dtype=core.dtype)
+        core = core * mean_scale(plan.count, core.dtype)
     return core
 
 

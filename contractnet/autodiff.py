@@ -15,7 +15,7 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, read_view, reduce_unary
+from .engine import execute, make_plan, mean_scale, read_view, reduce_unary
 from .spec import Spec, Term
 from .trace import Node, Primitive, Traced
 from .transpose import transpose
@@ -41,7 +41,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays):
     operands = arrays[:i] + (g,) + arrays[i + 1:]
     grad = execute(backward_bound(bound, i, np.shape(g)), operands)
     if reduce == "mean":
-        grad = grad * np.asarray(1 / make_plan(bound, reduce).count, dtype=grad.dtype)
+        grad = grad * mean_scale(make_plan(bound, reduce).count, grad.dtype)
     return grad
 
 
@@ -284,7 +284,9 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: list[np.ndarray]) -> np.ndarray
     g = np.asarray(g)
     if g.shape != leaf.value.shape:
         g = np.broadcast_to(g, leaf.value.shape)
-    if not g.flags.writeable or any(np.may_share_memory(g, o) for o in owned):
+    if g.dtype != leaf.value.dtype and leaf.value.dtype.kind == "f" and g.dtype.kind == "f":
+        g = g.astype(leaf.value.dtype)  # a gradient has its primal's precision
+    elif not g.flags.writeable or any(np.may_share_memory(g, o) for o in owned):
         g = np.array(g, copy=True)
     owned.append(g)
     return g

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,12 +27,12 @@ import numpy as np
 
 from . import bench_lowrank as lowrank
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
-                            _contractnet, conv_problem, head_problem)
-from .bench_presets import KINDS, PRESETS, ConvShape, HeadShape, select_shapes, split_names
-from .bench_report import PASSES, Record, check_plotting, markdown_table, print_table
-from .bench_report import progress, write_csv, write_json, write_plot
-from .bench_timing import (blas_threads, finite_median, gemm_rate, interleave, machine_info,
-                           paired_ratio, peak_memory)
+                            contractnet_method, conv_problem, head_problem)
+from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
+from .bench_report import PASSES, Record, check_plotting, check_writable, print_table
+from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
+from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
+                           machine_info, paired_ratio, peak_memory)
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
 RTOL = {"float32": 1e-3, "float64": 1e-9}
@@ -61,6 +63,7 @@ class Settings:
 
     dtype: str
     repeat: int
+    best_of: int
     budget: float
     gemm: float
     machine: dict
@@ -79,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeat", type=int, default=7, metavar="N",
                         help="timed rounds per method (default 7)")
+    parser.add_argument("--best-of", type=int, default=1, metavar="K",
+                        help="each timed sample is the fastest of K calls (default 1)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="BLAS (and PyTorch) threads, via threadpoolctl")
     parser.add_argument("--peers", nargs="+", action="extend", default=None, metavar="NAME",
@@ -115,8 +120,13 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
     """Check every option before any timing; returns (kind, cases) to run."""
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.best_of < 1:
+        raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
     if args.max_seconds <= 0:
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
+    for path in (args.json, args.csv, args.plot, args.markdown):
+        if path:
+            check_writable(path)
     if args.plot:
         check_plotting()
     lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
@@ -227,7 +237,7 @@ def lowrank_entries(shape: HeadShape, ranks: list[int], backward: bool,
         flops = lowrank.path_flops(head.spec, lowrank.index_sizes(head, shape), backward)
         entry, _ = _checked_entry(
             head.key, f"{head.spec} ({head.key})",
-            lambda h=head, p=problem: _contractnet(h.spec)(p, backward), reference,
+            lambda h=head, p=problem: contractnet_method(h.spec)(p, backward), reference,
             settings.dtype, flops, True)
         entry.params = head.params
         entries.append(entry)
@@ -243,14 +253,16 @@ def measure(entries: list[Entry], baseline: str, settings: Settings,
     dtype, pass, dims).
     """
     timed = {e.key: e.call for e in entries if e.call is not None}
-    times = interleave(timed, settings.repeat, warmup=1, budget_seconds=settings.budget) \
-        if timed else {}
+    with OtherLoad() as load:
+        times = interleave(timed, settings.repeat, warmup=1, budget_seconds=settings.budget,
+                           best_of=settings.best_of) if timed else {}
     base = times.get(baseline, [])
     records = []
     for e in entries:
         record = Record(method=e.key, label=e.label, status=e.status, note=e.note,
                         max_abs_diff=e.max_abs_diff, params=e.params,
-                        gflop=e.flops / 1e9, machine=settings.machine, **meta)
+                        gflop=e.flops / 1e9, other_load=load.fraction,
+                        machine=settings.machine, **meta)
         if e.key in times:
             _fill_times(record, times[e.key], base, settings.gemm)
             record.peak_bytes = peak_memory(e.call) if e.traced_memory else None
@@ -282,10 +294,15 @@ def run(args: argparse.Namespace) -> int:
     """
     plan = _validate(args)
     peers = _peers(args.peers)
+    if "torch" not in sys.modules:
+        # PyTorch's OpenMP threads otherwise spin after each call and take the
+        # cores the next method needs; libgomp reads this when torch loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     notes: list[str] = []
-    with blas_threads(args.threads):
-        settings = Settings(args.dtype, args.repeat, args.max_seconds,
-                            gemm_rate(args.dtype), machine_info())
+    with blas_threads(args.threads, torch_too=bool(peers & {"torch", "torch-einsum"})):
+        machine = machine_info() | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+        settings = Settings(args.dtype, args.repeat, args.best_of, args.max_seconds,
+                            gemm_rate(args.dtype), machine)
         steps = sum(len(cases) for _, cases in plan) * len(PASSES)
         records, summaries = [], []
         with progress(steps, enabled=not args.no_progress) as bar:
@@ -316,12 +333,13 @@ def _run_kind(kind: str, cases: list, args, peers: set[str], settings: Settings,
                         pass_=pass_, dims=shape.as_dict())
             found, times = measure(entries, BASELINE[kind], settings, meta)
             records += found
-            lines += _summary(kind, name, pass_, times)
+            lines += _summary(kind, name, pass_, times, found[0].other_load if found else None)
             bar.done()
     return records, lines
 
 
-def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]]) -> list[str]:
+def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]],
+             load: float | None) -> list[str]:
     """The ratios the performance targets are stated for, one line each."""
     pairs = {"head": [("contractnet", "flatten", 1.05)],
              "conv": [("contractnet", "torch", 1.5), ("contractnet", "im2col", None)]}
@@ -329,9 +347,12 @@ def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]]) ->
     for method, against, target in pairs.get(kind, []):
         if method in times and against in times:
             ratio = paired_ratio(times[method], times[against])
+            if pass_ == "forward":
+                target = None  # the targets are stated for forward+backward
             verdict = "" if target is None else (
                 f"  (target <= {target}: {'met' if ratio.median <= target else 'MISSED'})")
-            lines.append(f"{kind} {case} {pass_}: {method}/{against} = {ratio}{verdict}")
+            busy = "" if load is None else f", other load {100 * load:.0f}%"
+            lines.append(f"{kind} {case} {pass_}: {method}/{against} = {ratio}{verdict}{busy}")
     return lines
 
 
@@ -339,9 +360,12 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
             settings: Settings, args) -> None:
     """Print the tables, summary and notes, and write the requested files."""
     m = settings.machine
+    loads = [r.other_load for r in records if r.other_load is not None]
+    busy = f", other processes used {100 * max(loads):.0f}% of the CPUs at worst" if loads else ""
     header = (f"{m['cpu']}, {m['cores']} cores, BLAS {m['blas']} with {m['blas_threads']} "
-              f"thread(s), numpy {m['numpy']}, {settings.dtype}, GEMM rate "
-              f"{settings.gemm:.1f} GFLOP/s, {settings.repeat} rounds")
+              f"thread(s), numpy {m['numpy']}, {settings.dtype}, best GEMM rate "
+              f"{settings.gemm:.1f} GFLOP/s, {settings.repeat} rounds "
+              f"(best of {settings.best_of}){busy}")
     print(header)
     for note in notes:
         print(f"note: {note}")
@@ -354,7 +378,8 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
     for line in summaries:
         print(line)
     meta = {"machine": m, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
-            "repeat": settings.repeat, "notes": notes, "summary": summaries}
+            "repeat": settings.repeat, "best_of": settings.best_of, "notes": notes,
+            "summary": summaries}
     if args.json:
         write_json(args.json, records, meta)
     if args.csv:
@@ -362,20 +387,4 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
     if args.plot:
         write_plot(args.plot, records, header)
     if args.markdown:
-        _write_markdown(args.markdown, records, summaries, notes, header, args)
-
-
-def _write_markdown(path: str, records: list[Record], summaries: list[str], notes: list[str],
-                    header: str, args) -> None:
-    from .bench_report import _atomic_write
-    parts = [f"Machine: {header}", ""]
-    parts += [f"Note: {n}" for n in notes]
-    for kind in dict.fromkeys(r.kind for r in records):
-        parts += ["", f"### {TITLES[kind]}", "",
-                  markdown_table([r for r in records if r.kind == kind])]
-    if summaries:
-        parts += ["", "Ratios within interleaved rounds (median, min, max):", ""]
-        parts += [f"- {line}" for line in summaries]
-    if args.plot:
-        parts += ["", f"![GFLOP/s against problem size]({args.plot})"]
-    _atomic_write(path, "\n".join(parts) + "\n")
+        write_markdown(args.markdown, records, TITLES, [header] + notes + summaries, args.plot)

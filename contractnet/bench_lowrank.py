@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import opt_einsum
 
-from .bench_methods import HEAD_SPEC, Problem, _random
+from .bench_methods import HEAD_SPEC, Problem, random_array
 from .bench_presets import HeadShape
 
 CP_SPEC = "bnmd,nr,mr,dr,kr->bk"
@@ -114,7 +114,7 @@ def lowrank_problem(head: LowRankHead, x: np.ndarray, dy: np.ndarray, seed: int 
     Factors are scaled so that outputs stay of order one in float32.
     """
     rng = np.random.default_rng(seed)
-    weights = tuple(_random(rng, s, x.dtype, (math.prod(s[:-1]) or 1) ** -0.5)
+    weights = tuple(random_array(rng, s, x.dtype, (math.prod(s[:-1]) or 1) ** -0.5)
                     for s in head.weight_shapes)
     n, m, d = x.shape[1:]
     return Problem((x,) + weights, dy, HeadShape(x.shape[0], n, m, d, dy.shape[1]))

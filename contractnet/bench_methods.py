@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 import opt_einsum
 
+import contractnet as cn
+
 from .bench_presets import ConvShape, HeadShape
 
 HEAD_SPEC = "bnmd,nmdk->bk"
@@ -59,7 +61,7 @@ def _identity(answer: object) -> Answer:
     return tuple(answer) if isinstance(answer, tuple) else (answer,)
 
 
-def _random(rng: np.random.Generator, shape: Sequence[int], dtype, scale: float = 1.0):
+def random_array(rng: np.random.Generator, shape: Sequence[int], dtype, scale: float = 1.0):
     """Standard normal samples made directly in ``dtype`` (no float64 temporary)."""
     out = rng.standard_normal(tuple(shape), dtype=dtype)
     if scale != 1.0:
@@ -71,9 +73,9 @@ def head_problem(shape: HeadShape, dtype: str, seed: int = 0) -> Problem:
     """Random activation, weight and cotangent for a head shape."""
     rng = np.random.default_rng(seed)
     fan_in = shape.N * shape.M * shape.D
-    x = _random(rng, (shape.B, shape.N, shape.M, shape.D), dtype)
-    w = _random(rng, (shape.N, shape.M, shape.D, shape.K), dtype, fan_in ** -0.5)
-    dy = _random(rng, (shape.B, shape.K), dtype)
+    x = random_array(rng, (shape.B, shape.N, shape.M, shape.D), dtype)
+    w = random_array(rng, (shape.N, shape.M, shape.D, shape.K), dtype, fan_in ** -0.5)
+    dy = random_array(rng, (shape.B, shape.K), dtype)
     return Problem((x, w), dy, shape)
 
 
@@ -81,10 +83,10 @@ def conv_problem(shape: ConvShape, dtype: str, seed: int = 0) -> Problem:
     """Random input, kernel and cotangent for a conv shape."""
     rng = np.random.default_rng(seed)
     ho, wo = shape.output_hw
-    x = _random(rng, (shape.B, shape.H, shape.W, shape.C), dtype)
-    w = _random(rng, (shape.KH, shape.KW, shape.C, shape.K), dtype,
+    x = random_array(rng, (shape.B, shape.H, shape.W, shape.C), dtype)
+    w = random_array(rng, (shape.KH, shape.KW, shape.C, shape.K), dtype,
                 (shape.KH * shape.KW * shape.C) ** -0.5)
-    dy = _random(rng, (shape.B, ho, wo, shape.K), dtype)
+    dy = random_array(rng, (shape.B, ho, wo, shape.K), dtype)
     return Problem((x, w), dy, shape)
 
 
@@ -101,11 +103,9 @@ def _flatten(p: Problem, backward: bool) -> Runner:
     return (both if backward else forward), _identity
 
 
-def _contractnet(spec: str) -> Callable[[Problem, bool], Runner]:
-    """contractnet's einsum; forward+backward through ``cn.vjp``."""
+def contractnet_method(spec: str) -> Callable[[Problem, bool], Runner]:
+    """contractnet's einsum of ``spec``; forward+backward through ``cn.vjp``."""
     def build(p: Problem, backward: bool) -> Runner:
-        import contractnet as cn
-
         def forward():
             return cn.einsum(spec, *p.operands)
 
@@ -196,7 +196,7 @@ def _torch_einsum(p: Problem, backward: bool) -> Runner:
 
 HEAD_METHODS = (
     Method("flatten", "numpy flatten+matmul", _flatten),
-    Method("contractnet", "contractnet einsum", _contractnet(HEAD_SPEC)),
+    Method("contractnet", "contractnet einsum", contractnet_method(HEAD_SPEC)),
     Method("einsum", "numpy.einsum optimize=False", _numpy_einsum(False), peer="einsum"),
     Method("einsum-opt", "numpy.einsum optimize=True", _numpy_einsum(True), peer="einsum-opt"),
     Method("opt_einsum", "opt_einsum.contract", _opt_einsum, peer="opt_einsum"),
@@ -255,32 +255,16 @@ def _numpy_im2col(p: Problem, backward: bool) -> Runner:
     return (both if backward else forward), _identity
 
 
-def conv_spec(stride: int) -> str:
-    """The windowed spec of a channels-last 2-D convolution with ``stride``.
-
-    >>> conv_spec(2)
-    'b(2h+u)(2w+v)c,uvck->bhwk'
-    """
-    s = "" if stride == 1 else str(stride)
-    return f"b({s}h+u)({s}w+v)c,uvck->bhwk"
-
-
 def _contractnet_conv(p: Problem, backward: bool) -> Runner:
-    """``cn.conv2d`` when the library has it, else pad + the windowed spec."""
-    import contractnet as cn
+    """``cn.conv2d``: zero padding, then the windowed spec ``"b(h+u)(w+v)c,uvck->bhwk"``."""
     s = p.shape
-    conv2d = getattr(cn, "conv2d", None)
-    if conv2d is None:
-        def conv2d(x, w, stride, padding):
-            pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-            return cn.einsum(conv_spec(stride), cn.pad(x, pad) if padding else x, w)
 
     def forward():
-        return conv2d(*p.operands, stride=s.stride, padding=s.padding)
+        return cn.conv2d(*p.operands, stride=s.stride, padding=s.padding)
 
     def both():
-        out, pullback = cn.vjp(lambda x, w: conv2d(x, w, stride=s.stride, padding=s.padding),
-                               *p.operands)
+        out, pullback = cn.vjp(
+            lambda x, w: cn.conv2d(x, w, stride=s.stride, padding=s.padding), *p.operands)
         return (out,) + tuple(pullback(p.dy))
     return (both if backward else forward), _identity
 

@@ -92,9 +92,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("digits", "contractnet's small CNN on scikit-learn's 8x8 digits: "
-           "conv 3x3 (pad 1) to 16 channels, 2x2 max pool, 4x4x16 into 10 classes",
-           HeadShape(128, 4, 4, 16, 10), ConvShape(128, 8, 8, 1, 3, 3, 16, 1, 1)),
+    Preset("digits", "the CNN of 'contractnet train digits' (scikit-learn's 8x8 digits, "
+           "batch 32): conv 1 -> 16, 3x3 same, 2x2 max pool, 4x4x16 into 10 classes",
+           HeadShape(32, 4, 4, 16, 10), ConvShape(32, 8, 8, 1, 3, 3, 16, 1, 1)),
     Preset("lenet5", "LeNet-5 (LeCun et al. 1998): S4 5x5x16 into the 120-unit C5; "
            "conv C3 14x14x6 -> 16, 5x5",
            HeadShape(128, 5, 5, 16, 120), ConvShape(128, 14, 14, 6, 5, 5, 16)),
@@ -141,7 +141,10 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        hint = (f" ('{name}' is a benchmark: put it before the options)"
+                if name in KINDS + ("all",) else "")
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}"
+                         + hint) from None
 
 
 def parse_shape(text: str) -> HeadShape | ConvShape:
@@ -224,4 +227,6 @@ def select_shapes(kind: str, presets: list[str], shapes: list[str]
     want = ConvShape if kind == "conv" else HeadShape
     cases = [(p.name, p.conv if kind == "conv" else p.head) for p in chosen]
     cases += [("custom", shape) for _, shape in parsed if isinstance(shape, want)]
-    return cases
+    # Presets may share a shape (VGG's two heads share conv5_3): run it once.
+    seen: set[HeadShape | ConvShape] = set()
+    return [(name, shape) for name, shape in cases if not (shape in seen or seen.add(shape))]

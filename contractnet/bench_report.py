@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -24,7 +25,8 @@ class Record:
 
     ``status`` is ``"ok"``, ``"mismatch"`` (disagrees with the reference,
     so not timed) or ``"error"``; ``ratio`` is the median of per-round ratios
-    ``time / time(baseline)``.
+    ``time / time(baseline)``; ``other_load`` is the share of the CPUs other
+    processes used while the case was timed.
     """
 
     kind: str
@@ -49,6 +51,7 @@ class Record:
     ratio_min: float = math.nan
     ratio_max: float = math.nan
     params: int | None = None
+    other_load: float | None = None
     dims: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
 
@@ -71,11 +74,22 @@ def _clean(value: object) -> object:
     return value
 
 
-def _atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def check_writable(path: str) -> None:
+    """Fail before any timing when an output file's directory does not exist.
+
+    Raises
+    ------
+    ValueError
+        Naming the path and the missing directory.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    check_writable(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
@@ -91,7 +105,6 @@ def write_json(path: str, records: Sequence[Record], header: dict) -> None:
 
 def write_csv(path: str, records: Sequence[Record]) -> None:
     """One row per record, with the machine's fields on every row."""
-    import io
     rows = [r.flat() for r in records]
     columns = list(dict.fromkeys(k for row in rows for k in row)) or \
         [f.name for f in fields(Record)]
@@ -151,7 +164,7 @@ def _plot_panel(ax, records: Sequence[Record]) -> None:
 
 
 # ------------------------------------------------------------------ tables
-COLUMNS = ("case", "pass", "method", "median ms", "min-max ms", "GFLOP/s", "% GEMM",
+COLUMNS = ("case", "pass", "method", "GFLOP", "median ms", "min-max ms", "GFLOP/s", "% GEMM",
            "peak MB", "max |diff|", "ratio (min-max)", "params")
 
 
@@ -166,7 +179,8 @@ def _row(r: Record) -> tuple[str, ...]:
     ratio = "-" if math.isnan(r.ratio) else f"{r.ratio:.3f} ({r.ratio_min:.2f}-{r.ratio_max:.2f})"
     if r.status != "ok":
         ratio = r.status.upper()
-    return (r.case, r.pass_, r.method, ms, spread, _fmt(r.gflop_s, ".1f"),
+    short = {"forward": "fwd", "forward+backward": "fwd+bwd"}.get(r.pass_, r.pass_)
+    return (r.case, short, r.method, _fmt(r.gflop, ".3g"), ms, spread, _fmt(r.gflop_s, ".1f"),
             _fmt(r.pct_gemm, ".0f"),
             "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f}",
             _fmt(r.max_abs_diff, ".1e"), ratio, "" if r.params is None else f"{r.params:,}")
@@ -191,7 +205,8 @@ def print_table(records: Sequence[Record], title: str, stream=None) -> None:
     for record, row in zip(records, table_rows(records)):
         style = "red" if record.status != "ok" else ("bold" if record.ratio == 1.0 else None)
         table.add_row(*row, style=style)
-    Console(file=stream, width=max(150, _terminal_width())).print(table)
+    # A pipe has no width; let the table keep one line per row there.
+    Console(file=stream, width=max(200, _terminal_width())).print(table)
 
 
 def plain_table(records: Sequence[Record], title: str) -> str:
@@ -213,6 +228,18 @@ def markdown_table(records: Sequence[Record]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_markdown(path: str, records: Sequence[Record], titles: dict[str, str],
+                   lines: Sequence[str], plot: str | None = None) -> None:
+    """The tables in Markdown, one section per kind, after ``lines`` as a list."""
+    parts = [f"- {line}" for line in lines]
+    for kind in dict.fromkeys(r.kind for r in records):
+        parts += ["", f"### {titles.get(kind, kind)}", "",
+                  markdown_table([r for r in records if r.kind == kind])]
+    if plot:
+        parts += ["", f"![GFLOP/s against problem size]({os.path.basename(plot)})"]
+    _atomic_write(path, "\n".join(parts) + "\n")
 
 
 def _terminal_width() -> int:

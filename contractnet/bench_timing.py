@@ -13,11 +13,11 @@ GEMM rate that percentages are relative to.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -32,10 +32,6 @@ Call = Callable[[], object]
 MIN_SAMPLE_SECONDS = 2e-3
 #: Calls per sample are capped so that tiny problems still finish quickly.
 MAX_CALLS_PER_SAMPLE = 200
-#: Pause before each sample.  Thread pools spin for a while after a call
-#: (OpenBLAS's and PyTorch's OpenMP pool); on a machine with few cores the
-#: next method would otherwise share its cores with them.
-SETTLE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -87,17 +83,24 @@ def calls_per_sample(fn: Call, min_seconds: float = MIN_SAMPLE_SECONDS) -> int:
     return min(MAX_CALLS_PER_SAMPLE, math.ceil(min_seconds / max(once, 1e-7)))
 
 
-def time_sample(fn: Call, calls: int = 1) -> float:
-    """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
+def time_sample(fn: Call, calls: int = 1, best_of: int = 1) -> float:
+    """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls.
+
+    With ``best_of`` > 1 the fastest of that many such averages is returned:
+    other work on the machine only ever slows a call down, so the minimum of
+    a few is the steadier estimate of the call's own cost.
+    """
+    best = math.inf
+    for _ in range(best_of):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
-               budget_seconds: float | None = None,
-               settle_seconds: float = SETTLE_SECONDS) -> dict[str, list[float]]:
+               budget_seconds: float | None = None, best_of: int = 1) -> dict[str, list[float]]:
     """Time several methods round-robin so that they share machine state.
 
     Parameters
@@ -112,9 +115,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     budget_seconds : float, optional
         A method whose samples have used more than this stops being timed
         (it keeps at least one sample), so a very slow peer cannot stall a run.
-    settle_seconds : float
-        Pause before each sample, so that one method's spinning threads have
-        gone idle before the next method starts.
+    best_of : int
+        Each sample is the fastest of this many (see :func:`time_sample`).
 
     Returns
     -------
@@ -122,8 +124,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
         Seconds per call for every round; a method that left early has
         ``nan`` for the rounds it missed, so lists stay aligned by round.
     """
-    if repeat < 1:
-        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    if repeat < 1 or best_of < 1:
+        raise ValueError(f"repeat and best_of must be at least 1, got {repeat} and {best_of}")
     names = list(fns)
     calls = {name: calls_per_sample(fns[name]) for name in names}
     for name in names:
@@ -137,9 +139,9 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
             if budget_seconds is not None and times[name] and spent[name] > budget_seconds:
                 times[name].append(math.nan)
                 continue
-            time.sleep(settle_seconds)
-            seconds = time_sample(fns[name], calls[name])
-            spent[name] += seconds * calls[name]
+            start = time.perf_counter()
+            seconds = time_sample(fns[name], calls[name], best_of)
+            spent[name] += time.perf_counter() - start
             times[name].append(seconds)
     return times
 
@@ -159,7 +161,8 @@ def paired_ratio(times: Sequence[float], baseline: Sequence[float]) -> RatioSumm
     return RatioSummary(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
 
 
-def compare_pair(a: Call, b: Call, pairs: int = 9, warmup: int = 2) -> PairResult:
+def compare_pair(a: Call, b: Call, pairs: int = 9, warmup: int = 2,
+                 best_of: int = 1) -> PairResult:
     """Time ``a`` against ``b`` in alternating pairs (A B, B A, ...).
 
     Parameters
@@ -170,6 +173,8 @@ def compare_pair(a: Call, b: Call, pairs: int = 9, warmup: int = 2) -> PairResul
         Number of pairs, at least 9 for a figure worth reporting.
     warmup : int
         Untimed calls of each before timing.
+    best_of : int
+        Each time is the fastest of this many calls (see :func:`time_sample`).
 
     Returns
     -------
@@ -178,7 +183,7 @@ def compare_pair(a: Call, b: Call, pairs: int = 9, warmup: int = 2) -> PairResul
     """
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, got {pairs}")
-    times = interleave({"a": a, "b": b}, repeat=pairs, warmup=warmup)
+    times = interleave({"a": a, "b": b}, repeat=pairs, warmup=warmup, best_of=best_of)
     ratio = paired_ratio(times["a"], times["b"])
     return PairResult(tuple(times["a"]), tuple(times["b"]), ratio)
 
@@ -189,6 +194,43 @@ def finite_median(values: Sequence[float]) -> float:
     return statistics.median(kept) if kept else math.nan
 
 
+class OtherLoad:
+    """How busy other processes kept the CPUs while a block ran (Linux).
+
+    Use as a context manager; afterwards ``fraction`` is the share of all
+    cores' time spent by other processes (``None`` where ``/proc/stat`` is
+    missing).  Figures measured while it is high are noisy.
+    """
+
+    fraction: float | None = None
+
+    def __enter__(self) -> "OtherLoad":
+        self._start = (_busy_ticks(), os.times(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy0, own0, wall0 = self._start
+        busy1, own1, wall1 = _busy_ticks(), os.times(), time.perf_counter()
+        if busy0 is None or busy1 is None:
+            return
+        ticks = os.sysconf("SC_CLK_TCK")
+        own = (own1.user - own0.user) + (own1.system - own0.system)
+        other = (busy1 - busy0) / ticks - own
+        capacity = (wall1 - wall0) * (os.cpu_count() or 1)
+        self.fraction = min(1.0, max(0.0, other / capacity)) if capacity > 0 else None
+
+
+def _busy_ticks() -> int | None:
+    """Clock ticks all CPUs have spent busy since boot (``None`` off Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields]
+    return sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
+
+
 # ------------------------------------------------------------------ memory
 def peak_memory(fn: Call) -> int:
     """Extra bytes allocated at the peak of one call of ``fn`` (tracemalloc).
@@ -197,7 +239,6 @@ def peak_memory(fn: Call) -> int:
     data buffers do; libraries with their own allocator (PyTorch) are not
     seen, so their figure is not comparable.
     """
-    gc.collect()
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
@@ -214,20 +255,25 @@ def peak_memory(fn: Call) -> int:
 
 
 # ------------------------------------------------------------------ machine
-def gemm_rate(dtype: np.dtype | str = "float32", n: int = 1024, repeat: int = 5) -> float:
-    """This machine's GEMM rate in GFLOP/s: median of ``repeat`` square products.
+def gemm_rate(dtype: np.dtype | str = "float32", sizes: Sequence[int] = (512, 1024),
+              repeat: int = 5) -> float:
+    """This machine's GEMM rate in GFLOP/s: the best of square products.
 
     Uses numpy's BLAS with the current thread limits and ``dtype``, the same
-    calls the head benchmarks make.
+    calls flatten+matmul makes.  The best sample over a few sizes is taken
+    because noise from other work only ever slows a product down; on a
+    shared machine the median of one size can be far below what BLAS reaches.
     """
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    out = np.empty((n, n), dtype=dtype)
-    np.matmul(a, b, out=out)
-    seconds = statistics.median(
-        time_sample(lambda: np.matmul(a, b, out=out)) for _ in range(repeat))
-    return 2.0 * n ** 3 / seconds / 1e9
+    best = 0.0
+    for n in sizes:
+        a = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
+        b = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
+        out = np.empty((n, n), dtype=dtype)
+        np.matmul(a, b, out=out)
+        seconds = min(time_sample(lambda: np.matmul(a, b, out=out)) for _ in range(repeat))
+        best = max(best, 2.0 * n ** 3 / seconds / 1e9)
+    return best
 
 
 def blas_info() -> dict[str, object]:
@@ -249,10 +295,11 @@ def blas_info() -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def blas_threads(threads: int | None) -> Iterator[None]:
-    """Limit BLAS (and PyTorch, when loaded) to ``threads`` threads inside the block.
+def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]:
+    """Limit BLAS and PyTorch to ``threads`` threads inside the block.
 
-    ``None`` changes nothing.
+    ``None`` changes nothing.  PyTorch is limited when it is already imported,
+    or, with ``torch_too``, imported for the purpose if it is installed.
 
     Raises
     ------
@@ -268,7 +315,7 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         from threadpoolctl import threadpool_limits
     except ImportError:
         raise ValueError("--threads needs threadpoolctl: pip install 'contractnet[bench]'") from None
-    torch = _import_torch()
+    torch = sys.modules.get("torch") or (_import_torch() if torch_too else None)
     previous = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(limits=threads, user_api="blas"):
         if torch is not None:

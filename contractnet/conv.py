@@ -25,6 +25,7 @@ and an odd total padding puts the extra element at the end.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence, Union
 
 import numpy as np
@@ -66,7 +67,7 @@ def _int_tuple(value: IntOrTuple, n: int, fn: str, name: str, least: int = 1) ->
     (2, 2)
     """
     items = (value,) * n if _is_int(value) else value
-    if isinstance(items, str) or not isinstance(items, Sequence) or len(items) != n \
+    if not isinstance(items, (tuple, list)) or len(items) != n \
             or not all(_is_int(v) for v in items):
         raise ConvError(f"{fn}: {name} must be an int or {n} ints, got {value!r}")
     if any(v < least for v in items):
@@ -75,7 +76,8 @@ def _int_tuple(value: IntOrTuple, n: int, fn: str, name: str, least: int = 1) ->
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return type(value) is int or (  # the common case first: this runs on every call
+        isinstance(value, (int, np.integer)) and not isinstance(value, bool))
 
 
 def same_padding(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -102,8 +104,8 @@ def _pads(padding: Padding, n: int, lengths, kernel, stride, dilation, fn: str):
             return tuple(same_padding(*a) for a in zip(lengths, kernel, stride, dilation))
         raise ConvError(f"{fn}: padding must be an int, {n} ints, {n} pairs, "
                         f"'valid' or 'same'; got {padding!r}")
-    if isinstance(padding, Sequence) and padding and all(
-            isinstance(p, Sequence) and not isinstance(p, str) for p in padding):
+    if isinstance(padding, (tuple, list)) and padding and all(
+            isinstance(p, (tuple, list)) for p in padding):
         pairs = tuple(_int_tuple(p, 2, fn, "each padding pair", least=0) for p in padding)
         if len(pairs) != n:
             raise ConvError(f"{fn}: padding needs {n} (before, after) pairs, got {padding!r}")
@@ -116,9 +118,10 @@ def _check_fits(fn: str, lengths, pads, kernel, dilation, what: str = "kernel") 
     padded = tuple(n + a + b for n, (a, b) in zip(lengths, pads))
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(s > p for s, p in zip(spans, padded)):
-        raise ConvError(f"{fn}: {what} {_x(kernel)} with dilation {dilation} spans "
-                        f"{_x(spans)} but the padded input is {_x(padded)} "
-                        f"(input {_x(lengths)}, padding {pads})")
+        dilated = f" with dilation {dilation}" if any(d != 1 for d in dilation) else ""
+        where = (f"padded input is {_x(padded)} (input {_x(lengths)}, padding {pads})"
+                 if any(a or b for a, b in pads) else f"input is {_x(lengths)}")
+        raise ConvError(f"{fn}: {what} {_x(kernel)}{dilated} spans {_x(spans)} but the {where}")
 
 
 def _x(sizes) -> str:
@@ -157,15 +160,22 @@ def conv_spec(n: int = 2, stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
     """
     if n not in _LETTERS:
         raise ConvError(f"convolutions have 1, 2 or 3 spatial axes, got {n}")
+    if form not in _FORMS:
+        raise ConvError(f"conv_spec: form must be one of {sorted(_FORMS)}, got {form!r}")
     stride = _int_tuple(stride, n, "conv_spec", "stride")
     dilation = _int_tuple(dilation, n, "conv_spec", "dilation")
-    win, (outer, inner) = _windows(n, stride, dilation), _LETTERS[n]
-    forms = {"dense": f"b{win}c,{inner}ck->b{outer}k",
-             "grouped": f"b{win}gc,{inner}cgk->b{outer}gk",
-             "depthwise": f"b{win}c,{inner}c->b{outer}c"}
-    if form not in forms:
-        raise ConvError(f"conv_spec: form must be one of {sorted(forms)}, got {form!r}")
-    return forms[form]
+    return _spec_text(n, stride, dilation, form)
+
+
+_FORMS = {"dense": "b{win}c,{inner}ck->b{outer}k",
+          "grouped": "b{win}gc,{inner}cgk->b{outer}gk",
+          "depthwise": "b{win}c,{inner}c->b{outer}c"}
+
+
+@lru_cache(maxsize=256)
+def _spec_text(n: int, stride: tuple[int, ...], dilation: tuple[int, ...], form: str) -> str:
+    outer, inner = _LETTERS[n]
+    return _FORMS[form].format(win=_windows(n, stride, dilation), inner=inner, outer=outer)
 
 
 # ------------------------------------------------------------------ convolution
@@ -196,13 +206,13 @@ def _conv(x, w, n: int, stride, padding, dilation, groups, fn: str) -> Array:
         x = pad(x, ((0, 0),) + pads + ((0, 0),))
     c, k = x.shape[-1], w.shape[-1]
     if groups == 1:
-        return einsum(conv_spec(n, stride, dilation), x, w)
+        return einsum(_spec_text(n, stride, dilation, "dense"), x, w)
     if groups == c == k:
         w = reshape(w, kernel + (c,))
-        return einsum(conv_spec(n, stride, dilation, "depthwise"), x, w)
+        return einsum(_spec_text(n, stride, dilation, "depthwise"), x, w)
     x = reshape(x, tuple(x.shape[:-1]) + (groups, c // groups))
     w = reshape(w, kernel + (c // groups, groups, k // groups))
-    y = einsum(conv_spec(n, stride, dilation, "grouped"), x, w)
+    y = einsum(_spec_text(n, stride, dilation, "grouped"), x, w)
     return reshape(y, tuple(y.shape[:-2]) + (k,))
 
 
@@ -267,7 +277,7 @@ conv2d.__doc__ = _CONV_DOC.format(
     example=">>> import contractnet as cn\n    >>> cn.conv2d(np.ones((2, 8, 8, 3)), "
             "np.ones((3, 3, 3, 4)), stride=2).shape\n    (2, 3, 3, 4)")
 conv3d.__doc__ = _CONV_DOC.format(
-    n=3, o="d, h, w", pos="d + t, h + u, w + v", i="t, u, v", spec=conv_spec(3),
+    n=3, o="d, h, w", pos="R*d + A*t, S*h + D*u, T*w + E*v", i="t, u, v", spec=conv_spec(3),
     dims="D, H, W", kdims="KD, KH, KW", odims="Do, Ho, Wo",
     example=">>> import contractnet as cn\n    >>> cn.conv3d(np.ones((1, 4, 4, 4, 1)), "
             "np.ones((2, 2, 2, 1, 3))).shape\n    (1, 3, 3, 3, 3)")

@@ -105,7 +105,8 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = Tr
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+    if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+            or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if shuffle:
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)

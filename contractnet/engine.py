@@ -346,6 +346,12 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     return Plan(bound, reduce, reads, target, count, peak, needs_view, perm)
 
 
+def mean_scale(count: int, dtype) -> np.ndarray:
+    """``1 / count`` in ``dtype``; a mean over nothing is nan, as in numpy."""
+    dtype = np.dtype(dtype) if np.dtype(dtype).kind in "fc" else np.dtype(np.float64)
+    return np.asarray(np.nan if count == 0 else 1 / count, dtype=dtype)
+
+
 # ------------------------------------------------------------------ execute
 def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> np.ndarray:
     """Run a bound spec on arrays (already checked against its shapes).
@@ -369,7 +375,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
         unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
         core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
     if reduce == "mean" and plan.count != 1:
-        core = core * np.asarray(1 / plan.count, dtype=core.dtype)
+        core = core * mean_scale(plan.count, core.dtype)
     if plan.output_perm is not None:
         return core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)

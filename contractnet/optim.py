@@ -70,7 +70,8 @@ class Optimizer:
         for name, p in self.params.items():
             g = np.asarray(getattr(grads[name], "value", grads[name]))
             if g.shape != p.shape:
-                raise ValueError(f"gradient {name!r} has shape {g.shape} but the parameter has {p.shape}")
+                raise ValueError(f"gradient {name!r} has shape {g.shape} "
+                                 f"but the parameter has {p.shape}")
             checked[name] = g.astype(p.dtype, copy=False)
         return checked
 

@@ -83,6 +83,11 @@ class Traced:
         raise TypeError("a traced value cannot become a numpy array inside a function being "
                         "differentiated; use contractnet's ops, or .value to stop tracing")
 
+    def __array_function__(self, func, types, args, kwargs):
+        raise TypeError(f"numpy.{func.__name__} does not trace; inside a function being "
+                        f"differentiated use contractnet's own (e.g. cn.{func.__name__} "
+                        f"where it exists)")
+
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
     def __sub__(self, other): return ops.subtract(self, other)

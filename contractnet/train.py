@@ -30,7 +30,7 @@ CLASSES = 10
 
 
 def build_model(head: str = "contract", *, rng: np.random.Generator | int | None = 0,
-                rank: int = 8, ranks: Sequence[int] = (3, 3, 8),
+                rank: int = 16, ranks: Sequence[int] = (3, 3, 8),
                 dtype: np.dtype | type | str = np.float32) -> nn.Sequential:
     """The digits CNN with the chosen head.
 
@@ -66,10 +66,13 @@ def cross_entropy_loss(model: nn.Module) -> Callable[..., Any]:
 
 def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
                 batch_size: int, rng: np.random.Generator) -> float:
-    """One pass over ``(x, y)`` in shuffled batches; returns the mean batch loss."""
-    loss_fn, total, count = cross_entropy_loss(model), 0.0, 0
+    """One pass over ``(x, y)`` in shuffled batches; returns the mean batch loss.
+
+    ``opt`` must have been built on ``model.parameters()`` (it updates those arrays).
+    """
+    loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
-        loss, grads = nn.loss_and_grads(loss_fn, opt.params, xb, yb)
+        loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         opt.step(grads)
         total, count = total + float(loss), count + 1
     return total / count
@@ -82,7 +85,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
 
 
 def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_size: int = 32,
-                 lr: float = 0.01, rank: int = 8, ranks: Sequence[int] = (3, 3, 8),
+                 lr: float = 0.01, rank: int = 16, ranks: Sequence[int] = (3, 3, 8),
                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train the digits CNN and return its figures.
 
@@ -149,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of split, weights, batches")
     parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    parser.add_argument("--rank", type=int, default=8, help="rank of the cp head (default: 8)")
+    parser.add_argument("--rank", type=int, default=16, help="rank of the cp head (default: 16)")
     parser.add_argument("--ranks", type=int, nargs=3, default=(3, 3, 8), metavar=("P", "Q", "S"),
                         help="ranks of the tucker head (default: 3 3 8)")
     parser.add_argument("--json", action="store_true",

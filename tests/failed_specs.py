@@ -8,5 +8,9 @@ from __future__ import annotations
 
 FAILED_SPECS: list[tuple[str, tuple[tuple[int, ...], ...], str]] = [
     ("ii,i->i", ((1, 1), (3,)),
-     "repeated index broadcast from size 1: numpy accepts it, bind refused it"),
+     "repeated index broadcast from size 1: numpy accepts it, binding refused it"),
+    ("a,aa->", ((2,), (1, 1)),
+     "the same bug, as hypothesis shrank it"),
+    ("jjj,jjj->", ((1, 1, 1), (3, 3, 3)),
+     "the same bug with a triple diagonal on both sides"),
 ]

@@ -230,3 +230,39 @@ def distinct_values(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarra
     """Random float64 values at least 0.1 apart (max has no ties, FD stays on one side)."""
     n = int(np.prod(shape, dtype=np.int64))
     return (rng.permutation(n).astype(np.float64) * 0.1 + rng.uniform(0, 0.01)).reshape(shape)
+
+
+def numeric_vjp(fn: Callable[..., np.ndarray], args: Sequence[np.ndarray], cotangent,
+                eps: float = 1e-6) -> tuple[np.ndarray, ...]:
+    """Finite-difference VJP of ``fn`` (plain arrays in and out) for every argument."""
+    args = [np.array(a, dtype=np.float64) for a in args]
+    cot = np.asarray(cotangent, dtype=np.float64)
+    grads = []
+    for i in range(len(args)):
+        def scalar(x, i=i):
+            probe = list(args)
+            probe[i] = x
+            return np.sum(cot * np.asarray(fn(*probe), dtype=np.float64))
+        grads.append(numeric_grad(scalar, args[i], eps))
+    return tuple(grads)
+
+
+def reduce_window_loop(spec: str, x: np.ndarray, sizes: Mapping[str, int], reduce: str
+                       ) -> np.ndarray:
+    """One-operand windowed spec with a plain output, reduced by max or mean.
+
+    The operand is first gathered to every index of its term (an exact 0/1
+    pattern einsum with nothing summed), then reduced over the indices the
+    output lacks.
+    """
+    lhs, out = spec.replace(" ", "").split("->")
+    names = "".join(dict.fromkeys(
+        c for tok in _tokens(lhs) for c in ((tok,) if isinstance(tok, str) else tok[1::2])))
+    gathered = pattern_einsum(f"{lhs}->{names}", x, sizes=sizes)
+    axes = tuple(i for i, c in enumerate(names) if c not in out)
+    kept = "".join(c for c in names if c in out)
+    if reduce == "max":
+        core = gathered.max(axis=axes) if axes else gathered
+    else:
+        core = gathered.mean(axis=axes) if axes else gathered
+    return np.transpose(core, [kept.index(c) for c in out])

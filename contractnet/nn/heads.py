@@ -23,8 +23,16 @@ import numpy as np
 import contractnet as cn
 
 from .layers import DType, RNG, Einsum, positive_int
-from .module import Params
+from .module import Module, Params
 from .weights import check_in_shape, check_layout, contraction_weight, flatten_activation
+
+
+def check_input(head: Module, x: Any) -> None:
+    """Raise ValueError unless ``x`` is ``(B, *head.in_shape)``."""
+    if len(x.shape) != 4 or tuple(x.shape[1:]) != head.in_shape:
+        dims = ", ".join(str(n) for n in head.in_shape)
+        raise ValueError(f"{type(head).__name__} expects input (B, {dims}), "
+                         f"got shape {tuple(x.shape)}")
 
 
 class _Head(Einsum):
@@ -43,9 +51,7 @@ class _Head(Einsum):
                          rng=rng, dtype=dtype)
 
     def forward(self, params: Params, x: Any) -> Any:
-        if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"{type(self).__name__} expects input (B, {', '.join(map(str, self.in_shape))}),"
-                             f" got shape {tuple(x.shape)}")
+        check_input(self, x)
         return super().forward(params, x)
 
     def full_weight(self, params: Params | None = None) -> np.ndarray:
@@ -154,7 +160,7 @@ class TuckerHead(_Head):
 
 
 class FlattenDense(Einsum):
-    """The flatten+matmul baseline: flatten ``(B, N, M, D)`` in ``layout`` order, then ``"bi,ik->bk"``.
+    """The flatten+matmul baseline: flatten ``(B, N, M, D)`` in ``layout`` order, then matmul.
 
     With ``layout="NHWC"`` the flatten is a free reshape; ``"NCHW"`` first
     moves channels forward, as a PyTorch model's flatten does.  The weight
@@ -183,9 +189,7 @@ class FlattenDense(Einsum):
                          rng=rng, dtype=dtype)
 
     def forward(self, params: Params, x: Any) -> Any:
-        if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"FlattenDense expects input (B, {', '.join(map(str, self.in_shape))}), "
-                             f"got shape {tuple(x.shape)}")
+        check_input(self, x)
         return super().forward(params, flatten_activation(x, self.layout))
 
     def full_weight(self, params: Params | None = None) -> np.ndarray:

@@ -32,7 +32,8 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
         return rng
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
-    raise ValueError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+    raise ValueError("rng must be a numpy Generator, an int seed or None, "
+                     f"got {type(rng).__name__}")
 
 
 def float_dtype(dtype: np.dtype | type | str) -> np.dtype:

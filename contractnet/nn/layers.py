@@ -146,7 +146,8 @@ def _weight_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
     return names
 
 
-def _bias_layout(spec: Spec, sizes: Mapping[str, int]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+def _bias_layout(spec: Spec, sizes: Mapping[str, int]
+                 ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """Bias shape, and the shape to view it as before adding (None: broadcasts as is)."""
     weight_idx = {i for t in spec.inputs[1:] for i in t.indices()}
     axes = spec.output.axes
@@ -251,10 +252,8 @@ class Conv2d(Module):
         self.add_parameter("weight", w)
         if bias:
             self.add_parameter("bias", initializers.zeros((self.out_channels,), self.dtype))
-        # cn.conv2d gets the arguments exactly as given (ints stay ints)
-        self._call_args = {"stride": stride, "padding": padding, "dilation": dilation}
-        if self.groups != 1:
-            self._call_args["groups"] = self.groups
+        self._call_args = {"stride": stride, "padding": padding, "dilation": dilation,
+                           "groups": self.groups}
         (sh, sw), (dh, dw) = self.stride, self.dilation
         self.spec = f"b{Window('h', 'u', sh, dh)}{Window('w', 'v', sw, dw)}c,uvck->bhwk"
 
@@ -274,7 +273,8 @@ class Conv2d(Module):
 class _Pool2d(Module):
     reduce = "sum"
 
-    def __init__(self, size: int | Sequence[int], stride: int | Sequence[int] | None = None) -> None:
+    def __init__(self, size: int | Sequence[int],
+                 stride: int | Sequence[int] | None = None) -> None:
         super().__init__()
         self.size = pair(size, "size")
         self.stride = self.size if stride is None else pair(stride, "stride")

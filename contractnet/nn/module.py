@@ -113,7 +113,8 @@ class Module:
     def child_params(self, params: Params, name: str) -> dict[str, Any]:
         """The entries of ``params`` that belong to child ``name``, renamed locally."""
         prefix = name + "."
-        return {local: params[prefix + local] for local, _ in self._children[name].named_parameters()}
+        child = self._children[name]
+        return {local: params[prefix + local] for local, _ in child.named_parameters()}
 
     # -------------------------------------------------------------- values
     def set_parameters(self, params: Params) -> None:
@@ -145,7 +146,8 @@ class Module:
         try:
             self.set_parameters(arrays)
         except ValueError as exc:
-            raise ValueError(f"cannot load {os.fspath(path)!r} into {type(self).__name__}: {exc}") from exc
+            raise ValueError(f"cannot load {os.fspath(path)!r} into "
+                             f"{type(self).__name__}: {exc}") from exc
         return self
 
     def extra_repr(self) -> str:
@@ -158,7 +160,8 @@ class Module:
 def check_parameters(module: Module, params: Params, dtypes: bool = False) -> None:
     """Raise ValueError unless ``params`` has the module's names and shapes."""
     if not isinstance(params, Mapping):
-        raise ValueError(f"parameters must be a mapping of name to array, got {type(params).__name__}")
+        raise ValueError("parameters must be a mapping of name to array, "
+                         f"got {type(params).__name__}")
     expected = module.parameters()
     missing = [n for n in expected if n not in params]
     unexpected = [n for n in params if n not in expected]

@@ -1,0 +1,240 @@
+"""conv2d forward+backward: contractnet (through ``cn.vjp``) against PyTorch CPU.
+
+Run on purpose, never by pytest::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/conv_ratio.py
+    python benchmarks/conv_ratio.py --pairs 15 --padding 0 --json out.json
+    python benchmarks/conv_ratio.py --profile      # where contractnet's time goes
+
+Protocol (see DESIGN.md): one process, float32, PyTorch limited to the BLAS
+thread count, both methods warmed up and their results compared before any
+timing, then alternating pairs (A B, B A, ...); the figure is the median of
+the per-pair ratios ``time(contractnet) / time(torch)`` with its spread.
+Each method gets its own native layout (channels last for contractnet,
+channels first for PyTorch) prepared outside the timed call, and the same
+input, kernel and cotangent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Callable
+
+import numpy as np
+
+import contractnet as cn
+from contractnet.bench_timing import blas_info, blas_threads, compare_pair, machine_info
+
+#: (B, H, W, C, KH, KW, K): MNIST-sized first layer, second layer, digits-sized layer.
+SHAPES = [(64, 28, 28, 1, 3, 3, 32), (64, 14, 14, 32, 3, 3, 64), (64, 8, 8, 16, 3, 3, 32)]
+
+
+def make_inputs(shape, padding: int, seed: int = 0):
+    """Float32 input, kernel and output cotangent, channels last."""
+    b, h, w, c, kh, kw, k = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    wk = (rng.standard_normal((kh, kw, c, k)) / np.sqrt(kh * kw * c)).astype(np.float32)
+    ho, wo = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
+    dy = rng.standard_normal((b, ho, wo, k)).astype(np.float32)
+    return x, wk, dy
+
+
+def contractnet_step(x, w, dy, padding: int) -> Callable[[], tuple]:
+    """One forward+backward of ``cn.conv2d``: returns (y, dx, dw)."""
+    def step():
+        y, vjp_fn = cn.vjp(lambda x, w: cn.conv2d(x, w, padding=padding), x, w)
+        dx, dw = vjp_fn(dy)
+        return y, dx, dw
+    return step
+
+
+def torch_step(torch, x, w, dy, padding: int) -> Callable[[], tuple]:
+    """One forward+backward of ``torch.nn.functional.conv2d`` on NCHW tensors."""
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_()
+    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).requires_grad_()
+    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+
+    def step():
+        xt.grad = wt.grad = None
+        y = torch.nn.functional.conv2d(xt, wt, padding=padding)
+        y.backward(dyt)
+        return y, xt.grad, wt.grad
+    return step
+
+
+def check_agreement(ours: tuple, theirs: tuple) -> None:
+    """Refuse to time methods whose results differ."""
+    y, dx, dw = (np.asarray(getattr(a, "value", a)) for a in ours)
+    ty, tdx, tdw = (t.detach().numpy() for t in theirs)
+    pairs = [("y", y, ty.transpose(0, 2, 3, 1)), ("dx", dx, tdx.transpose(0, 2, 3, 1)),
+             ("dw", dw, tdw.transpose(2, 3, 1, 0))]
+    for name, a, b in pairs:
+        if a.dtype != np.float32:
+            raise SystemExit(f"contractnet {name} has dtype {a.dtype}, expected float32")
+        scale = float(np.abs(b).max()) or 1.0
+        err = float(np.abs(a - b).max()) / scale
+        if err > 1e-4:
+            raise SystemExit(f"results differ before timing: {name} relative error {err:.2e}")
+
+
+def measure(torch, shape, padding: int, pairs: int) -> dict:
+    x, w, dy = make_inputs(shape, padding)
+    ours, theirs = contractnet_step(x, w, dy, padding), torch_step(torch, x, w, dy, padding)
+    check_agreement(ours(), theirs())
+    result = compare_pair(ours, theirs, pairs=pairs, warmup=3)
+    b, h, wd, c, kh, kw, k = shape
+    flops = 3 * 2 * b * (h + 2 * padding - kh + 1) * (wd + 2 * padding - kw + 1) * kh * kw * c * k
+    return {"shape": dict(zip("B H W C KH KW K".split(), shape)), "padding": padding,
+            "contractnet_ms": 1e3 * result.median_a, "torch_ms": 1e3 * result.median_b,
+            "ratio": result.ratio.median, "ratio_min": result.ratio.low,
+            "ratio_max": result.ratio.high, "pairs": result.ratio.pairs,
+            "contractnet_gflops": flops / result.median_a / 1e9}
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'(B,H,W,C,KH,KW,K)':<28}{'contractnet ms':>15}{'torch ms':>10}"
+          f"{'ratio':>8}  spread")
+    for r in rows:
+        shape = "(" + ",".join(str(v) for v in r["shape"].values()) + ")"
+        print(f"{shape:<28}{r['contractnet_ms']:>15.2f}{r['torch_ms']:>10.2f}"
+              f"{r['ratio']:>8.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f} "
+              f"({r['pairs']} pairs)")
+
+
+# ------------------------------------------------------------------ profile
+def _windows(xp: np.ndarray, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
+    """The read view of ``b(h+u)(w+v)c``: axes (b, h, u, w, v, c), no copy."""
+    sb, sh, sw, sc = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (xp.shape[0], ho, kh, wo, kw, xp.shape[3]), (sb, sh, sh, sw, sw, sc),
+        writeable=False)
+
+
+def _scatter(core: np.ndarray, padded_shape) -> np.ndarray:
+    """Scatter-add ``core`` (b, h, w, u, v, c) into a zeroed padded input."""
+    out = np.zeros(padded_shape, dtype=core.dtype)
+    _, ho, wo, kh, kw, _ = core.shape
+    for u in range(kh):
+        for v in range(kw):
+            out[:, u:u + ho, v:v + wo, :] += core[:, :, :, u, v, :]
+    return out
+
+
+def stage_calls(shape, padding: int) -> dict[str, Callable[[], object]]:
+    """The engine's conv stages rebuilt in numpy, and alternatives ("alt")."""
+    x, w, dy = make_inputs(shape, padding)
+    b, h, wd, c, kh, kw, k = shape
+    p, (ho, wo) = padding, dy.shape[1:3]
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    view, n = _windows(xp, kh, kw, ho, wo), b * ho * wo
+    cols = view.transpose(0, 1, 3, 2, 4, 5).reshape(n, kh * kw * c)
+    w2, dy2 = w.reshape(-1, k), dy.reshape(n, k)
+    core = (dy2 @ w2.T).reshape(b, ho, wo, kh, kw, c)
+    cols_t = view.transpose(2, 4, 5, 0, 1, 3).reshape(-1, n)
+    calls = {
+        "cn.conv2d forward+backward": contractnet_step(x, w, dy, padding),
+        "fwd: pad": lambda: np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))),
+        "fwd: im2col copy (N, KH*KW*C)": lambda: view.transpose(0, 1, 3, 2, 4, 5).reshape(n, -1),
+        "fwd: GEMM": lambda: cols @ w2,
+        "dx: GEMM to (N, KH*KW*C)": lambda: dy2 @ w2.T,
+        "dx: scatter-add, KH*KW offsets": lambda: _scatter(core, xp.shape),
+        "dW: copy (KH*KW*C, N), engine order": lambda: view.transpose(2, 4, 5, 0, 1, 3)
+        .reshape(-1, n),
+        "dW: GEMM": lambda: cols_t @ dy2,
+        "alt fwd: copy (KH*KW*C, N) + cols_t.T @ w": lambda: view.transpose(2, 4, 5, 0, 1, 3)
+        .reshape(-1, n).T @ w2,
+        "alt dW: copy (N, KH*KW*C) + cols.T @ dy": lambda: view.transpose(0, 1, 3, 2, 4, 5)
+        .reshape(n, -1).T @ dy2,
+        "alt dW: reuse forward im2col, cols.T @ dy": lambda: cols.T @ dy2,
+        "alt dx: per-offset GEMM + add": lambda: _per_offset_dx(dy2, w, xp.shape, ho, wo),
+    }
+    if p == (kh - 1) // 2 == (kw - 1) // 2 and kh % 2 and kw % 2:
+        calls["alt dx: transposed conv (pad, im2col, GEMM)"] = lambda: _transposed_dx(dy, w)
+    return calls
+
+
+def _per_offset_dx(dy2, w, padded_shape, ho, wo):
+    out = np.zeros(padded_shape, dtype=dy2.dtype)
+    part = np.empty((dy2.shape[0], w.shape[2]), dtype=dy2.dtype)
+    for u in range(w.shape[0]):
+        for v in range(w.shape[1]):
+            np.matmul(dy2, w[u, v].T, out=part)
+            out[:, u:u + ho, v:v + wo, :] += part.reshape(padded_shape[0], ho, wo, -1)
+    return out
+
+
+def _transposed_dx(dy, w):
+    """dx of a stride-1 'same' conv as a conv of dy with the flipped kernel."""
+    kh, kw, c, k = w.shape
+    q = (kh - 1) // 2, (kw - 1) // 2
+    dyp = np.pad(dy, ((0, 0), (q[0], q[0]), (q[1], q[1]), (0, 0)))
+    b, h, wd = dy.shape[0], dyp.shape[1] - kh + 1, dyp.shape[2] - kw + 1
+    cols = _windows(dyp, kh, kw, h, wd).transpose(0, 1, 3, 2, 4, 5).reshape(b * h * wd, -1)
+    flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
+    return cols @ flipped
+
+
+def check_stages(calls: dict, padding: int) -> None:
+    """Each alternative must compute what the stage it replaces computes."""
+    same = [("fwd: GEMM", "alt fwd: copy (KH*KW*C, N) + cols_t.T @ w"),
+            ("dW: GEMM", "alt dW: copy (N, KH*KW*C) + cols.T @ dy"),
+            ("dW: GEMM", "alt dW: reuse forward im2col, cols.T @ dy"),
+            ("dx: scatter-add, KH*KW offsets", "alt dx: per-offset GEMM + add")]
+    for a, b in same:
+        np.testing.assert_allclose(calls[a](), calls[b](), rtol=1e-4, atol=1e-4, err_msg=b)
+    if "alt dx: transposed conv (pad, im2col, GEMM)" in calls:
+        p = padding
+        dx = calls["dx: scatter-add, KH*KW offsets"]()[:, p:-p or None, p:-p or None]
+        np.testing.assert_allclose(calls["alt dx: transposed conv (pad, im2col, GEMM)"](),
+                                   dx.reshape(-1, dx.shape[-1]), rtol=1e-4, atol=1e-4)
+
+
+def profile(shapes, padding: int, rounds: int = 11) -> int:
+    """Print the median time of each stage, all stages interleaved per shape."""
+    from contractnet.bench_timing import finite_median, interleave
+    for shape in shapes:
+        calls = stage_calls(shape, padding)
+        check_stages(calls, padding)
+        times = interleave(calls, repeat=rounds, warmup=2)
+        print(f"(B,H,W,C,KH,KW,K) = {shape}, padding {padding}: median, min ms")
+        for name, samples in times.items():
+            print(f"    {name:<46}{1e3 * finite_median(samples):8.3f}"
+                  f"{1e3 * min(samples):8.3f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=11, help="timed A/B pairs (>= 9)")
+    parser.add_argument("--padding", type=int, default=1, help="zero padding (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and PyTorch threads (default: the BLAS's current count)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--profile", action="store_true",
+                        help="time the stages of contractnet's conv instead")
+    args = parser.parse_args(argv)
+    if args.profile:
+        with blas_threads(args.threads):
+            print(", ".join(f"{k}={v}" for k, v in blas_info().items()))
+            return profile(SHAPES, args.padding)
+    import torch
+    threads = args.threads or blas_info()["blas_threads"]
+    threads = threads if isinstance(threads, int) else None
+    with blas_threads(threads):
+        info = machine_info() | {"torch_threads": torch.get_num_threads(),
+                                 "padding": args.padding}
+        print(", ".join(f"{k}={v}" for k, v in info.items()))
+        rows = [measure(torch, shape, args.padding, max(args.pairs, 9)) for shape in SHAPES]
+    print_table(rows)
+    print(f"median of ratios over shapes: {statistics.median(r['ratio'] for r in rows):.3f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"machine": info, "results": rows}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Public API: cn.einsum's boundary checks and cn.backward_specs, including the
+adjoint identity <A x, y> = <x, A^T y> with the derived specs run by cn.einsum."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import contractnet as cn
+from oracles import _tokens, assert_close
+from strategies import HARD_CASES, einsum_cases, window_group
+
+RNG_SEED = 11
+
+
+def _operands(shapes, seed=RNG_SEED):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s) for s in shapes]
+
+
+# ------------------------------------------------------------- backward_specs
+def test_backward_specs_of_the_head():
+    assert cn.backward_specs("bnmd,nmdk->bk", (2, 3, 3, 4), (3, 3, 4, 5)) == (
+        "bk,nmdk->bnmd", "bnmd,bk->nmdk")
+
+
+@pytest.mark.parametrize("spec, shapes, expected", [
+    ("bqd,bkd->bqk", [(2, 3, 4), (2, 5, 4)], ("bqk,bkd->bqd", "bqd,bqk->bkd")),
+    ("bi,ikj,bj->bk", [(2, 3), (3, 4, 5), (2, 5)],
+     ("bk,ikj,bj->bi", "bi,bk,bj->ikj", "bi,ikj,bk->bj")),
+    ("ij,jk", [(2, 3), (3, 4)], ("ik,jk->ij", "ij,ik->jk")),
+    ("ii->i", [(3, 3)], ("i->ii",)),
+    ("ij->", [(2, 3)], ("->ij",)),
+    ("b(h+u)(w+v)c,uvck->bhwk", [(2, 7, 6, 3), (3, 2, 3, 4)],
+     ("bhwk,uvck->b(h+u)(w+v)c", "b(h+u)(w+v)c,bhwk->uvck")),
+    ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)], ("...ik,...jk->...ij", "...ij,...ik->...jk")),
+])
+def test_backward_specs_text(spec, shapes, expected):
+    assert cn.backward_specs(spec, *shapes) == expected
+
+
+def test_backward_specs_wrong_shape_count():
+    with pytest.raises(cn.SpecError, match=r"2 operand\(s\) but 1 shape"):
+        cn.backward_specs("ij,jk->ik", (2, 3))
+
+
+def _backward_sizes(back: str, shape) -> dict:
+    """sizes= for a backward spec: its output term read against the operand shape."""
+    out = back.split("->")[1]
+    if "..." in out:
+        head, tail = out.split("...")
+        pairs = list(zip(_tokens(head), shape)) + list(zip(_tokens(tail)[::-1], shape[::-1]))
+    else:
+        pairs = list(zip(_tokens(out), shape))
+    sizes = {}
+    for token, n in pairs:
+        if isinstance(token, str):
+            sizes[token] = n
+        else:
+            sizes[window_group(*token)[1:-1]] = n
+    return sizes
+
+
+def _check_adjoint(spec, operands, sizes=None, tol=1e-10):
+    """<A_i x_i, y> == <x_i, A_i^T y> for every operand i, A_i^T from backward_specs."""
+    y = cn.einsum(spec, *operands, sizes=sizes)
+    dy = np.random.default_rng(RNG_SEED + 1).standard_normal(np.shape(y))
+    backs = cn.backward_specs(spec, *[np.shape(x) for x in operands], sizes=sizes)
+    assert len(backs) == len(operands)
+    for i, back in enumerate(backs):
+        args = list(operands)
+        args[i] = dy
+        # the forward's sizes= (window sizes) still apply; the output term adds its own
+        given = {k: v for k, v in (sizes or {}).items() if k in back}
+        given.update(_backward_sizes(back, np.shape(operands[i])))
+        adjoint = cn.einsum(back, *args, sizes=given)
+        assert np.shape(adjoint) == np.shape(operands[i]), back
+        lhs, rhs = np.sum(y * dy), np.sum(operands[i] * adjoint)
+        assert abs(lhs - rhs) <= tol * max(1.0, abs(lhs)), f"{spec} operand {i}: {back}"
+
+
+@given(einsum_cases())
+def test_adjoint_identity_property(case):
+    _check_adjoint(case.spec, case.operands())
+
+
+@pytest.mark.parametrize("spec, shapes", HARD_CASES, ids=[s for s, _ in HARD_CASES])
+def test_adjoint_identity_hard_cases(spec, shapes):
+    _check_adjoint(spec, _operands(shapes))
+
+
+@pytest.mark.parametrize("spec, shapes, sizes", [
+    ("b(h+u)(w+v)c,uvck->bhwk", [(2, 7, 6, 3), (3, 2, 3, 4)], None),
+    ("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 6, 3), (3, 2, 3, 4)], None),  # uncovered tail
+    ("b(h+2u)(w+2v)c,uvck->bhwk", [(1, 7, 6, 2), (3, 2, 2, 2)], None),
+    ("b(2h+u)(2w+v)c->bhwc", [(2, 5, 7, 3)], {"u": 2, "v": 2}),
+    ("bhwuvc->b(h+u)(w+v)c", [(1, 2, 3, 2, 2, 2)], None),
+    ("bhwk,uvck->b(2h+u)(w+v)c", [(1, 2, 2, 3), (2, 2, 2, 3)], None),
+])
+def test_adjoint_identity_windows(spec, shapes, sizes):
+    _check_adjoint(spec, _operands(shapes), sizes)
+
+
+# ------------------------------------------------------------- einsum boundary
+def test_einsum_accepts_a_parsed_spec():
+    a, b = _operands([(2, 3), (3, 4)])
+    assert_close(cn.einsum(cn.parse("ij,jk->ik"), a, b), a @ b)
+
+
+def test_einsum_docstring_pooling_example():
+    x = np.arange(5.0).reshape(1, 5, 1)
+    got = cn.einsum("b(2h+u)c->bhc", x, sizes={"u": 2}, reduce="max").ravel()
+    assert_close(got, [1.0, 3.0])
+
+
+def test_sizes_by_window_group():
+    p = _operands([(3, 2)])[0]
+    assert cn.einsum("hu->(2h+u)", p, sizes={"(2h+u)": 9}).shape == (9,)
+    assert cn.einsum("hu->(2h+u)", p, sizes={"2h+u": 9}).shape == (9,)
+
+
+def _caret_letter(err: cn.SpecError) -> str:
+    """The character of the quoted spec that the caret points at."""
+    lines = str(err).splitlines()
+    assert lines[-1].strip() == "^", str(err)
+    return lines[-2][len(lines[-1]) - 1]
+
+
+def test_size_mismatch_message():
+    x, w, k = np.ones((2, 3, 3, 4)), np.ones((3, 3, 4, 10)), np.ones(12)
+    with pytest.raises(cn.SpecError, match=r"index 'k' has size 10 in operand 1 but 12 in "
+                                           r"operand 2") as info:
+        cn.einsum("bnmd,nmdk,k->bk", x, w, k)
+    lines = str(info.value).splitlines()
+    assert lines[-2].strip() == "bnmd,nmdk,k->bk"
+    assert lines[-1] == "  " + " " * 10 + "^"
+
+
+def test_size_mismatch_caret_with_implicit_output():
+    with pytest.raises(cn.SpecError, match=r"index 'j' has size 3 in operand 0 but 4 in "
+                                           r"operand 1") as info:
+        cn.einsum("ij,jk", np.ones((2, 3)), np.ones((4, 5)))
+    assert _caret_letter(info.value) == "j"
+
+
+def test_size_mismatch_with_ellipsis_points_at_the_index():
+    with pytest.raises(cn.SpecError, match=r"index 'k' has size 4 in operand 0 but 5 in "
+                                           r"operand 1") as info:
+        cn.einsum("...k,k...->...", np.ones((2, 4)), np.ones((5, 2)))
+    assert _caret_letter(info.value) == "k"
+
+
+def test_rank_mismatch_message():
+    with pytest.raises(cn.SpecError, match=r"operand 1 has rank 3 .*'nmdk' needs rank 4"):
+        cn.einsum("bnmd,nmdk->bk", np.ones((2, 3, 3, 4)), np.ones((3, 3, 4)))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_operand_count_message(n):
+    with pytest.raises(cn.SpecError, match=rf"2 operand\(s\) but {n} array\(s\)"):
+        cn.einsum("ij,jk->ik", *[np.ones((2, 2))] * n)
+
+
+def test_output_index_without_sizes():
+    with pytest.raises(cn.SpecError, match=r"output index 'j' appears in no operand.*"
+                                           r"sizes=\{'j': n\}"):
+        cn.einsum("i->ij", np.ones(3))
+
+
+def test_window_that_does_not_fit():
+    with pytest.raises(cn.SpecError, match=r"window \(h\+u\) with 'u'=5 does not fit axis of "
+                                           r"length 3 in operand 0") as info:
+        cn.einsum("b(h+u)c,uck->bhk", np.ones((1, 3, 1)), np.ones((5, 1, 1)))
+    assert _caret_letter(info.value) == "("
+
+
+def test_window_inner_size_missing():
+    with pytest.raises(cn.SpecError, match=r"window index 'u'.*sizes=\{'u': n\}"):
+        cn.einsum("b(2h+u)c->bhc", np.ones((1, 4, 1)))
+
+
+@pytest.mark.parametrize("text, match", [
+    ("ij,j$->i", r"invalid character '\$'"),
+    ("i->i->i", r"only one '->'"),
+    ("ij-jk", r"stray '-'"),
+    ("b(h+u", r"not closed"),
+    ("b(0h+u)c->bhc", r"positive integer, got 0"),
+    ("i.j->ij", r"'\.' must be part of an ellipsis"),
+])
+def test_malformed_spec_through_einsum(text, match):
+    with pytest.raises(cn.SpecError, match=match) as info:
+        cn.einsum(text, np.ones((2, 2)), np.ones((2, 2)))
+    assert text in str(info.value)
+
+
+@pytest.mark.parametrize("spec", [["ij"], 3, None])
+def test_spec_must_be_a_string(spec):
+    with pytest.raises(cn.SpecError, match="must be a string"):
+        cn.einsum(spec, np.ones((2, 2)))
+
+
+def test_parse_refuses_a_list_with_spec_error():
+    with pytest.raises(cn.SpecError, match="must be a string"):
+        cn.parse(["ij"])
+
+
+def test_reduce_must_be_known():
+    with pytest.raises(cn.SpecError, match=r"reduce must be one of 'sum', 'mean', 'max', "
+                                           r"got 'min'"):
+        cn.einsum("ij->i", np.ones((2, 2)), reduce="min")
+
+
+def test_max_reduce_takes_one_operand():
+    with pytest.raises(cn.SpecError, match=r"reduce='max' takes one operand, got 2"):
+        cn.einsum("ij,jk->ik", np.ones((2, 2)), np.ones((2, 2)), reduce="max")
+
+
+def test_non_numeric_operand():
+    with pytest.raises(cn.SpecError, match=r"operand 1 is not a numeric array"):
+        cn.einsum("i,i->", np.ones(2), np.array(["a", "b"]))
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(cn.SpecError, ValueError)
+    assert issubclass(cn.MemoryBudgetError, ValueError)
+
+
+def test_failed_call_changes_nothing():
+    a = np.arange(6.0).reshape(2, 3)
+    before = a.copy()
+    with pytest.raises(cn.SpecError):
+        cn.einsum("ij,jk->ik", a, a)
+    np.testing.assert_array_equal(a, before)
+    assert_close(cn.einsum("ij,kj->ik", a, a), a @ a.T)  # nothing cached from the failure

@@ -1,0 +1,360 @@
+"""Gradients: the exact linear oracle for contractions, loops and finite
+differences for windows and max, and the rules of vjp/grad themselves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import contractnet as cn
+from failed_specs import FAILED_SPECS
+from oracles import (assert_close, distinct_values, einsum_vjp, linear_vjp,
+                     max_pool2d_vjp_loop, numeric_grad, pattern_einsum, pool2d_loop,
+                     reduce_window_loop)
+from strategies import (HARD_CASES, LAYOUTS, Case, conv_cases, einsum_cases, relayout,
+                        window_cases, window_group)
+
+RNG_SEED = 7
+
+
+def _rng(seed=RNG_SEED):
+    return np.random.default_rng(seed)
+
+
+def _check_gradients(case: Case, dtype=np.float64, tol=1e-10) -> None:
+    ops = case.operands(dtype)
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(case.spec, *xs), *ops)
+    assert_close(out, np.einsum(case.spec, *ops), tol, what=f"forward {case.spec}")
+    dy = case.cotangent(np.shape(out), dtype)
+    grads = vjp_fn(dy)
+    assert isinstance(grads, tuple) and len(grads) == len(ops)
+    for i, (got, want) in enumerate(zip(grads, einsum_vjp(case.spec, ops, dy))):
+        assert np.asarray(got).dtype == dtype
+        assert_close(got, want, tol, what=f"gradient of operand {i} of {case.spec} {case.shapes}")
+
+
+# ------------------------------------------------------------- linear oracle
+@given(einsum_cases())
+def test_gradients_equal_linear_oracle(case):
+    _check_gradients(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000)
+@given(einsum_cases())
+def test_gradients_equal_linear_oracle_many(case):
+    _check_gradients(case)
+
+
+@pytest.mark.parametrize("spec, shapes", HARD_CASES, ids=[s for s, _ in HARD_CASES])
+def test_gradients_hard_cases(spec, shapes):
+    _check_gradients(Case(spec, shapes, RNG_SEED))
+
+
+@pytest.mark.parametrize("spec, shapes, note", FAILED_SPECS, ids=[s for s, *_ in FAILED_SPECS])
+def test_gradients_failed_specs(spec, shapes, note):
+    _check_gradients(Case(spec, shapes, RNG_SEED))
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("bnmd,nmdk->bk", ((2, 3, 3, 4), (3, 3, 4, 5))),
+    ("bnmd,nr,mr,dr,kr->bk", ((2, 3, 3, 4), (3, 2), (3, 2), (4, 2), (5, 2))),
+    ("...ij,...jk->...ik", ((2, 1, 3, 4), (5, 4, 2))),
+])
+def test_float32_gradients(spec, shapes):
+    _check_gradients(Case(spec, shapes, RNG_SEED), np.float32, tol=1e-4)
+
+
+@given(einsum_cases(), st.lists(st.sampled_from(LAYOUTS), min_size=5, max_size=5))
+def test_gradients_with_non_contiguous_operands_and_cotangent(case, layouts):
+    ops = [relayout(x, layout) for x, layout in zip(case.operands(), layouts)]
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(case.spec, *xs), *ops)
+    dy = relayout(case.cotangent(np.shape(out)), layouts[-1])
+    for i, (got, want) in enumerate(zip(vjp_fn(dy), einsum_vjp(case.spec, ops, dy))):
+        assert_close(got, want, what=f"gradient {i} of {case.spec} {case.shapes} {layouts}")
+
+
+def test_mixed_precision_gradient_has_the_primal_dtype():
+    x32, w64 = np.ones((2, 3), dtype=np.float32), np.ones((3, 4))
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("ij,jk->ik", a, b), x32, w64)
+    gx, gw = vjp_fn(np.ones_like(out))
+    assert gx.dtype == np.float32, f"float32 primal got a {gx.dtype} gradient"
+    assert gw.dtype == np.float64
+
+
+def test_same_array_passed_twice_gets_both_contributions():
+    a = _rng().standard_normal((3, 3))
+    out, vjp_fn = cn.vjp(lambda x: cn.einsum("ij,jk->ik", x, x), a)
+    dy = _rng(1).standard_normal(out.shape)
+    (got,) = vjp_fn(dy)
+    # product rule: the linear oracle in each position, the other held fixed
+    want = sum(einsum_vjp("ij,jk->ik", [a, a], dy))
+    assert_close(got, want)
+
+
+def test_same_array_three_times():
+    a = _rng().standard_normal((4,))
+    g = cn.grad(lambda x: cn.einsum("i,i,i->", x, x, x))(a)
+    assert_close(g, 3 * a * a)
+
+
+def test_value_used_twice_accumulates():
+    x = _rng().standard_normal((3,))
+    g = cn.grad(lambda v: cn.sum(v * v + v))(x)
+    assert_close(g, 2 * x + 1)
+    g = cn.grad(lambda v: cn.einsum("i->", v) + cn.einsum("i,i->", v, v))(x)
+    assert_close(g, 1 + 2 * x)
+
+
+def test_chain_of_contractions():
+    x, w1, w2 = (_rng(i).standard_normal(s) for i, s in enumerate([(2, 3), (3, 4), (4, 5)]))
+    dy = _rng(9).standard_normal((2, 5))
+    out, vjp_fn = cn.vjp(lambda a, b, c: cn.einsum("bj,jk->bk", cn.einsum("bi,ij->bj", a, b), c),
+                         x, w1, w2)
+    grads = vjp_fn(dy)
+    full = lambda a, b, c: a @ b @ c  # noqa: E731  (linear in each argument)
+    for i, g in enumerate(grads):
+        assert_close(g, linear_vjp(full, [x, w1, w2], i, dy), what=f"operand {i}")
+
+
+# ------------------------------------------------------------- windows
+def _check_window_gradients(spec, ops, sizes=None):
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(spec, *xs, sizes=sizes), *ops)
+    oracle = lambda *xs: pattern_einsum(spec, *xs, sizes=sizes)  # noqa: E731
+    assert_close(out, oracle(*ops), what=f"forward {spec}")
+    dy = _rng(3).standard_normal(out.shape)
+    for i, g in enumerate(vjp_fn(dy)):
+        assert_close(g, linear_vjp(oracle, ops, i, dy), what=f"gradient {i} of {spec}")
+
+
+@pytest.mark.parametrize("spec, shapes, sizes", [
+    ("b(h+u)(w+v)c,uvck->bhwk", ((2, 5, 4, 2), (3, 2, 2, 2)), None),
+    ("b(2h+u)(2w+v)c,uvck->bhwk", ((1, 6, 7, 2), (3, 2, 2, 2)), None),  # uncovered tail
+    ("b(h+2u)(w+2v)c,uvck->bhwk", ((1, 6, 5, 2), (2, 2, 2, 2)), None),
+    ("b(3h+2u)c,uck->bhk", ((2, 9, 2), (2, 2, 3)), None),
+    ("b(2h+u)(2w+v)c->bhwc", ((2, 5, 5, 2),), {"u": 2, "v": 2}),
+    ("bhwuvc->b(h+u)(w+v)c", ((1, 2, 3, 2, 2, 2),), None),
+    ("bhwuvc->b(2h+u)(w+2v)c", ((1, 2, 3, 2, 2, 1),), None),
+    ("bhwk,uvck->b(2h+u)(w+v)c", ((1, 2, 2, 3), (2, 2, 2, 3)), None),
+    ("(h+u),u->h", ((6,), (3,)), None),
+])
+def test_window_gradients_equal_linear_oracle(spec, shapes, sizes):
+    rng = _rng()
+    _check_window_gradients(spec, [rng.standard_normal(s) for s in shapes], sizes)
+
+
+def _check_windowed_gradients(case):
+    _check_window_gradients(case.spec, case.operands(), case.size_map)
+
+
+@given(window_cases())
+def test_windowed_gradients_equal_linear_oracle(case):
+    _check_windowed_gradients(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500)
+@given(window_cases())
+def test_windowed_gradients_equal_linear_oracle_many(case):
+    _check_windowed_gradients(case)
+
+
+@pytest.mark.parametrize("reduce", ["max", "mean"])
+@given(case=window_cases(max_operands=1, output_windows=False))
+def test_windowed_max_and_mean_gradients_match_finite_differences(reduce, case):
+    x = distinct_values(_rng(case.seed), case.shapes[0])
+    sizes = case.size_map
+    out, vjp_fn = cn.vjp(lambda a: cn.einsum(case.spec, a, sizes=sizes, reduce=reduce), x)
+    dy = _rng(1).standard_normal(np.shape(out))
+    numeric = numeric_grad(lambda a: np.sum(dy * reduce_window_loop(case.spec, a, sizes, reduce)),
+                           x)
+    assert_close(vjp_fn(dy)[0], numeric, tol=1e-6,
+                 what=f"{reduce} {case.spec} {case.shapes} sizes={sizes}")
+
+
+@given(conv_cases())
+def test_conv_gradients_property(case):
+    rng = _rng(case["seed"])
+    s, d = case["stride"], case["dilation"]
+    spec = f"b{window_group(s, 'h', d, 'u')}{window_group(s, 'w', d, 'v')}c,uvck->bhwk"
+    _check_window_gradients(spec, [rng.standard_normal(case["x"]), rng.standard_normal(case["w"])])
+
+
+@pytest.mark.parametrize("size, stride, shape", [
+    (2, 2, (2, 4, 4, 2)), (2, 2, (1, 5, 5, 2)), (3, 2, (1, 7, 6, 1)),
+    (2, 1, (1, 4, 3, 2)),  # overlapping windows: one input feeds several maxima
+])
+def test_max_pool_gradient(size, stride, shape):
+    x = distinct_values(_rng(), shape)
+    spec = f"b{window_group(stride, 'h', 1, 'u')}{window_group(stride, 'w', 1, 'v')}c->bhwc"
+    out, vjp_fn = cn.vjp(lambda a: cn.einsum(spec, a, sizes={"u": size, "v": size},
+                                             reduce="max"), x)
+    assert_close(out, pool2d_loop(x, size, stride, "max"))
+    dy = _rng(1).standard_normal(out.shape)
+    (got,) = vjp_fn(dy)
+    want = max_pool2d_vjp_loop(x, size, stride, dy)
+    assert_close(got, want)
+    numeric = numeric_grad(lambda a: np.sum(dy * pool2d_loop(a, size, stride, "max")), x)
+    assert_close(got, numeric, tol=1e-6, what="finite differences")
+
+
+def test_max_pool_passes_check_grads():
+    x = distinct_values(_rng(), (1, 4, 4, 2))
+    cn.check_grads(lambda a: cn.einsum("b(2h+u)(2w+v)c->bhwc", a, sizes={"u": 2, "v": 2},
+                                       reduce="max"), x)
+
+
+@pytest.mark.parametrize("size, stride", [(2, 2), (3, 2), (2, 1)])
+def test_mean_pool_gradient(size, stride):
+    x = _rng().standard_normal((2, 5, 6, 2))
+    spec = f"b{window_group(stride, 'h', 1, 'u')}{window_group(stride, 'w', 1, 'v')}c->bhwc"
+    out, vjp_fn = cn.vjp(lambda a: cn.einsum(spec, a, sizes={"u": size, "v": size},
+                                             reduce="mean"), x)
+    dy = _rng(1).standard_normal(out.shape)
+    oracle = lambda a: pool2d_loop(a, size, stride, "mean")  # noqa: E731
+    assert_close(vjp_fn(dy)[0], linear_vjp(oracle, [x], 0, dy))
+
+
+def test_mean_reduce_gradient_with_two_operands():
+    a, b = _rng().standard_normal((3, 4)), _rng(1).standard_normal((4, 2))
+    out, vjp_fn = cn.vjp(lambda x, y: cn.einsum("ij,jk->ik", x, y, reduce="mean"), a, b)
+    dy = _rng(2).standard_normal(out.shape)
+    oracle = lambda x, y: x @ y / 4  # noqa: E731
+    for i, g in enumerate(vjp_fn(dy)):
+        assert_close(g, linear_vjp(oracle, [a, b], i, dy))
+
+
+def test_plain_max_reduce_gradient():
+    x = distinct_values(_rng(), (3, 4))
+    out, vjp_fn = cn.vjp(lambda a: cn.einsum("ij->i", a, reduce="max"), x)
+    dy = _rng(1).standard_normal(out.shape)
+    want = np.zeros_like(x)
+    want[np.arange(3), x.argmax(axis=1)] = dy
+    assert_close(vjp_fn(dy)[0], want)
+
+
+# ------------------------------------------------------------- vjp / grad API
+def test_grad_and_value_and_grad_argnums():
+    x, w = _rng().standard_normal((2, 3)), _rng(1).standard_normal((3,))
+    fn = lambda a, b: cn.sum(cn.einsum("ij,j->i", a, b) ** 2)  # noqa: E731
+    value, gx = cn.value_and_grad(fn)(x, w)
+    assert_close(value, np.sum((x @ w) ** 2))
+    assert_close(gx, 2 * np.outer(x @ w, w))
+    gw = cn.grad(fn, argnums=1)(x, w)
+    assert_close(gw, 2 * x.T @ (x @ w))
+    both = cn.grad(fn, argnums=(0, 1))(x, w)
+    assert isinstance(both, tuple) and len(both) == 2
+    assert_close(both[0], gx)
+    assert_close(both[1], gw)
+
+
+def test_grad_needs_a_scalar_output():
+    with pytest.raises(ValueError, match="one output value"):
+        cn.grad(lambda a: cn.einsum("ij->i", a))(np.ones((2, 3)))
+
+
+def test_cotangent_shape_is_checked():
+    _, vjp_fn = cn.vjp(lambda a: cn.einsum("ij->i", a), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"cotangent has shape \(3,\).*\(2,\)"):
+        vjp_fn(np.ones(3))
+
+
+def test_argnums_out_of_range():
+    with pytest.raises(ValueError, match=r"argnums 2 is out of range for 1 argument"):
+        cn.value_and_grad(lambda x: cn.sum(x), argnums=2)(np.ones(2))
+
+
+def test_vjp_fn_can_be_reused_and_mutates_nothing():
+    ops = [_rng(i).standard_normal(s) for i, s in enumerate([(2, 3), (3, 4), (4, 2)])]
+    saved = [x.copy() for x in ops]
+    fn = lambda x, y, z: cn.tanh(cn.einsum("ij,jk,kl->il", x, y, z)) * 2 + x @ y @ z  # noqa
+    out, vjp_fn = cn.vjp(fn, *ops)
+    dy = _rng(5).standard_normal(out.shape)
+    dy_saved = dy.copy()
+    first, second = vjp_fn(dy), vjp_fn(dy)
+    for g1, g2 in zip(first, second):
+        np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_array_equal(dy, dy_saved)
+    for x, x0 in zip(ops, saved):
+        np.testing.assert_array_equal(x, x0)
+
+
+def test_mean_reduce_gradient_with_three_operands():
+    ops = [_rng(i).standard_normal(s) for i, s in enumerate([(2, 3), (3, 4), (4, 2)])]
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum("ij,jk,kl->il", *xs, reduce="mean"), *ops)
+    oracle = lambda x, y, z: x @ y @ z / 12  # noqa: E731
+    assert_close(out, oracle(*ops))
+    dy = _rng(9).standard_normal(out.shape)
+    for i, g in enumerate(vjp_fn(dy)):
+        assert_close(g, linear_vjp(oracle, ops, i, dy), what=f"operand {i}")
+
+
+def test_unused_primal_gets_zero_gradient():
+    a, b = np.ones((2,)), np.ones((3,))
+    _, vjp_fn = cn.vjp(lambda x, y: cn.einsum("i->", x), a, b)
+    ga, gb = vjp_fn(np.float64(1.0))
+    assert_close(ga, np.ones(2))
+    assert_close(gb, np.zeros(3))
+    _, vjp_fn = cn.vjp(lambda x: np.ones(2), a)  # output does not depend on the input
+    assert_close(vjp_fn(np.ones(2))[0], np.zeros(2))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+def test_integer_primals_are_refused(dtype):
+    x = np.ones(3, dtype=dtype)
+    fn = lambda a: cn.einsum("i->", a)  # noqa: E731
+    message = rf"primal 0 has dtype {np.dtype(dtype)}.*floating"
+    for call in (lambda: cn.vjp(fn, x), lambda: cn.grad(fn)(x),
+                 lambda: cn.value_and_grad(fn)(x), lambda: cn.check_grads(fn, x)):
+        with pytest.raises((TypeError, ValueError), match=message):
+            call()
+
+
+def test_vjp_accepts_nested_primals():
+    params = {"w": _rng().standard_normal((3, 2)), "b": _rng(1).standard_normal((2,))}
+    x = _rng(2).standard_normal((4, 3))
+    out, vjp_fn = cn.vjp(lambda p: cn.einsum("ij,jk->ik", x, p["w"]) + p["b"], params)
+    dy = _rng(3).standard_normal(out.shape)
+    (g,) = vjp_fn(dy)
+    assert set(g) == {"w", "b"}
+    assert_close(g["w"], x.T @ dy)
+    assert_close(g["b"], dy.sum(axis=0))
+
+
+def test_gradients_do_not_alias_the_cotangent_or_each_other():
+    a, b = _rng().standard_normal((3, 3)), _rng(1).standard_normal((3, 3))
+    dy = _rng(2).standard_normal((3, 3))
+    for fn in (lambda x, y: x + y, lambda x, y: cn.einsum("ij->ji", x) + y):
+        _, vjp_fn = cn.vjp(fn, a, b)
+        ga, gb = vjp_fn(dy)
+        assert not np.shares_memory(ga, dy)
+        assert not np.shares_memory(gb, dy)
+        assert not np.shares_memory(ga, gb)
+
+
+def test_float32_gradients_through_ops_and_einsum():
+    x = _rng().standard_normal((2, 3)).astype(np.float32)
+    w = _rng(1).standard_normal((3, 4)).astype(np.float32)
+    fn = lambda a, b: cn.mean(cn.tanh(cn.einsum("ij,jk->ik", a, b)) ** 2)  # noqa: E731
+    value, (gx, gw) = cn.value_and_grad(fn, argnums=(0, 1))(x, w)
+    assert np.asarray(value).dtype == np.float32
+    assert gx.dtype == np.float32 and gw.dtype == np.float32
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    _, (gx64, gw64) = cn.value_and_grad(fn, argnums=(0, 1))(x64, w64)
+    np.testing.assert_allclose(gx, gx64, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gw, gw64, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------- check_grads
+def test_check_grads_passes_on_correct_gradients():
+    x, w = _rng().standard_normal((2, 3)), _rng(1).standard_normal((3, 4))
+    cn.check_grads(lambda a, b: cn.tanh(cn.einsum("ij,jk->ik", a, b)), x, w)
+
+
+def test_check_grads_catches_a_wrong_gradient():
+    # the second term escapes tracing through .value: vjp misses its gradient
+    x = _rng().standard_normal((3,)) + 2.0
+    fn = lambda a: cn.einsum("i->", a) + np.sum(getattr(a, "value", a) ** 2)  # noqa: E731
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, x)

@@ -1,0 +1,315 @@
+"""Tests for ``contractnet bench`` and its timing, preset, method and report helpers.
+
+Tiny shapes and one repeat throughout; nothing here asserts on a time.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from contractnet import bench, cli
+from contractnet.bench_lowrank import (CP_SPEC, TUCKER_SPEC, gradient_spec, lowrank_heads,
+                                       path_flops)
+from contractnet.bench_methods import (CONV_METHODS, HEAD_METHODS, Method, conv_problem,
+                                       head_problem)
+from contractnet.bench_presets import (PRESETS, QUICK_PRESETS, ConvShape, HeadShape,
+                                       parse_shape, select_shapes)
+from contractnet.bench_report import plain_table
+from contractnet.bench_timing import (OtherLoad, compare_pair, interleave, paired_ratio,
+                                      peak_memory)
+
+TINY_HEAD = "2,2,2,3,4"
+TINY_CONV = "2,5,5,2,3,3,3,1,1"
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    """Parse ``contractnet bench`` arguments the way the dispatcher does."""
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def run_bench(*argv: str) -> int:
+    return bench.run(bench_args(*argv, "--repeat", "1", "--no-progress"))
+
+
+# ------------------------------------------------------------------ files
+def test_head_json_csv_plot_read_back(tmp_path: pathlib.Path, capsys) -> None:
+    out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "png", "md")}
+    status = run_bench("head", "--shape", TINY_HEAD, "--peers", "einsum", "opt_einsum",
+                       "--json", str(out["json"]), "--csv", str(out["csv"]),
+                       "--plot", str(out["png"]), "--markdown", str(out["md"]))
+    assert status == 0
+    payload = json.loads(out["json"].read_text())
+    records = payload["records"]
+    assert {(r["method"], r["pass"]) for r in records} == {
+        (m, p) for m in ("flatten", "contractnet", "einsum", "opt_einsum")
+        for p in ("forward", "forward+backward")}
+    for r in records:
+        assert r["status"] == "ok" and r["repeats"] == 1
+        assert r["max_abs_diff"] < 1e-5
+        assert r["dims"] == "B=2 N=2 M=2 D=3 K=4"
+        assert r["cores"] and r["blas"] and r["numpy"] == np.__version__
+        assert r["gflop"] == pytest.approx((1 if r["pass"] == "forward" else 3) * 2 * 2 * 12 * 4
+                                           / 1e9)
+    flatten = [r for r in records if r["method"] == "flatten"]
+    assert all(r["ratio"] == 1.0 for r in flatten)
+    rows = list(csv.DictReader(out["csv"].open()))
+    assert len(rows) == len(records)
+    assert {row["method"] for row in rows} == {r["method"] for r in records}
+    assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| case | pass | method |" in out["md"].read_text()
+    assert "flatten" in capsys.readouterr().out
+
+
+def test_conv_records_agree_with_im2col(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "conv.json"
+    assert run_bench("conv", "--shape", TINY_CONV, "--peers", "none", "--json", str(path)) == 0
+    records = json.loads(path.read_text())["records"]
+    assert {r["method"] for r in records} == {"im2col", "contractnet"}
+    assert all(r["status"] == "ok" and r["max_abs_diff"] < 1e-5 for r in records)
+
+
+def test_heads_records_params_and_flops(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "heads.json"
+    assert run_bench("heads", "--shape", TINY_HEAD, "--ranks", "2", "--json", str(path)) == 0
+    records = json.loads(path.read_text())["records"]
+    params = {r["method"]: r["params"] for r in records}
+    assert params == {"full": 2 * 2 * 3 * 4, "cp-r2": (2 + 2 + 3 + 4) * 2,
+                      "tucker-r2": 2 * 2 + 2 * 2 + 3 * 2 + 2 * 2 * 2 * 4}
+    assert all(r["status"] == "ok" for r in records)
+    full_forward = next(r for r in records if r["method"] == "full" and r["pass"] == "forward")
+    assert full_forward["gflop"] == pytest.approx(2 * 2 * 12 * 4 / 1e9)
+
+
+def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("threadpoolctl")
+    path = tmp_path / "r.json"
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none", "--dtype", "float64",
+                     "--threads", "1", "--json", str(path)) == 0
+    payload = json.loads(path.read_text())
+    assert payload["dtype"] == "float64"
+    assert all(r["dtype"] == "float64" and r["max_abs_diff"] < 1e-12 for r in payload["records"])
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("argv, match", [
+    (["--shape", "1,2,3"], "bad --shape '1,2,3'"),
+    (["--shape", "2,x,3,4,5"], "bad --shape"),
+    (["--shape", "0,2,2,3,4"], "at least 1"),
+    (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
+    (["--preset", "alexnet"], "unknown preset 'alexnet'"),
+    (["--peers", "jax"], "unknown peer 'jax'"),
+    (["--repeat", "0"], "--repeat must be at least 1"),
+    (["heads", "--ranks", "0"], "--ranks must be positive"),
+    (["conv", "--shape", TINY_HEAD], "no shape fits 'bench conv'"),
+])
+def test_bad_arguments_raise_value_error(argv, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        bench.run(bench_args(*argv))
+
+
+def test_bad_shape_is_a_clean_cli_error(capsys) -> None:
+    assert cli.main(["bench", "--shape", "1,2,3"]) == 2
+    err = capsys.readouterr().err
+    assert "contractnet bench: error: bad --shape '1,2,3'" in err
+    assert "Traceback" not in err
+
+
+def test_missing_output_directory_fails_before_timing(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        bench.run(bench_args("--json", str(tmp_path / "no" / "r.json")))
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ValueError, match=r"contractnet\[bench\]"):
+        bench.run(bench_args("--plot", str(tmp_path / "p.png")))
+
+
+# ------------------------------------------------------------------ optional peers
+def test_absent_torch_is_skipped_with_one_line(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    path = tmp_path / "r.json"
+    assert run_bench("all", "--shape", TINY_HEAD, "--shape", TINY_CONV, "--ranks", "2",
+                     "--json", str(path)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "torch" in line]
+    assert lines == ["note: torch is not installed: skipping its peers"]
+    methods = {r["method"] for r in json.loads(path.read_text())["records"]}
+    assert not any(m.startswith("torch") for m in methods)
+
+
+def test_torch_peers_agree_when_installed(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("torch")
+    path = tmp_path / "r.json"
+    assert run_bench("all", "--shape", TINY_HEAD, "--shape", TINY_CONV, "--ranks", "2",
+                     "--peers", "torch", "torch-einsum", "--json", str(path)) == 0
+    records = json.loads(path.read_text())["records"]
+    torch_records = [r for r in records if r["method"].startswith("torch")]
+    assert len(torch_records) == 6  # head: 2 methods x 2 passes; conv: 1 x 2
+    assert all(r["status"] == "ok" and r["peak_bytes"] is None for r in torch_records)
+
+
+def test_plain_table_without_rich(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none") == 0
+    out = capsys.readouterr().out
+    assert "median ms" in out and "contractnet" in out
+    assert "┃" not in out
+
+
+# ------------------------------------------------------------------ checking
+def _wrong_head(problem, backward):
+    """A flatten that un-flattens in the wrong order (the classic porting bug)."""
+    x, w = problem.operands
+    xf = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+    def call():
+        return xf @ w.reshape(-1, w.shape[-1])
+    return call, lambda answer: (answer,)
+
+
+def test_disagreeing_method_is_flagged_not_timed() -> None:
+    settings = bench.Settings("float32", 1, 1, 1.0, 100.0, {})
+    problem = head_problem(HeadShape(2, 2, 2, 3, 4), "float32")
+    methods = [HEAD_METHODS[0], Method("wrong", "wrong order", _wrong_head)]
+    entries = bench.method_entries(methods, problem, False, settings)
+    records, times = bench.measure(entries, "flatten", settings, dict(
+        kind="head", case="t", shape="", dtype="float32", pass_="forward", dims={}))
+    wrong = records[1]
+    assert wrong.status == "mismatch" and "differs" in wrong.note
+    assert wrong.max_abs_diff > 1e-3 and wrong.repeats == 0 and math.isnan(wrong.median_s)
+    assert "wrong" not in times and "MISMATCH" in plain_table(records, "t")
+
+
+def test_compare_flags_dtype_and_shape_changes() -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert bench.compare((a,), (a,), "float32") == (0.0, "")
+    assert "returned float64" in bench.compare((a.astype(np.float64),), (a,), "float32")[1]
+    assert bench.compare((a.T,), (a,), "float32")[0] == math.inf
+
+
+@pytest.mark.parametrize("methods, problem", [
+    (HEAD_METHODS[:5], head_problem(HeadShape(3, 2, 3, 4, 5), "float64")),
+    (CONV_METHODS[:2], conv_problem(ConvShape(2, 6, 5, 2, 3, 2, 3, 2, 1), "float64")),
+])
+def test_numpy_methods_match_the_exact_oracle(methods, problem) -> None:
+    x, w = problem.operands
+    if problem.dy.ndim == 2:
+        spec, grads = "bnmd,nmdk->bk", ("bk,nmdk->bnmd", "bnmd,bk->nmdk")
+        oracle = (np.einsum(spec, x, w), np.einsum(grads[0], problem.dy, w),
+                  np.einsum(grads[1], x, problem.dy))
+    else:
+        oracle = _conv_oracle(x, w, problem.dy, problem.shape)
+    for method in methods:
+        call, convert = method.build(problem, True)
+        for got, want in zip(convert(call()), oracle):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=method.key)
+
+
+def _conv_oracle(x, w, dy, s: ConvShape):
+    """Direct loops over output positions: forward and exact adjoints."""
+    p = s.padding
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    ho, wo = s.output_hw
+    y = np.zeros((s.B, ho, wo, s.K))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, i * s.stride:i * s.stride + s.KH, j * s.stride:j * s.stride + s.KW]
+            y[:, i, j] = np.einsum("buvc,uvck->bk", patch, w)
+            dw += np.einsum("buvc,bk->uvck", patch, dy[:, i, j])
+            dxp[:, i * s.stride:i * s.stride + s.KH, j * s.stride:j * s.stride + s.KW] += \
+                np.einsum("bk,uvck->buvc", dy[:, i, j], w)
+    return y, dxp[:, p:p + s.H, p:p + s.W], dw
+
+
+# ------------------------------------------------------------------ presets
+def test_parse_shape_accepts_both_separators() -> None:
+    assert parse_shape("128x4x4x50x500") == HeadShape(128, 4, 4, 50, 500)
+    assert parse_shape(" 8, 14,14,512,3,3,512,1,1") == ConvShape(8, 14, 14, 512, 3, 3, 512, 1, 1)
+    assert parse_shape("2,5,5,1,3,3,4").padding == 0
+
+
+def test_default_runs_the_quick_presets_and_presets_are_real_shapes() -> None:
+    cases = select_shapes("head", [], [])
+    assert [name for name, _ in cases] == list(QUICK_PRESETS)
+    assert PRESETS["lenet"].head == HeadShape(128, 4, 4, 50, 500)
+    assert PRESETS["vgg16-fc6"].head.N * PRESETS["vgg16-fc6"].head.M == 49
+    for preset in PRESETS.values():
+        assert min(preset.conv.output_hw) >= 1 and preset.source
+
+
+def test_a_shape_goes_to_the_kind_it_describes() -> None:
+    shapes = [TINY_HEAD, TINY_CONV]
+    assert [s for _, s in select_shapes("conv", ["lenet"], shapes)] == [
+        PRESETS["lenet"].conv, parse_shape(TINY_CONV)]
+    assert [s for _, s in select_shapes("heads", [], shapes)] == [parse_shape(TINY_HEAD)]
+
+
+# ------------------------------------------------------------------ low-rank heads
+def test_gradient_spec_and_path_flops() -> None:
+    assert gradient_spec("bnmd,nmdk->bk", 0) == "bk,nmdk->bnmd"
+    assert gradient_spec(TUCKER_SPEC, 4) == "bnmd,np,mq,ds,bk->pqsk"
+    sizes = {"i": 2, "j": 3, "k": 4}
+    assert path_flops("ij,jk->ik", sizes) == 2 * 2 * 3 * 4
+    assert path_flops("ij,jk->ik", sizes, backward=True) == 3 * 2 * 2 * 3 * 4
+
+
+def test_lowrank_heads_shapes() -> None:
+    heads = {h.key: h for h in lowrank_heads(HeadShape(4, 7, 7, 64, 10), [32])}
+    assert heads["cp-r32"].spec == CP_SPEC
+    assert heads["cp-r32"].weight_shapes == ((7, 32), (7, 32), (64, 32), (10, 32))
+    assert heads["tucker-r32"].weight_shapes[-1] == (7, 7, 32, 10)
+
+
+# ------------------------------------------------------------------ timing helpers
+def test_paired_ratio_is_the_median_of_per_pair_ratios() -> None:
+    ratio = paired_ratio([3.0, 1.0, 2.0, math.nan], [1.0, 2.0, 1.0, 1.0])
+    assert (ratio.median, ratio.low, ratio.high, ratio.pairs) == (2.0, 0.5, 3.0, 3)
+    assert ratio.pairs == 3 and math.isnan(paired_ratio([], []).median)
+
+
+def test_interleave_alternates_and_respects_the_budget() -> None:
+    order: list[str] = []
+    times = interleave({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                       repeat=4, warmup=1)
+    assert all(len(t) == 4 for t in times.values())
+    calls = order.count("a")
+    assert calls == order.count("b")
+    slow = interleave({"a": lambda: None, "b": lambda: sum(range(20000))}, repeat=3,
+                      budget_seconds=1e-9)
+    assert len(slow["b"]) == 3 and math.isnan(slow["b"][2]) and not math.isnan(slow["b"][0])
+    with pytest.raises(ValueError, match="at least 1"):
+        interleave({"a": lambda: None}, repeat=0)
+
+
+def test_compare_pair_reports_every_pair() -> None:
+    result = compare_pair(lambda: None, lambda: None, pairs=9, best_of=2)
+    assert len(result.times_a) == len(result.times_b) == 9 and result.ratio.pairs == 9
+
+
+def test_peak_memory_sees_a_numpy_allocation() -> None:
+    assert peak_memory(lambda: np.ones(1_000_000)) >= 8_000_000
+    with OtherLoad() as load:
+        pass
+    assert load.fraction is None or 0.0 <= load.fraction <= 1.0
+
+
+def test_head_ratio_script_checks_before_timing() -> None:
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "head_ratio.py"
+    spec = importlib.util.spec_from_file_location("head_ratio", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    contraction, flatten = module.head_calls(HeadShape(2, 2, 2, 3, 4), "float32")
+    for got, want in zip(contraction(), flatten()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert got.dtype == np.float32

@@ -1,0 +1,363 @@
+"""Forward execution: numpy.einsum for plain specs, loops for windowed ones."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import contractnet as cn
+from failed_specs import FAILED_SPECS
+from oracles import (assert_close, conv2d_loop, distinct_values, pattern_einsum,
+                     pool2d_loop, reduce_window_loop, scatter2d_loop)
+from strategies import (HARD_CASES, LAYOUTS, Case, conv_cases, einsum_cases, relayout,
+                        window_cases, window_group)
+
+RNG_SEED = 20240531
+
+
+def _operands(shapes, seed=RNG_SEED, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+def _check_forward(case: Case) -> None:
+    ops = case.operands()
+    want = np.einsum(case.spec, *ops)
+    got = cn.einsum(case.spec, *ops)
+    # like numpy.einsum, a 0-d result may come back as a numpy scalar
+    assert isinstance(got, (np.ndarray, np.generic)), type(got)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    assert_close(got, want, what=f"{case.spec} {case.shapes}")
+
+
+# ------------------------------------------------------------- plain specs
+@given(einsum_cases())
+def test_forward_matches_numpy(case):
+    _check_forward(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000)
+@given(einsum_cases())
+def test_forward_matches_numpy_many(case):
+    _check_forward(case)
+
+
+@pytest.mark.parametrize("spec, shapes", HARD_CASES, ids=[s for s, _ in HARD_CASES])
+def test_forward_hard_cases(spec, shapes):
+    _check_forward(Case(spec, shapes, RNG_SEED))
+
+
+@pytest.mark.parametrize("spec, shapes, note", FAILED_SPECS, ids=[s for s, *_ in FAILED_SPECS])
+def test_forward_failed_specs(spec, shapes, note):
+    _check_forward(Case(spec, shapes, RNG_SEED))
+
+
+@given(einsum_cases(), st.lists(st.sampled_from(LAYOUTS), min_size=4, max_size=4))
+def test_forward_with_non_contiguous_operands(case, layouts):
+    ops = [relayout(x, layout) for x, layout in zip(case.operands(), layouts)]
+    assert_close(cn.einsum(case.spec, *ops), np.einsum(case.spec, *ops),
+                 what=f"{case.spec} {case.shapes} {layouts}")
+
+
+def test_same_array_as_two_operands():
+    a = _operands([(3, 3)])[0]
+    assert_close(cn.einsum("ij,jk->ik", a, a), a @ a)
+    assert_close(cn.einsum("ij,ij->", a, a), np.sum(a * a))
+
+
+def test_array_likes_are_accepted():
+    assert_close(cn.einsum("ij,jk->ik", [[1.0, 2.0]], [[3.0], [4.0]]), [[11.0]])
+    assert_close(cn.einsum(",->", 2.0, 3.0), np.float64(6.0))
+
+
+@pytest.mark.parametrize("a, b", [(np.float32, np.float64), (np.int64, np.float32),
+                                  (np.int32, np.int64)], ids=str)
+def test_mixed_dtypes_promote_like_numpy(a, b):
+    x, y = np.ones((2, 3), dtype=a), np.ones((3,), dtype=b)
+    assert cn.einsum("ij,j->i", x, y).dtype == np.einsum("ij,j->i", x, y).dtype
+
+
+def test_integer_operands_compute_like_numpy():
+    a = np.arange(6).reshape(2, 3)
+    got = cn.einsum("ij,jk->ik", a, a.T)
+    np.testing.assert_array_equal(got, np.einsum("ij,jk->ik", a, a.T))
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("ij,jk,kl->il", ((3, 4), (4, 5), (5, 2))),
+    ("bnmd,nr,mr,dr,kr->bk", ((2, 3, 3, 4), (3, 2), (3, 2), (4, 2), (5, 2))),
+    ("i,j,k->ijk", ((2,), (3,), (4,))),
+    ("ab,bc,ca->", ((2, 3), (3, 4), (4, 2))),
+])
+def test_traced_pairwise_path_equals_untraced(spec, shapes):
+    """Three or more traced operands run pairwise; the answer must not change."""
+    ops = _operands(shapes)
+    plain = cn.einsum(spec, *ops)
+    traced, _ = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *ops)
+    assert_close(traced, plain)
+    assert_close(plain, np.einsum(spec, *ops))
+
+
+# ------------------------------------------------------------- dtype
+@pytest.mark.parametrize("spec, shapes", [
+    ("ij,jk->ik", ((3, 4), (4, 5))),
+    ("bij,bjk->bik", ((3, 9, 8), (3, 8, 10))),
+    ("ii->i", ((3, 3),)),
+    ("ij->", ((2, 3),)),
+    ("bnmd,nr,mr,dr,kr->bk", ((2, 3, 3, 4), (3, 2), (3, 2), (4, 2), (5, 2))),
+    ("b(h+u)(w+v)c,uvck->bhwk", ((2, 5, 5, 2), (2, 2, 2, 3))),
+    ("bhwuvc->b(h+u)(w+v)c", ((1, 2, 2, 2, 2, 1),)),
+    ("i->ij", ((3,),)),
+])
+def test_float32_stays_float32(spec, shapes):
+    ops32 = _operands(shapes, dtype=np.float32)
+    sizes = {"j": 2} if spec == "i->ij" else None
+    got = cn.einsum(spec, *ops32, sizes=sizes)
+    assert got.dtype == np.float32
+    want = cn.einsum(spec, *[o.astype(np.float64) for o in ops32], sizes=sizes)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_float32_pooling_stays_float32(reduce):
+    x = _operands([(1, 4, 4, 2)], dtype=np.float32)[0]
+    y = cn.einsum("b(2h+u)(2w+v)c->bhwc", x, sizes={"u": 2, "v": 2}, reduce=reduce)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, pool2d_loop(x.astype(np.float64), 2, 2, reduce), rtol=1e-5)
+
+
+def test_cached_plans_do_not_leak_dtype_or_layout():
+    x, y = _operands([(3, 9, 8), (3, 8, 10)])
+    want = np.einsum("bij,bjk->bik", x, y)
+    assert_close(cn.einsum("bij,bjk->bik", x, y), want)
+    got32 = cn.einsum("bij,bjk->bik", x.astype(np.float32), y.astype(np.float32))
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5)
+    assert_close(cn.einsum("bij,bjk->bik", relayout(x, "reversed"), np.asfortranarray(y)), want)
+    assert cn.einsum("bij,bjk->bik", x, y).dtype == np.float64
+
+
+# ------------------------------------------------------------- aliasing
+@pytest.mark.parametrize("spec", ["ij->ji", "ij->ij", "ij", "ii->i", "...->...", "i...->...i",
+                                  "ij->i", "ji"])
+def test_result_never_aliases_the_operand(spec):
+    a = _operands([(3, 3)])[0]
+    before = a.copy()
+    out = cn.einsum(spec, a)
+    assert not np.shares_memory(out, a)
+    out[...] = 0.0  # writing to the result must not touch the operand
+    np.testing.assert_array_equal(a, before)
+
+
+def test_result_never_aliases_under_tracing():
+    a = _operands([(3, 3)])[0]
+    out, _ = cn.vjp(lambda x: cn.einsum("ij->ji", x), a)
+    assert not np.shares_memory(out, a)
+
+
+# ------------------------------------------------------------- reductions
+def test_mean_reduce_on_plain_specs():
+    a, b = _operands([(3, 4), (4, 5)])
+    assert_close(cn.einsum("ij->i", a, reduce="mean"), a.mean(axis=1))
+    assert_close(cn.einsum("ij,jk->ik", a, b, reduce="mean"), a @ b / 4)
+    assert_close(cn.einsum("ij->ji", a, reduce="mean"), a.T)
+
+
+def test_max_reduce_on_plain_specs():
+    a = _operands([(3, 4)])[0]
+    assert_close(cn.einsum("ij->i", a, reduce="max"), a.max(axis=1))
+    assert_close(cn.einsum("ij->", a, reduce="max"), a.max())
+    assert_close(cn.einsum("ii->i", a[:3, :3], reduce="max"), np.diag(a[:3, :3]))
+
+
+def test_mean_over_an_empty_axis_is_nan_or_a_clear_error():
+    x = np.ones((2, 0))
+    try:
+        got = cn.einsum("ij->i", x, reduce="mean")
+    except ValueError as err:  # a clear refusal is fine; an arithmetic crash is not
+        assert "ij->i" in str(err)
+    else:
+        with np.errstate(invalid="ignore"):
+            want = x.mean(axis=1)
+        np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------- windows
+def _check_windowed(case):
+    ops = case.operands()
+    want = pattern_einsum(case.spec, *ops, sizes=case.size_map)
+    got = cn.einsum(case.spec, *ops, sizes=case.size_map)
+    assert_close(got, want, what=f"{case.spec} {case.shapes} sizes={case.size_map}")
+
+
+@given(window_cases())
+def test_windowed_specs_match_index_pattern_oracle(case):
+    _check_windowed(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500)
+@given(window_cases())
+def test_windowed_specs_match_index_pattern_oracle_many(case):
+    _check_windowed(case)
+
+
+@pytest.mark.parametrize("reduce", ["max", "mean"])
+@given(case=window_cases(max_operands=1, output_windows=False))
+def test_windowed_max_and_mean_match_loop(reduce, case):
+    x = distinct_values(np.random.default_rng(case.seed), case.shapes[0])
+    got = cn.einsum(case.spec, x, sizes=case.size_map, reduce=reduce)
+    want = reduce_window_loop(case.spec, x, case.size_map, reduce)
+    assert_close(got, want, what=f"{reduce} {case.spec} {case.shapes} sizes={case.size_map}")
+
+
+def test_window_with_ellipsis_and_broadcasting():
+    x, k = _operands([(2, 1, 6), (3, 3)])
+    got = cn.einsum("...(h+u),...u->...h", x, k)
+    want = pattern_einsum("ab(h+u),bu->abh", np.broadcast_to(x, (2, 3, 6)), k)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("stride, dilation, x_shape, w_shape", [
+    (1, 1, (2, 7, 6, 3), (3, 2, 3, 4)),
+    (2, 1, (2, 7, 8, 3), (3, 3, 3, 2)),
+    (1, 2, (1, 7, 6, 2), (3, 2, 2, 2)),
+    (2, 2, (1, 9, 9, 1), (2, 3, 1, 2)),
+    (3, 1, (1, 8, 7, 2), (2, 2, 2, 1)),   # positions 6, 7 / 6 never covered
+    (2, 1, (1, 4, 4, 1), (4, 4, 1, 1)),   # window as large as the input
+])
+def test_conv_matches_loop(stride, dilation, x_shape, w_shape):
+    x, w = _operands([x_shape, w_shape])
+    group_h = window_group(stride, "h", dilation, "u")
+    group_w = window_group(stride, "w", dilation, "v")
+    spec = f"b{group_h}{group_w}c,uvck->bhwk"
+    want = conv2d_loop(x, w, stride, dilation)
+    assert_close(cn.einsum(spec, x, w), want, what=spec)
+    assert_close(pattern_einsum(spec, x, w), want, what="pattern oracle")
+
+
+@given(conv_cases())
+def test_conv_matches_loop_property(case):
+    x, w = _operands([case["x"], case["w"]], seed=case["seed"])
+    s, d = case["stride"], case["dilation"]
+    spec = f"b{window_group(s, 'h', d, 'u')}{window_group(s, 'w', d, 'v')}c,uvck->bhwk"
+    assert_close(cn.einsum(spec, x, w), conv2d_loop(x, w, s, d), what=spec)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+@pytest.mark.parametrize("size, stride, shape", [
+    (2, 2, (2, 4, 6, 3)),
+    (2, 2, (2, 5, 7, 3)),   # odd sizes: last row and column uncovered
+    (3, 2, (1, 7, 8, 2)),
+    (2, 1, (1, 3, 4, 2)),   # overlapping windows
+    (3, 3, (1, 6, 7, 1)),
+])
+def test_pooling_matches_loop(reduce, size, stride, shape):
+    x = distinct_values(np.random.default_rng(RNG_SEED), shape)
+    spec = f"b{window_group(stride, 'h', 1, 'u')}{window_group(stride, 'w', 1, 'v')}c->bhwc"
+    got = cn.einsum(spec, x, sizes={"u": size, "v": size}, reduce=reduce)
+    assert_close(got, pool2d_loop(x, size, stride, reduce), what=f"{reduce} {spec}")
+
+
+def test_one_dimensional_window_with_negative_values_max():
+    x = -np.abs(_operands([(1, 7, 1)])[0]) - 1.0  # all negative: max is not zero padding
+    got = cn.einsum("b(2h+u)c->bhc", x, sizes={"u": 3}, reduce="max")
+    want = np.array([[[x[0, 0:3, 0].max()], [x[0, 2:5, 0].max()], [x[0, 4:7, 0].max()]]])
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (2, 3)])
+def test_output_window_scatter_adds(stride, dilation):
+    p = _operands([(2, 3, 2, 2, 3, 2)])[0]
+    gh, gw = window_group(stride, "h", dilation, "u"), window_group(stride, "w", dilation, "v")
+    spec = f"bhwuvc->b{gh}{gw}c"
+    want = scatter2d_loop(p, stride, dilation)
+    assert_close(cn.einsum(spec, p), want, what=spec)
+    assert_close(pattern_einsum(spec, p), want, what="pattern oracle")
+
+
+def test_output_window_longer_than_its_span():
+    p = _operands([(3, 2)])[0]
+    got = cn.einsum("hu->(2h+u)", p, sizes={"2h+u": 8})
+    want = np.zeros(8)
+    for h in range(3):
+        for u in range(2):
+            want[2 * h + u] += p[h, u]
+    assert_close(got, want)
+
+
+def test_transposed_conv_is_a_scatter_with_a_kernel():
+    dy, w = _operands([(1, 3, 2, 2), (2, 3, 3, 2)])
+    got = cn.einsum("bhwk,uvck->b(2h+u)(w+v)c", dy, w)
+    assert_close(got, pattern_einsum("bhwk,uvck->b(2h+u)(w+v)c", dy, w))
+
+
+# ------------------------------------------------------------- output-only indices
+def test_output_index_in_no_operand_broadcasts():
+    x = _operands([(3,)])[0]
+    assert_close(cn.einsum("i->ij", x, sizes={"j": 4}), np.repeat(x[:, None], 4, axis=1))
+
+
+def test_repeated_output_index_writes_a_diagonal():
+    x = _operands([(3,)])[0]
+    assert_close(cn.einsum("i->ii", x), np.diag(x))
+
+
+# ------------------------------------------------------------- memory budget
+def _huge_operands():
+    one = np.ones(10**4)
+    return one, one.copy(), one.copy()
+
+
+def test_memory_budget_refuses_huge_outer_product():
+    with pytest.raises(cn.MemoryBudgetError, match=r"i,j,k->ijk"):
+        cn.einsum("i,j,k->ijk", *_huge_operands())
+
+
+def test_memory_budget_context_is_restored():
+    ones = [np.ones(100)] * 2
+    with cn.memory_budget(1000):
+        with pytest.raises(cn.MemoryBudgetError):
+            cn.einsum("i,j->ij", *ones)
+    assert cn.einsum("i,j->ij", *ones).shape == (100, 100)
+
+
+def test_set_memory_budget_rejects_bad_values_and_returns_previous():
+    previous = cn.set_memory_budget(10**6)
+    try:
+        with pytest.raises(ValueError, match="positive"):
+            cn.set_memory_budget(-5)
+        assert cn.set_memory_budget(10**7) == 10**6
+    finally:
+        cn.set_memory_budget(previous)
+
+
+def _peak_bytes_while_refused(fn) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        with pytest.raises(cn.MemoryBudgetError):
+            fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_budget_raises_before_allocating():
+    small = (np.ones(1000), np.ones(1000), np.ones(10**4))
+    with cn.memory_budget(10**8):
+        peak = _peak_bytes_while_refused(lambda: cn.einsum("i,j,k->ijk", *small))
+    assert peak < 10**6, f"allocated {peak} bytes before refusing"
+
+
+def test_memory_budget_raises_before_allocating_when_traced():
+    small = (np.ones(1000), np.ones(1000), np.ones(10**4))
+    with cn.memory_budget(10**8):
+        peak = _peak_bytes_while_refused(
+            lambda: cn.vjp(lambda *xs: cn.einsum("i,j,k->ijk", *xs), *small))
+    assert peak < 10**6, f"allocated {peak} bytes before refusing"

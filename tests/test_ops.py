@@ -1,0 +1,280 @@
+"""Non-contraction primitives: numpy forward, finite-difference gradients,
+broadcasting, dtype, traced operators."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import contractnet as cn
+from oracles import assert_close, distinct_values, numeric_vjp
+
+FD_TOL = 1e-6
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _check(fn, *args, tol=FD_TOL, reference=None):
+    """Forward against ``reference`` (numpy), vjp against finite differences,
+    gradient shapes against the operands, and cn.check_grads."""
+    out, vjp_fn = cn.vjp(fn, *args)
+    if reference is not None:
+        assert_close(out, reference(*args), 1e-12, what="forward")
+    dy = _rng(99).standard_normal(np.shape(out))
+    grads = vjp_fn(dy)
+    for i, (g, n, a) in enumerate(zip(grads, numeric_vjp(fn, args, dy), args)):
+        assert np.shape(g) == np.shape(a), f"gradient {i} not summed back to the operand shape"
+        assert_close(g, n, tol, what=f"gradient {i}")
+    cn.check_grads(fn, *args)
+
+
+BROADCAST_SHAPES = [
+    ((2, 3), (2, 3)), ((2, 3), (3,)), ((3,), (2, 3)), ((2, 1), (1, 3)), ((), (2, 3)),
+    ((2, 3), ()), ((4, 1, 3), (2, 1)), ((1,), (3,)), ((), ()),
+]
+
+
+def _pair(shapes, seed=0, positive_b=False):
+    rng = _rng(seed)
+    a = rng.standard_normal(shapes[0])
+    b = rng.standard_normal(shapes[1])
+    if positive_b:
+        b = 1.0 + np.abs(b)
+    return a, b
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+@pytest.mark.parametrize("name, ref", [
+    ("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply),
+    ("divide", np.divide), ("maximum", np.maximum),
+])
+def test_binary_ops_with_broadcasting(name, ref, shapes):
+    a, b = _pair(shapes, positive_b=(name == "divide"))
+    _check(getattr(cn, name), a, b, reference=ref)
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+def test_power_with_broadcasting(shapes):
+    a, b = _pair(shapes)
+    a = 0.5 + np.abs(a)  # positive base: the exponent's gradient exists
+    _check(cn.power, a, b, reference=np.power)
+
+
+def test_power_with_constant_exponent_and_negative_base():
+    x = _rng().standard_normal((3, 2))
+    _check(lambda a: cn.power(a, 3), x, reference=lambda a: a ** 3)
+    _check(lambda a: a ** 2, x, reference=lambda a: a ** 2)
+
+
+@pytest.mark.parametrize("name, ref, domain", [
+    ("exp", np.exp, "any"), ("log", np.log, "positive"), ("tanh", np.tanh, "any"),
+    ("sigmoid", lambda a: 1 / (1 + np.exp(-a)), "any"), ("relu", lambda a: np.maximum(a, 0), "any"),
+    ("negative", np.negative, "any"),
+])
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3)], ids=str)
+def test_unary_ops(name, ref, domain, shape):
+    x = _rng().standard_normal(shape) * 2
+    if domain == "positive":
+        x = 0.1 + np.abs(x)
+    if name == "relu":
+        x = np.where(np.abs(x) < 0.05, 0.5, x)  # keep away from the kink
+    fn = getattr(cn, name)
+    out, _ = cn.vjp(fn, x)
+    np.testing.assert_allclose(out, ref(x), rtol=1e-12, atol=1e-14)
+    _check(fn, x)
+
+
+def test_sigmoid_does_not_overflow():
+    x = np.array([-1000.0, 0.0, 1000.0])
+    np.testing.assert_allclose(cn.sigmoid(x), [0.0, 0.5, 1.0])
+    g = cn.grad(lambda a: cn.sum(cn.sigmoid(a)))(x)
+    assert np.all(np.isfinite(g))
+
+
+def test_where_with_broadcasting_and_no_gradient_for_the_condition():
+    rng = _rng()
+    cond = rng.standard_normal((2, 3)) > 0
+    a, b = rng.standard_normal((3,)), rng.standard_normal((2, 1))
+    _check(lambda x, y: cn.where(cond, x, y), a, b, reference=lambda x, y: np.where(cond, x, y))
+
+
+def test_maximum_ties_send_gradient_to_the_first_argument():
+    a = np.array([1.0, 2.0])
+    ga, gb = cn.vjp(cn.maximum, a, a.copy())[1](np.ones(2))
+    assert_close(ga + gb, np.ones(2))  # one unit per output, not two
+
+
+# ------------------------------------------------------------------ reductions
+AXES = [None, 0, -1, 1, (0, 2), (-1, 0)]
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axis", AXES, ids=str)
+@pytest.mark.parametrize("name, ref", [
+    ("sum", np.sum), ("mean", np.mean), ("max", np.max),
+    ("logsumexp", lambda a, axis=None, keepdims=False: np.log(np.sum(
+        np.exp(a), axis=axis, keepdims=keepdims))),
+])
+def test_reductions(name, ref, axis, keepdims):
+    x = distinct_values(_rng(), (2, 3, 4)) - 1.0  # distinct: max has a unique argmax
+    fn = lambda a: getattr(cn, name)(a, axis=axis, keepdims=keepdims)  # noqa: E731
+    _check(fn, x, reference=lambda a: ref(a, axis=axis, keepdims=keepdims))
+
+
+def test_max_splits_gradient_among_ties():
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]])
+    (g,) = cn.vjp(lambda a: cn.max(a, axis=1), x)[1](np.ones(2))
+    assert_close(g, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+
+def test_logsumexp_is_stable():
+    x = np.array([1000.0, 1000.0])
+    assert_close(cn.logsumexp(x), 1000.0 + np.log(2.0))
+    assert_close(cn.grad(lambda a: cn.logsumexp(a))(x), [0.5, 0.5])
+
+
+# ------------------------------------------------------------------ shape ops
+@pytest.mark.parametrize("shape", [(6,), (3, -1), (1, 2, 3), (2, 3, 1)], ids=str)
+def test_reshape(shape):
+    x = _rng().standard_normal((2, 3))
+    _check(lambda a: cn.reshape(a, shape), x, reference=lambda a: np.reshape(a, shape))
+
+
+@pytest.mark.parametrize("axes", [None, (1, 0, 2), (2, 0, 1), (0, 1, 2)], ids=str)
+def test_transpose(axes):
+    x = _rng().standard_normal((2, 3, 4))
+    _check(lambda a: cn.transpose(a, axes), x, reference=lambda a: np.transpose(a, axes))
+
+
+@pytest.mark.parametrize("pad_width", [1, ((1, 2), (0, 3)), (1, 2), ((0, 0), (2, 0))], ids=str)
+def test_pad(pad_width):
+    x = _rng().standard_normal((2, 3))
+    _check(lambda a: cn.pad(a, pad_width), x,
+           reference=lambda a: np.pad(a, pad_width))
+
+
+def test_pad_refuses_negative_widths():
+    with pytest.raises(ValueError, match="pad widths must be >= 0"):
+        cn.pad(np.ones((2, 2)), -1)
+
+
+@pytest.mark.parametrize("index", [
+    0, -1, slice(1, None), (slice(None), 1), (Ellipsis, 0), (None, slice(None, None, -1)),
+    (slice(None, None, 2), slice(1, 3)), np.array([0, 0, 2]), (1, 2),
+], ids=str)
+def test_getitem(index):
+    x = _rng().standard_normal((3, 4))
+    _check(lambda a: a[index], x, reference=lambda a: a[index])
+    _check(lambda a: cn.getitem(a, index), x)
+
+
+# ------------------------------------------------------------------ operators
+def test_traced_operators():
+    rng = _rng()
+    a, b = rng.standard_normal((2, 3)), 1.5 + np.abs(rng.standard_normal((2, 3)))
+    c = rng.standard_normal((3, 4))
+    _check(lambda x, y: x + y - x * y / y ** 2, a, b,
+           reference=lambda x, y: x + y - x * y / y ** 2)
+    _check(lambda x, y: -x @ y, a, c, reference=lambda x, y: -x @ y)
+    _check(lambda x: x.T, a, reference=lambda x: x.T)
+    _check(lambda x: x[1], a, reference=lambda x: x[1])
+
+
+def test_operators_with_constants_on_either_side():
+    a = 0.5 + np.abs(_rng().standard_normal((2, 3)))
+    k = _rng(1).standard_normal((3,))
+    f = lambda x: 2.0 + x - 3.0 * x / 4.0 + 1.0 / x - 2.0 ** x + x ** 0.5 - k * x + k / x  # noqa
+    _check(f, a, reference=f)
+    g = lambda x: k - x + k @ x.T @ x  # noqa: E731
+    _check(g, a, reference=g)
+
+
+def test_traced_methods_and_attributes():
+    x = _rng().standard_normal((2, 3))
+    seen = {}
+
+    def fn(a):
+        seen.update(shape=a.shape, dtype=a.dtype, ndim=a.ndim)
+        return a.reshape(3, 2).sum(axis=0) + a.reshape((6,)).mean() + a.max(axis=1).sum()
+    _check(fn, x, reference=lambda a: a.reshape(3, 2).sum(axis=0) + a.mean()
+           + a.max(axis=1).sum())
+    assert seen == {"shape": (2, 3), "dtype": np.float64, "ndim": 2}
+
+
+@pytest.mark.parametrize("sa, sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)),
+                                    ((2, 3), (3, 4)), ((5, 2, 3), (3, 4)), ((5, 2, 3), (5, 3, 4)),
+                                    ((1, 2, 3), (5, 3, 4))], ids=str)
+def test_matmul_follows_numpy(sa, sb):
+    a, b = _rng().standard_normal(sa), _rng(1).standard_normal(sb)
+    _check(lambda x, y: x @ y, a, b, reference=np.matmul)
+    _check(cn.matmul, a, b, reference=np.matmul)
+
+
+# ------------------------------------------------------------------ dtype
+UNARY = ["exp", "tanh", "sigmoid", "relu", "negative"]
+BINARY = ["add", "subtract", "multiply", "divide", "maximum", "power"]
+
+
+@pytest.mark.parametrize("name", UNARY + BINARY + ["log", "sum", "mean", "max", "logsumexp",
+                                                   "transpose", "reshape", "pad", "getitem",
+                                                   "matmul", "where"])
+def test_float32_in_float32_out_and_float32_gradients(name):
+    x = (0.5 + np.abs(_rng().standard_normal((2, 3)))).astype(np.float32)
+    y = (0.5 + np.abs(_rng(1).standard_normal((2, 3)))).astype(np.float32)
+    calls = {
+        "log": lambda a: cn.log(a), "sum": lambda a: cn.sum(a, axis=0),
+        "mean": lambda a: cn.mean(a, axis=1), "max": lambda a: cn.max(a, axis=0),
+        "logsumexp": lambda a: cn.logsumexp(a, axis=1), "transpose": lambda a: cn.transpose(a),
+        "reshape": lambda a: cn.reshape(a, (3, 2)), "pad": lambda a: cn.pad(a, 1),
+        "getitem": lambda a: a[1:], "matmul": lambda a: a @ y.T,
+        "where": lambda a: cn.where(a > 1, a, y),
+    }
+    if name in UNARY:
+        fn = getattr(cn, name)
+    elif name in BINARY:
+        fn = lambda a: getattr(cn, name)(a, y)  # noqa: E731
+    else:
+        fn = calls[name]
+    out, vjp_fn = cn.vjp(fn, x)
+    assert out.dtype == np.float32, f"{name} forward gave {out.dtype}"
+    (g,) = vjp_fn(np.ones_like(out))
+    assert g.dtype == np.float32, f"{name} gradient gave {g.dtype}"
+    assert np.asarray(fn(x)).dtype == np.float32  # untraced too
+
+
+def test_float32_scalar_constants_do_not_upcast():
+    x = np.ones((2, 2), dtype=np.float32)
+    out, vjp_fn = cn.vjp(lambda a: 2.0 * a / 3.0 + 1.0 - a ** 2.0, x)
+    assert out.dtype == np.float32
+    assert vjp_fn(np.ones_like(out))[0].dtype == np.float32
+
+
+# ------------------------------------------------------------------ aliasing
+FRESH_CASES = [
+    ("pad0", lambda a: cn.pad(a, 0)),
+    ("add0", lambda a: cn.add(a, 0.0)),
+    ("einsum-transpose", lambda a: cn.einsum("ij->ji", a)),
+]
+# Shape operations follow numpy: a view exactly where numpy gives one.
+VIEW_CASES = [
+    ("reshape", lambda a: cn.reshape(a, (9,)), lambda a: np.reshape(a, (9,))),
+    ("transpose", lambda a: cn.transpose(a), lambda a: np.transpose(a)),
+    ("getitem", lambda a: cn.getitem(a, (slice(None), 0)), lambda a: a[:, 0]),
+    ("getitem-fancy", lambda a: cn.getitem(a, ([0, 2],)), lambda a: a[[0, 2]]),
+]
+
+
+@pytest.mark.parametrize("name, fn", FRESH_CASES, ids=[name for name, _ in FRESH_CASES])
+def test_op_results_never_alias_the_operand(name, fn):
+    a = _rng().standard_normal((3, 3))
+    assert not np.shares_memory(fn(a), a), f"{name} returned a view of its operand"
+    out, _ = cn.vjp(fn, a)
+    assert not np.shares_memory(out, a), f"{name} under vjp returned a view of its operand"
+
+
+@pytest.mark.parametrize("name, fn, numpy_fn", VIEW_CASES, ids=[c[0] for c in VIEW_CASES])
+def test_shape_ops_alias_exactly_as_numpy_does(name, fn, numpy_fn):
+    a = _rng().standard_normal((3, 3))
+    assert np.shares_memory(fn(a), a) == np.shares_memory(numpy_fn(a), a), name
+    np.testing.assert_array_equal(fn(a), numpy_fn(a))

@@ -1,0 +1,125 @@
+"""SGD and Adam against hand-computed steps (and PyTorch when installed)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from contractnet import optim
+
+
+def test_sgd_plain_step_in_place():
+    w = np.array([1.0, -2.0], np.float32)
+    params = {"w": w}
+    optim.SGD(params, lr=0.1).step({"w": np.array([0.5, 1.0], np.float32)})
+    assert params["w"] is w and w.dtype == np.float32
+    np.testing.assert_allclose(w, [1.0 - 0.05, -2.0 - 0.1], rtol=1e-7)
+
+
+def test_sgd_momentum_and_weight_decay_by_hand():
+    p = {"w": np.array([2.0])}
+    opt = optim.SGD(p, lr=0.1, momentum=0.5, weight_decay=0.1)
+    # step 1: g = 1 + 0.1*2 = 1.2, v = 1.2, w = 2 - 0.12 = 1.88
+    opt.step({"w": np.array([1.0])})
+    np.testing.assert_allclose(p["w"], [1.88])
+    # step 2: g = 1 + 0.188 = 1.188, v = 0.6 + 1.188 = 1.788, w = 1.88 - 0.1788
+    opt.step({"w": np.array([1.0])})
+    np.testing.assert_allclose(p["w"], [1.88 - 0.1788])
+
+
+def test_sgd_nesterov_by_hand():
+    p = {"w": np.array([0.0])}
+    opt = optim.SGD(p, lr=1.0, momentum=0.5, nesterov=True)
+    opt.step({"w": np.array([1.0])})  # v = 1, step g + 0.5 v = 1.5
+    opt.step({"w": np.array([1.0])})  # v = 1.5, step 1 + 0.75 = 1.75
+    np.testing.assert_allclose(p["w"], [-3.25])
+
+
+def adam_by_hand(w, grads, lr, b1, b2, eps):
+    m = v = 0.0
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1 ** t)) / (math.sqrt(v / (1 - b2 ** t)) + eps)
+    return w
+
+
+def test_adam_three_steps_by_hand():
+    grads = [0.3, -1.2, 0.7]
+    p = {"w": np.array([0.5, 0.5])}
+    opt = optim.Adam(p, lr=0.01, betas=(0.8, 0.9), eps=1e-3)
+    for g in grads:
+        opt.step({"w": np.array([g, 2 * g])})
+    for w, scale in zip(p["w"], (1, 2)):
+        want = adam_by_hand(0.5, [scale * g for g in grads], 0.01, 0.8, 0.9, 1e-3)
+        np.testing.assert_allclose(w, want, rtol=1e-12)
+    assert opt.steps == 3
+
+
+def test_adam_preserves_float32_and_casts_gradients():
+    p = {"w": np.ones((2, 2), np.float32)}
+    opt = optim.Adam(p, lr=0.1)
+    opt.step({"w": np.full((2, 2), 0.5)})  # float64 gradient
+    assert p["w"].dtype == np.float32
+    assert opt.state["w"]["m"].dtype == np.float32
+    np.testing.assert_allclose(p["w"], 0.9, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: optim.Adam(p, lr=0.1)])
+def test_step_checks_everything_before_changing_anything(make):
+    p = {"a": np.ones(2), "b": np.ones(3)}
+    opt = make(p)
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        opt.step({"a": np.ones(2)})
+    with pytest.raises(ValueError, match=r"unexpected \['c'\]"):
+        opt.step({"a": np.ones(2), "b": np.ones(3), "c": np.ones(1)})
+    with pytest.raises(ValueError, match=r"gradient 'b' has shape \(2,\)"):
+        opt.step({"a": np.ones(2), "b": np.ones(2)})
+    np.testing.assert_array_equal(p["a"], np.ones(2))
+    assert opt.steps == 0
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: optim.SGD(p, lr=0.0), "lr"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=1.0), "momentum"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "nesterov"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "weight_decay"),
+    (lambda p: optim.Adam(p, betas=(0.9,)), "betas"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"betas\[1\]"),
+    (lambda p: optim.Adam(p, eps=0), "eps"),
+    (lambda p: optim.SGD({"w": np.ones(2, np.int64)}, lr=0.1), "floating"),
+    (lambda p: optim.SGD({}, lr=0.1), "non-empty"),
+])
+def test_bad_hyper_parameters_and_params_are_refused(make, match):
+    with pytest.raises(ValueError, match=match):
+        make({"w": np.ones(2)})
+
+
+def test_read_only_params_are_refused():
+    w = np.ones(2)
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        optim.SGD({"w": w}, lr=0.1)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+     lambda t, torch: torch.optim.SGD([t], lr=0.1, momentum=0.9, weight_decay=0.01)),
+    (lambda p: optim.Adam(p, lr=0.05, weight_decay=0.01),
+     lambda t, torch: torch.optim.Adam([t], lr=0.05, weight_decay=0.01)),
+])
+def test_matches_pytorch_over_several_steps(ours, theirs):
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(0)
+    w0, grads = g.standard_normal(4), g.standard_normal((5, 4))
+    p = {"w": w0.copy()}
+    opt = ours(p)
+    t = torch.tensor(w0, requires_grad=True)
+    topt = theirs(t, torch)
+    for grad in grads:
+        opt.step({"w": grad})
+        t.grad = torch.tensor(grad)
+        topt.step()
+    np.testing.assert_allclose(p["w"], t.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -1,0 +1,102 @@
+"""The digits CNN, a short training run, and ``contractnet train digits``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import contractnet as cn
+from contractnet import cli, data, nn, optim, train
+
+pytest.importorskip("sklearn.datasets")
+
+
+@pytest.mark.parametrize("head, cls", [("contract", nn.ContractHead), ("flatten", nn.FlattenDense),
+                                       ("cp", nn.CPHead), ("tucker", nn.TuckerHead)])
+def test_build_model_maps_digits_to_ten_logits(head, cls):
+    model = train.build_model(head, rng=0)
+    assert isinstance(model[3], cls)
+    out = model(np.zeros((2, 8, 8, 1), np.float32))
+    assert out.shape == (2, 10) and out.dtype == np.float32
+
+
+def test_build_model_rejects_unknown_head():
+    with pytest.raises(ValueError, match="choose one of contract, flatten, cp, tucker"):
+        train.build_model("dense")
+
+
+def loss_on(model, x, y) -> float:
+    return float(train.cross_entropy_loss(model)(model.parameters(), x, y))
+
+
+def test_short_training_run_reduces_the_loss():
+    d = data.load_digits(seed=0)
+    x, y = d.x_train[:256], d.y_train[:256]
+    model = train.build_model("contract", rng=0)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    before = loss_on(model, x, y)
+    g = np.random.default_rng(0)
+    for _ in range(2):
+        train.train_epoch(model, opt, x, y, 32, g)
+    assert loss_on(model, x, y) < 0.7 * before
+
+
+def test_contract_and_flatten_heads_train_identically():
+    # same seed -> same weights; same function -> same updates (up to rounding)
+    d = data.load_digits(seed=0)
+    x, y = d.x_train[:128], d.y_train[:128]
+    runs = {}
+    for head in ("contract", "flatten"):
+        model = train.build_model(head, rng=1)
+        opt = optim.SGD(model.parameters(), lr=0.05)
+        train.train_epoch(model, opt, x, y, 32, np.random.default_rng(2))
+        runs[head] = model
+    w_contract = runs["contract"][3].parameters()["weight"]
+    w_flat = runs["flatten"][3].parameters()["weight"]
+    np.testing.assert_allclose(nn.flat_weight(w_contract), w_flat, atol=1e-5)
+
+
+def test_train_digits_returns_figures():
+    result = train.train_digits("cp", epochs=1, batch_size=64, rank=2, log=None)
+    assert result["head"] == "cp" and result["epochs"] == 1
+    assert result["params"] == train.build_model("cp", rank=2).num_parameters()
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["seconds_per_epoch"] > 0
+    assert len(result["history"]) == 1
+
+
+def test_cli_json_last_line():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.path.dirname(os.path.dirname(cn.__file__)), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "contractnet", "train", "digits", "--epochs", "1",
+                           "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2].startswith("epoch   1/1")
+    result = json.loads(lines[-1])
+    for key in ("test_accuracy", "seconds_per_epoch", "params", "head", "epochs"):
+        assert key in result
+    assert result["head"] == "contract" and result["epochs"] == 1
+    assert result["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--lr", "-1"], "lr must lie in"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+])
+def test_cli_bad_values_are_clean_errors(capsys, argv, match):
+    assert cli.main(["train", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
+def test_cli_rejects_unknown_head_and_dataset(capsys):
+    for argv in (["train", "digits", "--head", "dense"], ["train", "mnist"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

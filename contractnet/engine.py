@@ -126,16 +126,28 @@ def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.
 # ------------------------------------------------------------------ writing
 def write_output(core: np.ndarray, names: str, term: Term, out_shape, sizes) -> np.ndarray:
     """Place ``core`` (plain, indices ``names``) into the output ``term``."""
-    out = backend.zeros(out_shape, dtype=core.dtype)
-    loop = [w.inner for w in term.windows]
-    loop = list(dict.fromkeys(loop))
+    def part(fixed: dict[str, int]):
+        index = tuple(fixed.get(n, slice(None)) for n in names)
+        return core[index], "".join(n for n in names if n not in fixed)
+    return scatter(part, term, out_shape, sizes, core.dtype)
+
+
+def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
+    """Build the output ``term`` from parts, one per window offset.
+
+    ``part(fixed)`` gives the values (and their index names) for one
+    assignment of the output windows' inner indices; each is added to a
+    strided view of the zeroed output in which its positions are distinct.
+    With no output window there is one part, written once.
+    """
+    out = backend.zeros(out_shape, dtype=dtype)
+    loop = list(dict.fromkeys(w.inner for w in term.windows))
     flat = out.reshape(-1)
     for values in itertools.product(*(range(sizes[n]) for n in loop)):
         fixed = dict(zip(loop, values))
         view, view_names = _output_view(flat, out, term, fixed, sizes)
-        part = core[tuple(fixed.get(n, slice(None)) for n in names)]
-        part_names = "".join(n for n in names if n not in fixed)
-        view += _align(part, part_names, view_names)
+        values, value_names = part(fixed)
+        view += _align(values, value_names, view_names)
     return out
 
 
@@ -186,14 +198,14 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
 
 @dataclass(frozen=True)
 class PairPlan:
-    """How to run a two-operand contraction of plain terms."""
+    """How to run a two-operand contraction of plain terms as one GEMM."""
 
-    sum_a: tuple[int, ...]
-    sum_b: tuple[int, ...]
     perm_a: tuple[int, ...]
     perm_b: tuple[int, ...]
     shape_a: tuple[int, ...]
     shape_b: tuple[int, ...]
+    swap_a: bool          # A is laid out (summed, left) and handed to BLAS transposed
+    swap_b: bool          # B is laid out (right, summed) likewise
     result_shape: tuple[int, ...]
     result_names: str
     einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
@@ -211,48 +223,78 @@ def _ascii_equation(terms: Sequence[str], out: str) -> str:
     return ",".join(tr(t) for t in terms) + "->" + tr(out)
 
 
+def _memory_order(group: list[str], stride: dict[str, int]) -> list[str]:
+    """``group`` outermost-first as laid out in memory (stable for ties)."""
+    return sorted(group, key=lambda n: -abs(stride[n]))
+
+
+def c_strides(shape: Sequence[int], itemsize: int = 8) -> tuple[int, ...]:
+    """Byte strides of a C-contiguous array of ``shape``."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str | None:
+    """The axis that varies fastest in memory (ignoring length-1 axes)."""
+    moving = [n for n in names if size[n] > 1]
+    return min(moving, key=lambda n: (abs(stride[n]), -size[n])) if moving else None
+
+
 @lru_cache(maxsize=2048)
-def plan_pair(an: str, ashape: tuple, bn: str, bshape: tuple, keep: str) -> PairPlan:
+def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
+              bstrides: tuple, keep: str) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
 
-    Indices found in one operand only and not kept are summed first; the rest
-    are batch (both operands, kept), contracted (both, not kept), left (first
-    operand only) and right (second only).  The contracted order follows the
-    larger operand, so that its reshape is free.
+    The operands have no index of their own that is not kept (the caller
+    sums those first).  The indices are batch (both operands, kept), contracted (both, not kept), left (first
+    operand only) and right (second only).  Each group is ordered as laid out
+    in memory (the contracted group as in the larger operand), and each
+    operand is grouped so that its fastest-moving axis stays innermost, BLAS
+    taking it transposed where that helps: a C-contiguous operand reshapes
+    for free, and a window view copies with unit-stride inner loops.
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
-    sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
-    sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
-    a2 = "".join(n for i, n in enumerate(an) if i not in sum_a)
-    b2 = "".join(n for i, n in enumerate(bn) if i not in sum_b)
-    batch = [n for n in a2 if n in b2 and n in keep]
+    sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
+    a2, b2 = an, bn
+    batch = _memory_order([n for n in a2 if n in b2 and n in keep], sa)
     summed = [n for n in a2 if n in b2 and n not in keep]
-    if math.prod(bshape) > math.prod(ashape):
-        summed = [n for n in b2 if n in summed]
-    left = [n for n in a2 if n not in b2]
-    right = [n for n in b2 if n not in a2]
+    summed = _memory_order(summed, sb if math.prod(bshape) > math.prod(ashape) else sa)
+    left = _memory_order([n for n in a2 if n not in b2], sa)
+    right = _memory_order([n for n in b2 if n not in a2], sb)
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
     result = "".join(batch + left + right)
     eq = _ascii_equation([a2, b2], result) if bt > 1 and m * n_ * k < 512 else None
+    swap_a = _innermost(a2, sa, size) in left
+    swap_b = _innermost(b2, sb, size) in summed
     lead = (bt,) if batch else ()
-    return PairPlan(sum_a, sum_b,
-                    tuple(a2.index(i) for i in batch + left + summed),
-                    tuple(b2.index(i) for i in batch + summed + right),
-                    lead + (m, k), lead + (k, n_),
-                    tuple(size[i] for i in result), result, eq)
+    return PairPlan(tuple(a2.index(i) for i in batch + (summed + left if swap_a else left + summed)),
+                    tuple(b2.index(i) for i in batch + (right + summed if swap_b else summed + right)),
+                    lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
+                    swap_a, swap_b, tuple(size[i] for i in result), result, eq)
 
 
 def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
     """Contract two plain operands; returns the result and its index names."""
-    plan = plan_pair(an, a.shape, bn, b.shape, keep)
-    if plan.sum_a:
-        a = a.sum(axis=plan.sum_a, dtype=a.dtype)
-    if plan.sum_b:
-        b = b.sum(axis=plan.sum_b, dtype=b.dtype)
+    sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
+    sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
+    if sum_a:
+        a, an = a.sum(axis=sum_a, dtype=a.dtype), "".join(
+            n for i, n in enumerate(an) if i not in sum_a)
+    if sum_b:
+        b, bn = b.sum(axis=sum_b, dtype=b.dtype), "".join(
+            n for i, n in enumerate(bn) if i not in sum_b)
+    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     if plan.einsum_eq is not None:
         return backend.einsum(plan.einsum_eq, a, b), plan.result_names
     a2 = a.transpose(plan.perm_a).reshape(plan.shape_a)
     b2 = b.transpose(plan.perm_b).reshape(plan.shape_b)
+    if plan.swap_a:
+        a2 = a2.swapaxes(-1, -2)
+    if plan.swap_b:
+        b2 = b2.swapaxes(-1, -2)
     return backend.matmul(a2, b2).reshape(plan.result_shape), plan.result_names
 
 
@@ -315,6 +357,7 @@ class Plan:
     peak_elements: int   # largest array the run allocates
     needs_view: tuple[bool, ...]          # operands read through a strided view
     output_perm: tuple[int, ...] | None   # plain output: a permutation of target
+    scatter_per_offset: bool              # output windows whose offsets index operands
 
 
 def _read_names(term: Term) -> str:
@@ -343,7 +386,29 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     out = spec.output
     perm = (tuple(target.index(a) for a in out.axes)
             if out.is_plain and sorted(out.axes) == sorted(target) else None)
-    return Plan(bound, reduce, reads, target, count, peak, needs_view, perm)
+    inner = {w.inner for w in out.windows}
+    per_offset = bool(inner) and all(any(n in r for r in reads) for n in inner)
+    return Plan(bound, reduce, reads, target, count, peak, needs_view, perm, per_offset)
+
+
+def _scatter_pair(views, plan: Plan) -> np.ndarray:
+    """A two-operand spec with an output window, contracted per window offset.
+
+    Each offset is one GEMM written straight into its strided slice of the
+    output, so the (often large) result before scattering never exists.
+    """
+    (a, b), (an, bn) = views, plan.read_names
+    bound = plan.bound
+
+    def part(fixed: dict[str, int]):
+        a_f = a[tuple(fixed.get(n, slice(None)) for n in an)]
+        b_f = b[tuple(fixed.get(n, slice(None)) for n in bn)]
+        keep = "".join(n for n in plan.target if n not in fixed)
+        free = lambda t: "".join(n for n in t if n not in fixed)  # noqa: E731
+        core, got = contract_pair(a_f, free(an), b_f, free(bn), keep)
+        return core, got
+    dtype = np.result_type(a, b)
+    return scatter(part, bound.spec.output, bound.out_shape, bound.size_map, dtype)
 
 
 def mean_scale(count: int, dtype) -> np.ndarray:
@@ -367,6 +432,8 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     names = plan.read_names
     if len(views) == 1:
         core = reduce_unary(views[0], names[0], plan.target, reduce)
+    elif len(views) == 2 and plan.scatter_per_offset and reduce == "sum":
+        return _scatter_pair(views, plan)
     elif len(views) == 2:
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target)
         if got != plan.target:

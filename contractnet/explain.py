@@ -15,7 +15,7 @@ import opt_einsum
 
 from .api import backward_specs
 from .bind import Bound, bind
-from .engine import make_plan, plan_pair
+from .engine import c_strides, make_plan, plan_pair
 from .spec import Spec, SpecError, Window, parse
 from .transpose import transpose
 
@@ -74,7 +74,10 @@ def _flatten_equivalent(bound: Bound) -> list[str]:
             or not spec.output.is_plain:
         return []
     (a, b), out = ("".join(t.axes) for t in spec.inputs), "".join(spec.output.axes)
-    pair = plan_pair(a, bound.in_shapes[0], b, bound.in_shapes[1], out)
+    if any(n not in b + out for n in a) or any(n not in a + out for n in b):
+        return []  # an index summed within one operand: not a plain GEMM
+    sa, sb = bound.in_shapes
+    pair = plan_pair(a, sa, c_strides(sa), b, sb, c_strides(sb), out)
     if pair.einsum_eq is not None or len(pair.shape_a) != 2:
         return []
     left = "".join(n for n in a if n not in b)

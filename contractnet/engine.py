@@ -136,40 +136,37 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     """Build the output ``term`` from parts, one per window offset.
 
     ``part(fixed)`` gives the values (and their index names) for one
-    assignment of the output windows' inner indices; each is added to a
-    strided view of the zeroed output in which its positions are distinct.
-    With no output window there is one part, written once.
+    assignment of the output windows' inner indices.  The output is viewed
+    once with every index as an axis (windows make that view overlap); fixing
+    the inner indices selects a slice whose positions are distinct, and the
+    part is added there.  With no output window there is one part.
     """
     out = backend.zeros(out_shape, dtype=dtype)
     loop = list(dict.fromkeys(w.inner for w in term.windows))
-    flat = out.reshape(-1)
+    full, full_names = _output_view(out, term, sizes)
     for values in itertools.product(*(range(sizes[n]) for n in loop)):
         fixed = dict(zip(loop, values))
-        view, view_names = _output_view(flat, out, term, fixed, sizes)
-        values, value_names = part(fixed)
-        view += _align(values, value_names, view_names)
+        # the trailing Ellipsis keeps a fully indexed view 0-d instead of a copied scalar
+        view = full[tuple(fixed.get(n, slice(None)) for n in full_names) + (Ellipsis,)]
+        part_values, part_names = part(fixed)
+        view += _align(part_values, part_names, [n for n in full_names if n not in fixed])
     return out
 
 
-def _output_view(flat, out, term: Term, fixed: dict[str, int], sizes):
-    """Writable strided view of ``out`` over the output's free indices."""
+def _output_view(out: np.ndarray, term: Term, sizes) -> tuple[np.ndarray, str]:
+    """Writable view of ``out`` with one axis per index of the output term."""
     dims: dict[str, list[int]] = {}
-    offset = 0
-    item = out.itemsize
     for axis, stride in zip(term.axes, out.strides):
         parts = ([(axis.outer, axis.stride * stride), (axis.inner, axis.dilation * stride)]
                  if isinstance(axis, Window) else [(axis, stride)])
         for name, step in parts:
-            if name in fixed:
-                offset += fixed[name] * step
-            elif name in dims:
+            if name in dims:
                 dims[name][1] += step
             else:
                 dims[name] = [sizes[name], step]
-    base = flat[offset // item:]
     shape = tuple(size for size, _ in dims.values())
     strides = tuple(step for _, step in dims.values())
-    return backend.as_strided(base, shape, strides), "".join(dims)
+    return backend.as_strided(out, shape, strides), "".join(dims)
 
 
 def _align(part: np.ndarray, names: str, target: str) -> np.ndarray:

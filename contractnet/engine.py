@@ -35,6 +35,7 @@ from .bind import Bound, bind
 from .spec import Spec, SpecError, Term, Window, parse
 
 REDUCTIONS = ("sum", "mean", "max")
+PER_OFFSET_MIN_ELEMENTS = 1 << 18
 
 
 class MemoryBudgetError(ValueError):
@@ -127,9 +128,17 @@ def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.
 def write_output(core: np.ndarray, names: str, term: Term, out_shape, sizes) -> np.ndarray:
     """Place ``core`` (plain, indices ``names``) into the output ``term``."""
     def part(fixed: dict[str, int]):
-        index = tuple(fixed.get(n, slice(None)) for n in names)
-        return core[index], "".join(n for n in names if n not in fixed)
+        return core[_index(names, fixed)], _drop(names, fixed)
     return scatter(part, term, out_shape, sizes, core.dtype)
+
+
+def _index(names: str, fixed: dict[str, int]) -> tuple:
+    """Index fixing ``fixed`` axes; the trailing Ellipsis keeps a full index a view."""
+    return tuple(fixed.get(n, slice(None)) for n in names) + (Ellipsis,)
+
+
+def _drop(names: str, fixed: dict[str, int]) -> str:
+    return "".join(n for n in names if n not in fixed) if fixed else names
 
 
 def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
@@ -144,12 +153,15 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     out = backend.zeros(out_shape, dtype=dtype)
     loop = list(dict.fromkeys(w.inner for w in term.windows))
     full, full_names = _output_view(out, term, sizes)
+    free = "".join(n for n in full_names if n not in loop)
     for values in itertools.product(*(range(sizes[n]) for n in loop)):
         fixed = dict(zip(loop, values))
-        # the trailing Ellipsis keeps a fully indexed view 0-d instead of a copied scalar
-        view = full[tuple(fixed.get(n, slice(None)) for n in full_names) + (Ellipsis,)]
         part_values, part_names = part(fixed)
-        view += _align(part_values, part_names, [n for n in full_names if n not in fixed])
+        order, new_axes = _alignment(part_names, free)
+        aligned = part_values.transpose(order)
+        if new_axes:
+            aligned = np.expand_dims(aligned, new_axes)
+        full[_index(full_names, fixed)] += aligned
     return out
 
 
@@ -169,14 +181,13 @@ def _output_view(out: np.ndarray, term: Term, sizes) -> tuple[np.ndarray, str]:
     return backend.as_strided(out, shape, strides), "".join(dims)
 
 
-def _align(part: np.ndarray, names: str, target: str) -> np.ndarray:
-    """Permute ``part`` to ``target`` order, adding size-1 axes it lacks."""
-    order = [names.index(n) for n in target if n in names]
-    moved = part.transpose(order)
-    shape, it = [], iter(moved.shape)
-    for n in target:
-        shape.append(next(it) if n in names else 1)
-    return moved.reshape(shape)
+@lru_cache(maxsize=1024)
+def _alignment(names: str, target: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """How to bring axes ``names`` to ``target`` order: a permutation, then
+    size-1 axes (broadcast) inserted where ``target`` has indices ``names`` lacks."""
+    order = tuple(names.index(n) for n in target if n in names)
+    new_axes = tuple(i for i, n in enumerate(target) if n not in names)
+    return order, new_axes
 
 
 # ------------------------------------------------------------------ contracting
@@ -384,7 +395,9 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     perm = (tuple(target.index(a) for a in out.axes)
             if out.is_plain and sorted(out.axes) == sorted(target) else None)
     inner = {w.inner for w in out.windows}
-    per_offset = bool(inner) and all(any(n in r for r in reads) for n in inner)
+    # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
+    per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
+                  and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, perm, per_offset)
 
 
@@ -398,12 +411,8 @@ def _scatter_pair(views, plan: Plan) -> np.ndarray:
     bound = plan.bound
 
     def part(fixed: dict[str, int]):
-        a_f = a[tuple(fixed.get(n, slice(None)) for n in an)]
-        b_f = b[tuple(fixed.get(n, slice(None)) for n in bn)]
-        keep = "".join(n for n in plan.target if n not in fixed)
-        free = lambda t: "".join(n for n in t if n not in fixed)  # noqa: E731
-        core, got = contract_pair(a_f, free(an), b_f, free(bn), keep)
-        return core, got
+        return contract_pair(a[_index(an, fixed)], _drop(an, fixed),
+                             b[_index(bn, fixed)], _drop(bn, fixed), _drop(plan.target, fixed))
     dtype = np.result_type(a, b)
     return scatter(part, bound.spec.output, bound.out_shape, bound.size_map, dtype)
 

@@ -145,13 +145,16 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     """Build the output ``term`` from parts, one per window offset.
 
     ``part(fixed)`` gives the values (and their index names) for one
-    assignment of the output windows' inner indices.  The output is viewed
+    assignment of the overlapping output windows' inner indices.  The output is viewed
     once with every index as an axis (windows make that view overlap); fixing
     the inner indices selects a slice whose positions are distinct, and the
     part is added there.  With no output window there is one part.
     """
     out = backend.zeros(out_shape, dtype=dtype)
-    loop = list(dict.fromkeys(w.inner for w in term.windows))
+    # a window whose offsets never collide (stride >= span, as in most pooling)
+    # needs no loop: its view is one-to-one, written in one go
+    loop = list(dict.fromkeys(w.inner for w in term.windows
+                              if w.dilation * (sizes[w.inner] - 1) >= w.stride))
     full, full_names = _output_view(out, term, sizes)
     free = "".join(n for n in full_names if n not in loop)
     for values in itertools.product(*(range(sizes[n]) for n in loop)):

@@ -306,7 +306,20 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
         a2 = a2.swapaxes(-1, -2)
     if plan.swap_b:
         b2 = b2.swapaxes(-1, -2)
-    return backend.matmul(a2, b2).reshape(plan.result_shape), plan.result_names
+    return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
+        plan.result_names
+
+
+def _blasable(x: np.ndarray) -> np.ndarray:
+    """``x`` if BLAS can read its matrices in place (unit stride along rows or
+    columns), else a C-contiguous copy: numpy's matmul would otherwise fall
+    back to a slow loop that never reaches BLAS."""
+    (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
+    if (cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item):
+        return x
+    if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
+        return x
+    return np.ascontiguousarray(x)
 
 
 @lru_cache(maxsize=512)
@@ -320,16 +333,34 @@ def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
     """
     eq = ",".join(terms) + "->" + target
     path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
-    steps, current = [], list(terms)
+    steps, current, made_by = [], list(terms), [None] * len(terms)
     for positions in path:
         positions = tuple(sorted(positions, reverse=True))
         assert len(positions) <= 2, "opt_einsum paths are pairwise"
         picked = [current.pop(p) for p in positions]
+        makers = [made_by.pop(p) for p in positions]
         rest = "".join(current) + target
         kept = "".join(dict.fromkeys(n for t in reversed(picked) for n in t if n in rest))
+        if len(picked) == 2 and makers[0] is not None:
+            # the later operand is an intermediate: lay it out as this step reads it
+            b, a = picked
+            b = _consumer_order(b, a, kept)
+            steps[makers[0]] = (steps[makers[0]][0], b)
+            kept = "".join(dict.fromkeys(n for t in (a, b) for n in t if n in rest))
         steps.append((positions, kept))
         current.append(kept)
+        made_by.append(len(steps) - 1)
     return tuple(steps), int(info.largest_intermediate)
+
+
+def _consumer_order(b: str, a: str, kept: str) -> str:
+    """Order intermediate ``b`` for the pair ``a, b -> kept``: batch and
+    contracted indices in ``a``'s order, then its own, so that its GEMM
+    operand reshapes without a copy."""
+    shared = [n for n in a if n in b]
+    batch = [n for n in shared if n in kept]
+    summed = [n for n in shared if n not in kept]
+    return "".join(batch + summed + [n for n in b if n not in a])
 
 
 def run_path(operands: list, names: list[str], target: str, pair, unary):

@@ -240,14 +240,13 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
 def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] | None = None,
          out_shape: Sequence[int] | None = None) -> Bound:
     """Resolve ``spec`` against operand shapes (cached; see :func:`bind_uncached`)."""
-    key_sizes = None if sizes is None else tuple(sorted((k, v) for k, v in sizes.items()))
+    key_sizes = None if not sizes else tuple(sorted(sizes.items()))
     try:
-        key_shapes = tuple(tuple(int(n) for n in s) for s in shapes)
-        key_out = None if out_shape is None else tuple(int(n) for n in out_shape)
-        hash(key_sizes)
-    except TypeError:
+        key_shapes = tuple(map(tuple, shapes))
+        key_out = None if out_shape is None else tuple(out_shape)
+        return _bind_cached(spec, key_shapes, key_sizes, key_out)
+    except TypeError:  # unhashable sizes or shapes: bind without the cache
         return bind_uncached(spec, shapes, sizes, out_shape)
-    return _bind_cached(spec, key_shapes, key_sizes, key_out)
 
 
 @lru_cache(maxsize=4096)

@@ -287,16 +287,24 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     swap_a, swap_b, tuple(size[i] for i in result), result, eq)
 
 
-def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
-    """Contract two plain operands; returns the result and its index names."""
+@lru_cache(maxsize=2048)
+def _lone_indices(an: str, bn: str, keep: str):
+    """Axes of each operand found nowhere else (summed before the GEMM), and
+    the names that remain."""
     sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
     sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
+    rest_a = "".join(n for i, n in enumerate(an) if i not in sum_a)
+    rest_b = "".join(n for i, n in enumerate(bn) if i not in sum_b)
+    return sum_a, rest_a, sum_b, rest_b
+
+
+def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
+    """Contract two plain operands; returns the result and its index names."""
+    sum_a, rest_a, sum_b, rest_b = _lone_indices(an, bn, keep)
     if sum_a:
-        a, an = a.sum(axis=sum_a, dtype=a.dtype), "".join(
-            n for i, n in enumerate(an) if i not in sum_a)
+        a, an = a.sum(axis=sum_a, dtype=a.dtype), rest_a
     if sum_b:
-        b, bn = b.sum(axis=sum_b, dtype=b.dtype), "".join(
-            n for i, n in enumerate(bn) if i not in sum_b)
+        b, bn = b.sum(axis=sum_b, dtype=b.dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     if plan.einsum_eq is not None:
         return backend.einsum(plan.einsum_eq, a, b), plan.result_names

@@ -514,3 +514,32 @@ def test_load_never_unpickles_and_refuses_non_archives(tmp_path):
         nn.load_parameters(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="non-numeric"):
         nn.save_parameters({"w": np.array(["a"])}, tmp_path / "s.npz")
+
+
+# ------------------------------------------------------------- several data operands
+def test_bilinear_einsum_layer_takes_two_inputs():
+    layer = cn.nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2),
+                         bias=True, rng=0, dtype=np.float64)
+    assert set(layer.parameters()) == {"weight", "bias"}
+    assert layer.parameters()["weight"].shape == (3, 4, 5)
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((2, 3)), rng.standard_normal((2, 5))
+    layer.parameters()["bias"][:] = rng.standard_normal(4)
+    want = np.einsum("bi,ikj,bj->bk", x1, layer.parameters()["weight"], x2) \
+        + layer.parameters()["bias"]
+    np.testing.assert_allclose(layer(x1, x2), want, rtol=1e-12)
+    cn.check_grads(lambda p, a, b: layer.apply(p, a, b), dict(layer.parameters()), x1, x2)
+    assert "inputs=(0, 2)" in repr(layer)
+
+
+@pytest.mark.parametrize("inputs, match", [((0, 0), "distinct"), ((0, 3), "distinct"),
+                                           ((0, 1, 2), "at least one weight")])
+def test_einsum_layer_refuses_bad_input_positions(inputs, match):
+    with pytest.raises(ValueError, match=match):
+        cn.nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=inputs)
+
+
+def test_einsum_layer_counts_its_inputs():
+    layer = cn.nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2))
+    with pytest.raises(ValueError, match="takes 2 input"):
+        layer(np.ones((2, 3), np.float32))

@@ -11,7 +11,7 @@ import numpy as np
 
 import contractnet as cn
 
-from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
+from ..spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 from . import init as initializers
 from .module import Module, Params
 
@@ -20,7 +20,7 @@ RNG = np.random.Generator | int | None
 
 
 class Einsum(Module):
-    """A learned layer given by one spec: operand 0 is the input, the rest are weights.
+    """A learned layer given by one spec: data operands (``inputs``) and weights.
 
     The weight shapes follow from the spec and ``sizes``; the optional bias
     spans the output indices that a weight provides (``k`` in ``"bi,ik->bk"``).
@@ -35,6 +35,10 @@ class Einsum(Module):
         and then checked against the input at each call.
     bias : bool
         Add a learned bias, initialised to zero.
+    inputs : int or sequence of int
+        Positions of the data operands (default 0); every other operand is a
+        weight.  A bilinear layer ``"bi,ikj,bj->bk"`` has ``inputs=(0, 2)``
+        and is called as ``layer(x1, x2)``.
     weight_names : sequence of str, optional
         Names of the weights; default ``"weight"`` for one, else
         ``"weight1"``, ``"weight2"``, ... by operand number.
@@ -60,31 +64,45 @@ class Einsum(Module):
     Einsum('bi,ik->bk', sizes={'i': 64, 'k': 10}, bias=True)
     >>> {name: p.shape for name, p in layer.parameters().items()}
     {'weight': (64, 10), 'bias': (10,)}
+    >>> bilinear = cn.nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2))
+    >>> bilinear(np.ones((2, 3), np.float32), np.ones((2, 5), np.float32)).shape
+    (2, 4)
     """
 
     def __init__(self, spec: str, sizes: Mapping[str, int], *, bias: bool = False,
-                 weight_names: Sequence[str] | None = None, init: str = "glorot",
-                 rng: RNG = None, dtype: DType = np.float32) -> None:
+                 inputs: int | Sequence[int] = 0, weight_names: Sequence[str] | None = None,
+                 init: str = "glorot", rng: RNG = None, dtype: DType = np.float32) -> None:
         super().__init__()
         parsed = parse(spec)
-        _check_learned_spec(parsed)
+        self.inputs = _data_positions(parsed, inputs)
+        weight_terms = [t for i, t in enumerate(parsed.inputs) if i not in self.inputs]
+        _check_learned_spec(parsed, self.inputs)
         self.spec = str(parsed)
-        self.sizes = _check_sizes(parsed, sizes)
-        self.weight_names = _weight_names(weight_names, len(parsed.inputs) - 1)
+        self.sizes = _check_sizes(parsed, sizes, weight_terms)
+        self.weight_names = _weight_names(weight_names, len(weight_terms))
         self.dtype = initializers.float_dtype(dtype)
-        arrays = initializers.spec_weights(parsed, self.sizes, init,
+        # for the fans, the data operands act as one input with all their indices
+        data_indices = dict.fromkeys(n for i in self.inputs for n in parsed.inputs[i].indices())
+        weight_spec = Spec((Term(tuple(data_indices)),) + tuple(weight_terms), parsed.output)
+        arrays = initializers.spec_weights(weight_spec, self.sizes, init,
                                            rng=initializers.as_generator(rng), dtype=self.dtype)
         for name, array in zip(self.weight_names, arrays):
             self.add_parameter(name, array)
-        bias_shape, self._bias_view = _bias_layout(parsed, self.sizes)
+        bias_shape, self._bias_view = _bias_layout(parsed, self.sizes, weight_terms)
         if bias:
             self.add_parameter("bias", initializers.zeros(bias_shape, self.dtype))
-        weight_idx = {i for t in parsed.inputs[1:] for i in t.indices()}
+        weight_idx = {i for t in weight_terms for i in t.indices()}
         self._input_sizes = {k: v for k, v in self.sizes.items() if k not in weight_idx} or None
 
-    def forward(self, params: Params, x: Any) -> Any:
-        weights = [params[name] for name in self.weight_names]
-        y = cn.einsum(self.spec, x, *weights, sizes=self._input_sizes)
+    def forward(self, params: Params, *xs: Any) -> Any:
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"{self.spec!r} takes {len(self.inputs)} input(s) (operands "
+                             f"{list(self.inputs)}), got {len(xs)}")
+        weights = iter(params[name] for name in self.weight_names)
+        data = iter(xs)
+        operands = [next(data) if i in self.inputs else next(weights)
+                    for i in range(len(self.inputs) + len(self.weight_names))]
+        y = cn.einsum(self.spec, *operands, sizes=self._input_sizes)
         if "bias" not in self._params:
             return y
         b = params["bias"]
@@ -92,6 +110,8 @@ class Einsum(Module):
 
     def extra_repr(self) -> str:
         text = f"{self.spec!r}, sizes={self.sizes}, bias={'bias' in self._params}"
+        if self.inputs != (0,):
+            text += f", inputs={self.inputs}"
         if self.dtype != np.float32:
             text += f", dtype={self.dtype.name}"
         return text
@@ -102,12 +122,24 @@ def _term_start(spec: Spec, operand: int) -> int:
     return sum(len(str(t)) + 1 for t in spec.inputs[:operand])
 
 
-def _check_learned_spec(spec: Spec) -> None:
+def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
+    """Check ``inputs``: distinct operand positions, leaving at least one weight."""
+    positions = (inputs,) if isinstance(inputs, (int, np.integer)) else tuple(inputs)
+    n = len(spec.inputs)
+    if (not positions or len(set(positions)) != len(positions)
+            or not all(isinstance(i, (int, np.integer)) and 0 <= i < n for i in positions)):
+        raise ValueError(f"inputs must be distinct operand positions of '{spec}' "
+                         f"(0 to {n - 1}), got {inputs!r}")
+    if len(positions) >= n:
+        raise SpecError("a learned layer needs at least one weight term besides its "
+                        f"inputs {list(positions)}", str(spec))
+    return tuple(sorted(int(i) for i in positions))
+
+
+def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
     text = str(spec)
-    if len(spec.inputs) < 2:
-        raise SpecError("a learned layer needs an input term and at least one weight term", text)
-    for i, term in enumerate(spec.inputs[1:], start=1):
-        if not term.is_plain:
+    for i, term in enumerate(spec.inputs):
+        if i not in inputs and not term.is_plain:
             raise SpecError(f"weight term '{term}' (operand {i}) must be plain: "
                             "no window, ellipsis or repeated index", text, _term_start(spec, i))
     known = {i for t in spec.inputs for i in t.indices()}
@@ -120,7 +152,7 @@ def _check_learned_spec(spec: Spec) -> None:
         col += len(str(axis))
 
 
-def _check_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
+def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str, int]:
     if not isinstance(sizes, Mapping):
         raise ValueError(f"sizes must be a mapping of index to size, got {type(sizes).__name__}")
     indices = spec.indices()
@@ -129,7 +161,7 @@ def _check_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"sizes gives index {name!r}, which spec '{spec}' does not use")
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"size of index {name!r} must be a positive integer, got {n!r}")
-    weight_idx = [i for t in spec.inputs[1:] for i in t.indices()]
+    weight_idx = [i for t in weight_terms for i in t.indices()]
     missing = sorted(set(weight_idx) - set(sizes))
     if missing:
         raise ValueError(f"sizes must give every weight index of '{spec}'; missing {missing}")
@@ -146,10 +178,10 @@ def _weight_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
     return names
 
 
-def _bias_layout(spec: Spec, sizes: Mapping[str, int]
+def _bias_layout(spec: Spec, sizes: Mapping[str, int], weight_terms
                  ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """Bias shape, and the shape to view it as before adding (None: broadcasts as is)."""
-    weight_idx = {i for t in spec.inputs[1:] for i in t.indices()}
+    weight_idx = {i for t in weight_terms for i in t.indices()}
     axes = spec.output.axes
     hits = [j for j, a in enumerate(axes) if isinstance(a, str) and a in weight_idx]
     shape = tuple(sizes[axes[j]] for j in hits)

@@ -81,19 +81,19 @@ class Module:
         return sum(a.size for _, a in self.named_parameters())
 
     # ------------------------------------------------------------- compute
-    def forward(self, params: Params, x: Any) -> Any:
-        """Compute the output from ``params`` (local names) and input ``x``."""
+    def forward(self, params: Params, *inputs: Any) -> Any:
+        """Compute the output from ``params`` (local names) and the input(s)."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def apply(self, params: Params, x: Any) -> Any:
+    def apply(self, params: Params, *inputs: Any) -> Any:
         """Run the module with ``params`` instead of its own arrays.
 
         Parameters
         ----------
         params : mapping of str to array or Traced
             Exactly the names of :meth:`parameters`, with the same shapes.
-        x : ndarray or Traced
-            The input.
+        *inputs : ndarray or Traced
+            The input (several for a layer with several data operands).
 
         Returns
         -------
@@ -105,10 +105,10 @@ class Module:
             If a name is missing or unexpected, or a shape differs.
         """
         check_parameters(self, params)
-        return self.forward(params, x)
+        return self.forward(params, *inputs)
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(self.parameters(), x)
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(self.parameters(), *inputs)
 
     def child_params(self, params: Params, name: str) -> dict[str, Any]:
         """The entries of ``params`` that belong to child ``name``, renamed locally."""

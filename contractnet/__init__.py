@@ -8,7 +8,6 @@ the spec as a transposed contraction::
     ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
 """
 from .spec import SpecError, Spec, Term, Window, parse
-from .transpose import transpose
 from .engine import MemoryBudgetError, memory_budget, set_memory_budget
 from .autodiff import DtypeError, vjp, grad, value_and_grad, check_grads
 from .api import einsum, backward_specs
@@ -22,7 +21,7 @@ from . import nn, optim  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse", "transpose",
+    "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse",
     "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
     "memory_budget", "set_memory_budget", "nn", "optim",
 ] + list(_ops_all) + list(_conv_all)

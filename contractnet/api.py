@@ -86,6 +86,9 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
                         f"got {reduce!r}", text)
     if reduce == "max" and len(parsed.inputs) != 1:
         raise SpecError(f"reduce='max' takes one operand, got {len(parsed.inputs)}", text)
+    if reduce != "sum" and parsed.output.windows:
+        raise SpecError(f"reduce={reduce!r} cannot write an output window (overlapping "
+                        f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
     operands = tuple(_as_operand(x, i, text) for i, x in enumerate(operands))
     bound = bind(parsed, [np.shape(x.value if isinstance(x, Traced) else x)
                           for x in operands], sizes)

@@ -7,6 +7,8 @@ engine; every other rule is a line or two of numpy.
 """
 from __future__ import annotations
 
+import math
+import operator
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
@@ -17,7 +19,7 @@ from .api import contract
 from .bind import Bound, bind
 from .engine import execute, make_plan, mean_scale, read_view, reduce_unary
 from .spec import Spec, Term
-from .trace import Node, Primitive, Traced
+from .trace import Node, Primitive, Traced, value_of
 from .transpose import transpose
 
 Rule = Callable[..., np.ndarray]
@@ -63,7 +65,8 @@ def _max_vjp(g, bound, x):
     reduced = "".join(n for n in names if n not in plan.target)
     order = plan.target + reduced
     block = view.transpose([names.index(n) for n in order])
-    flat = block.reshape(block.shape[:len(plan.target)] + (-1,))
+    flat = block.reshape(block.shape[:len(plan.target)]
+                         + (math.prod(block.shape[len(plan.target):]),))
     g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
     g_core = reduce_unary(g_view, g_names, plan.target, "sum")
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
@@ -141,7 +144,7 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.logsumexp: _logsumexp_rule,
     ops.reshape: lambda n, g, y, x, shape: np.reshape(g, np.shape(x)),
     ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
-        g, None if axes is None else np.argsort(axes)),
+        g, None if axes is None else np.argsort([a % np.ndim(x) for a in axes])),
     ops.pad: _pad_rule,
     ops.getitem: _getitem_rule,
 }
@@ -252,10 +255,15 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
     flats = [_flatten(p) for p in primals]
+    if any(isinstance(x, Traced) for flat, _ in flats for x in flat):
+        raise ValueError("vjp was called on traced values: differentiating a function that "
+                         "itself differentiates (higher-order gradients) is not supported")
     leaves = [[Traced(_as_primal(x, f"primal {i}")) for x in flat]
               for i, (flat, _) in enumerate(flats)]
     args = [build(ls) for (_, build), ls in zip(flats, leaves)]
     result = fn(*args)
+    if isinstance(result, (tuple, list, dict)):
+        raise ValueError(f"the function must return one array, got a {type(result).__name__}")
     out = result.value if isinstance(result, Traced) else np.asarray(result)
 
     def vjp_fn(cotangent: Any) -> tuple:
@@ -283,6 +291,8 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: list[np.ndarray]) -> np.ndarray
     g = np.asarray(g)
     if g.shape != leaf.value.shape:
         g = np.broadcast_to(g, leaf.value.shape)
+    if leaf.value.dtype.kind == "f" and g.dtype.kind == "c":
+        g = g.real  # a real primal's gradient is real
     if g.dtype != leaf.value.dtype and leaf.value.dtype.kind == "f" and g.dtype.kind == "f":
         g = g.astype(leaf.value.dtype)  # a gradient has its primal's precision
     elif not g.flags.writeable or any(np.may_share_memory(g, o) for o in owned):
@@ -297,13 +307,14 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     The gradient is for ``args[argnums]`` (a tuple of gradients when
     ``argnums`` is a tuple); other arguments are held constant.
     """
-    single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
+    single, nums = _check_argnums(argnums)
 
     def wrapped(*args: Any, **kwargs: Any):
         for n in nums:
             if not -len(args) <= n < len(args):
                 raise ValueError(f"argnums {n} is out of range for {len(args)} argument(s)")
+        if len({n % len(args) for n in nums}) != len(nums):
+            raise ValueError(f"argnums {nums} names an argument twice")
 
         def inner(*diff):
             full = list(args)
@@ -317,6 +328,19 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         grads = vjp_fn(np.ones_like(out))
         return out, (grads[0] if single else grads)
     return wrapped
+
+
+def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
+    """``(single, positions)`` from an int or a sequence of ints (not bools)."""
+    def as_int(n) -> int:
+        if isinstance(n, bool) or not hasattr(n, "__index__"):
+            raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
+        return operator.index(n)
+    if hasattr(argnums, "__index__") and not isinstance(argnums, bool):
+        return True, (operator.index(argnums),)
+    if isinstance(argnums, bool) or not isinstance(argnums, (tuple, list)) or not argnums:
+        raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
+    return False, tuple(as_int(n) for n in argnums)
 
 
 def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
@@ -356,8 +380,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         u = rng.standard_normal(np.shape(out)).astype(np.result_type(out, np.float64))
         plus = [[x + eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
         minus = [[x - eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
-        f_plus = np.asarray(_plain(fn(*build(plus))))
-        f_minus = np.asarray(_plain(fn(*build(minus))))
+        f_plus = np.asarray(value_of(fn(*build(plus))))
+        f_minus = np.asarray(value_of(fn(*build(minus))))
         numeric = float(np.sum(u * (f_plus - f_minus)) / (2 * eps))
         grads = vjp_fn(u)
         analytic = float(sum(np.sum(g * v) for (flat, _), gt, lv in zip(flats, grads, vs)
@@ -366,7 +390,3 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
             raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "
                                  f"<vjp(u), v> = {analytic!r}, finite difference = "
                                  f"{numeric!r}, difference {abs(analytic - numeric):.3g}")
-
-
-def _plain(x: Any) -> Any:
-    return x.value if isinstance(x, Traced) else x

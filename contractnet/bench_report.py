@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Sequence
 
@@ -143,8 +144,8 @@ def write_plot(path: str, records: Sequence[Record], title: str) -> None:
     for ax, (kind, pass_) in zip(axes[:, 0], panels):
         _plot_panel(ax, [r for r in records if r.kind == kind and r.pass_ == pass_])
         ax.set_title(f"{kind}: {pass_}", fontsize=10)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(textwrap.fill(title, 110), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -165,12 +166,20 @@ def _plot_panel(ax, records: Sequence[Record]) -> None:
 
 # ------------------------------------------------------------------ tables
 COLUMNS = ("case", "pass", "method", "GFLOP", "median ms", "min-max ms", "GFLOP/s", "% GEMM",
-           "peak MB", "max |diff|", "ratio (min-max)", "params")
+           "peak MB", "max |diff|", "ratio (min-max)", "load %", "params")
+
+
+def columns(records: Sequence[Record]) -> tuple[str, ...]:
+    """The table's columns: ``params`` only when some record has a parameter count."""
+    if any(r.params is not None for r in records):
+        return COLUMNS
+    return COLUMNS[:-1]
 
 
 def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """The text of every table row, in :data:`COLUMNS` order."""
-    return [_row(r) for r in records]
+    """The text of every table row, in :func:`columns` order."""
+    width = len(columns(records))
+    return [_row(r)[:width] for r in records]
 
 
 def _row(r: Record) -> tuple[str, ...]:
@@ -180,10 +189,12 @@ def _row(r: Record) -> tuple[str, ...]:
     if r.status != "ok":
         ratio = r.status.upper()
     short = {"forward": "fwd", "forward+backward": "fwd+bwd"}.get(r.pass_, r.pass_)
+    load = "?" if r.other_load is None else f"{100 * r.other_load:.0f}"
     return (r.case, short, r.method, _fmt(r.gflop, ".3g"), ms, spread, _fmt(r.gflop_s, ".1f"),
             _fmt(r.pct_gemm, ".0f"),
             "n/a" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:.1f}",
-            _fmt(r.max_abs_diff, ".1e"), ratio, "" if r.params is None else f"{r.params:,}")
+            _fmt(r.max_abs_diff, ".1e"), ratio, load,
+            "" if r.params is None else f"{r.params:,}")
 
 
 def _fmt(value: float, spec: str) -> str:
@@ -200,7 +211,7 @@ def print_table(records: Sequence[Record], title: str, stream=None) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(title=title, title_justify="left")
-    for name in COLUMNS:
+    for name in columns(records):
         table.add_column(name, justify="left" if name in ("case", "pass", "method") else "right")
     for record, row in zip(records, table_rows(records)):
         style = "red" if record.status != "ok" else ("bold" if record.ratio == 1.0 else None)
@@ -211,8 +222,8 @@ def print_table(records: Sequence[Record], title: str, stream=None) -> None:
 
 def plain_table(records: Sequence[Record], title: str) -> str:
     """The results table as aligned plain text (no rich needed)."""
-    rows = [COLUMNS] + table_rows(records)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    rows = [columns(records)] + table_rows(records)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [title]
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w)
@@ -225,9 +236,15 @@ def plain_table(records: Sequence[Record], title: str) -> str:
 def markdown_table(records: Sequence[Record]) -> str:
     """The results table in GitHub Markdown."""
     rows = table_rows(records)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    names = columns(records)
+    lines = ["| " + " | ".join(_escape(n) for n in names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(_escape(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _escape(cell: str) -> str:
+    """A table cell that may contain ``|`` (as in ``max |diff|``)."""
+    return cell.replace("|", "\\|")
 
 
 def write_markdown(path: str, records: Sequence[Record], titles: dict[str, str],

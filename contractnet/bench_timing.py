@@ -256,7 +256,7 @@ def peak_memory(fn: Call) -> int:
 
 # ------------------------------------------------------------------ machine
 def gemm_rate(dtype: np.dtype | str = "float32", sizes: Sequence[int] = (512, 1024),
-              repeat: int = 5) -> float:
+              repeat: int = 10) -> float:
     """This machine's GEMM rate in GFLOP/s: the best of square products.
 
     Uses numpy's BLAS with the current thread limits and ``dtype``, the same

@@ -9,6 +9,7 @@ It is pure shape logic, hashable, and the key of the engine's plan cache.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterator, Mapping, Sequence
@@ -105,7 +106,8 @@ def _expand_ellipsis(spec: Spec, shapes: Sequence[Shape]) -> tuple[Spec, list[li
     return Spec(tuple(new_inputs), Term(tuple(out_axes))), new_cols
 
 
-def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str):
+def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str,
+                 named: set[str]):
     """Sizes of indices on plain axes; an axis of size 1 may broadcast."""
     sizes = dict(given)
     seen: dict[str, tuple[int, int]] = {}  # name -> (size, operand) of its largest axis
@@ -113,14 +115,15 @@ def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str):
         for axis, n, col in zip(term.axes, shape, cols[i]):
             if isinstance(axis, Window):
                 continue
+            label = f"index '{axis}'" if axis in named else "a '...' axis"
             if axis in given:
-                if n not in (1, given[axis]):
-                    raise SpecError(f"index '{axis}' has size {n} in operand {i} "
+                if n != given[axis]:
+                    raise SpecError(f"{label} has size {n} in operand {i} "
                                     f"but sizes= gives {given[axis]}", text, col)
                 continue
             size0, op0 = seen.get(axis, (n, i))
             if n != size0 and 1 not in (n, size0):
-                raise SpecError(f"index '{axis}' has size {size0} in operand {op0} "
+                raise SpecError(f"{label} has size {size0} in operand {op0} "
                                 f"but {n} in operand {i}", text, col)
             if axis not in seen or size0 == 1:
                 seen[axis] = (n, i)
@@ -164,6 +167,9 @@ def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int], text: str) ->
                 raise SpecError(f"window index '{axis.inner}' in {axis} has no size: it "
                                 f"appears in no other operand; give sizes={{'{axis.inner}': n}}",
                                 text, col)
+            if sizes[axis.inner] < 1:
+                raise SpecError(f"window {axis} has size '{axis.inner}'={sizes[axis.inner]}; "
+                                f"a window holds at least one position", text, col)
             extent = axis.outer_extent(length, sizes[axis.inner])
             if axis.outer in sizes:
                 span = axis.span(sizes[axis.outer], sizes[axis.inner])
@@ -223,11 +229,7 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     window_names = {str(w): str(w) for t in spec.inputs + (spec.output,) for w in t.windows}
     window_names.update({k[1:-1]: k for k in list(window_names)})
     for key, value in (sizes or {}).items():
-        if not isinstance(value, (int,)) and not hasattr(value, "__index__"):
-            raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text)
-        value = int(value)
-        if value < 0:
-            raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {value}", text)
+        value = _size_value(key, value, text)
         if key in names:
             letters[key] = value
         elif key in window_names:
@@ -237,16 +239,40 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     return letters, windows
 
 
+def _size_value(key, value, text: str) -> int:
+    """A size given in ``sizes=``: a non-negative int (not a bool or a float)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text)
+    value = operator.index(value)
+    if value < 0:
+        raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {value}", text)
+    return value
+
+
+def _shape_key(shape, what: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise SpecError(f"{what} must be a sequence of ints, got {shape!r}", text) from None
+
+
 def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] | None = None,
          out_shape: Sequence[int] | None = None) -> Bound:
-    """Resolve ``spec`` against operand shapes (cached; see :func:`bind_uncached`)."""
-    key_sizes = None if not sizes else tuple(sorted(sizes.items()))
-    try:
-        key_shapes = tuple(map(tuple, shapes))
-        key_out = None if out_shape is None else tuple(out_shape)
-        return _bind_cached(spec, key_shapes, key_sizes, key_out)
-    except TypeError:  # unhashable sizes or shapes: bind without the cache
-        return bind_uncached(spec, shapes, sizes, out_shape)
+    """Resolve ``spec`` against operand shapes (cached; see :func:`bind_uncached`).
+
+    The arguments are normalised (and their types checked) before the cache
+    is consulted, so a cached answer is never given to arguments that
+    binding would refuse.
+    """
+    text = str(spec)
+    if sizes is not None and not isinstance(sizes, Mapping):
+        raise SpecError(f"sizes must be a mapping of index to size, got {sizes!r}", text)
+    key_sizes = tuple(sorted(((k, _size_value(k, v, text)) for k, v in (sizes or {}).items()),
+                             key=lambda item: str(item[0])))
+    key_shapes = tuple(_shape_key(s, f"the shape of operand {i}", text)
+                       for i, s in enumerate(shapes))
+    key_out = None if out_shape is None else _shape_key(out_shape, "out_shape", text)
+    return _bind_cached(spec, key_shapes, key_sizes or None, key_out)
 
 
 @lru_cache(maxsize=4096)
@@ -289,7 +315,7 @@ def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
         for axis, n in zip(concrete.output.axes, out_shape):
             if isinstance(axis, str):
                 letters.setdefault(axis, int(n))
-    size_map = _plain_sizes(concrete, shapes, cols, letters, text)
+    size_map = _plain_sizes(concrete, shapes, cols, letters, text, spec.indices())
     concrete = _rename_broadcast_axes(concrete, shapes, size_map, text, cols)
     _window_sizes(concrete, shapes, cols, size_map, text)
     shape = _output_sizes(concrete, size_map, given_windows, out_shape, text)

@@ -16,7 +16,7 @@ import opt_einsum
 from .api import backward_specs
 from .bind import Bound, bind
 from .engine import c_strides, make_plan, plan_pair
-from .spec import Spec, SpecError, Window, parse
+from .spec import Spec, Window, parse
 from .transpose import transpose
 
 DEFAULT_SIZE = 8
@@ -105,7 +105,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     sizes = dict(sizes or {})
     if shapes is None:
         shapes = _default_shapes(parsed, sizes)
-        sizes = {k: v for k, v in sizes.items() if k not in _input_letters(parsed)}
+        sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
     bound = bind(parsed, shapes, sizes)
     lines = [f"spec      {parsed}"]
     for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
@@ -120,8 +120,9 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     return "\n".join(lines)
 
 
-def _input_letters(spec: Spec) -> set[str]:
-    return {n for t in spec.inputs for n in t.indices()}
+def _plain_input_letters(spec: Spec) -> set[str]:
+    """Indices some input axis carries by itself (their sizes come from shapes)."""
+    return {a for t in spec.inputs for a in t.axes if isinstance(a, str)}
 
 
 def _path_lines(bound: Bound) -> list[str]:
@@ -141,6 +142,7 @@ def _path_lines(bound: Bound) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``explain`` subcommand's arguments."""
     parser.add_argument("spec", help='einsum spec, e.g. "bnmd,nmdk->bk"')
     parser.add_argument("--shapes", nargs="+", metavar="SHAPE",
                         help="one shape per operand, e.g. 128x4x4x50 4x4x50x500")
@@ -149,9 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the explanation; bad specs raise ``SpecError`` (a ``ValueError``)."""
     shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
-    try:
-        print(explain(args.spec, shapes, _parse_sizes(args.sizes)))
-    except SpecError as exc:
-        raise ValueError(str(exc)) from None
+    print(explain(args.spec, shapes, _parse_sizes(args.sizes)))
     return 0

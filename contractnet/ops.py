@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .trace import Traced, primitive
+from .engine import mean_scale
+from .trace import Traced, primitive, value_of
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
@@ -122,8 +123,7 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
     count = int(np.prod([shape[i] for i in axes]))
     total = sum(a, axis, keepdims)
-    dtype = total.dtype if total.dtype.kind in "fc" else np.float64
-    return multiply(total, np.asarray(1 / count, dtype=dtype))
+    return multiply(total, mean_scale(count, total.dtype))
 
 
 @primitive
@@ -180,7 +180,7 @@ def getitem(a: Array, index) -> np.ndarray:
 def matmul(a: Array, b: Array):
     """``a @ b`` with numpy's rules, as an einsum (so no rule of its own)."""
     from .api import einsum
-    da, db = len(np.shape(_plain(a))), len(np.shape(_plain(b)))
+    da, db = len(np.shape(value_of(a))), len(np.shape(value_of(b)))
     if da == 0 or db == 0:
         raise ValueError("matmul: operands must have at least one dimension")
     left = "...ij" if da > 1 else "j"
@@ -193,10 +193,6 @@ def matmul(a: Array, b: Array):
     elif db == 1:
         left, out = "...ij", "...i"
     return einsum(f"{left},{right}->{out}", a, b)
-
-
-def _plain(x: Array):
-    return x.value if isinstance(x, Traced) else x
 
 
 def _axis(axis):

@@ -105,15 +105,21 @@ class Traced:
     def __getitem__(self, index): return ops.getitem(self, index)
 
     # comparisons are not differentiable: they answer with plain arrays
+    __hash__ = object.__hash__
+
+    def __eq__(self, other): return self.value == _value(other)
+    def __ne__(self, other): return self.value != _value(other)
     def __lt__(self, other): return self.value < _value(other)
     def __le__(self, other): return self.value <= _value(other)
     def __gt__(self, other): return self.value > _value(other)
     def __ge__(self, other): return self.value >= _value(other)
 
     def reshape(self, *shape):
+        """Differentiable :func:`contractnet.reshape`."""
         return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def transpose(self, *axes):
+        """Differentiable :func:`contractnet.transpose` (array axes)."""
         return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)

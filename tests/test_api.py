@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
+from contractnet import SpecError
+
 import contractnet as cn
 from oracles import _tokens, assert_close
 from strategies import HARD_CASES, einsum_cases, window_group
@@ -232,3 +234,40 @@ def test_failed_call_changes_nothing():
         cn.einsum("ij,jk->ik", a, a)
     np.testing.assert_array_equal(a, before)
     assert_close(cn.einsum("ij,kj->ik", a, a), a @ a.T)  # nothing cached from the failure
+
+
+# ------------------------------------------------------------- found in review
+@pytest.mark.parametrize("reduce", ["max", "mean"])
+def test_non_sum_reduction_into_an_output_window_is_refused(reduce):
+    with pytest.raises(SpecError, match="output window"):
+        cn.einsum("hu->(h+u)", np.ones((3, 2)), reduce=reduce)
+
+
+@pytest.mark.parametrize("sizes, match", [({"k": 2.0}, "must be an int"), ({"k": True}, "int"),
+                                          (3, "mapping"), ([("k", 2)], "mapping"),
+                                          ({"k": -1}, "non-negative")])
+def test_bad_sizes_are_refused_every_time(sizes, match):
+    for _ in range(2):  # the second call would hit the bind cache
+        with pytest.raises(SpecError, match=match):
+            cn.einsum("ab->abk", np.ones((2, 2)), sizes=sizes)
+    assert cn.einsum("ab->abk", np.ones((2, 2)), sizes={"k": 2}).shape == (2, 2, 2)
+
+
+def test_a_window_of_size_zero_is_refused():
+    with pytest.raises(SpecError, match="at least one position"):
+        cn.einsum("(h+u)->h", np.arange(5.0), sizes={"u": 0})
+
+
+def test_sizes_must_agree_with_an_operand_that_has_the_index():
+    with pytest.raises(SpecError, match="sizes= gives 4"):
+        cn.einsum("ij->i", np.ones((3, 1)), sizes={"j": 4})
+
+
+def test_ellipsis_mismatch_is_reported_as_an_ellipsis_axis():
+    with pytest.raises(SpecError, match=r"a '\.\.\.' axis has size 3 in operand 0 but 4"):
+        cn.einsum("...i,...i->...i", np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_transpose_is_the_array_operation():
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(cn.transpose(a), a.T)

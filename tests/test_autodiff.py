@@ -358,3 +358,58 @@ def test_check_grads_catches_a_wrong_gradient():
     fn = lambda a: cn.einsum("i->", a) + np.sum(getattr(a, "value", a) ** 2)  # noqa: E731
     with pytest.raises(AssertionError, match="finite difference"):
         cn.check_grads(fn, x)
+
+
+# ------------------------------------------------------------- found in review
+def test_nested_differentiation_is_refused_not_silently_zero():
+    x = np.array([1.0, 2.0, 3.0])
+    inner = cn.grad(lambda y: cn.sum(y * y * y))
+    with pytest.raises(ValueError, match="higher-order"):
+        cn.grad(lambda z: cn.sum(inner(z)))(x)
+
+
+def test_traced_equality_compares_values():
+    x = np.array([0.0, 1.0, 2.0])
+    value, grad = cn.value_and_grad(lambda x: cn.sum(cn.where(x == 1, 10 * x, x)))(x)
+    assert value == 12.0
+    np.testing.assert_array_equal(grad, [1.0, 10.0, 1.0])
+    value, grad = cn.value_and_grad(lambda x: cn.sum(cn.where(x != 1, x, 0 * x)))(x)
+    np.testing.assert_array_equal(grad, [1.0, 0.0, 1.0])
+
+
+def test_transpose_with_negative_axes_differentiates():
+    x = np.arange(24.0).reshape(2, 3, 4)
+    out, vjp_fn = cn.vjp(lambda x: cn.transpose(x, (-1, 0, 1)), x)
+    dy = np.arange(24.0).reshape(out.shape)
+    np.testing.assert_array_equal(vjp_fn(dy)[0], np.transpose(dy, (1, 2, 0)))
+
+
+@pytest.mark.parametrize("argnums, match", [((1, 1), "twice"), ((1, -1), "twice"),
+                                            (True, "int"), ("0", "int"), ((), "int")])
+def test_bad_argnums_are_refused(argnums, match):
+    x = np.ones(3)
+    with pytest.raises(ValueError, match=match):
+        cn.value_and_grad(lambda a, b: cn.sum(a * b), argnums=argnums)(x, x)
+
+
+def test_numpy_integer_argnums_is_accepted():
+    x, y = np.ones(3), np.arange(3.0)
+    np.testing.assert_array_equal(cn.grad(lambda a, b: cn.sum(a * b), np.int64(1))(x, y), x)
+
+
+def test_max_pool_gradient_of_an_empty_batch():
+    out, vjp_fn = cn.vjp(lambda x: cn.max_pool2d(x, 2), np.ones((0, 4, 4, 1)))
+    assert vjp_fn(np.ones(out.shape))[0].shape == (0, 4, 4, 1)
+
+
+def test_returning_a_tuple_is_a_clear_error():
+    with pytest.raises(ValueError, match="one array"):
+        cn.vjp(lambda x: (x, x), np.ones(2))
+
+
+def test_real_primal_gets_a_real_gradient_from_a_complex_output():
+    x = np.array([1.0, 2.0])
+    _, vjp_fn = cn.vjp(lambda x: x * (1 + 2j), x)
+    g = vjp_fn(np.ones(2, dtype=complex))[0]
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g, [1.0, 1.0])

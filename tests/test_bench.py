@@ -66,7 +66,8 @@ def test_head_json_csv_plot_read_back(tmp_path: pathlib.Path, capsys) -> None:
     assert len(rows) == len(records)
     assert {row["method"] for row in rows} == {r["method"] for r in records}
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| case | pass | method |" in out["md"].read_text()
+    assert "| case | pass | method | GFLOP |" in out["md"].read_text()
+    assert "max \\|diff\\|" in out["md"].read_text()
     assert "flatten" in capsys.readouterr().out
 
 

@@ -543,3 +543,16 @@ def test_einsum_layer_counts_its_inputs():
     layer = cn.nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2))
     with pytest.raises(ValueError, match="takes 2 input"):
         layer(np.ones((2, 3), np.float32))
+
+
+def test_einsum_layer_without_bias_accepts_any_output_layout():
+    layer = cn.nn.Einsum("...i,ik->k...", sizes={"i": 3, "k": 4}, bias=False, rng=0)
+    assert layer(np.ones((2, 3), np.float32)).shape == (4, 2)
+
+
+def test_refused_layer_leaves_the_generator_untouched():
+    g = np.random.default_rng(0)
+    state = g.bit_generator.state
+    with pytest.raises(cn.SpecError):
+        cn.nn.Einsum("bi,ik->bkk", sizes={"i": 3, "k": 4}, bias=True, rng=g)
+    assert g.bit_generator.state == state

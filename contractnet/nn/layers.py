@@ -84,11 +84,13 @@ class Einsum(Module):
         # for the fans, the data operands act as one input with all their indices
         data_indices = dict.fromkeys(n for i in self.inputs for n in parsed.inputs[i].indices())
         weight_spec = Spec((Term(tuple(data_indices)),) + tuple(weight_terms), parsed.output)
+        # checked before any weight is drawn: a refused layer leaves the generator untouched
+        bias_shape, self._bias_view = (_bias_layout(parsed, self.sizes, weight_terms)
+                                       if bias else ((), None))
         arrays = initializers.spec_weights(weight_spec, self.sizes, init,
                                            rng=initializers.as_generator(rng), dtype=self.dtype)
         for name, array in zip(self.weight_names, arrays):
             self.add_parameter(name, array)
-        bias_shape, self._bias_view = _bias_layout(parsed, self.sizes, weight_terms)
         if bias:
             self.add_parameter("bias", initializers.zeros(bias_shape, self.dtype))
         weight_idx = {i for t in weight_terms for i in t.indices()}

@@ -1,0 +1,56 @@
+"""``contractnet explain``: the account of a spec, and its command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from contractnet.cli import main
+from contractnet.explain import explain
+
+
+def test_head_explanation_shows_backward_specs_and_the_flatten_equivalent():
+    text = explain("bnmd,nmdk->bk", [(8, 4, 4, 5), (4, 4, 5, 10)])
+    assert "d operand 0: bk,nmdk->bnmd" in text
+    assert "d operand 1: bnmd,bk->nmdk" in text
+    assert "X[b | nmd] @ W[nmd | k]   (8 x 80) @ (80 x 10)" in text
+
+
+def test_cp_explanation_shows_the_pairwise_path_and_flops():
+    text = explain("bnmd,nr,mr,dr,kr->bk", sizes=dict(b=8, n=3, m=3, d=4, k=5, r=2))
+    assert "pairwise path" in text and "FLOPs" in text
+    assert "d operand 4: bnmd,nr,mr,dr,bk->kr" in text
+
+
+def test_windowed_spec_shows_its_scatter_backward():
+    text = explain("b(2h+u)(2w+v)c,uvck->bhwk")
+    assert "d operand 0: bhwk,uvck->b(2h+u)(2w+v)c" in text
+    assert "d operand 1: b(2h+u)(2w+v)c,bhwk->uvck" in text
+
+
+def test_window_size_from_sizes_without_shapes():
+    assert "u=2" in explain("b(2h+u)c->bhc", sizes={"u": 2})
+
+
+def test_cli_prints_the_explanation(capsys):
+    assert main(["explain", "ij,jk->ik", "--shapes", "2x3", "3x4"]) == 0
+    assert "d operand 0: ik,jk->ij" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["explain", "ij,j(k->ik"], "not closed"),
+    (["explain", "ij,jk->ik", "--shapes", "2x3", "4x5"], "index 'j' has size 3"),
+    (["explain", "ij,jk->ik", "--shapes", "2xq", "3x4"], "bad shape"),
+    (["explain", "ij,jk->ik", "--sizes", "i=two"], "bad size"),
+])
+def test_cli_errors_are_one_clean_message(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
+def test_python_dash_m_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "contractnet", "explain", "i,i->"],
+                          capture_output=True, text=True, check=True)
+    assert "d operand 1: i,->i" in done.stdout

@@ -7,7 +7,6 @@ engine; every other rule is a line or two of numpy.
 """
 from __future__ import annotations
 
-import math
 import operator
 from functools import lru_cache
 from typing import Any, Callable, Sequence
@@ -17,8 +16,7 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, mean_scale, read_view, reduce_unary
-from .spec import Spec, Term
+from .engine import execute, make_plan, mean_scale, route_to_max
 from .trace import Node, Primitive, Traced, value_of
 from .transpose import transpose
 
@@ -39,7 +37,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays):
     """The transposed spec of operand ``argnum - 2``, run by the engine."""
     i = argnum - 2
     if reduce == "max":
-        return _max_vjp(g, bound, arrays[0])
+        return route_to_max(bound, arrays[0], g)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
     grad = execute(backward_bound(bound, i, np.shape(g)), operands)
     if reduce == "mean":
@@ -55,25 +53,6 @@ def backward_bound(bound: Bound, operand: int, grad_shape: tuple[int, ...]) -> B
     shapes[operand] = grad_shape
     sizes = {k: v for k, v in bound.sizes if k in spec.indices()}
     return bind(spec, shapes, sizes, bound.in_shapes[operand])
-
-
-def _max_vjp(g, bound, x):
-    """Route each output's cotangent to the (first) element its max selected."""
-    plan = make_plan(bound, "max")
-    sizes = bound.size_map
-    view, names = read_view(bound.spec.inputs[0], x, sizes)
-    reduced = "".join(n for n in names if n not in plan.target)
-    order = plan.target + reduced
-    block = view.transpose([names.index(n) for n in order])
-    flat = block.reshape(block.shape[:len(plan.target)]
-                         + (math.prod(block.shape[len(plan.target):]),))
-    g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
-    g_core = reduce_unary(g_view, g_names, plan.target, "sum")
-    chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
-    routed = (chosen * g_core[..., None]).reshape(block.shape)
-    scatter = Spec((Term(tuple(order)),), bound.spec.inputs[0])
-    back = bind(scatter, [routed.shape], {k: sizes[k] for k in order}, x.shape)
-    return execute(back, [routed])
 
 
 def _expand(g, x, axis, keepdims):

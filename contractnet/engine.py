@@ -49,6 +49,8 @@ class NumpyBackend:
     matmul = staticmethod(np.matmul)
     einsum = staticmethod(np.einsum)
     as_strided = staticmethod(np.lib.stride_tricks.as_strided)
+    expand_dims = staticmethod(np.expand_dims)
+    ascontiguousarray = staticmethod(np.ascontiguousarray)
 
 
 backend = NumpyBackend()
@@ -109,8 +111,19 @@ def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.
     """
     if term.is_plain:
         return array, "".join(term.axes)
+    shape, strides, names = _axis_layout(term, array.strides, sizes)
+    return backend.as_strided(array, shape, strides, writeable=False), names
+
+
+def _axis_layout(term: Term, strides: Sequence[int], sizes: dict[str, int]):
+    """Shape, strides and names of a view with one axis per index of ``term``.
+
+    A window ``(s*h+d*u)`` over an axis of stride ``t`` gives ``h`` stride
+    ``s*t`` and ``u`` stride ``d*t``; an index met again adds its stride
+    (a diagonal).
+    """
     dims: dict[str, list[int]] = {}
-    for axis, stride in zip(term.axes, array.strides):
+    for axis, stride in zip(term.axes, strides):
         parts = ([(axis.outer, axis.stride * stride), (axis.inner, axis.dilation * stride)]
                  if isinstance(axis, Window) else [(axis, stride)])
         for name, step in parts:
@@ -118,10 +131,8 @@ def read_view(term: Term, array: np.ndarray, sizes: dict[str, int]) -> tuple[np.
                 dims[name][1] += step
             else:
                 dims[name] = [sizes[name], step]
-    shape = tuple(size for size, _ in dims.values())
-    strides = tuple(step for _, step in dims.values())
-    view = backend.as_strided(array, shape, strides, writeable=False)
-    return view, "".join(dims)
+    return (tuple(size for size, _ in dims.values()), tuple(step for _, step in dims.values()),
+            "".join(dims))
 
 
 # ------------------------------------------------------------------ writing
@@ -163,25 +174,15 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
         order, new_axes = _alignment(part_names, free)
         aligned = part_values.transpose(order)
         if new_axes:
-            aligned = np.expand_dims(aligned, new_axes)
+            aligned = backend.expand_dims(aligned, new_axes)
         full[_index(full_names, fixed)] += aligned
     return out
 
 
 def _output_view(out: np.ndarray, term: Term, sizes) -> tuple[np.ndarray, str]:
     """Writable view of ``out`` with one axis per index of the output term."""
-    dims: dict[str, list[int]] = {}
-    for axis, stride in zip(term.axes, out.strides):
-        parts = ([(axis.outer, axis.stride * stride), (axis.inner, axis.dilation * stride)]
-                 if isinstance(axis, Window) else [(axis, stride)])
-        for name, step in parts:
-            if name in dims:
-                dims[name][1] += step
-            else:
-                dims[name] = [sizes[name], step]
-    shape = tuple(size for size, _ in dims.values())
-    strides = tuple(step for _, step in dims.values())
-    return backend.as_strided(out, shape, strides), "".join(dims)
+    shape, strides, names = _axis_layout(term, out.strides, sizes)
+    return backend.as_strided(out, shape, strides), names
 
 
 @lru_cache(maxsize=1024)
@@ -327,7 +328,7 @@ def _blasable(x: np.ndarray) -> np.ndarray:
         return x
     if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
         return x
-    return np.ascontiguousarray(x)
+    return backend.ascontiguousarray(x)
 
 
 @lru_cache(maxsize=512)
@@ -457,6 +458,24 @@ def _scatter_pair(views, plan: Plan) -> np.ndarray:
                              b[_index(bn, fixed)], _drop(bn, fixed), _drop(plan.target, fixed))
     dtype = np.result_type(a, b)
     return scatter(part, bound.spec.output, bound.out_shape, bound.size_map, dtype)
+
+
+def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The vjp of a ``reduce="max"`` spec: each output's cotangent goes to the
+    element its max selected (the first, on ties), scattered back through
+    the input term (windows add up where they overlap)."""
+    plan = make_plan(bound, "max")
+    sizes = bound.size_map
+    view, names = read_view(bound.spec.inputs[0], x, sizes)
+    order = plan.target + "".join(n for n in names if n not in plan.target)
+    block = view.transpose([names.index(n) for n in order])
+    kept = len(plan.target)
+    flat = block.reshape(block.shape[:kept] + (math.prod(block.shape[kept:]),))
+    g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
+    g_core = reduce_unary(g_view, g_names, plan.target, "sum")
+    chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
+    routed = (chosen * g_core[..., None]).reshape(block.shape)
+    return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
 
 
 def mean_scale(count: int, dtype) -> np.ndarray:

@@ -23,7 +23,8 @@ from .transpose import transpose
 def contract(bound: Bound, reduce: str, *arrays: np.ndarray) -> np.ndarray:
     """Run a bound spec; the result never shares memory with an operand."""
     out = execute(bound, arrays, reduce)
-    if any(np.may_share_memory(out, a) for a in arrays):
+    # only a one-operand spec can come back as a view (a transpose, a diagonal)
+    if len(arrays) == 1 and np.may_share_memory(out, arrays[0]):
         out = out.copy()
     return out
 
@@ -39,7 +40,7 @@ def _as_spec(spec: str | Spec) -> Spec:
 def _as_operand(x: Any, i: int, text: str):
     if isinstance(x, Traced):
         return x
-    array = np.asarray(x)
+    array = x if type(x) is np.ndarray else np.asarray(x)
     if array.dtype == object or array.dtype.kind not in "biufc":
         raise SpecError(f"operand {i} is not a numeric array (dtype {array.dtype})", text)
     return array

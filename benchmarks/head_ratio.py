@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 
-
 import contractnet as cn
 from contractnet import cli
 from contractnet.bench import compare
@@ -39,6 +38,9 @@ from contractnet.bench_timing import (OtherLoad, PairResult, blas_info, compare_
 HEAD_TARGET = 1.05
 CP_TARGET = 3.5
 CP_SHAPE, CP_RANK = HeadShape(128, 7, 7, 64, 10), 32
+#: Share of the CPUs used by other processes above which a row is measured again.
+BUSY = 0.2
+ATTEMPTS = 3
 RESULTS_PRESETS = ("digits", "lenet5", "lenet", "mnist-cnn", "alexnet-fc6", "vgg-head",
                    "vgg16-fc6", "resnet-head")
 RESULTS_COMMAND = ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
@@ -65,8 +67,9 @@ def head_calls(shape: HeadShape, dtype: str):
 def cp_calls(dtype: str):
     """The CP head's forward+backward and forward alone, checked against opt_einsum."""
     head = lowrank_heads(CP_SHAPE, [CP_RANK])[1]
-    x, dy = head_problem(CP_SHAPE, dtype).operands[0], head_problem(CP_SHAPE, dtype).dy
-    problem = lowrank_problem(head, x, dy)
+    activation = head_problem(CP_SHAPE, dtype)
+    dy = activation.dy
+    problem = lowrank_problem(head, activation.operands[0], dy)
     operands = problem.operands
 
     def both():
@@ -100,9 +103,20 @@ def _row(name: str, result: PairResult, target: float, load: OtherLoad) -> str:
 
 
 def measure(name: str, calls, target: float, args) -> tuple[str, bool]:
-    """One table row and whether its target was missed."""
-    with OtherLoad() as load:
-        result = compare_pair(*calls, pairs=args.pairs, best_of=args.best_of)
+    """One table row and whether its target was missed.
+
+    On a shared machine a row measured while other processes used more than
+    :data:`BUSY` of the CPUs is measured again (up to :data:`ATTEMPTS` times)
+    and the attempt with the least other load is kept; its load is reported.
+    """
+    attempts = []
+    for _ in range(ATTEMPTS):
+        with OtherLoad() as load:
+            result = compare_pair(*calls, pairs=args.pairs, best_of=args.best_of)
+        attempts.append((load.fraction or 0.0, result, load))
+        if load.fraction is None or load.fraction <= BUSY:
+            break
+    _, result, load = min(attempts, key=lambda a: a[0])
     return _row(name, result, target, load), result.ratio.median > target
 
 

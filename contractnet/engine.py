@@ -35,6 +35,7 @@ from .bind import Bound, bind
 from .spec import Spec, SpecError, Term, Window, parse
 
 REDUCTIONS = ("sum", "mean", "max")
+MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
 
 
@@ -212,8 +213,8 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
 class PairPlan:
     """How to run a two-operand contraction of plain terms as one GEMM."""
 
-    perm_a: tuple[int, ...]
-    perm_b: tuple[int, ...]
+    perm_a: tuple[int, ...] | None   # None: already in order
+    perm_b: tuple[int, ...] | None
     shape_a: tuple[int, ...]
     shape_b: tuple[int, ...]
     swap_a: bool          # A is laid out (summed, left) and handed to BLAS transposed
@@ -282,8 +283,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
     lead = (bt,) if batch else ()
-    return PairPlan(tuple(a2.index(i) for i in batch + (summed + left if swap_a else left + summed)),
-                    tuple(b2.index(i) for i in batch + (right + summed if swap_b else summed + right)),
+    perm_a = tuple(a2.index(i) for i in batch + (summed + left if swap_a else left + summed))
+    perm_b = tuple(b2.index(i) for i in batch + (right + summed if swap_b else summed + right))
+    return PairPlan(None if perm_a == tuple(range(len(a2))) else perm_a,
+                    None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, tuple(size[i] for i in result), result, eq)
 
@@ -309,8 +312,8 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     if plan.einsum_eq is not None:
         return backend.einsum(plan.einsum_eq, a, b), plan.result_names
-    a2 = a.transpose(plan.perm_a).reshape(plan.shape_a)
-    b2 = b.transpose(plan.perm_b).reshape(plan.shape_b)
+    a2 = (a if plan.perm_a is None else a.transpose(plan.perm_a)).reshape(plan.shape_a)
+    b2 = (b if plan.perm_b is None else b.transpose(plan.perm_b)).reshape(plan.shape_b)
     if plan.swap_a:
         a2 = a2.swapaxes(-1, -2)
     if plan.swap_b:
@@ -323,6 +326,9 @@ def _blasable(x: np.ndarray) -> np.ndarray:
     """``x`` if BLAS can read its matrices in place (unit stride along rows or
     columns), else a C-contiguous copy: numpy's matmul would otherwise fall
     back to a slow loop that never reaches BLAS."""
+    flags = x.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        return x
     (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
     if (cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item):
         return x
@@ -407,6 +413,7 @@ class Plan:
     count: int           # elements reduced into each output element (for mean)
     peak_elements: int   # largest array the run allocates
     needs_view: tuple[bool, ...]          # operands read through a strided view
+    any_view: bool
     output_perm: tuple[int, ...] | None   # plain output: a permutation of target
     scatter_per_offset: bool              # output windows whose offsets index operands
 
@@ -441,7 +448,8 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
     per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
-    return Plan(bound, reduce, reads, target, count, peak, needs_view, perm, per_offset)
+    return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), perm,
+                per_offset)
 
 
 def _scatter_pair(views, plan: Plan) -> np.ndarray:
@@ -492,10 +500,12 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     public :func:`contractnet.einsum` copies in that case.
     """
     plan = make_plan(bound, reduce)
-    check_budget(plan, max((a.itemsize for a in arrays), default=8))
+    if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
+        check_budget(plan, max((a.itemsize for a in arrays), default=8))
     sizes = bound.size_map
-    views = [read_view(t, a, sizes)[0] if v else a
-             for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
+    views = ([read_view(t, a, sizes)[0] if v else a
+              for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
+             if plan.any_view else arrays)
     names = plan.read_names
     if len(views) == 1:
         core = reduce_unary(views[0], names[0], plan.target, reduce)
@@ -511,7 +521,8 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     if reduce == "mean" and plan.count != 1:
         core = core * mean_scale(plan.count, core.dtype)
     if plan.output_perm is not None:
-        return core.transpose(plan.output_perm)
+        return core if plan.output_perm == tuple(range(core.ndim)) else \
+            core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)
 
 

@@ -13,16 +13,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind
-from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
+from .engine import REDUCTIONS, Memo, check_budget, execute, make_plan, mean_scale, run_path
 from .spec import Spec, SpecError, Term, parse
 from .trace import Traced, primitive
 from .transpose import transpose
 
 
 @primitive
-def contract(bound: Bound, reduce: str, *arrays: np.ndarray) -> np.ndarray:
-    """Run a bound spec; the result never shares memory with an operand."""
-    out = execute(bound, arrays, reduce)
+def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None = None
+             ) -> np.ndarray:
+    """Run a bound spec; the result never shares memory with an operand.
+
+    A traced call passes a fresh :class:`~contractnet.engine.Memo`, which its
+    node keeps for the backward pass (see :func:`contractnet.engine.contract_pair`).
+    """
+    out = execute(bound, arrays, reduce, memo)
     # only a one-operand spec can come back as a view (a transpose, a diagonal)
     if len(arrays) == 1 and np.may_share_memory(out, arrays[0]):
         out = out.copy()
@@ -96,6 +101,8 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     traced = any(isinstance(x, Traced) for x in operands)
     if len(operands) > 2 and traced:
         return _contract_pairwise(bound, reduce, operands)
+    if traced:
+        return contract(bound, reduce, *operands, memo=Memo())
     return contract(bound, reduce, *operands)
 
 

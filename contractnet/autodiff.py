@@ -33,13 +33,15 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
 
 
-def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays):
-    """The transposed spec of operand ``argnum - 2``, run by the engine."""
+def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
+    """The transposed spec of operand ``argnum - 2``, run by the engine
+    (reusing the forward pass's copied GEMM operands, ``memo``)."""
     i = argnum - 2
     if reduce == "max":
         return route_to_max(bound, arrays[0], g)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
-    grad = execute(backward_bound(bound, i, np.shape(g)), operands)
+    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum",
+                   None if memo is None else memo.reading())
     if reduce == "mean":
         grad = grad * mean_scale(make_plan(bound, reduce).count, grad.dtype)
     return grad

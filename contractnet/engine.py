@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Sequence
 
@@ -36,6 +36,7 @@ from .spec import Spec, SpecError, Term, Window, parse
 
 REDUCTIONS = ("sum", "mean", "max")
 MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
+MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
 
 
@@ -302,8 +303,16 @@ def _lone_indices(an: str, bn: str, keep: str):
     return sum_a, rest_a, sum_b, rest_b
 
 
-def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
-    """Contract two plain operands; returns the result and its index names."""
+def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
+                  memo: Memo | None = None):
+    """Contract two plain operands; returns the result and its index names.
+
+    With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
+    view laid out as a matrix: im2col) is recorded there, and one recorded
+    earlier for the same memory and layout is reused: a traced forward pass
+    hands its dict to its own backward pass, whose kernel gradient reads the
+    input through the same window.
+    """
     sum_a, rest_a, sum_b, rest_b = _lone_indices(an, bn, keep)
     if sum_a:
         a, an = a.sum(axis=sum_a, dtype=a.dtype), rest_a
@@ -312,14 +321,46 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str):
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     if plan.einsum_eq is not None:
         return backend.einsum(plan.einsum_eq, a, b), plan.result_names
-    a2 = (a if plan.perm_a is None else a.transpose(plan.perm_a)).reshape(plan.shape_a)
-    b2 = (b if plan.perm_b is None else b.transpose(plan.perm_b)).reshape(plan.shape_b)
+    a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
+    b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
     if plan.swap_a:
         a2 = a2.swapaxes(-1, -2)
     if plan.swap_b:
         b2 = b2.swapaxes(-1, -2)
     return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
         plan.result_names
+
+
+def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
+    """``x`` permuted and grouped into a (batched) matrix: a view when the
+    memory allows, else a copy, which ``memo`` records or serves."""
+    key = None
+    if memo is not None and not (x.flags.c_contiguous or x.flags.f_contiguous):
+        key = (x.__array_interface__["data"][0], x.shape, x.strides, perm, shape)
+        if key in memo.copies:
+            return memo.copies[key]
+    matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
+    if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
+            and not np.may_share_memory(matrix, x)):
+        memo.copies[key] = matrix
+    return matrix
+
+
+@dataclass
+class Memo:
+    """Copied GEMM operands of one traced forward call, kept for its backward.
+
+    Only the forward pass records (``record=True``): its operands are held
+    by the trace, so the memory addresses in the keys stay theirs; the
+    backward pass only reads (``Memo.reading``), since its cotangents are
+    temporary and an address could later belong to another array.
+    """
+
+    copies: dict = field(default_factory=dict)
+    record: bool = True
+
+    def reading(self) -> "Memo":
+        return Memo(self.copies, record=False)
 
 
 def _blasable(x: np.ndarray) -> np.ndarray:
@@ -493,11 +534,14 @@ def mean_scale(count: int, dtype) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ execute
-def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> np.ndarray:
+def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
+            memo: Memo | None = None) -> np.ndarray:
     """Run a bound spec on arrays (already checked against its shapes).
 
     The result may be a view of an operand (e.g. a pure transpose); the
-    public :func:`contractnet.einsum` copies in that case.
+    public :func:`contractnet.einsum` copies in that case.  ``memo`` is
+    passed to :func:`contract_pair` (copied GEMM operands shared between a
+    forward pass and its backward pass).
     """
     plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
@@ -512,7 +556,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum") -> 
     elif len(views) == 2 and plan.scatter_per_offset and reduce == "sum":
         return _scatter_pair(views, plan)
     elif len(views) == 2:
-        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target)
+        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo)
         if got != plan.target:
             core = reduce_unary(core, got, plan.target, "sum")
     else:

@@ -413,3 +413,32 @@ def test_real_primal_gets_a_real_gradient_from_a_complex_output():
     g = vjp_fn(np.ones(2, dtype=complex))[0]
     assert g.dtype == np.float64
     np.testing.assert_array_equal(g, [1.0, 1.0])
+
+
+# ------------------------------------------------------------- forward copies reused backward
+def test_kernel_gradient_reuses_the_forward_im2col_and_stays_exact():
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((3, 2, 3, 4))
+    spec = "b(h+u)(w+v)c,uvck->bhwk"
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum(spec, a, b), x, w)
+    for seed in (1, 2):  # several cotangents: nothing of one may leak into the next
+        dy = np.random.default_rng(seed).standard_normal(out.shape)
+        dx, dw = vjp_fn(dy)
+        np.testing.assert_allclose(dw, cn.einsum("b(h+u)(w+v)c,bhwk->uvck", x, dy,
+                                                 sizes={"u": 3, "v": 2}), atol=1e-12)
+        np.testing.assert_allclose(dx, cn.einsum("bhwk,uvck->b(h+u)(w+v)c", dy, w), atol=1e-12)
+
+
+def test_cotangents_through_windows_are_never_memoized():
+    # the backward of a transposed convolution reads the cotangent through a window;
+    # a second cotangent (possibly at the same address) must not see the first one's copy
+    rng = np.random.default_rng(3)
+    y, w = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((2, 2, 3, 4))
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bhwk,uvck->b(h+u)(w+v)c", a, b), y, w)
+    for seed in range(4):
+        g = np.random.default_rng(seed).standard_normal(out.shape)
+        dy, dw = vjp_fn(g)
+        np.testing.assert_allclose(dy, cn.einsum("b(h+u)(w+v)c,uvck->bhwk", g, w), atol=1e-12)
+        np.testing.assert_allclose(dw, cn.einsum("bhwk,b(h+u)(w+v)c->uvck", y, g,
+                                                 sizes={"u": 2, "v": 2}), atol=1e-12)
+        del g

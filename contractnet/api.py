@@ -14,7 +14,7 @@ import numpy as np
 
 from .bind import Bound, bind
 from .engine import REDUCTIONS, Memo, check_budget, execute, make_plan, mean_scale, run_path
-from .spec import Spec, SpecError, Term, parse
+from .spec import Spec, SpecError, parse
 from .trace import Traced, primitive
 from .transpose import transpose
 

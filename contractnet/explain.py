@@ -17,7 +17,6 @@ from .api import backward_specs
 from .bind import Bound, bind
 from .engine import c_strides, make_plan, plan_pair
 from .spec import Spec, Window, parse
-from .transpose import transpose
 
 DEFAULT_SIZE = 8
 

@@ -14,6 +14,7 @@ import contractnet as cn
 from ..spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 from . import init as initializers
 from .module import Module, Params
+from ..conv import _pads as _conv_pads
 
 DType = np.dtype | type | str
 RNG = np.random.Generator | int | None
@@ -240,11 +241,11 @@ def pair(value: Any, name: str, minimum: int = 1) -> tuple[int, int]:
 
 
 def _check_padding(padding: Any) -> Any:
-    if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-        return padding
-    return pair(padding, "padding", minimum=0)
+    """Refuse padding ``cn.conv2d`` would refuse, now rather than at the first call
+    (its own check, so the two accept exactly the same forms)."""
+    if padding != "same":
+        _conv_pads(padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")
+    return padding
 
 
 class Conv2d(Module):

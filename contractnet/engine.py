@@ -31,8 +31,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import opt_einsum
 
-from .bind import Bound, bind
-from .spec import Spec, SpecError, Term, Window, parse
+from .bind import Bound
+from .spec import SpecError, Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
 MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
@@ -568,10 +568,3 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         return core if plan.output_perm == tuple(range(core.ndim)) else \
             core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)
-
-
-def run(spec: Spec | str, *arrays, sizes=None, out_shape=None, reduce: str = "sum"):
-    """Parse, bind and execute in one call (no tracing, no input checks)."""
-    spec = parse(spec) if isinstance(spec, str) else spec
-    bound = bind(spec, [a.shape for a in arrays], sizes, out_shape)
-    return execute(bound, arrays, reduce)

@@ -10,7 +10,9 @@ Protocol (see DESIGN.md): one process, float32, PyTorch limited to the BLAS
 thread count, both methods warmed up and their results compared before any
 timing, then alternating pairs (A B, B A, ...); the figure is the median of
 the per-pair ratios ``time(contractnet) / time(torch)`` with its spread.
-Each method gets its own native layout (channels last for contractnet,
+PyTorch's OpenMP threads are told to sleep when idle (``OMP_WAIT_POLICY=PASSIVE``,
+unless set), as ``contractnet bench`` does, so that they do not spin on the
+cores numpy's BLAS uses next.  Each method gets its own native layout (channels last for contractnet,
 channels first for PyTorch) prepared outside the timed call, and the same
 input, kernel and cotangent.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from typing import Callable
@@ -220,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         with blas_threads(args.threads):
             print(", ".join(f"{k}={v}" for k, v in blas_info().items()))
             return profile(SHAPES, args.padding)
+    # As in `contractnet bench`: PyTorch's OpenMP threads otherwise keep spinning
+    # after each call and take the cores numpy's BLAS needs next (export
+    # OMP_WAIT_POLICY=ACTIVE to see that); libgomp reads this when torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     threads = args.threads or blas_info()["blas_threads"]
     threads = threads if isinstance(threads, int) else None
     with blas_threads(threads):
         info = machine_info() | {"torch_threads": torch.get_num_threads(),
-                                 "padding": args.padding}
+                                 "padding": args.padding,
+                                 "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
         print(", ".join(f"{k}={v}" for k, v in info.items()))
         rows = [measure(torch, shape, args.padding, max(args.pairs, 9)) for shape in SHAPES]
     print_table(rows)

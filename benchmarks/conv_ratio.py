@@ -10,9 +10,13 @@ Protocol (see DESIGN.md): one process, float32, PyTorch limited to the BLAS
 thread count, both methods warmed up and their results compared before any
 timing, then alternating pairs (A B, B A, ...); the figure is the median of
 the per-pair ratios ``time(contractnet) / time(torch)`` with its spread.
-PyTorch's OpenMP threads are told to sleep when idle (``OMP_WAIT_POLICY=PASSIVE``,
-unless set), as ``contractnet bench`` does, so that they do not spin on the
-cores numpy's BLAS uses next.  Each method gets its own native layout (channels last for contractnet,
+In one process the two thread pools disturb each other: with PyTorch's default
+OpenMP policy its idle threads spin on the cores numpy's BLAS needs next;
+with ``OMP_WAIT_POLICY=PASSIVE`` PyTorch itself slows down (about 2x at
+2 threads on the 14x14x32 layer).  Neither setting gives both libraries their
+own best, so compare with ``--threads 1`` too, and with each library timed in
+a process of its own (benchmarks/README.md has those figures).  Each method
+gets its own native layout (channels last for contractnet,
 channels first for PyTorch) prepared outside the timed call, and the same
 input, kernel and cotangent.
 """
@@ -55,10 +59,16 @@ def contractnet_step(x, w, dy, padding: int) -> Callable[[], tuple]:
 
 
 def torch_step(torch, x, w, dy, padding: int) -> Callable[[], tuple]:
-    """One forward+backward of ``torch.nn.functional.conv2d`` on NCHW tensors."""
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_()
-    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).requires_grad_()
-    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+    """One forward+backward of ``torch.nn.functional.conv2d`` on NCHW tensors
+    stored channels last (``torch.channels_last``), PyTorch's faster CPU path
+    for these shapes and the same memory order contractnet uses."""
+    last = torch.channels_last
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
+        memory_format=last).requires_grad_()
+    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).contiguous(
+        memory_format=last).requires_grad_()
+    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2))).contiguous(
+        memory_format=last)
 
     def step():
         xt.grad = wt.grad = None
@@ -223,17 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         with blas_threads(args.threads):
             print(", ".join(f"{k}={v}" for k, v in blas_info().items()))
             return profile(SHAPES, args.padding)
-    # As in `contractnet bench`: PyTorch's OpenMP threads otherwise keep spinning
-    # after each call and take the cores numpy's BLAS needs next (export
-    # OMP_WAIT_POLICY=ACTIVE to see that); libgomp reads this when torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     threads = args.threads or blas_info()["blas_threads"]
     threads = threads if isinstance(threads, int) else None
     with blas_threads(threads):
         info = machine_info() | {"torch_threads": torch.get_num_threads(),
                                  "padding": args.padding,
-                                 "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
+                                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         print(", ".join(f"{k}={v}" for k, v in info.items()))
         rows = [measure(torch, shape, args.padding, max(args.pairs, 9)) for shape in SHAPES]
     print_table(rows)

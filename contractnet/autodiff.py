@@ -254,17 +254,26 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
                              f"shape {out.shape}")
         cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        owned: list[np.ndarray] = [cot] + [leaf.value for ls in leaves for leaf in ls]
+        owned = {id(_memory_owner(cot))} | {id(_memory_owner(leaf.value))
+                                            for ls in leaves for leaf in ls}
         return tuple(build([_leaf_grad(grads, leaf, owned) for leaf in ls])
                      for (_, build), ls in zip(flats, leaves))
     return out, vjp_fn
 
 
-def _leaf_grad(grads: dict, leaf: Traced, owned: list[np.ndarray]) -> np.ndarray:
+def _memory_owner(array: Any) -> Any:
+    """The object that owns ``array``'s memory (the end of its ``.base`` chain):
+    two arrays can share memory only if they have the same owner."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     """The gradient of ``leaf`` as an array the caller owns outright.
 
-    Read-only views (broadcasts, windows) and arrays sharing memory with the
-    cotangent, a primal or another gradient are copied.
+    Read-only views (broadcasts, windows) and arrays whose memory belongs to
+    the cotangent, a primal or another gradient are copied.
     """
     g = grads.get(id(leaf))
     if g is None:
@@ -276,9 +285,9 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: list[np.ndarray]) -> np.ndarray
         g = g.real  # a real primal's gradient is real
     if g.dtype != leaf.value.dtype and leaf.value.dtype.kind == "f" and g.dtype.kind == "f":
         g = g.astype(leaf.value.dtype)  # a gradient has its primal's precision
-    elif not g.flags.writeable or any(np.may_share_memory(g, o) for o in owned):
+    elif not g.flags.writeable or id(_memory_owner(g)) in owned:
         g = np.array(g, copy=True)
-    owned.append(g)
+    owned.add(id(_memory_owner(g)))
     return g
 
 

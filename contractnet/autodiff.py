@@ -16,7 +16,7 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, mean_scale, route_to_max
+from .engine import execute, make_plan, mean_scale, memory_owner, route_to_max
 from .trace import Node, Primitive, Traced, value_of
 from .transpose import transpose
 
@@ -254,19 +254,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
                              f"shape {out.shape}")
         cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        owned = {id(_memory_owner(cot))} | {id(_memory_owner(leaf.value))
+        owned = {id(memory_owner(cot))} | {id(memory_owner(leaf.value))
                                             for ls in leaves for leaf in ls}
         return tuple(build([_leaf_grad(grads, leaf, owned) for leaf in ls])
                      for (_, build), ls in zip(flats, leaves))
     return out, vjp_fn
-
-
-def _memory_owner(array: Any) -> Any:
-    """The object that owns ``array``'s memory (the end of its ``.base`` chain):
-    two arrays can share memory only if they have the same owner."""
-    while getattr(array, "base", None) is not None:
-        array = array.base
-    return array
 
 
 def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
@@ -285,9 +277,9 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
         g = g.real  # a real primal's gradient is real
     if g.dtype != leaf.value.dtype and leaf.value.dtype.kind == "f" and g.dtype.kind == "f":
         g = g.astype(leaf.value.dtype)  # a gradient has its primal's precision
-    elif not g.flags.writeable or id(_memory_owner(g)) in owned:
+    elif not g.flags.writeable or id(memory_owner(g)) in owned:
         g = np.array(g, copy=True)
-    owned.add(id(_memory_owner(g)))
+    owned.add(id(memory_owner(g)))
     return g
 
 

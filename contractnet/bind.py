@@ -264,7 +264,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] |
     is consulted, so a cached answer is never given to arguments that
     binding would refuse.
     """
-    if not sizes and out_shape is None and all(type(s) is tuple for s in shapes) and all(
+    if sizes is None and out_shape is None and all(type(s) is tuple for s in shapes) and all(
             type(n) is int for s in shapes for n in s):
         return _bind_cached(spec, tuple(shapes), None, None)  # the common case: ndarray shapes
     text = str(spec)

@@ -26,7 +26,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import opt_einsum
@@ -334,26 +334,37 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
 def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
     """``x`` permuted and grouped into a (batched) matrix: a view when the
     memory allows, else a copy, which ``memo`` records or serves."""
-    key = None
+    key = owner = None
     if memo is not None and not (x.flags.c_contiguous or x.flags.f_contiguous):
-        key = (x.__array_interface__["data"][0], x.shape, x.strides, perm, shape)
-        if key in memo.copies:
-            return memo.copies[key]
+        key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str, perm, shape)
+        owner = memory_owner(x)
+        hit = memo.copies.get(key)
+        if hit is not None and hit[0] is owner:
+            return hit[1]
     matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):
-        memo.copies[key] = matrix
+        memo.copies[key] = (owner, matrix)
     return matrix
+
+
+def memory_owner(array: Any) -> Any:
+    """The object that owns ``array``'s memory (the end of its ``.base`` chain):
+    two arrays can share memory only if they have the same owner."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
 
 
 @dataclass
 class Memo:
     """Copied GEMM operands of one traced forward call, kept for its backward.
 
-    Only the forward pass records (``record=True``): its operands are held
-    by the trace, so the memory addresses in the keys stay theirs; the
-    backward pass only reads (``Memo.reading``), since its cotangents are
-    temporary and an address could later belong to another array.
+    Each entry holds the object owning the copied operand's memory, and a
+    lookup must find that same owner: the reference keeps the memory alive,
+    so its address cannot come back as another array's (a temporary summed
+    inside the forward pass, a cotangent).  Only the forward pass records
+    (``record=True``); the backward pass only reads (``Memo.reading``).
     """
 
     copies: dict = field(default_factory=dict)

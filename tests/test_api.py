@@ -271,3 +271,9 @@ def test_ellipsis_mismatch_is_reported_as_an_ellipsis_axis():
 def test_transpose_is_the_array_operation():
     a = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(cn.transpose(a), a.T)
+
+
+@pytest.mark.parametrize("sizes", [[], 0, ()])
+def test_falsy_non_mapping_sizes_are_refused(sizes):
+    with pytest.raises(SpecError, match="mapping"):
+        cn.einsum("ij->i", np.ones((2, 3)), sizes=sizes)

@@ -442,3 +442,23 @@ def test_cotangents_through_windows_are_never_memoized():
         np.testing.assert_allclose(dw, cn.einsum("bhwk,b(h+u)(w+v)c->uvck", y, g,
                                                  sizes={"u": 2, "v": 2}), atol=1e-12)
         del g
+
+
+def test_forward_temporaries_are_never_served_to_the_backward_pass():
+    # once failed: an operand summed inside the forward pass (a temporary) was
+    # memoized by address; a transposed cotangent allocated at that freed address
+    # was then answered with the temporary's copy
+    rng = np.random.default_rng(0)
+    n = 8
+    a = rng.standard_normal((n,) * 4).transpose(2, 1, 3, 0)  # j is found only in a
+    b = rng.standard_normal((n,) * 3).transpose(1, 2, 0)
+    for _ in range(20):
+        y, vjp_fn = cn.vjp(lambda a, b: cn.einsum("jmip,lkm->lpi", a, b), a, b)
+        g = np.empty((n,) * 3).transpose(1, 2, 0)
+        g[...] = rng.standard_normal(g.shape)
+        da, db = vjp_fn(g)
+        np.testing.assert_allclose(da, np.einsum("lpi,lkm,j->jmip", g, b, np.ones(n)),
+                                   atol=1e-12)
+        np.testing.assert_allclose(db, np.einsum("jmip,lpi,k->lkm", a, g, np.ones(n)),
+                                   atol=1e-12)
+        del y, vjp_fn, g, da, db

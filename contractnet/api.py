@@ -42,7 +42,7 @@ def _as_spec(spec: str | Spec) -> Spec:
     return parse(spec)
 
 
-def _as_operand(x: Any, i: int, text: str):
+def _as_operand(x: Any, i: int, text: str) -> np.ndarray | Traced:
     if isinstance(x, Traced):
         return x
     array = x if type(x) is np.ndarray else np.asarray(x)
@@ -52,7 +52,7 @@ def _as_operand(x: Any, i: int, text: str):
 
 
 def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = None,
-           reduce: str = "sum"):
+           reduce: str = "sum") -> np.ndarray | Traced:
     """Evaluate an einsum spec; differentiable under :func:`contractnet.vjp`.
 
     Parameters
@@ -158,7 +158,11 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
     -------
     tuple of str
         Operand ``i``'s backward spec: the output's term takes the place of
-        operand ``i`` and operand ``i``'s term becomes the output.
+        operand ``i`` and operand ``i``'s term becomes the output.  Where an
+        axis broadcasts from size 1 (or ``...`` cannot stay), the specs show
+        the bound form: ``...`` spelled out and a broadcast axis under a
+        fresh private letter of size 1 (give it with ``sizes=`` to run the
+        spec by hand).
 
     Examples
     --------

@@ -14,7 +14,7 @@ import contractnet as cn
 from ..spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 from . import init as initializers
 from .module import Module, Params
-from ..conv import _pads as _conv_pads
+from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads
 
 DType = np.dtype | type | str
 RNG = np.random.Generator | int | None
@@ -232,12 +232,9 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def pair(value: Any, name: str, minimum: int = 1) -> tuple[int, int]:
-    """``value`` as a pair of ints ``>= minimum``; raises ValueError naming ``name``."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                  and v >= minimum for v in items):
-        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
-    return int(items[0]), int(items[1])
+    """``value`` as a pair of ints ``>= minimum``, checked as ``cn.conv2d`` checks
+    its own arguments (a ``ValueError`` naming ``name``)."""
+    return _conv_int_tuple(value, 2, "layer", name, least=minimum)
 
 
 def _check_padding(padding: Any) -> Any:

@@ -231,10 +231,10 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def pair(value: Any, name: str, minimum: int = 1) -> tuple[int, int]:
+def pair(value: Any, name: str, minimum: int = 1, owner: str = "layer") -> tuple[int, int]:
     """``value`` as a pair of ints ``>= minimum``, checked as ``cn.conv2d`` checks
-    its own arguments (a ``ValueError`` naming ``name``)."""
-    return _conv_int_tuple(value, 2, "layer", name, least=minimum)
+    its own arguments (a ``ValueError`` naming ``owner`` and ``name``)."""
+    return _conv_int_tuple(value, 2, owner, name, least=minimum)
 
 
 def _check_padding(padding: Any) -> Any:
@@ -266,8 +266,9 @@ class Conv2d(Module):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
         self.out_channels = positive_int(out_channels, "out_channels")
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        self.kernel_size = pair(kernel_size, "kernel_size", owner="Conv2d")
+        self.stride = pair(stride, "stride", owner="Conv2d")
+        self.dilation = pair(dilation, "dilation", owner="Conv2d")
         self.padding, self.groups = _check_padding(padding), positive_int(groups, "groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
@@ -308,8 +309,9 @@ class _Pool2d(Module):
     def __init__(self, size: int | Sequence[int],
                  stride: int | Sequence[int] | None = None) -> None:
         super().__init__()
-        self.size = pair(size, "size")
-        self.stride = self.size if stride is None else pair(stride, "stride")
+        owner = type(self).__name__
+        self.size = pair(size, "size", owner=owner)
+        self.stride = self.size if stride is None else pair(stride, "stride", owner=owner)
         self._call_args = (size, stride)  # passed on as given
         sh, sw = self.stride
         self.spec = f"b{Window('h', 'u', sh)}{Window('w', 'v', sw)}c->bhwc"

@@ -466,7 +466,8 @@ class Plan:
     peak_elements: int   # largest array the run allocates
     needs_view: tuple[bool, ...]          # operands read through a strided view
     any_view: bool
-    output_perm: tuple[int, ...] | None   # plain output: a permutation of target
+    plain_output: bool                    # the output is a permutation of target
+    output_perm: tuple[int, ...] | None   # that permutation; None when it is the identity
     scatter_per_offset: bool              # output windows whose offsets index operands
 
 
@@ -494,14 +495,15 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
         peak = max(peak, plan_path(reads, shapes, target)[1])
     needs_view = tuple(not t.is_plain for t in spec.inputs)
     out = spec.output
-    perm = (tuple(target.index(a) for a in out.axes)
-            if out.is_plain and sorted(out.axes) == sorted(target) else None)
+    plain = out.is_plain and sorted(out.axes) == sorted(target)
+    perm = tuple(target.index(a) for a in out.axes) if plain else None
+    perm = None if perm == tuple(range(len(target))) else perm
     inner = {w.inner for w in out.windows}
     # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
     per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
-    return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), perm,
-                per_offset)
+    return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
+                perm, per_offset)
 
 
 def _scatter_pair(views, plan: Plan) -> np.ndarray:
@@ -575,7 +577,6 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
     if reduce == "mean" and plan.count != 1:
         core = core * mean_scale(plan.count, core.dtype)
-    if plan.output_perm is not None:
-        return core if plan.output_perm == tuple(range(core.ndim)) else \
-            core.transpose(plan.output_perm)
+    if plan.plain_output:
+        return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)

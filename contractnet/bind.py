@@ -28,9 +28,6 @@ class Bound:
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
 
-    def size(self, name: str) -> int:
-        return self.size_map[name]
-
     @cached_property
     def size_map(self) -> dict[str, int]:
         return dict(self.sizes)

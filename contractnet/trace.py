@@ -107,12 +107,12 @@ class Traced:
     # comparisons are not differentiable: they answer with plain arrays
     __hash__ = object.__hash__
 
-    def __eq__(self, other): return self.value == _value(other)
-    def __ne__(self, other): return self.value != _value(other)
-    def __lt__(self, other): return self.value < _value(other)
-    def __le__(self, other): return self.value <= _value(other)
-    def __gt__(self, other): return self.value > _value(other)
-    def __ge__(self, other): return self.value >= _value(other)
+    def __eq__(self, other): return self.value == value_of(other)
+    def __ne__(self, other): return self.value != value_of(other)
+    def __lt__(self, other): return self.value < value_of(other)
+    def __le__(self, other): return self.value <= value_of(other)
+    def __gt__(self, other): return self.value > value_of(other)
+    def __ge__(self, other): return self.value >= value_of(other)
 
     def reshape(self, *shape):
         """Differentiable :func:`contractnet.reshape`."""
@@ -127,13 +127,9 @@ class Traced:
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
 
 
-def _value(x: Any) -> Any:
-    return x.value if isinstance(x, Traced) else x
-
-
 def value_of(x: Any) -> Any:
     """The plain value of ``x`` (unwraps a :class:`Traced`)."""
-    return _value(x)
+    return x.value if isinstance(x, Traced) else x
 
 
 from . import ops  # noqa: E402  (ops builds on Primitive and Traced)

@@ -28,6 +28,10 @@ class Bound:
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
 
+    def size(self, name: str) -> int:
+        """The size of index ``name``."""
+        return self.size_map[name]
+
     @cached_property
     def size_map(self) -> dict[str, int]:
         return dict(self.sizes)

@@ -131,7 +131,7 @@ def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
-    if reduce == "mean" and plan.count != 1:
+    if reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)
     return core
 

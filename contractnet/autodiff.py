@@ -16,7 +16,7 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, mean_scale, memory_owner, route_to_max
+from .engine import execute, make_plan, memory_owner, route_to_max, scale_mean
 from .trace import Node, Primitive, Traced, value_of
 from .transpose import transpose
 
@@ -43,7 +43,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
     grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum",
                    None if memo is None else memo.reading())
     if reduce == "mean":
-        grad = grad * mean_scale(make_plan(bound, reduce).count, grad.dtype)
+        grad = scale_mean(grad, make_plan(bound, reduce))
     return grad
 
 

@@ -540,6 +540,14 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray) -> np.ndarray:
     return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
 
 
+def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
+    """``array`` divided by the number of elements each output averages
+    (``reduce="mean"``); the forward pass and its transpose both scale so."""
+    if plan.reduce != "mean" or plan.count == 1:
+        return array
+    return array * mean_scale(plan.count, array.dtype)
+
+
 def mean_scale(count: int, dtype) -> np.ndarray:
     """``1 / count`` in ``dtype``; a mean over nothing is nan, as in numpy."""
     dtype = np.dtype(dtype) if np.dtype(dtype).kind in "fc" else np.dtype(np.float64)
@@ -575,8 +583,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     else:
         unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
         core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
-    if reduce == "mean" and plan.count != 1:
-        core = core * mean_scale(plan.count, core.dtype)
+    core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)

@@ -85,16 +85,9 @@ CONV_CASES = [
 
 
 @dataclass(frozen=True)
-class TransposeCase:
+class TransposeCase(ConvCase):
     """conv_transpose2d as the adjoint of conv2d on ``x_shape`` with these args."""
 
-    id: str
-    x_shape: tuple[int, ...]
-    w_shape: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]
-    stride: Any = 1
-    padding: Any = 0
-    dilation: Any = 1
     output_padding: Any = 0
 
     @property

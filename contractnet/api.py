@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind
+from .bind import Bound, bind, bind_array_shapes
 from .engine import REDUCTIONS, Memo, check_budget, execute, make_plan, mean_scale, run_path
 from .spec import Spec, SpecError, parse
 from .trace import Traced, primitive
@@ -25,9 +25,12 @@ def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None =
     """Run a bound spec; the result never shares memory with an operand.
 
     A traced call passes a fresh :class:`~contractnet.engine.Memo`, which its
-    node keeps for the backward pass (see :func:`contractnet.engine.contract_pair`).
+    node keeps, closed, for the backward pass (see
+    :func:`contractnet.engine.contract_pair`).
     """
     out = execute(bound, arrays, reduce, memo)
+    if memo is not None:
+        memo.close()
     # only a one-operand spec can come back as a view (a transpose, a diagonal)
     if len(arrays) == 1 and np.may_share_memory(out, arrays[0]):
         out = out.copy()
@@ -35,6 +38,8 @@ def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None =
 
 
 def _as_spec(spec: str | Spec) -> Spec:
+    if type(spec) is str:
+        return parse(spec)
     if isinstance(spec, Spec):
         return spec
     if not isinstance(spec, str):
@@ -42,12 +47,10 @@ def _as_spec(spec: str | Spec) -> Spec:
     return parse(spec)
 
 
-def _as_operand(x: Any, i: int, text: str) -> np.ndarray | Traced:
-    if isinstance(x, Traced):
-        return x
+def _as_operand(x: Any, i: int, spec: Spec) -> np.ndarray:
     array = x if type(x) is np.ndarray else np.asarray(x)
-    if array.dtype == object or array.dtype.kind not in "biufc":
-        raise SpecError(f"operand {i} is not a numeric array (dtype {array.dtype})", text)
+    if array.dtype.kind not in "biufc":
+        raise SpecError(f"operand {i} is not a numeric array (dtype {array.dtype})", str(spec))
     return array
 
 
@@ -86,24 +89,35 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     array([1., 3.])
     """
     parsed = _as_spec(spec)
-    text = str(parsed)
+    if reduce != "sum":
+        _check_reduce(parsed, reduce)
+    arrays, shapes, traced = [], [], False
+    for i, x in enumerate(operands):
+        if isinstance(x, Traced):
+            traced = True
+            shapes.append(x.value.shape)
+        else:
+            x = _as_operand(x, i, parsed)
+            shapes.append(x.shape)
+        arrays.append(x)
+    bound = bind_array_shapes(parsed, tuple(shapes), sizes)
+    if not traced:
+        return contract(bound, reduce, *arrays)
+    if len(arrays) > 2:
+        return _contract_pairwise(bound, reduce, arrays)
+    return contract(bound, reduce, *arrays, memo=Memo())
+
+
+def _check_reduce(spec: Spec, reduce: str) -> None:
+    text = str(spec)
     if reduce not in REDUCTIONS:
         raise SpecError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, "
                         f"got {reduce!r}", text)
-    if reduce == "max" and len(parsed.inputs) != 1:
-        raise SpecError(f"reduce='max' takes one operand, got {len(parsed.inputs)}", text)
-    if reduce != "sum" and parsed.output.windows:
+    if reduce == "max" and len(spec.inputs) != 1:
+        raise SpecError(f"reduce='max' takes one operand, got {len(spec.inputs)}", text)
+    if spec.output.windows:
         raise SpecError(f"reduce={reduce!r} cannot write an output window (overlapping "
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
-    operands = tuple(_as_operand(x, i, text) for i, x in enumerate(operands))
-    bound = bind(parsed, [np.shape(x.value if isinstance(x, Traced) else x)
-                          for x in operands], sizes)
-    traced = any(isinstance(x, Traced) for x in operands)
-    if len(operands) > 2 and traced:
-        return _contract_pairwise(bound, reduce, operands)
-    if traced:
-        return contract(bound, reduce, *operands, memo=Memo())
-    return contract(bound, reduce, *operands)
 
 
 def _run(spec_text: str, *operands, sizes=None, out_shape=None):

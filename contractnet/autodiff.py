@@ -7,6 +7,7 @@ engine; every other rule is a line or two of numpy.
 """
 from __future__ import annotations
 
+import heapq
 import operator
 from functools import lru_cache
 from typing import Any, Callable, Sequence
@@ -40,8 +41,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
     if reduce == "max":
         return route_to_max(bound, arrays[0], g)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
-    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum",
-                   None if memo is None else memo.reading())
+    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum", memo)
     if reduce == "mean":
         grad = scale_mean(grad, make_plan(bound, reduce))
     return grad
@@ -132,38 +132,34 @@ VJP_RULES: dict[Primitive, Rule] = {
 
 
 # ------------------------------------------------------------------ backprop
-def _toposort(root: Traced) -> list[Traced]:
-    """Traced values reachable from ``root``, every value after its parents."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        value, expanded = stack.pop()
-        if expanded:
-            order.append(value)
-            continue
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        stack.append((value, True))
-        if value.node is not None:
-            stack.extend((p, False) for _, p in value.node.parents if id(p) not in seen)
-    return order
-
-
 def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
-    """Gradients of every traced value under ``root``, keyed by ``id``."""
+    """Gradients of the leaves under ``root`` (values with no node), keyed by ``id``.
+
+    Nodes are visited in decreasing serial order (see :class:`~contractnet.trace.Node`),
+    so every value's gradient is complete, all its consumers done, when its
+    node passes it on to its parents.
+    """
     grads: dict[int, np.ndarray] = {id(root): cotangent}
-    for value in reversed(_toposort(root)):
-        node: Node | None = value.node
-        if node is None or id(value) not in grads:
-            continue
+    if root.node is None:
+        return grads
+    pending = [(-root.node.serial, root)]
+    while pending:
+        _, value = heapq.heappop(pending)
+        node = value.node
         g = grads.pop(id(value))
         rule = VJP_RULES.get(node.primitive)
         if rule is None:
             raise NotImplementedError(f"no vjp rule for primitive {node.primitive.name}")
         for argnum, parent in node.parents:
             contribution = rule(argnum, g, value.value, *node.args, **node.kwargs)
-            previous = grads.get(id(parent))
-            grads[id(parent)] = contribution if previous is None else previous + contribution
+            key = id(parent)
+            previous = grads.get(key)
+            if previous is not None:
+                grads[key] = previous + contribution
+                continue
+            grads[key] = contribution
+            if parent.node is not None:  # first seen: its node waits for its turn
+                heapq.heappush(pending, (-parent.node.serial, parent))
     return grads
 
 
@@ -177,7 +173,7 @@ def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
         keys = None
         parts = [_flatten(t) for t in tree]
     else:
-        return [tree], lambda leaves: leaves[0]
+        return [tree], _only_leaf
     counts = [len(leaves) for leaves, _ in parts]
 
     def rebuild(leaves: list):
@@ -191,14 +187,25 @@ def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
     return [leaf for leaves, _ in parts for leaf in leaves], rebuild
 
 
+def _only_leaf(leaves: list) -> Any:
+    return leaves[0]
+
+
 class DtypeError(TypeError, ValueError):
     """A primal that cannot be differentiated (integer, boolean, object)."""
 
 
-def _as_primal(x: Any, where: str) -> np.ndarray:
-    array = np.asarray(x.value if isinstance(x, Traced) else x)
+def _as_primal(x: Any, position: int, traced_ok: bool = True) -> np.ndarray:
+    """Primal number ``position`` as a floating-point array."""
+    if isinstance(x, Traced):
+        if not traced_ok:
+            raise ValueError("vjp was called on traced values: differentiating a function "
+                             "that itself differentiates (higher-order gradients) is not "
+                             "supported")
+        x = x.value
+    array = np.asarray(x)
     if array.dtype.kind not in "fc":
-        raise DtypeError(f"{where} has dtype {array.dtype}: only floating-point (or complex) "
+        raise DtypeError(f"primal {position} has dtype {array.dtype}: only floating-point (or complex) "
                         f"inputs can be differentiated; cast it, e.g. x.astype(np.float64)")
     return array
 
@@ -236,10 +243,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
     flats = [_flatten(p) for p in primals]
-    if any(isinstance(x, Traced) for flat, _ in flats for x in flat):
-        raise ValueError("vjp was called on traced values: differentiating a function that "
-                         "itself differentiates (higher-order gradients) is not supported")
-    leaves = [[Traced(_as_primal(x, f"primal {i}")) for x in flat]
+    leaves = [[Traced(_as_primal(x, i, traced_ok=False)) for x in flat]
               for i, (flat, _) in enumerate(flats)]
     args = [build(ls) for (_, build), ls in zip(flats, leaves)]
     result = fn(*args)
@@ -254,8 +258,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
                              f"shape {out.shape}")
         cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        owned = {id(memory_owner(cot))} | {id(memory_owner(leaf.value))
-                                            for ls in leaves for leaf in ls}
+        owned = {id(memory_owner(cot))}
+        owned.update(id(memory_owner(leaf.value)) for ls in leaves for leaf in ls)
         return tuple(build([_leaf_grad(grads, leaf, owned) for leaf in ls])
                      for (_, build), ls in zip(flats, leaves))
     return out, vjp_fn
@@ -267,19 +271,23 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     Read-only views (broadcasts, windows) and arrays whose memory belongs to
     the cotangent, a primal or another gradient are copied.
     """
-    g = grads.get(id(leaf))
+    value, g = leaf.value, grads.get(id(leaf))
     if g is None:
-        g = np.zeros_like(leaf.value)
+        g = np.zeros_like(value)
     g = np.asarray(g)
-    if g.shape != leaf.value.shape:
-        g = np.broadcast_to(g, leaf.value.shape)
-    if leaf.value.dtype.kind == "f" and g.dtype.kind == "c":
+    if g.shape != value.shape:
+        g = np.broadcast_to(g, value.shape)
+    real = value.dtype.kind == "f"
+    if real and g.dtype.kind == "c":
         g = g.real  # a real primal's gradient is real
-    if g.dtype != leaf.value.dtype and leaf.value.dtype.kind == "f" and g.dtype.kind == "f":
-        g = g.astype(leaf.value.dtype)  # a gradient has its primal's precision
-    elif not g.flags.writeable or id(memory_owner(g)) in owned:
+    owner = id(memory_owner(g))
+    if g.dtype != value.dtype and real and g.dtype.kind == "f":
+        g = g.astype(value.dtype)  # a gradient has its primal's precision
+        owner = id(g)
+    elif not g.flags.writeable or owner in owned:
         g = np.array(g, copy=True)
-    owned.add(id(memory_owner(g)))
+        owner = id(g)
+    owned.add(owner)
     return g
 
 
@@ -353,7 +361,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     """
     rng = np.random.default_rng(seed)
     flats = [_flatten(p) for p in primals]
-    xs = [[np.asarray(_as_primal(x, f"primal {i}"), dtype=np.result_type(x, np.float64))
+    xs = [[np.asarray(_as_primal(x, i), dtype=np.result_type(x, np.float64))
            for x in flat] for i, (flat, _) in enumerate(flats)]
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))

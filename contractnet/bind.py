@@ -279,6 +279,15 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] |
     return _bind_cached(spec, key_shapes, key_sizes or None, key_out)
 
 
+def bind_array_shapes(spec: Spec, shapes: tuple[Shape, ...],
+                      sizes: Mapping[str, int] | None = None) -> Bound:
+    """:func:`bind` for shapes read off arrays: a tuple of tuples of ints,
+    which need no normalising before the cache is consulted."""
+    if sizes is None:
+        return _bind_cached(spec, shapes, None, None)
+    return bind(spec, shapes, sizes)
+
+
 @lru_cache(maxsize=4096)
 def _bind_cached(spec, shapes, sizes, out_shape) -> Bound:
     return bind_uncached(spec, shapes, None if sizes is None else dict(sizes), out_shape)

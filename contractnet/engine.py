@@ -331,6 +331,18 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         plan.result_names
 
 
+def gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Run ``plan`` (no permutations) on C-contiguous operands: the reshapes
+    are views, so this is one BLAS call and nothing else."""
+    a2 = a.reshape(plan.shape_a)
+    b2 = b.reshape(plan.shape_b)
+    if plan.swap_a:
+        a2 = a2.swapaxes(-1, -2)
+    if plan.swap_b:
+        b2 = b2.swapaxes(-1, -2)
+    return backend.matmul(a2, b2).reshape(plan.result_shape)
+
+
 def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
     """``x`` permuted and grouped into a (batched) matrix: a view when the
     memory allows, else a copy, which ``memo`` records or serves."""
@@ -363,15 +375,17 @@ class Memo:
     Each entry holds the object owning the copied operand's memory, and a
     lookup must find that same owner: the reference keeps the memory alive,
     so its address cannot come back as another array's (a temporary summed
-    inside the forward pass, a cotangent).  Only the forward pass records
-    (``record=True``); the backward pass only reads (``Memo.reading``).
+    inside the forward pass, a cotangent).  Only the forward pass records:
+    once it returns, :meth:`close` makes the memo read-only for the backward
+    pass.
     """
 
     copies: dict = field(default_factory=dict)
     record: bool = True
 
-    def reading(self) -> "Memo":
-        return Memo(self.copies, record=False)
+    def close(self) -> None:
+        """Stop recording: from now on the memo only serves what it holds."""
+        self.record = False
 
 
 def _blasable(x: np.ndarray) -> np.ndarray:
@@ -469,6 +483,8 @@ class Plan:
     plain_output: bool                    # the output is a permutation of target
     output_perm: tuple[int, ...] | None   # that permutation; None when it is the identity
     scatter_per_offset: bool              # output windows whose offsets index operands
+    contiguous_gemm: "PairPlan | None"    # the GEMM of two C-contiguous plain operands
+    gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
 
 
 def _read_names(term: Term) -> str:
@@ -502,8 +518,30 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
     per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
+    gemm, gemm_perm = _contiguous_gemm(bound, reads, target, needs_view, reduce)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset)
+                perm, per_offset, gemm, gemm_perm)
+
+
+def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
+    """The pair plan of a two-operand spec whose operands arrive C-contiguous.
+
+    Such operands' layout follows from their shapes, so the plan is made once
+    here rather than per call; :func:`execute` uses it when both operands
+    are C-contiguous (the common case) and :func:`contract_pair` otherwise.
+    Returns ``(PairPlan, permutation to target)`` or ``(None, None)``.
+    """
+    if len(reads) != 2 or any(needs_view) or reduce == "max":
+        return None, None
+    (an, bn), (ashape, bshape) = reads, bound.in_shapes
+    sum_a, _, sum_b, _ = _lone_indices(an, bn, target)
+    if sum_a or sum_b:
+        return None, None
+    pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target)
+    if pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None:
+        return None, None  # a tiny batched product, or an operand that needs a copy
+    perm = tuple(pair.result_names.index(n) for n in target)
+    return pair, None if perm == tuple(range(len(target))) else perm
 
 
 def _scatter_pair(views, plan: Plan) -> np.ndarray:
@@ -568,14 +606,19 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
     sizes = bound.size_map
-    views = ([read_view(t, a, sizes)[0] if v else a
-              for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
-             if plan.any_view else arrays)
+    views = arrays if not plan.any_view else [
+        read_view(t, a, sizes)[0] if v else a
+        for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
     names = plan.read_names
     if len(views) == 1:
         core = reduce_unary(views[0], names[0], plan.target, reduce)
     elif len(views) == 2 and plan.scatter_per_offset and reduce == "sum":
         return _scatter_pair(views, plan)
+    elif (plan.contiguous_gemm is not None and views[0].flags.c_contiguous
+          and views[1].flags.c_contiguous):
+        core = gemm(plan.contiguous_gemm, views[0], views[1])
+        if plan.gemm_perm is not None:
+            core = core.transpose(plan.gemm_perm)
     elif len(views) == 2:
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo)
         if got != plan.target:
@@ -583,7 +626,8 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     else:
         unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
         core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
-    core = scale_mean(core, plan)
+    if reduce == "mean":
+        core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)

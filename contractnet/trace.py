@@ -7,21 +7,33 @@ nodes backwards with one table of vjp rules.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
 from typing import Any, Callable
 
 import numpy as np
 
 
-@dataclass(eq=False)
 class Node:
-    """One recorded primitive call: the function, its plain arguments and
-    the traced arguments it depends on, as ``(position, Traced)`` pairs."""
+    """One recorded primitive call: the function, its plain arguments, the
+    traced arguments it depends on as ``(position, Traced)`` pairs, and a
+    serial number.  Serials increase with every call, so a node's parents
+    always have smaller ones: visiting nodes in decreasing serial order is a
+    reverse topological order."""
 
-    primitive: "Primitive"
-    args: tuple
-    kwargs: dict
-    parents: tuple
+    __slots__ = ("primitive", "args", "kwargs", "parents", "serial")
+
+    def __init__(self, primitive: "Primitive", args: tuple, kwargs: dict, parents: list):
+        self.primitive = primitive
+        self.args = args
+        self.kwargs = kwargs
+        self.parents = parents
+        self.serial = next(_serials)
+
+    def __repr__(self) -> str:
+        return f"<node {self.serial}: {self.primitive.name}>"
+
+
+_serials = itertools.count()
 
 
 class Primitive:
@@ -41,10 +53,13 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any):
-        parents = tuple((i, a) for i, a in enumerate(args) if isinstance(a, Traced))
+        parents = [(i, a) for i, a in enumerate(args) if isinstance(a, Traced)]
         if not parents:
             return self.fn(*args, **kwargs)
-        values = tuple(a.value if isinstance(a, Traced) else a for a in args)
+        values = list(args)
+        for i, a in parents:
+            values[i] = a.value
+        values = tuple(values)
         return Traced(self.fn(*values, **kwargs), Node(self, values, kwargs, parents))
 
 

@@ -18,7 +18,7 @@ from . import ops
 from .api import contract
 from .bind import Bound, bind
 from .engine import execute, make_plan, memory_owner, route_to_max, scale_mean
-from .trace import Node, Primitive, Traced, value_of
+from .trace import Primitive, Traced, value_of
 from .transpose import transpose
 
 Rule = Callable[..., np.ndarray]
@@ -205,8 +205,9 @@ def _as_primal(x: Any, position: int, traced_ok: bool = True) -> np.ndarray:
         x = x.value
     array = np.asarray(x)
     if array.dtype.kind not in "fc":
-        raise DtypeError(f"primal {position} has dtype {array.dtype}: only floating-point (or complex) "
-                        f"inputs can be differentiated; cast it, e.g. x.astype(np.float64)")
+        raise DtypeError(f"primal {position} has dtype {array.dtype}: only floating-point "
+                         f"(or complex) inputs can be differentiated; cast it, "
+                         f"e.g. x.astype(np.float64)")
     return array
 
 

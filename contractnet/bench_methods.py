@@ -232,7 +232,9 @@ def _col2im(dcols: np.ndarray, s: ConvShape, dtype) -> np.ndarray:
     dxp = np.zeros((s.B, s.H + 2 * p, s.W + 2 * p, s.C), dtype=dtype)
     for i in range(s.KH):
         for j in range(s.KW):
-            dxp[:, i:i + s.stride * ho:s.stride, j:j + s.stride * wo:s.stride] += dcols[:, :, :, i, j]
+            rows = slice(i, i + s.stride * ho, s.stride)
+            cols = slice(j, j + s.stride * wo, s.stride)
+            dxp[:, rows, cols] += dcols[:, :, :, i, j]
     return dxp[:, p:p + s.H, p:p + s.W]
 
 

@@ -314,7 +314,8 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        raise ValueError("--threads needs threadpoolctl: pip install 'contractnet[bench]'") from None
+        raise ValueError("--threads needs threadpoolctl: "
+                         "pip install 'contractnet[bench]'") from None
     torch = sys.modules.get("torch") or (_import_torch() if torch_too else None)
     previous = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(limits=threads, user_api="blas"):

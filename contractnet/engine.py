@@ -263,8 +263,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
 
     The operands have no index of their own that is not kept (the caller
-    sums those first).  The indices are batch (both operands, kept), contracted (both, not kept), left (first
-    operand only) and right (second only).  Each group is ordered as laid out
+    sums those first).  The indices are batch (both operands, kept),
+    contracted (both, not kept), left (first operand only) and right (second
+    only).  Each group is ordered as laid out
     in memory (the contracted group as in the larger operand), and each
     operand is grouped so that its fastest-moving axis stays innermost, BLAS
     taking it transposed where that helps: a C-contiguous operand reshapes

@@ -8,6 +8,7 @@ contraction, so that its backward pass reuses the forward's intermediates.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -121,8 +122,16 @@ def _check_reduce(spec: Spec, reduce: str) -> None:
 
 
 def _run(spec_text: str, *operands, sizes=None, out_shape=None):
-    shapes = [np.shape(x.value if isinstance(x, Traced) else x) for x in operands]
-    return contract(bind(parse(spec_text), shapes, sizes, out_shape), "sum", *operands)
+    """One recorded step of a pairwise run (operands are arrays or traced)."""
+    shapes = tuple(x.shape for x in operands)
+    key_sizes = tuple(sorted(sizes.items())) if sizes else None
+    bound = _bind_step(spec_text, shapes, key_sizes, out_shape)
+    return contract(bound, "sum", *operands, memo=Memo())
+
+
+@lru_cache(maxsize=4096)
+def _bind_step(spec_text: str, shapes: tuple, sizes: tuple | None, out_shape) -> Bound:
+    return bind(parse(spec_text), shapes, None if sizes is None else dict(sizes), out_shape)
 
 
 def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):

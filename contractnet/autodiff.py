@@ -251,18 +251,20 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     if isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got a {type(result).__name__}")
     out = result.value if isinstance(result, Traced) else np.asarray(result)
+    primal_owners = {id(memory_owner(leaf.value)) for ls in leaves for leaf in ls}
 
     def vjp_fn(cotangent: Any) -> tuple:
         cot = np.asarray(cotangent.value if isinstance(cotangent, Traced) else cotangent)
         if cot.shape != out.shape:
             raise ValueError(f"cotangent has shape {cot.shape} but the output has "
                              f"shape {out.shape}")
-        cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
+        if cot.dtype != out.dtype:
+            cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        owned = {id(memory_owner(cot))}
-        owned.update(id(memory_owner(leaf.value)) for ls in leaves for leaf in ls)
-        return tuple(build([_leaf_grad(grads, leaf, owned) for leaf in ls])
-                     for (_, build), ls in zip(flats, leaves))
+        owned = set(primal_owners)
+        owned.add(id(memory_owner(cot)))
+        return tuple([build([_leaf_grad(grads, leaf, owned) for leaf in ls])
+                      for (_, build), ls in zip(flats, leaves)])
     return out, vjp_fn
 
 

@@ -335,13 +335,16 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
 def gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Run ``plan`` (no permutations) on C-contiguous operands: the reshapes
     are views, so this is one BLAS call and nothing else."""
-    a2 = a.reshape(plan.shape_a)
-    b2 = b.reshape(plan.shape_b)
+    if a.shape != plan.shape_a:
+        a = a.reshape(plan.shape_a)
+    if b.shape != plan.shape_b:
+        b = b.reshape(plan.shape_b)
     if plan.swap_a:
-        a2 = a2.swapaxes(-1, -2)
+        a = a.swapaxes(-1, -2)
     if plan.swap_b:
-        b2 = b2.swapaxes(-1, -2)
-    return backend.matmul(a2, b2).reshape(plan.result_shape)
+        b = b.swapaxes(-1, -2)
+    out = backend.matmul(a, b)
+    return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
 
 
 def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:

@@ -107,6 +107,19 @@ def test_value_used_twice_accumulates():
     assert_close(g, 1 + 2 * x)
 
 
+def test_intermediate_reached_by_paths_of_different_lengths():
+    # h feeds the output directly and through two more nodes: its gradient is
+    # complete only once both paths are done, whatever order they were built in
+    x = _rng().standard_normal((4,))
+
+    def f(v):
+        h = cn.tanh(v)
+        return cn.sum(h + cn.exp(h * 2.0))
+    g = cn.grad(f)(x)
+    h = np.tanh(x)
+    assert_close(g, (1 + 2 * np.exp(2 * h)) * (1 - h * h))
+
+
 def test_chain_of_contractions():
     x, w1, w2 = (_rng(i).standard_normal(s) for i, s in enumerate([(2, 3), (3, 4), (4, 5)]))
     dy = _rng(9).standard_normal((2, 5))

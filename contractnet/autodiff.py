@@ -41,7 +41,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
     if reduce == "max":
         return route_to_max(bound, arrays[0], g)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
-    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum", memo)
+    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum", memo, arrays[i])
     if reduce == "mean":
         grad = scale_mean(grad, make_plan(bound, reduce))
     return grad

@@ -220,6 +220,7 @@ class PairPlan:
     shape_b: tuple[int, ...]
     swap_a: bool          # A is laid out (summed, left) and handed to BLAS transposed
     swap_b: bool          # B is laid out (right, summed) likewise
+    flip: bool            # compute the transposed product: the result is (batch, right, left)
     result_shape: tuple[int, ...]
     result_names: str
     einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
@@ -259,7 +260,7 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
-              bstrides: tuple, keep: str) -> PairPlan:
+              bstrides: tuple, keep: str, prefer: str | None = None) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
 
     The operands have no index of their own that is not kept (the caller
@@ -270,6 +271,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     operand is grouped so that its fastest-moving axis stays innermost, BLAS
     taking it transposed where that helps: a C-contiguous operand reshapes
     for free, and a window view copies with unit-stride inner loops.
+
+    The result is laid out (batch, left, right), or (batch, right, left) when
+    that is nearer ``prefer`` (index names outermost-first; the product is
+    then computed transposed, which costs nothing).
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
     sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
@@ -280,8 +285,14 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     left = _memory_order([n for n in a2 if n not in b2], sa)
     right = _memory_order([n for n in b2 if n not in a2], sb)
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
-    result = "".join(batch + left + right)
-    eq = _ascii_equation([a2, b2], result) if bt > 1 and m * n_ * k < 512 else None
+    flip = prefer is not None and (_inversions(batch + right + left, prefer)
+                                   < _inversions(batch + left + right, prefer))
+    result = "".join(batch + (right + left if flip else left + right))
+    eq = None
+    if bt > 1 and m * n_ * k < 512:  # tiny products: numpy.einsum writes any order
+        if prefer is not None:
+            result = "".join(sorted(result, key=prefer.index))
+        eq = _ascii_equation([a2, b2], result)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
     lead = (bt,) if batch else ()
@@ -290,7 +301,13 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     return PairPlan(None if perm_a == tuple(range(len(a2))) else perm_a,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
-                    swap_a, swap_b, tuple(size[i] for i in result), result, eq)
+                    swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq)
+
+
+def _inversions(order: Sequence[str], prefer: str) -> int:
+    """How many pairs of ``order`` appear in the opposite order in ``prefer``."""
+    rank = [prefer.index(n) for n in order]
+    return sum(r > s for i, r in enumerate(rank) for s in rank[i + 1:])
 
 
 @lru_cache(maxsize=2048)
@@ -305,8 +322,10 @@ def _lone_indices(an: str, bn: str, keep: str):
 
 
 def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
-                  memo: Memo | None = None):
+                  memo: Memo | None = None, prefer: str | None = None):
     """Contract two plain operands; returns the result and its index names.
+
+    ``prefer`` asks for a memory layout of the result (see :func:`plan_pair`).
 
     With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
     view laid out as a matrix: im2col) is recorded there, and one recorded
@@ -319,15 +338,17 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         a, an = a.sum(axis=sum_a, dtype=a.dtype), rest_a
     if sum_b:
         b, bn = b.sum(axis=sum_b, dtype=b.dtype), rest_b
-    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
-    if plan.einsum_eq is not None:
-        return backend.einsum(plan.einsum_eq, a, b), plan.result_names
+    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
+    if plan.einsum_eq is not None:  # written in the order of its result names
+        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
     b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
     if plan.swap_a:
         a2 = a2.swapaxes(-1, -2)
     if plan.swap_b:
         b2 = b2.swapaxes(-1, -2)
+    if plan.flip:
+        a2, b2 = b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)
     return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
         plan.result_names
 
@@ -491,6 +512,15 @@ class Plan:
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
 
 
+def _memory_names(term: Term, array: np.ndarray) -> str:
+    """The indices of plain ``term`` ordered as ``array`` lays them out
+    (outermost first; length-1 axes last, their stride means nothing)."""
+    axes = term.axes
+    order = sorted(range(len(axes)),
+                   key=lambda i: (array.shape[i] <= 1, -abs(array.strides[i])))
+    return "".join(axes[i] for i in order)
+
+
 def _read_names(term: Term) -> str:
     names: list[str] = []
     for name in term.indices():
@@ -542,7 +572,8 @@ def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
     if sum_a or sum_b:
         return None, None
     pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target)
-    if pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None:
+    if (pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None
+            or pair.flip):
         return None, None  # a tiny batched product, or an operand that needs a copy
     perm = tuple(pair.result_names.index(n) for n in target)
     return pair, None if perm == tuple(range(len(target))) else perm
@@ -598,13 +629,16 @@ def mean_scale(count: int, dtype) -> np.ndarray:
 
 # ------------------------------------------------------------------ execute
 def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
-            memo: Memo | None = None) -> np.ndarray:
+            memo: Memo | None = None, like: np.ndarray | None = None) -> np.ndarray:
     """Run a bound spec on arrays (already checked against its shapes).
 
     The result may be a view of an operand (e.g. a pure transpose); the
     public :func:`contractnet.einsum` copies in that case.  ``memo`` is
     passed to :func:`contract_pair` (copied GEMM operands shared between a
-    forward pass and its backward pass).
+    forward pass and its backward pass).  ``like``, an array of the output's
+    shape, asks for a result laid out in memory as it is where that is free
+    (a backward pass gives each gradient its primal's layout, which the
+    transposed contractions reading it next expect).
     """
     plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
@@ -614,17 +648,21 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         read_view(t, a, sizes)[0] if v else a
         for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
     names = plan.read_names
+    prefer = None
+    if like is not None and plan.plain_output and not like.flags.c_contiguous:
+        prefer = _memory_names(bound.spec.output, like)
     if len(views) == 1:
         core = reduce_unary(views[0], names[0], plan.target, reduce)
     elif len(views) == 2 and plan.scatter_per_offset and reduce == "sum":
         return _scatter_pair(views, plan)
-    elif (plan.contiguous_gemm is not None and views[0].flags.c_contiguous
-          and views[1].flags.c_contiguous):
+    elif (plan.contiguous_gemm is not None and prefer is None
+          and views[0].flags.c_contiguous and views[1].flags.c_contiguous):
         core = gemm(plan.contiguous_gemm, views[0], views[1])
         if plan.gemm_perm is not None:
             core = core.transpose(plan.gemm_perm)
     elif len(views) == 2:
-        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo)
+        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
+                                  prefer)
         if got != plan.target:
             core = reduce_unary(core, got, plan.target, "sum")
     else:

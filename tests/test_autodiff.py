@@ -120,6 +120,41 @@ def test_intermediate_reached_by_paths_of_different_lengths():
     assert_close(g, (1 + 2 * np.exp(2 * h)) * (1 - h * h))
 
 
+def test_gradient_is_laid_out_like_its_primal_where_that_is_free():
+    x = _rng().standard_normal((6, 4))
+    w = np.asfortranarray(_rng(1).standard_normal((4, 3)))
+    dy = _rng(2).standard_normal((6, 3))
+    _, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bi,ik->bk", a, b), x, w)
+    gx, gw = vjp_fn(dy)
+    assert gw.flags.f_contiguous and gx.flags.c_contiguous
+    assert_close(gw, x.T @ dy)
+    assert_close(gx, dy @ w.T)
+
+
+def test_cp_backward_copies_no_reconstructed_weight(monkeypatch):
+    # the pairwise path rebuilds the full (N, M, D, K) weight from the factors;
+    # its gradient is produced in the weight's own layout, so that the
+    # transposed contractions reading it next take it as it is
+    from contractnet import engine
+    shapes = [(4, 7, 7, 64), (7, 32), (7, 32), (64, 32), (10, 32)]  # the acceptance CP head
+    x, *factors = (_rng(i).standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes))
+    dy = _rng(9).standard_normal((4, 10), dtype=np.float32)
+    out, vjp_fn = cn.vjp(lambda *o: cn.einsum("bnmd,nr,mr,dr,kr->bk", *o), x, *factors)
+    copied, original = [], engine._gemm_operand
+
+    def spy(array, perm, shape, memo):
+        matrix = original(array, perm, shape, memo)
+        served = memo is not None and any(m is matrix for _, m in memo.copies.values())
+        if not served and not np.shares_memory(matrix, array):
+            copied.append(array.shape)
+        return matrix
+    monkeypatch.setattr(engine, "_gemm_operand", spy)
+    grads = vjp_fn(dy)
+    assert (7, 7, 64, 10) not in copied, copied
+    want = np.einsum("bk,nr,mr,dr,kr->bnmd", dy, *factors, dtype=np.float64)
+    assert_close(grads[0], want, tol=1e-5 * np.abs(want).max())
+
+
 def test_chain_of_contractions():
     x, w1, w2 = (_rng(i).standard_normal(s) for i, s in enumerate([(2, 3), (3, 4), (4, 5)]))
     dy = _rng(9).standard_normal((2, 5))

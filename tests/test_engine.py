@@ -420,6 +420,23 @@ def test_head_and_its_transposes_reshape_without_copies():
         assert np.shares_memory(b2.reshape(plan.shape_b), b), keep
 
 
+@pytest.mark.parametrize("spec, prefer, layout", [
+    ("ij,jk->ik", "ki", "ki"),          # one GEMM, computed transposed
+    ("ij,jk->ik", "ik", "ik"),          # already as preferred
+    ("bij,bjk->bik", "bki", "bki"),     # batched GEMMs
+    ("bi,bj->bij", "jbi", "jbi"),       # tiny batched products: numpy.einsum, any order
+    ("nk,md->nkmd", "mdnk", "mdnk"),    # groups keep their operand's order...
+    ("nk,md->nkmd", "knmd", "nkmd"),    # ...so this is the nearest to k, n, m, d
+])
+def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
+    lhs, out = spec.split("->")
+    (an, bn), sizes = lhs.split(","), dict(zip("bijkmnd", (2, 9, 10, 11, 2, 3, 4)))
+    a, b = _operands([tuple(sizes[c] for c in t) for t in (an, bn)])
+    got, names = engine.contract_pair(a, an, b, bn, out, prefer=prefer)
+    assert names == layout and got.flags.c_contiguous, (names, got.strides)
+    assert_close(got, np.einsum(f"{lhs}->{names}", a, b), what=spec)
+
+
 def test_fully_fixed_output_window_is_written_not_copied():
     # once failed: with every output index fixed by the offset loop, indexing the
     # output view gave a scalar copy and the write was lost

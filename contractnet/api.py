@@ -8,13 +8,13 @@ contraction, so that its backward pass reuses the forward's intermediates.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .bind import Bound, bind, bind_array_shapes
-from .engine import REDUCTIONS, Memo, check_budget, execute, make_plan, mean_scale, run_path
+from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
+from .pair import Memo
 from .spec import Spec, SpecError, parse
 from .trace import Traced, primitive
 from .transpose import transpose
@@ -25,9 +25,9 @@ def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None =
              ) -> np.ndarray:
     """Run a bound spec; the result never shares memory with an operand.
 
-    A traced call passes a fresh :class:`~contractnet.engine.Memo`, which its
+    A traced call passes a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
-    :func:`contractnet.engine.contract_pair`).
+    :func:`contractnet.pair.contract_pair`).
     """
     out = execute(bound, arrays, reduce, memo)
     if memo is not None:
@@ -39,8 +39,6 @@ def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None =
 
 
 def _as_spec(spec: str | Spec) -> Spec:
-    if type(spec) is str:
-        return parse(spec)
     if isinstance(spec, Spec):
         return spec
     if not isinstance(spec, str):
@@ -121,17 +119,13 @@ def _check_reduce(spec: Spec, reduce: str) -> None:
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
 
 
-def _run(spec_text: str, *operands, sizes=None, out_shape=None):
+def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int] | None = None,
+         out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
     """One recorded step of a pairwise run (operands are arrays or traced)."""
-    shapes = tuple(x.shape for x in operands)
-    key_sizes = tuple(sorted(sizes.items())) if sizes else None
-    bound = _bind_step(spec_text, shapes, key_sizes, out_shape)
+    spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
+    bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
+             else bind(spec, shapes, sizes, out_shape))
     return contract(bound, "sum", *operands, memo=Memo())
-
-
-@lru_cache(maxsize=4096)
-def _bind_step(spec_text: str, shapes: tuple, sizes: tuple | None, out_shape) -> Bound:
-    return bind(parse(spec_text), shapes, None if sizes is None else dict(sizes), out_shape)
 
 
 def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):

@@ -1,6 +1,7 @@
 """Reverse-mode differentiation: ``vjp``, ``grad``, ``value_and_grad``.
 
-Backward is a topological sort of the recorded nodes and one loop applying
+Backward is one loop over the recorded nodes in reverse topological order
+(decreasing serial number, see :class:`~contractnet.trace.Node`) applying
 local rules from :data:`VJP_RULES`, the single table mapping each primitive
 to its vjp.  A contraction's rule is its transposed spec, executed by the
 engine; every other rule is a line or two of numpy.
@@ -17,7 +18,8 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, memory_owner, route_to_max, scale_mean
+from .engine import execute, make_plan, route_to_max, scale_mean
+from .pair import memory_owner
 from .trace import Primitive, Traced, value_of
 from .transpose import transpose
 
@@ -227,7 +229,10 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         ``fn(*primals)``.
     vjp_fn : callable
         ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
-        each shaped (and nested) like its primal.
+        each shaped (and nested) like its primal, with its dtype, and laid
+        out in memory like it where that costs nothing.  Do not change a
+        primal in place before calling ``vjp_fn``: operands the forward pass
+        copied keep their old values, the others are read as they are then.
 
     Raises
     ------

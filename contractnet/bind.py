@@ -267,7 +267,7 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] |
     """
     if sizes is None and out_shape is None and all(type(s) is tuple for s in shapes) and all(
             type(n) is int for s in shapes for n in s):
-        return _bind_cached(spec, tuple(shapes), None, None)  # the common case: ndarray shapes
+        return bind_array_shapes(spec, tuple(shapes))  # the common case: ndarray shapes
     text = str(spec)
     if sizes is not None and not isinstance(sizes, Mapping):
         raise SpecError(f"sizes must be a mapping of index to size, got {sizes!r}", text)
@@ -281,8 +281,20 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] |
 
 def bind_array_shapes(spec: Spec, shapes: tuple[Shape, ...],
                       sizes: Mapping[str, int] | None = None) -> Bound:
-    """:func:`bind` for shapes read off arrays: a tuple of tuples of ints,
-    which need no normalising before the cache is consulted."""
+    """:func:`bind` for shapes read off arrays, which need no normalising.
+
+    Parameters
+    ----------
+    spec : Spec
+    shapes : tuple of tuples of int
+        One ``ndarray.shape`` per input term; not checked.
+    sizes : mapping, optional
+        As for :func:`bind` (given sizes take the checked path).
+
+    Returns
+    -------
+    Bound
+    """
     if sizes is None:
         return _bind_cached(spec, shapes, None, None)
     return bind(spec, shapes, sizes)

@@ -6,17 +6,18 @@ Execution has three stages, each one general mechanism:
    two axes and a repeated index one diagonal axis, both as strided views of
    the operand (no copy).
 2. **Contract** the plain terms to the output's indices: one operand is a
-   reduction; two operands go to the pair planner, which turns a contraction
-   that is a matrix product after grouping axes into one BLAS call on reshaped
-   views; three or more run pairwise along opt_einsum's path.
+   reduction; two operands go to the pair planner (:mod:`contractnet.pair`),
+   which turns a contraction that is a matrix product after grouping axes
+   into one BLAS call on reshaped views; three or more run pairwise along
+   opt_einsum's path.
 3. **Write** the result into the output term: a permutation when the output
    is plain, otherwise a strided view of a zeroed output that takes repeated
    indices (diagonals), indices found in no operand (broadcast) and windows
    (scatter-add, one strided add per window offset).
 
 Plans are cached on the bound spec; the engine never edits a Spec.  Array
-calls that allocate or contract go through :data:`backend`, the one seam to
-another array library.
+calls that allocate or contract go through :data:`contractnet.backend.backend`,
+the one seam to another array library.
 """
 from __future__ import annotations
 
@@ -24,38 +25,25 @@ import contextlib
 import itertools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import opt_einsum
 
+from .backend import backend
 from .bind import Bound
-from .spec import SpecError, Term, Window
+from .pair import Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm
+from .spec import Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
 MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
-MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
 
 
 class MemoryBudgetError(ValueError):
     """A contraction would allocate more than the memory budget allows."""
-
-
-class NumpyBackend:
-    """The array calls the engine makes; swap this object to run elsewhere."""
-
-    zeros = staticmethod(np.zeros)
-    matmul = staticmethod(np.matmul)
-    einsum = staticmethod(np.einsum)
-    as_strided = staticmethod(np.lib.stride_tricks.as_strided)
-    expand_dims = staticmethod(np.expand_dims)
-    ascontiguousarray = staticmethod(np.ascontiguousarray)
-
-
-backend = NumpyBackend()
 
 
 # ------------------------------------------------------------------ budget
@@ -210,224 +198,6 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
     return view.transpose([names.index(n) for n in target])
 
 
-@dataclass(frozen=True)
-class PairPlan:
-    """How to run a two-operand contraction of plain terms as one GEMM."""
-
-    perm_a: tuple[int, ...] | None   # None: already in order
-    perm_b: tuple[int, ...] | None
-    shape_a: tuple[int, ...]
-    shape_b: tuple[int, ...]
-    swap_a: bool          # A is laid out (summed, left) and handed to BLAS transposed
-    swap_b: bool          # B is laid out (right, summed) likewise
-    flip: bool            # compute the transposed product: the result is (batch, right, left)
-    result_shape: tuple[int, ...]
-    result_names: str
-    einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
-
-
-def _ascii_equation(terms: Sequence[str], out: str) -> str:
-    """numpy.einsum only takes ASCII letters; rename the indices in order."""
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    names = list(dict.fromkeys("".join(terms) + out))
-    if len(names) > len(letters):
-        raise SpecError(f"a pairwise contraction uses {len(names)} indices; at most "
-                        f"{len(letters)} are supported")
-    table = {n: letters[i] for i, n in enumerate(names)}
-    tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
-    return ",".join(tr(t) for t in terms) + "->" + tr(out)
-
-
-def _memory_order(group: list[str], stride: dict[str, int]) -> list[str]:
-    """``group`` outermost-first as laid out in memory (stable for ties)."""
-    return sorted(group, key=lambda n: -abs(stride[n]))
-
-
-def c_strides(shape: Sequence[int], itemsize: int = 8) -> tuple[int, ...]:
-    """Byte strides of a C-contiguous array of ``shape``."""
-    strides, step = [], itemsize
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
-
-
-def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str | None:
-    """The axis that varies fastest in memory (ignoring length-1 axes)."""
-    moving = [n for n in names if size[n] > 1]
-    return min(moving, key=lambda n: (abs(stride[n]), -size[n])) if moving else None
-
-
-@lru_cache(maxsize=2048)
-def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
-              bstrides: tuple, keep: str, prefer: str | None = None) -> PairPlan:
-    """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
-
-    The operands have no index of their own that is not kept (the caller
-    sums those first).  The indices are batch (both operands, kept),
-    contracted (both, not kept), left (first operand only) and right (second
-    only).  Each group is ordered as laid out
-    in memory (the contracted group as in the larger operand), and each
-    operand is grouped so that its fastest-moving axis stays innermost, BLAS
-    taking it transposed where that helps: a C-contiguous operand reshapes
-    for free, and a window view copies with unit-stride inner loops.
-
-    The result is laid out (batch, left, right), or (batch, right, left) when
-    that is nearer ``prefer`` (index names outermost-first; the product is
-    then computed transposed, which costs nothing).
-    """
-    size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
-    sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
-    a2, b2 = an, bn
-    batch = _memory_order([n for n in a2 if n in b2 and n in keep], sa)
-    summed = [n for n in a2 if n in b2 and n not in keep]
-    summed = _memory_order(summed, sb if math.prod(bshape) > math.prod(ashape) else sa)
-    left = _memory_order([n for n in a2 if n not in b2], sa)
-    right = _memory_order([n for n in b2 if n not in a2], sb)
-    bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
-    flip = prefer is not None and (_inversions(batch + right + left, prefer)
-                                   < _inversions(batch + left + right, prefer))
-    result = "".join(batch + (right + left if flip else left + right))
-    eq = None
-    if bt > 1 and m * n_ * k < 512:  # tiny products: numpy.einsum writes any order
-        if prefer is not None:
-            result = "".join(sorted(result, key=prefer.index))
-        eq = _ascii_equation([a2, b2], result)
-    swap_a = _innermost(a2, sa, size) in left
-    swap_b = _innermost(b2, sb, size) in summed
-    lead = (bt,) if batch else ()
-    perm_a = tuple(a2.index(i) for i in batch + (summed + left if swap_a else left + summed))
-    perm_b = tuple(b2.index(i) for i in batch + (right + summed if swap_b else summed + right))
-    return PairPlan(None if perm_a == tuple(range(len(a2))) else perm_a,
-                    None if perm_b == tuple(range(len(b2))) else perm_b,
-                    lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
-                    swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq)
-
-
-def _inversions(order: Sequence[str], prefer: str) -> int:
-    """How many pairs of ``order`` appear in the opposite order in ``prefer``."""
-    rank = [prefer.index(n) for n in order]
-    return sum(r > s for i, r in enumerate(rank) for s in rank[i + 1:])
-
-
-@lru_cache(maxsize=2048)
-def _lone_indices(an: str, bn: str, keep: str):
-    """Axes of each operand found nowhere else (summed before the GEMM), and
-    the names that remain."""
-    sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
-    sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
-    rest_a = "".join(n for i, n in enumerate(an) if i not in sum_a)
-    rest_b = "".join(n for i, n in enumerate(bn) if i not in sum_b)
-    return sum_a, rest_a, sum_b, rest_b
-
-
-def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
-                  memo: Memo | None = None, prefer: str | None = None):
-    """Contract two plain operands; returns the result and its index names.
-
-    ``prefer`` asks for a memory layout of the result (see :func:`plan_pair`).
-
-    With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
-    view laid out as a matrix: im2col) is recorded there, and one recorded
-    earlier for the same memory and layout is reused: a traced forward pass
-    hands its dict to its own backward pass, whose kernel gradient reads the
-    input through the same window.
-    """
-    sum_a, rest_a, sum_b, rest_b = _lone_indices(an, bn, keep)
-    if sum_a:
-        a, an = a.sum(axis=sum_a, dtype=a.dtype), rest_a
-    if sum_b:
-        b, bn = b.sum(axis=sum_b, dtype=b.dtype), rest_b
-    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
-    if plan.einsum_eq is not None:  # written in the order of its result names
-        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
-    b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
-    if plan.swap_a:
-        a2 = a2.swapaxes(-1, -2)
-    if plan.swap_b:
-        b2 = b2.swapaxes(-1, -2)
-    if plan.flip:
-        a2, b2 = b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)
-    return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
-        plan.result_names
-
-
-def gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Run ``plan`` (no permutations) on C-contiguous operands: the reshapes
-    are views, so this is one BLAS call and nothing else."""
-    if a.shape != plan.shape_a:
-        a = a.reshape(plan.shape_a)
-    if b.shape != plan.shape_b:
-        b = b.reshape(plan.shape_b)
-    if plan.swap_a:
-        a = a.swapaxes(-1, -2)
-    if plan.swap_b:
-        b = b.swapaxes(-1, -2)
-    out = backend.matmul(a, b)
-    return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
-
-
-def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
-    """``x`` permuted and grouped into a (batched) matrix: a view when the
-    memory allows, else a copy, which ``memo`` records or serves."""
-    key = owner = None
-    if memo is not None and not (x.flags.c_contiguous or x.flags.f_contiguous):
-        key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str, perm, shape)
-        owner = memory_owner(x)
-        hit = memo.copies.get(key)
-        if hit is not None and hit[0] is owner:
-            return hit[1]
-    matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
-    if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
-            and not np.may_share_memory(matrix, x)):
-        memo.copies[key] = (owner, matrix)
-    return matrix
-
-
-def memory_owner(array: Any) -> Any:
-    """The object that owns ``array``'s memory (the end of its ``.base`` chain):
-    two arrays can share memory only if they have the same owner."""
-    while getattr(array, "base", None) is not None:
-        array = array.base
-    return array
-
-
-@dataclass
-class Memo:
-    """Copied GEMM operands of one traced forward call, kept for its backward.
-
-    Each entry holds the object owning the copied operand's memory, and a
-    lookup must find that same owner: the reference keeps the memory alive,
-    so its address cannot come back as another array's (a temporary summed
-    inside the forward pass, a cotangent).  Only the forward pass records:
-    once it returns, :meth:`close` makes the memo read-only for the backward
-    pass.
-    """
-
-    copies: dict = field(default_factory=dict)
-    record: bool = True
-
-    def close(self) -> None:
-        """Stop recording: from now on the memo only serves what it holds."""
-        self.record = False
-
-
-def _blasable(x: np.ndarray) -> np.ndarray:
-    """``x`` if BLAS can read its matrices in place (unit stride along rows or
-    columns), else a C-contiguous copy: numpy's matmul would otherwise fall
-    back to a slow loop that never reaches BLAS."""
-    flags = x.flags
-    if flags.c_contiguous or flags.f_contiguous:
-        return x
-    (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
-    if (cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item):
-        return x
-    if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
-        return x
-    return backend.ascontiguousarray(x)
-
-
 @lru_cache(maxsize=512)
 def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
     """opt_einsum's pairwise path for plain terms.
@@ -552,9 +322,9 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
     per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
-    gemm, gemm_perm = _contiguous_gemm(bound, reads, target, needs_view, reduce)
+    pair, pair_perm = _contiguous_gemm(bound, reads, target, needs_view, reduce)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, gemm, gemm_perm)
+                perm, per_offset, pair, pair_perm)
 
 
 def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
@@ -568,7 +338,7 @@ def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
     if len(reads) != 2 or any(needs_view) or reduce == "max":
         return None, None
     (an, bn), (ashape, bshape) = reads, bound.in_shapes
-    sum_a, _, sum_b, _ = _lone_indices(an, bn, target)
+    sum_a, _, sum_b, _ = lone_indices(an, bn, target)
     if sum_a or sum_b:
         return None, None
     pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target)
@@ -657,7 +427,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         return _scatter_pair(views, plan)
     elif (plan.contiguous_gemm is not None and prefer is None
           and views[0].flags.c_contiguous and views[1].flags.c_contiguous):
-        core = gemm(plan.contiguous_gemm, views[0], views[1])
+        core = run_gemm(plan.contiguous_gemm, views[0], views[1])
         if plan.gemm_perm is not None:
             core = core.transpose(plan.gemm_perm)
     elif len(views) == 2:
@@ -668,8 +438,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     else:
         unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
         core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
-    if reduce == "mean":
-        core = scale_mean(core, plan)
+    core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)

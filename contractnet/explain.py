@@ -15,7 +15,8 @@ import opt_einsum
 
 from .api import backward_specs
 from .bind import Bound, bind
-from .engine import c_strides, make_plan, plan_pair
+from .engine import make_plan
+from .pair import c_strides, plan_pair
 from .spec import Spec, Window, parse
 
 DEFAULT_SIZE = 8

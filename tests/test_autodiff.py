@@ -135,12 +135,12 @@ def test_cp_backward_copies_no_reconstructed_weight(monkeypatch):
     # the pairwise path rebuilds the full (N, M, D, K) weight from the factors;
     # its gradient is produced in the weight's own layout, so that the
     # transposed contractions reading it next take it as it is
-    from contractnet import engine
+    from contractnet import pair
     shapes = [(4, 7, 7, 64), (7, 32), (7, 32), (64, 32), (10, 32)]  # the acceptance CP head
     x, *factors = (_rng(i).standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes))
     dy = _rng(9).standard_normal((4, 10), dtype=np.float32)
     out, vjp_fn = cn.vjp(lambda *o: cn.einsum("bnmd,nr,mr,dr,kr->bk", *o), x, *factors)
-    copied, original = [], engine._gemm_operand
+    copied, original = [], pair._gemm_operand
 
     def spy(array, perm, shape, memo):
         matrix = original(array, perm, shape, memo)
@@ -148,7 +148,7 @@ def test_cp_backward_copies_no_reconstructed_weight(monkeypatch):
         if not served and not np.shares_memory(matrix, array):
             copied.append(array.shape)
         return matrix
-    monkeypatch.setattr(engine, "_gemm_operand", spy)
+    monkeypatch.setattr(pair, "_gemm_operand", spy)
     grads = vjp_fn(dy)
     assert (7, 7, 64, 10) not in copied, copied
     want = np.einsum("bk,nr,mr,dr,kr->bnmd", dy, *factors, dtype=np.float64)

@@ -366,7 +366,7 @@ def test_memory_budget_raises_before_allocating_when_traced():
 
 # ------------------------------------------------------------- planner cases
 # Each fast path of the engine is checked against the general route.
-from contractnet import engine  # noqa: E402
+from contractnet import engine, pair  # noqa: E402
 from contractnet.bind import bind  # noqa: E402
 from contractnet.spec import parse  # noqa: E402
 
@@ -385,7 +385,7 @@ def test_per_offset_scatter_equals_scatter_of_the_whole_result(spec, shapes, mon
     plan = engine.make_plan(bound, "sum")
     assert plan.scatter_per_offset
     (a, an), (b, bn) = zip(ops, plan.read_names)
-    core, names = engine.contract_pair(a, an, b, bn, plan.target)
+    core, names = pair.contract_pair(a, an, b, bn, plan.target)
     whole = engine.write_output(core, names, bound.spec.output, bound.out_shape,
                                 bound.size_map)
     assert_close(engine.execute(bound, ops), whole, what=spec)
@@ -404,7 +404,7 @@ def test_pair_planner_matches_numpy_for_any_memory_layout(spec, layout):
         ops = [np.asfortranarray(o) for o in ops]
     elif layout == "strided":
         ops = [np.repeat(o, 2, axis=-1)[..., ::2] for o in ops]
-    got, names = engine.contract_pair(ops[0], lhs.split(",")[0], ops[1], lhs.split(",")[1], out)
+    got, names = pair.contract_pair(ops[0], lhs.split(",")[0], ops[1], lhs.split(",")[1], out)
     want = np.einsum(f"{lhs}->{names}", *ops)
     assert_close(got, want, what=f"{spec} {layout}")
 
@@ -413,7 +413,7 @@ def test_head_and_its_transposes_reshape_without_copies():
     x, w, dy = _operands([(4, 2, 3, 5), (2, 3, 5, 6), (4, 6)], dtype=np.float32)
     for a, an, b, bn, keep in [(x, "bnmd", w, "nmdk", "bk"), (dy, "bk", w, "nmdk", "bnmd"),
                                (x, "bnmd", dy, "bk", "nmdk")]:
-        plan = engine.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+        plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
         a2 = a if plan.perm_a is None else a.transpose(plan.perm_a)
         b2 = b if plan.perm_b is None else b.transpose(plan.perm_b)
         assert np.shares_memory(a2.reshape(plan.shape_a), a), keep
@@ -432,9 +432,54 @@ def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
     lhs, out = spec.split("->")
     (an, bn), sizes = lhs.split(","), dict(zip("bijkmnd", (2, 9, 10, 11, 2, 3, 4)))
     a, b = _operands([tuple(sizes[c] for c in t) for t in (an, bn)])
-    got, names = engine.contract_pair(a, an, b, bn, out, prefer=prefer)
+    got, names = pair.contract_pair(a, an, b, bn, out, prefer=prefer)
     assert names == layout and got.flags.c_contiguous, (names, got.strides)
     assert_close(got, np.einsum(f"{lhs}->{names}", a, b), what=spec)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)]),
+    ("bk,nmdk->bnmd", [(3, 5), (2, 2, 4, 5)]),
+    ("bnmd,bk->nmdk", [(3, 2, 2, 4), (3, 5)]),
+    ("bij,bjk->bki", [(2, 8, 8), (2, 8, 9)]),   # result transposed to the output
+    ("ij,j->i", [(3, 4), (4,)]),
+    ("i,i->", [(4,), (4,)]),
+])
+def test_contiguous_gemm_fast_path_matches_the_general_pair_path(spec, shapes):
+    bound = bind(parse(spec), shapes)
+    plan = engine.make_plan(bound, "sum")
+    assert plan.contiguous_gemm is not None, spec
+    ops = _operands(shapes)
+    core, names = pair.contract_pair(ops[0], plan.read_names[0], ops[1], plan.read_names[1],
+                                     plan.target)
+    general = np.einsum(f"{names}->{spec.split('->')[1]}", core)
+    assert_close(engine.execute(bound, ops), general, what=spec)
+    assert_close(engine.execute(bound, ops), np.einsum(spec, *ops), what=spec)
+
+
+def test_a_traced_forward_pass_closes_its_memo():
+    x, w = _operands([(2, 6, 3), (3, 3, 4)])
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(h+u)c,uck->bhk", a, b), x, w)
+    (memo,) = {id(m): m for m in _memos(out, vjp_fn)}.values()
+    assert not memo.record and len(memo.copies) == 1  # the im2col of the window view
+    vjp_fn(np.ones_like(out))
+    vjp_fn(np.ones_like(out))
+    assert len(memo.copies) == 1  # a backward pass reads it, never adds to it
+
+
+def _memos(out, vjp_fn):
+    """The memos held by the graph behind ``vjp_fn``."""
+    cells = [c.cell_contents for c in vjp_fn.__closure__]
+    roots = [c for c in cells if isinstance(c, cn.trace.Traced)]
+    return [r.node.kwargs["memo"] for r in roots if r.node is not None]
+
+
+def test_lone_bool_axis_is_summed_as_a_count_when_the_result_is_not_bool():
+    # once failed: the bool operand's own axis was summed as bool (an "or")
+    a = np.arange(4, dtype=np.int32).reshape(2, 2) - 3
+    b = np.array([[True, True], [True, False]])
+    assert cn.einsum("ij,jk->", a, b) == np.einsum("ij,jk->", a, b) == -10
+    assert cn.einsum("ij,jk->", b, b) == np.einsum("ij,jk->", b, b)
 
 
 def test_fully_fixed_output_window_is_written_not_copied():

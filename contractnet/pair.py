@@ -1,0 +1,257 @@
+"""Two-operand contractions as (batched) GEMMs on reshaped views.
+
+:func:`plan_pair` groups the indices of a pair of plain terms into batch,
+contracted, left and right, and lays each operand out as a matrix, a view
+wherever the operand's memory allows; :func:`contract_pair` runs the plan
+with one BLAS call.  A :class:`Memo` carries the operands that had to be
+copied (im2col of a window view) from a traced forward pass to its backward
+pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from .backend import backend
+from .spec import SpecError
+
+MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """How to run a two-operand contraction of plain terms as one GEMM."""
+
+    perm_a: tuple[int, ...] | None   # None: already in order
+    perm_b: tuple[int, ...] | None
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    swap_a: bool          # A is laid out (summed, left) and handed to BLAS transposed
+    swap_b: bool          # B is laid out (right, summed) likewise
+    flip: bool            # compute the transposed product: the result is (batch, right, left)
+    result_shape: tuple[int, ...]
+    result_names: str
+    einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
+
+
+def _ascii_equation(terms: Sequence[str], out: str) -> str:
+    """numpy.einsum only takes ASCII letters; rename the indices in order."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    names = list(dict.fromkeys("".join(terms) + out))
+    if len(names) > len(letters):
+        raise SpecError(f"a pairwise contraction uses {len(names)} indices; at most "
+                        f"{len(letters)} are supported")
+    table = {n: letters[i] for i, n in enumerate(names)}
+    tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
+    return ",".join(tr(t) for t in terms) + "->" + tr(out)
+
+
+def _memory_order(group: list[str], stride: dict[str, int]) -> list[str]:
+    """``group`` outermost-first as laid out in memory (stable for ties)."""
+    return sorted(group, key=lambda n: -abs(stride[n]))
+
+
+def c_strides(shape: Sequence[int], itemsize: int = 8) -> tuple[int, ...]:
+    """Byte strides of a C-contiguous array of ``shape``."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str | None:
+    """The axis that varies fastest in memory (ignoring length-1 axes)."""
+    moving = [n for n in names if size[n] > 1]
+    return min(moving, key=lambda n: (abs(stride[n]), -size[n])) if moving else None
+
+
+@lru_cache(maxsize=2048)
+def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
+              bstrides: tuple, keep: str, prefer: str | None = None) -> PairPlan:
+    """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
+
+    The operands have no index of their own that is not kept (the caller
+    sums those first).  The indices are batch (both operands, kept),
+    contracted (both, not kept), left (first operand only) and right (second
+    only).  Each group is ordered as laid out
+    in memory (the contracted group as in the larger operand), and each
+    operand is grouped so that its fastest-moving axis stays innermost, BLAS
+    taking it transposed where that helps: a C-contiguous operand reshapes
+    for free, and a window view copies with unit-stride inner loops.
+
+    The result is laid out (batch, left, right), or (batch, right, left) when
+    that is nearer ``prefer`` (index names outermost-first; the product is
+    then computed transposed, which costs nothing).
+    """
+    size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
+    sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
+    a2, b2 = an, bn
+    batch = _memory_order([n for n in a2 if n in b2 and n in keep], sa)
+    summed = [n for n in a2 if n in b2 and n not in keep]
+    summed = _memory_order(summed, sb if math.prod(bshape) > math.prod(ashape) else sa)
+    left = _memory_order([n for n in a2 if n not in b2], sa)
+    right = _memory_order([n for n in b2 if n not in a2], sb)
+    bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
+    flip = prefer is not None and (_inversions(batch + right + left, prefer)
+                                   < _inversions(batch + left + right, prefer))
+    result = "".join(batch + (right + left if flip else left + right))
+    eq = None
+    if bt > 1 and m * n_ * k < 512:  # tiny products: numpy.einsum writes any order
+        if prefer is not None:
+            result = "".join(sorted(result, key=prefer.index))
+        eq = _ascii_equation([a2, b2], result)
+    swap_a = _innermost(a2, sa, size) in left
+    swap_b = _innermost(b2, sb, size) in summed
+    lead = (bt,) if batch else ()
+    perm_a = tuple(a2.index(i) for i in batch + (summed + left if swap_a else left + summed))
+    perm_b = tuple(b2.index(i) for i in batch + (right + summed if swap_b else summed + right))
+    return PairPlan(None if perm_a == tuple(range(len(a2))) else perm_a,
+                    None if perm_b == tuple(range(len(b2))) else perm_b,
+                    lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
+                    swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq)
+
+
+def _inversions(order: Sequence[str], prefer: str) -> int:
+    """How many pairs of ``order`` appear in the opposite order in ``prefer``."""
+    rank = [prefer.index(n) for n in order]
+    return sum(r > s for i, r in enumerate(rank) for s in rank[i + 1:])
+
+
+@lru_cache(maxsize=2048)
+def lone_indices(an: str, bn: str, keep: str):
+    """Axes of each operand found nowhere else (summed before the GEMM), and
+    the names that remain."""
+    sum_a = tuple(i for i, n in enumerate(an) if n not in bn and n not in keep)
+    sum_b = tuple(i for i, n in enumerate(bn) if n not in an and n not in keep)
+    rest_a = "".join(n for i, n in enumerate(an) if i not in sum_a)
+    rest_b = "".join(n for i, n in enumerate(bn) if i not in sum_b)
+    return sum_a, rest_a, sum_b, rest_b
+
+
+def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
+                  memo: Memo | None = None, prefer: str | None = None):
+    """Contract two plain operands; returns the result and its index names.
+
+    ``prefer`` asks for a memory layout of the result (see :func:`plan_pair`).
+
+    With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
+    view laid out as a matrix: im2col) is recorded there, and one recorded
+    earlier for the same memory and layout is reused: a traced forward pass
+    hands its dict to its own backward pass, whose kernel gradient reads the
+    input through the same window.
+    """
+    sum_a, rest_a, sum_b, rest_b = lone_indices(an, bn, keep)
+    if sum_a or sum_b:  # in the result's dtype: a bool summed as bool would be an "or"
+        dtype = np.result_type(a.dtype, b.dtype)
+        if sum_a:
+            a, an = a.sum(axis=sum_a, dtype=dtype), rest_a
+        if sum_b:
+            b, bn = b.sum(axis=sum_b, dtype=dtype), rest_b
+    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
+    if plan.einsum_eq is not None:  # written in the order of its result names
+        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
+    a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
+    b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
+    if plan.swap_a:
+        a2 = a2.swapaxes(-1, -2)
+    if plan.swap_b:
+        b2 = b2.swapaxes(-1, -2)
+    if plan.flip:
+        a2, b2 = b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)
+    return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
+        plan.result_names
+
+
+def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Run a plan with no permutations on C-contiguous operands.
+
+    The reshapes are views, so this is one BLAS call and nothing else.
+
+    Parameters
+    ----------
+    plan : PairPlan
+        From :func:`plan_pair` with C-contiguous strides: ``perm_a`` and
+        ``perm_b`` None, no einsum equation, not flipped.
+    a, b : ndarray
+        C-contiguous operands of the shapes the plan was made for.
+
+    Returns
+    -------
+    ndarray
+        The product, indices ``plan.result_names``.
+    """
+    if a.shape != plan.shape_a:
+        a = a.reshape(plan.shape_a)
+    if b.shape != plan.shape_b:
+        b = b.reshape(plan.shape_b)
+    if plan.swap_a:
+        a = a.swapaxes(-1, -2)
+    if plan.swap_b:
+        b = b.swapaxes(-1, -2)
+    out = backend.matmul(a, b)
+    return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
+
+
+def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
+    """``x`` permuted and grouped into a (batched) matrix: a view when the
+    memory allows, else a copy, which ``memo`` records or serves."""
+    key = owner = None
+    if memo is not None and not (x.flags.c_contiguous or x.flags.f_contiguous):
+        key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str, perm, shape)
+        owner = memory_owner(x)
+        hit = memo.copies.get(key)
+        if hit is not None and hit[0] is owner:
+            return hit[1]
+    matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
+    if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
+            and not np.may_share_memory(matrix, x)):
+        memo.copies[key] = (owner, matrix)
+    return matrix
+
+
+def memory_owner(array: Any) -> Any:
+    """The object that owns ``array``'s memory (the end of its ``.base`` chain):
+    two arrays can share memory only if they have the same owner."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+@dataclass
+class Memo:
+    """Copied GEMM operands of one traced forward call, kept for its backward.
+
+    Each entry holds the object owning the copied operand's memory, and a
+    lookup must find that same owner: the reference keeps the memory alive,
+    so its address cannot come back as another array's (a temporary summed
+    inside the forward pass, a cotangent).  Only the forward pass records:
+    once it returns, :meth:`close` makes the memo read-only for the backward
+    pass.
+    """
+
+    copies: dict = field(default_factory=dict)
+    record: bool = True
+
+    def close(self) -> None:
+        """Stop recording: from now on the memo only serves what it holds."""
+        self.record = False
+
+
+def _blasable(x: np.ndarray) -> np.ndarray:
+    """``x`` if BLAS can read its matrices in place (unit stride along rows or
+    columns), else a C-contiguous copy: numpy's matmul would otherwise fall
+    back to a slow loop that never reaches BLAS."""
+    flags = x.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        return x
+    (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
+    if (cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item):
+        return x
+    if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
+        return x
+    return backend.ascontiguousarray(x)

@@ -156,14 +156,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranks", type=int, nargs=3, default=(3, 3, 8), metavar=("P", "Q", "S"),
                         help="ranks of the tucker head (default: 3 3 8)")
     parser.add_argument("--json", action="store_true",
-                        help="end with one JSON line of results")
+                        help="print the results as one JSON object on stdout "
+                             "(progress goes to stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``contractnet train``; returns the exit status."""
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     try:
         result = train_digits(args.head, args.epochs, args.seed, args.batch_size, args.lr,
-                              args.rank, args.ranks)
+                              args.rank, args.ranks, log=log)
     except ImportError as exc:
         print(f"contractnet train: error: {exc}", file=sys.stderr)
         return 2

@@ -285,12 +285,11 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     g = np.asarray(g)
     if g.shape != value.shape:
         g = np.broadcast_to(g, value.shape)
-    real = value.dtype.kind == "f"
-    if real and g.dtype.kind == "c":
+    if value.dtype.kind == "f" and g.dtype.kind == "c":
         g = g.real  # a real primal's gradient is real
     owner = id(memory_owner(g))
-    if g.dtype != value.dtype and real and g.dtype.kind == "f":
-        g = g.astype(value.dtype)  # a gradient has its primal's precision
+    if g.dtype != value.dtype:
+        g = g.astype(value.dtype)  # a gradient has its primal's dtype
         owner = id(g)
     elif not g.flags.writeable or owner in owned:
         g = np.array(g, copy=True)

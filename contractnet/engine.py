@@ -247,6 +247,9 @@ def run_path(operands: list, names: list[str], target: str, pair, unary):
     on arrays (here) and on traced values (autodiff), where every step is a
     recorded einsum whose vjp is its own transposed spec.
     """
+    dtype = np.result_type(*(op.dtype for op in operands))
+    if dtype.kind != "b":  # a pair of bool operands would multiply and add as "and" and "or"
+        operands = [op.astype(dtype) if op.dtype.kind == "b" else op for op in operands]
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target)
     stack = list(zip(operands, names))

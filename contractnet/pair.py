@@ -153,8 +153,9 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = b.sum(axis=sum_b, dtype=dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
-    if plan.einsum_eq is not None:  # written in the order of its result names
-        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
+    if plan.einsum_eq is not None:  # laid out as asked, else as numpy finds best
+        return (backend.einsum(plan.einsum_eq, a, b, order="K" if prefer is None else "C"),
+                plan.result_names)
     a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
     b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
     if plan.swap_a:

@@ -131,6 +131,25 @@ def test_gradient_is_laid_out_like_its_primal_where_that_is_free():
     assert_close(gx, dy @ w.T)
 
 
+def test_c_ordered_primal_gets_a_c_ordered_gradient_from_a_tiny_product():
+    # once failed: the elementwise-like path forced its own axis order on the result
+    x = np.broadcast_to(np.arange(4.0)[None], (4, 4))
+    y = np.ones((4, 4))
+    assert cn.einsum("ab,ab->ab", x, y).flags.c_contiguous
+    _, vjp_fn = cn.vjp(lambda a, b: cn.einsum("ab,ab->ab", a, b), x, y)
+    gx, gy = vjp_fn(np.ones((4, 4)))
+    assert gy.flags.c_contiguous
+    assert_close(gy, x)
+
+
+def test_complex64_primal_keeps_its_dtype_next_to_float64():
+    x = (_rng().standard_normal((3, 4)) + 1j).astype(np.complex64)
+    w = _rng(1).standard_normal((4, 2))
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("ij,jk->ik", a, b), x, w)
+    gx, gw = vjp_fn(np.ones_like(out))
+    assert (gx.dtype, gw.dtype) == (np.complex64, np.float64)
+
+
 def test_cp_backward_copies_no_reconstructed_weight(monkeypatch):
     # the pairwise path rebuilds the full (N, M, D, K) weight from the factors;
     # its gradient is produced in the weight's own layout, so that the

@@ -480,6 +480,9 @@ def test_lone_bool_axis_is_summed_as_a_count_when_the_result_is_not_bool():
     b = np.array([[True, True], [True, False]])
     assert cn.einsum("ij,jk->", a, b) == np.einsum("ij,jk->", a, b) == -10
     assert cn.einsum("ij,jk->", b, b) == np.einsum("ij,jk->", b, b)
+    # run pairwise, two bool operands meet first: they must count, not "or"
+    c = np.ones((2, 2), dtype=np.int32)
+    assert cn.einsum("ij,jk,kl->", b, b, c) == np.einsum("ij,jk,kl->", b, b, c)
 
 
 def test_fully_fixed_output_window_is_written_not_copied():

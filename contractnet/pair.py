@@ -78,11 +78,11 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     The operands have no index of their own that is not kept (the caller
     sums those first).  The indices are batch (both operands, kept),
     contracted (both, not kept), left (first operand only) and right (second
-    only).  Each group is ordered as laid out
-    in memory (the contracted group as in the larger operand), and each
-    operand is grouped so that its fastest-moving axis stays innermost, BLAS
-    taking it transposed where that helps: a C-contiguous operand reshapes
-    for free, and a window view copies with unit-stride inner loops.
+    only).  Each group is ordered as laid out in memory (the contracted group
+    as in the larger operand), and each operand is grouped so that its
+    fastest-moving axis stays innermost, BLAS taking it transposed where that
+    helps: a C-contiguous operand reshapes for free, and a window view copies
+    with unit-stride inner loops.
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
@@ -104,7 +104,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     if bt > 1 and m * n_ * k < 512:  # tiny products: numpy.einsum writes any order
         if prefer is not None:
             result = "".join(sorted(result, key=prefer.index))
-        eq = _ascii_equation([a2, b2], result)
+        eq, flip = _ascii_equation([a2, b2], result), False
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
     lead = (bt,) if batch else ()

@@ -345,8 +345,7 @@ def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
     if sum_a or sum_b:
         return None, None
     pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target)
-    if (pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None
-            or pair.flip):
+    if pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None:
         return None, None  # a tiny batched product, or an operand that needs a copy
     perm = tuple(pair.result_names.index(n) for n in target)
     return pair, None if perm == tuple(range(len(target))) else perm

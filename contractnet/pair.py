@@ -156,30 +156,26 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
     if plan.einsum_eq is not None:  # laid out as asked, else as numpy finds best
         return (backend.einsum(plan.einsum_eq, a, b, order="K" if prefer is None else "C"),
                 plan.result_names)
-    a2 = _gemm_operand(a, plan.perm_a, plan.shape_a, memo)
-    b2 = _gemm_operand(b, plan.perm_b, plan.shape_b, memo)
-    if plan.swap_a:
-        a2 = a2.swapaxes(-1, -2)
-    if plan.swap_b:
-        b2 = b2.swapaxes(-1, -2)
-    if plan.flip:
-        a2, b2 = b2.swapaxes(-1, -2), a2.swapaxes(-1, -2)
-    return backend.matmul(_blasable(a2), _blasable(b2)).reshape(plan.result_shape), \
-        plan.result_names
+    a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
+    b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
+    return run_gemm(plan, a2, b2), plan.result_names
 
 
 def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Run a plan with no permutations on C-contiguous operands.
+    """Run a plan's one BLAS call on operands already in its permuted order.
 
-    The reshapes are views, so this is one BLAS call and nothing else.
+    C-contiguous operands with no permutation in the plan qualify as they
+    come: their reshapes are views, so this is the BLAS call and nothing
+    else.
 
     Parameters
     ----------
     plan : PairPlan
-        From :func:`plan_pair` with C-contiguous strides: ``perm_a`` and
-        ``perm_b`` None, no einsum equation, not flipped.
+        From :func:`plan_pair`, with no einsum equation.
     a, b : ndarray
-        C-contiguous operands of the shapes the plan was made for.
+        The operands, permuted as ``plan.perm_a`` and ``plan.perm_b`` say
+        (or already reshaped to ``plan.shape_a`` and ``plan.shape_b``), in
+        memory BLAS can read.
 
     Returns
     -------
@@ -194,6 +190,8 @@ def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a = a.swapaxes(-1, -2)
     if plan.swap_b:
         b = b.swapaxes(-1, -2)
+    if plan.flip:
+        a, b = b.swapaxes(-1, -2), a.swapaxes(-1, -2)
     out = backend.matmul(a, b)
     return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
 

@@ -193,6 +193,24 @@ def _only_leaf(leaves: list) -> Any:
     return leaves[0]
 
 
+def _flatten_primals(primals: tuple) -> tuple[list, list[int], Callable[[list], tuple]]:
+    """The leaves of all primals, the position of the primal each comes from,
+    and a function rebuilding the tuple of primals from leaves."""
+    if all(type(p) is np.ndarray for p in primals):  # the common case: no nesting
+        return list(primals), list(range(len(primals))), tuple
+    flats = [_flatten(p) for p in primals]
+    positions = [i for i, (flat, _) in enumerate(flats) for _ in flat]
+    counts = [len(flat) for flat, _ in flats]
+
+    def rebuild(leaves: list) -> tuple:
+        out, start = [], 0
+        for (_, build), n in zip(flats, counts):
+            out.append(build(leaves[start:start + n]))
+            start += n
+        return tuple(out)
+    return [x for flat, _ in flats for x in flat], positions, rebuild
+
+
 class DtypeError(TypeError, ValueError):
     """A primal that cannot be differentiated (integer, boolean, object)."""
 
@@ -248,15 +266,13 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     >>> dx.shape, dw.shape
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
-    flats = [_flatten(p) for p in primals]
-    leaves = [[Traced(_as_primal(x, i, traced_ok=False)) for x in flat]
-              for i, (flat, _) in enumerate(flats)]
-    args = [build(ls) for (_, build), ls in zip(flats, leaves)]
-    result = fn(*args)
+    flat, positions, rebuild = _flatten_primals(primals)
+    leaves = [Traced(_as_primal(x, i, traced_ok=False)) for x, i in zip(flat, positions)]
+    result = fn(*rebuild(leaves))
     if isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got a {type(result).__name__}")
     out = result.value if isinstance(result, Traced) else np.asarray(result)
-    primal_owners = {id(memory_owner(leaf.value)) for ls in leaves for leaf in ls}
+    primal_owners = {id(memory_owner(leaf.value)) for leaf in leaves}
 
     def vjp_fn(cotangent: Any) -> tuple:
         cot = np.asarray(cotangent.value if isinstance(cotangent, Traced) else cotangent)
@@ -268,8 +284,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         owned = set(primal_owners)
         owned.add(id(memory_owner(cot)))
-        return tuple([build([_leaf_grad(grads, leaf, owned) for leaf in ls])
-                      for (_, build), ls in zip(flats, leaves)])
+        return rebuild([_leaf_grad(grads, leaf, owned) for leaf in leaves])
     return out, vjp_fn
 
 

@@ -280,7 +280,8 @@ class Plan:
     any_view: bool
     plain_output: bool                    # the output is a permutation of target
     output_perm: tuple[int, ...] | None   # that permutation; None when it is the identity
-    scatter_per_offset: bool              # output windows whose offsets index operands
+    scatter_per_offset: bool              # two operands and an output window, contracted
+                                          # once per window offset (see _scatter_pair)
     contiguous_gemm: "PairPlan | None"    # the GEMM of two C-contiguous plain operands
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
 
@@ -323,9 +324,11 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     perm = None if perm == tuple(range(len(target))) else perm
     inner = {w.inner for w in out.windows}
     # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
-    per_offset = (bool(inner) and all(any(n in r for r in reads) for n in inner)
+    per_offset = (len(reads) == 2 and reduce == "sum" and bool(inner)
+                  and all(any(n in r for r in reads) for n in inner)
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
-    pair, pair_perm = _contiguous_gemm(bound, reads, target, needs_view, reduce)
+    pair, pair_perm = (None, None) if per_offset else _contiguous_gemm(
+        bound, reads, target, needs_view, reduce)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
                 perm, per_offset, pair, pair_perm)
 
@@ -399,6 +402,32 @@ def mean_scale(count: int, dtype) -> np.ndarray:
     return np.asarray(np.nan if count == 0 else 1 / count, dtype=dtype)
 
 
+def _read_views(plan: Plan, arrays: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    """The operands as plain terms (windows and diagonals read as views)."""
+    if not plan.any_view:
+        return arrays
+    bound = plan.bound
+    return [read_view(t, a, bound.size_map)[0] if v else a
+            for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
+
+
+def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
+              like: np.ndarray | None) -> np.ndarray:
+    """The contraction of ``plan`` on plain views, indices ``plan.target``."""
+    names = plan.read_names
+    if len(views) == 1:
+        return reduce_unary(views[0], names[0], plan.target, plan.reduce)
+    if len(views) == 2:
+        prefer = None
+        if like is not None and plan.plain_output and not like.flags.c_contiguous:
+            prefer = _memory_names(plan.bound.spec.output, like)
+        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
+                                  prefer)
+        return core if got == plan.target else reduce_unary(core, got, plan.target, "sum")
+    unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
+    return run_path(views, list(names), plan.target, contract_pair, unary)[0]
+
+
 # ------------------------------------------------------------------ execute
 def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
             memo: Memo | None = None, like: np.ndarray | None = None) -> np.ndarray:
@@ -415,32 +444,18 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
-    sizes = bound.size_map
-    views = arrays if not plan.any_view else [
-        read_view(t, a, sizes)[0] if v else a
-        for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
-    names = plan.read_names
-    prefer = None
-    if like is not None and plan.plain_output and not like.flags.c_contiguous:
-        prefer = _memory_names(bound.spec.output, like)
-    if len(views) == 1:
-        core = reduce_unary(views[0], names[0], plan.target, reduce)
-    elif len(views) == 2 and plan.scatter_per_offset and reduce == "sum":
-        return _scatter_pair(views, plan)
-    elif (plan.contiguous_gemm is not None and prefer is None
-          and views[0].flags.c_contiguous and views[1].flags.c_contiguous):
-        core = run_gemm(plan.contiguous_gemm, views[0], views[1])
+    gemm = plan.contiguous_gemm
+    if gemm is not None and arrays[0].flags.c_contiguous and arrays[1].flags.c_contiguous \
+            and (like is None or not plan.plain_output or like.flags.c_contiguous):
+        core = run_gemm(gemm, arrays[0], arrays[1])  # the common case, planned in advance
         if plan.gemm_perm is not None:
             core = core.transpose(plan.gemm_perm)
-    elif len(views) == 2:
-        core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
-                                  prefer)
-        if got != plan.target:
-            core = reduce_unary(core, got, plan.target, "sum")
+    elif plan.scatter_per_offset:
+        return _scatter_pair(_read_views(plan, arrays), plan)
     else:
-        unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
-        core, _ = run_path(views, list(names), plan.target, contract_pair, unary)
-    core = scale_mean(core, plan)
+        core = _contract(plan, _read_views(plan, arrays), memo, like)
+    if plan.reduce == "mean":
+        core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
-    return write_output(core, plan.target, bound.spec.output, bound.out_shape, sizes)
+    return write_output(core, plan.target, bound.spec.output, bound.out_shape, bound.size_map)

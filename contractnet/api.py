@@ -15,7 +15,7 @@ import numpy as np
 from .bind import Bound, bind, bind_array_shapes
 from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
 from .pair import Memo
-from .spec import Spec, SpecError, parse
+from .spec import Spec, SpecError, parse, sublist_spec
 from .trace import Traced, primitive
 from .transpose import transpose
 
@@ -60,7 +60,9 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     Parameters
     ----------
     spec : str
-        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.
+        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.  numpy's
+        interleaved form, ``einsum(op0, sublist0, op1, sublist1, ..., [out])``
+        with integer subscripts, works too.
     *operands : array_like or Traced
     sizes : mapping, optional
         Sizes of indices no operand fixes: output-only indices, window sizes.
@@ -86,7 +88,11 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     >>> einsum("b(2h+u)c->bhc", np.arange(5.0).reshape(1, 5, 1), sizes={"u": 2},
     ...        reduce="max").ravel()
     array([1., 3.])
+    >>> einsum(np.ones((2, 3)), [0, 1], np.ones((3, 4)), [1, 2], [0, 2]).shape
+    (2, 4)
     """
+    if not isinstance(spec, (str, Spec)) and operands and _is_sublist(operands[0]):
+        spec, operands = sublist_spec((spec,) + operands)  # numpy's interleaved form
     parsed = _as_spec(spec)
     if reduce != "sum":
         _check_reduce(parsed, reduce)
@@ -105,6 +111,13 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     if len(arrays) > 2:
         return _contract_pairwise(bound, reduce, arrays)
     return contract(bound, reduce, *arrays, memo=Memo())
+
+
+def _is_sublist(x: Any) -> bool:
+    """Whether ``x`` can be a sublist of numpy's interleaved form."""
+    if isinstance(x, (list, tuple)):
+        return True
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "iu"
 
 
 def _check_reduce(spec: Spec, reduce: str) -> None:

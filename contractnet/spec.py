@@ -8,9 +8,10 @@ This module touches no arrays: only strings, ints and shapes.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Union
+from typing import Sequence, Union
 
 ELLIPSIS = "..."
 
@@ -307,6 +308,64 @@ def parse(text: str) -> Spec:
     if not isinstance(text, str):
         raise SpecError(f"a spec must be a string, got {type(text).__name__}")
     return _parse(text)
+
+
+def sublist_spec(args: Sequence) -> tuple[str, tuple]:
+    """numpy's interleaved form ``op0, sublist0, op1, sublist1, ..., [out]``
+    as spec text and the operands.
+
+    Subscripts are integers in ``[0, 52)`` or ``Ellipsis``; as in numpy,
+    0-25 name the letters ``A``-``Z`` and 26-51 ``a``-``z`` (so an implicit
+    output lists them in increasing order).
+
+    Raises
+    ------
+    SpecError
+        A sublist that is not a sequence of such subscripts.
+
+    Examples
+    --------
+    >>> sublist_spec(["x", [0, 1], "y", [1, 2], [0, 2]])
+    ('AB,BC->AC', ('x', 'y'))
+    >>> sublist_spec(["x", [Ellipsis, 27]])[0]
+    '...b'
+    """
+    operands, sublists = tuple(args[0::2]), args[1::2]
+    terms = [_sublist_term(s, f"operand {i}'s sublist") for i, s in enumerate(sublists)]
+    if len(args) % 2:
+        output = _sublist_term(args[-1], "the output sublist (the last of an odd number of "
+                                "arguments)")
+        return ",".join(terms[:len(operands) - 1]) + "->" + output, operands[:-1]
+    return ",".join(terms), operands
+
+
+def _sublist_term(sublist, what: str) -> str:
+    if isinstance(sublist, (str, bytes)) or not hasattr(sublist, "__iter__"):
+        raise SpecError(f"{what} must be a sequence of integers and Ellipsis, "
+                        f"got {type(sublist).__name__}")
+    letters = []
+    for item in sublist:
+        if item is Ellipsis:
+            letters.append("...")
+            continue
+        n = _subscript(item)
+        if n is None or not 0 <= n < 52:
+            shown = n if n is not None else (
+                repr(item) if len(repr(item)) <= 40 else type(item).__name__)
+            raise SpecError(f"{what} has subscript {shown}: subscripts are integers in "
+                            f"[0, 52) or Ellipsis")
+        letters.append(chr(ord("A") + n) if n < 26 else chr(ord("a") + n - 26))
+    return "".join(letters)
+
+
+def _subscript(item) -> int | None:
+    """``item`` as an int when it is an integer (not a bool), else None."""
+    if isinstance(item, bool):
+        return None
+    try:
+        return operator.index(item)
+    except TypeError:
+        return None
 
 
 @lru_cache(maxsize=1024)

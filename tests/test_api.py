@@ -277,3 +277,67 @@ def test_transpose_is_the_array_operation():
 def test_falsy_non_mapping_sizes_are_refused(sizes):
     with pytest.raises(SpecError, match="mapping"):
         cn.einsum("ij->i", np.ones((2, 3)), sizes=sizes)
+
+
+# ------------------------------------------------------------------ numpy's interleaved form
+def _as_sublists(spec: str, operands) -> list:
+    """``spec`` rewritten in numpy's interleaved form, operands in place."""
+    def subscripts(term: str) -> list:
+        out = []
+        for part in term.split("..."):
+            out += [ord(c) - ord("A") if c.isupper() else ord(c) - ord("a") + 26 for c in part]
+            out.append(Ellipsis)
+        return out[:-1]
+    lhs, arrow, rhs = spec.replace(" ", "").partition("->")
+    args = [x for term, op in zip(lhs.split(","), operands) for x in (op, subscripts(term))]
+    return args + ([subscripts(rhs)] if arrow else [])
+
+
+@pytest.mark.parametrize("args_of", [
+    lambda a, b, s: (a, [0, 1], b, [1, 2], [0, 2]),
+    lambda a, b, s: (a, [0, 1], b, [1, 2]),                       # implicit output
+    lambda a, b, s: (a, [30, 1], b, [1, 2]),                      # 'e' after 'C'
+    lambda a, b, s: (a, (0, 1), b, np.array([1, 2])),             # tuple, int array
+    lambda a, b, s: (a, [np.int64(0), 1], b, [1, 2], [2, 0]),
+    lambda a, b, s: (a, [Ellipsis, 1], b, [1, 2], [2, Ellipsis]),
+    lambda a, b, s: (s, [], a, [0, 1], [1]),                      # a 0-d operand
+    lambda a, b, s: (a, [0, 0], [0]),                             # a diagonal
+])
+def test_interleaved_form_matches_numpy(args_of):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 4))
+    args = args_of(a, b, np.float64(2.5))
+    np.testing.assert_allclose(cn.einsum(*args), np.einsum(*args), rtol=1e-12, atol=1e-12)
+
+
+@given(einsum_cases())
+def test_interleaved_form_property(case):
+    operands = case.operands()
+    args = _as_sublists(case.spec, operands)
+    np.testing.assert_allclose(cn.einsum(*args), np.einsum(case.spec, *operands),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_interleaved_form_is_differentiable():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((3, 3, 4, 5))
+    dy = rng.standard_normal((2, 5))
+    _, by_text = cn.vjp(lambda x, w: cn.einsum("bnmd,nmdk->bk", x, w), x, w)
+    _, by_lists = cn.vjp(lambda x, w: cn.einsum(x, [1, 13, 12, 3], w, [13, 12, 3, 10],
+                                                [1, 10]), x, w)
+    for got, want in zip(by_lists(dy), by_text(dy)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.ones(2), [52]), r"operand 0's sublist has subscript 52: .*\[0, 52\)"),
+    ((np.ones(2), [-1]), r"subscript -1"),
+    ((np.ones(2), [1.0]), r"subscript 1\.0"),
+    ((np.ones(2), [True]), r"subscript True"),
+    ((np.ones(2), [0], np.ones(2), "a"), r"operand 1's sublist must be a sequence"),
+    ((np.ones((2, 2)), [0, 1], np.ones((2, 2))), r"the output sublist \(the last of an odd"),
+    ((np.ones((2, 3)), [0, 1], np.ones((2, 3)), [1, 2]), r"index 'B' has size 3"),
+])
+def test_interleaved_form_errors_name_the_culprit(args, match):
+    with pytest.raises(cn.SpecError, match=match):
+        cn.einsum(*args)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from contractnet.spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
+from contractnet.spec import ELLIPSIS, Spec, SpecError, Term, Window, parse, sublist_spec
 from strategies import einsum_cases
 
 ROUND_TRIP = [
@@ -167,3 +167,26 @@ def test_error_message_layout():
     assert lines[1] == "  ij,j$->i"
     assert lines[2] == "  " + " " * 4 + "^"
     assert re.search(r"invalid character", lines[0])
+
+
+@pytest.mark.parametrize("args, text", [
+    (("x", [0, 1], "y", [1, 2], [0, 2]), "AB,BC->AC"),
+    (("x", [25, 26, 51]), "Zaz"),
+    (("x", (Ellipsis, 3), [3, Ellipsis]), "...D->D..."),
+    (("s", []), ""),
+    (("s", [], []), "->"),
+])
+def test_sublist_spec_text(args, text):
+    got, operands = sublist_spec(args)
+    assert got == text
+    assert operands == tuple(args[0::2])[:len(args) // 2]
+    parse(got)  # what it writes parses
+
+
+@pytest.mark.parametrize("sublist, match", [
+    ([52], r"subscript 52"), ([-3], r"subscript -3"), (["a"], r"subscript 'a'"),
+    ([False], r"subscript False"), ("ab", r"must be a sequence"), (7, r"must be a sequence"),
+])
+def test_sublist_spec_refuses_bad_subscripts(sublist, match):
+    with pytest.raises(SpecError, match=match):
+        sublist_spec(("x", sublist))

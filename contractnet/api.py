@@ -15,7 +15,7 @@ import numpy as np
 from .bind import Bound, bind, bind_array_shapes
 from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
 from .pair import Memo
-from .spec import Spec, SpecError, parse, sublist_spec
+from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Traced, primitive
 from .transpose import transpose
 
@@ -53,19 +53,21 @@ def _as_operand(x: Any, i: int, spec: Spec) -> np.ndarray:
     return array
 
 
-def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = None,
+def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | None = None,
            reduce: str = "sum") -> np.ndarray | Traced:
     """Evaluate an einsum spec; differentiable under :func:`contractnet.vjp`.
 
     Parameters
     ----------
     spec : str
-        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.  numpy's
-        interleaved form, ``einsum(op0, sublist0, op1, sublist1, ..., [out])``
-        with integer subscripts, works too.
+        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.  A first
+        argument that is not a string starts numpy's interleaved form,
+        ``einsum(op0, sublist0, op1, sublist1, ..., [output])``, with integer
+        subscripts 0-25 read as ``A``-``Z`` and 26-51 as ``a``-``z``.
     *operands : array_like or Traced
     sizes : mapping, optional
-        Sizes of indices no operand fixes: output-only indices, window sizes.
+        Sizes of indices no operand fixes: output-only indices, window sizes
+        (keyed by integer subscript in the interleaved form, or by letter).
     reduce : {"sum", "mean", "max"}
         How contracted indices are combined; ``"max"`` takes one operand.
 
@@ -91,8 +93,8 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     >>> einsum(np.ones((2, 3)), [0, 1], np.ones((3, 4)), [1, 2], [0, 2]).shape
     (2, 4)
     """
-    if not isinstance(spec, (str, Spec)) and operands and _is_sublist(operands[0]):
-        spec, operands = sublist_spec((spec,) + operands)  # numpy's interleaved form
+    if not isinstance(spec, (str, Spec)) and operands:
+        spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = _as_spec(spec)
     if reduce != "sum":
         _check_reduce(parsed, reduce)
@@ -113,11 +115,18 @@ def einsum(spec: str | Spec, *operands: Any, sizes: Mapping[str, int] | None = N
     return contract(bound, reduce, *arrays, memo=Memo())
 
 
-def _is_sublist(x: Any) -> bool:
-    """Whether ``x`` can be a sublist of numpy's interleaved form."""
-    if isinstance(x, (list, tuple)):
-        return True
-    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "iu"
+def _from_interleaved(args: tuple, sizes: Mapping | None):
+    """numpy's interleaved form ``op0, sublist0, ..., [output]`` as spec text,
+    operands, and ``sizes`` keyed by the letters of integer subscripts."""
+    operands, sublists = args[0::2], args[1::2]
+    output = None
+    if len(args) % 2:
+        operands, output = operands[:-1], args[-1]
+    text = interleaved_spec(sublists, output)
+    if isinstance(sizes, Mapping):
+        sizes = {subscript_letter(k) if type(k) is int and 0 <= k < 52 else k: v
+                 for k, v in sizes.items()}
+    return text, operands, sizes
 
 
 def _check_reduce(spec: Spec, reduce: str) -> None:

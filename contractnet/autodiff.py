@@ -198,17 +198,9 @@ def _flatten_primals(primals: tuple) -> tuple[list, list[int], Callable[[list], 
     and a function rebuilding the tuple of primals from leaves."""
     if all(type(p) is np.ndarray for p in primals):  # the common case: no nesting
         return list(primals), list(range(len(primals))), tuple
-    flats = [_flatten(p) for p in primals]
-    positions = [i for i, (flat, _) in enumerate(flats) for _ in flat]
-    counts = [len(flat) for flat, _ in flats]
-
-    def rebuild(leaves: list) -> tuple:
-        out, start = [], 0
-        for (_, build), n in zip(flats, counts):
-            out.append(build(leaves[start:start + n]))
-            start += n
-        return tuple(out)
-    return [x for flat, _ in flats for x in flat], positions, rebuild
+    leaves, rebuild = _flatten(tuple(primals))
+    positions = [i for i, p in enumerate(primals) for _ in _flatten(p)[0]]
+    return leaves, positions, rebuild
 
 
 class DtypeError(TypeError, ValueError):

@@ -411,16 +411,21 @@ def _read_views(plan: Plan, arrays: Sequence[np.ndarray]) -> Sequence[np.ndarray
             for t, a, v in zip(bound.spec.inputs, arrays, plan.needs_view)]
 
 
+def _preferred_layout(plan: Plan, like: np.ndarray | None) -> str | None:
+    """The index order, outermost first, in which ``like`` asks for the
+    output; None when C order will do (or the output term is not plain)."""
+    if like is None or not plan.plain_output or like.flags.c_contiguous:
+        return None
+    return _memory_names(plan.bound.spec.output, like)
+
+
 def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
-              like: np.ndarray | None) -> np.ndarray:
+              prefer: str | None) -> np.ndarray:
     """The contraction of ``plan`` on plain views, indices ``plan.target``."""
     names = plan.read_names
     if len(views) == 1:
         return reduce_unary(views[0], names[0], plan.target, plan.reduce)
     if len(views) == 2:
-        prefer = None
-        if like is not None and plan.plain_output and not like.flags.c_contiguous:
-            prefer = _memory_names(plan.bound.spec.output, like)
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
                                   prefer)
         return core if got == plan.target else reduce_unary(core, got, plan.target, "sum")
@@ -444,18 +449,17 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
-    gemm = plan.contiguous_gemm
-    if gemm is not None and arrays[0].flags.c_contiguous and arrays[1].flags.c_contiguous \
-            and (like is None or not plan.plain_output or like.flags.c_contiguous):
+    gemm, prefer = plan.contiguous_gemm, _preferred_layout(plan, like)
+    if (gemm is not None and prefer is None
+            and arrays[0].flags.c_contiguous and arrays[1].flags.c_contiguous):
         core = run_gemm(gemm, arrays[0], arrays[1])  # the common case, planned in advance
         if plan.gemm_perm is not None:
             core = core.transpose(plan.gemm_perm)
     elif plan.scatter_per_offset:
         return _scatter_pair(_read_views(plan, arrays), plan)
     else:
-        core = _contract(plan, _read_views(plan, arrays), memo, like)
-    if plan.reduce == "mean":
-        core = scale_mean(core, plan)
+        core = _contract(plan, _read_views(plan, arrays), memo, prefer)
+    core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, bound.size_map)

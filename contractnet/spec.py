@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 ELLIPSIS = "..."
 
@@ -310,55 +310,75 @@ def parse(text: str) -> Spec:
     return _parse(text)
 
 
-def sublist_spec(args: Sequence) -> tuple[str, tuple]:
-    """numpy's interleaved form ``op0, sublist0, op1, sublist1, ..., [out]``
-    as spec text and the operands.
+def interleaved_spec(sublists: Sequence[Iterable], output: Iterable | None = None) -> str:
+    """Spec text for numpy's interleaved form, ``op0, sublist0, op1, sublist1, ..., [output]``.
 
-    Subscripts are integers in ``[0, 52)`` or ``Ellipsis``; as in numpy,
-    0-25 name the letters ``A``-``Z`` and 26-51 ``a``-``z`` (so an implicit
-    output lists them in increasing order).
+    Parameters
+    ----------
+    sublists : sequence of iterables
+        One per operand: integer subscripts in ``[0, 52)`` and ``Ellipsis``.
+        As in numpy, 0-25 stand for the letters ``A``-``Z`` and 26-51 for
+        ``a``-``z``, so an implicit output lists them in increasing order.
+    output : iterable, optional
+        The output's subscripts; without it the output is implicit.
+
+    Returns
+    -------
+    str
 
     Raises
     ------
     SpecError
-        A sublist that is not a sequence of such subscripts.
+        A sublist that is not an iterable of such subscripts; the message
+        names the sublist and the subscript.
 
     Examples
     --------
-    >>> sublist_spec(["x", [0, 1], "y", [1, 2], [0, 2]])
-    ('AB,BC->AC', ('x', 'y'))
-    >>> sublist_spec(["x", [Ellipsis, 27]])[0]
+    >>> interleaved_spec([[0, 1], [1, 2]], [0, 2])
+    'AB,BC->AC'
+    >>> interleaved_spec([[Ellipsis, 27]])
     '...b'
     """
-    operands, sublists = tuple(args[0::2]), args[1::2]
     terms = [_sublist_term(s, f"operand {i}'s sublist") for i, s in enumerate(sublists)]
-    if len(args) % 2:
-        output = _sublist_term(args[-1], "the output sublist (the last of an odd number of "
-                                "arguments)")
-        return ",".join(terms[:len(operands) - 1]) + "->" + output, operands[:-1]
-    return ",".join(terms), operands
+    if output is None:
+        return ",".join(terms)
+    what = "the output sublist (the last of an odd number of arguments)"
+    return ",".join(terms) + "->" + _sublist_term(output, what)
 
 
-def _sublist_term(sublist, what: str) -> str:
+def subscript_letter(subscript: int) -> str:
+    """The index letter numpy's interleaved form gives an integer subscript.
+
+    >>> subscript_letter(0), subscript_letter(26)
+    ('A', 'a')
+    """
+    return chr(ord("A") + subscript) if subscript < 26 else chr(ord("a") + subscript - 26)
+
+
+_INTERLEAVED = ("numpy's interleaved form (operand, sublist, ..., [output sublist]), read "
+                "because the first argument is not a spec string")
+
+
+def _sublist_term(sublist: Iterable, what: str) -> str:
+    """One sublist as a term's text; ``what`` names it in errors."""
+    shown = _short_repr(sublist)
     if isinstance(sublist, (str, bytes)) or not hasattr(sublist, "__iter__"):
-        raise SpecError(f"{what} must be a sequence of integers and Ellipsis, "
-                        f"got {type(sublist).__name__}")
+        raise SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
+                        f"in {_INTERLEAVED}")
     letters = []
     for item in sublist:
         if item is Ellipsis:
-            letters.append("...")
+            letters.append(ELLIPSIS)
             continue
         n = _subscript(item)
         if n is None or not 0 <= n < 52:
-            shown = n if n is not None else (
-                repr(item) if len(repr(item)) <= 40 else type(item).__name__)
-            raise SpecError(f"{what} has subscript {shown}: subscripts are integers in "
-                            f"[0, 52) or Ellipsis")
-        letters.append(chr(ord("A") + n) if n < 26 else chr(ord("a") + n - 26))
+            raise SpecError(f"{what} {shown} has subscript {_short_repr(item)}: subscripts "
+                            f"are integers in [0, 52) or Ellipsis, in {_INTERLEAVED}")
+        letters.append(subscript_letter(n))
     return "".join(letters)
 
 
-def _subscript(item) -> int | None:
+def _subscript(item: object) -> int | None:
     """``item`` as an int when it is an integer (not a bool), else None."""
     if isinstance(item, bool):
         return None
@@ -366,6 +386,11 @@ def _subscript(item) -> int | None:
         return operator.index(item)
     except TypeError:
         return None
+
+
+def _short_repr(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit and "\n" not in text else f"<{type(value).__name__}>"
 
 
 @lru_cache(maxsize=1024)
@@ -383,12 +408,5 @@ def _parse(text: str) -> Spec:
     out_start = arrow + 2
     if "," in text[out_start:]:
         raise _error(text, text.index(",", out_start), "the output has a single term")
-    output = _read_term(text, out_start, len(text))
-    _check_output(text, inputs, output, out_start)
-    return Spec(inputs, output)
-
-
-def _check_output(text: str, inputs: tuple[Term, ...], output: Term, out_start: int) -> None:
-    if output.has_ellipsis and not any(t.has_ellipsis for t in inputs):
-        raise _error(text, text.index("...", out_start),
-                     "the output has '...' but no operand does")
+    # '...' in the output and in no input stands for no axes, as in numpy
+    return Spec(inputs, _read_term(text, out_start, len(text)))

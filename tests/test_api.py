@@ -198,6 +198,13 @@ def test_malformed_spec_through_einsum(text, match):
 @pytest.mark.parametrize("spec", [["ij"], 3, None])
 def test_spec_must_be_a_string(spec):
     with pytest.raises(cn.SpecError, match="must be a string"):
+        cn.einsum(spec)
+
+
+@pytest.mark.parametrize("spec", [["ij"], 3, None])
+def test_a_non_string_spec_is_read_as_the_interleaved_form(spec):
+    with pytest.raises(cn.SpecError, match=r"operand 0's sublist <ndarray> has subscript .* "
+                                            r"the first argument is not a spec string"):
         cn.einsum(spec, np.ones((2, 2)))
 
 
@@ -302,6 +309,9 @@ def _as_sublists(spec: str, operands) -> list:
     lambda a, b, s: (a, [Ellipsis, 1], b, [1, 2], [2, Ellipsis]),
     lambda a, b, s: (s, [], a, [0, 1], [1]),                      # a 0-d operand
     lambda a, b, s: (a, [0, 0], [0]),                             # a diagonal
+    lambda a, b, s: (a, range(2), b, range(1, 3)),                # any iterable
+    lambda a, b, s: (s, np.array([]), a, [0, 1]),                 # a float empty array
+    lambda a, b, s: (a, [0, 1], [Ellipsis]),                      # '...' standing for nothing
 ])
 def test_interleaved_form_matches_numpy(args_of):
     rng = np.random.default_rng(0)
@@ -330,14 +340,30 @@ def test_interleaved_form_is_differentiable():
 
 
 @pytest.mark.parametrize("args, match", [
-    ((np.ones(2), [52]), r"operand 0's sublist has subscript 52: .*\[0, 52\)"),
+    ((np.ones(2), [52]), r"operand 0's sublist \[52\] has subscript 52: .*\[0, 52\)"),
     ((np.ones(2), [-1]), r"subscript -1"),
     ((np.ones(2), [1.0]), r"subscript 1\.0"),
     ((np.ones(2), [True]), r"subscript True"),
-    ((np.ones(2), [0], np.ones(2), "a"), r"operand 1's sublist must be a sequence"),
+    ((np.ones(2), np.array([0.0])), r"subscript np.float64\(0.0\)"),
+    ((np.ones(2), [0], np.ones(2), "a"), r"operand 1's sublist 'a' is not a sequence"),
     ((np.ones((2, 2)), [0, 1], np.ones((2, 2))), r"the output sublist \(the last of an odd"),
     ((np.ones((2, 3)), [0, 1], np.ones((2, 3)), [1, 2]), r"index 'B' has size 3"),
 ])
 def test_interleaved_form_errors_name_the_culprit(args, match):
     with pytest.raises(cn.SpecError, match=match):
         cn.einsum(*args)
+
+
+def test_interleaved_form_sizes_by_subscript():
+    x = np.arange(6.0).reshape(2, 3)
+    by_int = cn.einsum(x, [0, 1], [0, 1, 2], sizes={2: 4})
+    by_letter = cn.einsum(x, [0, 1], [0, 1, 2], sizes={"C": 4})
+    np.testing.assert_array_equal(by_int, np.broadcast_to(x[..., None], (2, 3, 4)))
+    np.testing.assert_array_equal(by_letter, by_int)
+
+
+def test_output_ellipsis_with_no_input_ellipsis_stands_for_no_axes():
+    x = np.arange(6.0).reshape(2, 3)
+    assert cn.einsum("ab->...", x) == np.einsum("ab->...", x)
+    np.testing.assert_array_equal(cn.einsum("ab->...b", x), np.einsum("ab->...b", x))
+    np.testing.assert_array_equal(cn.grad(lambda x: cn.einsum("ab->...", x))(x), np.ones((2, 3)))

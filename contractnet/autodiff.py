@@ -41,7 +41,7 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
     (reusing the forward pass's copied GEMM operands, ``memo``)."""
     i = argnum - 2
     if reduce == "max":
-        return route_to_max(bound, arrays[0], g)
+        return route_to_max(bound, arrays[0], g, ans)
     operands = arrays[:i] + (g,) + arrays[i + 1:]
     grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum", memo, arrays[i])
     if reduce == "mean":

@@ -40,6 +40,7 @@ from .spec import Term, Window
 REDUCTIONS = ("sum", "mean", "max")
 MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
+MAX_REDUCE_OFFSETS = 64  # window offsets a one-operand reduction loops over, at most
 
 
 class MemoryBudgetError(ValueError):
@@ -198,6 +199,27 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
     return view.transpose([names.index(n) for n in target])
 
 
+def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
+                   loop: str) -> np.ndarray:
+    """:func:`reduce_unary`, combining the slices of the indices ``loop`` one
+    at a time (``np.maximum`` or ``np.add``) before reducing the rest.
+
+    A window view's offset axes are small and scattered in memory, which
+    numpy's reductions read slowly; each slice keeps the contiguous axes.
+    """
+    combine = np.maximum if reduce == "max" else np.add
+    acc, owned = None, False  # the first slice is a view of the operand: never written to
+    for values in itertools.product(*(range(view.shape[names.index(n)]) for n in loop)):
+        part = view[_index(names, dict(zip(loop, values)))]
+        if acc is None:
+            acc = part
+        elif owned:
+            combine(acc, part, out=acc)
+        else:
+            acc, owned = np.asarray(combine(acc, part)), True  # 0-d ufunc results are scalars
+    return reduce_unary(acc, "".join(n for n in names if n not in loop), target, reduce)
+
+
 @lru_cache(maxsize=512)
 def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
     """opt_einsum's pairwise path for plain terms.
@@ -284,6 +306,8 @@ class Plan:
                                           # once per window offset (see _scatter_pair)
     contiguous_gemm: "PairPlan | None"    # the GEMM of two C-contiguous plain operands
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
+    offset_loop: str                      # reduced window offsets of a one-operand spec,
+                                          # combined slice by slice (see reduce_offsets)
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -330,7 +354,17 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     pair, pair_perm = (None, None) if per_offset else _contiguous_gemm(
         bound, reads, target, needs_view, reduce)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, pair, pair_perm)
+                perm, per_offset, pair, pair_perm, _offset_loop(spec, reads, target, sizes))
+
+
+def _offset_loop(spec, reads: tuple[str, ...], target: str, sizes) -> str:
+    """The reduced window offsets of a one-operand spec (pooling), in read
+    order, when there are few enough to combine slice by slice."""
+    if len(reads) != 1:
+        return ""
+    inner = {w.inner for w in spec.inputs[0].windows}
+    loop = "".join(n for n in reads[0] if n in inner and n not in target)
+    return loop if math.prod(sizes[n] for n in loop) <= MAX_REDUCE_OFFSETS else ""
 
 
 def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
@@ -370,22 +404,69 @@ def _scatter_pair(views, plan: Plan) -> np.ndarray:
     return scatter(part, bound.spec.output, bound.out_shape, bound.size_map, dtype)
 
 
-def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
+                 ans: np.ndarray | None = None) -> np.ndarray:
     """The vjp of a ``reduce="max"`` spec: each output's cotangent goes to the
     element its max selected (the first, on ties), scattered back through
-    the input term (windows add up where they overlap)."""
+    the input term (windows add up where they overlap).  ``ans``, the
+    forward result, saves recomputing the max."""
     plan = make_plan(bound, "max")
     sizes = bound.size_map
     view, names = read_view(bound.spec.inputs[0], x, sizes)
+    g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
+    g_core = reduce_unary(g_view, g_names, plan.target, "sum")
+    if plan.offset_loop and len(plan.offset_loop) + len(plan.target) == len(names):
+        return _route_per_offset(plan, view, names, x, g_core, ans)
     order = plan.target + "".join(n for n in names if n not in plan.target)
     block = view.transpose([names.index(n) for n in order])
     kept = len(plan.target)
     flat = block.reshape(block.shape[:kept] + (math.prod(block.shape[kept:]),))
-    g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
-    g_core = reduce_unary(g_view, g_names, plan.target, "sum")
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
     routed = (chosen * g_core[..., None]).reshape(block.shape)
     return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
+
+
+def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
+                      g_core: np.ndarray, ans: np.ndarray | None) -> np.ndarray:
+    """:func:`route_to_max` when every reduced index is a window offset: the
+    offsets are visited in order and each takes the maxima no earlier offset
+    took, so ties go to the first, as ``argmax`` would send them."""
+    loop, term, sizes = plan.offset_loop, plan.bound.spec.inputs[0], plan.bound.size_map
+    kept = "".join(n for n in names if n not in loop)  # the target's indices, in read order
+    to_kept = [plan.target.index(n) for n in kept]
+    if ans is not None and plan.plain_output:
+        top = np.asarray(ans).transpose(np.argsort(plan.output_perm or range(len(kept))))
+    else:
+        top = reduce_offsets(view, names, plan.target, "max", loop)
+    top, g_kept = top.transpose(to_kept), g_core.transpose(to_kept)
+    nan = top.dtype.kind in "fc" and bool(np.isnan(top).any())  # argmax picks the first nan
+    # windows that cannot overlap: each input position gets one offset's value at most
+    disjoint = all(w.dilation * (sizes[w.inner] - 1) < w.stride for w in term.windows)
+    out = backend.zeros(x.shape, dtype=g_core.dtype)
+    full, full_names = _output_view(out, term, sizes)
+    offsets = list(itertools.product(*(range(sizes[n]) for n in loop)))
+    taken = None
+    for k, values in enumerate(offsets):
+        fixed = dict(zip(loop, values))
+        if taken is not None and k == len(offsets) - 1:
+            hit = ~taken  # the max is in the window: what is left is here
+        else:
+            part = view[_index(names, fixed)]
+            hit = np.asarray(part == top)  # an array even when 0-d, to write into
+            if nan:
+                hit |= np.isnan(part) & np.isnan(top)
+            if taken is not None:
+                np.greater(hit, taken, out=hit)  # hit and not taken
+        dest = full[_index(full_names, fixed)]
+        if disjoint:
+            np.multiply(g_kept, hit, out=dest)
+        else:
+            dest += g_kept * hit
+        if taken is None:
+            taken = hit
+        elif k < len(offsets) - 1:
+            taken |= hit
+    return out
 
 
 def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
@@ -424,6 +505,10 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
     """The contraction of ``plan`` on plain views, indices ``plan.target``."""
     names = plan.read_names
     if len(views) == 1:
+        # a bool "sum" is numpy's logical or, which np.add would not reproduce
+        if plan.offset_loop and (plan.reduce == "max" or views[0].dtype != bool):
+            return reduce_offsets(views[0], names[0], plan.target, plan.reduce,
+                                  plan.offset_loop)
         return reduce_unary(views[0], names[0], plan.target, plan.reduce)
     if len(views) == 2:
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,

@@ -169,6 +169,20 @@ def test_pool_forward_and_gradient(case, reduce):
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", _ids(POOL_CASES))
+def test_max_pool_ties_and_nans_go_to_the_first_in_window_order(case):
+    # few distinct values: most windows tie; a nan wins its window, as in np.argmax
+    rng = np.random.default_rng(22)
+    x = rng.integers(0, 3, case.x_shape).astype(np.float64)
+    x[rng.random(case.x_shape) < 0.05] = np.nan
+    size, stride = case.sizes()
+    out, vjp_fn = cn.vjp(lambda x: cn.max_pool2d(x, case.size, case.stride), x)
+    np.testing.assert_array_equal(_value(out), ref.pool_forward(x, size, stride, "max"))
+    dy = _random(_value(out).shape, 23)
+    (dx,) = vjp_fn(dy)
+    np.testing.assert_allclose(dx, ref.pool_grad(x, dy, size, stride, "max"), rtol=1e-12)
+
+
 @pytest.mark.parametrize("reduce", ["max", "mean"])
 def test_pool_preserves_float32_and_check_grads(reduce):
     pool = POOLS[reduce]

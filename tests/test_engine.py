@@ -490,3 +490,39 @@ def test_fully_fixed_output_window_is_written_not_copied():
     # output view gave a scalar copy and the write was lost
     got = cn.einsum("->(b+c)(c+b)b", np.float64(1.5), sizes={"b": 1, "c": 1})
     np.testing.assert_array_equal(got, np.full((1, 1, 1), 1.5))
+
+
+def test_windowed_max_with_another_reduced_index_routes_ties_to_the_first():
+    # "c" is reduced too: ties are broken over (u, c) in that order, as np.argmax
+    # over the flattened window would break them
+    x = np.random.default_rng(5).integers(0, 2, (2, 7, 3)).astype(np.float64)
+    out, vjp_fn = cn.vjp(lambda x: cn.einsum("b(2h+u)c->bh", x, sizes={"u": 3},
+                                             reduce="max"), x)
+    dy = np.random.default_rng(6).standard_normal(out.shape)
+    want = np.zeros_like(x)
+    for b in range(2):
+        for h in range(3):
+            block = x[b, 2 * h:2 * h + 3, :]
+            u, c = np.unravel_index(np.argmax(block), block.shape)
+            want[b, 2 * h + u, c] += dy[b, h]
+            assert out[b, h] == block.max()
+    np.testing.assert_allclose(vjp_fn(dy)[0], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_windowed_reduction_slice_by_slice_matches_numpy(reduce):
+    # pooling-like specs combine their window offsets slice by slice
+    x = np.random.default_rng(7).standard_normal((2, 6, 5, 3)).astype(np.float32)
+    got = cn.einsum("b(h+u)(w+2v)c->bhwc", x, sizes={"u": 2, "v": 2}, reduce=reduce)
+    windows = np.stack([x[:, u:u + 5, 2 * v:2 * v + 3, :] for u in range(2) for v in range(2)])
+    want = {"sum": windows.sum(0), "mean": windows.mean(0), "max": windows.max(0)}[reduce]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_windowed_sum_of_bools_is_numpys_bool_sum():
+    # numpy's einsum sums bools as bools (a logical or); a window sums the same way
+    x = np.random.default_rng(8).random((1, 5, 2)) < 0.5
+    got = cn.einsum("b(h+u)c->bhc", x, sizes={"u": 2})
+    windows = np.stack([x[:, 0:4], x[:, 1:5]], axis=2)  # (b, h, u, c)
+    np.testing.assert_array_equal(got, np.einsum("bhuc->bhc", windows))

@@ -285,13 +285,17 @@ def blas_info() -> dict[str, object]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {"blas": "unknown (threadpoolctl not installed)", "blas_threads": "unknown"}
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            kernel = pool.get("architecture")
-            name = f"{pool.get('internal_api')} {pool.get('version')}"
-            return {"blas": name + (f" ({kernel})" if kernel else ""),
-                    "blas_threads": pool.get("num_threads")}
-    return {"blas": "none found", "blas_threads": "unknown"}
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return {"blas": "none found", "blas_threads": "unknown"}
+    # with PyTorch loaded there are two; numpy's lives in numpy's folder (or numpy.libs)
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    pool = next((p for p in pools if os.path.abspath(p.get("filepath", "")).startswith(numpy_dir)),
+                pools[0])
+    kernel = pool.get("architecture")
+    name = f"{pool.get('internal_api')} {pool.get('version')}"
+    return {"blas": name + (f" ({kernel})" if kernel else ""),
+            "blas_threads": pool.get("num_threads")}
 
 
 @contextlib.contextmanager

@@ -9,13 +9,14 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import sys
 
 import numpy as np
 import pytest
 
-from contractnet import bench, cli
+from contractnet import bench, bench_timing, cli
 from contractnet.bench_lowrank import (CP_SPEC, TUCKER_SPEC, gradient_spec, lowrank_heads,
                                        path_flops)
 from contractnet.bench_methods import (CONV_METHODS, HEAD_METHODS, Method, conv_problem,
@@ -314,3 +315,14 @@ def test_head_ratio_script_checks_before_timing() -> None:
     for got, want in zip(contraction(), flatten()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert got.dtype == np.float32
+
+
+def test_blas_info_names_numpys_blas_when_another_is_loaded(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    numpy_lib = os.path.join(os.path.dirname(np.__file__) + ".libs", "libopenblas.so")
+    pools = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.1",
+              "filepath": "/elsewhere/torch/lib/libopenblas.so", "num_threads": 4},
+             {"user_api": "blas", "internal_api": "openblas", "version": "0.3.9",
+              "filepath": numpy_lib, "num_threads": 2, "architecture": "Haswell"}]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: pools)
+    assert bench_timing.blas_info() == {"blas": "openblas 0.3.9 (Haswell)", "blas_threads": 2}

@@ -1,4 +1,4 @@
-"""conv2d forward+backward: contractnet (through ``cn.vjp``) against PyTorch CPU.
+"""conv2d and pooling forward+backward: contractnet (through ``cn.vjp``) against PyTorch CPU.
 
 Run on purpose, never by pytest::
 
@@ -105,6 +105,55 @@ def measure(torch, shape, padding: int, pairs: int) -> dict:
             "ratio": result.ratio.median, "ratio_min": result.ratio.low,
             "ratio_max": result.ratio.high, "pairs": result.ratio.pairs,
             "contractnet_gflops": flops / result.median_a / 1e9}
+
+
+#: (B, H, W, C, size): 2x2 pooling after an MNIST-sized first layer, and the digits net's.
+POOL_SHAPES = [(64, 28, 28, 32, 2), (32, 8, 8, 16, 2)]
+POOLS = {"max": ("max_pool2d", "max_pool2d"), "mean": ("avg_pool2d", "avg_pool2d")}
+
+
+def measure_pool(torch, shape, reduce: str, pairs: int) -> dict:
+    """Pooling forward+backward, ``cn.max_pool2d``/``cn.avg_pool2d`` against
+    PyTorch's, each on its own layout (channels last for both)."""
+    b, h, w, c, size = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((b, h // size, w // size, c)).astype(np.float32)
+    ours_fn = getattr(cn, POOLS[reduce][0])
+    theirs_fn = getattr(torch.nn.functional, POOLS[reduce][1])
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2))).contiguous(
+        memory_format=torch.channels_last)
+
+    def ours():
+        y, vjp_fn = cn.vjp(lambda x: ours_fn(x, size), x)
+        return y, vjp_fn(dy)[0]
+
+    def theirs():
+        xt.grad = None
+        y = theirs_fn(xt, size)
+        y.backward(dyt)
+        return y, xt.grad
+    (y, dx), (ty, tdx) = ours(), theirs()
+    for name, a, t in (("y", y, ty), ("dx", dx, tdx)):
+        if np.abs(a - t.detach().numpy().transpose(0, 2, 3, 1)).max() > 1e-5:
+            raise SystemExit(f"{reduce} pooling results differ before timing: {name}")
+    result = compare_pair(ours, theirs, pairs=pairs, warmup=3)
+    return {"shape": dict(zip("B H W C size".split(), shape)), "reduce": reduce,
+            "contractnet_ms": 1e3 * result.median_a, "torch_ms": 1e3 * result.median_b,
+            "ratio": result.ratio.median, "ratio_min": result.ratio.low,
+            "ratio_max": result.ratio.high, "pairs": result.ratio.pairs}
+
+
+def print_pool_table(rows: list[dict]) -> None:
+    print(f"{'pooling (B,H,W,C,size)':<28}{'contractnet ms':>15}{'torch ms':>10}"
+          f"{'ratio':>8}  spread")
+    for r in rows:
+        shape = r["reduce"] + " (" + ",".join(str(v) for v in r["shape"].values()) + ")"
+        print(f"{shape:<28}{r['contractnet_ms']:>15.3f}{r['torch_ms']:>10.3f}"
+              f"{r['ratio']:>8.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f} "
+              f"({r['pairs']} pairs)")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -242,11 +291,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         print(", ".join(f"{k}={v}" for k, v in info.items()))
         rows = [measure(torch, shape, args.padding, max(args.pairs, 9)) for shape in SHAPES]
+        pool_rows = [measure_pool(torch, shape, reduce, max(args.pairs, 9))
+                     for shape in POOL_SHAPES for reduce in POOLS]
     print_table(rows)
     print(f"median of ratios over shapes: {statistics.median(r['ratio'] for r in rows):.3f}")
+    print_pool_table(pool_rows)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": info, "results": rows}, handle, indent=2)
+            json.dump({"machine": info, "results": rows, "pooling": pool_rows}, handle,
+                      indent=2)
     return 0
 
 

@@ -288,14 +288,20 @@ def blas_info() -> dict[str, object]:
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     if not pools:
         return {"blas": "none found", "blas_threads": "unknown"}
-    # with PyTorch loaded there are two; numpy's lives in numpy's folder (or numpy.libs)
-    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
-    pool = next((p for p in pools if os.path.abspath(p.get("filepath", "")).startswith(numpy_dir)),
-                pools[0])
+    # with PyTorch loaded there may be two; numpy's own copy lives in numpy's
+    # folder or in numpy.libs beside it (a BLAS numpy links from elsewhere: the first)
+    numpy_dir = os.path.dirname(os.path.realpath(np.__file__))
+    pool = next((p for p in pools if _inside(p.get("filepath", ""), numpy_dir)), pools[0])
     kernel = pool.get("architecture")
     name = f"{pool.get('internal_api')} {pool.get('version')}"
     return {"blas": name + (f" ({kernel})" if kernel else ""),
             "blas_threads": pool.get("num_threads")}
+
+
+def _inside(path: str, numpy_dir: str) -> bool:
+    folder = os.path.dirname(os.path.realpath(path)) if path else ""
+    return (folder == numpy_dir + ".libs" or folder == numpy_dir
+            or folder.startswith(numpy_dir + os.sep))
 
 
 @contextlib.contextmanager

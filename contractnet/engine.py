@@ -40,7 +40,9 @@ from .spec import Term, Window
 REDUCTIONS = ("sum", "mean", "max")
 MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
-MAX_REDUCE_OFFSETS = 64  # window offsets a one-operand reduction loops over, at most
+# window offsets a one-operand reduction combines slice by slice, at most: each
+# costs a ufunc call, and past a few dozen numpy's own reduction is as quick
+MAX_REDUCE_OFFSETS = 64
 
 
 class MemoryBudgetError(ValueError):
@@ -415,7 +417,7 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     view, names = read_view(bound.spec.inputs[0], x, sizes)
     g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
     g_core = reduce_unary(g_view, g_names, plan.target, "sum")
-    if plan.offset_loop and len(plan.offset_loop) + len(plan.target) == len(names):
+    if _routes_per_offset(plan, names):
         return _route_per_offset(plan, view, names, x, g_core, ans)
     order = plan.target + "".join(n for n in names if n not in plan.target)
     block = view.transpose([names.index(n) for n in order])
@@ -424,6 +426,16 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
     routed = (chosen * g_core[..., None]).reshape(block.shape)
     return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
+
+
+def _routes_per_offset(plan: Plan, names: str) -> bool:
+    """Whether :func:`_route_per_offset` applies: every reduced index is a
+    window offset, and fixing them leaves each input position reached once
+    (a window kept in the output must not overlap itself)."""
+    loop, sizes = plan.offset_loop, plan.bound.size_map
+    return (bool(loop) and len(loop) + len(plan.target) == len(names)
+            and all(w.inner in loop or w.dilation * (sizes[w.inner] - 1) < w.stride
+                    for w in plan.bound.spec.inputs[0].windows))
 
 
 def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
@@ -505,8 +517,7 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
     """The contraction of ``plan`` on plain views, indices ``plan.target``."""
     names = plan.read_names
     if len(views) == 1:
-        # a bool "sum" is numpy's logical or, which np.add would not reproduce
-        if plan.offset_loop and (plan.reduce == "max" or views[0].dtype != bool):
+        if plan.offset_loop:
             return reduce_offsets(views[0], names[0], plan.target, plan.reduce,
                                   plan.offset_loop)
         return reduce_unary(views[0], names[0], plan.target, plan.reduce)

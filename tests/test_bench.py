@@ -319,7 +319,8 @@ def test_head_ratio_script_checks_before_timing() -> None:
 
 def test_blas_info_names_numpys_blas_when_another_is_loaded(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    numpy_lib = os.path.join(os.path.dirname(np.__file__) + ".libs", "libopenblas.so")
+    numpy_lib = os.path.join(os.path.dirname(os.path.realpath(np.__file__)) + ".libs",
+                             "libopenblas.so")
     pools = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.1",
               "filepath": "/elsewhere/torch/lib/libopenblas.so", "num_threads": 4},
              {"user_api": "blas", "internal_api": "openblas", "version": "0.3.9",

@@ -526,3 +526,26 @@ def test_windowed_sum_of_bools_is_numpys_bool_sum():
     got = cn.einsum("b(h+u)c->bhc", x, sizes={"u": 2})
     windows = np.stack([x[:, 0:4], x[:, 1:5]], axis=2)  # (b, h, u, c)
     np.testing.assert_array_equal(got, np.einsum("bhuc->bhc", windows))
+
+
+@pytest.mark.parametrize("spec, sizes, shape", [
+    ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 5, 3)),      # pooling
+    ("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2)),       # overlapping, permuted
+    ("(h+u)(2w+v)->huw", {"u": 2, "v": 2}, (3, 2)),                # an overlapping offset kept
+    ("(h+u)(w+3v)->uhw", {"u": 2, "v": 2}, (4, 5)),
+    ("b(3h+3u)c->bhu", {"u": 2}, (2, 9, 2)),
+])
+def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, monkeypatch):
+    # ties everywhere; MAX_REDUCE_OFFSETS = 0 turns the per-offset paths off
+    x = np.random.default_rng(9).integers(0, 2, shape).astype(np.float64)
+
+    def grad():
+        engine.make_plan.cache_clear()
+        out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce="max"), x)
+        return out, vjp_fn(np.arange(1.0, out.size + 1).reshape(out.shape))[0]
+    fast = grad()
+    monkeypatch.setattr(engine, "MAX_REDUCE_OFFSETS", 0)
+    general = grad()
+    engine.make_plan.cache_clear()
+    for got, want in zip(fast, general):
+        np.testing.assert_array_equal(got, want)

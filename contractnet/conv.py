@@ -187,9 +187,9 @@ def _check_channels(fn: str, x, w, groups: int) -> None:
         raise ConvError(f"{fn}: groups={groups} must divide the input channels ({c}) "
                         f"and the output channels ({k})")
     if c_per_group * groups != c:
-        raise ConvError(f"{fn}: input has {c} channels, so with groups={groups} the "
-                        f"kernel needs {c // groups} input channels (axis -2), but its "
-                        f"shape is {tuple(w.shape)}")
+        raise ConvError(f"{fn}: input has {c} channels (its last axis: channels last), "
+                        f"so with groups={groups} the kernel needs {c // groups} input "
+                        f"channels (axis -2), but its shape is {tuple(w.shape)}")
 
 
 def _conv(x, w, n: int, stride, padding, dilation, groups, fn: str) -> Array:

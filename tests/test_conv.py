@@ -196,7 +196,8 @@ def test_pool_preserves_float32_and_check_grads(reduce):
 # ------------------------------------------------------------------ errors
 X, W = np.zeros((2, 6, 6, 4)), np.zeros((3, 3, 4, 5))
 BAD_CALLS = [
-    ("channel_mismatch", lambda: cn.conv2d(X, np.zeros((3, 3, 3, 5))), r"4 channels.*3, 3, 3, 5"),
+    ("channel_mismatch", lambda: cn.conv2d(X, np.zeros((3, 3, 3, 5))),
+     r"4 channels \(its last axis: channels last\).*3, 3, 3, 5"),
     ("kernel_too_large", lambda: cn.conv2d(X, np.zeros((7, 3, 4, 5))),
      r"kernel 7x3 spans 7x3 but the input is 6x6"),
     ("dilated_too_large", lambda: cn.conv2d(X, W, dilation=3), r"dilation \(3, 3\) spans 7x7"),

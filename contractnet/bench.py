@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeat", type=int, default=7, metavar="N",
                         help="timed rounds per method (default 7)")
-    parser.add_argument("--best-of", type=int, default=1, metavar="K",
-                        help="each timed sample is the fastest of K calls (default 1)")
+    parser.add_argument("--best-of", type=int, default=3, metavar="K",
+                        help="each timed sample is the fastest of K calls (default 3)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="BLAS (and PyTorch) threads, via threadpoolctl")
     parser.add_argument("--peers", nargs="+", action="extend", default=None, metavar="NAME",

@@ -165,10 +165,13 @@ def pad(a: Array, pad_width) -> np.ndarray:
         For negative widths or a ``pad_width`` that does not fit ``a``.
     """
     a = np.asarray(a)
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
-    if (widths < 0).any():
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2)).tolist()
+    if any(lo < 0 or hi < 0 for lo, hi in widths):
         raise ValueError(f"pad widths must be >= 0, got {np.asarray(pad_width).tolist()}")
-    return np.pad(a, widths)
+    # zeros and one slice assignment: np.pad's general machinery costs ~10x more on small arrays
+    out = np.zeros([n + lo + hi for n, (lo, hi) in zip(a.shape, widths)], dtype=a.dtype)
+    out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(a.shape, widths))] = a
+    return out
 
 
 @primitive

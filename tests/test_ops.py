@@ -154,6 +154,15 @@ def test_pad(pad_width):
            reference=lambda a: np.pad(a, pad_width))
 
 
+@pytest.mark.parametrize("shape, pad_width", [((), 0), ((0, 2), ((1, 1), (2, 0))),
+                                              ((2, 2, 3), ((0, 0), (1, 1), (2, 2)))], ids=str)
+def test_pad_matches_numpy_in_dtype_and_layout(shape, pad_width):
+    x = _rng().standard_normal(shape).astype(np.float32)
+    got, want = cn.pad(x, pad_width), np.pad(x, pad_width)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
 def test_pad_refuses_negative_widths():
     with pytest.raises(ValueError, match="pad widths must be >= 0"):
         cn.pad(np.ones((2, 2)), -1)

@@ -79,7 +79,7 @@ class Traced:
     __array_ufunc__ = None  # ndarray (op) Traced defers to Traced's reflected operator
 
     def __init__(self, value: Any, node: Node | None = None):
-        self.value = np.asarray(value)
+        self.value = value if type(value) is np.ndarray else np.asarray(value)
         self.node = node
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ Run on purpose, never by pytest::
     python benchmarks/conv_ratio.py --pairs 15 --padding 0 --json out.json
     python benchmarks/conv_ratio.py --profile      # where contractnet's time goes
 
-Protocol (see DESIGN.md): one process, float32, PyTorch limited to the BLAS
+Protocol (benchmarks/README.md): one process, float32, PyTorch limited to the BLAS
 thread count, both methods warmed up and their results compared before any
 timing, then alternating pairs (A B, B A, ...); the figure is the median of
 the per-pair ratios ``time(contractnet) / time(torch)`` with its spread.
@@ -16,9 +16,9 @@ with ``OMP_WAIT_POLICY=PASSIVE`` PyTorch itself slows down (about 2x at
 2 threads on the 14x14x32 layer).  Neither setting gives both libraries their
 own best, so compare with ``--threads 1`` too, and with each library timed in
 a process of its own (benchmarks/README.md has those figures).  Each method
-gets its own native layout (channels last for contractnet,
-channels first for PyTorch) prepared outside the timed call, and the same
-input, kernel and cotangent.
+gets the same numbers in channels-last memory (for PyTorch, NCHW tensors in
+``torch.channels_last`` format, its faster CPU path here) prepared outside
+the timed call: the same input, kernel and cotangent.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ head a PyTorch user would write: ``Flatten + Linear`` for ``contract`` and
 ``flatten`` (its weight ported with ``flat_weight(W, "NCHW")``), and
 ``torch.einsum`` of the same spec for ``cp`` and ``tucker``.
 
-Protocol (DESIGN.md): one process; both nets start from the same weights
+Protocol (benchmarks/README.md): one process; both nets start from the same weights
 and their logits on the test set are compared before timing; each timed
 call is one full epoch (shuffle, batching, forward, backward, Adam step);
 both are warmed up, then alternated in pairs (A B, B A, ...); the figure is

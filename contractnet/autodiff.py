@@ -69,8 +69,10 @@ def _expand(g, x, axis, keepdims):
 
 
 def _max_rule(argnum, g, ans, x, axis=None, keepdims=False):
-    ans = _expand(ans, x, axis, keepdims)
-    hit = (np.asarray(x) == ans)
+    ans, x = _expand(ans, x, axis, keepdims), np.asarray(x)
+    hit = x == ans
+    if x.dtype.kind in "fc":  # a nan max came from the nans: they share its cotangent
+        hit |= np.isnan(x) & np.isnan(ans)
     share = hit / hit.sum(axis=ops._axis(axis), keepdims=True, dtype=np.asarray(x).dtype)
     return _expand(g, x, axis, keepdims) * share
 

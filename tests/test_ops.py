@@ -128,6 +128,12 @@ def test_max_splits_gradient_among_ties():
     assert_close(g, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
 
 
+def test_max_of_nans_gives_its_gradient_to_the_nans():
+    x = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 0.0, -1.0, 5.0]])
+    (g,) = cn.vjp(lambda a: cn.max(a, axis=1), x)[1](np.array([2.0, 1.0]))
+    np.testing.assert_array_equal(g, [[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+
+
 def test_logsumexp_is_stable():
     x = np.array([1000.0, 1000.0])
     assert_close(cn.logsumexp(x), 1000.0 + np.log(2.0))

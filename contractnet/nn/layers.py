@@ -42,7 +42,7 @@ class Einsum(Module):
         and is called as ``layer(x1, x2)``.
     weight_names : sequence of str, optional
         Names of the weights; default ``"weight"`` for one, else
-        ``"weight1"``, ``"weight2"``, ... by operand number.
+        ``"weight1"``, ``"weight2"``, ... in operand order.
     init : {"glorot", "he"}
         Initialisation scheme (see :func:`contractnet.nn.init.spec_weights`).
     rng : numpy Generator, int or None

@@ -282,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         with blas_threads(args.threads):
             print(", ".join(f"{k}={v}" for k, v in blas_info().items()))
             return profile(SHAPES, args.padding)
-    import torch
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: nothing to compare against, skipping "
+              "(--profile times contractnet's stages without it).")
+        return 0
     threads = args.threads or blas_info()["blas_threads"]
     threads = threads if isinstance(threads, int) else None
     with blas_threads(threads):

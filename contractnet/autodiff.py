@@ -173,11 +173,18 @@ def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
     if isinstance(tree, dict):
         keys = list(tree)
         parts = [_flatten(tree[k]) for k in keys]
+        make = lambda out: dict(zip(keys, out))  # noqa: E731
     elif isinstance(tree, (list, tuple)):
-        keys = None
         parts = [_flatten(t) for t in tree]
+        make = type(tree)
     else:
         return [tree], _only_leaf
+    return [leaf for leaves, _ in parts for leaf in leaves], _rebuilder(parts, make)
+
+
+def _rebuilder(parts: list, make: Callable[[list], Any]) -> Callable[[list], Any]:
+    """Rebuild a container from leaves: each part, a ``(leaves, rebuild)``
+    pair, takes its share in order, and ``make`` assembles the results."""
     counts = [len(leaves) for leaves, _ in parts]
 
     def rebuild(leaves: list):
@@ -185,10 +192,8 @@ def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
         for (_, build), n in zip(parts, counts):
             out.append(build(leaves[start:start + n]))
             start += n
-        if keys is not None:
-            return dict(zip(keys, out))
-        return type(tree)(out)
-    return [leaf for leaves, _ in parts for leaf in leaves], rebuild
+        return make(out)
+    return rebuild
 
 
 def _only_leaf(leaves: list) -> Any:
@@ -200,9 +205,10 @@ def _flatten_primals(primals: tuple) -> tuple[list, list[int], Callable[[list], 
     and a function rebuilding the tuple of primals from leaves."""
     if all(type(p) is np.ndarray for p in primals):  # the common case: no nesting
         return list(primals), list(range(len(primals))), tuple
-    leaves, rebuild = _flatten(tuple(primals))
-    positions = [i for i, p in enumerate(primals) for _ in _flatten(p)[0]]
-    return leaves, positions, rebuild
+    parts = [_flatten(p) for p in primals]
+    leaves = [leaf for flat, _ in parts for leaf in flat]
+    positions = [i for i, (flat, _) in enumerate(parts) for _ in flat]
+    return leaves, positions, _rebuilder(parts, tuple)
 
 
 class DtypeError(TypeError, ValueError):

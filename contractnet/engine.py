@@ -310,6 +310,8 @@ class Plan:
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
     offset_loop: str                      # reduced window offsets of a one-operand spec,
                                           # combined slice by slice (see reduce_offsets)
+    route_per_offset: bool                # max's vjp may go offset by offset too
+    disjoint_windows: bool                # no two window offsets reach one input position
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -355,8 +357,16 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
     pair, pair_perm = (None, None) if per_offset else _contiguous_gemm(
         bound, reads, target, needs_view, reduce)
+    loop = _offset_loop(spec, reads, target, sizes)
+    windows = [w for t in spec.inputs for w in t.windows]
+    disjoint = all(w.dilation * (sizes[w.inner] - 1) < w.stride for w in windows)
+    # every reduced index an offset, and fixing them reaches each input position
+    # once (a window kept in the output must not overlap itself)
+    route = (bool(loop) and len(loop) + len(target) == len(reads[0])
+             and all(w.inner in loop or w.dilation * (sizes[w.inner] - 1) < w.stride
+                     for w in windows))
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, pair, pair_perm, _offset_loop(spec, reads, target, sizes))
+                perm, per_offset, pair, pair_perm, loop, route, disjoint)
 
 
 def _offset_loop(spec, reads: tuple[str, ...], target: str, sizes) -> str:
@@ -417,7 +427,7 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     view, names = read_view(bound.spec.inputs[0], x, sizes)
     g_view, g_names = read_view(bound.spec.output, np.asarray(g), sizes)
     g_core = reduce_unary(g_view, g_names, plan.target, "sum")
-    if _routes_per_offset(plan, names):
+    if plan.route_per_offset:
         return _route_per_offset(plan, view, names, x, g_core, ans)
     order = plan.target + "".join(n for n in names if n not in plan.target)
     block = view.transpose([names.index(n) for n in order])
@@ -426,16 +436,6 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
     routed = (chosen * g_core[..., None]).reshape(block.shape)
     return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
-
-
-def _routes_per_offset(plan: Plan, names: str) -> bool:
-    """Whether :func:`_route_per_offset` applies: every reduced index is a
-    window offset, and fixing them leaves each input position reached once
-    (a window kept in the output must not overlap itself)."""
-    loop, sizes = plan.offset_loop, plan.bound.size_map
-    return (bool(loop) and len(loop) + len(plan.target) == len(names)
-            and all(w.inner in loop or w.dilation * (sizes[w.inner] - 1) < w.stride
-                    for w in plan.bound.spec.inputs[0].windows))
 
 
 def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
@@ -452,8 +452,6 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
         top = reduce_offsets(view, names, plan.target, "max", loop)
     top, g_kept = top.transpose(to_kept), g_core.transpose(to_kept)
     nan = top.dtype.kind in "fc" and bool(np.isnan(top).any())  # argmax picks the first nan
-    # windows that cannot overlap: each input position gets one offset's value at most
-    disjoint = all(w.dilation * (sizes[w.inner] - 1) < w.stride for w in term.windows)
     out = backend.zeros(x.shape, dtype=g_core.dtype)
     full, full_names = _output_view(out, term, sizes)
     offsets = list(itertools.product(*(range(sizes[n]) for n in loop)))
@@ -470,7 +468,7 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
             if taken is not None:
                 np.greater(hit, taken, out=hit)  # hit and not taken
         dest = full[_index(full_names, fixed)]
-        if disjoint:
+        if plan.disjoint_windows:  # each input position gets one offset's value at most
             np.multiply(g_kept, hit, out=dest)
         else:
             dest += g_kept * hit

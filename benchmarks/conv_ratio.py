@@ -58,17 +58,19 @@ def contractnet_step(x, w, dy, padding: int) -> Callable[[], tuple]:
     return step
 
 
+def _torch_nchw(torch, a: np.ndarray, axes=(0, 3, 1, 2), grad: bool = False):
+    """``a`` (channels last) as an NCHW tensor stored channels last."""
+    t = torch.from_numpy(np.ascontiguousarray(a.transpose(axes))).contiguous(
+        memory_format=torch.channels_last)
+    return t.requires_grad_() if grad else t
+
+
 def torch_step(torch, x, w, dy, padding: int) -> Callable[[], tuple]:
     """One forward+backward of ``torch.nn.functional.conv2d`` on NCHW tensors
     stored channels last (``torch.channels_last``), PyTorch's faster CPU path
     for these shapes and the same memory order contractnet uses."""
-    last = torch.channels_last
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
-        memory_format=last).requires_grad_()
-    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).contiguous(
-        memory_format=last).requires_grad_()
-    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2))).contiguous(
-        memory_format=last)
+    xt, dyt = _torch_nchw(torch, x, grad=True), _torch_nchw(torch, dy)
+    wt = _torch_nchw(torch, w, (3, 2, 0, 1), grad=True)
 
     def step():
         xt.grad = wt.grad = None
@@ -121,10 +123,7 @@ def measure_pool(torch, shape, reduce: str, pairs: int) -> dict:
     dy = rng.standard_normal((b, h // size, w // size, c)).astype(np.float32)
     ours_fn = getattr(cn, POOLS[reduce][0])
     theirs_fn = getattr(torch.nn.functional, POOLS[reduce][1])
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
-        memory_format=torch.channels_last).requires_grad_()
-    dyt = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2))).contiguous(
-        memory_format=torch.channels_last)
+    xt, dyt = _torch_nchw(torch, x, grad=True), _torch_nchw(torch, dy)
 
     def ours():
         y, vjp_fn = cn.vjp(lambda x: ours_fn(x, size), x)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind, bind_array_shapes
+from .bind import Bound, bind, bind_array_shapes, bind_text
 from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
@@ -39,18 +39,11 @@ def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None =
 
 
 def _as_spec(spec: str | Spec) -> Spec:
+    if isinstance(spec, str):
+        return parse(spec)
     if isinstance(spec, Spec):
         return spec
-    if not isinstance(spec, str):
-        raise SpecError(f"a spec must be a string, got {type(spec).__name__}")
-    return parse(spec)
-
-
-def _as_operand(x: Any, i: int, spec: Spec) -> np.ndarray:
-    array = x if type(x) is np.ndarray else np.asarray(x)
-    if array.dtype.kind not in "biufc":
-        raise SpecError(f"operand {i} is not a numeric array (dtype {array.dtype})", str(spec))
-    return array
+    raise SpecError(f"a spec must be a string, got {type(spec).__name__}")
 
 
 def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | None = None,
@@ -95,21 +88,26 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     """
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
-    parsed = _as_spec(spec)
     if reduce != "sum":
-        _check_reduce(parsed, reduce)
-    arrays, shapes, traced = [], [], False
-    for i, x in enumerate(operands):
-        if isinstance(x, Traced):
-            traced = True
-            shapes.append(x.value.shape)
-        else:
-            x = _as_operand(x, i, parsed)
-            shapes.append(x.shape)
-        arrays.append(x)
-    bound = bind_array_shapes(parsed, tuple(shapes), sizes)
+        _check_reduce(_as_spec(spec), reduce)
+    arrays, shapes, traced = list(operands), [], False
+    for i, x in enumerate(arrays):
+        if type(x) is not np.ndarray:
+            if isinstance(x, Traced):
+                traced = True
+                shapes.append(x.value.shape)
+                continue
+            x = arrays[i] = np.asarray(x)
+        if x.dtype.kind not in "biufc":
+            raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
+                            str(_as_spec(spec)))
+        shapes.append(x.shape)
+    if sizes is None and type(spec) is str:
+        bound = bind_text(spec, tuple(shapes))
+    else:
+        bound = bind_array_shapes(_as_spec(spec), tuple(shapes), sizes)
     if not traced:
-        return contract(bound, reduce, *arrays)
+        return contract.fn(bound, reduce, *arrays)  # nothing to record
     if len(arrays) > 2:
         return _contract_pairwise(bound, reduce, arrays)
     return contract(bound, reduce, *arrays, memo=Memo())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import operator
-from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -42,16 +41,26 @@ def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
     i = argnum - 2
     if reduce == "max":
         return route_to_max(bound, arrays[0], g, ans)
-    operands = arrays[:i] + (g,) + arrays[i + 1:]
-    grad = execute(backward_bound(bound, i, np.shape(g)), operands, "sum", memo, arrays[i])
+    operands = list(arrays)
+    operands[i] = g
+    shape = g.shape if type(g) is np.ndarray else np.shape(g)
+    grad = execute(backward_bound(bound, i, shape), operands, "sum", memo, arrays[i])
     if reduce == "mean":
         grad = scale_mean(grad, make_plan(bound, reduce))
     return grad
 
 
-@lru_cache(maxsize=2048)
 def backward_bound(bound: Bound, operand: int, grad_shape: tuple[int, ...]) -> Bound:
-    """Bind operand ``operand``'s transposed spec; the forward fixes every size."""
+    """Bind operand ``operand``'s transposed spec; the forward fixes every size.
+    Cached on the forward bound."""
+    key = (operand, grad_shape)
+    backward = bound.derived.get(key)
+    if backward is None:
+        backward = bound.derived[key] = _bind_backward(bound, operand, grad_shape)
+    return backward
+
+
+def _bind_backward(bound: Bound, operand: int, grad_shape: tuple[int, ...]) -> Bound:
     spec = transpose(bound.spec, operand)
     shapes = list(bound.in_shapes)
     shapes[operand] = grad_shape
@@ -148,22 +157,23 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
         return grads
     pending = [(-root.node.serial, root)]
     while pending:
-        _, value = heapq.heappop(pending)
+        value = heapq.heappop(pending)[1]
         node = value.node
         g = grads.pop(id(value))
         rule = VJP_RULES.get(node.primitive)
         if rule is None:
             raise NotImplementedError(f"no vjp rule for primitive {node.primitive.name}")
+        ans, args, kwargs = value.value, node.args, node.kwargs
         for argnum, parent in node.parents:
-            contribution = rule(argnum, g, value.value, *node.args, **node.kwargs)
+            contribution = rule(argnum, g, ans, *args, **kwargs)
             key = id(parent)
             previous = grads.get(key)
-            if previous is not None:
+            if previous is None:
+                grads[key] = contribution
+                if parent.node is not None:  # first seen: its node waits for its turn
+                    heapq.heappush(pending, (-parent.node.serial, parent))
+            else:
                 grads[key] = previous + contribution
-                continue
-            grads[key] = contribution
-            if parent.node is not None:  # first seen: its node waits for its turn
-                heapq.heappush(pending, (-parent.node.serial, parent))
     return grads
 
 
@@ -200,11 +210,14 @@ def _only_leaf(leaves: list) -> Any:
     return leaves[0]
 
 
-def _flatten_primals(primals: tuple) -> tuple[list, list[int], Callable[[list], tuple]]:
+def _flatten_primals(primals: tuple) -> tuple[list, Sequence[int], Callable[[list], tuple]]:
     """The leaves of all primals, the position of the primal each comes from,
     and a function rebuilding the tuple of primals from leaves."""
-    if all(type(p) is np.ndarray for p in primals):  # the common case: no nesting
-        return list(primals), list(range(len(primals))), tuple
+    for p in primals:
+        if type(p) is not np.ndarray:
+            break
+    else:  # the common case: no nesting
+        return list(primals), range(len(primals)), tuple
     parts = [_flatten(p) for p in primals]
     leaves = [leaf for flat, _ in parts for leaf in flat]
     positions = [i for i, (flat, _) in enumerate(parts) for _ in flat]
@@ -267,22 +280,28 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
     flat, positions, rebuild = _flatten_primals(primals)
-    leaves = [Traced(_as_primal(x, i, traced_ok=False)) for x, i in zip(flat, positions)]
+    leaves = [Traced(x if type(x) is np.ndarray and x.dtype.kind in "fc"
+                     else _as_primal(x, i, traced_ok=False)) for x, i in zip(flat, positions)]
     result = fn(*rebuild(leaves))
-    if isinstance(result, (tuple, list, dict)):
+    if isinstance(result, Traced):
+        out = result.value
+    elif isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got a {type(result).__name__}")
-    out = result.value if isinstance(result, Traced) else np.asarray(result)
-    primal_owners = {id(memory_owner(leaf.value)) for leaf in leaves}
+    else:
+        out = np.asarray(result)
 
     def vjp_fn(cotangent: Any) -> tuple:
-        cot = np.asarray(cotangent.value if isinstance(cotangent, Traced) else cotangent)
+        cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
+        if type(cot) is not np.ndarray:
+            cot = np.asarray(cot)
         if cot.shape != out.shape:
             raise ValueError(f"cotangent has shape {cot.shape} but the output has "
                              f"shape {out.shape}")
         if cot.dtype != out.dtype:
             cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
-        owned = set(primal_owners)
+        # gradients must not share memory with these, nor with one another
+        owned = {id(memory_owner(leaf.value)) for leaf in leaves}
         owned.add(id(memory_owner(cot)))
         return rebuild([_leaf_grad(grads, leaf, owned) for leaf in leaves])
     return out, vjp_fn
@@ -297,18 +316,20 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     value, g = leaf.value, grads.get(id(leaf))
     if g is None:
         g = np.zeros_like(value)
-    g = np.asarray(g)
+    elif type(g) is not np.ndarray:
+        g = np.asarray(g)
     if g.shape != value.shape:
         g = np.broadcast_to(g, value.shape)
-    if value.dtype.kind == "f" and g.dtype.kind == "c":
-        g = g.real  # a real primal's gradient is real
-    owner = id(memory_owner(g))
     if g.dtype != value.dtype:
+        if value.dtype.kind == "f" and g.dtype.kind == "c":
+            g = g.real  # a real primal's gradient is real
         g = g.astype(value.dtype)  # a gradient has its primal's dtype
         owner = id(g)
-    elif not g.flags.writeable or owner in owned:
-        g = np.array(g, copy=True)
-        owner = id(g)
+    else:
+        owner = id(memory_owner(g))
+        if owner in owned or not g.flags.writeable:
+            g = np.array(g, copy=True)
+            owner = id(g)
     owned.add(owner)
     return g
 

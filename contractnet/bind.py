@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterator, Mapping, Sequence
 
-from .spec import ELLIPSIS, Axis, Spec, SpecError, Term, Window
+from .spec import ELLIPSIS, Axis, Spec, SpecError, Term, Window, parse
 
 Shape = tuple[int, ...]
 
@@ -38,6 +38,12 @@ class Bound:
 
     def __hash__(self) -> int:  # computed once: bound specs key the plan cache
         return self._hash
+
+    @cached_property
+    def derived(self) -> dict:
+        """What the engine and autodiff compute from this bound spec alone
+        (execution plans, backward bounds), cached with it."""
+        return {}
 
     @cached_property
     def _hash(self) -> int:
@@ -298,6 +304,30 @@ def bind_array_shapes(spec: Spec, shapes: tuple[Shape, ...],
     if sizes is None:
         return _bind_cached(spec, shapes, None, None)
     return bind(spec, shapes, sizes)
+
+
+def bind_text(text: str, shapes: tuple[Shape, ...]) -> Bound:
+    """:func:`bind_array_shapes` for spec text, cached by the text itself
+    (so that a repeated call neither parses nor hashes a Spec)."""
+    key = (text, shapes)
+    bound = _bound_by_text.get(key)
+    if bound is None:
+        bound = _bind_cached(parse(text), shapes, None, None)
+        if len(_bound_by_text) >= _BOUND_BY_TEXT_MAX:
+            _bound_by_text.clear()
+        _bound_by_text[key] = bound
+    return bound
+
+
+_bound_by_text: dict[tuple[str, tuple[Shape, ...]], Bound] = {}
+_BOUND_BY_TEXT_MAX = 4096
+
+
+def clear_bind_cache() -> None:
+    """Forget every cached bound spec, and with them the plans and backward
+    bounds derived from each (see :attr:`Bound.derived`)."""
+    _bind_cached.cache_clear()
+    _bound_by_text.clear()
 
 
 @lru_cache(maxsize=4096)

@@ -308,6 +308,7 @@ class Plan:
                                           # once per window offset (see _scatter_pair)
     contiguous_gemm: "PairPlan | None"    # the GEMM of two C-contiguous plain operands
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
+    direct_gemm: "PairPlan | None"        # that GEMM when its result is the output as is
     offset_loop: str                      # reduced window offsets of a one-operand spec,
                                           # combined slice by slice (see reduce_offsets)
     route_per_offset: bool                # max's vjp may go offset by offset too
@@ -331,9 +332,15 @@ def _read_names(term: Term) -> str:
     return "".join(names)
 
 
-@lru_cache(maxsize=1024)
 def make_plan(bound: Bound, reduce: str) -> Plan:
     """Plan the execution of ``bound`` (cached on the bound spec)."""
+    plan = bound.derived.get(reduce)
+    if plan is None:
+        plan = bound.derived[reduce] = _make_plan(bound, reduce)
+    return plan
+
+
+def _make_plan(bound: Bound, reduce: str) -> Plan:
     spec, sizes = bound.spec, bound.size_map
     reads = tuple(_read_names(t) for t in spec.inputs)
     present = set("".join(reads))
@@ -365,8 +372,10 @@ def make_plan(bound: Bound, reduce: str) -> Plan:
     route = (bool(loop) and len(loop) + len(target) == len(reads[0])
              and all(w.inner in loop or w.dilation * (sizes[w.inner] - 1) < w.stride
                      for w in windows))
+    direct = pair if (pair is not None and pair_perm is None and plain and perm is None
+                      and reduce == "sum") else None
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, pair, pair_perm, loop, route, disjoint)
+                perm, per_offset, pair, pair_perm, direct, loop, route, disjoint)
 
 
 def _offset_loop(spec, reads: tuple[str, ...], target: str, sizes) -> str:
@@ -540,10 +549,16 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    plan = make_plan(bound, reduce)
+    plan = bound.derived.get(reduce) or make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
-    gemm, prefer = plan.contiguous_gemm, _preferred_layout(plan, like)
+    direct = plan.direct_gemm
+    if direct is not None and (like is None or like.flags.c_contiguous):
+        a, b = arrays
+        if a.flags.c_contiguous and b.flags.c_contiguous:
+            return run_gemm(direct, a, b)  # the common case: one BLAS call, nothing else
+    gemm = plan.contiguous_gemm
+    prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None
             and arrays[0].flags.c_contiguous and arrays[1].flags.c_contiguous):
         core = run_gemm(gemm, arrays[0], arrays[1])  # the common case, planned in advance
@@ -553,7 +568,8 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         return _scatter_pair(_read_views(plan, arrays), plan)
     else:
         core = _contract(plan, _read_views(plan, arrays), memo, prefer)
-    core = scale_mean(core, plan)
+    if plan.reduce == "mean":
+        core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, bound.size_map)

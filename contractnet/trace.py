@@ -53,12 +53,15 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any):
-        parents = [(i, a) for i, a in enumerate(args) if isinstance(a, Traced)]
-        if not parents:
+        parents = values = None
+        for i, a in enumerate(args):
+            if isinstance(a, Traced):
+                if parents is None:
+                    parents, values = [], list(args)
+                parents.append((i, a))
+                values[i] = a.value
+        if parents is None:
             return self.fn(*args, **kwargs)
-        values = list(args)
-        for i, a in parents:
-            values[i] = a.value
         values = tuple(values)
         return Traced(self.fn(*values, **kwargs), Node(self, values, kwargs, parents))
 

@@ -367,7 +367,7 @@ def test_memory_budget_raises_before_allocating_when_traced():
 # ------------------------------------------------------------- planner cases
 # Each fast path of the engine is checked against the general route.
 from contractnet import engine, pair  # noqa: E402
-from contractnet.bind import bind  # noqa: E402
+from contractnet.bind import bind, clear_bind_cache  # noqa: E402
 from contractnet.spec import parse  # noqa: E402
 
 
@@ -378,7 +378,7 @@ from contractnet.spec import parse  # noqa: E402
 ])
 def test_per_offset_scatter_equals_scatter_of_the_whole_result(spec, shapes, monkeypatch):
     monkeypatch.setattr(engine, "PER_OFFSET_MIN_ELEMENTS", 0)  # take the fast path at any size
-    engine.make_plan.cache_clear()
+    clear_bind_cache()
     ops = _operands(shapes)
     sizes = {"h": 3} if "h" not in spec.split(",")[0] else None
     bound = bind(parse(spec), shapes, sizes)
@@ -389,7 +389,7 @@ def test_per_offset_scatter_equals_scatter_of_the_whole_result(spec, shapes, mon
     whole = engine.write_output(core, names, bound.spec.output, bound.out_shape,
                                 bound.size_map)
     assert_close(engine.execute(bound, ops), whole, what=spec)
-    engine.make_plan.cache_clear()
+    clear_bind_cache()
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
@@ -540,12 +540,12 @@ def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, mon
     x = np.random.default_rng(9).integers(0, 2, shape).astype(np.float64)
 
     def grad():
-        engine.make_plan.cache_clear()
+        clear_bind_cache()
         out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce="max"), x)
         return out, vjp_fn(np.arange(1.0, out.size + 1).reshape(out.shape))[0]
     fast = grad()
     monkeypatch.setattr(engine, "MAX_REDUCE_OFFSETS", 0)
     general = grad()
-    engine.make_plan.cache_clear()
+    clear_bind_cache()
     for got, want in zip(fast, general):
         np.testing.assert_array_equal(got, want)

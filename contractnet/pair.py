@@ -10,7 +10,7 @@ pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -216,12 +216,12 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
 def memory_owner(array: Any) -> Any:
     """The object that owns ``array``'s memory (the end of its ``.base`` chain):
     two arrays can share memory only if they have the same owner."""
-    while getattr(array, "base", None) is not None:
-        array = array.base
+    base = getattr(array, "base", None)
+    while base is not None:
+        array, base = base, getattr(base, "base", None)
     return array
 
 
-@dataclass
 class Memo:
     """Copied GEMM operands of one traced forward call, kept for its backward.
 
@@ -233,8 +233,11 @@ class Memo:
     pass.
     """
 
-    copies: dict = field(default_factory=dict)
-    record: bool = True
+    __slots__ = ("copies", "record")
+
+    def __init__(self) -> None:
+        self.copies: dict = {}
+        self.record = True
 
     def close(self) -> None:
         """Stop recording: from now on the memo only serves what it holds."""

@@ -54,12 +54,14 @@ class Primitive:
 
     def __call__(self, *args: Any, **kwargs: Any):
         parents = values = None
-        for i, a in enumerate(args):
-            if isinstance(a, Traced):
+        i = 0
+        for a in args:
+            if type(a) is Traced:  # Traced is final: no subclass to look for
                 if parents is None:
                     parents, values = [], list(args)
                 parents.append((i, a))
                 values[i] = a.value
+            i += 1
         if parents is None:
             return self.fn(*args, **kwargs)
         values = tuple(values)
@@ -84,6 +86,9 @@ class Traced:
     def __init__(self, value: Any, node: Node | None = None):
         self.value = value if type(value) is np.ndarray else np.asarray(value)
         self.node = node
+
+    def __init_subclass__(cls, **kwargs: Any):
+        raise TypeError("Traced cannot be subclassed (tracing tests its exact type)")
 
     def __repr__(self) -> str:
         return f"Traced({self.value!r})"

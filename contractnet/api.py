@@ -21,13 +21,12 @@ from .transpose import transpose
 
 
 @primitive
-def contract(bound: Bound, reduce: str, *arrays: np.ndarray, memo: Memo | None = None
-             ) -> np.ndarray:
+def contract(bound: Bound, reduce: str, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
     """Run a bound spec; the result never shares memory with an operand.
 
     A traced call passes a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
-    :func:`contractnet.pair.contract_pair`).
+    :func:`contractnet.pair.contract_pair`); an untraced one passes None.
     """
     out = execute(bound, arrays, reduce, memo)
     if memo is not None:
@@ -107,10 +106,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     else:
         bound = bind_array_shapes(_as_spec(spec), tuple(shapes), sizes)
     if not traced:
-        return contract.fn(bound, reduce, *arrays)  # nothing to record
+        return contract.fn(bound, reduce, None, *arrays)  # nothing to record
     if len(arrays) > 2:
         return _contract_pairwise(bound, reduce, arrays)
-    return contract(bound, reduce, *arrays, memo=Memo())
+    return contract(bound, reduce, Memo(), *arrays)
 
 
 def _from_interleaved(args: tuple, sizes: Mapping | None):
@@ -145,7 +144,7 @@ def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return contract(bound, "sum", *operands, memo=Memo())
+    return contract(bound, "sum", Memo(), *operands)
 
 
 def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):

@@ -35,10 +35,10 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
 
 
-def _contract_vjp(argnum: int, g, ans, bound, reduce, *arrays, memo=None):
-    """The transposed spec of operand ``argnum - 2``, run by the engine
+def _contract_vjp(argnum: int, g, ans, bound, reduce, memo, *arrays):
+    """The transposed spec of operand ``argnum - 3``, run by the engine
     (reusing the forward pass's copied GEMM operands, ``memo``)."""
-    i = argnum - 2
+    i = argnum - 3
     if reduce == "max":
         return route_to_max(bound, arrays[0], g, ans)
     operands = list(arrays)
@@ -280,8 +280,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
     flat, positions, rebuild = _flatten_primals(primals)
-    leaves = [Traced(x if type(x) is np.ndarray and x.dtype.kind in "fc"
-                     else _as_primal(x, i, traced_ok=False)) for x, i in zip(flat, positions)]
+    leaves = []
+    for x, i in zip(flat, positions):
+        if type(x) is not np.ndarray or x.dtype.kind not in "fc":
+            x = _as_primal(x, i, traced_ok=False)
+        leaves.append(Traced(x))
     result = fn(*rebuild(leaves))
     if isinstance(result, Traced):
         out = result.value
@@ -301,9 +304,13 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         # gradients must not share memory with these, nor with one another
-        owned = {id(memory_owner(leaf.value)) for leaf in leaves}
-        owned.add(id(memory_owner(cot)))
-        return rebuild([_leaf_grad(grads, leaf, owned) for leaf in leaves])
+        owned = {id(memory_owner(cot))}
+        for leaf in leaves:
+            owned.add(id(memory_owner(leaf.value)))
+        out_grads = []
+        for leaf in leaves:
+            out_grads.append(_leaf_grad(grads, leaf, owned))
+        return rebuild(out_grads)
     return out, vjp_fn
 
 

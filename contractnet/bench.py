@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="custom shape: B,N,M,D,K (head) or B,H,W,C,KH,KW,K[,stride[,pad]]"
                              " (conv); repeat the option for more")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeat", type=int, default=7, metavar="N",
-                        help="timed rounds per method (default 7)")
+    parser.add_argument("--repeat", type=int, default=9, metavar="N",
+                        help="timed rounds per method (default 9)")
     parser.add_argument("--best-of", type=int, default=3, metavar="K",
                         help="each timed sample is the fastest of K calls (default 3)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",

@@ -210,18 +210,13 @@ def _only_leaf(leaves: list) -> Any:
     return leaves[0]
 
 
-def _flatten_primals(primals: tuple) -> tuple[list, Sequence[int], Callable[[list], tuple]]:
-    """The leaves of all primals, the position of the primal each comes from,
-    and a function rebuilding the tuple of primals from leaves."""
-    for p in primals:
-        if type(p) is not np.ndarray:
-            break
-    else:  # the common case: no nesting
-        return list(primals), range(len(primals)), tuple
+def _traced_leaves(primals: tuple) -> tuple[list[Traced], Callable[[list], tuple]]:
+    """Every leaf of the (possibly nested) primals, checked and traced, and a
+    function rebuilding the tuple of primals from such leaves."""
     parts = [_flatten(p) for p in primals]
-    leaves = [leaf for flat, _ in parts for leaf in flat]
-    positions = [i for i, (flat, _) in enumerate(parts) for _ in flat]
-    return leaves, positions, _rebuilder(parts, tuple)
+    leaves = [Traced(_as_primal(leaf, i, traced_ok=False))
+              for i, (flat, _) in enumerate(parts) for leaf in flat]
+    return leaves, _rebuilder(parts, tuple)
 
 
 class DtypeError(TypeError, ValueError):
@@ -279,11 +274,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     >>> dx.shape, dw.shape
     ((2, 3, 3, 4), (3, 3, 4, 5))
     """
-    flat, positions, rebuild = _flatten_primals(primals)
-    leaves = []
-    for x, i in zip(flat, positions):
+    leaves, rebuild = [], tuple
+    for x in primals:  # the common case: floating-point arrays, nothing nested
         if type(x) is not np.ndarray or x.dtype.kind not in "fc":
-            x = _as_primal(x, i, traced_ok=False)
+            leaves, rebuild = _traced_leaves(primals)
+            break
         leaves.append(Traced(x))
     result = fn(*rebuild(leaves))
     if isinstance(result, Traced):

@@ -529,3 +529,21 @@ def test_forward_temporaries_are_never_served_to_the_backward_pass():
         np.testing.assert_allclose(db, np.einsum("jmip,lpi,k->lkm", a, g, np.ones(n)),
                                    atol=1e-12)
         del y, vjp_fn, g, da, db
+
+
+def test_traced_cannot_be_subclassed():
+    # tracing finds traced arguments by exact type
+    with pytest.raises(TypeError, match="subclassed"):
+        type("MyTraced", (cn.trace.Traced,), {})
+
+
+def test_vjp_mixes_plain_arrays_with_other_primals():
+    x = _rng().standard_normal((2, 3))
+    scale = np.float64(1.5)  # a numpy scalar: a leaf, but not an ndarray
+    out, vjp_fn = cn.vjp(lambda x, s: cn.einsum("ij,->ij", x, s), x, scale)
+    dy = _rng(2).standard_normal(out.shape)
+    gx, gs = vjp_fn(dy)
+    assert_close(gx, 1.5 * dy)
+    assert gs.shape == () and np.isclose(gs, np.sum(x * dy))
+    with pytest.raises(cn.autodiff.DtypeError, match="primal 1"):
+        cn.vjp(lambda x, w: cn.einsum("ij,jk->ik", x, w), x, np.ones((3, 2), dtype=np.int64))

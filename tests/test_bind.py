@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from contractnet.bind import bind
+from contractnet.bind import bind, bind_text, clear_bind_cache
+from contractnet.engine import make_plan
 from contractnet.spec import ELLIPSIS, SpecError, Window, parse
 from strategies import einsum_cases
 
@@ -168,3 +169,28 @@ def test_bind_does_not_touch_ellipsis_of_spec():
     spec = parse("...ij,...jk->...ik")
     bind(spec, [(2, 1, 3, 4), (5, 4, 2)])
     assert spec.inputs[0].axes[0] == ELLIPSIS
+
+
+def test_spec_text_binds_to_the_same_bound_as_the_parsed_spec():
+    shapes = ((2, 3, 3, 4), (3, 3, 4, 5))
+    by_text = bind_text("bnmd,nmdk->bk", shapes)
+    assert by_text is bind_text("bnmd,nmdk->bk", shapes)  # served from the text cache
+    assert by_text == bind(parse("bnmd,nmdk->bk"), shapes)
+    assert bind_text("bnmd,nmdk->bk", ((1, 3, 3, 4), (3, 3, 4, 5))).out_shape == (1, 5)
+
+
+def test_spec_text_errors_are_not_cached():
+    for _ in range(2):
+        with pytest.raises(SpecError, match="operand"):
+            bind_text("ij,jk->ik", ((2, 3),))
+
+
+def test_clearing_the_bind_cache_drops_derived_plans():
+    shapes = ((2, 3), (3, 4))
+    bound = bind_text("ij,jk->ik", shapes)
+    plan = make_plan(bound, "sum")
+    assert make_plan(bound, "sum") is plan  # kept on the bound spec
+    clear_bind_cache()
+    fresh = bind_text("ij,jk->ik", shapes)
+    assert fresh is not bound and fresh == bound
+    assert make_plan(fresh, "sum") is not plan

@@ -87,10 +87,11 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     """
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
+    parsed = _as_spec(spec)  # the spec is checked first (a cached parse)
     if reduce != "sum":
-        _check_reduce(_as_spec(spec), reduce)
+        _check_reduce(parsed, reduce)
     arrays, shapes, traced = list(operands), [], False
-    for i, x in enumerate(arrays):
+    for i, x in enumerate(operands):
         if type(x) is not np.ndarray:
             if isinstance(x, Traced):
                 traced = True
@@ -99,12 +100,12 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
             x = arrays[i] = np.asarray(x)
         if x.dtype.kind not in "biufc":
             raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
-                            str(_as_spec(spec)))
+                            str(parsed))
         shapes.append(x.shape)
     if sizes is None and type(spec) is str:
-        bound = bind_text(spec, tuple(shapes))
+        bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
     else:
-        bound = bind_array_shapes(_as_spec(spec), tuple(shapes), sizes)
+        bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if not traced:
         return contract.fn(bound, reduce, None, *arrays)  # nothing to record
     if len(arrays) > 2:

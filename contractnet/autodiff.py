@@ -299,6 +299,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         # gradients must not share memory with these, nor with one another
+        # (plain loops here: a comprehension costs a function object per call)
         owned = {id(memory_owner(cot))}
         for leaf in leaves:
             owned.add(id(memory_owner(leaf.value)))

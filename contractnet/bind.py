@@ -5,7 +5,9 @@ expands ``...`` into fresh index letters, gives every index its size, renames
 axes that broadcast from size 1 to private indices (so that the gradient sums
 back to size 1 without a special case), and fixes the extent of every window.
 The result, :class:`Bound`, is concrete: no ellipsis, every size known.
-It is pure shape logic, hashable, and the key of the engine's plan cache.
+It is pure shape logic and hashable; the engine's plans for it are cached
+on it (:attr:`Bound.derived`), and bound specs are cached by the bind caches
+below, which bound both.
 """
 from __future__ import annotations
 
@@ -36,13 +38,15 @@ class Bound:
     def size_map(self) -> dict[str, int]:
         return dict(self.sizes)
 
-    def __hash__(self) -> int:  # computed once: bound specs key the plan cache
+    def __hash__(self) -> int:  # computed once: bound specs key the bind caches
         return self._hash
 
     @cached_property
     def derived(self) -> dict:
-        """What the engine and autodiff compute from this bound spec alone
-        (execution plans, backward bounds), cached with it."""
+        """What the engine and autodiff compute from this bound spec alone,
+        cached with it: execution plans keyed by reduction, backward bounds
+        keyed by ``(operand, gradient shape)``.  A plan refers back to its
+        bound spec, so a dropped one is freed by Python's cycle collector."""
         return {}
 
     @cached_property

@@ -480,6 +480,7 @@ def test_real_primal_gets_a_real_gradient_from_a_complex_output():
     g = vjp_fn(np.ones(2, dtype=complex))[0]
     assert g.dtype == np.float64
     np.testing.assert_array_equal(g, [1.0, 1.0])
+    assert g.flags.c_contiguous and g.flags.writeable and g.base is None  # its own array
 
 
 # ------------------------------------------------------------- forward copies reused backward
@@ -547,3 +548,13 @@ def test_vjp_mixes_plain_arrays_with_other_primals():
     assert gs.shape == () and np.isclose(gs, np.sum(x * dy))
     with pytest.raises(cn.autodiff.DtypeError, match="primal 1"):
         cn.vjp(lambda x, w: cn.einsum("ij,jk->ik", x, w), x, np.ones((3, 2), dtype=np.int64))
+
+
+def test_vjp_takes_a_nested_primal_after_a_plain_array():
+    x, w = _rng().standard_normal((2, 3)), _rng(1).standard_normal((3, 4))
+    out, vjp_fn = cn.vjp(lambda x, p: cn.einsum("ij,jk->ik", x, p["w"]), x, {"w": w})
+    dy = _rng(2).standard_normal(out.shape)
+    gx, gp = vjp_fn(dy)
+    assert set(gp) == {"w"}
+    assert_close(gx, dy @ w.T)
+    assert_close(gp["w"], x.T @ dy)

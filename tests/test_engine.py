@@ -457,6 +457,34 @@ def test_contiguous_gemm_fast_path_matches_the_general_pair_path(spec, shapes):
     assert_close(engine.execute(bound, ops), np.einsum(spec, *ops), what=spec)
 
 
+@pytest.mark.parametrize("spec, shapes, reduce, direct", [
+    ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)], "sum", True),
+    ("bk,nmdk->bnmd", [(3, 5), (2, 2, 4, 5)], "sum", True),
+    ("bnmd,bk->nmdk", [(3, 2, 2, 4), (3, 5)], "sum", True),
+    ("bij,bjk->bki", [(2, 8, 8), (2, 8, 9)], "sum", False),   # the result needs a transpose
+    ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)], "mean", False),  # and a scale
+])
+def test_direct_gemm_is_planned_only_when_the_product_is_the_output(spec, shapes, reduce,
+                                                                      direct):
+    bound = bind(parse(spec), shapes)
+    plan = engine.make_plan(bound, reduce)
+    assert (plan.direct_gemm is not None) == direct, spec
+    ops = _operands(shapes)
+    want = np.einsum(spec, *ops) / (plan.count if reduce == "mean" else 1)
+    assert_close(engine.execute(bound, ops, reduce), want, what=spec)
+
+
+def test_direct_gemm_steps_aside_for_a_layout_request_or_strided_operands():
+    bound = bind(parse("bk,nmdk->bnmd"), [(3, 5), (2, 2, 4, 5)])
+    g, w = _operands([(3, 5), (2, 2, 4, 5)])
+    like = np.asfortranarray(np.zeros((3, 2, 2, 4)))
+    got = engine.execute(bound, (g, w), "sum", None, like)
+    assert got.strides[0] == got.itemsize  # b innermost, as in ``like``: not the direct GEMM
+    assert_close(got, np.einsum("bk,nmdk->bnmd", g, w))
+    strided_w = np.asfortranarray(w)
+    assert_close(engine.execute(bound, (g, strided_w)), np.einsum("bk,nmdk->bnmd", g, w))
+
+
 def test_a_traced_forward_pass_closes_its_memo():
     x, w = _operands([(2, 6, 3), (3, 3, 4)])
     out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(h+u)c,uck->bhk", a, b), x, w)

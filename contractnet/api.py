@@ -87,7 +87,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     """
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
-    parsed = _as_spec(spec)  # the spec is checked first (a cached parse)
+    parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
     if reduce != "sum":
         _check_reduce(parsed, reduce)
     arrays, shapes, traced = list(operands), [], False
@@ -110,7 +110,9 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         return contract.fn(bound, reduce, None, *arrays)  # nothing to record
     if len(arrays) > 2:
         return _contract_pairwise(bound, reduce, arrays)
-    return contract(bound, reduce, Memo(), *arrays)
+    plan = bound.derived.get(reduce) or make_plan(bound, reduce)
+    # a direct GEMM copies no operand, so its backward pass has nothing to reuse
+    return contract(bound, reduce, None if plan.direct_gemm is not None else Memo(), *arrays)
 
 
 def _from_interleaved(args: tuple, sizes: Mapping | None):

@@ -110,9 +110,19 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         return contract.fn(bound, reduce, None, *arrays)  # nothing to record
     if len(arrays) > 2:
         return _contract_pairwise(bound, reduce, arrays)
+    return contract(bound, reduce, _memo_for(bound, reduce, arrays), *arrays)
+
+
+def _memo_for(bound: Bound, reduce: str, operands: Sequence) -> Memo | None:
+    """A memo for a traced two-operand call, or None when its plan runs as
+    one GEMM on views of the operands (nothing is copied, so nothing can be
+    reused by the backward pass)."""
     plan = bound.derived.get(reduce) or make_plan(bound, reduce)
-    # a direct GEMM copies no operand, so its backward pass has nothing to reuse
-    return contract(bound, reduce, None if plan.direct_gemm is not None else Memo(), *arrays)
+    if plan.direct_gemm is not None:
+        a, b = (x.value if type(x) is Traced else x for x in operands)
+        if a.flags.c_contiguous and b.flags.c_contiguous:
+            return None
+    return Memo()
 
 
 def _from_interleaved(args: tuple, sizes: Mapping | None):

@@ -497,6 +497,25 @@ def test_kernel_gradient_reuses_the_forward_im2col_and_stays_exact():
         np.testing.assert_allclose(dx, cn.einsum("bhwk,uvck->b(h+u)(w+v)c", dy, w), atol=1e-12)
 
 
+@pytest.mark.parametrize("permuted", [False, True])
+def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted):
+    # C-contiguous operands run as one GEMM on views: nothing copied, no memo;
+    # an activation whose (n, m, d) axes do not merge is copied for the GEMM,
+    # and the memo that keeps such copies for the backward pass is there
+    swapped = _rng().standard_normal((8, 3, 3, 16)).transpose(0, 2, 1, 3)  # n, m swapped
+    x = swapped if permuted else np.ascontiguousarray(swapped)
+    w, dy = _rng(1).standard_normal((3, 3, 16, 10)), _rng(2).standard_normal((8, 10))
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b), x, w)
+    (result,) = [c.cell_contents for c in vjp_fn.__closure__
+                 if isinstance(c.cell_contents, cn.trace.Traced)]
+    memo = result.node.args[2]  # contract(bound, reduce, memo, *arrays)
+    assert (memo is not None) == permuted
+    dx, dw = vjp_fn(dy)
+    assert_close(out, np.einsum("bnmd,nmdk->bk", x, w))
+    assert_close(dw, np.einsum("bnmd,bk->nmdk", x, dy))
+    assert_close(dx, np.einsum("bk,nmdk->bnmd", dy, w))
+
+
 def test_cotangents_through_windows_are_never_memoized():
     # the backward of a transposed convolution reads the cotangent through a window;
     # a second cotangent (possibly at the same address) must not see the first one's copy

@@ -114,9 +114,9 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
 
 
 def _memo_for(bound: Bound, reduce: str, operands: Sequence) -> Memo | None:
-    """A memo for a traced two-operand call, or None when its plan runs as
-    one GEMM on views of the operands (nothing is copied, so nothing can be
-    reused by the backward pass)."""
+    """A memo for a traced call of one or two operands, or None when its plan
+    runs as one GEMM on views of the operands (nothing is copied, so nothing
+    can be reused by the backward pass)."""
     plan = bound.derived.get(reduce) or make_plan(bound, reduce)
     if plan.direct_gemm is not None:
         a, b = (x.value if type(x) is Traced else x for x in operands)

@@ -117,7 +117,7 @@ def _memo_for(bound: Bound, reduce: str, operands: Sequence) -> Memo | None:
     """A memo for a traced call of one or two operands, or None when its plan
     runs as one GEMM on views of the operands (nothing is copied, so nothing
     can be reused by the backward pass)."""
-    plan = bound.derived.get(reduce) or make_plan(bound, reduce)
+    plan = make_plan(bound, reduce)
     if plan.direct_gemm is not None:
         a, b = (x.value if type(x) is Traced else x for x in operands)
         if a.flags.c_contiguous and b.flags.c_contiguous:

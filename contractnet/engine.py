@@ -549,7 +549,7 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    plan = bound.derived.get(reduce) or make_plan(bound, reduce)  # make_plan's lookup, inlined
+    plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
     direct = plan.direct_gemm

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind, bind_array_shapes, bind_text
-from .engine import REDUCTIONS, check_budget, execute, make_plan, mean_scale, run_path
+from .bind import Bound, bind, bind_array_shapes, bind_text, cached_bound
+from .engine import REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Traced, primitive
@@ -21,14 +21,14 @@ from .transpose import transpose
 
 
 @primitive
-def contract(bound: Bound, reduce: str, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
-    """Run a bound spec; the result never shares memory with an operand.
+def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
+    """Run a planned spec; the result never shares memory with an operand.
 
-    A traced call passes a fresh :class:`~contractnet.pair.Memo`, which its
+    A traced call may pass a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
     :func:`contractnet.pair.contract_pair`); an untraced one passes None.
     """
-    out = execute(bound, arrays, reduce, memo)
+    out = run_plan(plan, arrays, memo)
     if memo is not None:
         memo.close()
     # only a one-operand spec can come back as a view (a transpose, a diagonal)
@@ -85,6 +85,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     >>> einsum(np.ones((2, 3)), [0, 1], np.ones((3, 4)), [1, 2], [0, 2]).shape
     (2, 4)
     """
+    if type(spec) is str and sizes is None and reduce == "sum":
+        bound, traced = _bound_if_cached(spec, operands)
+        if bound is not None:  # seen before with these shapes: the spec text is valid
+            return _run_bound(bound, "sum", operands, traced)
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
@@ -98,7 +102,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
                 shapes.append(x.value.shape)
                 continue
             x = arrays[i] = np.asarray(x)
-        if x.dtype.kind not in "biufc":
+        if x.dtype.kind not in NUMERIC_KINDS:
             raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
                             str(parsed))
         shapes.append(x.shape)
@@ -106,20 +110,48 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
+    return _run_bound(bound, reduce, arrays, traced)
+
+
+NUMERIC_KINDS = "biufc"
+
+
+def _bound_if_cached(text: str, operands: tuple) -> tuple[Bound | None, bool]:
+    """The cached bound spec of ``text`` for these operands, and whether one
+    is traced; ``(None, False)`` when it is not cached or an operand is
+    neither a numeric ndarray nor a traced value (it needs the full checks)."""
+    shapes, traced = [], False
+    for x in operands:
+        kind = type(x)
+        if kind is Traced:
+            traced = True
+            shapes.append(x.value.shape)
+        elif kind is np.ndarray and x.dtype.kind in NUMERIC_KINDS:
+            shapes.append(x.shape)
+        else:
+            return None, False
+    return cached_bound(text, tuple(shapes)), traced
+
+
+def _run_bound(bound: Bound, reduce: str, operands: Sequence, traced: bool):
+    """Run checked operands; a traced run records its contraction (pairwise
+    for three or more operands, see :func:`_contract_pairwise`)."""
+    plan = make_plan(bound, reduce)
     if not traced:
-        return contract.fn(bound, reduce, None, *arrays)  # nothing to record
-    if len(arrays) > 2:
-        return _contract_pairwise(bound, reduce, arrays)
-    return contract(bound, reduce, _memo_for(bound, reduce, arrays), *arrays)
+        return contract.fn(plan, None, *operands)  # nothing to record
+    if len(operands) > 2:
+        return _contract_pairwise(plan, operands)
+    return contract(plan, _memo_for(plan, operands), *operands)
 
 
-def _memo_for(bound: Bound, reduce: str, operands: Sequence) -> Memo | None:
+def _memo_for(plan: Plan, operands: Sequence) -> Memo | None:
     """A memo for a traced call of one or two operands, or None when its plan
     runs as one GEMM on views of the operands (nothing is copied, so nothing
     can be reused by the backward pass)."""
-    plan = make_plan(bound, reduce)
     if plan.direct_gemm is not None:
-        a, b = (x.value if type(x) is Traced else x for x in operands)
+        a, b = operands
+        a = a.value if type(a) is Traced else a
+        b = b.value if type(b) is Traced else b
         if a.flags.c_contiguous and b.flags.c_contiguous:
             return None
     return Memo()
@@ -157,13 +189,13 @@ def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return contract(bound, "sum", Memo(), *operands)
+    return contract(make_plan(bound, "sum"), Memo(), *operands)
 
 
-def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
+def _contract_pairwise(plan: Plan, operands: Sequence):
     """Run a 3+ operand spec pairwise along its path, each step recorded."""
-    plan = make_plan(bound, reduce)
     check_budget(plan, max(np.dtype(x.dtype).itemsize for x in operands))
+    bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
     reads = []
     for term, names, x in zip(spec.inputs, plan.read_names, operands):
@@ -180,7 +212,7 @@ def _contract_pairwise(bound: Bound, reduce: str, operands: Sequence):
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
-    if reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
+    if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)
     return core
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import execute, make_plan, route_to_max, scale_mean
+from .engine import Plan, make_plan, route_to_max, run_plan, scale_mean
 from .pair import memory_owner
 from .trace import Primitive, Traced, value_of
 from .transpose import transpose
@@ -35,28 +35,32 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
 
 
-def _contract_vjp(argnum: int, g, ans, bound, reduce, memo, *arrays):
-    """The transposed spec of operand ``argnum - 3``, run by the engine
+def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
+    """The transposed spec of operand ``argnum - 2``, run by the engine
     (reusing the forward pass's copied GEMM operands, ``memo``)."""
-    i = argnum - 3
+    i = argnum - 2
+    reduce = plan.reduce
     if reduce == "max":
-        return route_to_max(bound, arrays[0], g, ans)
+        return route_to_max(plan.bound, arrays[0], g, ans)
     operands = list(arrays)
     operands[i] = g
     shape = g.shape if type(g) is np.ndarray else np.shape(g)
-    grad = execute(backward_bound(bound, i, shape), operands, "sum", memo, arrays[i])
+    grad = run_plan(backward_plan(plan, i, shape), operands, memo, arrays[i])
     if reduce == "mean":
-        grad = scale_mean(grad, make_plan(bound, reduce))
+        grad = scale_mean(grad, plan)
     return grad
 
 
-def backward_bound(bound: Bound, operand: int, grad_shape: tuple[int, ...]) -> Bound:
-    """Bind operand ``operand``'s transposed spec; the forward fixes every size.
-    Cached on the forward bound."""
+def backward_plan(plan: Plan, operand: int, grad_shape: tuple[int, ...]) -> Plan:
+    """The plan of operand ``operand``'s transposed spec, bound to the sizes
+    the forward spec fixes.  Cached on the forward bound spec (the backward
+    of a sum and of a mean is the same sum)."""
+    derived = plan.bound.derived
     key = (operand, grad_shape)
-    backward = bound.derived.get(key)
+    backward = derived.get(key)
     if backward is None:
-        backward = bound.derived[key] = _bind_backward(bound, operand, grad_shape)
+        backward = derived[key] = make_plan(_bind_backward(plan.bound, operand, grad_shape),
+                                            "sum")
     return backward
 
 

@@ -323,6 +323,12 @@ def bind_text(text: str, shapes: tuple[Shape, ...]) -> Bound:
     return bound
 
 
+def cached_bound(text: str, shapes: tuple[Shape, ...]) -> Bound | None:
+    """What :func:`bind_text` returns for these arguments if it has bound
+    them before (a bound spec only exists for valid text), else None."""
+    return _bound_by_text.get((text, shapes))
+
+
 _bound_by_text: dict[tuple[str, tuple[Shape, ...]], Bound] = {}
 _BOUND_BY_TEXT_MAX = 4096
 

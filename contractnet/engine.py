@@ -539,7 +539,14 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
 # ------------------------------------------------------------------ execute
 def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
             memo: Memo | None = None, like: np.ndarray | None = None) -> np.ndarray:
-    """Run a bound spec on arrays (already checked against its shapes).
+    """Run a bound spec on arrays (already checked against its shapes):
+    :func:`run_plan` of its cached plan (see there)."""
+    return run_plan(make_plan(bound, reduce), arrays, memo, like)
+
+
+def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
+             like: np.ndarray | None = None) -> np.ndarray:
+    """Run a plan on arrays (already checked against its bound spec's shapes).
 
     The result may be a view of an operand (e.g. a pure transpose); the
     public :func:`contractnet.einsum` copies in that case.  ``memo`` is
@@ -549,7 +556,6 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    plan = make_plan(bound, reduce)
     if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
     direct = plan.direct_gemm
@@ -572,4 +578,5 @@ def execute(bound: Bound, arrays: Sequence[np.ndarray], reduce: str = "sum",
         core = scale_mean(core, plan)
     if plan.plain_output:
         return core if plan.output_perm is None else core.transpose(plan.output_perm)
+    bound = plan.bound
     return write_output(core, plan.target, bound.spec.output, bound.out_shape, bound.size_map)

@@ -508,7 +508,7 @@ def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted):
     out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b), x, w)
     (result,) = [c.cell_contents for c in vjp_fn.__closure__
                  if isinstance(c.cell_contents, cn.trace.Traced)]
-    memo = result.node.args[2]  # contract(bound, reduce, memo, *arrays)
+    memo = result.node.args[1]  # contract(plan, memo, *arrays)
     assert (memo is not None) == permuted
     dx, dw = vjp_fn(dy)
     assert_close(out, np.einsum("bnmd,nmdk->bk", x, w))

@@ -499,8 +499,8 @@ def _memos(out, vjp_fn):
     """The memos held by the graph behind ``vjp_fn``."""
     cells = [c.cell_contents for c in vjp_fn.__closure__]
     roots = [c for c in cells if isinstance(c, cn.trace.Traced)]
-    # a contract node's arguments are (bound, reduce, memo, *arrays)
-    return [r.node.args[2] for r in roots if r.node is not None]
+    # a contract node's arguments are (plan, memo, *arrays)
+    return [r.node.args[1] for r in roots if r.node is not None]
 
 
 def test_lone_bool_axis_is_summed_as_a_count_when_the_result_is_not_bool():

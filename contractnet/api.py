@@ -16,7 +16,7 @@ from .bind import Bound, bind, bind_array_shapes, bind_text, cached_bound
 from .engine import REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
-from .trace import Traced, primitive
+from .trace import Node, Traced, primitive
 from .transpose import transpose
 
 
@@ -86,22 +86,35 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     (2, 4)
     """
     if type(spec) is str and sizes is None and reduce == "sum":
-        bound, traced = _bound_if_cached(spec, operands)
-        if bound is not None:  # seen before with these shapes: the spec text is valid
-            return _run_bound(bound, "sum", operands, traced)
+        # the common call: text already bound for these shapes (so it is valid),
+        # operands numeric ndarrays or traced values
+        values, parents, shapes = list(operands), [], []
+        for i, x in enumerate(operands):
+            kind = type(x)
+            if kind is Traced:
+                parents.append((i + 2, x))  # argument i + 2 of contract(plan, memo, ...)
+                x = values[i] = x.value
+            elif kind is not np.ndarray or x.dtype.kind not in NUMERIC_KINDS:
+                break
+            shapes.append(x.shape)
+        else:
+            bound = cached_bound(spec, tuple(shapes))
+            if bound is not None:
+                return _run_plan(make_plan(bound, "sum"), operands, values, parents)
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
     if reduce != "sum":
         _check_reduce(parsed, reduce)
-    arrays, shapes, traced = list(operands), [], False
+    values, parents, shapes = list(operands), [], []
     for i, x in enumerate(operands):
+        if type(x) is Traced:
+            parents.append((i + 2, x))
+            values[i] = x.value
+            shapes.append(x.value.shape)
+            continue
         if type(x) is not np.ndarray:
-            if isinstance(x, Traced):
-                traced = True
-                shapes.append(x.value.shape)
-                continue
-            x = arrays[i] = np.asarray(x)
+            x = values[i] = np.asarray(x)
         if x.dtype.kind not in NUMERIC_KINDS:
             raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
                             str(parsed))
@@ -110,51 +123,39 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
-    return _run_bound(bound, reduce, arrays, traced)
+    if parents and len(operands) > 2:
+        operands = [x if type(x) is Traced else v for x, v in zip(operands, values)]
+    return _run_plan(make_plan(bound, reduce), operands, values, parents)
 
 
 NUMERIC_KINDS = "biufc"
 
 
-def _bound_if_cached(text: str, operands: tuple) -> tuple[Bound | None, bool]:
-    """The cached bound spec of ``text`` for these operands, and whether one
-    is traced; ``(None, False)`` when it is not cached or an operand is
-    neither a numeric ndarray nor a traced value (it needs the full checks)."""
-    shapes, traced = [], False
-    for x in operands:
-        kind = type(x)
-        if kind is Traced:
-            traced = True
-            shapes.append(x.value.shape)
-        elif kind is np.ndarray and x.dtype.kind in NUMERIC_KINDS:
-            shapes.append(x.shape)
-        else:
-            return None, False
-    return cached_bound(text, tuple(shapes)), traced
+def _run_plan(plan: Plan, operands: Sequence, values: list[np.ndarray],
+              parents: list[tuple[int, Traced]]):
+    """Run ``plan`` on ``values``, the operands with traced ones unwrapped.
 
+    With traced operands (``parents``: their argument positions in
+    :data:`contract` and themselves) the run is recorded: as one node, which
+    is what calling the primitive records, built here because the traced
+    operands are already known; a spec of three or more operands runs
+    pairwise instead (see :func:`_contract_pairwise`).
 
-def _run_bound(bound: Bound, reduce: str, operands: Sequence, traced: bool):
-    """Run checked operands; a traced run records its contraction (pairwise
-    for three or more operands, see :func:`_contract_pairwise`)."""
-    plan = make_plan(bound, reduce)
-    if not traced:
-        return contract.fn(plan, None, *operands)  # nothing to record
-    if len(operands) > 2:
+    A recorded node keeps a :class:`~contractnet.pair.Memo` for the copies
+    its backward pass can reuse, except when the plan runs as one GEMM on
+    views of C-contiguous operands: then nothing is copied.
+    """
+    if not parents:
+        return contract.fn(plan, None, *values)  # nothing to record
+    if len(values) > 2:
         return _contract_pairwise(plan, operands)
-    return contract(plan, _memo_for(plan, operands), *operands)
-
-
-def _memo_for(plan: Plan, operands: Sequence) -> Memo | None:
-    """A memo for a traced call of one or two operands, or None when its plan
-    runs as one GEMM on views of the operands (nothing is copied, so nothing
-    can be reused by the backward pass)."""
-    if plan.direct_gemm is not None:
-        a, b = operands
-        a = a.value if type(a) is Traced else a
-        b = b.value if type(b) is Traced else b
-        if a.flags.c_contiguous and b.flags.c_contiguous:
-            return None
-    return Memo()
+    memo = None
+    if (plan.direct_gemm is None or not values[0].flags.c_contiguous
+            or not values[1].flags.c_contiguous):
+        memo = Memo()
+    values = tuple(values)
+    return Traced(contract.fn(plan, memo, *values), Node(contract, (plan, memo) + values, {},
+                                                          parents))
 
 
 def _from_interleaved(args: tuple, sizes: Mapping | None):

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind, bind_array_shapes, bind_text, cached_bound
+from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text
 from .engine import REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
@@ -85,22 +85,22 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     >>> einsum(np.ones((2, 3)), [0, 1], np.ones((3, 4)), [1, 2], [0, 2]).shape
     (2, 4)
     """
-    if type(spec) is str and sizes is None and reduce == "sum":
-        # the common call: text already bound for these shapes (so it is valid),
-        # operands numeric ndarrays or traced values
-        values, parents, shapes = list(operands), [], []
-        for i, x in enumerate(operands):
-            kind = type(x)
-            if kind is Traced:
-                parents.append((i + 2, x))  # argument i + 2 of contract(plan, memo, ...)
-                x = values[i] = x.value
-            elif kind is not np.ndarray or x.dtype.kind not in NUMERIC_KINDS:
-                break
-            shapes.append(x.shape)
-        else:
-            bound = cached_bound(spec, tuple(shapes))
+    if len(operands) == 2 and type(spec) is str and sizes is None and reduce == "sum":
+        # the common call, kept short: two operands, spec text already bound for their
+        # shapes (so it is valid); falls through to the full checks otherwise
+        a, b = operands
+        av = a.value if type(a) is Traced else a
+        bv = b.value if type(b) is Traced else b
+        if (type(av) is np.ndarray and type(bv) is np.ndarray
+                and av.dtype.kind in NUMERIC_KINDS and bv.dtype.kind in NUMERIC_KINDS):
+            bound = bound_by_text.get((spec, (av.shape, bv.shape)))
             if bound is not None:
-                return _run_plan(make_plan(bound, "sum"), operands, values, parents)
+                plan = bound.derived.get("sum") or make_plan(bound, "sum")
+                if a is av and b is bv:
+                    return run_plan(plan, operands)  # nothing to record
+                parents = [(2, a), (3, b)] if a is not av and b is not bv else \
+                    [(2, a)] if a is not av else [(3, b)]
+                return _record(plan, (av, bv), parents)
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
@@ -133,29 +133,36 @@ NUMERIC_KINDS = "biufc"
 
 def _run_plan(plan: Plan, operands: Sequence, values: list[np.ndarray],
               parents: list[tuple[int, Traced]]):
-    """Run ``plan`` on ``values``, the operands with traced ones unwrapped.
-
-    With traced operands (``parents``: their argument positions in
-    :data:`contract` and themselves) the run is recorded: as one node, which
-    is what calling the primitive records, built here because the traced
-    operands are already known; a spec of three or more operands runs
-    pairwise instead (see :func:`_contract_pairwise`).
-
-    A recorded node keeps a :class:`~contractnet.pair.Memo` for the copies
-    its backward pass can reuse, except when the plan runs as one GEMM on
-    views of C-contiguous operands: then nothing is copied.
-    """
+    """Run ``plan`` on ``values``, the operands with traced ones unwrapped;
+    with traced operands (``parents``), record the run.  A spec of three or
+    more operands is recorded pairwise (see :func:`_contract_pairwise`)."""
     if not parents:
         return contract.fn(plan, None, *values)  # nothing to record
     if len(values) > 2:
         return _contract_pairwise(plan, operands)
+    return _record(plan, tuple(values), parents)
+
+
+def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Traced:
+    """Run one or two operands and record the run as one :data:`contract` node.
+
+    This is what calling the primitive records, built here because the
+    traced operands are already known: ``parents`` holds their argument
+    positions in ``contract(plan, memo, *values)`` and themselves.  The node
+    keeps a :class:`~contractnet.pair.Memo` for the copies its backward pass
+    can reuse, except when the plan runs as one GEMM on views of C-contiguous
+    operands: then nothing is copied.
+    """
     memo = None
     if (plan.direct_gemm is None or not values[0].flags.c_contiguous
             or not values[1].flags.c_contiguous):
         memo = Memo()
-    values = tuple(values)
-    return Traced(contract.fn(plan, memo, *values), Node(contract, (plan, memo) + values, {},
-                                                          parents))
+    out = contract.fn(plan, memo, *values)
+    return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))
+
+
+#: The keyword arguments of every recorded contraction (none; never changed).
+NO_KEYWORDS: dict = {}
 
 
 def _from_interleaved(args: tuple, sizes: Mapping | None):

@@ -17,8 +17,8 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import Plan, make_plan, route_to_max, run_plan, scale_mean
-from .pair import memory_owner
+from .engine import Plan, make_plan, route_to_max, run_plan, scale_mean, within_budget
+from .pair import memory_owner, run_gemm
 from .trace import Primitive, Traced, value_of
 from .transpose import transpose
 
@@ -42,10 +42,20 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     reduce = plan.reduce
     if reduce == "max":
         return route_to_max(plan.bound, arrays[0], g, ans)
-    operands = list(arrays)
-    operands[i] = g
     shape = g.shape if type(g) is np.ndarray else np.shape(g)
-    grad = run_plan(backward_plan(plan, i, shape), operands, memo, arrays[i])
+    backward = plan.bound.derived.get((i, shape)) or backward_plan(plan, i, shape)
+    like = arrays[i]
+    if len(arrays) == 2:
+        a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
+        if (backward.direct_gemm is not None and a.flags.c_contiguous and b.flags.c_contiguous
+                and like.flags.c_contiguous and within_budget(backward)):
+            grad = run_gemm(backward.direct_gemm, a, b)  # the common case: one BLAS call
+        else:
+            grad = run_plan(backward, (a, b), memo, like)
+    else:
+        operands = list(arrays)
+        operands[i] = g
+        grad = run_plan(backward, operands, memo, like)
     if reduce == "mean":
         grad = scale_mean(grad, plan)
     return grad
@@ -53,8 +63,8 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
 
 def backward_plan(plan: Plan, operand: int, grad_shape: tuple[int, ...]) -> Plan:
     """The plan of operand ``operand``'s transposed spec, bound to the sizes
-    the forward spec fixes.  Cached on the forward bound spec (the backward
-    of a sum and of a mean is the same sum)."""
+    the forward spec fixes.  Cached on the forward bound spec, keyed by
+    ``(operand, grad_shape)`` (the backward of a sum and of a mean is the same sum)."""
     derived = plan.bound.derived
     key = (operand, grad_shape)
     backward = derived.get(key)

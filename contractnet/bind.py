@@ -314,22 +314,18 @@ def bind_text(text: str, shapes: tuple[Shape, ...]) -> Bound:
     """:func:`bind_array_shapes` for spec text, cached by the text itself
     (so that a repeated call neither parses nor hashes a Spec)."""
     key = (text, shapes)
-    bound = _bound_by_text.get(key)
+    bound = bound_by_text.get(key)
     if bound is None:
         bound = _bind_cached(parse(text), shapes, None, None)
-        if len(_bound_by_text) >= _BOUND_BY_TEXT_MAX:
-            _bound_by_text.clear()
-        _bound_by_text[key] = bound
+        if len(bound_by_text) >= _BOUND_BY_TEXT_MAX:
+            bound_by_text.clear()
+        bound_by_text[key] = bound
     return bound
 
 
-def cached_bound(text: str, shapes: tuple[Shape, ...]) -> Bound | None:
-    """What :func:`bind_text` returns for these arguments if it has bound
-    them before (a bound spec only exists for valid text), else None."""
-    return _bound_by_text.get((text, shapes))
-
-
-_bound_by_text: dict[tuple[str, tuple[Shape, ...]], Bound] = {}
+#: :func:`bind_text`'s cache, keyed by ``(text, shapes)``; read directly by
+#: :func:`contractnet.einsum` on its common path (a hit means valid text).
+bound_by_text: dict[tuple[str, tuple[Shape, ...]], Bound] = {}
 _BOUND_BY_TEXT_MAX = 4096
 
 
@@ -337,7 +333,7 @@ def clear_bind_cache() -> None:
     """Forget every cached bound spec, and with them the plans and backward
     bounds derived from each (see :attr:`Bound.derived`)."""
     _bind_cached.cache_clear()
-    _bound_by_text.clear()
+    bound_by_text.clear()
 
 
 @lru_cache(maxsize=4096)

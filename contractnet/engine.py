@@ -84,6 +84,12 @@ def memory_budget(nbytes: int) -> Iterator[None]:
         _budget[0] = previous
 
 
+def within_budget(plan: "Plan") -> bool:
+    """True when ``plan`` fits the memory budget whatever its dtype (the
+    cheap test; :func:`check_budget` gives the exact answer and the error)."""
+    return plan.peak_elements * MAX_ITEMSIZE <= _budget[0]
+
+
 def check_budget(plan: "Plan", itemsize: int) -> None:
     """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much."""
     needed = plan.peak_elements * itemsize

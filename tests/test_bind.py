@@ -183,7 +183,7 @@ def test_spec_text_binds_to_the_same_bound_as_the_parsed_spec():
 def test_spec_text_that_fails_to_bind_leaves_no_cache_entry():
     with pytest.raises(SpecError, match="operand"):
         bind_text("ij,jk->ik", ((2, 3),))
-    assert ("ij,jk->ik", ((2, 3),)) not in bind_module._bound_by_text
+    assert ("ij,jk->ik", ((2, 3),)) not in bind_module.bound_by_text
 
 
 def test_clearing_the_bind_cache_drops_derived_plans():

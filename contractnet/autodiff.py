@@ -166,14 +166,13 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
     so every value's gradient is complete, all its consumers done, when its
     node passes it on to its parents.
     """
-    grads: dict[int, np.ndarray] = {id(root): cotangent}
     if root.node is None:
-        return grads
-    pending = [(-root.node.serial, root)]
-    while pending:
-        value = heapq.heappop(pending)[1]
+        return {id(root): cotangent}
+    grads: dict[int, np.ndarray] = {}
+    pending: list[tuple[int, Traced]] = []  # a heap of the values whose nodes wait
+    value, g = root, cotangent
+    while True:
         node = value.node
-        g = grads.pop(id(value))
         rule = VJP_RULES.get(node.primitive)
         if rule is None:
             raise NotImplementedError(f"no vjp rule for primitive {node.primitive.name}")
@@ -188,7 +187,10 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
                     heapq.heappush(pending, (-parent.node.serial, parent))
             else:
                 grads[key] = previous + contribution
-    return grads
+        if not pending:
+            return grads
+        value = heapq.heappop(pending)[1]
+        g = grads.pop(id(value))
 
 
 # ------------------------------------------------------------------ pytrees

@@ -13,8 +13,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text
-from .engine import REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan
-from .pair import Memo
+from .engine import (REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan,
+                     within_budget)
+from .pair import Memo, run_gemm
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, primitive
 from .transpose import transpose
@@ -153,11 +154,13 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     can reuse, except when the plan runs as one GEMM on views of C-contiguous
     operands: then nothing is copied.
     """
-    memo = None
-    if (plan.direct_gemm is None or not values[0].flags.c_contiguous
-            or not values[1].flags.c_contiguous):
+    direct = plan.direct_gemm
+    if (direct is not None and values[0].flags.c_contiguous and values[1].flags.c_contiguous
+            and within_budget(plan)):
+        memo, out = None, run_gemm(direct, *values)  # the common case: one BLAS call
+    else:
         memo = Memo()
-    out = contract.fn(plan, memo, *values)
+        out = contract.fn(plan, memo, *values)
     return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))
 
 

@@ -364,6 +364,33 @@ def test_memory_budget_raises_before_allocating_when_traced():
     assert peak < 10**6, f"allocated {peak} bytes before refusing"
 
 
+@pytest.mark.parametrize("traced", [False, True])
+def test_memory_budget_holds_for_a_head_already_run_within_it(traced):
+    # a head's later calls take einsum's short path (cached plan, one GEMM): the
+    # budget is checked there too, and on the backward GEMMs a smaller budget
+    # set between the forward and backward passes refuses
+    x, w = np.ones((64, 4, 4, 8)), np.ones((4, 4, 8, 100))
+    head = lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b)  # noqa: E731
+    run = (lambda: cn.vjp(head, x, w)[0]) if traced else (lambda: head(x, w))
+    assert run().shape == (64, 100)  # binds and plans the spec for these shapes
+    with cn.memory_budget(64 * 100 * 8 - 1):  # the output needs 64 * 100 float64s
+        with pytest.raises(cn.MemoryBudgetError, match="bnmd,nmdk->bk"):
+            run()
+    out, vjp_fn = cn.vjp(head, x, w)
+    with cn.memory_budget(70_000):  # bytes enough for dx (8,192 float64s), not dW (12,800)
+        with pytest.raises(cn.MemoryBudgetError):
+            vjp_fn(np.ones_like(out))
+
+
+def test_a_cached_spec_still_refuses_non_numeric_operands():
+    a, b = np.ones((2, 3)), np.ones((3, 4))
+    cn.einsum("ij,jk->ik", a, b)  # bound for these shapes: later calls take the short path
+    with pytest.raises(cn.SpecError, match="operand 1 is not a numeric array"):
+        cn.einsum("ij,jk->ik", a, np.full((3, 4), "x"))
+    with pytest.raises(cn.SpecError, match="operand 0 is not a numeric array"):
+        cn.einsum("ij,jk->ik", np.empty((2, 3), dtype=object), cn.trace.Traced(b))
+
+
 # ------------------------------------------------------------- planner cases
 # Each fast path of the engine is checked against the general route.
 from contractnet import engine, pair  # noqa: E402

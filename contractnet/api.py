@@ -20,6 +20,8 @@ from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, primitive
 from .transpose import transpose
 
+#: ``dtype.kind`` of the arrays einsum takes: bool, integers, floats, complex.
+NUMERIC_KINDS = "biufc"
 
 @primitive
 def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
@@ -96,11 +98,15 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
                 and av.dtype.kind in NUMERIC_KINDS and bv.dtype.kind in NUMERIC_KINDS):
             bound = bound_by_text.get((spec, (av.shape, bv.shape)))
             if bound is not None:
+                # make_plan's own cache lookup, inline on this path
                 plan = bound.derived.get("sum") or make_plan(bound, "sum")
-                if a is av and b is bv:
+                parents = []  # traced operands: (argument position in contract, value)
+                if a is not av:
+                    parents.append((2, a))
+                if b is not bv:
+                    parents.append((3, b))
+                if not parents:
                     return run_plan(plan, operands)  # nothing to record
-                parents = [(2, a), (3, b)] if a is not av and b is not bv else \
-                    [(2, a)] if a is not av else [(3, b)]
                 return _record(plan, (av, bv), parents)
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
@@ -124,23 +130,19 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
-    if parents and len(operands) > 2:
-        operands = [x if type(x) is Traced else v for x, v in zip(operands, values)]
-    return _run_plan(make_plan(bound, reduce), operands, values, parents)
+    return _run_and_record(make_plan(bound, reduce), operands, values, parents)
 
 
-NUMERIC_KINDS = "biufc"
-
-
-def _run_plan(plan: Plan, operands: Sequence, values: list[np.ndarray],
-              parents: list[tuple[int, Traced]]):
-    """Run ``plan`` on ``values``, the operands with traced ones unwrapped;
-    with traced operands (``parents``), record the run.  A spec of three or
-    more operands is recorded pairwise (see :func:`_contract_pairwise`)."""
+def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],
+                    parents: list[tuple[int, Traced]]):
+    """Run ``plan`` on ``values``, the operands as arrays; with traced
+    operands (``parents``), record the run.  A spec of three or more operands
+    is recorded pairwise (see :func:`_contract_pairwise`)."""
     if not parents:
         return contract.fn(plan, None, *values)  # nothing to record
     if len(values) > 2:
-        return _contract_pairwise(plan, operands)
+        return _contract_pairwise(plan, [x if type(x) is Traced else v
+                                         for x, v in zip(operands, values)])
     return _record(plan, tuple(values), parents)
 
 
@@ -155,16 +157,20 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     operands: then nothing is copied.
     """
     direct = plan.direct_gemm
-    if (direct is not None and values[0].flags.c_contiguous and values[1].flags.c_contiguous
-            and within_budget(plan)):
-        memo, out = None, run_gemm(direct, *values)  # the common case: one BLAS call
+    if direct is not None and values[0].flags.c_contiguous and values[1].flags.c_contiguous:
+        memo = None
+        if within_budget(plan):
+            out = run_gemm(direct, *values)  # the common case: one BLAS call
+        else:
+            out = contract.fn(plan, None, *values)  # the exact budget check first
     else:
         memo = Memo()
         out = contract.fn(plan, memo, *values)
     return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))
 
 
-#: The keyword arguments of every recorded contraction (none; never changed).
+#: The keyword arguments of every recorded contraction: none.  One dict shared
+#: by all their nodes (read as ``**node.kwargs``, never written).
 NO_KEYWORDS: dict = {}
 
 

@@ -44,9 +44,10 @@ class Bound:
     @cached_property
     def derived(self) -> dict:
         """What the engine and autodiff compute from this bound spec alone,
-        cached with it: execution plans keyed by reduction, backward bounds
-        keyed by ``(operand, gradient shape)``.  A plan refers back to its
-        bound spec, so a dropped one is freed by Python's cycle collector."""
+        cached with it: execution plans keyed by reduction, the plans of its
+        backward specs keyed by ``(operand, gradient shape)``.  A plan refers
+        back to its bound spec, so a dropped one is freed by Python's cycle
+        collector."""
         return {}
 
     @cached_property
@@ -330,8 +331,8 @@ _BOUND_BY_TEXT_MAX = 4096
 
 
 def clear_bind_cache() -> None:
-    """Forget every cached bound spec, and with them the plans and backward
-    bounds derived from each (see :attr:`Bound.derived`)."""
+    """Forget every cached bound spec, and with them the plans derived from
+    each, backward ones included (see :attr:`Bound.derived`)."""
     _bind_cached.cache_clear()
     bound_by_text.clear()
 

@@ -398,7 +398,7 @@ def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
     """The pair plan of a two-operand spec whose operands arrive C-contiguous.
 
     Such operands' layout follows from their shapes, so the plan is made once
-    here rather than per call; :func:`execute` uses it when both operands
+    here rather than per call; :func:`run_plan` uses it when both operands
     are C-contiguous (the common case) and :func:`contract_pair` otherwise.
     Returns ``(PairPlan, permutation to target)`` or ``(None, None)``.
     """

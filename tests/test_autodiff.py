@@ -516,6 +516,21 @@ def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted):
     assert_close(dx, np.einsum("bk,nmdk->bnmd", dy, w))
 
 
+def test_a_head_under_a_tight_budget_keeps_no_memo_either():
+    # float32 needs a quarter of the bytes the budget's quick test assumes (complex128):
+    # under a budget between the two the head still runs as one GEMM and copies nothing
+    x = _rng().standard_normal((8, 3, 3, 16)).astype(np.float32)
+    w = _rng(1).standard_normal((3, 3, 16, 10)).astype(np.float32)
+    head = lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b)  # noqa: E731
+    cn.vjp(head, x, w)  # bound and planned: the next call takes einsum's short path
+    with cn.memory_budget(8 * 10 * 8):  # float32 needs 320 bytes, the quick test 1,280
+        out, vjp_fn = cn.vjp(head, x, w)
+    (result,) = [c.cell_contents for c in vjp_fn.__closure__
+                 if isinstance(c.cell_contents, cn.trace.Traced)]
+    assert result.node.args[1] is None  # contract(plan, memo, *arrays)
+    assert_close(out, np.einsum("bnmd,nmdk->bk", x, w), tol=1e-4)
+
+
 def test_cotangents_through_windows_are_never_memoized():
     # the backward of a transposed convolution reads the cotangent through a window;
     # a second cotangent (possibly at the same address) must not see the first one's copy

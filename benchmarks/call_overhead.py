@@ -10,11 +10,13 @@ flatten+matmul; what it adds is Python work around them.  Three parts:
    Both route their GEMMs through one timing wrapper (contractnet's through
    its backend seam, :data:`contractnet.backend.backend`), so the segments
    hold exactly the Python work each method does around its BLAS calls.
-3. **What makes Python slow right after a GEMM**: flatten+matmul with the
-   same filler between its GEMMs twice, once a loop that allocates small
-   Python objects and once a loop of arithmetic that allocates nothing.
+3. **What makes Python slow right after a GEMM**: flatten+matmul with a
+   filler after each GEMM, twice: 24 new tuples of one size made from one
+   tuple, and 24 new tuples of 24 sizes made from 24 tuples (the same work
+   on far more distinct memory).
 
-Parts 2 and 3 give medians over alternating rounds in one process::
+Parts 2 and 3 give medians over many rounds in one process (part 2 alternates
+the two methods, part 3 shuffles its three calls every round)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/call_overhead.py \
         [--shape 128,4,4,50,500] [--rounds 200]
@@ -22,6 +24,7 @@ Parts 2 and 3 give medians over alternating rounds in one process::
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 import timeit
@@ -57,21 +60,6 @@ def head_methods(shape: HeadShape, matmul=np.matmul):
         matmul(xf, wf)
         return matmul(dy, wf.T).reshape(x.shape), matmul(xf.T, dy).reshape(w.shape)
     return contraction, flatten
-
-
-def alternate(calls: dict, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each, timed round-robin (order reversed every round)."""
-    for call in calls.values():
-        for _ in range(3):
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    names = list(calls)
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def warm_cost(rounds: int) -> None:
@@ -123,15 +111,37 @@ def segments(shape: HeadShape, rounds: int) -> None:
     print()
 
 
-def _allocating(n: int) -> list:
-    return [((i,), [i], {"i": i}, (i, i, i)) for i in range(n)]
+#: Sources for the fillers: one tuple, and tuples of 1 to 24 elements.
+_ONE = tuple(range(12))
+_MANY = [tuple(range(n)) for n in range(1, 25)]
 
 
-def _arithmetic(n: int) -> int:
-    s = 0
-    for i in range(n):
-        s = (s ^ i) + (i * 3 - (s >> 2))
-    return s
+def _repeated() -> list:
+    """24 new tuples, all of one size, made from one tuple."""
+    return [_ONE + (i,) for i in range(24)]
+
+
+def _varied() -> list:
+    """24 new tuples of 24 sizes, made from 24 tuples: as much work as
+    :func:`_repeated`, on far more distinct memory."""
+    return [t + (i,) for i, t in enumerate(_MANY)]
+
+
+def shuffled_rounds(calls: dict, rounds: int, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per call of each, every round in a fresh random order (a fixed
+    order favours whichever call follows a given one)."""
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order, rng = list(calls), random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def filler_cost(shape: HeadShape, rounds: int) -> None:
@@ -149,18 +159,18 @@ def filler_cost(shape: HeadShape, rounds: int) -> None:
             return dx, dw
         return call
 
-    fills = {"allocating": lambda: _allocating(10), "arithmetic": lambda: _arithmetic(60)}
+    fills = {"repeated": _repeated, "varied": _varied}
     warm = {k: min(timeit.repeat(f, number=2000, repeat=5)) / 2000 for k, f in fills.items()}
     calls = {"none": with_filler(lambda: None)}
     calls.update({k: with_filler(f) for k, f in fills.items()})
-    times = alternate(calls, rounds)
+    times = shuffled_rounds(calls, rounds)
     base = times["none"]
     print(f"3. flatten+matmul at {shape.label} with a filler after each GEMM "
-          f"(median extra time over no filler, {rounds} alternating rounds):")
+          f"(median extra time over no filler, {rounds} rounds in random order):")
     for k in fills:
         extra = statistics.median(t - b for t, b in zip(times[k], base))
-        print(f"   {k:11s} filler: {3 * warm[k] * 1e6:5.1f} us warm in all, "
-              f"{extra * 1e6:6.1f} us extra between the GEMMs")
+        print(f"   {k:8s} filler: {3 * warm[k] * 1e6:5.1f} us warm in all, "
+              f"{extra * 1e6:6.1f} us extra after the GEMMs")
 
 
 def main(argv=None) -> int:

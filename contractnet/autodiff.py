@@ -43,6 +43,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     if reduce == "max":
         return route_to_max(plan.bound, arrays[0], g, ans)
     shape = g.shape if type(g) is np.ndarray else np.shape(g)
+    # backward_plan's own cache lookup, inline: this runs once per operand per step
     backward = plan.bound.derived.get((i, shape)) or backward_plan(plan, i, shape)
     like = arrays[i]
     if len(arrays) == 2:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text
 from .engine import (REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan,
-                     within_budget)
+                     runs_as_one_gemm, within_budget)
 from .pair import Memo, run_gemm
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, primitive
@@ -156,11 +156,10 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     can reuse, except when the plan runs as one GEMM on views of C-contiguous
     operands: then nothing is copied.
     """
-    direct = plan.direct_gemm
-    if direct is not None and values[0].flags.c_contiguous and values[1].flags.c_contiguous:
+    if runs_as_one_gemm(plan, values):
         memo = None
         if within_budget(plan):
-            out = run_gemm(direct, *values)  # the common case: one BLAS call
+            out = run_gemm(plan.direct_gemm, *values)  # the common case: one BLAS call
         else:
             out = contract.fn(plan, None, *values)  # the exact budget check first
     else:

@@ -17,7 +17,8 @@ import numpy as np
 from . import ops
 from .api import contract
 from .bind import Bound, bind
-from .engine import Plan, make_plan, route_to_max, run_plan, scale_mean, within_budget
+from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
+                     within_budget)
 from .pair import memory_owner, run_gemm
 from .trace import Primitive, Traced, value_of
 from .transpose import transpose
@@ -48,8 +49,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     like = arrays[i]
     if len(arrays) == 2:
         a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
-        if (backward.direct_gemm is not None and a.flags.c_contiguous and b.flags.c_contiguous
-                and like.flags.c_contiguous and within_budget(backward)):
+        if runs_as_one_gemm(backward, (a, b), like) and within_budget(backward):
             grad = run_gemm(backward.direct_gemm, a, b)  # the common case: one BLAS call
         else:
             grad = run_plan(backward, (a, b), memo, like)

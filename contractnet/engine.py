@@ -90,6 +90,16 @@ def within_budget(plan: "Plan") -> bool:
     return plan.peak_elements * MAX_ITEMSIZE <= _budget[0]
 
 
+def runs_as_one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
+                     like: np.ndarray | None = None) -> bool:
+    """True when ``plan`` runs on ``operands`` as its one direct GEMM
+    (:attr:`Plan.direct_gemm`) on views: both operands, and ``like`` when
+    given, are C-contiguous.  Nothing is copied then.  The memory budget is
+    the caller's to check."""
+    return (plan.direct_gemm is not None and operands[0].flags.c_contiguous
+            and operands[1].flags.c_contiguous and (like is None or like.flags.c_contiguous))
+
+
 def check_budget(plan: "Plan", itemsize: int) -> None:
     """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much."""
     needed = plan.peak_elements * itemsize
@@ -562,13 +572,10 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    if plan.peak_elements * MAX_ITEMSIZE > _budget[0]:  # cheap test first: most plans are small
+    if not within_budget(plan):  # cheap test first: most plans are small
         check_budget(plan, max((a.itemsize for a in arrays), default=8))
-    direct = plan.direct_gemm
-    if direct is not None and (like is None or like.flags.c_contiguous):
-        a, b = arrays
-        if a.flags.c_contiguous and b.flags.c_contiguous:
-            return run_gemm(direct, a, b)  # the common case: one BLAS call, nothing else
+    if runs_as_one_gemm(plan, arrays, like):
+        return run_gemm(plan.direct_gemm, *arrays)  # the common case: one BLAS call
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

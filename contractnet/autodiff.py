@@ -414,8 +414,12 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     """Compare ``vjp`` with central finite differences.
 
     For random directions ``v`` and cotangents ``u`` checks
-    ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps> == <vjp(u), v>``.  Primals
-    are promoted to float64 so that the differences are accurate.
+    ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps> == <vjp(u), v>``, where
+    ``<a, b>`` is the real part of ``sum(a * b)``.  Primals are promoted to
+    float64 (complex128) so that the differences are accurate.  A complex
+    primal gets complex directions and a complex output complex cotangents,
+    so a gradient with a wrong imaginary part, or conjugated, fails; the
+    convention checked is ``jax.vjp``'s, for holomorphic functions.
 
     Raises
     ------
@@ -423,21 +427,27 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         With both numbers, when they differ by more than the tolerance.
     """
     rng = np.random.default_rng(seed)
+
+    def random_like(shape, dtype):
+        sample = rng.standard_normal(shape)
+        if np.dtype(dtype).kind == "c":
+            sample = sample + 1j * rng.standard_normal(shape)
+        return sample.astype(dtype)
     flats = [_flatten(p) for p in primals]
     xs = [[np.asarray(_as_primal(x, i), dtype=np.result_type(x, np.float64))
            for x in flat] for i, (flat, _) in enumerate(flats)]
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
     for trial in range(trials):
-        vs = [[rng.standard_normal(x.shape).astype(x.dtype) for x in ls] for ls in xs]
-        u = rng.standard_normal(np.shape(out)).astype(np.result_type(out, np.float64))
+        vs = [[random_like(x.shape, x.dtype) for x in ls] for ls in xs]
+        u = random_like(np.shape(out), np.result_type(out, np.float64))
         plus = [[x + eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
         minus = [[x - eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
         f_plus = np.asarray(value_of(fn(*build(plus))))
         f_minus = np.asarray(value_of(fn(*build(minus))))
-        numeric = float(np.sum(u * (f_plus - f_minus)) / (2 * eps))
+        numeric = float(np.real(np.sum(u * (f_plus - f_minus))) / (2 * eps))
         grads = vjp_fn(u)
-        analytic = float(sum(np.sum(g * v) for (flat, _), gt, lv in zip(flats, grads, vs)
+        analytic = float(sum(np.real(np.sum(g * v)) for gt, lv in zip(grads, vs)
                              for g, v in zip(_flatten(gt)[0], lv)))
         if not np.isclose(analytic, numeric, rtol=rtol, atol=atol):
             raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "

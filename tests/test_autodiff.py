@@ -427,6 +427,24 @@ def test_check_grads_catches_a_wrong_gradient():
         cn.check_grads(fn, x)
 
 
+def test_check_grads_passes_complex_and_mixed_primals():
+    z = np.array([0.3 + 0.7j, -1.2 + 0.4j])
+    x = np.array([1.0, 2.0])
+    cn.check_grads(lambda a: cn.sum(cn.exp(a)), z)
+    cn.check_grads(lambda a: cn.einsum("i,i->", a, np.array([1 + 2j, 3j])), x)
+    cn.check_grads(lambda a, b: cn.einsum("i,i->i", a, b), x, z)
+
+
+@pytest.mark.parametrize("wrong", [lambda g, y: g * np.conj(y),
+                                   lambda g, y: g * (y.real + 2j * y.imag)],
+                         ids=["conjugated", "wrong-imaginary-part"])
+def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
+    from contractnet import autodiff, ops
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.exp, lambda n, g, y, a: wrong(g, y))
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
+
+
 # ------------------------------------------------------------- found in review
 def test_nested_differentiation_is_refused_not_silently_zero():
     x = np.array([1.0, 2.0, 3.0])

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text
+from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text, checked_shape
 from .engine import (REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan,
                      runs_as_one_gemm, within_budget)
 from .pair import Memo, run_gemm
@@ -270,6 +270,8 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
     if len(shapes) != len(parsed.inputs):
         raise SpecError(f"spec has {len(parsed.inputs)} operand(s) but {len(shapes)} "
                         f"shape(s) were given", str(parsed))
+    shapes = tuple(checked_shape(s, f"the shape of operand {i}", str(parsed))
+                   for i, s in enumerate(shapes))
     bound = bind(parsed, shapes, sizes)
     source = parsed if _ellipsis_transposes_exactly(parsed, bound) else bound.spec
     return tuple(str(transpose(source, i)) for i in range(len(parsed.inputs)))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import ops
-from .api import contract
+from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
                      within_budget)
@@ -269,7 +269,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     Returns
     -------
     out : ndarray
-        ``fn(*primals)``.
+        ``fn(*primals)``, read-only: the recorded steps may read it again
+        (copy it to change it).
     vjp_fn : callable
         ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
         each shaped (and nested) like its primal, with its dtype, and laid
@@ -300,15 +301,25 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     result = fn(*rebuild(leaves))
     if isinstance(result, Traced):
         out = result.value
-    elif isinstance(result, (tuple, list, dict)):
-        raise ValueError(f"the function must return one array, got a {type(result).__name__}")
+    elif result is None or isinstance(result, (tuple, list, dict)):
+        raise ValueError(f"the function must return one array, got {type(result).__name__}")
     else:
-        out = np.asarray(result)
+        out = result
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if out.dtype.kind not in NUMERIC_KINDS:
+        raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
+    # the recorded steps keep this array (some rules read it): the caller gets a read-only view
+    out = out.view()
+    out.flags.writeable = False
 
     def vjp_fn(cotangent: Any) -> tuple:
         cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
         if type(cot) is not np.ndarray:
             cot = np.asarray(cot)
+        if cot.dtype.kind not in NUMERIC_KINDS:
+            raise ValueError(f"cotangent has dtype {cot.dtype}; it must be numeric, "
+                             f"like the output ({out.dtype})")
         if cot.shape != out.shape:
             raise ValueError(f"cotangent has shape {cot.shape} but the output has "
                              f"shape {out.shape}")

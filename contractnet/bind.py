@@ -261,11 +261,16 @@ def _size_value(key, value, text: str) -> int:
     return value
 
 
-def _shape_key(shape, what: str, text: str) -> tuple[int, ...]:
+def checked_shape(shape, what: str, text: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints (not bools), or a
+    :class:`SpecError` naming ``what`` in spec ``text``."""
     try:
-        return tuple(operator.index(n) for n in shape)
+        dims = tuple(operator.index(n) for n in shape)
     except TypeError:
         raise SpecError(f"{what} must be a sequence of ints, got {shape!r}", text) from None
+    if any(n < 0 for n in dims) or any(isinstance(n, bool) for n in shape):
+        raise SpecError(f"{what} must be a sequence of non-negative ints, got {shape!r}", text)
+    return dims
 
 
 def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] | None = None,
@@ -284,9 +289,9 @@ def bind(spec: Spec, shapes: Sequence[Sequence[int]], sizes: Mapping[str, int] |
         raise SpecError(f"sizes must be a mapping of index to size, got {sizes!r}", text)
     key_sizes = tuple(sorted(((k, _size_value(k, v, text)) for k, v in (sizes or {}).items()),
                              key=lambda item: str(item[0])))
-    key_shapes = tuple(_shape_key(s, f"the shape of operand {i}", text)
+    key_shapes = tuple(checked_shape(s, f"the shape of operand {i}", text)
                        for i, s in enumerate(shapes))
-    key_out = None if out_shape is None else _shape_key(out_shape, "out_shape", text)
+    key_out = None if out_shape is None else checked_shape(out_shape, "out_shape", text)
     return _bind_cached(spec, key_shapes, key_sizes or None, key_out)
 
 

@@ -102,6 +102,9 @@ class Traced:
     def __len__(self) -> int:
         return len(self.value)
 
+    def __bool__(self) -> bool:
+        return bool(self.value)  # numpy's rule: one element, else ambiguous
+
     def __array__(self, dtype=None, copy=None):
         raise TypeError("a traced value cannot become a numpy array inside a function being "
                         "differentiated; use contractnet's ops, or .value to stop tracing")

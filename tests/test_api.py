@@ -46,6 +46,26 @@ def test_backward_specs_wrong_shape_count():
         cn.backward_specs("ij,jk->ik", (2, 3))
 
 
+@pytest.mark.parametrize("bad, culprit", [((2, -3), "sequence of non-negative"),
+                                          ((2, True), "sequence of non-negative"),
+                                          ((2, 3.5), "sequence of ints")])
+def test_backward_specs_refuses_bad_dimensions(bad, culprit):
+    with pytest.raises(SpecError, match=f"shape of operand 0 must be a {culprit}"):
+        cn.backward_specs("ij,jk->ik", bad, (3, 4))
+
+
+def test_traced_truth_value_follows_numpy():
+    seen = []
+
+    def fn(x):
+        seen.append((bool(x[:1]), bool(cn.sum(x))))
+        with pytest.raises(ValueError, match="ambiguous"):
+            bool(x)
+        return cn.sum(x)
+    cn.grad(fn)(np.array([0.0, 1.0]))
+    assert seen == [(False, True)]
+
+
 def _backward_sizes(back: str, shape) -> dict:
     """sizes= for a backward spec: its output term read against the operand shape."""
     out = back.split("->")[1]

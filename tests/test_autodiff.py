@@ -445,6 +445,29 @@ def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
         cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
 
 
+def test_vjp_output_is_read_only_so_gradients_stay_right():
+    x = np.array([0.0, 1.0])
+    out, vjp_fn = cn.vjp(cn.exp, x)  # exp's rule reads its answer again
+    with pytest.raises(ValueError, match="read-only"):
+        out[:] = 0
+    np.testing.assert_allclose(vjp_fn(np.ones(2))[0], np.exp(x))
+    same, _ = cn.vjp(lambda a: a, x)  # the primal itself comes back as a view
+    assert x.flags.writeable and not same.flags.writeable
+
+
+@pytest.mark.parametrize("result", [None, np.array([None, 1]), "text"])
+def test_vjp_refuses_a_function_returning_no_numeric_array(result):
+    with pytest.raises(ValueError, match="the function must return"):
+        cn.vjp(lambda a: result, np.ones(2))
+
+
+@pytest.mark.parametrize("cotangent", [np.array([None] * 2), np.array(["a", "b"])])
+def test_vjp_fn_refuses_a_non_numeric_cotangent(cotangent):
+    _, vjp_fn = cn.vjp(lambda a: a * 2.0, np.ones(2))
+    with pytest.raises(ValueError, match=r"cotangent has dtype .*numeric"):
+        vjp_fn(cotangent)
+
+
 # ------------------------------------------------------------- found in review
 def test_nested_differentiation_is_refused_not_silently_zero():
     x = np.array([1.0, 2.0, 3.0])

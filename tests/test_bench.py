@@ -327,3 +327,17 @@ def test_blas_info_names_numpys_blas_when_another_is_loaded(monkeypatch):
               "filepath": numpy_lib, "num_threads": 2, "architecture": "Haswell"}]
     monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: pools)
     assert bench_timing.blas_info() == {"blas": "openblas 0.3.9 (Haswell)", "blas_threads": 2}
+
+
+def test_gemm_layout_script_times_equal_answers() -> None:
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gemm_layout.py"
+    spec = importlib.util.spec_from_file_location("gemm_layout", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = HeadShape(3, 2, 2, 5, 4)
+    for c_order, f_order in module.gemm_cases(tiny).values():
+        c, f = c_order(), f_order()
+        assert c.flags.c_contiguous and f.flags.f_contiguous and not f.flags.c_contiguous
+        np.testing.assert_array_equal(c, f)
+    assert len(module.gemm_table([tiny], rounds=1)) == 2 + 3
+    assert len(module.consumer_table(tiny, rounds=1)) == 4 + 2

@@ -122,7 +122,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
     if args.best_of < 1:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
-    if args.max_seconds <= 0:
+    if not args.max_seconds > 0:  # nan too
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
     for path in (args.json, args.csv, args.plot, args.markdown):
         if path:

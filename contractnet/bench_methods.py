@@ -22,6 +22,7 @@ import opt_einsum
 import contractnet as cn
 
 from .bench_presets import ConvShape, HeadShape
+from .engine import check_allocation
 
 HEAD_SPEC = "bnmd,nmdk->bk"
 HEAD_GRAD_SPECS = ("bk,nmdk->bnmd", "bnmd,bk->nmdk")
@@ -62,7 +63,10 @@ def _identity(answer: object) -> Answer:
 
 
 def random_array(rng: np.random.Generator, shape: Sequence[int], dtype, scale: float = 1.0):
-    """Standard normal samples made directly in ``dtype`` (no float64 temporary)."""
+    """Standard normal samples made directly in ``dtype`` (no float64 temporary);
+    a shape too large for the memory budget raises
+    :class:`~contractnet.engine.MemoryBudgetError` before allocating."""
+    check_allocation(shape, dtype, "a benchmark input")
     out = rng.standard_normal(tuple(shape), dtype=dtype)
     if scale != 1.0:
         out *= out.dtype.type(scale)

@@ -76,25 +76,48 @@ def _clean(value: object) -> object:
 
 
 def check_writable(path: str) -> None:
-    """Fail before any timing when an output file's directory does not exist.
+    """Fail before any timing when an output file cannot be written.
+
+    Creates and removes the temporary file :func:`_atomic_write` will use,
+    so a directory that is missing, read-only or not a place for files
+    (``/proc``) is found out now, not after the benchmark has run.
 
     Raises
     ------
     ValueError
-        Naming the path and the missing directory.
+        Naming the path and what is wrong with it.
     """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {path!r}: it is a directory")
+    probe = _temporary_name(path)
+    try:
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _temporary_name(path: str) -> str:
+    return f"{path}.tmp{os.getpid()}"
 
 
 def _atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    """Write ``text`` to ``path`` through a temporary file and a rename; the
+    temporary file is removed if either step fails."""
     check_writable(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    tmp = _temporary_name(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def write_json(path: str, records: Sequence[Record], header: dict) -> None:

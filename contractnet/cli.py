@@ -48,3 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # e.g. a full disk while writing a report
+        print(f"contractnet {args.command}: error: {exc}", file=sys.stderr)
+        return 1

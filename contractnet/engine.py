@@ -84,6 +84,17 @@ def memory_budget(nbytes: int) -> Iterator[None]:
         _budget[0] = previous
 
 
+def check_allocation(shape: Sequence[int], dtype, what: str) -> None:
+    """Raise :class:`MemoryBudgetError` if an array of ``shape`` and
+    ``dtype`` (``what``, for the message) would exceed the memory budget."""
+    needed = math.prod(shape) * np.dtype(dtype).itemsize
+    if needed > _budget[0]:
+        raise MemoryBudgetError(
+            f"{what} of shape {tuple(shape)} ({np.dtype(dtype)}) would take {needed:,} bytes, "
+            f"more than the memory budget of {_budget[0]:,} bytes; use a smaller shape, or "
+            f"raise the budget with contractnet.set_memory_budget")
+
+
 def within_budget(plan: "Plan") -> bool:
     """True when ``plan`` fits the memory budget whatever its dtype (the
     cheap test; :func:`check_budget` gives the exact answer and the error)."""

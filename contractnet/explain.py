@@ -28,8 +28,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     if not text:
         return ()
     try:
-        shape = tuple(int(p) for p in text.replace(",", "x").split("x") if p.strip())
-    except ValueError:
+        shape = tuple(int(p) for p in text.replace(",", "x").split("x"))
+    except ValueError:  # an empty part too: "2,,3"
         raise ValueError(f"bad shape {text!r}: write it as 128x4x4x50") from None
     if any(n < 0 for n in shape):
         raise ValueError(f"bad shape {text!r}: sizes must be >= 0")
@@ -45,6 +45,8 @@ def _parse_sizes(text: str | None) -> dict[str, int]:
         name, _, value = part.partition("=")
         if not value.strip().isdigit():
             raise ValueError(f"bad size {part!r}: write it as name=int, e.g. b=128")
+        if name.strip() in sizes:
+            raise ValueError(f"index {name.strip()!r} is given two sizes in {text!r}")
         sizes[name.strip()] = int(value)
     return sizes
 

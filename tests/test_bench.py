@@ -111,6 +111,8 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
     (["--repeat", "0"], "--repeat must be at least 1"),
+    (["--max-seconds", "nan"], "--max-seconds must be positive"),
+    (["--shape", "99999,9999,999,99,9"], "more than the memory budget"),
     (["heads", "--ranks", "0"], "--ranks must be positive"),
     (["conv", "--shape", TINY_HEAD], "no shape fits 'bench conv'"),
 ])
@@ -129,6 +131,27 @@ def test_bad_shape_is_a_clean_cli_error(capsys) -> None:
 def test_missing_output_directory_fails_before_timing(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         bench.run(bench_args("--json", str(tmp_path / "no" / "r.json")))
+
+
+def test_unwritable_outputs_fail_before_timing(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="it is a directory"):
+        bench.run(bench_args("--markdown", str(tmp_path)))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write"):  # its "directory" is a file
+        bench.run(bench_args("--csv", str(blocker / "r.csv")))
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_failed_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    from contractnet import bench_report
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(bench_report.os, "replace", refuse)
+    with pytest.raises(OSError, match="No space"):
+        bench_report._atomic_write(str(tmp_path / "r.md"), "text")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path) -> None:

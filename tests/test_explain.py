@@ -43,6 +43,8 @@ def test_cli_prints_the_explanation(capsys):
     (["explain", "ij,jk->ik", "--shapes", "2x3", "4x5"], "index 'j' has size 3"),
     (["explain", "ij,jk->ik", "--shapes", "2xq", "3x4"], "bad shape"),
     (["explain", "ij,jk->ik", "--sizes", "i=two"], "bad size"),
+    (["explain", "ij,jk->ik", "--shapes", "2,,3", "3x4"], "bad shape '2,,3'"),
+    (["explain", "ij,jk->ik", "--sizes", "i=2,i=3"], "index 'i' is given two sizes"),
 ])
 def test_cli_errors_are_one_clean_message(argv, match, capsys):
     assert main(argv) == 2

@@ -389,6 +389,9 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         if np.size(out) != 1:
             raise ValueError(f"grad needs a function with one output value, got shape "
                              f"{np.shape(out)}; use vjp for non-scalar outputs")
+        if np.iscomplexobj(out):
+            raise ValueError(f"grad needs a real-valued function, got a {out.dtype} output; "
+                             f"use vjp with a cotangent for complex outputs")
         grads = vjp_fn(np.ones_like(out))
         return out, (grads[0] if single else grads)
     return wrapped

@@ -468,6 +468,12 @@ def test_vjp_fn_refuses_a_non_numeric_cotangent(cotangent):
         vjp_fn(cotangent)
 
 
+def test_grad_refuses_a_complex_output():
+    z = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="real-valued"):
+        cn.grad(lambda a: cn.einsum("i,i->", a, np.array([1j, 2.0])))(z)
+
+
 # ------------------------------------------------------------- found in review
 def test_nested_differentiation_is_refused_not_silently_zero():
     x = np.array([1.0, 2.0, 3.0])

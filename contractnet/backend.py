@@ -1,7 +1,12 @@
-"""The one seam between the engine and an array library.
+"""The engine's seam to an array library, for the calls numpy does not
+dispatch on its arguments' type.
 
-Every array call that allocates or contracts goes through :data:`backend`;
-running the engine on another library means swapping this object.
+Creating arrays, strided views and the contractions themselves (``matmul``,
+``einsum``) go through :data:`backend`.  Everything else the engine does is
+an array method (``reshape``, ``transpose``, ``sum``, ``max``) or a numpy
+ufunc (``add``, ``maximum``, ``multiply``), called directly: a library that
+implements numpy's array protocols serves those itself.  Swapping this
+object is the first step to running on another library, not all of it.
 """
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import numpy as np
 
 
 class NumpyBackend:
-    """The array calls the engine makes; swap this object to run elsewhere."""
+    """The numpy functions the engine calls through the seam."""
 
     zeros = staticmethod(np.zeros)
     matmul = staticmethod(np.matmul)

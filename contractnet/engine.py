@@ -15,9 +15,10 @@ Execution has three stages, each one general mechanism:
    indices (diagonals), indices found in no operand (broadcast) and windows
    (scatter-add, one strided add per window offset).
 
-Plans are cached on the bound spec; the engine never edits a Spec.  Array
-calls that allocate or contract go through :data:`contractnet.backend.backend`,
-the one seam to another array library.
+Plans are cached on the bound spec; the engine never edits a Spec.  The
+numpy functions that create arrays, strided views and products go through
+:data:`contractnet.backend.backend` (array methods and ufuncs are called
+directly; see :mod:`contractnet.backend`).
 """
 from __future__ import annotations
 

@@ -55,8 +55,6 @@ def _default_shapes(spec: Spec, sizes: Mapping[str, int]) -> list[tuple[int, ...
     """Shapes that give every index its size from ``sizes`` or a default."""
     if spec.has_ellipsis:
         raise ValueError("a spec with '...' needs --shapes")
-    inner = {w.inner for t in spec.inputs for w in t.windows}
-    sizes = {**{n: 3 for n in inner}, **sizes}
     shapes = []
     for term in spec.inputs:
         shape = []
@@ -106,6 +104,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     parsed = parse(spec)
     sizes = dict(sizes or {})
     if shapes is None:
+        sizes = _with_default_sizes(parsed, sizes)
         shapes = _default_shapes(parsed, sizes)
         sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
     bound = bind(parsed, shapes, sizes)
@@ -120,6 +119,15 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         lines.append(f"  d operand {i}: {text}")
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
+
+
+def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
+    """``sizes`` completed where no shape can tell: 3 for a window's inner
+    index, :data:`DEFAULT_SIZE` for an index only the output has."""
+    inner = {w.inner for t in spec.inputs for w in t.windows}
+    in_inputs = {n for t in spec.inputs for n in t.indices()}
+    output_only = set(spec.output.indices()) - in_inputs
+    return {**{n: 3 for n in inner}, **{n: DEFAULT_SIZE for n in output_only}, **sizes}
 
 
 def _plain_input_letters(spec: Spec) -> set[str]:

@@ -33,6 +33,13 @@ def test_window_size_from_sizes_without_shapes():
     assert "u=2" in explain("b(2h+u)c->bhc", sizes={"u": 2})
 
 
+@pytest.mark.parametrize("spec, line", [
+    ("b(2h+u)(2w+v)c->bhwc", "sizes     b=8, c=8, h=8, u=3, v=3, w=8"),
+    ("i->ij", "output    'ij'  shape (8, 8)")])
+def test_default_sizes_reach_window_and_output_only_indices(spec, line):
+    assert line in explain(spec).splitlines()
+
+
 def test_cli_prints_the_explanation(capsys):
     assert main(["explain", "ij,jk->ik", "--shapes", "2x3", "3x4"]) == 0
     assert "d operand 0: ik,jk->ij" in capsys.readouterr().out

@@ -556,3 +556,14 @@ def test_refused_layer_leaves_the_generator_untouched():
     with pytest.raises(cn.SpecError):
         cn.nn.Einsum("bi,ik->bkk", sizes={"i": 3, "k": 4}, bias=True, rng=g)
     assert g.bit_generator.state == state
+
+
+@pytest.mark.parametrize("kwargs, spec", [
+    ({}, "b(h+u)(w+v)c,uvck->bhwk"),
+    ({"groups": 2}, "b(h+u)(w+v)gc,uvcgk->bhwgk"),
+    ({"groups": 4, "out_channels": 4}, "b(h+u)(w+v)c,uvc->bhwc"),
+    ({"stride": 2, "dilation": (1, 3)}, "b(2h+u)(2w+3v)c,uvck->bhwk")])
+def test_conv2d_shows_the_spec_conv2d_runs(kwargs, spec):
+    args = {"in_channels": 4, "out_channels": 8, "kernel_size": 3, **kwargs}
+    layer = nn.Conv2d(**args)
+    assert layer.spec == spec and f"spec={spec!r}" in repr(layer)

@@ -12,7 +12,11 @@ TuckerHead    ``bnmd,np,mq,ds,pqsk->bk``      three factors and a core
 ContractHead and FlattenDense compute the same function when the flat
 weight is :func:`~contractnet.nn.flat_weight` of the contraction weight; the
 factorised heads are ContractHead with a low-rank weight
-(:meth:`full_weight`), which opt_einsum contracts without ever forming it.
+(:meth:`full_weight`), contracted along opt_einsum's path.  Whether that
+path forms the full weight depends on the shapes and ranks: at the digits
+and CP acceptance shapes the CP head's path rebuilds it from the factors, the
+Tucker head's does not (``contractnet explain`` shows a path and its largest
+intermediate).
 """
 from __future__ import annotations
 

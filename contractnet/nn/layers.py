@@ -14,7 +14,7 @@ import contractnet as cn
 from ..spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 from . import init as initializers
 from .module import Module, Params
-from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads
+from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
 
 DType = np.dtype | type | str
 RNG = np.random.Generator | int | None
@@ -287,8 +287,9 @@ class Conv2d(Module):
             self.add_parameter("bias", initializers.zeros((self.out_channels,), self.dtype))
         self._call_args = {"stride": stride, "padding": padding, "dilation": dilation,
                            "groups": self.groups}
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        self.spec = f"b{Window('h', 'u', sh, dh)}{Window('w', 'v', sw, dw)}c,uvck->bhwk"
+        form = ("dense" if self.groups == 1 else "depthwise"
+                if self.groups == self.in_channels == self.out_channels else "grouped")
+        self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
 
     def forward(self, params: Params, x: Any) -> Any:
         y = cn.conv2d(x, params["weight"], **self._call_args)

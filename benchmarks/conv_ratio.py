@@ -185,7 +185,13 @@ def _scatter(core: np.ndarray, padded_shape) -> np.ndarray:
 
 
 def stage_calls(shape, padding: int) -> dict[str, Callable[[], object]]:
-    """The engine's conv stages rebuilt in numpy, and alternatives ("alt")."""
+    """The stages contractnet's conv2d runs, rebuilt in numpy, and
+    alternatives it does not run ("alt").
+
+    The engine copies the windows into an im2col matrix once; the forward is
+    one GEMM on it, the kernel gradient one GEMM on the same copy, and the
+    input gradient one GEMM per kernel offset, each added into its window.
+    """
     x, w, dy = make_inputs(shape, padding)
     b, h, wd, c, kh, kw, k = shape
     p, (ho, wo) = padding, dy.shape[1:3]
@@ -194,23 +200,19 @@ def stage_calls(shape, padding: int) -> dict[str, Callable[[], object]]:
     cols = view.transpose(0, 1, 3, 2, 4, 5).reshape(n, kh * kw * c)
     w2, dy2 = w.reshape(-1, k), dy.reshape(n, k)
     core = (dy2 @ w2.T).reshape(b, ho, wo, kh, kw, c)
-    cols_t = view.transpose(2, 4, 5, 0, 1, 3).reshape(-1, n)
     calls = {
         "cn.conv2d forward+backward": contractnet_step(x, w, dy, padding),
         "fwd: pad": lambda: np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))),
         "fwd: im2col copy (N, KH*KW*C)": lambda: view.transpose(0, 1, 3, 2, 4, 5).reshape(n, -1),
         "fwd: GEMM": lambda: cols @ w2,
-        "dx: GEMM to (N, KH*KW*C)": lambda: dy2 @ w2.T,
-        "dx: scatter-add, KH*KW offsets": lambda: _scatter(core, xp.shape),
-        "dW: copy (KH*KW*C, N), engine order": lambda: view.transpose(2, 4, 5, 0, 1, 3)
-        .reshape(-1, n),
-        "dW: GEMM": lambda: cols_t @ dy2,
-        "alt fwd: copy (KH*KW*C, N) + cols_t.T @ w": lambda: view.transpose(2, 4, 5, 0, 1, 3)
+        "dx: per-offset GEMM + add": lambda: _per_offset_dx(dy2, w, xp.shape, ho, wo),
+        "dW: GEMM on the forward's im2col": lambda: cols.T @ dy2,
+        "alt fwd: copy (KH*KW*C, N) + its .T @ w": lambda: view.transpose(2, 4, 5, 0, 1, 3)
         .reshape(-1, n).T @ w2,
-        "alt dW: copy (N, KH*KW*C) + cols.T @ dy": lambda: view.transpose(0, 1, 3, 2, 4, 5)
-        .reshape(n, -1).T @ dy2,
-        "alt dW: reuse forward im2col, cols.T @ dy": lambda: cols.T @ dy2,
-        "alt dx: per-offset GEMM + add": lambda: _per_offset_dx(dy2, w, xp.shape, ho, wo),
+        "alt dx: one GEMM to (N, KH*KW*C)": lambda: dy2 @ w2.T,
+        "alt dx: then scatter-add, KH*KW offsets": lambda: _scatter(core, xp.shape),
+        "alt dW: copy (KH*KW*C, N) + GEMM": lambda: view.transpose(2, 4, 5, 0, 1, 3)
+        .reshape(-1, n) @ dy2,
     }
     if p == (kh - 1) // 2 == (kw - 1) // 2 and kh % 2 and kw % 2:
         calls["alt dx: transposed conv (pad, im2col, GEMM)"] = lambda: _transposed_dx(dy, w)
@@ -240,15 +242,14 @@ def _transposed_dx(dy, w):
 
 def check_stages(calls: dict, padding: int) -> None:
     """Each alternative must compute what the stage it replaces computes."""
-    same = [("fwd: GEMM", "alt fwd: copy (KH*KW*C, N) + cols_t.T @ w"),
-            ("dW: GEMM", "alt dW: copy (N, KH*KW*C) + cols.T @ dy"),
-            ("dW: GEMM", "alt dW: reuse forward im2col, cols.T @ dy"),
-            ("dx: scatter-add, KH*KW offsets", "alt dx: per-offset GEMM + add")]
+    same = [("fwd: GEMM", "alt fwd: copy (KH*KW*C, N) + its .T @ w"),
+            ("dW: GEMM on the forward's im2col", "alt dW: copy (KH*KW*C, N) + GEMM"),
+            ("dx: per-offset GEMM + add", "alt dx: then scatter-add, KH*KW offsets")]
     for a, b in same:
         np.testing.assert_allclose(calls[a](), calls[b](), rtol=1e-4, atol=1e-4, err_msg=b)
     if "alt dx: transposed conv (pad, im2col, GEMM)" in calls:
         p = padding
-        dx = calls["dx: scatter-add, KH*KW offsets"]()[:, p:-p or None, p:-p or None]
+        dx = calls["dx: per-offset GEMM + add"]()[:, p:-p or None, p:-p or None]
         np.testing.assert_allclose(calls["alt dx: transposed conv (pad, im2col, GEMM)"](),
                                    dx.reshape(-1, dx.shape[-1]), rtol=1e-4, atol=1e-4)
 

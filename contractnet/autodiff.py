@@ -123,6 +123,16 @@ def _power_rule(argnum, g, ans, a, b):
     return unbroadcast(g * ans * np.log(safe) * (np.asarray(a) > 0), np.shape(b))
 
 
+def _picks_left(a, b) -> np.ndarray:
+    """Where ``maximum(a, b)`` is ``a``: ties, and a nan in ``a`` (numpy's
+    maximum returns the first nan), go to ``a``; a nan only in ``b`` to ``b``."""
+    a, b = np.asarray(a), np.asarray(b)
+    left = a >= b
+    if a.dtype.kind in "fc":
+        left |= np.isnan(a)
+    return left
+
+
 def _sides(left: Callable, right: Callable) -> Rule:
     """A rule for a binary broadcasting op from its two local derivatives."""
     def rule(argnum, g, ans, a, b):
@@ -137,7 +147,8 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.subtract: _sides(lambda g, y, a, b: g, lambda g, y, a, b: -g),
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),
     ops.divide: _sides(lambda g, y, a, b: g / b, lambda g, y, a, b: -g * y / b),
-    ops.maximum: _sides(lambda g, y, a, b: g * (a >= b), lambda g, y, a, b: g * (a < b)),
+    ops.maximum: _sides(lambda g, y, a, b: g * _picks_left(a, b),
+                        lambda g, y, a, b: g * ~_picks_left(a, b)),
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
         np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),
     ops.power: _power_rule,

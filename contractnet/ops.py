@@ -95,7 +95,8 @@ def relu(a: Array) -> np.ndarray:
 
 @primitive
 def maximum(a: Array, b: Array) -> np.ndarray:
-    """Elementwise maximum; on ties the gradient goes to ``a``."""
+    """Elementwise maximum; on ties the gradient goes to ``a``, and to
+    whichever operand has the nan that numpy's maximum returns."""
     return np.maximum(a, b)
 
 

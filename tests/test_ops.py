@@ -105,6 +105,16 @@ def test_maximum_ties_send_gradient_to_the_first_argument():
     assert_close(ga + gb, np.ones(2))  # one unit per output, not two
 
 
+def test_maximum_sends_the_gradient_to_the_nan_it_returns():
+    a = np.array([np.nan, 1.0, 2.0, np.nan])
+    b = np.array([0.0, np.nan, 2.0, np.nan])
+    out, vjp_fn = cn.vjp(cn.maximum, a, b)
+    np.testing.assert_array_equal(out, np.maximum(a, b))
+    ga, gb = vjp_fn(np.ones(4))
+    np.testing.assert_array_equal(ga, [1, 0, 1, 1])
+    np.testing.assert_array_equal(gb, [0, 1, 0, 0])
+
+
 # ------------------------------------------------------------------ reductions
 AXES = [None, 0, -1, 1, (0, 2), (-1, 0)]
 

@@ -20,7 +20,7 @@ from .bind import Bound, bind
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
                      within_budget)
 from .pair import memory_owner, run_gemm
-from .trace import Primitive, Traced, value_of
+from .trace import Node, Primitive, Traced, value_of
 from .transpose import transpose
 
 Rule = Callable[..., np.ndarray]
@@ -139,6 +139,20 @@ def _sides(left: Callable, right: Callable) -> Rule:
         local = (left if argnum == 0 else right)(g, ans, a, b)
         return unbroadcast(local, np.shape(a if argnum == 0 else b))
     return rule
+
+
+#: Primitives whose vjp rule reads the primitive's answer (``ans``).
+READS_ANSWER = frozenset({ops.divide, ops.power, ops.exp, ops.tanh, ops.sigmoid, ops.max,
+                          ops.logsumexp})
+
+
+def reads_answer(node: Node) -> bool:
+    """Whether ``node``'s vjp rule reads its answer: a primitive of
+    :data:`READS_ANSWER`, or a contraction reduced by ``"max"``."""
+    primitive = node.primitive
+    if primitive is contract:
+        return node.args[0].reduce == "max"
+    return primitive in READS_ANSWER
 
 
 VJP_RULES: dict[Primitive, Rule] = {
@@ -280,8 +294,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     Returns
     -------
     out : ndarray
-        ``fn(*primals)``, read-only: the recorded steps may read it again
-        (copy it to change it).
+        ``fn(*primals)``; read-only where a recorded step may read its
+        memory again (copy it to change it).
     vjp_fn : callable
         ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
         each shaped (and nested) like its primal, with its dtype, and laid
@@ -310,31 +324,30 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             break
         leaves.append(Traced(x))
     result = fn(*rebuild(leaves))
-    if isinstance(result, Traced):
+    if type(result) is Traced:
         out = result.value
+        node = result.node
+        if node is not None and (out.base is not None or reads_answer(node)):
+            out = out.view()  # a recorded step may read this memory again: the caller
+            out.flags.writeable = False  # gets a read-only view of it
     elif result is None or isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got {type(result).__name__}")
     else:
-        out = result
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
-    if out.dtype.kind not in NUMERIC_KINDS:
-        raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
-    # the recorded steps keep this array (some rules read it): the caller gets a read-only view
-    out = out.view()
-    out.flags.writeable = False
+        out = np.asarray(result)
+        if out.dtype.kind not in NUMERIC_KINDS:
+            raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
 
     def vjp_fn(cotangent: Any) -> tuple:
         cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
         if type(cot) is not np.ndarray:
             cot = np.asarray(cot)
-        if cot.dtype.kind not in NUMERIC_KINDS:
-            raise ValueError(f"cotangent has dtype {cot.dtype}; it must be numeric, "
-                             f"like the output ({out.dtype})")
         if cot.shape != out.shape:
             raise ValueError(f"cotangent has shape {cot.shape} but the output has "
                              f"shape {out.shape}")
         if cot.dtype != out.dtype:
+            if cot.dtype.kind not in NUMERIC_KINDS:
+                raise ValueError(f"cotangent has dtype {cot.dtype}; it must be numeric, "
+                                 f"like the output ({out.dtype})")
             cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         # gradients must not share memory with these, nor with one another

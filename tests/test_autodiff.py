@@ -445,14 +445,59 @@ def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
         cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
 
 
-def test_vjp_output_is_read_only_so_gradients_stay_right():
+def test_vjp_output_is_read_only_where_a_rule_reads_it_again():
     x = np.array([0.0, 1.0])
-    out, vjp_fn = cn.vjp(cn.exp, x)  # exp's rule reads its answer again
-    with pytest.raises(ValueError, match="read-only"):
-        out[:] = 0
-    np.testing.assert_allclose(vjp_fn(np.ones(2))[0], np.exp(x))
-    same, _ = cn.vjp(lambda a: a, x)  # the primal itself comes back as a view
-    assert x.flags.writeable and not same.flags.writeable
+    for fn in (cn.exp, lambda a: cn.reshape(cn.exp(a), (2, 1))):  # its answer, or a view of it
+        out, vjp_fn = cn.vjp(fn, x)
+        with pytest.raises(ValueError, match="read-only"):
+            out[...] = 0
+        np.testing.assert_allclose(vjp_fn(np.ones(out.shape))[0], np.exp(x))
+    out, _ = cn.vjp(lambda a: cn.einsum("i,i->i", a, a), x)  # a fresh array no rule reads
+    out[...] = 0
+    same, _ = cn.vjp(lambda a: a, x)  # the primal itself, as given
+    assert same is x and x.flags.writeable
+
+
+def _rule_cases():
+    """One call of every primitive with a vjp rule: ``(primitive, args, kwargs)``."""
+    from contractnet import ops
+    from contractnet.api import contract
+    from contractnet.bind import bind, bind_text
+    from contractnet.engine import make_plan
+    from contractnet.spec import parse
+    a, b = np.array([[0.5, 2.0], [1.5, 0.3]]), np.array([[1.0, 0.2], [0.7, 3.0]])
+    plan = make_plan(bind_text("ij,jk->ik", (a.shape, b.shape)), "sum")
+    # a windowed max routes its gradient through the maxima it found
+    max_plan = make_plan(bind(parse("b(h+u)->bh"), [a.shape], {"u": 2}), "max")
+    binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.power]
+    unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.sum, ops.max,
+             ops.logsumexp, ops.transpose]
+    return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {})]
+            + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]
+            + [(ops._where, (a > 1, a, b), {}), (ops.reshape, (a, (4,)), {}),
+               (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {})])
+
+
+def test_reads_answer_names_every_rule_that_reads_its_answer():
+    from contractnet import autodiff
+    from contractnet.api import contract
+    from contractnet.trace import Node
+    cases = _rule_cases()
+    assert {p for p, _, _ in cases} == set(autodiff.VJP_RULES)
+    for primitive, args, kwargs in cases:
+        ans = primitive.fn(*args, **kwargs)
+        g = np.ones(np.shape(ans))
+        first = 2 if primitive is contract else 0
+        arrays = [n for n in range(first, len(args)) if isinstance(args[n], np.ndarray)
+                  and args[n].dtype.kind == "f"]
+        rule = autodiff.VJP_RULES[primitive]
+        with np.errstate(all="ignore"):  # a wrong answer may divide by zero
+            reads = any(not np.allclose(rule(n, g, ans, *args, **kwargs),
+                                        rule(n, g, np.full(np.shape(ans), 7.0), *args,
+                                             **kwargs), equal_nan=True)
+                        for n in arrays)
+        node = Node(primitive, args, kwargs, [])
+        assert autodiff.reads_answer(node) == reads, primitive.name
 
 
 @pytest.mark.parametrize("result", [None, np.array([None, 1]), "text"])

@@ -33,6 +33,7 @@ import numpy as np
 
 import contractnet as cn
 from contractnet.bench_timing import blas_info, blas_threads, compare_pair, machine_info
+from contractnet.engine import PER_OFFSET_MIN_ELEMENTS
 
 #: (B, H, W, C, KH, KW, K): MNIST-sized first layer, second layer, digits-sized layer.
 SHAPES = [(64, 28, 28, 1, 3, 3, 32), (64, 14, 14, 32, 3, 3, 64), (64, 8, 8, 16, 3, 3, 32)]
@@ -186,37 +187,52 @@ def _scatter(core: np.ndarray, padded_shape) -> np.ndarray:
 
 def stage_calls(shape, padding: int) -> dict[str, Callable[[], object]]:
     """The stages contractnet's conv2d runs, rebuilt in numpy, and
-    alternatives it does not run ("alt").
+    alternatives it does not run at this shape ("alt").
 
-    The engine copies the windows into an im2col matrix once; the forward is
-    one GEMM on it, the kernel gradient one GEMM on the same copy, and the
-    input gradient one GEMM per kernel offset, each added into its window.
+    The engine pads (zeros and one slice assignment) and copies the windows
+    into an im2col matrix once; the forward is one GEMM on it and the kernel
+    gradient one GEMM on the same copy.  The input gradient is one GEMM per
+    kernel offset, each added into its window, once the (N, KH*KW*C)
+    product would hold at least ``PER_OFFSET_MIN_ELEMENTS`` elements; below
+    that, one GEMM to that product, then a scatter-add.
     """
     x, w, dy = make_inputs(shape, padding)
     b, h, wd, c, kh, kw, k = shape
     p, (ho, wo) = padding, dy.shape[1:3]
-    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    widths = ((0, 0), (p, p), (p, p), (0, 0))
+    xp = cn.pad(x, widths)
     view, n = _windows(xp, kh, kw, ho, wo), b * ho * wo
     cols = view.transpose(0, 1, 3, 2, 4, 5).reshape(n, kh * kw * c)
     w2, dy2 = w.reshape(-1, k), dy.reshape(n, k)
     core = (dy2 @ w2.T).reshape(b, ho, wo, kh, kw, c)
+    per_offset = n * kh * kw * c >= PER_OFFSET_MIN_ELEMENTS
+    offsets, (product, scatter) = DX_STAGES[per_offset]
     calls = {
         "cn.conv2d forward+backward": contractnet_step(x, w, dy, padding),
-        "fwd: pad": lambda: np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))),
+        "fwd: pad": lambda: cn.pad(x, widths),
         "fwd: im2col copy (N, KH*KW*C)": lambda: view.transpose(0, 1, 3, 2, 4, 5).reshape(n, -1),
         "fwd: GEMM": lambda: cols @ w2,
-        "dx: per-offset GEMM + add": lambda: _per_offset_dx(dy2, w, xp.shape, ho, wo),
+        offsets: lambda: _per_offset_dx(dy2, w, xp.shape, ho, wo),
+        product: lambda: dy2 @ w2.T,
+        scatter: lambda: _scatter(core, xp.shape),
         "dW: GEMM on the forward's im2col": lambda: cols.T @ dy2,
         "alt fwd: copy (KH*KW*C, N) + its .T @ w": lambda: view.transpose(2, 4, 5, 0, 1, 3)
         .reshape(-1, n).T @ w2,
-        "alt dx: one GEMM to (N, KH*KW*C)": lambda: dy2 @ w2.T,
-        "alt dx: then scatter-add, KH*KW offsets": lambda: _scatter(core, xp.shape),
         "alt dW: copy (KH*KW*C, N) + GEMM": lambda: view.transpose(2, 4, 5, 0, 1, 3)
         .reshape(-1, n) @ dy2,
     }
     if p == (kh - 1) // 2 == (kw - 1) // 2 and kh % 2 and kw % 2:
         calls["alt dx: transposed conv (pad, im2col, GEMM)"] = lambda: _transposed_dx(dy, w)
     return calls
+
+
+#: The input gradient's stage names, keyed by whether the engine runs it per offset.
+DX_STAGES = {
+    True: ("dx: per-offset GEMM + add",
+           ("alt dx: one GEMM to (N, KH*KW*C)", "alt dx: then scatter-add, KH*KW offsets")),
+    False: ("alt dx: per-offset GEMM + add",
+            ("dx: one GEMM to (N, KH*KW*C)", "dx: then scatter-add, KH*KW offsets")),
+}
 
 
 def _per_offset_dx(dy2, w, padded_shape, ho, wo):
@@ -242,14 +258,16 @@ def _transposed_dx(dy, w):
 
 def check_stages(calls: dict, padding: int) -> None:
     """Each alternative must compute what the stage it replaces computes."""
+    offsets = next(name for name in calls if name.endswith("per-offset GEMM + add"))
+    scatter = next(name for name in calls if name.endswith("then scatter-add, KH*KW offsets"))
     same = [("fwd: GEMM", "alt fwd: copy (KH*KW*C, N) + its .T @ w"),
             ("dW: GEMM on the forward's im2col", "alt dW: copy (KH*KW*C, N) + GEMM"),
-            ("dx: per-offset GEMM + add", "alt dx: then scatter-add, KH*KW offsets")]
+            (offsets, scatter)]
     for a, b in same:
         np.testing.assert_allclose(calls[a](), calls[b](), rtol=1e-4, atol=1e-4, err_msg=b)
     if "alt dx: transposed conv (pad, im2col, GEMM)" in calls:
         p = padding
-        dx = calls["dx: per-offset GEMM + add"]()[:, p:-p or None, p:-p or None]
+        dx = calls[offsets]()[:, p:-p or None, p:-p or None]
         np.testing.assert_allclose(calls["alt dx: transposed conv (pad, im2col, GEMM)"](),
                                    dx.reshape(-1, dx.shape[-1]), rtol=1e-4, atol=1e-4)
 

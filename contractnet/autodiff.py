@@ -141,41 +141,46 @@ def _sides(left: Callable, right: Callable) -> Rule:
     return rule
 
 
-#: Primitives whose vjp rule reads the primitive's answer (``ans``).
-READS_ANSWER = frozenset({ops.divide, ops.power, ops.exp, ops.tanh, ops.sigmoid, ops.max,
-                          ops.logsumexp})
+def _always(node: Node) -> bool:
+    return True
+
+
+def _reads_its_answer(rule: Rule, when: Callable[[Node], bool] = _always) -> Rule:
+    """Mark ``rule`` as reading its primitive's answer (``ans``), at the
+    nodes where ``when`` holds; :func:`reads_answer` asks."""
+    rule.reads_answer = when
+    return rule
 
 
 def reads_answer(node: Node) -> bool:
-    """Whether ``node``'s vjp rule reads its answer: a primitive of
-    :data:`READS_ANSWER`, or a contraction reduced by ``"max"``."""
-    primitive = node.primitive
-    if primitive is contract:
-        return node.args[0].reduce == "max"
-    return primitive in READS_ANSWER
+    """Whether ``node``'s vjp rule reads the node's answer (the rules marked
+    by :func:`_reads_its_answer` in :data:`VJP_RULES`)."""
+    when = getattr(VJP_RULES.get(node.primitive), "reads_answer", None)
+    return when is not None and when(node)
 
 
 VJP_RULES: dict[Primitive, Rule] = {
-    contract: _contract_vjp,
+    contract: _reads_its_answer(_contract_vjp, when=lambda node: node.args[0].reduce == "max"),
     ops.add: _sides(lambda g, y, a, b: g, lambda g, y, a, b: g),
     ops.subtract: _sides(lambda g, y, a, b: g, lambda g, y, a, b: -g),
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),
-    ops.divide: _sides(lambda g, y, a, b: g / b, lambda g, y, a, b: -g * y / b),
+    ops.divide: _reads_its_answer(_sides(lambda g, y, a, b: g / b,
+                                         lambda g, y, a, b: -g * y / b)),
     ops.maximum: _sides(lambda g, y, a, b: g * _picks_left(a, b),
                         lambda g, y, a, b: g * ~_picks_left(a, b)),
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
         np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),
-    ops.power: _power_rule,
+    ops.power: _reads_its_answer(_power_rule),
     ops.negative: lambda n, g, y, a: -g,
-    ops.exp: lambda n, g, y, a: g * y,
+    ops.exp: _reads_its_answer(lambda n, g, y, a: g * y),
     ops.log: lambda n, g, y, a: g / a,
-    ops.tanh: lambda n, g, y, a: g * (1 - y * y),
-    ops.sigmoid: lambda n, g, y, a: g * y * (1 - y),
+    ops.tanh: _reads_its_answer(lambda n, g, y, a: g * (1 - y * y)),
+    ops.sigmoid: _reads_its_answer(lambda n, g, y, a: g * y * (1 - y)),
     ops.relu: lambda n, g, y, a: g * (np.asarray(a) > 0),
     ops.sum: lambda n, g, y, x, axis=None, keepdims=False: np.broadcast_to(
         _expand(g, x, axis, keepdims), np.shape(x)),
-    ops.max: _max_rule,
-    ops.logsumexp: _logsumexp_rule,
+    ops.max: _reads_its_answer(_max_rule),
+    ops.logsumexp: _reads_its_answer(_logsumexp_rule),
     ops.reshape: lambda n, g, y, x, shape: np.reshape(g, np.shape(x)),
     ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
         g, None if axes is None else np.argsort([a % np.ndim(x) for a in axes])),
@@ -294,8 +299,9 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     Returns
     -------
     out : ndarray
-        ``fn(*primals)``; read-only where a recorded step may read its
-        memory again (copy it to change it).
+        ``fn(*primals)``; read-only (copy it to change it) when a recorded
+        step may read its memory again: when the last step's rule reads
+        its answer (:func:`reads_answer`), or when it is a view.
     vjp_fn : callable
         ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
         each shaped (and nested) like its primal, with its dtype, and laid
@@ -327,6 +333,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     if type(result) is Traced:
         out = result.value
         node = result.node
+        # no primitive returns an argument itself: an answer owning its memory is new
         if node is not None and (out.base is not None or reads_answer(node)):
             out = out.view()  # a recorded step may read this memory again: the caller
             out.flags.writeable = False  # gets a read-only view of it

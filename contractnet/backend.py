@@ -1,12 +1,14 @@
 """The engine's seam to an array library, for the calls numpy does not
 dispatch on its arguments' type.
 
-Creating arrays, strided views and the contractions themselves (``matmul``,
-``einsum``) go through :data:`backend`.  Everything else the engine does is
-an array method (``reshape``, ``transpose``, ``sum``, ``max``) or a numpy
-ufunc (``add``, ``maximum``, ``multiply``), called directly: a library that
-implements numpy's array protocols serves those itself.  Swapping this
-object is the first step to running on another library, not all of it.
+The functions listed on :class:`NumpyBackend` go through :data:`backend`:
+zeroed outputs, strided views, contiguous copies and the contractions
+themselves (``matmul``, ``einsum``).  Everything else the engine does is an
+array method (``reshape``, ``transpose``, ``sum``, ``max``), a numpy ufunc
+(``add``, ``maximum``, ``multiply``) or a small helper (``asarray``,
+``arange``), called directly: a library that implements numpy's array
+protocols serves the first two itself.  Swapping this object is the first
+step to running on another library, not all of it.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import bench_lowrank as lowrank
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
-                            contractnet_method, conv_problem, head_problem)
+                            check_fits, contractnet_method, conv_problem, head_problem)
 from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
 from .bench_report import PASSES, Record, check_plotting, check_writable, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
@@ -136,6 +136,9 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
     if not any(cases for _, cases in plan):
         raise ValueError(f"no shape fits 'bench {args.kind}': give a "
                          f"{'conv' if args.kind == 'conv' else 'head'} --shape or a --preset")
+    for _, cases in plan:
+        for _, shape in cases:
+            check_fits(shape, args.dtype)
     return [(kind, cases) for kind, cases in plan if cases]
 
 

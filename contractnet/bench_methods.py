@@ -63,34 +63,47 @@ def _identity(answer: object) -> Answer:
 
 
 def random_array(rng: np.random.Generator, shape: Sequence[int], dtype, scale: float = 1.0):
-    """Standard normal samples made directly in ``dtype`` (no float64 temporary);
-    a shape too large for the memory budget raises
-    :class:`~contractnet.engine.MemoryBudgetError` before allocating."""
-    check_allocation(shape, dtype, "a benchmark input")
+    """Standard normal samples made directly in ``dtype`` (no float64 temporary)."""
     out = rng.standard_normal(tuple(shape), dtype=dtype)
     if scale != 1.0:
         out *= out.dtype.type(scale)
     return out
 
 
+def input_shapes(shape: HeadShape | ConvShape) -> tuple[tuple[int, ...], ...]:
+    """The shapes of a problem's operands and cotangent (see :func:`head_problem`)."""
+    if isinstance(shape, HeadShape):
+        return ((shape.B, shape.N, shape.M, shape.D), (shape.N, shape.M, shape.D, shape.K),
+                (shape.B, shape.K))
+    ho, wo = shape.output_hw
+    return ((shape.B, shape.H, shape.W, shape.C), (shape.KH, shape.KW, shape.C, shape.K),
+            (shape.B, ho, wo, shape.K))
+
+
+def check_fits(shape: HeadShape | ConvShape, dtype: str) -> None:
+    """Raise :class:`~contractnet.engine.MemoryBudgetError` when one of the
+    problem's arrays would exceed the memory budget (before any is made)."""
+    for dims in input_shapes(shape):
+        check_allocation(dims, dtype, f"benchmark shape {shape.label} needs an array")
+
+
 def head_problem(shape: HeadShape, dtype: str, seed: int = 0) -> Problem:
     """Random activation, weight and cotangent for a head shape."""
     rng = np.random.default_rng(seed)
-    fan_in = shape.N * shape.M * shape.D
-    x = random_array(rng, (shape.B, shape.N, shape.M, shape.D), dtype)
-    w = random_array(rng, (shape.N, shape.M, shape.D, shape.K), dtype, fan_in ** -0.5)
-    dy = random_array(rng, (shape.B, shape.K), dtype)
+    x_shape, w_shape, dy_shape = input_shapes(shape)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype, (shape.N * shape.M * shape.D) ** -0.5)
+    dy = random_array(rng, dy_shape, dtype)
     return Problem((x, w), dy, shape)
 
 
 def conv_problem(shape: ConvShape, dtype: str, seed: int = 0) -> Problem:
     """Random input, kernel and cotangent for a conv shape."""
     rng = np.random.default_rng(seed)
-    ho, wo = shape.output_hw
-    x = random_array(rng, (shape.B, shape.H, shape.W, shape.C), dtype)
-    w = random_array(rng, (shape.KH, shape.KW, shape.C, shape.K), dtype,
-                (shape.KH * shape.KW * shape.C) ** -0.5)
-    dy = random_array(rng, (shape.B, ho, wo, shape.K), dtype)
+    x_shape, w_shape, dy_shape = input_shapes(shape)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype, (shape.KH * shape.KW * shape.C) ** -0.5)
+    dy = random_array(rng, dy_shape, dtype)
     return Problem((x, w), dy, shape)
 
 

@@ -92,6 +92,10 @@ def check_writable(path: str) -> None:
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
     if os.path.isdir(path):
         raise ValueError(f"cannot write {path!r}: it is a directory")
+    if _is_special(path):  # /dev/null, a pipe: written in place, never renamed over
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write {path!r}: permission denied")
+        return
     probe = _temporary_name(path)
     try:
         with open(probe, "w", encoding="utf-8"):
@@ -105,10 +109,20 @@ def _temporary_name(path: str) -> str:
     return f"{path}.tmp{os.getpid()}"
 
 
+def _is_special(path: str) -> bool:
+    """An existing path that is not a regular file (a device, a pipe)."""
+    return os.path.exists(path) and not os.path.isfile(path)
+
+
 def _atomic_write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename; the
-    temporary file is removed if either step fails."""
+    temporary file is removed if either step fails.  A device or a pipe
+    (``/dev/null``) is written directly."""
     check_writable(path)
+    if _is_special(path):
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        return
     tmp = _temporary_name(path)
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:

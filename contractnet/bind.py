@@ -265,11 +265,14 @@ def checked_shape(shape, what: str, text: str) -> tuple[int, ...]:
     """``shape`` as a tuple of non-negative ints (not bools), or a
     :class:`SpecError` naming ``what`` in spec ``text``."""
     try:
-        dims = tuple(operator.index(n) for n in shape)
+        given = tuple(shape)
+        dims = tuple(operator.index(n) for n in given)
     except TypeError:
         raise SpecError(f"{what} must be a sequence of ints, got {shape!r}", text) from None
-    if any(n < 0 for n in dims) or any(isinstance(n, bool) for n in shape):
-        raise SpecError(f"{what} must be a sequence of non-negative ints, got {shape!r}", text)
+    if any(isinstance(n, bool) for n in given):
+        raise SpecError(f"{what} must be a sequence of ints, not bools, got {given!r}", text)
+    if any(n < 0 for n in dims):
+        raise SpecError(f"{what} must be a sequence of non-negative ints, got {given!r}", text)
     return dims
 
 

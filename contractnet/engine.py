@@ -15,10 +15,10 @@ Execution has three stages, each one general mechanism:
    indices (diagonals), indices found in no operand (broadcast) and windows
    (scatter-add, one strided add per window offset).
 
-Plans are cached on the bound spec; the engine never edits a Spec.  The
-numpy functions that create arrays, strided views and products go through
-:data:`contractnet.backend.backend` (array methods and ufuncs are called
-directly; see :mod:`contractnet.backend`).
+Plans are cached on the bound spec; the engine never edits a Spec.  Zeroed
+outputs, strided views, contiguous copies and products go through
+:data:`contractnet.backend.backend` (array methods, ufuncs and small helpers
+are called directly; see :mod:`contractnet.backend`).
 """
 from __future__ import annotations
 
@@ -91,9 +91,9 @@ def check_allocation(shape: Sequence[int], dtype, what: str) -> None:
     needed = math.prod(shape) * np.dtype(dtype).itemsize
     if needed > _budget[0]:
         raise MemoryBudgetError(
-            f"{what} of shape {tuple(shape)} ({np.dtype(dtype)}) would take {needed:,} bytes, "
-            f"more than the memory budget of {_budget[0]:,} bytes; use a smaller shape, or "
-            f"raise the budget with contractnet.set_memory_budget")
+            f"{what} of shape {tuple(shape)} ({np.dtype(dtype)}), {needed:,} bytes: more "
+            f"than the memory budget of {_budget[0]:,} bytes (by default half of this "
+            f"machine's memory; contractnet.set_memory_budget changes it)")
 
 
 def within_budget(plan: "Plan") -> bool:

@@ -24,15 +24,19 @@ DEFAULT_SIZE = 8
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     """``"128x4x4x50"`` or ``"128,4,4,50"`` -> a shape; ``"()"`` or ``""`` -> ()."""
-    text = text.strip().strip("()")
+    given, text = text, text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+        if text.endswith(","):  # Python's one-element tuple, "(3,)"
+            text = text[:-1]
     if not text:
         return ()
     try:
         shape = tuple(int(p) for p in text.replace(",", "x").split("x"))
     except ValueError:  # an empty part too: "2,,3"
-        raise ValueError(f"bad shape {text!r}: write it as 128x4x4x50") from None
+        raise ValueError(f"bad shape {given!r}: write it as 128x4x4x50") from None
     if any(n < 0 for n in shape):
-        raise ValueError(f"bad shape {text!r}: sizes must be >= 0")
+        raise ValueError(f"bad shape {given!r}: sizes must be >= 0")
     return shape
 
 
@@ -123,11 +127,11 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
 
 def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
     """``sizes`` completed where no shape can tell: 3 for a window's inner
-    index, :data:`DEFAULT_SIZE` for an index only the output has."""
-    inner = {w.inner for t in spec.inputs for w in t.windows}
+    index, :data:`DEFAULT_SIZE` for any other index only the output has."""
+    inner = {w.inner for t in (*spec.inputs, spec.output) for w in t.windows}
     in_inputs = {n for t in spec.inputs for n in t.indices()}
     output_only = set(spec.output.indices()) - in_inputs
-    return {**{n: 3 for n in inner}, **{n: DEFAULT_SIZE for n in output_only}, **sizes}
+    return {**{n: DEFAULT_SIZE for n in output_only}, **{n: 3 for n in inner}, **sizes}
 
 
 def _plain_input_letters(spec: Spec) -> set[str]:

@@ -47,7 +47,7 @@ def test_backward_specs_wrong_shape_count():
 
 
 @pytest.mark.parametrize("bad, culprit", [((2, -3), "sequence of non-negative"),
-                                          ((2, True), "sequence of non-negative"),
+                                          ((2, True), "sequence of ints, not bools"),
                                           ((2, 3.5), "sequence of ints")])
 def test_backward_specs_refuses_bad_dimensions(bad, culprit):
     with pytest.raises(SpecError, match=f"shape of operand 0 must be a {culprit}"):

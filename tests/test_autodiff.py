@@ -469,13 +469,26 @@ def _rule_cases():
     plan = make_plan(bind_text("ij,jk->ik", (a.shape, b.shape)), "sum")
     # a windowed max routes its gradient through the maxima it found
     max_plan = make_plan(bind(parse("b(h+u)->bh"), [a.shape], {"u": 2}), "max")
+    mean_plan = make_plan(bind_text("ij->j", (a.shape,)), "mean")
     binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.power]
     unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.sum, ops.max,
              ops.logsumexp, ops.transpose]
-    return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {})]
+    return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {}),
+             (contract, (mean_plan, None, a), {})]
             + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]
             + [(ops._where, (a > 1, a, b), {}), (ops.reshape, (a, (4,)), {}),
                (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {})])
+
+
+def _differs(rule, n, g, ans, args, kwargs, other) -> bool:
+    """Whether ``rule`` gives another gradient (or fails) when told ``other``
+    was the answer."""
+    want = rule(n, g, ans, *args, **kwargs)
+    try:
+        got = rule(n, g, other, *args, **kwargs)
+    except Exception:
+        return True
+    return not np.allclose(want, got, equal_nan=True)
 
 
 def test_reads_answer_names_every_rule_that_reads_its_answer():
@@ -484,18 +497,24 @@ def test_reads_answer_names_every_rule_that_reads_its_answer():
     from contractnet.trace import Node
     cases = _rule_cases()
     assert {p for p, _, _ in cases} == set(autodiff.VJP_RULES)
+    rng = np.random.default_rng(0)
     for primitive, args, kwargs in cases:
         ans = primitive.fn(*args, **kwargs)
+        # vjp protects an output that is a view; one that is an argument itself it could not tell
+        assert not any(ans is x for x in args), primitive.name
         g = np.ones(np.shape(ans))
         first = 2 if primitive is contract else 0
         arrays = [n for n in range(first, len(args)) if isinstance(args[n], np.ndarray)
                   and args[n].dtype.kind == "f"]
+        shape = np.shape(ans)
+        # wrong answers of either sign, and nan: a rule reading only the answer's sign
+        # or comparing with it is found out by one of them
+        others = [np.full(shape, 7.0), -np.asarray(ans), np.full(shape, np.nan),
+                  rng.standard_normal(shape)]
         rule = autodiff.VJP_RULES[primitive]
         with np.errstate(all="ignore"):  # a wrong answer may divide by zero
-            reads = any(not np.allclose(rule(n, g, ans, *args, **kwargs),
-                                        rule(n, g, np.full(np.shape(ans), 7.0), *args,
-                                             **kwargs), equal_nan=True)
-                        for n in arrays)
+            reads = any(_differs(rule, n, g, ans, args, kwargs, other)
+                        for n in arrays for other in others)
         node = Node(primitive, args, kwargs, [])
         assert autodiff.reads_answer(node) == reads, primitive.name
 

@@ -35,9 +35,15 @@ def test_window_size_from_sizes_without_shapes():
 
 @pytest.mark.parametrize("spec, line", [
     ("b(2h+u)(2w+v)c->bhwc", "sizes     b=8, c=8, h=8, u=3, v=3, w=8"),
-    ("i->ij", "output    'ij'  shape (8, 8)")])
+    ("i->ij", "output    'ij'  shape (8, 8)"),
+    ("bh->b(h+u)", "sizes     b=8, h=8, u=3")])
 def test_default_sizes_reach_window_and_output_only_indices(spec, line):
     assert line in explain(spec).splitlines()
+
+
+def test_cli_reads_python_tuples_as_shapes(capsys):
+    assert main(["explain", "i,ij->j", "--shapes", "(3,)", "(3, 4)"]) == 0
+    assert "operand 0 'i'  shape (3,)" in capsys.readouterr().out
 
 
 def test_cli_prints_the_explanation(capsys):
@@ -51,6 +57,7 @@ def test_cli_prints_the_explanation(capsys):
     (["explain", "ij,jk->ik", "--shapes", "2xq", "3x4"], "bad shape"),
     (["explain", "ij,jk->ik", "--sizes", "i=two"], "bad size"),
     (["explain", "ij,jk->ik", "--shapes", "2,,3", "3x4"], "bad shape '2,,3'"),
+    (["explain", "ij,jk->ik", "--shapes", "(2,,)", "3x4"], "bad shape '(2,,)'"),
     (["explain", "ij,jk->ik", "--sizes", "i=2,i=3"], "index 'i' is given two sizes"),
 ])
 def test_cli_errors_are_one_clean_message(argv, match, capsys):

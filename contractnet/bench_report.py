@@ -87,14 +87,7 @@ def check_writable(path: str) -> None:
     ValueError
         Naming the path and what is wrong with it.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write {path!r}: it is a directory")
-    if _is_special(path):  # /dev/null, a pipe: written in place, never renamed over
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"cannot write {path!r}: permission denied")
+    if _check_path(path):  # /dev/null, a pipe: written in place, never renamed over
         return
     probe = _temporary_name(path)
     try:
@@ -103,6 +96,20 @@ def check_writable(path: str) -> None:
         os.remove(probe)
     except OSError as exc:
         raise ValueError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _check_path(path: str) -> bool:
+    """The checks that need no file created; True for a device or a pipe."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {path!r}: it is a directory")
+    if _is_special(path):
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write {path!r}: permission denied")
+        return True
+    return False
 
 
 def _temporary_name(path: str) -> str:
@@ -117,9 +124,9 @@ def _is_special(path: str) -> bool:
 def _atomic_write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename; the
     temporary file is removed if either step fails.  A device or a pipe
-    (``/dev/null``) is written directly."""
-    check_writable(path)
-    if _is_special(path):
+    (``/dev/null``) is written directly.  (:func:`check_writable`, which
+    creates a probe file, is for before the timing, not here.)"""
+    if _check_path(path):
         with open(path, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
         return

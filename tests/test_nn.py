@@ -8,6 +8,8 @@ channels-first flatten order.
 from __future__ import annotations
 
 import os
+import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -336,6 +338,19 @@ def test_softmax_cross_entropy_matches_stable_numpy_and_grads():
     cn.check_grads(lambda z: nn.softmax_cross_entropy(z, labels), small)
 
 
+def test_softmax_cross_entropy_takes_masked_logits():
+    # -inf marks a class that cannot be the answer: it adds nothing and gets no gradient
+    logits = np.array([[2.0, -np.inf, 0.5], [1.0, 3.0, -np.inf]])
+    labels = np.array([0, 1])
+    want = np.mean([np.logaddexp(2.0, 0.5) - 2.0, np.logaddexp(1.0, 3.0) - 3.0])
+    loss, grad = cn.value_and_grad(lambda z: nn.softmax_cross_entropy(z, labels))(logits)
+    np.testing.assert_allclose(loss, want, rtol=1e-14)
+    softmax = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+    softmax[np.arange(2), labels] -= 1
+    np.testing.assert_allclose(grad, softmax / 2, rtol=1e-14, atol=0)
+    assert grad[0, 1] == 0 and grad[1, 2] == 0
+
+
 @pytest.mark.parametrize("labels, match", [
     (np.array([0.0, 1.0]), "integers"), (np.array([0, 1, 2]), r"shape \(2,\)"),
     (np.array([0, 3]), r"\[0, 3\)"), (np.array([-1, 0]), r"\[0, 3\)"),
@@ -485,6 +500,55 @@ def test_save_takes_any_name(tmp_path):
     back = nn.load_parameters(tmp_path / "x.npz")
     assert set(back) == set(arrays)
     np.testing.assert_array_equal(back["a.b"], arrays["a.b"])
+
+
+def test_save_and_load_keep_names_that_end_in_npy(tmp_path):
+    # numpy's NpzFile reads "a.npy" as the member of "a": the loader must not
+    arrays = {"a": np.ones(1), "a.npy": np.zeros(3), "x/y": np.arange(2.0), "ü": np.ones(2)}
+    nn.save_parameters(arrays, tmp_path / "x.npz")
+    back = nn.load_parameters(tmp_path / "x.npz")
+    assert set(back) == set(arrays)
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(back[name], value)
+
+
+def test_save_refuses_a_name_with_a_nul_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="NUL"):
+        nn.save_parameters({"w\0x": np.ones(1), "w\0y": np.ones(2)}, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_refuses_members_that_are_not_arrays(tmp_path):
+    with zipfile.ZipFile(tmp_path / "foreign.npz", "w") as archive:
+        archive.writestr("0.bias", b"raw bytes")
+    with pytest.raises(ValueError, match="'0.bias', which is not a '<name>.npy' array"):
+        nn.load_parameters(tmp_path / "foreign.npz")
+    net = small_net(np.float32)
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    with pytest.raises(ValueError, match="not an archive of parameters"):
+        net.load(tmp_path / "foreign.npz")
+    for k, v in net.parameters().items():
+        np.testing.assert_array_equal(v, before[k])
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive, \
+            pytest.warns(UserWarning, match="Duplicate name"):
+        for _ in range(2):
+            with archive.open("w.npy", "w") as member:
+                np.lib.format.write_array(member, np.ones(2))
+    with pytest.raises(ValueError, match="'w' twice"):
+        nn.load_parameters(tmp_path / "twice.npz")
+
+
+def test_save_gives_a_new_file_the_umask_mode_and_keeps_a_replaced_files_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        nn.save_parameters({"w": np.ones(1)}, tmp_path / "new.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o644
+        os.chmod(tmp_path / "new.npz", 0o640)
+        nn.save_parameters({"w": np.zeros(1)}, tmp_path / "new.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o640
+    finally:
+        os.umask(umask)
+    assert sorted(os.listdir(tmp_path)) == ["new.npz"]
 
 
 @pytest.mark.parametrize("change, match", [

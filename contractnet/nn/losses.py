@@ -24,22 +24,12 @@ def _labels(logits: Any, labels: Any) -> np.ndarray:
     return labels
 
 
-def one_hot(labels: np.ndarray, classes: int, dtype: np.dtype | type | str) -> np.ndarray:
-    """``(B, classes)`` array with a one at each label, in ``dtype``.
-
-    Examples
-    --------
-    >>> one_hot(np.array([2, 0]), 3, np.float32).tolist()
-    [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    """
-    return (np.asarray(labels)[:, None] == np.arange(classes)).astype(dtype)
-
-
 def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     """Mean softmax cross-entropy of ``(B, K)`` logits against integer labels.
 
-    ``mean_b( logsumexp_k(logits[b]) - logits[b, labels[b]] )``, with the
-    picked logit read by the contraction ``"bk,bk->b"`` against a one-hot.
+    ``mean_b( logsumexp_k(logits[b]) - logits[b, labels[b]] )``, the label's
+    logit picked by indexing: a ``-inf`` logit (a masked class) elsewhere
+    in the row adds nothing, where a product with a one-hot would give nan.
 
     Parameters
     ----------
@@ -63,7 +53,7 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     True
     """
     labels = _labels(logits, labels)
-    picked = cn.einsum("bk,bk->b", logits, one_hot(labels, logits.shape[1], logits.dtype))
+    picked = logits[np.arange(len(labels)), labels]
     return cn.mean(cn.logsumexp(logits, axis=1) - picked)
 
 

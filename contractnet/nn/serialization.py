@@ -4,15 +4,23 @@ A save writes a temporary file next to the target and renames it over the
 target (``os.replace``), so a crash mid-write never leaves a truncated file
 under the real name.  Arrays are written with ``allow_pickle=False`` and
 read with ``allow_pickle=False``, so loading a file can never run code.
+
+Each array is the archive member ``name + ".npy"``, as :func:`numpy.savez`
+writes it, and loading reads the members by their exact names (not through
+:class:`numpy.lib.npyio.NpzFile`, whose lookup takes ``"a.npy"`` to mean the
+member of ``"a"``), so every name comes back as it was saved.
 """
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 from typing import Mapping
 
 import numpy as np
+
+MEMBER_SUFFIX = ".npy"
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -21,14 +29,17 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     Parameters
     ----------
     params : mapping of str to ndarray
-        Numeric arrays by name (dotted names are fine).
+        Numeric arrays by name: any non-empty string without a NUL character
+        (which a zip member name cannot hold).
     path : str or PathLike
-        Target file; its directory must exist.
+        Target file; its directory must exist.  A new file gets the usual
+        permissions (``0o666`` less the umask); a file it replaces keeps its own.
 
     Raises
     ------
     ValueError
-        If a name is empty or an array is not numeric; nothing is written.
+        If a name is empty, is not a string or holds a NUL, or an array is
+        not numeric; nothing is written.
 
     Examples
     --------
@@ -41,21 +52,25 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     arrays = {}
     for name, array in params.items():
         array = np.asarray(array)
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"parameter names must be non-empty strings, got {name!r}")
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise ValueError(f"parameter names must be non-empty strings without a NUL "
+                             f"character, got {name!r}")
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise ValueError(f"parameter {name!r} has non-numeric dtype {array.dtype}")
         arrays[name] = array
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    # "x": created here, never an existing file; its mode is 0o666 less the umask
+    f = open(tmp, "xb")
     replaced = False
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
+        if os.path.isfile(path):  # a replaced file keeps its permissions
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
         replaced = True
     finally:
@@ -68,34 +83,52 @@ def _write_npz(f, arrays: Mapping[str, np.ndarray]) -> None:
     # including ones np.savez would take as its own keyword arguments.
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in arrays.items():
-            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+            with archive.open(name + MEMBER_SUFFIX, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array),
                                           allow_pickle=False)
 
 
 def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an ``.npz`` archive written by :func:`save_parameters`.
+    """Read an ``.npz`` archive written by :func:`save_parameters` (or by
+    :func:`numpy.savez` with numeric arrays).
 
     Returns
     -------
     dict of str to ndarray
+        One entry per member ``name.npy``, keyed by ``name``.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not an ``.npz`` archive or holds pickled objects.
+        If the file is not an ``.npz`` archive, holds a member that is not an
+        ``.npy`` array or a name twice, or holds pickled objects.
     """
     path = os.fspath(path)
     try:
-        data = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            return _read_npz(archive, path)
+    except zipfile.BadZipFile as exc:
+        with open(path, "rb") as f:
+            single = f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
+        if single:
+            raise ValueError(f"{path!r} is a single .npy array, not an .npz archive of "
+                             f"parameters") from exc
         raise ValueError(f"{path!r} is not a readable .npz archive: {exc}") from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive of parameters")
-    with data:
-        try:
-            return {name: data[name] for name in data.files}
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path!r} is a damaged .npz archive: {exc}") from exc
+    except EOFError as exc:
+        raise ValueError(f"{path!r} is a damaged .npz archive: {exc}") from exc
+
+
+def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for member in archive.namelist():
+        name = member[:-len(MEMBER_SUFFIX)]
+        if not member.endswith(MEMBER_SUFFIX) or not name:
+            raise ValueError(f"{path!r} holds the member {member!r}, which is not a "
+                             f"'<name>{MEMBER_SUFFIX}' array: not an archive of parameters")
+        if name in arrays:
+            raise ValueError(f"{path!r} holds the parameter {name!r} twice")
+        with archive.open(member) as f:
+            arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return arrays

@@ -102,19 +102,34 @@ def _pads(padding: Padding, n: int, lengths, kernel, stride, dilation, fn: str):
             return ((0, 0),) * n
         if padding == "same":
             return tuple(same_padding(*a) for a in zip(lengths, kernel, stride, dilation))
-        raise ConvError(f"{fn}: padding must be an int, {n} ints, {n} pairs, "
-                        f"'valid' or 'same'; got {padding!r}")
+        raise _padding_error(fn, n, padding)
     if isinstance(padding, (tuple, list)) and padding and all(
             isinstance(p, (tuple, list)) for p in padding):
         pairs = tuple(_int_tuple(p, 2, fn, "each padding pair", least=0) for p in padding)
         if len(pairs) != n:
             raise ConvError(f"{fn}: padding needs {n} (before, after) pairs, got {padding!r}")
         return pairs
+    if not (_is_int(padding) or isinstance(padding, (tuple, list)) and len(padding) == n):
+        raise _padding_error(fn, n, padding)
     return tuple((p, p) for p in _int_tuple(padding, n, fn, "padding", least=0))
 
 
+def _padding_error(fn: str, n: int, padding) -> ConvError:
+    pairs = "(" + ", ".join(["(1, 2)"] * n) + ("," if n == 1 else "") + ")"
+    return ConvError(f"{fn}: padding must be an int, {n} int(s), {n} (before, after) "
+                     f"pair(s) such as {pairs}, 'valid' or 'same'; got {padding!r}")
+
+
+def _check_nonempty(fn: str, kernel, what: str = "kernel") -> None:
+    """Refuse a window with a size-0 axis: it holds no position."""
+    if not all(kernel):
+        raise ConvError(f"{fn}: {what} {_x(kernel)} has a size-0 axis; each of its axes "
+                        f"needs at least one position")
+
+
 def _check_fits(fn: str, lengths, pads, kernel, dilation, what: str = "kernel") -> None:
-    """Refuse a window that spans more than the padded input."""
+    """Refuse a window that is empty or spans more than the padded input."""
+    _check_nonempty(fn, kernel, what)
     padded = tuple(n + a + b for n, (a, b) in zip(lengths, pads))
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(s > p for s, p in zip(spans, padded)):
@@ -360,6 +375,7 @@ def conv_transpose2d(y: Array, w: Array, stride: IntOrTuple = 1, padding: Paddin
                         ((stride, "stride"), (dilation, "dilation")))
     output_padding = _int_tuple(output_padding, 2, fn, "output_padding", least=0)
     lengths, kernel = tuple(y.shape[1:3]), tuple(w.shape[:2])
+    _check_nonempty(fn, kernel)
     pads, full = _transpose_pads(padding, lengths, kernel, stride, dilation, output_padding)
     out = Window("h", "u", stride[0], dilation[0]), Window("w", "v", stride[1], dilation[1])
     z = einsum(f"bhwk,uvck->b{out[0]}{out[1]}c", y, w,

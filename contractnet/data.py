@@ -46,7 +46,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
     ImportError
         If scikit-learn is missing (install ``contractnet[data]``).
     ValueError
-        If ``test_fraction`` is outside ``(0, 1)`` or ``dtype`` is not floating.
+        If ``test_fraction`` is outside ``(0, 1)`` or leaves one of the sets
+        empty, or ``dtype`` is not floating.
 
     Examples
     --------
@@ -70,6 +71,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
     n_test = int(round(len(labels) * float(test_fraction)))
+    if not 0 < n_test < len(labels):
+        raise ValueError(f"test_fraction {test_fraction} leaves {n_test} of the {len(labels)} "
+                         f"samples for testing: both the training and the test set need some")
     test, train = order[:n_test], order[n_test:]
     return Split(images[train], labels[train], images[test], labels[test])
 

@@ -52,8 +52,9 @@ class Optimizer:
         Raises
         ------
         ValueError
-            If a name is missing or unexpected, or a gradient's shape differs
-            from its parameter's; no parameter is changed then.
+            If ``grads`` is not a mapping, a name is missing or unexpected, a
+            gradient's shape differs from its parameter's, or a parameter
+            has become read-only; no parameter is changed then.
         """
         checked = self._check_grads(grads)
         self.steps += 1
@@ -61,6 +62,9 @@ class Optimizer:
             self._update(name, p, checked[name])
 
     def _check_grads(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(grads, Mapping):
+            raise ValueError(f"gradients must be a dict of name -> array like the "
+                             f"parameters, got {type(grads).__name__}")
         missing = [n for n in self.params if n not in grads]
         unexpected = [n for n in grads if n not in self.params]
         if missing or unexpected:
@@ -72,6 +76,9 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name!r} has shape {g.shape} "
                                  f"but the parameter has {p.shape}")
+            if not p.flags.writeable:
+                raise ValueError(f"parameter {name!r} has become read-only; it cannot be "
+                                 f"updated in place")
             checked[name] = g.astype(p.dtype, copy=False)
         return checked
 
@@ -81,7 +88,12 @@ class Optimizer:
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,
                 open_low: bool = False) -> float:
-    value = float(value)
+    try:  # a string, a bool or None is no rate, whatever float() makes of it
+        if isinstance(value, (str, bytes, bool, np.bool_)):
+            raise TypeError
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
     if not (low < value if open_low else low <= value) or not value < high:
         interval = f"{'(' if open_low else '['}{low}, {high})"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
@@ -112,6 +124,8 @@ class SGD(Optimizer):
         self.lr = _check_rate(lr, "lr", 0.0, open_low=True)
         self.momentum = _check_rate(momentum, "momentum", 0.0, 1.0)
         self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov needs a momentum > 0")
         self.nesterov = bool(nesterov)

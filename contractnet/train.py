@@ -113,12 +113,15 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     Raises
     ------
     ValueError
-        On a bad head, non-positive epochs/batch size or learning rate.
+        On a bad head, non-positive epochs/batch size or learning rate, or
+        a negative seed.
     ImportError
         If scikit-learn is missing.
     """
     epochs = nn.layers.positive_int(epochs, "epochs")
     batch_size = nn.layers.positive_int(batch_size, "batch_size")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     model = build_model(head, rng=rng, rank=rank, ranks=ranks)
     opt = optim.Adam(model.parameters(), lr=lr)

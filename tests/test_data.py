@@ -42,6 +42,9 @@ def test_split_is_deterministic_per_seed_and_disjoint():
 def test_load_digits_validation():
     with pytest.raises(ValueError, match="test_fraction"):
         data.load_digits(test_fraction=1.0)
+    for fraction in (0.9999, 0.0001):  # rounds to an empty set
+        with pytest.raises(ValueError, match="both the training and the test set"):
+            data.load_digits(test_fraction=fraction)
     with pytest.raises(ValueError, match="floating"):
         data.load_digits(dtype=np.int32)
 

@@ -168,7 +168,11 @@ def test_conv2d_repr_and_validation():
         "Conv2d(1, 16, kernel_size=(3, 3), padding='same', "
         "spec='b(h+u)(w+v)c,uvck->bhwk', bias=True)")
     assert "b(2h+2u)(2w+2v)c" in repr(nn.Conv2d(1, 2, 3, stride=2, dilation=2))
+    for zero in (0, (0, 0), ((0, 0), (0, 0)), "valid"):  # no padding: not shown
+        assert "padding" not in repr(nn.Conv2d(1, 2, 3, padding=zero))
+    assert "padding=((0, 0), (0, 1))" in repr(nn.Conv2d(1, 2, 3, padding=((0, 0), (0, 1))))
     for bad, match in [({"kernel_size": 0}, "kernel_size"), ({"padding": "full"}, "padding"),
+                       ({"padding": np.array([1, 1])}, "padding must be an int"),
                        ({"groups": 3}, "groups"), ({"stride": (1, 2, 3)}, "stride")]:
         kwargs = {"kernel_size": 3, **bad}
         with pytest.raises(ValueError, match=match):
@@ -234,6 +238,9 @@ def test_head_repr_param_counts_and_shape_errors():
         nn.ContractHead((4, 4, 16), 10)(np.ones((2, 4, 16, 4), np.float32))
     with pytest.raises(ValueError, match="in_shape"):
         nn.ContractHead((4, 16), 10)
+    with pytest.raises(ValueError, match="in_shape"):
+        nn.ContractHead((True, 4, 16), 10)
+    assert nn.TuckerHead((4, 4, 16), 10, ranks=np.array([2, 3, 5])).ranks == (2, 3, 5)
     with pytest.raises(ValueError, match="ranks"):
         nn.TuckerHead((4, 4, 16), 10, ranks=(2, 2))
     with pytest.raises(ValueError, match="rank"):
@@ -299,6 +306,8 @@ def test_parameters_are_live_and_set_parameters_copies_all_or_nothing():
     before = {k: v.copy() for k, v in params.items()}
     with pytest.raises(ValueError, match="dtype float32"):
         net.set_parameters({**new, "3.weight": new["3.weight"].astype(np.float32)})
+    with pytest.raises(ValueError, match="'3.bias' must be an array, got list"):
+        net.set_parameters({**new, "3.bias": new["3.bias"].tolist()})
     for k in before:
         np.testing.assert_array_equal(params[k], before[k])
 

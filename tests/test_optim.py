@@ -77,12 +77,22 @@ def test_step_checks_everything_before_changing_anything(make):
         opt.step({"a": np.ones(2), "b": np.ones(3), "c": np.ones(1)})
     with pytest.raises(ValueError, match=r"gradient 'b' has shape \(2,\)"):
         opt.step({"a": np.ones(2), "b": np.ones(2)})
+    with pytest.raises(ValueError, match="must be a dict"):
+        opt.step([np.ones(2), np.ones(3)])
+    p["b"].flags.writeable = False  # after the optimizer was built
+    with pytest.raises(ValueError, match="'b' has become read-only"):
+        opt.step({"a": np.ones(2), "b": np.ones(3)})
     np.testing.assert_array_equal(p["a"], np.ones(2))
     assert opt.steps == 0
 
 
 @pytest.mark.parametrize("make, match", [
     (lambda p: optim.SGD(p, lr=0.0), "lr"),
+    (lambda p: optim.SGD(p, lr="abc"), "lr must be a real number, got 'abc'"),
+    (lambda p: optim.SGD(p, lr=None), "lr must be a real number, got None"),
+    (lambda p: optim.SGD(p, lr=True), "lr must be a real number, got True"),
+    (lambda p: optim.Adam(p, betas=(0.9, "x")), r"betas\[1\] must be a real number"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov="no"), "nesterov must be True or False"),
     (lambda p: optim.SGD(p, lr=0.1, momentum=1.0), "momentum"),
     (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "nesterov"),
     (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "weight_decay"),

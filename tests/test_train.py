@@ -86,6 +86,7 @@ def test_cli_json_is_all_of_stdout():
     (["--epochs", "0"], "epochs must be a positive integer"),
     (["--lr", "-1"], "lr must lie in"),
     (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--seed", "-1"], "seed must be a non-negative integer, got -1"),
 ])
 def test_cli_bad_values_are_clean_errors(capsys, argv, match):
     assert cli.main(["train", "digits", *argv]) == 2

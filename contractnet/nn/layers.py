@@ -240,7 +240,7 @@ def pair(value: Any, name: str, minimum: int = 1, owner: str = "layer") -> tuple
 def _check_padding(padding: Any) -> Any:
     """Refuse padding ``cn.conv2d`` would refuse, now rather than at the first call
     (its own check, so the two accept exactly the same forms)."""
-    if padding != "same":
+    if not (isinstance(padding, str) and padding == "same"):
         _conv_pads(padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")
     return padding
 
@@ -297,9 +297,12 @@ class Conv2d(Module):
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1)),
-                              ("groups", 1)):
-            if getattr(self, name) != default:
+        padded = self.padding == "same" or any(map(any, _conv_pads(
+            self.padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")))
+        shown = {"stride": self.stride != (1, 1), "padding": padded,
+                 "dilation": self.dilation != (1, 1), "groups": self.groups != 1}
+        for name, show in shown.items():
+            if show:
                 text += f", {name}={getattr(self, name)!r}"
         return text + f", spec={self.spec!r}, bias={'bias' in self._params}"
 

@@ -170,6 +170,8 @@ def check_parameters(module: Module, params: Params, dtypes: bool = False) -> No
                          f"missing {missing}, unexpected {unexpected}")
     for name, array in expected.items():
         got = params[name]
+        if not hasattr(got, "shape") or not hasattr(got, "dtype"):
+            raise ValueError(f"parameter {name!r} must be an array, got {type(got).__name__}")
         if tuple(got.shape) != array.shape:
             raise ValueError(f"parameter {name!r} has shape {tuple(got.shape)} "
                              f"but the module expects {array.shape}")

@@ -34,7 +34,8 @@ def check_layout(layout: str) -> tuple[int, int, int]:
 
 def check_in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(in_shape)
-    if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+    if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                  and n > 0 for n in shape):
         raise ValueError(f"in_shape must be three positive ints (N, M, D), got {in_shape!r}")
     return tuple(int(n) for n in shape)  # type: ignore[return-value]
 

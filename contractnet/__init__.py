@@ -8,7 +8,7 @@ the spec as a transposed contraction::
     ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
 """
 from .spec import SpecError, Spec, Term, Window, parse
-from .engine import MemoryBudgetError, memory_budget, set_memory_budget
+from .budget import MemoryBudgetError, memory_budget, set_memory_budget
 from .autodiff import DtypeError, vjp, grad, value_and_grad, check_grads
 from .api import einsum, backward_specs
 from .trace import Traced

@@ -13,8 +13,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text, checked_shape
-from .engine import (REDUCTIONS, Plan, check_budget, make_plan, mean_scale, run_path, run_plan,
-                     runs_as_one_gemm, within_budget)
+from . import ops
+from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
+                     run_path, run_plan, runs_as_one_gemm, within_budget)
 from .pair import Memo, run_gemm
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, primitive
@@ -210,7 +211,7 @@ def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int
 
 def _contract_pairwise(plan: Plan, operands: Sequence):
     """Run a 3+ operand spec pairwise along its path, each step recorded."""
-    check_budget(plan, max(np.dtype(x.dtype).itemsize for x in operands))
+    check_budget(plan, computed_dtype(plan, operands).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
     reads = []
@@ -224,7 +225,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     def unary(a, an, kept):
         return a if an == kept else _run(f"{an}->{kept}", a)
 
-    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary)
+    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype)
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)

@@ -117,10 +117,20 @@ def _pad_rule(argnum, g, ans, x, pad_width):
 
 
 def _power_rule(argnum, g, ans, a, b):
-    if argnum == 0:
-        return unbroadcast(g * b * np.power(a, b - 1), np.shape(a))
-    safe = np.where(np.asarray(a) > 0, a, 1)
-    return unbroadcast(g * ans * np.log(safe) * (np.asarray(a) > 0), np.shape(b))
+    a, b = np.asarray(a), np.asarray(b)
+    if argnum == 0:  # b * a**(b-1), and 0 where b == 0 (a**0 is constant, even at a == 0)
+        return unbroadcast(g * b * np.power(a, np.where(b == 0, 1, b) - 1), a.shape)
+    # a**b * log(a): the complex log for a complex base; for a real one, where a > 0
+    # (elsewhere a**b is not real-differentiable in b and the gradient is taken as 0)
+    defined = a != 0 if np.result_type(a, b).kind == "c" else a > 0
+    log_a = np.log(np.where(defined, a, 1))
+    return unbroadcast(g * ans * log_a * defined, b.shape)
+
+
+def _cast_back(g, dtype: np.dtype) -> np.ndarray:
+    """A cotangent in the dtype of the value it belongs to (a real value's is real)."""
+    g = np.asarray(g)
+    return (g.real if g.dtype.kind == "c" and dtype.kind != "c" else g).astype(dtype)
 
 
 def _picks_left(a, b) -> np.ndarray:
@@ -185,6 +195,7 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
         g, None if axes is None else np.argsort([a % np.ndim(x) for a in axes])),
     ops.pad: _pad_rule,
+    ops.astype: lambda n, g, y, a, dtype: _cast_back(g, np.asarray(a).dtype),
     ops.getitem: _getitem_rule,
 }
 

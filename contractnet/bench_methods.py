@@ -22,7 +22,7 @@ import opt_einsum
 import contractnet as cn
 
 from .bench_presets import ConvShape, HeadShape
-from .engine import check_allocation
+from .budget import check_allocation
 
 HEAD_SPEC = "bnmd,nmdk->bk"
 HEAD_GRAD_SPECS = ("bk,nmdk->bnmd", "bnmd,bk->nmdk")
@@ -81,7 +81,7 @@ def input_shapes(shape: HeadShape | ConvShape) -> tuple[tuple[int, ...], ...]:
 
 
 def check_fits(shape: HeadShape | ConvShape, dtype: str) -> None:
-    """Raise :class:`~contractnet.engine.MemoryBudgetError` when one of the
+    """Raise :class:`~contractnet.budget.MemoryBudgetError` when one of the
     problem's arrays would exceed the memory budget (before any is made)."""
     for dims in input_shapes(shape):
         check_allocation(dims, dtype, f"benchmark shape {shape.label} needs an array")

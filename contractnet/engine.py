@@ -22,19 +22,18 @@ are called directly; see :mod:`contractnet.backend`).
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import opt_einsum
 
 from .backend import backend
 from .bind import Bound
+from .budget import BUDGET, MemoryBudgetError
 from .pair import Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm
 from .spec import Term, Window
 
@@ -46,60 +45,10 @@ PER_OFFSET_MIN_ELEMENTS = 1 << 18
 MAX_REDUCE_OFFSETS = 64
 
 
-class MemoryBudgetError(ValueError):
-    """A contraction would allocate more than the memory budget allows."""
-
-
-# ------------------------------------------------------------------ budget
-def _default_budget() -> int:
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 << 30
-    return total // 2
-
-
-_budget = [_default_budget()]
-
-
-def set_memory_budget(nbytes: int | None) -> int:
-    """Set the largest array (bytes) one contraction may allocate.
-
-    ``None`` restores the default, half of physical memory.  Returns the
-    previous budget.
-    """
-    if nbytes is not None and (not isinstance(nbytes, (int, np.integer)) or nbytes <= 0):
-        raise ValueError(f"memory budget must be a positive number of bytes, got {nbytes!r}")
-    previous = _budget[0]
-    _budget[0] = _default_budget() if nbytes is None else int(nbytes)
-    return previous
-
-
-@contextlib.contextmanager
-def memory_budget(nbytes: int) -> Iterator[None]:
-    """Temporarily limit the bytes one contraction may allocate."""
-    previous = set_memory_budget(nbytes)
-    try:
-        yield
-    finally:
-        _budget[0] = previous
-
-
-def check_allocation(shape: Sequence[int], dtype, what: str) -> None:
-    """Raise :class:`MemoryBudgetError` if an array of ``shape`` and
-    ``dtype`` (``what``, for the message) would exceed the memory budget."""
-    needed = math.prod(shape) * np.dtype(dtype).itemsize
-    if needed > _budget[0]:
-        raise MemoryBudgetError(
-            f"{what} of shape {tuple(shape)} ({np.dtype(dtype)}), {needed:,} bytes: more "
-            f"than the memory budget of {_budget[0]:,} bytes (by default half of this "
-            f"machine's memory; contractnet.set_memory_budget changes it)")
-
-
 def within_budget(plan: "Plan") -> bool:
     """True when ``plan`` fits the memory budget whatever its dtype (the
     cheap test; :func:`check_budget` gives the exact answer and the error)."""
-    return plan.peak_elements * MAX_ITEMSIZE <= _budget[0]
+    return plan.peak_elements * MAX_ITEMSIZE <= BUDGET[0]
 
 
 def runs_as_one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
@@ -115,11 +64,11 @@ def runs_as_one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
 def check_budget(plan: "Plan", itemsize: int) -> None:
     """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much."""
     needed = plan.peak_elements * itemsize
-    if needed > _budget[0]:
+    if needed > BUDGET[0]:
         raise MemoryBudgetError(
             f"contraction '{plan.bound.spec}' would allocate an array of {needed:,} bytes "
             f"(sizes {dict(plan.bound.sizes)}), more than the memory budget of "
-            f"{_budget[0]:,} bytes; check the spec, or raise the budget with "
+            f"{BUDGET[0]:,} bytes; check the spec, or raise the budget with "
             f"contractnet.set_memory_budget")
 
 
@@ -291,17 +240,24 @@ def _consumer_order(b: str, a: str, kept: str) -> str:
     return "".join(batch + summed + [n for n in b if n not in a])
 
 
-def run_path(operands: list, names: list[str], target: str, pair, unary):
+def run_path(operands: list, names: list[str], target: str, pair, unary, cast=None):
     """Contract plain operands along :func:`plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
     ``unary(a, an, kept) -> array`` do the work, so that the same path runs
     on arrays (here) and on traced values (autodiff), where every step is a
     recorded einsum whose vjp is its own transposed spec.
+
+    Operands of different dtypes are first cast to their common dtype by
+    ``cast(operand, dtype)`` (default ``operand.astype(dtype)``), as numpy
+    computes the whole sum of products in it: contracted pair by pair in
+    their own dtypes, two int8 operands would wrap, two float16 ones
+    overflow, two bools multiply and add as "and" and "or".
     """
     dtype = np.result_type(*(op.dtype for op in operands))
-    if dtype.kind != "b":  # a pair of bool operands would multiply and add as "and" and "or"
-        operands = [op.astype(dtype) if op.dtype.kind == "b" else op for op in operands]
+    if any(op.dtype != dtype for op in operands):
+        cast = cast or (lambda op, to: op.astype(to))
+        operands = [op if op.dtype == dtype else cast(op, dtype) for op in operands]
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target)
     stack = list(zip(operands, names))
@@ -516,6 +472,13 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     return out
 
 
+def computed_dtype(plan: Plan, operands: Sequence) -> np.dtype:
+    """The dtype ``plan`` computes in and returns: numpy's common dtype of the
+    operands, or float64 for a mean of integers or bools (as numpy's mean)."""
+    dtype = np.result_type(*(op.dtype for op in operands))
+    return np.dtype(np.float64) if plan.reduce == "mean" and dtype.kind in "biu" else dtype
+
+
 def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
     """``array`` divided by the number of elements each output averages
     (``reduce="mean"``); the forward pass and its transpose both scale so."""
@@ -585,9 +548,12 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     transposed contractions reading it next expect).
     """
     if not within_budget(plan):  # cheap test first: most plans are small
-        check_budget(plan, max((a.itemsize for a in arrays), default=8))
+        check_budget(plan, computed_dtype(plan, arrays).itemsize)
     if runs_as_one_gemm(plan, arrays, like):
         return run_gemm(plan.direct_gemm, *arrays)  # the common case: one BLAS call
+    if plan.reduce == "mean":  # a mean of integers or bools sums in float64
+        dtype = computed_dtype(plan, arrays)
+        arrays = [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

@@ -19,7 +19,7 @@ from .trace import Traced, primitive, value_of
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
     "sigmoid", "relu", "maximum", "where", "sum", "mean", "max", "logsumexp", "reshape",
-    "transpose", "pad", "getitem", "matmul",
+    "transpose", "pad", "getitem", "matmul", "astype",
 ]
 
 Array = Any  # an ndarray, an array-like, or a Traced
@@ -183,6 +183,20 @@ def pad(a: Array, pad_width) -> np.ndarray:
 def getitem(a: Array, index) -> np.ndarray:
     """``a[index]`` for basic and integer-array indexing."""
     return np.asarray(a)[index]
+
+
+@primitive
+def astype(a: Array, dtype) -> np.ndarray:
+    """``a`` cast to ``dtype`` (a new array); its gradient is cast back to
+    ``a``'s dtype (the real part for a real ``a``).
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> cn.grad(lambda x: cn.sum(cn.astype(x, np.float64) ** 2))(np.ones(2, np.float32))
+    array([2., 2.], dtype=float32)
+    """
+    return np.asarray(a).astype(dtype)
 
 
 def matmul(a: Array, b: Array):

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backend import backend
+from .budget import check_allocation
 from .spec import SpecError
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
@@ -206,6 +207,9 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
         hit = memo.copies.get(key)
         if hit is not None and hit[0] is owner:
             return hit[1]
+    if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):
+        # a broadcast view: its matrix is a copy as large as its full shape
+        check_allocation(x.shape, x.dtype, "a copy of a broadcast operand (laid out for a matrix product)")
     matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):
@@ -256,4 +260,5 @@ def _blasable(x: np.ndarray) -> np.ndarray:
         return x
     if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
         return x
+    check_allocation(x.shape, x.dtype, "a copy of an operand (laid out for a matrix product)")
     return backend.ascontiguousarray(x)

@@ -477,7 +477,8 @@ def _rule_cases():
              (contract, (mean_plan, None, a), {})]
             + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]
             + [(ops._where, (a > 1, a, b), {}), (ops.reshape, (a, (4,)), {}),
-               (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {})])
+               (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {}),
+               (ops.astype, (a, np.float32), {})])
 
 
 def _differs(rule, n, g, ans, args, kwargs, other) -> bool:

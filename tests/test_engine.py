@@ -81,6 +81,52 @@ def test_mixed_dtypes_promote_like_numpy(a, b):
     assert cn.einsum("ij,j->i", x, y).dtype == np.einsum("ij,j->i", x, y).dtype
 
 
+@pytest.mark.parametrize("spec, dtypes, values", [
+    ("i,i,i->", (np.int8, np.int8, np.float64), (100, 2, 1)),      # int8 pair would wrap
+    ("i,i,i->", (np.uint8, np.uint8, np.int8), (200, 2, 1)),
+    ("i,i,->", (np.float16, np.float16, np.float64), (300, 300, 1e-3)),  # float16 overflow
+    ("ij,jk,kl->il", (np.float32, np.float32, np.float64), (1e30, 1e30, 1e-30)),
+    ("i,i,i->i", (np.int8, np.uint8, np.float16), (1, 1, 1)),      # promotion order
+    ("i,i,i->", (np.bool_, np.bool_, np.int64), (True, True, 3)),
+])
+def test_three_operands_of_mixed_dtypes_compute_in_their_common_dtype(spec, dtypes, values):
+    # numpy sums every product in the common dtype; pair by pair in each pair's own
+    # dtype the intermediates would wrap or overflow
+    shapes = [(2, 2) if len(t) == 2 else (() if not t else (2,))
+              for t in spec.split("->")[0].split(",")]
+    ops = [np.full(s, v, dtype=d) for s, v, d in zip(shapes, values, dtypes)]
+    want = np.einsum(spec, *ops)
+    got = cn.einsum(spec, *ops)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_traced_three_operands_of_mixed_float_dtypes_compute_in_the_common_dtype():
+    a = np.full(2, 300, np.float16)
+    scale = np.array(1e-3)
+    y, vjp_fn = cn.vjp(lambda a, b: cn.einsum("i,i,->", a, b, scale), a, a)
+    np.testing.assert_allclose(y, np.einsum("i,i,->", a, a, scale))
+    da, db = vjp_fn(np.array(1.0))
+    assert da.dtype == db.dtype == np.float16
+    np.testing.assert_allclose(da, [0.3, 0.3], rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype, values, want", [
+    (np.bool_, [[True, False], [True, True]], [0.75]),  # a bool sum would be an "or"
+    (np.int8, [[100, 100], [100, 100]], [100.0]),         # an int8 sum would wrap
+])
+def test_mean_of_integers_or_bools_sums_in_float64(dtype, values, want):
+    x = np.array(values, dtype=dtype)
+    got = cn.einsum("ij->", x, reduce="mean")
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(np.atleast_1d(got), want)
+    windowed = cn.einsum("b(2h+u)->bh", np.array([[1, 0, 1, 1]], dtype), sizes={"u": 2},
+                         reduce="mean")
+    np.testing.assert_allclose(windowed, [[0.5, 1.0]])
+    np.testing.assert_allclose(cn.einsum("ij,jk->ik", x, x, reduce="mean"),
+                               np.einsum("ij,jk->ik", x.astype(float), x.astype(float)) / 2)
+
+
 def test_integer_operands_compute_like_numpy():
     a = np.arange(6).reshape(2, 3)
     got = cn.einsum("ij,jk->ik", a, a.T)
@@ -332,6 +378,8 @@ def test_set_memory_budget_rejects_bad_values_and_returns_previous():
     try:
         with pytest.raises(ValueError, match="positive"):
             cn.set_memory_budget(-5)
+        with pytest.raises(ValueError, match="positive"):
+            cn.set_memory_budget(True)
         assert cn.set_memory_budget(10**7) == 10**6
     finally:
         cn.set_memory_budget(previous)
@@ -347,6 +395,28 @@ def _peak_bytes_while_refused(fn) -> int:
         return tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
+
+
+@pytest.mark.parametrize("a, b, reduce", [
+    (np.ones((1000, 10), np.complex64), np.ones((10, 1000)), "sum"),   # complex128 result
+    (np.ones((3000, 10), np.int8), np.ones((10, 3000), np.uint8), "sum"),  # int16 result
+    (np.ones((1000, 2), np.int8), np.ones((2, 5000), np.int8), "mean"),  # float64 result
+])
+def test_memory_budget_counts_the_result_dtype_not_the_operands(a, b, reduce):
+    with cn.memory_budget(a.shape[0] * b.shape[1] * np.result_type(a, b).itemsize - 1
+                          if reduce == "sum" else a.shape[0] * b.shape[1] * 8 - 1):
+        with pytest.raises(cn.MemoryBudgetError):
+            cn.einsum("ij,jk->ik", a, b, reduce=reduce)
+
+
+def test_memory_budget_counts_the_copy_of_a_broadcast_operand():
+    a = np.broadcast_to(np.ones((1, 1)), (4000, 1000))  # 8 bytes, 32 MB as a matrix
+    b = np.ones((1000, 2))
+    with cn.memory_budget(10**7):
+        assert _peak_bytes_while_refused(lambda: cn.einsum("ij,jk->ik", a, b)) < 10**6
+        with pytest.raises(cn.MemoryBudgetError, match="broadcast operand"):
+            cn.vjp(lambda b: cn.einsum("ij,jk->ik", a, b), b)
+    np.testing.assert_allclose(cn.einsum("ij,jk->ik", a, b), np.full((4000, 2), 1000.0))
 
 
 def test_memory_budget_raises_before_allocating():

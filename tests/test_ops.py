@@ -67,6 +67,33 @@ def test_power_with_constant_exponent_and_negative_base():
     _check(lambda a: a ** 2, x, reference=lambda a: a ** 2)
 
 
+def test_power_gradients_at_a_zero_exponent_and_for_a_complex_base():
+    x = np.array([0.0, 2.0])
+    for fn in (lambda x: x ** 0, lambda x: cn.power(x, np.zeros(2))):
+        (dx,) = cn.vjp(fn, x)[1](np.ones(2))
+        np.testing.assert_array_equal(dx, [0.0, 0.0])  # a**0 is constant, also at a == 0
+    a = np.array([-2 + 0.5j, 1.5 - 1j])
+    b = np.array([2.0 + 0j, 0.5 + 0.3j])
+    (db,) = cn.vjp(lambda b: cn.power(a, b), b)[1](np.ones(2, complex))
+    np.testing.assert_allclose(db, a ** b * np.log(a), rtol=1e-12)
+    cn.check_grads(lambda b: cn.power(a, b), b)
+    cn.check_grads(lambda a: cn.power(a, b), a)
+
+
+def test_astype_casts_and_casts_the_gradient_back():
+    x = _rng().standard_normal((2, 3)).astype(np.float32)
+    y, vjp_fn = cn.vjp(lambda x: cn.astype(x, np.float64) * 2.0, x)
+    assert y.dtype == np.float64
+    (dx,) = vjp_fn(np.ones((2, 3)))
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(dx, np.full((2, 3), 2, np.float32))
+    z = _rng(1).standard_normal(3)
+    (dz,) = cn.vjp(lambda z: cn.astype(z, np.complex128) * (1 + 2j), z)[1](np.ones(3, complex))
+    assert dz.dtype == np.float64
+    np.testing.assert_allclose(dz, np.ones(3))  # the real part
+    _check(lambda z: cn.astype(z, np.float64) ** 2, z, reference=lambda z: z ** 2)
+
+
 @pytest.mark.parametrize("name, ref, domain", [
     ("exp", np.exp, "any"), ("log", np.log, "positive"), ("tanh", np.tanh, "any"),
     ("sigmoid", lambda a: 1 / (1 + np.exp(-a)), "any"), ("relu", lambda a: np.maximum(a, 0), "any"),

@@ -375,18 +375,28 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             owned.add(id(memory_owner(leaf.value)))
         out_grads = []
         for leaf in leaves:
-            out_grads.append(_leaf_grad(grads, leaf, owned))
+            out_grads.append(_leaf_grad(grads, leaf, owned))  # takes its entry from grads
+        if grads:  # what is left came from traced values that are not these primals
+            raise ValueError(NESTED_TRACE)
         return rebuild(out_grads)
     return out, vjp_fn
 
 
+#: Why a gradient reached a traced value that is not a primal of its vjp.
+NESTED_TRACE = (
+    "the function reads a value traced by an enclosing vjp/grad (a closure over it, or a "
+    "cn.Traced made by hand): differentiating through a gradient (higher-order "
+    "gradients) is not supported; pass such a value as a plain array (its .value)")
+
+
 def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
-    """The gradient of ``leaf`` as an array the caller owns outright.
+    """The gradient of ``leaf`` (its entry, taken out of ``grads``) as an
+    array the caller owns outright.
 
     Read-only views (broadcasts, windows) and arrays whose memory belongs to
     the cotangent, a primal or another gradient are copied.
     """
-    value, g = leaf.value, grads.get(id(leaf))
+    value, g = leaf.value, grads.pop(id(leaf), None)
     if g is None:
         g = np.zeros_like(value)
     elif type(g) is not np.ndarray:

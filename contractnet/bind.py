@@ -168,13 +168,19 @@ def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols
     return Spec(tuple(inputs), spec.output)
 
 
-def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int], text: str) -> None:
-    """Sizes of window indices: inner from elsewhere, outer from the axis length."""
+def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int], given_windows,
+                  text: str) -> None:
+    """Sizes of window indices: inner from elsewhere, outer from the axis length
+    (which a size given for the window group itself must equal)."""
     extents: dict[str, list[tuple[int, int, Window, int, int]]] = {}
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
         for axis, length, col in zip(term.axes, shape, cols[i]):
             if not isinstance(axis, Window):
                 continue
+            given = given_windows.get(str(axis))
+            if given is not None and given != length:
+                raise SpecError(f"sizes= gives window {axis} length {given}, but that axis of "
+                                f"operand {i} has length {length}", text, col)
             if axis.inner not in sizes:
                 raise SpecError(f"window index '{axis.inner}' in {axis} has no size: it "
                                 f"appears in no other operand; give sizes={{'{axis.inner}': n}}",
@@ -387,7 +393,7 @@ def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
                 letters.setdefault(axis, int(n))
     size_map = _plain_sizes(concrete, shapes, cols, letters, text, spec.indices())
     concrete = _rename_broadcast_axes(concrete, shapes, size_map, text, cols)
-    _window_sizes(concrete, shapes, cols, size_map, text)
+    _window_sizes(concrete, shapes, cols, size_map, given_windows, text)
     shape = _output_sizes(concrete, size_map, given_windows, out_shape, text)
     used = concrete.indices()
     return Bound(concrete, tuple(sorted((k, v) for k, v in size_map.items() if k in used)),

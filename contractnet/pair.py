@@ -209,7 +209,8 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
             return hit[1]
     if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):
         # a broadcast view: its matrix is a copy as large as its full shape
-        check_allocation(x.shape, x.dtype, "a copy of a broadcast operand (laid out for a matrix product)")
+        check_allocation(x.shape, x.dtype,
+                         "a copy of a broadcast operand (laid out for a matrix product)")
     matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):

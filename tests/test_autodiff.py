@@ -547,6 +547,21 @@ def test_nested_differentiation_is_refused_not_silently_zero():
         cn.grad(lambda z: cn.sum(inner(z)))(x)
 
 
+def test_nested_differentiation_through_a_closure_is_refused():
+    # the inner grad is taken in y, but its function reads the outer traced x:
+    # every path through the inner gradient would be lost
+    x = np.array([1.0, 2.0, 3.0])
+
+    def outer(x):
+        g = cn.grad(lambda y: cn.sum(x * x * y))(np.ones(3))
+        return cn.sum(x * g)
+    with pytest.raises(ValueError, match="enclosing vjp/grad.*higher-order"):
+        cn.grad(outer)(x)
+    made_by_hand = cn.Traced(np.ones(3))
+    with pytest.raises(ValueError, match="cn.Traced made by hand"):
+        cn.grad(lambda y: cn.sum(y * made_by_hand))(x)
+
+
 def test_traced_equality_compares_values():
     x = np.array([0.0, 1.0, 2.0])
     value, grad = cn.value_and_grad(lambda x: cn.sum(cn.where(x == 1, 10 * x, x)))(x)

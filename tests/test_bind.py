@@ -127,6 +127,14 @@ def test_size_conflicts_with_sizes_argument():
         bind(parse("ij->i"), [(2, 3)], {"j": 4})
 
 
+@pytest.mark.parametrize("key", ["2h+u", "(2h+u)"])
+def test_a_size_given_for_an_input_window_must_match_its_axis(key):
+    with pytest.raises(SpecError, match=r"window \(2h\+u\) length 99, but that axis of "
+                                        r"operand 0 has length 5"):
+        bind(parse("b(2h+u)c->bhc"), [(1, 5, 1)], {"u": 2, key: 99})
+    assert bind(parse("b(2h+u)c->bhc"), [(1, 5, 1)], {"u": 2, key: 5}).out_shape == (1, 2, 1)
+
+
 @pytest.mark.parametrize("sizes, match", [
     ({"q": 2}, r"sizes= names 'q', which is not an index"),
     ({"j": -1}, r"sizes\['j'\]"),

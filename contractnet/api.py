@@ -131,7 +131,19 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
+    if reduce == "max":
+        _check_max_is_defined(bound)
     return _run_and_record(make_plan(bound, reduce), operands, values, parents)
+
+
+def _check_max_is_defined(bound: Bound) -> None:
+    """Refuse a max over nothing (a reduced index of size 0), as ``np.max``
+    does, naming the empty indices."""
+    out = set(bound.spec.output.indices())
+    empty = [k for k, n in bound.sizes if n == 0 and k not in out]
+    if empty:
+        raise SpecError(f"reduce='max' over {', '.join(map(repr, empty))} of size 0: the "
+                        f"max of no elements is undefined", str(bound.spec))
 
 
 def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],

@@ -158,10 +158,20 @@ def _path_lines(bound: Bound) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``explain`` subcommand's arguments."""
     parser.add_argument("spec", help='einsum spec, e.g. "bnmd,nmdk->bk"')
-    parser.add_argument("--shapes", nargs="+", metavar="SHAPE",
+    parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=_Once,
                         help="one shape per operand, e.g. 128x4x4x50 4x4x50x500")
-    parser.add_argument("--sizes", metavar="NAME=N,...",
+    parser.add_argument("--sizes", metavar="NAME=N,...", action=_Once,
                         help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
+
+
+class _Once(argparse.Action):
+    """Store an option's value, refusing the option a second time (argparse
+    would keep the last and drop the first silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} was given twice; give it once")
+        setattr(namespace, self.dest, values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,9 @@ from functools import cached_property, lru_cache
 from typing import Iterable, Sequence, Union
 
 ELLIPSIS = "..."
+#: The largest stride or dilation a window may have: a step in memory this
+#: many elements long must still fit numpy's 64-bit strides.
+MAX_COEFFICIENT = 2**31 - 1
 
 
 class SpecError(ValueError):
@@ -180,6 +183,9 @@ def _read_int(text: str, pos: int) -> tuple[int | None, int]:
     value = int(text[start:pos])
     if value <= 0:
         raise _error(text, start, f"window coefficient must be a positive integer, got {value}")
+    if value > MAX_COEFFICIENT:
+        raise _error(text, start, f"window coefficient {value} is too large (at most "
+                                  f"{MAX_COEFFICIENT})")
     while pos < len(text) and text[pos] == " ":
         pos += 1
     if pos < len(text) and text[pos] == "*":

@@ -244,6 +244,12 @@ def test_max_reduce_takes_one_operand():
         cn.einsum("ij,jk->ik", np.ones((2, 2)), np.ones((2, 2)), reduce="max")
 
 
+def test_max_over_an_empty_index_is_refused_like_numpys():
+    with pytest.raises(cn.SpecError, match=r"reduce='max' over 'j' of size 0"):
+        cn.einsum("ij->i", np.ones((2, 0)), reduce="max")
+    assert cn.einsum("ij->j", np.ones((2, 0)), reduce="max").shape == (0,)
+
+
 def test_non_numeric_operand():
     with pytest.raises(cn.SpecError, match=r"operand 1 is not a numeric array"):
         cn.einsum("i,i->", np.ones(2), np.array(["a", "b"]))

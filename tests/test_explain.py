@@ -66,6 +66,14 @@ def test_cli_errors_are_one_clean_message(argv, match, capsys):
     assert match in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option, value", [("--shapes", "2x3"), ("--sizes", "i=2")])
+def test_an_option_given_twice_is_refused(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "i->i", option, value, option, value])
+    assert exit_info.value.code == 2
+    assert f"{option} was given twice" in capsys.readouterr().err
+
+
 def test_python_dash_m_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "contractnet", "explain", "i,i->"],
                           capture_output=True, text=True, check=True)

@@ -142,6 +142,7 @@ def _caret_column(err: SpecError) -> int:
     ("b(+u)c->buc", r"expected an index letter", 2),
     ("b(0h+u)c->bhuc", r"positive integer, got 0", 2),
     ("b(h+0u)c->bhuc", r"positive integer, got 0", 4),
+    ("b(99999999999999999999h+u)c->bhuc", r"99999999999999999999 is too large \(at most", 2),
     ("b(h+h)c->bhc", r"index 'h' twice", 1),
     ("i->i,i", r"single term", 4),
 ])

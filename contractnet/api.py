@@ -132,18 +132,20 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if reduce == "max":
-        _check_max_is_defined(bound)
+        _check_max_is_defined(bound, parsed)
     return _run_and_record(make_plan(bound, reduce), operands, values, parents)
 
 
-def _check_max_is_defined(bound: Bound) -> None:
+def _check_max_is_defined(bound: Bound, spec: Spec) -> None:
     """Refuse a max over nothing (a reduced index of size 0), as ``np.max``
-    does, naming the empty indices."""
+    does, naming the empty indices as ``spec``, the spec as written, has them."""
     out = set(bound.spec.output.indices())
     empty = [k for k, n in bound.sizes if n == 0 and k not in out]
     if empty:
-        raise SpecError(f"reduce='max' over {', '.join(map(repr, empty))} of size 0: the "
-                        f"max of no elements is undefined", str(bound.spec))
+        written = spec.indices()
+        names = [repr(k) if k in written else "an axis under '...'" for k in empty]
+        raise SpecError(f"reduce='max' over {', '.join(dict.fromkeys(names))} of size 0: "
+                        f"the max of no elements is undefined", str(spec))
 
 
 def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],

@@ -117,18 +117,23 @@ def _pad_rule(argnum, g, ans, x, pad_width):
 
 
 def _power_rule(argnum, g, ans, a, b):
-    a, b = np.asarray(a), np.asarray(b)
+    # a Python number stays one: as a numpy array it could promote the gradient
     if argnum == 0:  # b * a**(b-1), and 0 where b == 0 (a**0 is constant, even at a == 0)
-        return unbroadcast(g * b * np.power(a, np.where(b == 0, 1, b) - 1), a.shape)
-    # a**b * log(a): the complex log for a complex base; for a real one, where a > 0
-    # (elsewhere a**b is not real-differentiable in b and the gradient is taken as 0)
-    defined = a != 0 if np.result_type(a, b).kind == "c" else a > 0
-    log_a = np.log(np.where(defined, a, 1))
-    return unbroadcast(g * ans * log_a * defined, b.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0**-1, taken out by the where
+            local = np.where(np.equal(b, 0), 0, b * np.power(a, b - 1))
+        return unbroadcast(g * local, np.shape(a))
+    # a**b * log(a), the log in the answer's dtype: complex (the principal branch) for a
+    # complex answer; for a real one only where a > 0 (elsewhere a**b is not
+    # real-differentiable in b, and the gradient is taken as 0)
+    dtype = np.asarray(ans).dtype
+    defined = np.not_equal(a, 0) if dtype.kind == "c" else np.greater(a, 0)
+    log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
+    return unbroadcast(g * ans * log_a * defined, np.shape(b))
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:
-    """A cotangent in the dtype of the value it belongs to (a real value's is real)."""
+    """A cotangent in the dtype of the value it belongs to, as a new array (a
+    real value's is real: the real part of a complex one)."""
     g = np.asarray(g)
     return (g.real if g.dtype.kind == "c" and dtype.kind != "c" else g).astype(dtype)
 
@@ -195,7 +200,9 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
         g, None if axes is None else np.argsort([a % np.ndim(x) for a in axes])),
     ops.pad: _pad_rule,
-    ops.astype: lambda n, g, y, a, dtype: _cast_back(g, np.asarray(a).dtype),
+    ops.astype: lambda n, g, y, a, dtype: (
+        _cast_back(g, np.asarray(a).dtype) if np.dtype(dtype).kind in "fc"
+        else np.zeros(np.shape(a), np.asarray(a).dtype)),  # integers carry no gradient
     ops.getitem: _getitem_rule,
 }
 
@@ -404,9 +411,7 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     if g.shape != value.shape:
         g = np.broadcast_to(g, value.shape)
     if g.dtype != value.dtype:
-        if value.dtype.kind == "f" and g.dtype.kind == "c":
-            g = g.real  # a real primal's gradient is real
-        g = g.astype(value.dtype)  # a gradient has its primal's dtype
+        g = _cast_back(g, value.dtype)  # a gradient has its primal's dtype (a copy)
         owner = id(g)
     else:
         owner = id(memory_owner(g))

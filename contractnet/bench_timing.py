@@ -1,10 +1,11 @@
 """Honest timing on a shared, noisy machine: interleaved samples, paired ratios.
 
 A ratio between two methods is measured in one process: warm both up, then
-alternate them (A B, B A, ...) so that both see the same machine state, take
-the ratio within each pair and report the median ratio and its spread.  With
-more than two methods the order rotates every round and each method's ratio
-to the baseline is taken within the round.
+time them in rounds whose order alternates (A B, B A, B A, A B, ...) so that
+both see the same machine state and each goes first equally often, take the
+ratio within each round and report the median ratio and its spread.  With
+more than two methods the order rotates and reverses (:func:`round_order`)
+and each method's ratio to the baseline is taken within the round.
 
 This module also describes the machine the figures come from: CPU, cores, the
 BLAS library and its thread count (through threadpoolctl), and the measured
@@ -99,6 +100,20 @@ def time_sample(fn: Call, calls: int = 1, best_of: int = 1) -> float:
     return best
 
 
+def round_order(names: Sequence[str], rnd: int) -> list[str]:
+    """The order of round ``rnd``: the names rotated by one every second round
+    and reversed every odd round, so that each name takes every place equally
+    often: ``A B, B A, B A, A B`` for two, all six orders for three.
+
+    >>> [" ".join(round_order("AB", r)) for r in range(4)]
+    ['A B', 'B A', 'B A', 'A B']
+    """
+    names = list(names)
+    shift = (rnd // 2) % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if rnd % 2 else order
+
+
 def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
                budget_seconds: float | None = None, best_of: int = 1) -> dict[str, list[float]]:
     """Time several methods round-robin so that they share machine state.
@@ -108,8 +123,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     fns : mapping of str to callable
         Zero-argument calls to time; the first is the baseline.
     repeat : int
-        Rounds; each round times every method once, in an order that rotates
-        and reverses from round to round.
+        Rounds; each round times every method once, in the order
+        :func:`round_order` gives.
     warmup : int
         Untimed calls per method before the first round.
     budget_seconds : float, optional
@@ -134,8 +149,7 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     times: dict[str, list[float]] = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
     for rnd in range(repeat):
-        order = names[rnd % len(names):] + names[:rnd % len(names)]
-        for name in (order if rnd % 2 == 0 else order[::-1]):
+        for name in round_order(names, rnd):
             if budget_seconds is not None and times[name] and spent[name] > budget_seconds:
                 times[name].append(math.nan)
                 continue

@@ -168,16 +168,18 @@ def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols
     return Spec(tuple(inputs), spec.output)
 
 
-def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int], given_windows,
-                  text: str) -> None:
+def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int],
+                  given_windows: dict[str, int], text: str) -> None:
     """Sizes of window indices: inner from elsewhere, outer from the axis length
-    (which a size given for the window group itself must equal)."""
+    (which a size given for the window group must equal, unless the output
+    has that group too: the size is then the output axis's)."""
     extents: dict[str, list[tuple[int, int, Window, int, int]]] = {}
+    output_windows = {str(w) for w in spec.output.windows}
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
         for axis, length, col in zip(term.axes, shape, cols[i]):
             if not isinstance(axis, Window):
                 continue
-            given = given_windows.get(str(axis))
+            given = None if str(axis) in output_windows else given_windows.get(str(axis))
             if given is not None and given != length:
                 raise SpecError(f"sizes= gives window {axis} length {given}, but that axis of "
                                 f"operand {i} has length {length}", text, col)

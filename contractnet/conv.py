@@ -304,7 +304,7 @@ def _transpose_pads(padding: Padding, lengths, kernel, stride, dilation, output_
     fn, n = "conv_transpose2d", len(lengths)
     spans = [s * (h - 1) + d * (k - 1) + 1
              for h, k, s, d in zip(lengths, kernel, stride, dilation)]
-    if padding == "same":
+    if isinstance(padding, str) and padding == "same":
         if any(output_padding):
             raise ConvError(f"{fn}: output_padding must be 0 with padding='same', "
                             f"got {output_padding}")

@@ -26,19 +26,20 @@ import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import opt_einsum
 
 from .backend import backend
 from .bind import Bound
-from .budget import BUDGET, MemoryBudgetError
+from .budget import BUDGET, MemoryBudgetError, check_allocation
 from .pair import Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm
 from .spec import Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
-MAX_ITEMSIZE = 16  # complex128: the largest element a plan's budget check must allow for
+# the largest element a plan's budget check must allow for (clongdouble's)
+MAX_ITEMSIZE = np.dtype(np.clongdouble).itemsize
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
 # window offsets a one-operand reduction combines slice by slice, at most: each
 # costs a ufunc call, and past a few dozen numpy's own reduction is as quick
@@ -240,7 +241,8 @@ def _consumer_order(b: str, a: str, kept: str) -> str:
     return "".join(batch + summed + [n for n in b if n not in a])
 
 
-def run_path(operands: list, names: list[str], target: str, pair, unary, cast=None):
+def run_path(operands: list, names: list[str], target: str, pair, unary,
+             cast: Callable | None = None):
     """Contract plain operands along :func:`plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
@@ -248,16 +250,13 @@ def run_path(operands: list, names: list[str], target: str, pair, unary, cast=No
     on arrays (here) and on traced values (autodiff), where every step is a
     recorded einsum whose vjp is its own transposed spec.
 
-    Operands of different dtypes are first cast to their common dtype by
-    ``cast(operand, dtype)`` (default ``operand.astype(dtype)``), as numpy
-    computes the whole sum of products in it: contracted pair by pair in
-    their own dtypes, two int8 operands would wrap, two float16 ones
-    overflow, two bools multiply and add as "and" and "or".
+    Operands of different dtypes are first cast to their common dtype
+    (:func:`cast_to`, with ``cast``), as numpy computes the whole sum of
+    products in it: contracted pair by pair in their own dtypes, two int8
+    operands would wrap, two float16 ones overflow, two bools multiply and
+    add as "and" and "or".
     """
-    dtype = np.result_type(*(op.dtype for op in operands))
-    if any(op.dtype != dtype for op in operands):
-        cast = cast or (lambda op, to: op.astype(to))
-        operands = [op if op.dtype == dtype else cast(op, dtype) for op in operands]
+    operands = cast_to(operands, np.result_type(*(op.dtype for op in operands)), cast)
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target)
     stack = list(zip(operands, names))
@@ -472,6 +471,18 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     return out
 
 
+def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None) -> list:
+    """``operands`` in ``dtype``: each one in another dtype is cast, a new
+    array checked against the memory budget first (a broadcast view becomes
+    a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``)."""
+    out = list(operands)
+    for i, op in enumerate(out):
+        if op.dtype != dtype:
+            check_allocation(op.shape, dtype, f"a copy of operand {i} in {dtype}")
+            out[i] = op.astype(dtype) if cast is None else cast(op, dtype)
+    return out
+
+
 def computed_dtype(plan: Plan, operands: Sequence) -> np.dtype:
     """The dtype ``plan`` computes in and returns: numpy's common dtype of the
     operands, or float64 for a mean of integers or bools (as numpy's mean)."""
@@ -552,8 +563,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     if runs_as_one_gemm(plan, arrays, like):
         return run_gemm(plan.direct_gemm, *arrays)  # the common case: one BLAS call
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
-        dtype = computed_dtype(plan, arrays)
-        arrays = [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
+        arrays = cast_to(arrays, computed_dtype(plan, arrays))
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

@@ -119,11 +119,14 @@ def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
 
 
 def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
-    """Mean over ``axis`` (all axes by default), keeping the dtype.
+    """Mean over ``axis`` (all axes by default), keeping a floating dtype;
+    integers and bools average in float64, as in :func:`numpy.mean`.
 
     The sum is taken in the dtype, then scaled: a float16 sum past 65504
     overflows, where :func:`numpy.mean` sums float16 in float32.
     """
+    if not isinstance(a, Traced) and np.asarray(a).dtype.kind in "biu":
+        a = np.asarray(a, dtype=np.float64)  # (a traced value is never an integer)
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
     count = int(np.prod([shape[i] for i in axes]))

@@ -88,8 +88,8 @@ class Optimizer:
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,
                 open_low: bool = False) -> float:
-    try:  # a string, a bool or None is no rate, whatever float() makes of it
-        if isinstance(value, (str, bytes, bool, np.bool_)):
+    try:  # a string, a bool, a complex number or None is no rate, whatever float() makes of it
+        if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)):
             raise TypeError
         value = float(value)
     except (TypeError, ValueError):

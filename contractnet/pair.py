@@ -207,15 +207,33 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
         hit = memo.copies.get(key)
         if hit is not None and hit[0] is owner:
             return hit[1]
-    if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)):
-        # a broadcast view: its matrix is a copy as large as its full shape
+    permuted = x if perm is None else x.transpose(perm)
+    if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)) and \
+            not _reshapes_as_view(permuted, shape):
+        # a broadcast view whose matrix is a copy, as large as its full shape
         check_allocation(x.shape, x.dtype,
                          "a copy of a broadcast operand (laid out for a matrix product)")
-    matrix = (x if perm is None else x.transpose(perm)).reshape(shape)
+    matrix = permuted.reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):
         memo.copies[key] = (owner, matrix)
     return matrix
+
+
+def _reshapes_as_view(x: np.ndarray, shape) -> bool:
+    """Whether ``x.reshape(shape)`` is a view (no copy), found without copying."""
+    try:
+        np.reshape(x, shape, copy=False)  # numpy >= 2.1: refuses to copy
+        return True
+    except ValueError:
+        return False
+    except TypeError:  # an older numpy: setting the shape of a view refuses to copy
+        view = x.view()
+        try:
+            view.shape = shape
+        except AttributeError:
+            return False
+        return True
 
 
 def memory_owner(array: Any) -> Any:

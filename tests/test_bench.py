@@ -25,7 +25,7 @@ from contractnet.bench_presets import (PRESETS, QUICK_PRESETS, ConvShape, HeadSh
                                        parse_shape, select_shapes)
 from contractnet.bench_report import plain_table
 from contractnet.bench_timing import (OtherLoad, compare_pair, interleave, paired_ratio,
-                                      peak_memory)
+                                      peak_memory, round_order)
 
 TINY_HEAD = "2,2,2,3,4"
 TINY_CONV = "2,5,5,2,3,3,3,1,1"
@@ -335,6 +335,25 @@ def test_interleave_alternates_and_respects_the_budget() -> None:
     assert len(slow["b"]) == 3 and math.isnan(slow["b"][2]) and not math.isnan(slow["b"][0])
     with pytest.raises(ValueError, match="at least 1"):
         interleave({"a": lambda: None}, repeat=0)
+
+
+@pytest.mark.parametrize("names", ["ab", "abc"])
+def test_interleave_puts_every_method_first_equally_often(names, monkeypatch) -> None:
+    from contractnet import bench_timing
+    monkeypatch.setattr(bench_timing, "calls_per_sample", lambda fn: fn() or 1)  # one call
+    calls: list[str] = []
+    rounds = 4 * len(names) * 2
+    interleave({n: lambda n=n: calls.append(n) for n in names}, repeat=rounds, warmup=1,
+               best_of=1)
+    timed = calls[len(names):]  # after each method's one warm-up call
+    per_round = [timed[i:i + len(names)] for i in range(0, len(timed), len(names))]
+    assert len(per_round) == rounds
+    assert {"".join(o) for o in per_round} == ({"ab", "ba"} if names == "ab" else
+                                               {"abc", "acb", "bac", "bca", "cab", "cba"})
+    firsts = [o[0] for o in per_round]
+    assert all(firsts.count(n) == rounds // len(names) for n in names)
+    assert [list(round_order(names, r)) for r in range(4)][:2] == [list(names),
+                                                                    list(names[::-1])]
 
 
 def test_compare_pair_reports_every_pair() -> None:

@@ -133,6 +133,9 @@ def test_a_size_given_for_an_input_window_must_match_its_axis(key):
                                         r"operand 0 has length 5"):
         bind(parse("b(2h+u)c->bhc"), [(1, 5, 1)], {"u": 2, key: 99})
     assert bind(parse("b(2h+u)c->bhc"), [(1, 5, 1)], {"u": 2, key: 5}).out_shape == (1, 2, 1)
+    # the same group in the output: the size is the output axis's
+    assert bind(parse("b(h+u)->b(h+u)"), [(1, 5)], {"u": 2, key.replace("2h", "h"): 7}
+                ).out_shape == (1, 7)
 
 
 @pytest.mark.parametrize("sizes, match", [

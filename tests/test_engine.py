@@ -409,12 +409,29 @@ def test_memory_budget_counts_the_result_dtype_not_the_operands(a, b, reduce):
             cn.einsum("ij,jk->ik", a, b, reduce=reduce)
 
 
+@pytest.mark.parametrize("spec, dtype, reduce", [("ij->i", np.int8, "mean"),
+                                                  ("ij,j,->i", np.int8, "sum")])
+def test_memory_budget_counts_the_cast_of_an_operand(spec, dtype, reduce):
+    x = np.broadcast_to(np.ones((1, 1), dtype), (2000, 1000))  # one byte, 16 MB in float64
+    others = [np.ones(1000), np.array(2.0)][:spec.count(",")]
+    with cn.memory_budget(10**7):
+        assert _peak_bytes_while_refused(lambda: cn.einsum(spec, x, *others, reduce=reduce)) \
+            < 10**6
+
+
+def test_a_broadcast_batch_axis_is_no_copy_and_no_refusal():
+    a = np.broadcast_to(np.ones((1, 50, 50)), (20000, 50, 50))  # 20 KB, 400 MB logically
+    b = np.ones((20000, 50, 1))
+    with cn.memory_budget(10**8):
+        np.testing.assert_allclose(cn.einsum("bij,bjk->bik", a, b), np.full((20000, 50, 1), 50.0))
+
+
 def test_memory_budget_counts_the_copy_of_a_broadcast_operand():
     a = np.broadcast_to(np.ones((1, 1)), (4000, 1000))  # 8 bytes, 32 MB as a matrix
     b = np.ones((1000, 2))
     with cn.memory_budget(10**7):
         assert _peak_bytes_while_refused(lambda: cn.einsum("ij,jk->ik", a, b)) < 10**6
-        with pytest.raises(cn.MemoryBudgetError, match="broadcast operand"):
+        with pytest.raises(cn.MemoryBudgetError, match="a copy of .*operand"):
             cn.vjp(lambda b: cn.einsum("ij,jk->ik", a, b), b)
     np.testing.assert_allclose(cn.einsum("ij,jk->ik", a, b), np.full((4000, 2), 1000.0))
 

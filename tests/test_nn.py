@@ -242,6 +242,10 @@ def test_head_repr_param_counts_and_shape_errors():
         nn.ContractHead((True, 4, 16), 10)
     assert nn.TuckerHead((4, 4, 16), 10, ranks=np.array([2, 3, 5])).ranks == (2, 3, 5)
     with pytest.raises(ValueError, match="ranks"):
+        nn.TuckerHead((4, 4, 16), 10, ranks=np.array(2))
+    with pytest.raises(cn.MemoryBudgetError, match="a weight of shape"):
+        nn.CPHead((4, 4, 16), 10, rank=10**10)
+    with pytest.raises(ValueError, match="ranks"):
         nn.TuckerHead((4, 4, 16), 10, ranks=(2, 2))
     with pytest.raises(ValueError, match="rank"):
         nn.CPHead((4, 4, 16), 10, rank=0)
@@ -524,6 +528,9 @@ def test_save_and_load_keep_names_that_end_in_npy(tmp_path):
 def test_save_refuses_a_name_with_a_nul_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="NUL"):
         nn.save_parameters({"w\0x": np.ones(1), "w\0y": np.ones(2)}, tmp_path / "x.npz")
+    for name in ("\udc80", "a" * 70000):  # not UTF-8; longer than a zip member name
+        with pytest.raises(ValueError, match="is not UTF-8 text of at most 65,531 bytes"):
+            nn.save_parameters({name: np.ones(1)}, tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
 
 
@@ -545,6 +552,10 @@ def test_load_refuses_members_that_are_not_arrays(tmp_path):
                 np.lib.format.write_array(member, np.ones(2))
     with pytest.raises(ValueError, match="'w' twice"):
         nn.load_parameters(tmp_path / "twice.npz")
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        archive.writestr("w.npy", b"not an array")
+    with pytest.raises(ValueError, match=r"bad.npz.*member 'w.npy'"):
+        nn.load_parameters(tmp_path / "bad.npz")
 
 
 def test_save_gives_a_new_file_the_umask_mode_and_keeps_a_replaced_files_mode(tmp_path):

@@ -80,6 +80,19 @@ def test_power_gradients_at_a_zero_exponent_and_for_a_complex_base():
     cn.check_grads(lambda a: cn.power(a, b), a)
 
 
+def test_power_keeps_float32_and_takes_a_real_negative_base_to_a_complex_exponent():
+    from contractnet import autodiff
+    a = np.ones(3, np.float32)
+    for exponent in (2, 2.0, np.float32(2)):  # a Python number must not promote
+        assert autodiff._power_rule(0, np.ones(3, np.float32), a ** 2, a, exponent).dtype \
+            == np.float32
+    assert autodiff._power_rule(1, np.ones(3, np.float32), 2.0 ** a, 2.0, a).dtype == np.float32
+    a = np.array([-2.0, 3.0])
+    b = np.array([0.5 + 0.2j, 2.0 + 0j])
+    (db,) = cn.vjp(lambda b: cn.power(a, b), b)[1](np.ones(2, complex))
+    np.testing.assert_allclose(db, (a + 0j) ** b * np.log(a + 0j), rtol=1e-12)
+
+
 def test_astype_casts_and_casts_the_gradient_back():
     x = _rng().standard_normal((2, 3)).astype(np.float32)
     y, vjp_fn = cn.vjp(lambda x: cn.astype(x, np.float64) * 2.0, x)
@@ -92,6 +105,14 @@ def test_astype_casts_and_casts_the_gradient_back():
     assert dz.dtype == np.float64
     np.testing.assert_allclose(dz, np.ones(3))  # the real part
     _check(lambda z: cn.astype(z, np.float64) ** 2, z, reference=lambda z: z ** 2)
+    (dz,) = cn.vjp(lambda z: cn.astype(z, np.int64) * 1.0, z)[1](np.ones(3))
+    np.testing.assert_array_equal(dz, np.zeros(3))  # an integer carries no gradient
+
+
+def test_mean_of_integers_and_bools_is_numpys():
+    x = np.full((2, 3), 100, np.int8)
+    assert cn.mean(x) == 100.0 and cn.mean(x).dtype == np.float64
+    np.testing.assert_allclose(cn.mean(np.array([True, False, True])), 2 / 3)
 
 
 @pytest.mark.parametrize("name, ref, domain", [

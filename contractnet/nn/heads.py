@@ -150,7 +150,7 @@ class TuckerHead(_Head):
     def __init__(self, in_shape: Sequence[int], classes: int, ranks: Sequence[int], *,
                  bias: bool = True, init: str = "glorot", rng: RNG = None,
                  dtype: DType = np.float32) -> None:
-        ranks = tuple(ranks) if isinstance(ranks, (tuple, list, np.ndarray)) else (ranks,)
+        ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) or np.ndim(ranks) else (ranks,)
         if len(ranks) != 3:
             raise ValueError(f"ranks must be three positive ints (p, q, s), got {ranks!r}")
         self.ranks = tuple(positive_int(r, "ranks") for r in ranks)

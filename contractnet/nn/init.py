@@ -1,5 +1,8 @@
 """Weight initialisation with an explicit random generator and dtype.
 
+A weight larger than the memory budget (:mod:`contractnet.budget`) is
+refused before it is drawn.
+
 Every function draws from the ``np.random.Generator`` it is given, directly
 in the requested dtype (no float64 draw followed by a cast), so that a seed
 fixes the weights and float32 models never hold float64 temporaries.
@@ -15,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..budget import check_allocation
 from ..spec import Spec
 
 SCHEMES = ("he", "glorot")
@@ -55,6 +59,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     (dtype('float32'), (3, 2))
     """
     dt = float_dtype(dtype)
+    check_allocation(shape, dt, "a weight")
     draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
     out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(std)
@@ -65,6 +70,7 @@ def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Draw ``U(-limit, limit)`` in ``dtype``."""
     dt = float_dtype(dtype)
+    check_allocation(shape, dt, "a weight")
     draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
     out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(2 * limit)
@@ -97,6 +103,7 @@ def glorot_uniform(shape: Sequence[int], fan_in: int, fan_out: int, *,
 
 def zeros(shape: Sequence[int], dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Zeros in a floating ``dtype`` (biases)."""
+    check_allocation(shape, float_dtype(dtype), "a weight")
     return np.zeros(tuple(shape), dtype=float_dtype(dtype))
 
 

@@ -237,12 +237,13 @@ def pair(value: Any, name: str, minimum: int = 1, owner: str = "layer") -> tuple
     return _conv_int_tuple(value, 2, owner, name, least=minimum)
 
 
-def _check_padding(padding: Any) -> Any:
-    """Refuse padding ``cn.conv2d`` would refuse, now rather than at the first call
-    (its own check, so the two accept exactly the same forms)."""
-    if not (isinstance(padding, str) and padding == "same"):
-        _conv_pads(padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")
-    return padding
+def _pads_anything(padding: Any) -> bool:
+    """Whether ``padding`` pads the input at all; refuses padding ``cn.conv2d``
+    would refuse, now rather than at the first call (its own check, so the
+    two accept exactly the same forms)."""
+    if isinstance(padding, str) and padding == "same":
+        return True
+    return any(map(any, _conv_pads(padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")))
 
 
 class Conv2d(Module):
@@ -269,7 +270,8 @@ class Conv2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size", owner="Conv2d")
         self.stride = pair(stride, "stride", owner="Conv2d")
         self.dilation = pair(dilation, "dilation", owner="Conv2d")
-        self.padding, self.groups = _check_padding(padding), positive_int(groups, "groups")
+        self.padding, self.groups = padding, positive_int(groups, "groups")
+        self._pads = _pads_anything(padding)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
                              f"and out_channels={self.out_channels}")
@@ -297,9 +299,7 @@ class Conv2d(Module):
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        padded = self.padding == "same" or any(map(any, _conv_pads(
-            self.padding, 2, (1, 1), (1, 1), (1, 1), (1, 1), "Conv2d")))
-        shown = {"stride": self.stride != (1, 1), "padding": padded,
+        shown = {"stride": self.stride != (1, 1), "padding": self._pads,
                  "dilation": self.dilation != (1, 1), "groups": self.groups != 1}
         for name, show in shown.items():
             if show:

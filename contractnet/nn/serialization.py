@@ -29,8 +29,8 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     Parameters
     ----------
     params : mapping of str to ndarray
-        Numeric arrays by name: any non-empty string without a NUL character
-        (which a zip member name cannot hold).
+        Numeric arrays by name: any non-empty string that a zip member name
+        can hold (UTF-8, no NUL character, at most 65,531 bytes).
     path : str or PathLike
         Target file; its directory must exist.  A new file gets the usual
         permissions (``0o666`` less the umask); a file it replaces keeps its own.
@@ -38,8 +38,8 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     Raises
     ------
     ValueError
-        If a name is empty, is not a string or holds a NUL, or an array is
-        not numeric; nothing is written.
+        If a name is not such a string, or an array is not numeric; nothing
+        is written.
 
     Examples
     --------
@@ -55,6 +55,13 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
         if not isinstance(name, str) or not name or "\0" in name:
             raise ValueError(f"parameter names must be non-empty strings without a NUL "
                              f"character, got {name!r}")
+        try:  # a zip member name is UTF-8, at most 65535 bytes with its suffix
+            fits = len((name + MEMBER_SUFFIX).encode("utf-8")) <= 0xFFFF
+        except UnicodeEncodeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"parameter name {name[:40]!r}... is not UTF-8 text of at most "
+                             f"65,531 bytes, which an .npz member name must be")
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise ValueError(f"parameter {name!r} has non-numeric dtype {array.dtype}")
         arrays[name] = array
@@ -129,6 +136,9 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
                              f"'<name>{MEMBER_SUFFIX}' array: not an archive of parameters")
         if name in arrays:
             raise ValueError(f"{path!r} holds the parameter {name!r} twice")
-        with archive.open(member) as f:
-            arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+        try:
+            with archive.open(member) as f:
+                arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+        except ValueError as exc:  # not an .npy array, or one of pickled objects
+            raise ValueError(f"{path!r}: member {member!r}: {exc}") from exc
     return arrays

@@ -32,6 +32,7 @@ from contractnet.bench import compare
 from contractnet.bench_lowrank import CP_SPEC, lowrank_heads, lowrank_problem, reference_answer
 from contractnet.bench_methods import HEAD_SPEC, head_problem
 from contractnet.bench_presets import ACCEPTANCE_HEADS, HeadShape
+from contractnet.bench_report import check_writable
 from contractnet.bench_timing import (OtherLoad, PairResult, blas_info, compare_pair,
                                       machine_info)
 
@@ -149,7 +150,8 @@ def write_results(path: str, machine: list[str], acceptance: list[str]) -> None:
                            "--plot", os.path.join(folder, "results.png"),
                            "--json", os.path.join(folder, "results.json")])
         if status != 0:
-            raise SystemExit(f"contractnet bench failed with status {status}")
+            print(f"contractnet bench failed with status {status}", file=sys.stderr)
+            raise SystemExit(2)  # 1 means a missed target
         with open(tables, encoding="utf-8") as handle:
             bench_text = handle.read()
     text = "\n".join([
@@ -167,9 +169,11 @@ def write_results(path: str, machine: list[str], acceptance: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the acceptance ratios as a Markdown table.
 
-    Returns 1 when a target is missed, else 0.  With ``--results PATH`` it
-    also runs ``contractnet bench all`` on the result presets and writes
-    PATH (Markdown), ``results.png`` and ``results.json`` beside it.
+    Returns 1 when a target is missed, 2 when the results could not be
+    written, else 0.  With ``--results PATH`` it also runs ``contractnet
+    bench all`` on the result presets and writes PATH (Markdown),
+    ``results.png`` and ``results.json`` beside it; those paths are checked
+    before anything is measured.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=15, help="alternating pairs (>= 9)")
@@ -180,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pairs < 9 or args.best_of < 1:
         parser.error("--pairs must be at least 9 and --best-of at least 1")
+    if args.results:
+        folder = os.path.dirname(os.path.abspath(args.results))
+        try:
+            for path in (args.results, os.path.join(folder, "results.png"),
+                         os.path.join(folder, "results.json")):
+                check_writable(path)
+        except ValueError as exc:
+            parser.error(str(exc))
     machine = machine_lines()
     print("\n".join(machine))
     acceptance, missed = acceptance_table(args)

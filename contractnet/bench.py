@@ -29,10 +29,11 @@ from . import bench_lowrank as lowrank
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
                             check_fits, contractnet_method, conv_problem, head_problem)
 from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
-from .bench_report import PASSES, Record, check_plotting, check_writable, print_table
+from .bench_report import PASSES, Record, check_writable, plot_format, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
+from .budget import check_allocation
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
 RTOL = {"float32": 1e-3, "float64": 1e-9}
@@ -125,20 +126,25 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
     if not args.max_seconds > 0:  # nan too
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
     for path in (args.json, args.csv, args.plot, args.markdown):
-        if path:
+        if path is not None:
             check_writable(path)
-    if args.plot:
-        check_plotting()
+    if args.plot is not None:
+        plot_format(args.plot)
     lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
     kinds = {None: ["head"], "all": list(KINDS)}.get(args.kind, [args.kind])
     presets, shapes = split_names(args.preset), list(args.shape)
     plan = [(kind, select_shapes(kind, presets, shapes)) for kind in kinds]
     if not any(cases for _, cases in plan):
-        raise ValueError(f"no shape fits 'bench {args.kind}': give a "
+        raise ValueError(f"no shape fits 'bench {args.kind or 'head'}': give a "
                          f"{'conv' if args.kind == 'conv' else 'head'} --shape or a --preset")
-    for _, cases in plan:
+    for kind, cases in plan:
         for _, shape in cases:
             check_fits(shape, args.dtype)
+            if kind == "heads":
+                for head in lowrank.lowrank_heads(shape, args.ranks):
+                    for dims in head.weight_shapes:
+                        check_allocation(dims, args.dtype, f"{head.key} at {shape.label} needs "
+                                                           f"a weight")
     return [(kind, cases) for kind, cases in plan if cases]
 
 
@@ -221,9 +227,14 @@ def method_entries(methods: list[Method], problem: Problem, backward: bool,
     flops = problem.shape.flops * (3 if backward else 1)
     entries, reference = [], None
     for method in methods:
-        entry, reference = _checked_entry(
-            method.key, method.label, lambda m=method: m.build(problem, backward), reference,
-            settings.dtype, flops, method.traced_memory)
+        if entries and reference is None:  # the baseline failed: nothing to check against
+            entry = Entry(method.key, method.label, None, flops, method.traced_memory)
+            entry.status = "error"
+            entry.note = f"not run: the baseline ({methods[0].label}) failed"
+        else:
+            entry, reference = _checked_entry(
+                method.key, method.label, lambda m=method: m.build(problem, backward),
+                reference, settings.dtype, flops, method.traced_memory)
         entries.append(entry)
     return entries
 
@@ -361,7 +372,8 @@ def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]],
 
 def _report(records: list[Record], summaries: list[str], notes: list[str],
             settings: Settings, args) -> None:
-    """Print the tables, summary and notes, and write the requested files."""
+    """Write the requested files, then print the tables, summary and notes
+    (files first: a closed or full standard output must not lose them)."""
     m = settings.machine
     loads = [r.other_load for r in records if r.other_load is not None]
     busy = f", other processes used {100 * max(loads):.0f}% of the CPUs at worst" if loads else ""
@@ -369,6 +381,7 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
               f"thread(s), numpy {m['numpy']}, {settings.dtype}, best GEMM rate "
               f"{settings.gemm:.1f} GFLOP/s, {settings.repeat} rounds "
               f"(best of {settings.best_of}){busy}")
+    _write_files(records, notes, summaries, settings, header, args)
     print(header)
     for note in notes:
         print(f"note: {note}")
@@ -380,7 +393,12 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
                   f"{record.method}: {record.note}")
     for line in summaries:
         print(line)
-    meta = {"machine": m, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
+
+
+def _write_files(records: list[Record], notes: list[str], summaries: list[str],
+                 settings: Settings, header: str, args) -> None:
+    """Write the ``--json``, ``--csv``, ``--plot`` and ``--markdown`` files asked for."""
+    meta = {"machine": settings.machine, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
             "repeat": settings.repeat, "best_of": settings.best_of, "notes": notes,
             "summary": summaries}
     if args.json:

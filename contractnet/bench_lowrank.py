@@ -55,7 +55,7 @@ def lowrank_heads(shape: HeadShape, ranks: list[int]) -> list[LowRankHead]:
         raise ValueError(f"--ranks must be positive integers, got {bad[0]}")
     n, m, d, k = shape.N, shape.M, shape.D, shape.K
     heads = [LowRankHead("full", HEAD_SPEC, ((n, m, d, k),))]
-    for r in ranks:
+    for r in dict.fromkeys(ranks):  # a rank given twice is measured once
         heads.append(LowRankHead(f"cp-r{r}", CP_SPEC, ((n, r), (m, r), (d, r), (k, r))))
         p, q, s = min(n, r), min(m, r), min(d, r)
         heads.append(LowRankHead(f"tucker-r{r}", TUCKER_SPEC,

@@ -184,7 +184,8 @@ def _torch_linear(p: Problem, backward: bool) -> Runner:
     import torch
     x, w = p.operands
     n, m, d, k = w.shape
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(n * m * d, k, bias=False))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(
+        n * m * d, k, bias=False, dtype=torch.from_numpy(w[:0]).dtype))
     with torch.no_grad():
         model[1].weight.copy_(torch.from_numpy(np.ascontiguousarray(w.reshape(-1, k).T)))
     xt = torch.from_numpy(x.copy()).requires_grad_(backward)

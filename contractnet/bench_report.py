@@ -87,7 +87,7 @@ def check_writable(path: str) -> None:
     ValueError
         Naming the path and what is wrong with it.
     """
-    if _check_path(path):  # /dev/null, a pipe: written in place, never renamed over
+    if _check_path(path):  # /dev/null, a pipe, a link: written in place, never renamed over
         return
     probe = _temporary_name(path)
     try:
@@ -100,6 +100,8 @@ def check_writable(path: str) -> None:
 
 def _check_path(path: str) -> bool:
     """The checks that need no file created; True for a device or a pipe."""
+    if not path:
+        raise ValueError("an output path is empty: give a file name")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
@@ -113,12 +115,15 @@ def _check_path(path: str) -> bool:
 
 
 def _temporary_name(path: str) -> str:
-    return f"{path}.tmp{os.getpid()}"
+    """A file name beside ``path``, short whatever the length of ``path``'s own."""
+    return os.path.join(os.path.dirname(os.path.abspath(path)),
+                        f".contractnet-{os.getpid()}.tmp")
 
 
 def _is_special(path: str) -> bool:
-    """An existing path that is not a regular file (a device, a pipe)."""
-    return os.path.exists(path) and not os.path.isfile(path)
+    """An existing path that is not a regular file (a device, a pipe), or a
+    symbolic link (``/dev/stdout``): written through, never renamed over."""
+    return os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path))
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -161,24 +166,33 @@ def write_csv(path: str, records: Sequence[Record]) -> None:
     _atomic_write(path, buffer.getvalue())
 
 
-def check_plotting() -> None:
-    """Fail early, before any timing, when ``--plot`` cannot work.
+def plot_format(path: str) -> str:
+    """The image format ``--plot`` writes to ``path``: its extension's, or PNG
+    for a name without one (written under that exact name).
 
     Raises
     ------
     ValueError
-        If matplotlib is not installed, naming the ``bench`` extra.
+        If matplotlib is not installed (naming the ``bench`` extra), or
+        cannot write the extension's format.
     """
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (first: a loaded submodule alone does not count)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed: "
                          "pip install 'contractnet[bench]'") from None
+    extension = os.path.splitext(path)[1][1:].lower()
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if extension and extension not in supported:
+        raise ValueError(f"--plot {path!r}: matplotlib cannot write '.{extension}' files; "
+                         f"use one of {', '.join('.' + e for e in sorted(supported))}")
+    return extension or "png"
 
 
 def write_plot(path: str, records: Sequence[Record], title: str) -> None:
     """GFLOP/s against problem size (GFLOP), one line per method, one panel per pass."""
-    check_plotting()
+    image_format = plot_format(path)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -190,7 +204,7 @@ def write_plot(path: str, records: Sequence[Record], title: str) -> None:
         ax.set_title(f"{kind}: {pass_}", fontsize=10)
     fig.suptitle(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format=image_format)
     plt.close(fig)
 
 

@@ -208,12 +208,19 @@ def finite_median(values: Sequence[float]) -> float:
     return statistics.median(kept) if kept else math.nan
 
 
+#: Clock ticks (10 ms each at the usual 100 per second) a block must last for
+#: :class:`OtherLoad` to report a share: the kernel counts CPU time in ticks.
+MIN_LOAD_TICKS = 50
+
+
 class OtherLoad:
     """How busy other processes kept the CPUs while a block ran (Linux).
 
     Use as a context manager; afterwards ``fraction`` is the share of all
     cores' time spent by other processes (``None`` where ``/proc/stat`` is
-    missing).  Figures measured while it is high are noisy.
+    missing, and for a block shorter than :data:`MIN_LOAD_TICKS` clock
+    ticks, which the kernel's counts cannot resolve).  Figures measured
+    while it is high are noisy.
     """
 
     fraction: float | None = None
@@ -228,10 +235,12 @@ class OtherLoad:
         if busy0 is None or busy1 is None:
             return
         ticks = os.sysconf("SC_CLK_TCK")
+        if (wall1 - wall0) * ticks < MIN_LOAD_TICKS:
+            return  # counted in whole ticks: a short block would read 0% or 100%
         own = (own1.user - own0.user) + (own1.system - own0.system)
         other = (busy1 - busy0) / ticks - own
         capacity = (wall1 - wall0) * (os.cpu_count() or 1)
-        self.fraction = min(1.0, max(0.0, other / capacity)) if capacity > 0 else None
+        self.fraction = min(1.0, max(0.0, other / capacity))
 
 
 def _busy_ticks() -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -163,6 +164,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(progress goes to stderr)")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every nan or infinite float made ``None``: JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``contractnet train``; returns the exit status."""
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -173,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"contractnet train: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(_finite(result), allow_nan=False))
     else:
         print(f"test accuracy {result['test_accuracy']:.4f}, "
               f"{result['seconds_per_epoch']:.3f} s per epoch, {result['params']} parameters")

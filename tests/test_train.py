@@ -94,6 +94,17 @@ def test_cli_bad_values_are_clean_errors(capsys, argv, match):
     assert match in err and "Traceback" not in err
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the run diverges on purpose
+def test_json_output_is_valid_json_when_the_loss_is_nan(capsys):
+    pytest.importorskip("sklearn")
+    assert cli.main(["train", "digits", "--epochs", "1", "--lr", "1e30", "--json"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["train_loss"] is None
+
+
 def test_cli_rejects_unknown_head_and_dataset(capsys):
     for argv in (["train", "digits", "--head", "dense"], ["train", "mnist"]):
         with pytest.raises(SystemExit) as exc:

@@ -326,6 +326,10 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         out in memory like it where that costs nothing.  Do not change a
         primal in place before calling ``vjp_fn``: operands the forward pass
         copied keep their old values, the others are read as they are then.
+        It raises ``ValueError`` for a cotangent of the wrong shape or a
+        non-numeric one, and when the gradient reaches a traced value that
+        is not one of these primals (``fn`` closes over a value an enclosing
+        ``vjp`` or ``grad`` traces: higher-order gradients are not supported).
 
     Raises
     ------

@@ -166,8 +166,8 @@ def parse_shape(text: str) -> HeadShape | ConvShape:
     >>> parse_shape("8,14,14,512,3,3,512,1,1").padding
     1
     """
-    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
+    parts = re.split(r"\s*[,x]\s*|\s+", text.strip())  # one separator between numbers
+    if not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError(f"bad --shape {text!r}: expected integers separated by ',' or 'x', "
                          "B,N,M,D,K for a head or B,H,W,C,KH,KW,K[,stride[,padding]] for a conv")
     values = [int(p) for p in parts]

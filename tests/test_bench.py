@@ -116,6 +116,8 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("argv, match", [
     (["--shape", "1,2,3"], "bad --shape '1,2,3'"),
     (["--shape", "2,x,3,4,5"], "bad --shape"),
+    (["--shape", "2,,2,2,3,4"], "bad --shape '2,,2,2,3,4'"),
+    (["--shape", "2,2,2,3,\u00b2"], "bad --shape"),
     (["--shape", "0,2,2,3,4"], "at least 1"),
     (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),

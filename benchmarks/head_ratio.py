@@ -32,9 +32,9 @@ from contractnet.bench import compare
 from contractnet.bench_lowrank import CP_SPEC, lowrank_heads, lowrank_problem, reference_answer
 from contractnet.bench_methods import HEAD_SPEC, head_problem
 from contractnet.bench_presets import ACCEPTANCE_HEADS, HeadShape
-from contractnet.bench_report import check_writable
 from contractnet.bench_timing import (OtherLoad, PairResult, blas_info, compare_pair,
                                       machine_info)
+from contractnet.files import check_writable, write_file
 
 HEAD_TARGET = 1.05
 CP_TARGET = 3.5
@@ -109,10 +109,12 @@ def measure(name: str, calls, target: float, args) -> tuple[str, bool]:
     On a shared machine a row measured while other processes used more than
     :data:`BUSY` of the CPUs is measured again (up to :data:`ATTEMPTS` times)
     and the attempt with the least other load is kept; its load is reported.
+    A row too short for the kernel's tick counts has its load measured over
+    the row and a wait after it (see :class:`OtherLoad`).
     """
     attempts = []
     for _ in range(ATTEMPTS):
-        with OtherLoad() as load:
+        with OtherLoad(wait=True) as load:
             result = compare_pair(*calls, pairs=args.pairs, best_of=args.best_of)
         attempts.append((load.fraction or 0.0, result, load))
         if load.fraction is None or load.fraction <= BUSY:
@@ -162,8 +164,7 @@ def write_results(path: str, machine: list[str], acceptance: list[str]) -> None:
         "## Acceptance ratios (benchmarks/head_ratio.py)", "", *acceptance, "",
         f"## contractnet bench all --preset {' '.join(RESULTS_PRESETS)} --best-of 3", "",
         bench_text])
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_file(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,20 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pairs < 9 or args.best_of < 1:
         parser.error("--pairs must be at least 9 and --best-of at least 1")
-    if args.results:
+    if args.results is not None:
         folder = os.path.dirname(os.path.abspath(args.results))
         try:
             for path in (args.results, os.path.join(folder, "results.png"),
                          os.path.join(folder, "results.json")):
                 check_writable(path)
         except ValueError as exc:
-            parser.error(str(exc))
+            parser.error(f"--results: {exc}")
     machine = machine_lines()
     print("\n".join(machine))
     acceptance, missed = acceptance_table(args)
     print("\n" + "\n".join(acceptance))
-    if args.results:
-        write_results(args.results, machine, acceptance)
+    if args.results is not None:
+        try:
+            write_results(args.results, machine, acceptance)
+        except (OSError, ValueError) as exc:
+            print(f"head_ratio.py: cannot write the results: {exc}", file=sys.stderr)
+            return 2
     return 1 if missed else 0
 
 

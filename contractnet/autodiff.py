@@ -119,8 +119,11 @@ def _pad_rule(argnum, g, ans, x, pad_width):
 def _power_rule(argnum, g, ans, a, b):
     # a Python number stays one: as a numpy array it could promote the gradient
     if argnum == 0:  # b * a**(b-1), and 0 where b == 0 (a**0 is constant, even at a == 0)
-        with np.errstate(divide="ignore", invalid="ignore"):  # 0**-1, taken out by the where
-            local = np.where(np.equal(b, 0), 0, b * np.power(a, b - 1))
+        zero = np.equal(b, 0)  # there the exponent b-1 becomes 0: an integer a**-1 raises
+        safe = (b + 1 if zero else b) if isinstance(b, (int, float, complex)) else \
+            np.where(zero, b + 1, b)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0**-1 is inf, as it should be
+            local = b * np.power(a, safe - 1)
         return unbroadcast(g * local, np.shape(a))
     # a**b * log(a), the log in the answer's dtype: complex (the principal branch) for a
     # complex answer; for a real one only where a > 0 (elsewhere a**b is not

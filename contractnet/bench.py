@@ -29,11 +29,12 @@ from . import bench_lowrank as lowrank
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
                             check_fits, contractnet_method, conv_problem, head_problem)
 from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
-from .bench_report import PASSES, Record, check_writable, plot_format, print_table
+from .bench_report import PASSES, Record, plot_format, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
 from .budget import check_allocation
+from .files import check_writable
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
 RTOL = {"float32": 1e-3, "float64": 1e-9}
@@ -125,9 +126,13 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
     if not args.max_seconds > 0:  # nan too
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
-    for path in (args.json, args.csv, args.plot, args.markdown):
+    for option, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
+                         ("--markdown", args.markdown)):
         if path is not None:
-            check_writable(path)
+            try:
+                check_writable(path)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
     if args.plot is not None:
         plot_format(args.plot)
     lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
@@ -303,8 +308,13 @@ def run(args: argparse.Namespace) -> int:
     Raises
     ------
     ValueError
-        For an unknown preset or peer, a malformed ``--shape``, a bad
-        ``--repeat``/``--threads``/``--ranks``, or ``--plot`` without matplotlib.
+        Before any timing: for an unknown preset or peer, a malformed
+        ``--shape``, a bad ``--repeat``/``--best-of``/``--max-seconds``/
+        ``--threads``/``--ranks``, an output file that cannot be written, a
+        ``--plot`` format matplotlib cannot write (or no matplotlib), or a
+        shape or weight over the memory budget.
+    OSError
+        When writing an output file fails after the timing.
     """
     plan = _validate(args)
     peers = _peers(args.peers)

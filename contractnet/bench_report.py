@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import os
+import shutil
 import sys
 import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Sequence
+
+from .files import json_text, write_file
 
 PASSES = ("forward", "forward+backward")
 
@@ -66,91 +68,10 @@ class Record:
 
 
 # ------------------------------------------------------------------ files
-def _clean(value: object) -> object:
-    """JSON has no NaN: missing figures become ``null``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def check_writable(path: str) -> None:
-    """Fail before any timing when an output file cannot be written.
-
-    Creates and removes the temporary file :func:`_atomic_write` will use,
-    so a directory that is missing, read-only or not a place for files
-    (``/proc``) is found out now, not after the benchmark has run.
-
-    Raises
-    ------
-    ValueError
-        Naming the path and what is wrong with it.
-    """
-    if _check_path(path):  # /dev/null, a pipe, a link: written in place, never renamed over
-        return
-    probe = _temporary_name(path)
-    try:
-        with open(probe, "w", encoding="utf-8"):
-            pass
-        os.remove(probe)
-    except OSError as exc:
-        raise ValueError(f"cannot write {path!r}: {exc.strerror or exc}") from None
-
-
-def _check_path(path: str) -> bool:
-    """The checks that need no file created; True for a device or a pipe."""
-    if not path:
-        raise ValueError("an output path is empty: give a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write {path!r}: it is a directory")
-    if _is_special(path):
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"cannot write {path!r}: permission denied")
-        return True
-    return False
-
-
-def _temporary_name(path: str) -> str:
-    """A file name beside ``path``, short whatever the length of ``path``'s own."""
-    return os.path.join(os.path.dirname(os.path.abspath(path)),
-                        f".contractnet-{os.getpid()}.tmp")
-
-
-def _is_special(path: str) -> bool:
-    """An existing path that is not a regular file (a device, a pipe), or a
-    symbolic link (``/dev/stdout``): written through, never renamed over."""
-    return os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path))
-
-
-def _atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename; the
-    temporary file is removed if either step fails.  A device or a pipe
-    (``/dev/null``) is written directly.  (:func:`check_writable`, which
-    creates a probe file, is for before the timing, not here.)"""
-    if _check_path(path):
-        with open(path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        return
-    tmp = _temporary_name(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def write_json(path: str, records: Sequence[Record], header: dict) -> None:
     """``{"machine": ..., "gemm_gflop_s": ..., "notes": [...], "records": [flat rows]}``."""
-    payload = _clean(dict(header))
-    payload["records"] = [_clean(r.flat()) for r in records]
-    _atomic_write(path, json.dumps(payload, indent=1) + "\n")
+    payload = dict(header, records=[r.flat() for r in records])
+    write_file(path, json_text(payload, indent=1) + "\n")
 
 
 def write_csv(path: str, records: Sequence[Record]) -> None:
@@ -163,7 +84,7 @@ def write_csv(path: str, records: Sequence[Record]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    _atomic_write(path, buffer.getvalue())
+    write_file(path, buffer.getvalue())
 
 
 def plot_format(path: str) -> str:
@@ -177,7 +98,7 @@ def plot_format(path: str) -> str:
         cannot write the extension's format.
     """
     try:
-        import matplotlib  # noqa: F401  (first: a loaded submodule alone does not count)
+        import matplotlib  # first: a loaded submodule alone does not count
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed: "
@@ -187,6 +108,11 @@ def plot_format(path: str) -> str:
     if extension and extension not in supported:
         raise ValueError(f"--plot {path!r}: matplotlib cannot write '.{extension}' files; "
                          f"use one of {', '.join('.' + e for e in sorted(supported))}")
+    if extension == "pgf":  # matplotlib measures the text with a TeX system for PGF
+        texsystem = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(texsystem) is None:
+            raise ValueError(f"--plot {path!r}: writing '.pgf' needs {texsystem}, which is "
+                             "not installed; use '.pdf' or '.svg'")
     return extension or "png"
 
 
@@ -204,7 +130,7 @@ def write_plot(path: str, records: Sequence[Record], title: str) -> None:
         ax.set_title(f"{kind}: {pass_}", fontsize=10)
     fig.suptitle(textwrap.fill(title, 110), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(path, dpi=110, format=image_format)
+    write_file(path, lambda handle: fig.savefig(handle, dpi=110, format=image_format))
     plt.close(fig)
 
 
@@ -314,7 +240,7 @@ def write_markdown(path: str, records: Sequence[Record], titles: dict[str, str],
                   markdown_table([r for r in records if r.kind == kind])]
     if plot:
         parts += ["", f"![GFLOP/s against problem size]({os.path.basename(plot)})"]
-    _atomic_write(path, "\n".join(parts) + "\n")
+    write_file(path, "\n".join(parts) + "\n")
 
 
 def _terminal_width() -> int:

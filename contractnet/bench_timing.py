@@ -218,12 +218,18 @@ class OtherLoad:
 
     Use as a context manager; afterwards ``fraction`` is the share of all
     cores' time spent by other processes (``None`` where ``/proc/stat`` is
-    missing, and for a block shorter than :data:`MIN_LOAD_TICKS` clock
-    ticks, which the kernel's counts cannot resolve).  Figures measured
-    while it is high are noisy.
+    missing).  The kernel counts in whole clock ticks, which cannot resolve
+    a block shorter than :data:`MIN_LOAD_TICKS` of them: its fraction is
+    ``None`` too, unless ``wait`` is true, when the measurement goes on
+    through a sleep after the block until it is that long (the other load
+    just after the block stands in for the load during it).  Figures
+    measured while it is high are noisy.
     """
 
     fraction: float | None = None
+
+    def __init__(self, wait: bool = False) -> None:
+        self.wait = wait
 
     def __enter__(self) -> "OtherLoad":
         self._start = (_busy_ticks(), os.times(), time.perf_counter())
@@ -231,10 +237,13 @@ class OtherLoad:
 
     def __exit__(self, *exc) -> None:
         busy0, own0, wall0 = self._start
+        ticks = os.sysconf("SC_CLK_TCK")
+        short = MIN_LOAD_TICKS / ticks - (time.perf_counter() - wall0)
+        if short > 0 and self.wait and exc[0] is None:
+            time.sleep(short)
         busy1, own1, wall1 = _busy_ticks(), os.times(), time.perf_counter()
         if busy0 is None or busy1 is None:
             return
-        ticks = os.sysconf("SC_CLK_TCK")
         if (wall1 - wall0) * ticks < MIN_LOAD_TICKS:
             return  # counted in whole ticks: a short block would read 0% or 100%
         own = (own1.user - own0.user) + (own1.system - own0.system)

@@ -125,8 +125,8 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
     The sum is taken in the dtype, then scaled: a float16 sum past 65504
     overflows, where :func:`numpy.mean` sums float16 in float32.
     """
-    if not isinstance(a, Traced) and np.asarray(a).dtype.kind in "biu":
-        a = np.asarray(a, dtype=np.float64)  # (a traced value is never an integer)
+    if (a.dtype if isinstance(a, Traced) else np.asarray(a).dtype).kind in "biu":
+        a = astype(a, np.float64)  # (a traced integer comes from cn.astype)
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
     count = int(np.prod([shape[i] for i in axes]))

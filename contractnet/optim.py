@@ -89,7 +89,8 @@ class Optimizer:
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,
                 open_low: bool = False) -> float:
     try:  # a string, a bool, a complex number or None is no rate, whatever float() makes of it
-        if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)):
+        if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)) or \
+                (isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"):
             raise TypeError
         value = float(value)
     except (TypeError, ValueError):

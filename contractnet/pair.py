@@ -193,8 +193,21 @@ def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         b = b.swapaxes(-1, -2)
     if plan.flip:
         a, b = b.swapaxes(-1, -2), a.swapaxes(-1, -2)
+    if a.dtype != b.dtype:
+        _check_cast_copy(a, b)
     out = backend.matmul(a, b)
     return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
+
+
+def _check_cast_copy(a: np.ndarray, b: np.ndarray) -> None:
+    """The copy numpy's matmul makes of an operand in the other's wider dtype
+    (an int8 matrix times a float64 one) must fit the memory budget."""
+    dtype = np.result_type(a.dtype, b.dtype)
+    for which, x in (("left", a), ("right", b)):
+        if x.dtype != dtype:
+            check_allocation(x.shape, dtype,
+                             f"a copy of the {which} matrix operand in {dtype} (for a matrix "
+                             "product of mixed dtypes)")
 
 
 def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:

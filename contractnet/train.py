@@ -15,8 +15,6 @@ weights, so their accuracies match and only their speed may differ.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -24,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import data, nn, optim
+from .files import json_text
 
 HEADS = ("contract", "flatten", "cp", "tucker")
 ACTIVATION = (4, 4, 16)
@@ -164,17 +163,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(progress goes to stderr)")
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every nan or infinite float made ``None``: JSON has neither."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``contractnet train``; returns the exit status."""
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -185,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"contractnet train: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(_finite(result), allow_nan=False))
+        print(json_text(result))
     else:
         print(f"test accuracy {result['test_accuracy']:.4f}, "
               f"{result['seconds_per_epoch']:.3f} s per epoch, {result['params']} parameters")

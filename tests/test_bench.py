@@ -12,6 +12,7 @@ import math
 import os
 import pathlib
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -161,23 +162,13 @@ def test_unwritable_outputs_fail_before_timing(tmp_path: pathlib.Path) -> None:
 
 
 def test_output_whose_file_cannot_be_created_fails_before_timing(tmp_path, monkeypatch):
-    from contractnet import bench_report
+    from contractnet import files
 
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", path)
-    monkeypatch.setattr(bench_report, "open", refuse, raising=False)
-    with pytest.raises(ValueError, match="cannot write .*Permission denied"):
+    monkeypatch.setattr(files, "open", refuse, raising=False)
+    with pytest.raises(ValueError, match="--json: cannot write .*Permission denied"):
         bench.run(bench_args("--json", str(tmp_path / "r.json")))
-
-
-def test_a_device_is_written_in_place_never_renamed_over(monkeypatch) -> None:
-    from contractnet import bench_report
-
-    def refuse(src, dst):
-        raise AssertionError(f"renamed {src} over {dst}")
-    monkeypatch.setattr(bench_report.os, "replace", refuse)
-    bench_report._atomic_write(os.devnull, "discarded")
-    assert not os.path.isfile(os.devnull)
 
 
 def test_a_link_is_written_through_never_renamed_over(tmp_path) -> None:
@@ -214,14 +205,13 @@ def test_files_are_written_before_the_tables_are_printed(tmp_path, monkeypatch) 
     assert json.loads(path.read_text())["records"]
 
 
-def test_failed_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+def test_a_pgf_plot_without_a_tex_system_is_refused_before_timing(tmp_path,
+                                                                   monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
     from contractnet import bench_report
-
-    def refuse(src, dst):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(bench_report.os, "replace", refuse)
-    with pytest.raises(OSError, match="No space"):
-        bench_report._atomic_write(str(tmp_path / "r.md"), "text")
+    monkeypatch.setattr(bench_report.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match=r"'\.pgf' needs xelatex, which is not installed"):
+        bench.run(bench_args("--plot", str(tmp_path / "p.pgf")))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -405,8 +395,8 @@ def test_interleave_alternates_and_respects_the_budget() -> None:
         interleave({"a": lambda: None}, repeat=0)
 
 
-@pytest.mark.parametrize("names", ["ab", "abc"])
-def test_interleave_puts_every_method_first_equally_often(names, monkeypatch) -> None:
+@pytest.mark.parametrize("names", ["ab", "abc", "abcd"])
+def test_interleave_puts_every_method_in_every_place_equally_often(names, monkeypatch) -> None:
     from contractnet import bench_timing
     monkeypatch.setattr(bench_timing, "calls_per_sample", lambda fn: fn() or 1)  # one call
     calls: list[str] = []
@@ -416,10 +406,12 @@ def test_interleave_puts_every_method_first_equally_often(names, monkeypatch) ->
     timed = calls[len(names):]  # after each method's one warm-up call
     per_round = [timed[i:i + len(names)] for i in range(0, len(timed), len(names))]
     assert len(per_round) == rounds
-    assert {"".join(o) for o in per_round} == ({"ab", "ba"} if names == "ab" else
-                                               {"abc", "acb", "bac", "bca", "cab", "cba"})
-    firsts = [o[0] for o in per_round]
-    assert all(firsts.count(n) == rounds // len(names) for n in names)
+    if len(names) < 4:
+        assert {"".join(o) for o in per_round} == ({"ab", "ba"} if names == "ab" else
+                                                   {"abc", "acb", "bac", "bca", "cab", "cba"})
+    for place in range(len(names)):
+        at_place = [o[place] for o in per_round]
+        assert all(at_place.count(n) == rounds // len(names) for n in names)
     assert [list(round_order(names, r)) for r in range(4)][:2] == [list(names),
                                                                     list(names[::-1])]
 
@@ -434,6 +426,11 @@ def test_peak_memory_sees_a_numpy_allocation() -> None:
     with OtherLoad() as load:
         pass
     assert load.fraction is None  # far shorter than the kernel's clock ticks can measure
+    start = time.perf_counter()
+    with OtherLoad(wait=True) as load:  # measured on through a wait after the block
+        pass
+    assert (load.fraction is not None) == os.path.exists("/proc/stat")
+    assert time.perf_counter() - start >= bench_timing.MIN_LOAD_TICKS / os.sysconf("SC_CLK_TCK")
 
 
 def test_head_ratio_script_checks_before_timing() -> None:
@@ -445,9 +442,25 @@ def test_head_ratio_script_checks_before_timing() -> None:
     for got, want in zip(contraction(), flatten()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert got.dtype == np.float32
-    with pytest.raises(SystemExit) as exit_info:  # its results path, before any timing
-        module.main(["--results", "/nonexistent/RESULTS.md"])
-    assert exit_info.value.code == 2
+    for results in ("/nonexistent/RESULTS.md", ""):  # its results path, before any timing
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--results", results])
+        assert exit_info.value.code == 2
+
+
+def test_head_ratio_script_exits_2_when_the_results_cannot_be_written(tmp_path, monkeypatch,
+                                                                      capsys) -> None:
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "head_ratio.py"
+    spec = importlib.util.spec_from_file_location("head_ratio", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "acceptance_table", lambda args: (["| a table |"], 0))
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(module, "write_results", disk_full)
+    assert module.main(["--results", str(tmp_path / "RESULTS.md")]) == 2
+    assert "cannot write the results: [Errno 28] No space" in capsys.readouterr().err
 
 
 def test_blas_info_names_numpys_blas_when_another_is_loaded(monkeypatch):

@@ -419,6 +419,22 @@ def test_memory_budget_counts_the_cast_of_an_operand(spec, dtype, reduce):
             < 10**6
 
 
+@pytest.mark.parametrize("traced", [False, True])
+def test_memory_budget_counts_the_cast_of_a_matrix_operand(traced):
+    # numpy's matmul would cast the int8 matrix to a 16 MB float64 copy
+    a = np.ones((4000, 500), np.int8)
+    b = np.ones((500, 2))
+    if traced:
+        run = lambda: cn.vjp(lambda b: cn.einsum("ij,jk->ik", a, b), b)  # noqa: E731
+    else:
+        run = lambda: cn.einsum("ij,jk->ik", a, b)  # noqa: E731
+    with cn.memory_budget(10**7):
+        with pytest.raises(cn.MemoryBudgetError, match="left matrix operand in float64"):
+            run()
+        assert _peak_bytes_while_refused(run) < 10**6
+    np.testing.assert_array_equal(cn.einsum("ij,jk->ik", a, b), np.full((4000, 2), 500.0))
+
+
 def test_a_broadcast_batch_axis_is_no_copy_and_no_refusal():
     a = np.broadcast_to(np.ones((1, 50, 50)), (20000, 50, 50))  # 20 KB, 400 MB logically
     b = np.ones((20000, 50, 1))

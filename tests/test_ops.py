@@ -113,6 +113,21 @@ def test_mean_of_integers_and_bools_is_numpys():
     x = np.full((2, 3), 100, np.int8)
     assert cn.mean(x) == 100.0 and cn.mean(x).dtype == np.float64
     np.testing.assert_allclose(cn.mean(np.array([True, False, True])), 2 / 3)
+    # a traced integer (from cn.astype) averages in float64 too, not wrapping in int8
+    y, vjp_fn = cn.vjp(lambda z: cn.mean(cn.astype(z, np.int8)) + cn.sum(z), np.full(3, 100.0))
+    assert y == 400.0
+    np.testing.assert_array_equal(vjp_fn(1.0)[0], np.ones(3))
+
+
+def test_power_gradient_of_an_integer_base_to_a_zero_exponent():
+    # the rule must not form int ** -1 (numpy refuses negative integer powers)
+    exponents = np.array([0, 1, 2])
+    y, vjp_fn = cn.vjp(lambda x: cn.astype(cn.power(cn.astype(x, np.int64), exponents),
+                                           np.float64), np.array([3.0, 3.0, 3.0]))
+    np.testing.assert_array_equal(y, [1.0, 3.0, 9.0])
+    np.testing.assert_array_equal(vjp_fn(np.ones(3))[0], np.zeros(3))
+    (dx,) = cn.vjp(lambda x: x ** 0, np.array([0.0, np.inf, np.nan]))[1](np.ones(3))
+    np.testing.assert_array_equal(dx, np.zeros(3))
 
 
 @pytest.mark.parametrize("name, ref, domain", [

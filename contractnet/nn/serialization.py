@@ -1,9 +1,9 @@
 """Save and load parameter dicts as ``.npz``: atomic writes, no pickles.
 
 A save writes a temporary file next to the target and renames it over the
-target (``os.replace``), so a crash mid-write never leaves a truncated file
-under the real name.  Arrays are written with ``allow_pickle=False`` and
-read with ``allow_pickle=False``, so loading a file can never run code.
+target (:func:`contractnet.files.write_file`), so a crash mid-write never
+leaves a truncated file under the real name.  Arrays are written and read
+with ``allow_pickle=False``, so loading a file can never run code.
 
 Each array is the archive member ``name + ".npy"``, as :func:`numpy.savez`
 writes it, and loading reads the members by their exact names (not through
@@ -13,12 +13,12 @@ member of ``"a"``), so every name comes back as it was saved.
 from __future__ import annotations
 
 import os
-import secrets
-import stat
 import zipfile
 from typing import Mapping
 
 import numpy as np
+
+from ..files import write_file
 
 MEMBER_SUFFIX = ".npy"
 
@@ -33,7 +33,9 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
         can hold (UTF-8, no NUL character, at most 65,531 bytes).
     path : str or PathLike
         Target file; its directory must exist.  A new file gets the usual
-        permissions (``0o666`` less the umask); a file it replaces keeps its own.
+        permissions (``0o666`` less the umask); a file it replaces keeps its
+        own; a symbolic link is followed, and a device (``/dev/null``) is
+        written in place (:func:`contractnet.files.write_file`).
 
     Raises
     ------
@@ -60,29 +62,13 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
         except UnicodeEncodeError:
             fits = False
         if not fits:
-            raise ValueError(f"parameter name {name[:40]!r}... is not UTF-8 text of at most "
+            shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+            raise ValueError(f"parameter name {shown} is not UTF-8 text of at most "
                              f"65,531 bytes, which an .npz member name must be")
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise ValueError(f"parameter {name!r} has non-numeric dtype {array.dtype}")
         arrays[name] = array
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # "x": created here, never an existing file; its mode is 0o666 less the umask
-    f = open(tmp, "xb")
-    replaced = False
-    try:
-        with f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.isfile(path):  # a replaced file keeps its permissions
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
-        replaced = True
-    finally:
-        if not replaced:
-            os.unlink(tmp)
+    write_file(path, lambda handle: _write_npz(handle, arrays))
 
 
 def _write_npz(f, arrays: Mapping[str, np.ndarray]) -> None:

@@ -239,7 +239,7 @@ class OtherLoad:
         busy0, own0, wall0 = self._start
         ticks = os.sysconf("SC_CLK_TCK")
         short = MIN_LOAD_TICKS / ticks - (time.perf_counter() - wall0)
-        if short > 0 and self.wait and exc[0] is None:
+        if short > 0 and self.wait and exc[0] is None and busy0 is not None:
             time.sleep(short)
         busy1, own1, wall1 = _busy_ticks(), os.times(), time.perf_counter()
         if busy0 is None or busy1 is None:

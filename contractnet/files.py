@@ -7,11 +7,15 @@ names:
 
 - a symbolic link is followed: the file it points to is replaced, the link
   stays;
-- the file a standard stream is open on (``/dev/stdout``, whatever it is
-  redirected to) is written through that stream, after what the stream
-  already holds;
+- the file standard output or error (file descriptor 1 or 2) is open on
+  (``/dev/stdout``, wherever it is redirected) is written to that
+  descriptor, after what Python's streams on it hold;
 - any other existing non-regular file (``/dev/null``, a named pipe) is
   opened and written in place, never renamed over.
+
+Those last two get the content in one piece, made in memory first: a
+writer that seeks back (a zip archive) would otherwise garble a stream
+opened for appending.
 
 :func:`check_writable` finds, before any long computation, the paths that
 :func:`write_file` would fail on.
@@ -19,6 +23,7 @@ names:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -54,29 +59,29 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     """
     kind, target = _destination(path)
     write = _writer(data)
-    if kind == "stream":
-        target.flush()
-        raw = getattr(target, "buffer", None)
-        if raw is None:  # a text-only stream
-            write(_TextSink(target))
+    if kind != "file":  # whole in memory first: a stream or device is written once, in order
+        buffer = io.BytesIO()
+        write(buffer)
+        content = buffer.getvalue()
+        if kind == "stream":
+            _write_to_fd(target, content)
         else:
-            write(raw)
-            raw.flush()
-        return
-    if kind == "special":
-        with open(target, "wb") as handle:
-            write(handle)
+            with open(target, "wb") as handle:
+                handle.write(content)
         return
     tmp = _temporary_name(target)
-    handle = open(tmp, "xb")  # created here, never an existing file
+    # created here, never an existing file, and no more open than the file it replaces
+    kept = stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target) else None
+    handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                               0o666 if kept is None else kept & 0o777), "wb")
     replaced = False
     try:
         with handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())  # on disk before the rename makes it the file
-        if os.path.isfile(target):  # a replaced file keeps its permissions
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        if kept is not None:  # a replaced file keeps its permissions
+            os.chmod(tmp, kept)
         os.replace(tmp, target)
         replaced = True
     finally:
@@ -111,6 +116,9 @@ def check_writable(path: str | os.PathLike) -> None:
         os.remove(probe)
     except OSError as exc:
         raise ValueError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    if not _may_replace(target):
+        raise ValueError(f"cannot write {os.fspath(path)!r}: another user owns it, in a "
+                         "directory where only a file's owner may replace it")
 
 
 def json_text(value, indent: int | None = None) -> str:
@@ -131,19 +139,23 @@ def _finite(value):
 
 def _destination(path: str | os.PathLike):
     """How ``path`` is written, found with nothing created: ``("stream",
-    stream)``, ``("special", path)`` or ``("file", target)``, where
-    ``target`` is the regular file to replace (links followed)."""
+    fd)``, ``("special", path)`` or ``("file", target)``, where ``target``
+    is the regular file to replace (links followed)."""
     path = os.fspath(path)
     if not path:
         raise ValueError("an output path is empty: give a file name")
-    stream = _stream_on(path)
-    if stream is not None:
-        return "stream", stream
+    fd = _stream_on(path)
+    if fd is not None:
+        return "stream", fd
     if os.path.isdir(path):
         raise ValueError(f"cannot write {path!r}: it is a directory")
     if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe
         return "special", path
+    if path.endswith(("/", os.sep)):
+        raise ValueError(f"cannot write {path!r}: a file name cannot end with a separator")
     target = os.path.realpath(path)
+    if os.path.islink(target):
+        raise ValueError(f"cannot write {path!r}: its symbolic links form a loop")
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
@@ -152,21 +164,45 @@ def _destination(path: str | os.PathLike):
     return "file", target
 
 
-def _stream_on(path: str):
-    """``sys.stdout`` or ``sys.stderr`` when it is open on the file ``path``
-    names (links followed, ``/dev/stdout`` included)."""
+def _may_replace(target: str) -> bool:
+    """Whether this process may rename a file over ``target``: in a sticky
+    directory (``/tmp``) only the owner of the file or of the directory can."""
+    if not os.path.exists(target) or os.geteuid() == 0:
+        return True
+    folder = os.stat(os.path.dirname(target))
+    uid = os.geteuid()
+    return not folder.st_mode & stat.S_ISVTX or uid in (folder.st_uid, os.stat(target).st_uid)
+
+
+def _stream_on(path: str) -> int | None:
+    """File descriptor 1 or 2 when it is open on the file ``path`` names
+    (links followed, ``/dev/stdout`` included), whatever ``sys.stdout`` is."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    for stream in (sys.stdout, sys.stderr):
+    for fd in (1, 2):
         try:
-            opened = os.fstat(stream.fileno())
-        except (AttributeError, OSError, ValueError):  # no file behind it (captured)
+            opened = os.fstat(fd)
+        except OSError:  # closed
             continue
         if (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
-            return stream
+            return fd
     return None
+
+
+def _write_to_fd(fd: int, content: bytes) -> None:
+    """``content`` written to file descriptor ``fd`` after what the Python
+    streams on it hold (so the output keeps its order)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None and stream.fileno() == fd:
+                stream.flush()
+        except (AttributeError, OSError, ValueError):  # no file behind it, or closed
+            continue
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _temporary_name(target: str) -> str:
@@ -180,14 +216,3 @@ def _writer(data) -> Callable[[IO[bytes]], None]:
         return data
     content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     return lambda handle: handle.write(content)
-
-
-class _TextSink:
-    """A binary file's ``write`` on a text stream (one with no ``buffer``)."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-
-    def write(self, content: bytes) -> int:
-        self.stream.write(content.decode("utf-8", errors="replace"))
-        return len(content)

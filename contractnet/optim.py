@@ -88,9 +88,10 @@ class Optimizer:
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,
                 open_low: bool = False) -> float:
-    try:  # a string, a bool, a complex number or None is no rate, whatever float() makes of it
-        if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)) or \
-                (isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"):
+    # a string, a bool, a complex number, a time or None is no rate, whatever float() makes of it
+    try:
+        if isinstance(value, (str, bytes, bool, complex)) or \
+                (isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "iuf"):
             raise TypeError
         value = float(value)
     except (TypeError, ValueError):

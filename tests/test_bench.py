@@ -433,6 +433,15 @@ def test_peak_memory_sees_a_numpy_allocation() -> None:
     assert time.perf_counter() - start >= bench_timing.MIN_LOAD_TICKS / os.sysconf("SC_CLK_TCK")
 
 
+
+def test_other_load_does_not_wait_when_it_cannot_measure(monkeypatch) -> None:
+    monkeypatch.setattr(bench_timing, "_busy_ticks", lambda: None)  # no /proc/stat
+    start = time.perf_counter()
+    with OtherLoad(wait=True) as load:
+        pass
+    assert load.fraction is None and time.perf_counter() - start < 0.1
+
+
 def test_head_ratio_script_checks_before_timing() -> None:
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "head_ratio.py"
     spec = importlib.util.spec_from_file_location("head_ratio", path)

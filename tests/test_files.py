@@ -109,6 +109,62 @@ def test_dev_stdout_is_written_through_the_stream_after_what_it_holds(tmp_path,
     assert text == 'before\n{"json": 1}\nafter\n'
 
 
+def _run_python(code: str, stdout, tmp_path) -> None:
+    subprocess.run([sys.executable, "-c", code], stdout=stdout, check=True, cwd=tmp_path)
+
+
+def test_dev_stdout_is_fd_1_even_when_sys_stdout_is_redirected(tmp_path) -> None:
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("no /dev/stdout here")
+    code = ("import contextlib, io, sys; from contractnet.files import write_file\n"
+            "sys.__stdout__.write('before\\n')\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    write_file('/dev/stdout', 'DATA\\n')\n"
+            "print('after')\n")
+    out = tmp_path / "out.txt"
+    with open(out, "w") as handle:
+        _run_python(code, handle, tmp_path)
+    assert out.read_text() == "before\nDATA\nafter\n"
+
+
+def test_an_archive_saved_to_stdout_appended_to_a_file_is_whole(tmp_path) -> None:
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("no /dev/stdout here")
+    code = ("import numpy as np; from contractnet import nn\n"
+            "nn.save_parameters({'w': np.arange(3.0), 'b': np.ones(2)}, '/dev/stdout')\n")
+    out = tmp_path / "w.npz"
+    with open(out, "ab") as handle:  # as '>>' opens it: every write goes to the end
+        _run_python(code, handle, tmp_path)
+    from contractnet import nn
+    back = nn.load_parameters(out)
+    assert back["w"].tolist() == [0.0, 1.0, 2.0] and back["b"].tolist() == [1.0, 1.0]
+
+
+def test_a_temporary_file_is_no_more_open_than_the_file_it_replaces(tmp_path) -> None:
+    path = tmp_path / "secret.json"
+    path.write_text("old")
+    os.chmod(path, 0o600)
+    seen = []
+    write_file(path, lambda handle: seen.append(stat.S_IMODE(os.fstat(handle.fileno()).st_mode)))
+    assert seen and seen[0] & ~0o600 == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_file_another_user_owns_in_a_sticky_directory_is_refused_early(tmp_path,
+                                                                        monkeypatch) -> None:
+    sticky = tmp_path / "shared"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (sticky / "theirs.json").write_text("theirs")
+    other = os.stat(sticky).st_uid + 1  # owns neither the file nor the directory
+    monkeypatch.setattr(files.os, "geteuid", lambda: other)
+    with pytest.raises(ValueError, match="another user owns it"):
+        check_writable(sticky / "theirs.json")
+    check_writable(sticky / "new.json")  # a new file is fine
+    os.chmod(sticky, 0o777)
+    check_writable(sticky / "theirs.json")  # not sticky: the directory's write right is enough
+
+
 def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(ValueError, match="an output path is empty"):
         check_writable("")
@@ -116,6 +172,17 @@ def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
         check_writable(tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         write_file(tmp_path / "no" / "r.md", "text")
+    (tmp_path / "t.txt").write_text("kept")
+    for name in ("newname/", "t.txt/"):
+        with pytest.raises(ValueError, match="cannot end with a separator"):
+            write_file(f"{tmp_path}/{name}", "text")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    with pytest.raises(ValueError, match="form a loop"):
+        check_writable(tmp_path / "loop-a")
+    assert (tmp_path / "loop-a").is_symlink() and (tmp_path / "t.txt").read_text() == "kept"
+    for name in ("t.txt", "loop-a", "loop-b"):
+        os.remove(tmp_path / name)
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -92,6 +92,7 @@ def test_step_checks_everything_before_changing_anything(make):
     (lambda p: optim.SGD(p, lr=None), "lr must be a real number, got None"),
     (lambda p: optim.SGD(p, lr=True), "lr must be a real number, got True"),
     (lambda p: optim.SGD(p, lr=np.array(True)), "lr must be a real number, got array\\(True\\)"),
+    (lambda p: optim.SGD(p, lr=np.timedelta64(5, "ns")), "lr must be a real number"),
     (lambda p: optim.SGD(p, lr=np.complex128(0.1 + 0.5j)), "lr must be a real number"),
     (lambda p: optim.Adam(p, betas=(0.9, "x")), r"betas\[1\] must be a real number"),
     (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov="no"), "nesterov must be True or False"),

@@ -40,8 +40,11 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     Raises
     ------
     ValueError
-        If a name is not such a string, or an array is not numeric; nothing
-        is written.
+        If a name is not such a string, or an array is not numeric, or the
+        path is empty, a directory or in a missing directory; nothing is
+        written.
+    OSError
+        If writing fails; the file it would replace is left as it was.
 
     Examples
     --------

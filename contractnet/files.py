@@ -7,15 +7,18 @@ names:
 
 - a symbolic link is followed: the file it points to is replaced, the link
   stays;
-- the file standard output or error (file descriptor 1 or 2) is open on
-  (``/dev/stdout``, wherever it is redirected) is written to that
-  descriptor, after what Python's streams on it hold;
+- the file that standard output or error (file descriptor 1 or 2, open for
+  writing) is open on, such as ``/dev/stdout`` wherever it is redirected,
+  is written to that descriptor, after what Python's streams on it hold.
+  It goes to the descriptor itself, so a capture of ``sys.stdout``
+  (``contextlib.redirect_stdout``, pytest's ``capsys``) does not see it;
 - any other existing non-regular file (``/dev/null``, a named pipe) is
   opened and written in place, never renamed over.
 
-Those last two get the content in one piece, made in memory first: a
-writer that seeks back (a zip archive) would otherwise garble a stream
-opened for appending.
+These last two cannot be written atomically, and they are written as a
+stream: a writer that would seek back to fill in a header (a zip archive)
+is shown a file it cannot seek, so it writes straight through; seeking in a
+file opened for appending would garble it.
 
 :func:`check_writable` finds, before any long computation, the paths that
 :func:`write_file` would fail on.
@@ -23,11 +26,13 @@ opened for appending.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import math
 import os
 import secrets
+import select
 import stat
 import sys
 from typing import IO, Callable
@@ -38,7 +43,7 @@ TEMPORARY_NAME = ".contractnet-{token}.tmp"
 
 def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]], None]
                ) -> None:
-    """Write ``data`` to ``path``, whole or not at all.
+    """Write ``data`` to ``path``: a regular file whole or not at all.
 
     Parameters
     ----------
@@ -53,29 +58,30 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     Raises
     ------
     ValueError
-        If the path is empty, a directory, or in a missing directory.
+        If the path is empty, not a file name, a directory, in a missing
+        directory, or a closed file descriptor (see :func:`check_writable`).
     OSError
-        If writing fails; no temporary file is left behind.
+        If writing fails; a regular file is then left as it was, with no
+        temporary file beside it.
     """
     kind, target = _destination(path)
     write = _writer(data)
-    if kind != "file":  # whole in memory first: a stream or device is written once, in order
-        buffer = io.BytesIO()
-        write(buffer)
-        content = buffer.getvalue()
-        if kind == "stream":
-            _write_to_fd(target, content)
-        else:
-            with open(target, "wb") as handle:
-                handle.write(content)
+    if kind == "stream":
+        _flush_streams_on(target)
+        write(_Unseekable(lambda content: _write_to_fd(target, content)))
         return
-    tmp = _temporary_name(target)
-    # created here, never an existing file, and no more open than the file it replaces
+    if kind == "special":
+        with open(target, "wb", buffering=0) as handle:
+            write(_Unseekable(lambda content: _write_to_fd(handle.fileno(), content)))
+        return
     kept = stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target) else None
-    handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                               0o666 if kept is None else kept & 0o777), "wb")
+    # created here, never an existing file, and no more open than the file it replaces
+    mode = 0o666 if kept is None else kept & 0o777
+    tmp = _temporary_name(target)
+    handle = None
     replaced = False
     try:
+        handle = open(tmp, "xb", opener=lambda name, flags: os.open(name, flags, mode))
         with handle:
             write(handle)
             handle.flush()
@@ -85,7 +91,7 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
         os.replace(tmp, target)
         replaced = True
     finally:
-        if not replaced:
+        if handle is not None and not replaced:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
 
@@ -95,7 +101,9 @@ def check_writable(path: str | os.PathLike) -> None:
 
     Creates and removes a temporary file beside the target, so a directory
     that is read-only or not a place for files (``/proc``) is found out
-    now, not after a long run; a stream, device or pipe must be writable.
+    now, not after a long run; a device or pipe must be writable, and a
+    file another user owns in a sticky directory (``/tmp``) is refused, as
+    it could not be renamed over.
 
     Raises
     ------
@@ -104,7 +112,7 @@ def check_writable(path: str | os.PathLike) -> None:
     """
     kind, target = _destination(path)
     if kind == "stream":
-        return
+        return  # open for writing, or it would not count as a stream
     if kind == "special":
         if not os.access(target, os.W_OK):
             raise ValueError(f"cannot write {os.fspath(path)!r}: permission denied")
@@ -151,12 +159,19 @@ def _destination(path: str | os.PathLike):
         raise ValueError(f"cannot write {path!r}: it is a directory")
     if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe
         return "special", path
-    if path.endswith(("/", os.sep)):
-        raise ValueError(f"cannot write {path!r}: a file name cannot end with a separator")
+    # as the system reads the path: "name/", "name/." and "missing/../new" are no files
+    if os.path.basename(path) in ("", os.curdir, os.pardir):
+        raise ValueError(f"cannot write {path!r}: it does not end in a file name")
+    written = os.path.dirname(path) or os.curdir
+    if not os.path.isdir(written):
+        raise ValueError(f"cannot write {path!r}: directory {written!r} does not exist")
     target = os.path.realpath(path)
     if os.path.islink(target):
         raise ValueError(f"cannot write {path!r}: its symbolic links form a loop")
     directory = os.path.dirname(target)
+    if os.path.basename(directory) == "fd" and directory.startswith("/proc/"):
+        raise ValueError(f"cannot write {path!r}: it names a file descriptor that is "
+                         "not open")
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
     if os.path.isdir(target):
@@ -175,8 +190,9 @@ def _may_replace(target: str) -> bool:
 
 
 def _stream_on(path: str) -> int | None:
-    """File descriptor 1 or 2 when it is open on the file ``path`` names
-    (links followed, ``/dev/stdout`` included), whatever ``sys.stdout`` is."""
+    """File descriptor 1 or 2 when it is open for writing on the file
+    ``path`` names (links followed, ``/dev/stdout`` included), whatever
+    ``sys.stdout`` is."""
     try:
         st = os.stat(path)
     except OSError:
@@ -184,25 +200,33 @@ def _stream_on(path: str) -> int | None:
     for fd in (1, 2):
         try:
             opened = os.fstat(fd)
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
         except OSError:  # closed
             continue
-        if (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
+        if writable and (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
             return fd
     return None
 
 
-def _write_to_fd(fd: int, content: bytes) -> None:
-    """``content`` written to file descriptor ``fd`` after what the Python
-    streams on it hold (so the output keeps its order)."""
+def _flush_streams_on(fd: int) -> None:
+    """Flush Python's streams on ``fd``, so that what they hold comes first."""
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             if stream is not None and stream.fileno() == fd:
                 stream.flush()
         except (AttributeError, OSError, ValueError):  # no file behind it, or closed
             continue
+
+
+def _write_to_fd(fd: int, content: bytes) -> int:
+    """All of ``content`` written to ``fd``, waiting where it does not block."""
     view = memoryview(content)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
+    return len(content)
 
 
 def _temporary_name(target: str) -> str:
@@ -216,3 +240,30 @@ def _writer(data) -> Callable[[IO[bytes]], None]:
         return data
     content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     return lambda handle: handle.write(content)
+
+
+class _Unseekable:
+    """A file that can only be written to, in order (see the module's notes)."""
+
+    def __init__(self, write: Callable[[bytes], int | None]) -> None:
+        self._write = write
+
+    def write(self, content) -> int:
+        content = bytes(content)
+        self._write(content)
+        return len(content)
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:  # matplotlib's PDF writer, zipfile: then they buffer or stream
+        raise io.UnsupportedOperation("an output stream has no position")
+
+    def seek(self, *args) -> int:
+        raise io.UnsupportedOperation("an output stream cannot seek")
+
+    def writable(self) -> bool:
+        return True

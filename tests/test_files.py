@@ -8,7 +8,9 @@ import os
 import stat
 import subprocess
 import sys
+import tracemalloc
 
+import numpy as np
 import pytest
 
 from contractnet import files
@@ -165,6 +167,50 @@ def test_a_file_another_user_owns_in_a_sticky_directory_is_refused_early(tmp_pat
     check_writable(sticky / "theirs.json")  # not sticky: the directory's write right is enough
 
 
+def test_an_archive_streams_to_a_device_without_being_held_in_memory() -> None:
+    from contractnet import nn
+    params = {"w": np.zeros(6_000_000)}  # 48 MB; numpy writes it in 16 MB pieces
+    tracemalloc.start()
+    try:
+        nn.save_parameters(params, os.devnull)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24_000_000
+
+
+def test_a_descriptor_open_only_for_reading_is_no_output_stream(tmp_path) -> None:
+    code = ("from contractnet.files import check_writable, write_file\n"
+            "check_writable('/dev/null'); write_file('/dev/null', 'x'); print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            pass_fds=(), stdin=subprocess.DEVNULL, cwd=tmp_path,
+                            stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: os.dup2(os.open(os.devnull, os.O_RDONLY), 2))
+    assert result.stdout == "ok\n" and result.returncode == 0
+
+
+def test_a_closed_standard_output_is_named(tmp_path) -> None:
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("no /dev/stdout here")
+    code = ("import os, sys; from contractnet.files import write_file\n"
+            "os.close(1)\n"
+            "try:\n    write_file('/dev/stdout', 'x')\n"
+            "except ValueError as exc:\n    sys.stderr.write(str(exc))\n")
+    result = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    assert "names a file descriptor that is not open" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failure_opening_the_temporary_file_leaves_nothing(tmp_path, monkeypatch) -> None:
+    def broken_open(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(files, "open", broken_open, raising=False)
+    with pytest.raises(MemoryError):
+        write_file(tmp_path / "r.md", "text")
+    assert os.listdir(tmp_path) == []
+
+
 def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(ValueError, match="an output path is empty"):
         check_writable("")
@@ -173,9 +219,11 @@ def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         write_file(tmp_path / "no" / "r.md", "text")
     (tmp_path / "t.txt").write_text("kept")
-    for name in ("newname/", "t.txt/"):
-        with pytest.raises(ValueError, match="cannot end with a separator"):
+    for name in ("newname/", "t.txt/", "newname/.", "t.txt/.", "t.txt/.."):
+        with pytest.raises(ValueError, match="does not end in a file name"):
             write_file(f"{tmp_path}/{name}", "text")
+    with pytest.raises(ValueError, match="does not exist"):  # as the system reads it
+        check_writable(f"{tmp_path}/missing/../new")
     (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     with pytest.raises(ValueError, match="form a loop"):

@@ -34,7 +34,7 @@ from contractnet.bench_methods import HEAD_SPEC, head_problem
 from contractnet.bench_presets import ACCEPTANCE_HEADS, HeadShape
 from contractnet.bench_timing import (OtherLoad, PairResult, blas_info, compare_pair,
                                       machine_info)
-from contractnet.files import check_writable, write_file
+from contractnet.files import check_writable, replaced_file, write_file
 
 HEAD_TARGET = 1.05
 CP_TARGET = 3.5
@@ -144,7 +144,7 @@ def acceptance_table(args: argparse.Namespace) -> tuple[list[str], int]:
 
 def write_results(path: str, machine: list[str], acceptance: list[str]) -> None:
     """RESULTS.md: the acceptance table, then ``contractnet bench all`` with a plot."""
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(replaced_file(path) or os.path.abspath(path))
     with tempfile.TemporaryDirectory() as tmp:
         tables = os.path.join(tmp, "bench.md")
         status = cli.main(["bench", "all", "--preset", *RESULTS_PRESETS, "--best-of", "3",
@@ -186,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs < 9 or args.best_of < 1:
         parser.error("--pairs must be at least 9 and --best-of at least 1")
     if args.results is not None:
-        folder = os.path.dirname(os.path.abspath(args.results))
         try:
-            for path in (args.results, os.path.join(folder, "results.png"),
+            target = replaced_file(args.results)
+            if target is None:
+                raise ValueError(f"{args.results!r} is no regular file, which the results "
+                                 "need: their plot and JSON records go beside it")
+            folder = os.path.dirname(target)
+            for path in (target, os.path.join(folder, "results.png"),
                          os.path.join(folder, "results.json")):
                 check_writable(path)
         except ValueError as exc:

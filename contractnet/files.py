@@ -7,18 +7,21 @@ names:
 
 - a symbolic link is followed: the file it points to is replaced, the link
   stays;
-- the file that standard output or error (file descriptor 1 or 2, open for
-  writing) is open on, such as ``/dev/stdout`` wherever it is redirected,
-  is written to that descriptor, after what Python's streams on it hold.
+- an open file descriptor named as one (``/dev/stdout``, ``/dev/fd/3``,
+  ``/proc/self/fd/3``), and the file that standard output or error is open
+  on, are written to that descriptor, after what Python's streams on it
+  hold.
   It goes to the descriptor itself, so a capture of ``sys.stdout``
   (``contextlib.redirect_stdout``, pytest's ``capsys``) does not see it;
 - any other existing non-regular file (``/dev/null``, a named pipe) is
   opened and written in place, never renamed over.
 
-These last two cannot be written atomically, and they are written as a
-stream: a writer that would seek back to fill in a header (a zip archive)
-is shown a file it cannot seek, so it writes straight through; seeking in a
-file opened for appending would garble it.
+These last two cannot be replaced atomically.  Their content is made whole
+first, in a spool file (memory up to :data:`SPOOL_IN_MEMORY`, then an
+anonymous temporary file), and then sent in order: a writer that seeks back
+to fill in a header (a zip archive, a TIFF image) gets a file it can seek,
+a failed writer sends nothing, and a file opened for appending is not
+garbled.
 
 :func:`check_writable` finds, before any long computation, the paths that
 :func:`write_file` would fail on.
@@ -27,18 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import math
 import os
+import re
 import secrets
 import select
 import stat
 import sys
+import tempfile
 from typing import IO, Callable
 
 #: The temporary file's name: a random part, so no two writers share one.
 TEMPORARY_NAME = ".contractnet-{token}.tmp"
+#: Content for a descriptor or device is held in memory up to this size, then
+#: in an anonymous temporary file.
+SPOOL_IN_MEMORY = 1 << 20
+SEND_CHUNK = 1 << 20
 
 
 def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]], None]
@@ -49,8 +57,8 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     ----------
     path : str or PathLike
         The target (see the module's notes on links, streams and devices).
-        A file it replaces keeps its permissions; a new one gets ``0o666``
-        less the umask.
+        A file it replaces keeps its permission bits (not its owner: the
+        new file is this process's); a new one gets ``0o666`` less the umask.
     data : bytes, str or callable
         The content (text is written as UTF-8), or a function that writes
         it to the binary file object it is given.
@@ -58,21 +66,24 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     Raises
     ------
     ValueError
-        If the path is empty, not a file name, a directory, in a missing
-        directory, or a closed file descriptor (see :func:`check_writable`).
+        If the path is empty, not a file name, a directory, a socket, in a
+        missing directory, or a file descriptor not open for writing.
     OSError
         If writing fails; a regular file is then left as it was, with no
         temporary file beside it.
     """
     kind, target = _destination(path)
     write = _writer(data)
-    if kind == "stream":
-        _flush_streams_on(target)
-        write(_Unseekable(lambda content: _write_to_fd(target, content)))
-        return
-    if kind == "special":
-        with open(target, "wb", buffering=0) as handle:
-            write(_Unseekable(lambda content: _write_to_fd(handle.fileno(), content)))
+    if kind != "file":  # made whole first, in a spool file, then sent in order
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            write(spool)
+            spool.seek(0)
+            if kind == "stream":
+                _flush_streams_on(target)
+                _send(spool, target)
+            else:
+                with open(target, "wb", buffering=0) as handle:
+                    _send(spool, handle.fileno())
         return
     kept = stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target) else None
     # created here, never an existing file, and no more open than the file it replaces
@@ -129,9 +140,16 @@ def check_writable(path: str | os.PathLike) -> None:
                          "directory where only a file's owner may replace it")
 
 
+def replaced_file(path: str | os.PathLike) -> str | None:
+    """The regular file :func:`write_file` would replace at ``path`` (links
+    followed), or None when it writes in place (a descriptor, a device)."""
+    kind, target = _destination(path)
+    return target if kind == "file" else None
+
+
 def json_text(value, indent: int | None = None) -> str:
-    """``value`` as JSON, every nan or infinite float (inside dicts, lists
-    and tuples too) written as ``null``: JSON has neither."""
+    """``value`` as JSON, every nan or infinite float value (inside dicts,
+    lists and tuples too) written as ``null``: JSON has neither."""
     return json.dumps(_finite(value), indent=indent, allow_nan=False)
 
 
@@ -149,22 +167,32 @@ def _destination(path: str | os.PathLike):
     """How ``path`` is written, found with nothing created: ``("stream",
     fd)``, ``("special", path)`` or ``("file", target)``, where ``target``
     is the regular file to replace (links followed)."""
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     if not path:
         raise ValueError("an output path is empty: give a file name")
+    try:
+        return _classify(path)
+    except OSError as exc:  # a working directory that was removed, say
+        raise ValueError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _classify(path: str):
     fd = _stream_on(path)
     if fd is not None:
         return "stream", fd
     if os.path.isdir(path):
         raise ValueError(f"cannot write {path!r}: it is a directory")
     if os.path.exists(path) and not os.path.isfile(path):  # a device, a pipe
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            raise ValueError(f"cannot write {path!r}: it is a socket")
         return "special", path
     # as the system reads the path: "name/", "name/." and "missing/../new" are no files
     if os.path.basename(path) in ("", os.curdir, os.pardir):
         raise ValueError(f"cannot write {path!r}: it does not end in a file name")
     written = os.path.dirname(path) or os.curdir
     if not os.path.isdir(written):
-        raise ValueError(f"cannot write {path!r}: directory {written!r} does not exist")
+        what = "is not a directory" if os.path.exists(written) else "does not exist"
+        raise ValueError(f"cannot write {path!r}: {written!r} {what}")
     target = os.path.realpath(path)
     if os.path.islink(target):
         raise ValueError(f"cannot write {path!r}: its symbolic links form a loop")
@@ -173,7 +201,7 @@ def _destination(path: str | os.PathLike):
         raise ValueError(f"cannot write {path!r}: it names a file descriptor that is "
                          "not open")
     if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path!r}: directory {directory!r} does not exist")
+        raise ValueError(f"cannot write {path!r}: {directory!r} does not exist")
     if os.path.isdir(target):
         raise ValueError(f"cannot write {path!r}: it is a directory")
     return "file", target
@@ -190,22 +218,54 @@ def _may_replace(target: str) -> bool:
 
 
 def _stream_on(path: str) -> int | None:
-    """File descriptor 1 or 2 when it is open for writing on the file
-    ``path`` names (links followed, ``/dev/stdout`` included), whatever
-    ``sys.stdout`` is."""
+    """The file descriptor ``path`` writes to: one it names (``/dev/stdout``,
+    ``/dev/fd/3``), else 1 or 2 when open for writing on the file ``path``
+    names, whatever ``sys.stdout`` is."""
+    fd = _descriptor_named(path)
+    if fd is not None:
+        if not _open_for_writing(fd):
+            raise ValueError(f"cannot write {path!r}: it names file descriptor {fd}, "
+                             "which is not open for writing")
+        return fd
     try:
         st = os.stat(path)
     except OSError:
         return None
     for fd in (1, 2):
-        try:
+        if _open_for_writing(fd):
             opened = os.fstat(fd)
-            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
-        except OSError:  # closed
-            continue
-        if writable and (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
-            return fd
+            if (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
+                return fd
     return None
+
+
+#: A path naming a file descriptor of this process, ``pid`` given for ``/proc/<pid>``.
+_DESCRIPTOR = re.compile(r"/(?:dev|proc/(?P<pid>self|\d+))/fd/(?P<fd>\d+)")
+
+
+def _descriptor_named(path: str) -> int | None:
+    """The descriptor ``path`` names, through links (``/dev/stdout`` is a link
+    to ``/proc/self/fd/1``); None for a path that names none."""
+    for _ in range(40):  # the system's own limit on links in a row
+        path = os.path.normpath(os.path.join(os.getcwd(), path) if not os.path.isabs(path)
+                                else path)
+        found = _DESCRIPTOR.fullmatch(path)
+        if found:
+            pid = found.group("pid")
+            if pid is None or pid == "self" or int(pid) == os.getpid():
+                return int(found.group("fd"))
+            return None
+        if not os.path.islink(path):
+            return None
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return None
+
+
+def _open_for_writing(fd: int) -> bool:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except OSError:  # closed
+        return False
 
 
 def _flush_streams_on(fd: int) -> None:
@@ -218,15 +278,16 @@ def _flush_streams_on(fd: int) -> None:
             continue
 
 
-def _write_to_fd(fd: int, content: bytes) -> int:
-    """All of ``content`` written to ``fd``, waiting where it does not block."""
-    view = memoryview(content)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            select.select([], [fd], [])
-    return len(content)
+def _send(spool: IO[bytes], fd: int) -> None:
+    """All of ``spool``, from where it stands, written to ``fd`` in order,
+    waiting where ``fd`` does not block."""
+    for chunk in iter(lambda: spool.read(SEND_CHUNK), b""):
+        view = memoryview(chunk)
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                select.select([], [fd], [])
 
 
 def _temporary_name(target: str) -> str:
@@ -240,30 +301,3 @@ def _writer(data) -> Callable[[IO[bytes]], None]:
         return data
     content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     return lambda handle: handle.write(content)
-
-
-class _Unseekable:
-    """A file that can only be written to, in order (see the module's notes)."""
-
-    def __init__(self, write: Callable[[bytes], int | None]) -> None:
-        self._write = write
-
-    def write(self, content) -> int:
-        content = bytes(content)
-        self._write(content)
-        return len(content)
-
-    def flush(self) -> None:
-        pass
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:  # matplotlib's PDF writer, zipfile: then they buffer or stream
-        raise io.UnsupportedOperation("an output stream has no position")
-
-    def seek(self, *args) -> int:
-        raise io.UnsupportedOperation("an output stream cannot seek")
-
-    def writable(self) -> bool:
-        return True

@@ -167,16 +167,26 @@ def test_a_file_another_user_owns_in_a_sticky_directory_is_refused_early(tmp_pat
     check_writable(sticky / "theirs.json")  # not sticky: the directory's write right is enough
 
 
-def test_an_archive_streams_to_a_device_without_being_held_in_memory() -> None:
+def test_an_archive_for_a_device_is_not_held_in_memory() -> None:
     from contractnet import nn
-    params = {"w": np.zeros(6_000_000)}  # 48 MB; numpy writes it in 16 MB pieces
+    params = {"w": np.zeros(12_000_000)}  # 96 MB; numpy writes it in 16 MB pieces
     tracemalloc.start()
     try:
         nn.save_parameters(params, os.devnull)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 24_000_000
+    assert peak < 48_000_000  # a piece or two, not the whole
+
+
+def test_a_failed_writer_sends_nothing_to_a_descriptor(tmp_path) -> None:
+    code = ("from contractnet.files import write_file\n"
+            "def fail(handle):\n    handle.write(b'half'); raise RuntimeError('stop')\n"
+            "try:\n    write_file('/dev/stdout', fail)\n"
+            "except RuntimeError:\n    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True,
+                         cwd=tmp_path, text=True).stdout
+    assert out == "refused\n"
 
 
 def test_a_descriptor_open_only_for_reading_is_no_output_stream(tmp_path) -> None:
@@ -198,7 +208,7 @@ def test_a_closed_standard_output_is_named(tmp_path) -> None:
             "except ValueError as exc:\n    sys.stderr.write(str(exc))\n")
     result = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
-    assert "names a file descriptor that is not open" in result.stderr
+    assert "names file descriptor 1, which is not open for writing" in result.stderr
     assert os.listdir(tmp_path) == []
 
 
@@ -209,6 +219,61 @@ def test_a_failure_opening_the_temporary_file_leaves_nothing(tmp_path, monkeypat
     with pytest.raises(MemoryError):
         write_file(tmp_path / "r.md", "text")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_descriptor_named_by_path_is_written_after_what_it_holds(tmp_path) -> None:
+    if not os.path.exists("/dev/fd"):
+        pytest.skip("no /dev/fd here")
+    log = tmp_path / "log.txt"
+    with open(log, "w") as handle:
+        handle.write("before\n")
+        handle.flush()
+        fd = handle.fileno()
+        code = (f"from contractnet.files import check_writable, write_file\n"
+                f"check_writable('/dev/fd/{fd}'); write_file('/dev/fd/{fd}', 'json\\n')\n")
+        subprocess.run([sys.executable, "-c", code], pass_fds=(fd,), check=True, cwd=tmp_path)
+        handle.write("after\n")
+    assert log.read_text() == "before\njson\nafter\n"
+    assert os.listdir(tmp_path) == ["log.txt"]
+
+
+def test_a_writer_that_seeks_back_works_on_a_pipe(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    code = ("import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+            "from contractnet.files import write_file\n"
+            "fig = plt.figure(figsize=(1, 1)); plt.plot([1, 2])\n"
+            "for fmt in ('tiff', 'pdf'):\n"
+            "    write_file('/dev/stdout', lambda h: fig.savefig(h, format=fmt))\n")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True,
+                         cwd=tmp_path).stdout
+    assert out[:4] in (b"II*\x00", b"MM\x00*") and b"%PDF-" in out and out.rstrip().endswith(
+        b"%%EOF")
+
+
+def test_a_removed_working_directory_or_a_socket_is_a_clear_refusal(tmp_path) -> None:
+    import socket
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    here = os.getcwd()
+    os.chdir(gone)
+    try:
+        os.rmdir(gone)
+        with pytest.raises(ValueError, match="cannot write 'r.json'"):
+            check_writable("r.json")
+    finally:
+        os.chdir(here)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "s.sock"))
+        with pytest.raises(ValueError, match="it is a socket"):
+            check_writable(tmp_path / "s.sock")
+
+
+def test_a_bytes_path_is_a_path_and_a_file_is_no_directory(tmp_path) -> None:
+    write_file(os.fsencode(tmp_path / "b.json"), "{}")
+    assert (tmp_path / "b.json").read_text() == "{}"
+    with pytest.raises(ValueError, match="b.json' is not a directory"):
+        check_writable(tmp_path / "b.json" / "x")
 
 
 def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:

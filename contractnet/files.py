@@ -7,12 +7,12 @@ names:
 
 - a symbolic link is followed: the file it points to is replaced, the link
   stays;
-- an open file descriptor named as one (``/dev/stdout``, ``/dev/fd/3``,
-  ``/proc/self/fd/3``), and the file that standard output or error is open
-  on, are written to that descriptor, after what Python's streams on it
-  hold.
-  It goes to the descriptor itself, so a capture of ``sys.stdout``
-  (``contextlib.redirect_stdout``, pytest's ``capsys``) does not see it;
+- a path naming an open file descriptor (``/dev/stdout``, ``/dev/fd/3``,
+  ``/proc/self/fd/3``), or naming the file that standard output or error
+  is open on, is written to that descriptor, after what Python's streams
+  on it hold.  It goes to the descriptor itself, so a capture of
+  ``sys.stdout`` (``contextlib.redirect_stdout``, pytest's ``capsys``)
+  does not see it;
 - any other existing non-regular file (``/dev/null``, a named pipe) is
   opened and written in place, never renamed over.
 
@@ -29,7 +29,6 @@ garbled.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -40,6 +39,11 @@ import stat
 import sys
 import tempfile
 from typing import IO, Callable
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 
 #: The temporary file's name: a random part, so no two writers share one.
 TEMPORARY_NAME = ".contractnet-{token}.tmp"
@@ -263,6 +267,8 @@ def _descriptor_named(path: str) -> int | None:
 
 def _open_for_writing(fd: int) -> bool:
     try:
+        if fcntl is None:  # where the access mode cannot be read: open is enough
+            return os.fstat(fd) is not None
         return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
     except OSError:  # closed
         return False

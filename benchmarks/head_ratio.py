@@ -143,8 +143,9 @@ def acceptance_table(args: argparse.Namespace) -> tuple[list[str], int]:
 
 
 def write_results(path: str, machine: list[str], acceptance: list[str]) -> None:
-    """RESULTS.md: the acceptance table, then ``contractnet bench all`` with a plot."""
-    folder = os.path.dirname(replaced_file(path) or os.path.abspath(path))
+    """RESULTS.md at ``path`` (a regular file, links followed): the acceptance
+    table, then ``contractnet bench all`` with a plot beside it."""
+    folder = os.path.dirname(path)
     with tempfile.TemporaryDirectory() as tmp:
         tables = os.path.join(tmp, "bench.md")
         status = cli.main(["bench", "all", "--preset", *RESULTS_PRESETS, "--best-of", "3",
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + "\n".join(acceptance))
     if args.results is not None:
         try:
-            write_results(args.results, machine, acceptance)
+            write_results(target, machine, acceptance)
         except (OSError, ValueError) as exc:
             print(f"head_ratio.py: cannot write the results: {exc}", file=sys.stderr)
             return 2

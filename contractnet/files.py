@@ -201,9 +201,6 @@ def _classify(path: str):
     if os.path.islink(target):
         raise ValueError(f"cannot write {path!r}: its symbolic links form a loop")
     directory = os.path.dirname(target)
-    if os.path.basename(directory) == "fd" and directory.startswith("/proc/"):
-        raise ValueError(f"cannot write {path!r}: it names a file descriptor that is "
-                         "not open")
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path!r}: {directory!r} does not exist")
     if os.path.isdir(target):
@@ -214,10 +211,10 @@ def _classify(path: str):
 def _may_replace(target: str) -> bool:
     """Whether this process may rename a file over ``target``: in a sticky
     directory (``/tmp``) only the owner of the file or of the directory can."""
-    if not os.path.exists(target) or os.geteuid() == 0:
+    uid = os.geteuid()
+    if not os.path.exists(target) or uid == 0:
         return True
     folder = os.stat(os.path.dirname(target))
-    uid = os.geteuid()
     return not folder.st_mode & stat.S_ISVTX or uid in (folder.st_uid, os.stat(target).st_uid)
 
 

@@ -16,6 +16,14 @@ import pytest
 from contractnet import files
 from contractnet.files import check_writable, json_text, write_file
 
+needs_dev_stdout = pytest.mark.skipif(not os.path.exists("/dev/stdout"),
+                                      reason="no /dev/stdout here")
+
+
+def run_python(code: str, cwd, **options) -> subprocess.CompletedProcess:
+    """``python -c code`` in a child process, in ``cwd``."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, **options)
+
 
 def test_a_file_is_replaced_whole_and_keeps_its_mode(tmp_path) -> None:
     path = tmp_path / "r.md"
@@ -91,33 +99,26 @@ def test_a_device_is_written_in_place_never_renamed_over(monkeypatch) -> None:
     assert not os.path.isfile(os.devnull)
 
 
+@needs_dev_stdout
 @pytest.mark.parametrize("redirect", ["file", "pipe"])
 def test_dev_stdout_is_written_through_the_stream_after_what_it_holds(tmp_path,
                                                                       redirect) -> None:
-    if not os.path.exists("/dev/stdout"):
-        pytest.skip("no /dev/stdout here")
     code = ("import sys; from contractnet.files import write_file, check_writable\n"
             "print('before', flush=False); check_writable('/dev/stdout')\n"
             "write_file('/dev/stdout', '{\"json\": 1}\\n'); print('after')\n")
     if redirect == "file":
         out = tmp_path / "out.txt"
         with open(out, "w") as handle:
-            subprocess.run([sys.executable, "-c", code], stdout=handle, check=True)
+            run_python(code, tmp_path, stdout=handle, check=True)
         text = out.read_text()
         assert os.listdir(tmp_path) == ["out.txt"]
     else:
-        text = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              check=True, text=True).stdout
+        text = run_python(code, tmp_path, stdout=subprocess.PIPE, check=True, text=True).stdout
     assert text == 'before\n{"json": 1}\nafter\n'
 
 
-def _run_python(code: str, stdout, tmp_path) -> None:
-    subprocess.run([sys.executable, "-c", code], stdout=stdout, check=True, cwd=tmp_path)
-
-
+@needs_dev_stdout
 def test_dev_stdout_is_fd_1_even_when_sys_stdout_is_redirected(tmp_path) -> None:
-    if not os.path.exists("/dev/stdout"):
-        pytest.skip("no /dev/stdout here")
     code = ("import contextlib, io, sys; from contractnet.files import write_file\n"
             "sys.__stdout__.write('before\\n')\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -125,18 +126,17 @@ def test_dev_stdout_is_fd_1_even_when_sys_stdout_is_redirected(tmp_path) -> None
             "print('after')\n")
     out = tmp_path / "out.txt"
     with open(out, "w") as handle:
-        _run_python(code, handle, tmp_path)
+        run_python(code, tmp_path, stdout=handle, check=True)
     assert out.read_text() == "before\nDATA\nafter\n"
 
 
+@needs_dev_stdout
 def test_an_archive_saved_to_stdout_appended_to_a_file_is_whole(tmp_path) -> None:
-    if not os.path.exists("/dev/stdout"):
-        pytest.skip("no /dev/stdout here")
     code = ("import numpy as np; from contractnet import nn\n"
             "nn.save_parameters({'w': np.arange(3.0), 'b': np.ones(2)}, '/dev/stdout')\n")
     out = tmp_path / "w.npz"
     with open(out, "ab") as handle:  # as '>>' opens it: every write goes to the end
-        _run_python(code, handle, tmp_path)
+        run_python(code, tmp_path, stdout=handle, check=True)
     from contractnet import nn
     back = nn.load_parameters(out)
     assert back["w"].tolist() == [0.0, 1.0, 2.0] and back["b"].tolist() == [1.0, 1.0]
@@ -184,30 +184,26 @@ def test_a_failed_writer_sends_nothing_to_a_descriptor(tmp_path) -> None:
             "def fail(handle):\n    handle.write(b'half'); raise RuntimeError('stop')\n"
             "try:\n    write_file('/dev/stdout', fail)\n"
             "except RuntimeError:\n    print('refused')\n")
-    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True,
-                         cwd=tmp_path, text=True).stdout
+    out = run_python(code, tmp_path, stdout=subprocess.PIPE, check=True, text=True).stdout
     assert out == "refused\n"
 
 
 def test_a_descriptor_open_only_for_reading_is_no_output_stream(tmp_path) -> None:
     code = ("from contractnet.files import check_writable, write_file\n"
             "check_writable('/dev/null'); write_file('/dev/null', 'x'); print('ok')\n")
-    result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            pass_fds=(), stdin=subprocess.DEVNULL, cwd=tmp_path,
-                            stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: os.dup2(os.open(os.devnull, os.O_RDONLY), 2))
+    result = run_python(code, tmp_path, stdout=subprocess.PIPE, text=True,
+                        stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                        preexec_fn=lambda: os.dup2(os.open(os.devnull, os.O_RDONLY), 2))
     assert result.stdout == "ok\n" and result.returncode == 0
 
 
+@needs_dev_stdout
 def test_a_closed_standard_output_is_named(tmp_path) -> None:
-    if not os.path.exists("/dev/stdout"):
-        pytest.skip("no /dev/stdout here")
     code = ("import os, sys; from contractnet.files import write_file\n"
             "os.close(1)\n"
             "try:\n    write_file('/dev/stdout', 'x')\n"
             "except ValueError as exc:\n    sys.stderr.write(str(exc))\n")
-    result = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+    result = run_python(code, tmp_path, stderr=subprocess.PIPE, text=True)
     assert "names file descriptor 1, which is not open for writing" in result.stderr
     assert os.listdir(tmp_path) == []
 
@@ -221,9 +217,8 @@ def test_a_failure_opening_the_temporary_file_leaves_nothing(tmp_path, monkeypat
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/fd"), reason="no /dev/fd here")
 def test_a_descriptor_named_by_path_is_written_after_what_it_holds(tmp_path) -> None:
-    if not os.path.exists("/dev/fd"):
-        pytest.skip("no /dev/fd here")
     log = tmp_path / "log.txt"
     with open(log, "w") as handle:
         handle.write("before\n")
@@ -231,7 +226,7 @@ def test_a_descriptor_named_by_path_is_written_after_what_it_holds(tmp_path) -> 
         fd = handle.fileno()
         code = (f"from contractnet.files import check_writable, write_file\n"
                 f"check_writable('/dev/fd/{fd}'); write_file('/dev/fd/{fd}', 'json\\n')\n")
-        subprocess.run([sys.executable, "-c", code], pass_fds=(fd,), check=True, cwd=tmp_path)
+        run_python(code, tmp_path, pass_fds=(fd,), check=True)
         handle.write("after\n")
     assert log.read_text() == "before\njson\nafter\n"
     assert os.listdir(tmp_path) == ["log.txt"]
@@ -245,8 +240,7 @@ def test_a_writer_that_seeks_back_works_on_a_pipe(tmp_path) -> None:
             "fig = plt.figure(figsize=(1, 1)); plt.plot([1, 2])\n"
             "for fmt in ('tiff', 'pdf'):\n"
             "    write_file('/dev/stdout', lambda h: fig.savefig(h, format=fmt))\n")
-    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True,
-                         cwd=tmp_path).stdout
+    out = run_python(code, tmp_path, stdout=subprocess.PIPE, check=True).stdout
     assert out[:4] in (b"II*\x00", b"MM\x00*") and b"%PDF-" in out and out.rstrip().endswith(
         b"%%EOF")
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .budget import check_allocation
 from .engine import mean_scale
 from .trace import Traced, primitive, value_of
 
@@ -81,10 +82,17 @@ def tanh(a: Array) -> np.ndarray:
 
 @primitive
 def sigmoid(a: Array) -> np.ndarray:
-    """Elementwise logistic function ``1 / (1 + exp(-a))``, without overflow."""
+    """Elementwise logistic function ``1 / (1 + exp(-a))``, without overflow
+    and to full relative precision on both sides of 0 (far below 0 it is
+    ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1)."""
     a = np.asarray(a)
-    half = np.asarray(0.5, dtype=a.dtype if a.dtype.kind == "f" else np.float64)
-    return half * (np.tanh(half * a) + 1)
+    if a.dtype.kind == "c":
+        return 1 / (1 + np.exp(-a))
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    small = np.exp(-np.abs(a))  # exp(-|a|) <= 1: never overflows
+    big = 1 / (1 + small)
+    return np.where(a >= 0, big, small * big)
 
 
 @primitive
@@ -113,9 +121,12 @@ def where(cond: Array, a: Array, b: Array):
 
 @primitive
 def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Sum over ``axis`` (all axes by default), keeping the dtype."""
+    """Sum over ``axis`` (all axes by default), in the dtype of a floating
+    ``a``; bools and integers sum as :func:`numpy.sum` does, in at least the
+    platform integer (a sum of bools counts them, int8 does not wrap at 127)."""
     a = np.asarray(a)
-    return np.sum(a, axis=_axis(axis), keepdims=keepdims, dtype=a.dtype)
+    return np.sum(a, axis=_axis(axis), keepdims=keepdims,
+                  dtype=a.dtype if a.dtype.kind in "fc" else None)
 
 
 def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
@@ -128,9 +139,9 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
     if (a.dtype if isinstance(a, Traced) else np.asarray(a).dtype).kind in "biu":
         a = astype(a, np.float64)  # (a traced integer comes from cn.astype)
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
+    total = sum(a, axis, keepdims)  # first: numpy checks the axes (an AxisError)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
     count = int(np.prod([shape[i] for i in axes]))
-    total = sum(a, axis, keepdims)
     return multiply(total, mean_scale(count, total.dtype))
 
 
@@ -170,14 +181,27 @@ def pad(a: Array, pad_width) -> np.ndarray:
     Raises
     ------
     ValueError
-        For negative widths or a ``pad_width`` that does not fit ``a``.
+        For widths that are not integers or are negative, or a ``pad_width``
+        that does not fit ``a``.
+    MemoryBudgetError
+        When the padded array would exceed the memory budget.
     """
     a = np.asarray(a)
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2)).tolist()
+    given = np.asarray(pad_width)
+    if given.dtype.kind not in "iu" or given.size == 0:  # numpy.pad refuses 1.5, not we alone
+        raise ValueError(f"pad widths must be integers, got {pad_width!r}")
+    try:
+        widths = np.broadcast_to(given, (a.ndim, 2)).tolist()
+    except ValueError:
+        raise ValueError(f"pad widths {given.tolist()} do not fit an array of "
+                         f"{a.ndim} dimension(s): give one (before, after) pair per axis, "
+                         f"one pair for all, or one width") from None
     if any(lo < 0 or hi < 0 for lo, hi in widths):
-        raise ValueError(f"pad widths must be >= 0, got {np.asarray(pad_width).tolist()}")
+        raise ValueError(f"pad widths must be >= 0, got {given.tolist()}")
+    shape = [n + lo + hi for n, (lo, hi) in zip(a.shape, widths)]
+    check_allocation(shape, a.dtype, "the padded array")
     # zeros and one slice assignment: np.pad's general machinery costs ~10x more on small arrays
-    out = np.zeros([n + lo + hi for n, (lo, hi) in zip(a.shape, widths)], dtype=a.dtype)
+    out = np.zeros(shape, dtype=a.dtype)
     out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(a.shape, widths))] = a
     return out
 

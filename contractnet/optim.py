@@ -42,6 +42,7 @@ class Optimizer:
                                  f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
             if not p.flags.writeable:
                 raise ValueError(f"parameter {name!r} is read-only; it cannot be updated in place")
+        _refuse_shared_memory(params)
         self.params = dict(params)
         self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.params}
         self.steps = 0
@@ -73,6 +74,9 @@ class Optimizer:
         checked = {}
         for name, p in self.params.items():
             g = np.asarray(getattr(grads[name], "value", grads[name]))
+            if g.dtype.kind not in "biuf":  # complex, objects, strings, times: no real step
+                raise ValueError(f"gradient {name!r} has dtype {g.dtype}; a parameter of "
+                                 f"dtype {p.dtype} needs a real-valued gradient")
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name!r} has shape {g.shape} "
                                  f"but the parameter has {p.shape}")
@@ -84,6 +88,18 @@ class Optimizer:
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
+
+
+def _refuse_shared_memory(params: Mapping[str, np.ndarray]) -> None:
+    """Two names for memory that overlaps would be updated twice per step
+    (and keep two sets of moments): a tied parameter is registered once."""
+    names = list(params)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = params[first], params[second]
+            if np.may_share_memory(a, b) and np.shares_memory(a, b):
+                raise ValueError(f"parameters {first!r} and {second!r} share memory; each step "
+                                 f"would update it twice: register a tied parameter once")
 
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,

@@ -2,6 +2,8 @@
 differences for windows and max, and the rules of vjp/grad themselves."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -371,11 +373,39 @@ def test_unused_primal_gets_zero_gradient():
 def test_integer_primals_are_refused(dtype):
     x = np.ones(3, dtype=dtype)
     fn = lambda a: cn.einsum("i->", a)  # noqa: E731
-    message = rf"primal 0 has dtype {np.dtype(dtype)}.*floating"
-    for call in (lambda: cn.vjp(fn, x), lambda: cn.grad(fn)(x),
-                 lambda: cn.value_and_grad(fn)(x), lambda: cn.check_grads(fn, x)):
-        with pytest.raises((TypeError, ValueError), match=message):
+    for name, call in (("primal 0", lambda: cn.vjp(fn, x)),
+                       ("argument 0", lambda: cn.grad(fn)(x)),
+                       ("argument 0", lambda: cn.value_and_grad(fn)(x)),
+                       ("primal 0", lambda: cn.check_grads(fn, x))):
+        with pytest.raises(cn.DtypeError, match=rf"{name} has dtype {np.dtype(dtype)}.*floating"):
             call()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda f: cn.grad(f, argnums=1)(np.ones(3), np.arange(3)), r"argument 1 has"),
+    (lambda f: cn.grad(f, argnums=(0, -1))(np.ones(3), np.arange(3)), r"argument 1 has"),
+    (lambda f: cn.vjp(f, np.ones(3), np.arange(3)), r"primal 1 has"),
+    (lambda f: cn.check_grads(f, np.ones(3), np.arange(3)), r"primal 1 has"),
+], ids=["grad", "grad-negative", "vjp", "check_grads"])
+def test_an_integer_primal_is_named_by_its_own_position(call, name):
+    with pytest.raises(cn.DtypeError, match=name):
+        call(lambda a, b: cn.sum(a * b))
+
+
+def test_an_integer_leaf_is_named_by_its_keys():
+    params = {"w": np.ones(3), "b": [np.ones(2), np.arange(2)]}
+    loss = lambda p: cn.sum(p["w"]) + cn.sum(p["b"][1])  # noqa: E731
+    with pytest.raises(cn.DtypeError, match=r"argument 0\['b'\]\[1\] has dtype int64"):
+        cn.grad(loss)(params)
+    with pytest.raises(cn.DtypeError, match=r"primal 0\['b'\]\[1\] has dtype int64"):
+        cn.vjp(loss, params)
+
+
+def test_an_integer_primal_inside_the_function_is_not_renamed():
+    """grad names its own arguments only: a vjp inside the function keeps its message."""
+    inner = lambda x: cn.sum(x) + cn.sum(cn.vjp(cn.sum, np.arange(2))[0])  # noqa: E731
+    with pytest.raises(cn.DtypeError, match=r"^primal 0 has dtype int64"):
+        cn.grad(inner)(np.ones(2))
 
 
 def test_vjp_accepts_nested_primals():
@@ -443,6 +473,58 @@ def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
     monkeypatch.setitem(autodiff.VJP_RULES, ops.exp, lambda n, g, y, a: wrong(g, y))
     with pytest.raises(AssertionError, match="finite difference"):
         cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
+
+
+def test_check_grads_passes_a_correct_function_of_large_inputs():
+    """The step grows with the primal: at 1e6 a fixed step of 1e-6 is lost in rounding."""
+    cn.check_grads(lambda a: a * a, np.array([1e6, 2e6, 3e6]))
+    cn.check_grads(lambda a: cn.sum(cn.exp(a / 1e7)), np.array([-4e7, 1e7]))
+
+
+def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):
+    from contractnet import autodiff, ops
+    fn = lambda a: 1e-9 * cn.sum(a * a)  # noqa: E731
+    cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.sum,
+                        lambda n, g, y, x, axis=None, keepdims=False: np.zeros(np.shape(x)))
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
+
+
+def test_check_grads_catches_a_gradient_wrong_only_in_float32(monkeypatch):
+    from contractnet import autodiff, ops
+    right = autodiff.VJP_RULES[ops.tanh]
+
+    def wrong_in_float32(n, g, y, a):
+        grad = right(n, g, y, a)
+        return grad * 1.5 if np.asarray(y).dtype == np.float32 else grad
+    x = np.array([0.5, -0.25], np.float32)
+    cn.check_grads(cn.tanh, x)
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, wrong_in_float32)
+    cn.check_grads(cn.tanh, x.astype(np.float64))  # float64 alone cannot see it
+    with pytest.raises(AssertionError, match="own dtypes disagrees"):
+        cn.check_grads(cn.tanh, x)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"trials": 0}, "trials must be a positive integer, got 0"),
+    ({"trials": 2.0}, "trials must be a positive integer"),
+    ({"trials": True}, "trials must be a positive integer"),
+    ({"eps": 0}, "eps must be a positive finite number, got 0"),
+    ({"eps": float("nan")}, "eps must be a positive finite number"),
+    ({"rtol": -1}, "rtol must be a non-negative finite number, got -1"),
+    ({"atol": "1e-8"}, "atol must be a non-negative finite number"),
+], ids=str)
+def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cn.check_grads(lambda a: cn.sum(a * a), np.ones(3), **kwargs)
+
+
+def test_a_complex_cotangent_for_a_real_output_is_refused():
+    out, vjp_fn = cn.vjp(lambda a: a * 2.0, np.ones(3))
+    with pytest.raises(ValueError, match="complex128 but the output is real"):
+        vjp_fn(np.full(3, 1j))
+    np.testing.assert_array_equal(vjp_fn(np.ones(3, np.float32))[0], np.full(3, 2.0))
 
 
 def test_vjp_output_is_read_only_where_a_rule_reads_it_again():

@@ -155,6 +155,42 @@ def test_sigmoid_does_not_overflow():
     assert np.all(np.isfinite(g))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_keeps_its_relative_precision_far_below_zero(dtype):
+    x = np.array([-80.0, -40.0, -17.0, -9.0, -1.0, 0.0, 1.0, 9.0, 40.0], dtype)
+    exact = 1 / (1 + np.exp(-x.astype(np.longdouble)))
+    got = cn.sigmoid(x)
+    assert got.dtype == dtype
+    tiny = np.finfo(dtype).tiny  # below it float32 has no relative precision left
+    np.testing.assert_allclose(got[exact > tiny], exact[exact > tiny].astype(dtype),
+                               rtol=4 * np.finfo(dtype).eps)
+    g = cn.grad(lambda a: cn.sum(cn.log(cn.sigmoid(a))))(np.array([-40.0, -20.0]))
+    np.testing.assert_allclose(g, [1.0, 1.0])  # d log(sigmoid(a)) = 1 - sigmoid(a)
+
+
+def test_sigmoid_of_integers_bools_and_complex_numbers():
+    np.testing.assert_allclose(cn.sigmoid(np.array([True, False])), [1 / (1 + np.exp(-1)), 0.5])
+    assert cn.sigmoid(np.int8(3)).dtype == np.float64
+    z = np.array([1 + 1j, -2 - 0.5j])
+    np.testing.assert_allclose(cn.sigmoid(z), 1 / (1 + np.exp(-z)))
+
+
+@pytest.mark.parametrize("x", [np.array([True, True, True]), np.full(4, 200, np.uint8),
+                               np.array([2**31 - 1, 1], np.int32), np.full((2, 3), 100, np.int8)],
+                         ids=lambda x: str(x.dtype))
+def test_sum_of_bools_and_small_integers_is_numpys(x):
+    for axis in (None, 0):
+        got, want = cn.sum(x, axis), np.sum(x, axis=axis)
+        np.testing.assert_array_equal(got, want)
+        assert np.asarray(got).dtype == want.dtype
+
+
+def test_mean_refuses_an_axis_out_of_range_as_numpy_does():
+    with pytest.raises(np.exceptions.AxisError, match="axis 5 is out of bounds"):
+        cn.mean(np.ones((2, 3)), axis=5)
+    assert issubclass(np.exceptions.AxisError, ValueError)
+
+
 def test_where_with_broadcasting_and_no_gradient_for_the_condition():
     rng = _rng()
     cond = rng.standard_normal((2, 3)) > 0
@@ -240,6 +276,23 @@ def test_pad_matches_numpy_in_dtype_and_layout(shape, pad_width):
     got, want = cn.pad(x, pad_width), np.pad(x, pad_width)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("pad_width, message", [
+    (1.5, "pad widths must be integers, got 1.5"), (-0.5, "must be integers"),
+    (None, "must be integers"), ([], "must be integers"),
+    ([1, 2, 3], r"pad widths \[1, 2, 3\] do not fit an array of 2 dimension"),
+], ids=str)
+def test_pad_refuses_widths_numpy_refuses(pad_width, message):
+    with pytest.raises(ValueError, match=message):
+        cn.pad(np.ones((2, 2)), pad_width)
+
+
+def test_pad_checks_the_memory_budget_before_allocating():
+    with pytest.raises(cn.MemoryBudgetError, match="the padded array of shape"):
+        cn.pad(np.ones((1, 4, 4, 1)), 10**9)
+    with pytest.raises(cn.MemoryBudgetError, match="padded array"):
+        cn.conv2d(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)), padding=10**6)
 
 
 def test_pad_refuses_negative_widths():

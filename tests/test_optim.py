@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -79,11 +80,25 @@ def test_step_checks_everything_before_changing_anything(make):
         opt.step({"a": np.ones(2), "b": np.ones(2)})
     with pytest.raises(ValueError, match="must be a dict"):
         opt.step([np.ones(2), np.ones(3)])
+    for bad in (np.array([None] * 3), np.array(["2020-01-01"] * 3, "M8[D]"),
+                np.array(["a", "b", "c"]), np.full(3, 1j)):
+        with pytest.raises(ValueError, match=re.escape(f"gradient 'b' has dtype {bad.dtype}")):
+            opt.step({"a": np.ones(2), "b": bad})
     p["b"].flags.writeable = False  # after the optimizer was built
     with pytest.raises(ValueError, match="'b' has become read-only"):
         opt.step({"a": np.ones(2), "b": np.ones(3)})
     np.testing.assert_array_equal(p["a"], np.ones(2))
+    np.testing.assert_array_equal(p["b"], np.ones(3))
     assert opt.steps == 0
+
+
+def test_a_parameter_registered_twice_is_refused():
+    x = np.ones(4)
+    with pytest.raises(ValueError, match="parameters 'a' and 'b' share memory"):
+        optim.SGD({"a": x, "b": x}, lr=0.1)
+    with pytest.raises(ValueError, match="parameters 'a' and 'c' share memory"):
+        optim.Adam({"a": x[:3], "b": np.ones(2), "c": x[2:]})
+    optim.SGD({"even": x[::2], "odd": x[1::2]}, lr=0.1)  # interleaved, disjoint: fine
 
 
 @pytest.mark.parametrize("make, match", [

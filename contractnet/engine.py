@@ -174,7 +174,8 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
         if reduce == "max":
             view = view.max(axis=axes)
         else:
-            view = view.sum(axis=axes, dtype=view.dtype)
+            # einsum sums in its operand's dtype (numpy's reductions take no byte order)
+            view = view.sum(axis=axes, dtype=view.dtype.newbyteorder("="))
         names = kept
     return view.transpose([names.index(n) for n in target])
 

@@ -121,12 +121,10 @@ def where(cond: Array, a: Array, b: Array):
 
 @primitive
 def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Sum over ``axis`` (all axes by default), in the dtype of a floating
-    ``a``; bools and integers sum as :func:`numpy.sum` does, in at least the
+    """Sum over ``axis`` (all axes by default) as :func:`numpy.sum` sums: in
+    the dtype of a floating ``a``, and bools and integers in at least the
     platform integer (a sum of bools counts them, int8 does not wrap at 127)."""
-    a = np.asarray(a)
-    return np.sum(a, axis=_axis(axis), keepdims=keepdims,
-                  dtype=a.dtype if a.dtype.kind in "fc" else None)
+    return np.sum(np.asarray(a), axis=_axis(axis), keepdims=keepdims)
 
 
 def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):

@@ -39,14 +39,17 @@ class PairPlan:
     einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
 
 
+#: The index names numpy.einsum takes.
+EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def _ascii_equation(terms: Sequence[str], out: str) -> str:
     """numpy.einsum only takes ASCII letters; rename the indices in order."""
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     names = list(dict.fromkeys("".join(terms) + out))
-    if len(names) > len(letters):
-        raise SpecError(f"a pairwise contraction uses {len(names)} indices; at most "
-                        f"{len(letters)} are supported")
-    table = {n: letters[i] for i, n in enumerate(names)}
+    if len(names) > len(EINSUM_LETTERS):
+        raise SpecError(f"a pairwise contraction uses {len(names)} indices; numpy.einsum "
+                        f"names at most {len(EINSUM_LETTERS)}")
+    table = {n: EINSUM_LETTERS[i] for i, n in enumerate(names)}
     tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
     return ",".join(tr(t) for t in terms) + "->" + tr(out)
 
@@ -102,7 +105,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                                    < _inversions(batch + left + right, prefer))
     result = "".join(batch + (right + left if flip else left + right))
     eq = None
-    if bt > 1 and m * n_ * k < 512:  # tiny products: numpy.einsum writes any order
+    # tiny products: numpy.einsum writes any order (it names at most 52 indices)
+    if bt > 1 and m * n_ * k < 512 and len(size) <= len(EINSUM_LETTERS):
         if prefer is not None:
             result = "".join(sorted(result, key=prefer.index))
         eq, flip = _ascii_equation([a2, b2], result), False

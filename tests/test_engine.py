@@ -708,3 +708,30 @@ def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, mon
     clear_bind_cache()
     for got, want in zip(fast, general):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("spec", ["ij->j", "ij->", "ii->", "ij->i", "ij,k->k", "ij,ij->i",
+                                  "ij,j,k->k"])
+def test_big_endian_operands_run_as_numpy_runs_them(spec):
+    """numpy's reductions refuse a byte order in their dtype; einsum does not."""
+    rng = np.random.default_rng(0)
+    shapes = {"i": 3, "j": 3, "k": 2}
+    operands = [rng.standard_normal([shapes[n] for n in term]).astype(">f8")
+                for term in spec.split("->")[0].split(",")]
+    np.testing.assert_allclose(cn.einsum(spec, *operands), np.einsum(spec, *operands))
+    grads = cn.grad(lambda *ops: cn.sum(cn.einsum(spec, *ops)),
+                    argnums=tuple(range(len(operands))))(*operands)
+    for g, x in zip(grads, operands):
+        assert g.dtype == x.dtype and g.shape == x.shape
+
+
+def test_more_axes_than_numpy_einsum_has_letters():
+    """A tiny batched product over 54 axes (numpy.einsum names 52) runs as a GEMM."""
+    shape = (2,) * 4 + (1,) * 50
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(shape), rng.standard_normal(shape)
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("...,...->...", a, b), x, y)
+    np.testing.assert_allclose(out, x * y)
+    dx, dy = vjp_fn(np.ones(shape))
+    np.testing.assert_allclose(dx, y)
+    np.testing.assert_allclose(dy, x)

@@ -176,9 +176,10 @@ def test_sigmoid_of_integers_bools_and_complex_numbers():
 
 
 @pytest.mark.parametrize("x", [np.array([True, True, True]), np.full(4, 200, np.uint8),
-                               np.array([2**31 - 1, 1], np.int32), np.full((2, 3), 100, np.int8)],
-                         ids=lambda x: str(x.dtype))
-def test_sum_of_bools_and_small_integers_is_numpys(x):
+                               np.array([2**31 - 1, 1], np.int32), np.full((2, 3), 100, np.int8),
+                               np.arange(6.0).reshape(2, 3).astype(">f8")],
+                         ids=lambda x: x.dtype.str)
+def test_sum_of_bools_small_integers_and_big_endian_floats_is_numpys(x):
     for axis in (None, 0):
         got, want = cn.sum(x, axis), np.sum(x, axis=axis)
         np.testing.assert_array_equal(got, want)

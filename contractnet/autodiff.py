@@ -500,7 +500,7 @@ def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
         if isinstance(n, bool) or not hasattr(n, "__index__"):
             raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
         return operator.index(n)
-    if hasattr(argnums, "__index__") and not isinstance(argnums, bool):
+    if hasattr(argnums, "__index__") and not isinstance(argnums, (bool, np.ndarray)):
         return True, (operator.index(argnums),)
     if isinstance(argnums, bool) or not isinstance(argnums, (tuple, list)) or not argnums:
         raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")

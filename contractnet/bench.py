@@ -107,7 +107,7 @@ def _peers(values: list[str] | None) -> set[str]:
     if values is None:
         return set(PEERS)
     chosen: set[str] = set()
-    for name in split_names(values):
+    for name in split_names(values, "--peers"):
         if name == "all":
             chosen |= set(PEERS)
         elif name != "none":
@@ -137,7 +137,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
         plot_format(args.plot)
     lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
     kinds = {None: ["head"], "all": list(KINDS)}.get(args.kind, [args.kind])
-    presets, shapes = split_names(args.preset), list(args.shape)
+    presets, shapes = split_names(args.preset, "--preset"), list(args.shape)
     plan = [(kind, select_shapes(kind, presets, shapes)) for kind in kinds]
     if not any(cases for _, cases in plan):
         raise ValueError(f"no shape fits 'bench {args.kind or 'head'}': give a "

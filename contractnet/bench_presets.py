@@ -192,15 +192,25 @@ def _conv_shape(text: str, values: list[int]) -> ConvShape:
     return shape
 
 
-def split_names(values: list[str] | None) -> list[str]:
-    """Flatten repeated and comma-separated option values, keeping order.
+def split_names(values: list[str] | None, option: str) -> list[str]:
+    """Flatten repeated and comma-separated values of ``option``, keeping order.
 
-    >>> split_names(["lenet,digits", "vgg-head"])
+    >>> split_names(["lenet,digits", "vgg-head"], "--preset")
     ['lenet', 'digits', 'vgg-head']
+
+    Raises
+    ------
+    ValueError
+        For an empty name (``--preset ","``, ``--preset "lenet,"``): no
+        option value is quietly dropped.
     """
     names: list[str] = []
     for value in values or []:
-        names.extend(v.strip() for v in value.split(",") if v.strip())
+        parts = [v.strip() for v in value.split(",")]
+        if not all(parts):
+            raise ValueError(f"{option} {value!r} has an empty name; give names separated "
+                             "by commas")
+        names.extend(parts)
     return names
 
 

@@ -36,10 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
+    if chosen == "explain":  # a spec such as "->" would read as an option; a space
+        argv = [" " + a if a.startswith("->") else a for a in argv]  # is no change to it
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
+        parser.error(f"a command is required: {', '.join(SUBCOMMANDS)}")
     try:
         return int(importlib.import_module(args.module).run(args) or 0)
     except ValueError as exc:  # bad specs, shapes and parameters: no traceback

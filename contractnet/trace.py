@@ -7,6 +7,7 @@ nodes backwards with one table of vjp rules.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Callable
 
@@ -46,8 +47,8 @@ class Primitive:
     def __init__(self, fn: Callable, name: str | None = None):
         self.fn = fn
         self.name = name or fn.__name__
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
+        # read as the function it wraps (help(), doctest's search of its module)
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -151,6 +152,11 @@ class Traced:
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+
+
+def array_or_traced(x: Any) -> Any:
+    """``x`` itself when traced, else ``x`` as an ndarray (a list, a scalar)."""
+    return x if type(x) is Traced else np.asarray(x)
 
 
 def value_of(x: Any) -> Any:

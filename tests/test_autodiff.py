@@ -801,3 +801,9 @@ def test_vjp_takes_a_nested_primal_after_a_plain_array():
     assert set(gp) == {"w"}
     assert_close(gx, dy @ w.T)
     assert_close(gp["w"], x.T @ dy)
+
+
+def test_a_primitive_reads_as_the_function_it_wraps():
+    """help() and doctest's search of contractnet.ops find the function's own name and module."""
+    assert cn.exp.__module__ == "contractnet.ops" and cn.exp.__name__ == "exp"
+    assert cn.astype.__doc__ and ">>>" in cn.astype.__doc__

@@ -46,6 +46,20 @@ def test_cli_reads_python_tuples_as_shapes(capsys):
     assert "operand 0 'i'  shape (3,)" in capsys.readouterr().out
 
 
+def test_cli_reads_a_spec_that_starts_like_an_option(capsys):
+    assert main(["explain", "->", "--shapes", "()"]) == 0
+    out = capsys.readouterr().out
+    assert "operand 0 ''  shape ()" in out and "d operand 0: ->" in out
+
+
+def test_cli_without_a_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "a command is required: bench, explain, train" in captured.err and not captured.out
+
+
 def test_cli_prints_the_explanation(capsys):
     assert main(["explain", "ij,jk->ik", "--shapes", "2x3", "3x4"]) == 0
     assert "d operand 0: ik,jk->ij" in capsys.readouterr().out

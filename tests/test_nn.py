@@ -634,12 +634,59 @@ def test_einsum_layer_without_bias_accepts_any_output_layout():
     assert layer(np.ones((2, 3), np.float32)).shape == (4, 2)
 
 
-def test_refused_layer_leaves_the_generator_untouched():
+@pytest.mark.parametrize("make, error", [
+    (lambda g: cn.nn.Einsum("bi,ik->bkk", sizes={"i": 3, "k": 4}, bias=True, rng=g),
+     cn.SpecError),
+    (lambda g: cn.nn.Einsum("bi,ik->bk", sizes={"i": 3, "k": 4}, weight_names=("w.1",), rng=g),
+     ValueError),
+    # the second weight is over the budget: the first must not be drawn either
+    (lambda g: cn.nn.Einsum("bi,ir,rk->bk", sizes={"i": 3, "r": 2, "k": 10**12}, rng=g),
+     cn.MemoryBudgetError),
+], ids=["spec", "weight-name", "budget"])
+def test_refused_layer_leaves_the_generator_untouched(make, error):
     g = np.random.default_rng(0)
     state = g.bit_generator.state
-    with pytest.raises(cn.SpecError):
-        cn.nn.Einsum("bi,ik->bkk", sizes={"i": 3, "k": 4}, bias=True, rng=g)
+    with pytest.raises(error):
+        make(g)
     assert g.bit_generator.state == state
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"inputs": 1.5}, "inputs must be distinct operand positions"),
+    ({"inputs": None}, "got None"),
+    ({"inputs": True}, "got True"),
+    ({"inputs": (0, True)}, r"got \(0, True\)"),
+    ({"weight_names": (3,)}, r"weight_names must be 1 distinct names .* got \(3,\)"),
+    ({"weight_names": ("",)}, "non-empty strings"),
+], ids=str)
+def test_einsum_layer_refuses_wrongly_typed_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cn.nn.Einsum("bi,ik->bk", sizes={"i": 3, "k": 4}, **kwargs)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: nn.ContractHead(4, 10), "in_shape must be three positive ints"),
+    (lambda: nn.contraction_weight(np.ones((48, 10)), 8), "in_shape must be three"),
+    (lambda: nn.FlattenDense((4, 4, 3), 10, layout=[]), r"unknown layout \[\]"),
+    (lambda: nn.flat_weight(np.ones((4, 4, 3, 10)), ["NHWC"]), "unknown layout"),
+    (lambda: nn.save_parameters([np.ones(2)], "unused.npz"), "params must be a dict"),
+    (lambda: cn.grad(lambda a: cn.sum(a), argnums=np.array([0]))(np.ones(2)), "argnums"),
+], ids=["head", "contraction_weight", "layout", "flat_weight", "save", "argnums"])
+def test_wrongly_typed_arguments_are_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_heads_and_losses_take_array_likes():
+    head = nn.ContractHead((1, 1, 2), 3, rng=0)
+    x = [[[[1.0, 2.0]]]]
+    np.testing.assert_allclose(head(x), head(np.array(x, np.float32)))
+    np.testing.assert_allclose(nn.flatten_activation(x), [[1.0, 2.0]])
+    assert float(nn.mse([1.0, 2.0], [1.0, 1.0])) == 0.5
+    np.testing.assert_allclose(float(nn.softmax_cross_entropy([[0.0, 0.0]], [1])), np.log(2))
+    assert nn.accuracy([[0.1, 0.9]], [1]) == 1.0
+    with pytest.raises(ValueError, match=r"expects input \(B, 1, 1, 2\), got shape \(1, 1, 2\)"):
+        head([[[1.0, 2.0]]])
 
 
 @pytest.mark.parametrize("kwargs, spec", [

@@ -26,6 +26,7 @@ import numpy as np
 
 import contractnet as cn
 
+from ..trace import Traced
 from .layers import DType, RNG, Einsum, positive_int
 from .module import Module, Params
 from .weights import check_in_shape, check_layout, contraction_weight, flatten_activation
@@ -33,10 +34,11 @@ from .weights import check_in_shape, check_layout, contraction_weight, flatten_a
 
 def check_input(head: Module, x: Any) -> None:
     """Raise ValueError unless ``x`` is ``(B, *head.in_shape)``."""
-    if len(x.shape) != 4 or tuple(x.shape[1:]) != head.in_shape:
+    shape = x.shape if isinstance(x, Traced) else np.shape(x)
+    if len(shape) != 4 or tuple(shape[1:]) != head.in_shape:
         dims = ", ".join(str(n) for n in head.in_shape)
         raise ValueError(f"{type(head).__name__} expects input (B, {dims}), "
-                         f"got shape {tuple(x.shape)}")
+                         f"got shape {tuple(shape)}")
 
 
 class _Head(Einsum):

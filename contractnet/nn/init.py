@@ -146,6 +146,8 @@ def spec_weights(spec: Spec, sizes: Mapping[str, int], scheme: str, *,
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {SCHEMES}")
     fan_in, fan_out, terms = spec_fans(spec, sizes)
     shapes = [tuple(sizes[i] for i in term.indices()) for term in spec.inputs[1:]]
+    for shape in shapes:  # all before the first draw: a refusal leaves ``rng`` untouched
+        check_allocation(shape, dtype, "a weight")
     if len(shapes) == 1 and scheme == "glorot":
         return [glorot_uniform(shapes[0], fan_in, fan_out, rng=rng, dtype=dtype)]
     if len(shapes) == 1:

@@ -127,10 +127,12 @@ def _term_start(spec: Spec, operand: int) -> int:
 
 def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
     """Check ``inputs``: distinct operand positions, leaving at least one weight."""
-    positions = (inputs,) if isinstance(inputs, (int, np.integer)) else tuple(inputs)
+    positions = (inputs if isinstance(inputs, (list, tuple))
+                 else (inputs,) if isinstance(inputs, (int, np.integer)) else ())
     n = len(spec.inputs)
     if (not positions or len(set(positions)) != len(positions)
-            or not all(isinstance(i, (int, np.integer)) and 0 <= i < n for i in positions)):
+            or not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+                       and 0 <= i < n for i in positions)):
         raise ValueError(f"inputs must be distinct operand positions of '{spec}' "
                          f"(0 to {n - 1}), got {inputs!r}")
     if len(positions) >= n:
@@ -174,10 +176,11 @@ def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str
 def _weight_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
     if names is None:
         return ("weight",) if count == 1 else tuple(f"weight{i}" for i in range(1, count + 1))
-    names = tuple(names)
-    if len(names) != count or len(set(names)) != count or "bias" in names:
-        raise ValueError(f"weight_names must be {count} distinct names other than 'bias', "
-                         f"got {names}")
+    names = tuple(names) if isinstance(names, (list, tuple)) else (names,)
+    if (len(names) != count or not all(isinstance(n, str) and n and "." not in n for n in names)
+            or len(set(names)) != count or "bias" in names):
+        raise ValueError(f"weight_names must be {count} distinct names (non-empty strings "
+                         f"without '.') other than 'bias', got {names!r}")
     return names
 
 

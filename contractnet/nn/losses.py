@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 import contractnet as cn
+from ..trace import array_or_traced
 
 
 def _labels(logits: Any, labels: Any) -> np.ndarray:
@@ -52,6 +53,7 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     >>> round(float(loss), 4) == round(float(np.log(4)), 4)
     True
     """
+    logits = array_or_traced(logits)
     labels = _labels(logits, labels)
     picked = logits[np.arange(len(labels)), labels]
     return cn.mean(cn.logsumexp(logits, axis=1) - picked)
@@ -71,7 +73,8 @@ def mse(prediction: Any, target: Any) -> Any:
     >>> float(cn.nn.mse(np.array([1.0, 2.0]), np.array([0.0, 0.0])))
     2.5
     """
-    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+    prediction, target = array_or_traced(prediction), array_or_traced(target)
+    target_shape = tuple(target.shape)
     if tuple(prediction.shape) != target_shape:
         raise ValueError(f"mse: prediction shape {tuple(prediction.shape)} differs from "
                          f"target shape {target_shape}")
@@ -87,6 +90,6 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
-    logits = getattr(logits, "value", logits)
+    logits = np.asarray(getattr(logits, "value", logits))
     labels = _labels(logits, labels)
     return float(np.mean(np.argmax(logits, axis=1) == labels))

@@ -54,6 +54,8 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     >>> load_parameters(path)["0.weight"].dtype
     dtype('float32')
     """
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a dict of name -> array, got {type(params).__name__}")
     arrays = {}
     for name, array in params.items():
         array = np.asarray(array)

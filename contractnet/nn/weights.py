@@ -21,19 +21,20 @@ from typing import Any, Sequence
 import numpy as np
 
 import contractnet as cn
+from ..trace import array_or_traced
 
 # The activation axes (0: n, 1: m, 2: d) in the order a layout flattens them.
 LAYOUTS: dict[str, tuple[int, int, int]] = {"NHWC": (0, 1, 2), "NCHW": (2, 0, 1)}
 
 
 def check_layout(layout: str) -> tuple[int, int, int]:
-    if layout not in LAYOUTS:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)}")
     return LAYOUTS[layout]
 
 
 def check_in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(in_shape)
+    shape = tuple(in_shape) if isinstance(in_shape, (list, tuple, np.ndarray)) else ()
     if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
                                   and n > 0 for n in shape):
         raise ValueError(f"in_shape must be three positive ints (N, M, D), got {in_shape!r}")
@@ -121,6 +122,7 @@ def flatten_activation(x: Any, layout: str = "NHWC") -> Any:
     [[0, 3, 1, 4, 2, 5]]
     """
     order = check_layout(layout)
+    x = array_or_traced(x)
     if len(x.shape) != 4:
         raise ValueError(f"activation must be 4-d (B, N, M, D), got shape {tuple(x.shape)}")
     b, rest = x.shape[0], tuple(x.shape[1:])

@@ -69,7 +69,8 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
 
     Returns
     -------
-    ndarray, or Traced when an operand is traced.
+    ndarray (a numpy scalar for a 0-d result, as :func:`numpy.einsum`
+    returns), or Traced when an operand is traced.
 
     Raises
     ------
@@ -107,7 +108,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
                 if b is not bv:
                     parents.append((3, b))
                 if not parents:
-                    return run_plan(plan, operands)  # nothing to record
+                    return _as_numpy_returns(run_plan(plan, operands))  # nothing to record
                 return _record(plan, (av, bv), parents)
     if not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
@@ -154,11 +155,16 @@ def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],
     operands (``parents``), record the run.  A spec of three or more operands
     is recorded pairwise (see :func:`_contract_pairwise`)."""
     if not parents:
-        return contract.fn(plan, None, *values)  # nothing to record
+        return _as_numpy_returns(contract.fn(plan, None, *values))  # nothing to record
     if len(values) > 2:
         return _contract_pairwise(plan, [x if type(x) is Traced else v
                                          for x, v in zip(operands, values)])
     return _record(plan, tuple(values), parents)
+
+
+def _as_numpy_returns(out: np.ndarray) -> np.ndarray | np.generic:
+    """A 0-d result as the scalar :func:`numpy.einsum` returns; others as they are."""
+    return out[()] if out.ndim == 0 else out
 
 
 def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Traced:

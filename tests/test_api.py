@@ -393,3 +393,15 @@ def test_output_ellipsis_with_no_input_ellipsis_stands_for_no_axes():
     assert cn.einsum("ab->...", x) == np.einsum("ab->...", x)
     np.testing.assert_array_equal(cn.einsum("ab->...b", x), np.einsum("ab->...b", x))
     np.testing.assert_array_equal(cn.grad(lambda x: cn.einsum("ab->...", x))(x), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("spec, shapes", [("ij->", [(2, 3)]), ("i,i->", [(3,), (3,)]),
+                                          (",->", [(), ()]), ("i,i,i->", [(3,)] * 3),
+                                          ("ii->", [(2, 2)]), ("->", [()]), ("i->i", [(3,)])],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_a_0d_result_is_a_numpy_scalar_as_in_numpy(spec, shapes):
+    """Whichever path runs the spec (a reduction, a GEMM, opt_einsum)."""
+    operands = [np.ones(s) for s in shapes]
+    got, want = cn.einsum(spec, *operands), np.einsum(spec, *operands)
+    assert type(got) is type(want)
+    np.testing.assert_array_equal(got, want)

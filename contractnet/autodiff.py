@@ -521,7 +521,7 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
 
 def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 0.0, trials: int = 3, seed: int = 0) -> None:
+                atol: float = 1e-12, trials: int = 3, seed: int = 0) -> None:
     """Compare ``vjp`` with central finite differences.
 
     For random directions ``v`` and cotangents ``u`` checks
@@ -535,9 +535,11 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     The step scales with each primal (``v`` is drawn at the size of its
     largest finite element, at least 1), so large inputs are probed with
     differences their float64 values resolve.  The two numbers must agree
-    to ``rtol`` of the larger, plus ``atol``, plus the rounding error of
-    float64 in both (estimated from the sizes of the terms summed), so a
-    gradient of the wrong size fails however small the function's values.
+    to ``rtol`` of the larger, plus the rounding error of float64 in both
+    (estimated from the sizes of the terms summed), plus ``atol``, a small
+    absolute slack for cancellation inside ``fn`` or its vjp (a softmax
+    that is one minus one): so a gradient of the wrong size fails unless its
+    pairing with ``v`` is below ``atol``, however small the function's values.
     A primal of lower precision (float32, float16, complex64) is then also
     differentiated in its own dtype, and that vjp is compared with the
     float64 one to a few hundred units of the coarsest dtype's precision.

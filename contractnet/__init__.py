@@ -9,7 +9,8 @@ the spec as a transposed contraction::
 """
 from .spec import SpecError, Spec, Term, Window, parse
 from .budget import MemoryBudgetError, memory_budget, set_memory_budget
-from .autodiff import DtypeError, vjp, grad, value_and_grad, check_grads
+from .autodiff import DtypeError, vjp, grad, value_and_grad
+from .gradcheck import check_grads
 from .api import einsum, backward_specs
 from .trace import Traced
 from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)

@@ -9,7 +9,6 @@ engine; every other rule is a line or two of numpy.
 from __future__ import annotations
 
 import heapq
-import math
 import operator
 from typing import Any, Callable, Iterable, Sequence
 
@@ -21,7 +20,7 @@ from .bind import Bound, bind
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
                      within_budget)
 from .pair import memory_owner, run_gemm
-from .trace import Node, Primitive, Traced, value_of
+from .trace import Node, Primitive, Traced
 from .transpose import transpose
 
 Rule = Callable[..., np.ndarray]
@@ -313,9 +312,19 @@ def _as_primal(x: Any, name: str, traced_ok: bool = True) -> np.ndarray:
 
 
 def refuse_non_float(named: Iterable[tuple[str, Any]]) -> None:
-    """Raise :class:`DtypeError` naming the first leaf of the ``(name, tree)``
-    pairs that cannot be differentiated, with its keys and positions
-    (``primal 0['b']``); return when there is none."""
+    """Check that every leaf of the ``(name, tree)`` pairs can be differentiated.
+
+    Parameters
+    ----------
+    named : iterable of (str, pytree)
+        Each argument under the name its errors give it (``"primal 0"``).
+
+    Raises
+    ------
+    DtypeError
+        For the first leaf that is not floating point, named with the keys
+        and positions leading to it (``primal 0['b'][1]``).
+    """
     for name, tree in named:
         for leaf_name, leaf in zip(_leaf_names(tree, name), _flatten(tree)[0]):
             _as_primal(leaf, leaf_name)
@@ -518,137 +527,3 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     """
     value_and_grad_fn = value_and_grad(fn, argnums)
     return lambda *args, **kwargs: value_and_grad_fn(*args, **kwargs)[1]
-
-
-def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 1e-12, trials: int = 3, seed: int = 0) -> None:
-    """Compare ``vjp`` with central finite differences.
-
-    For random directions ``v`` and cotangents ``u`` checks
-    ``<u, (f(x + eps v) - f(x - eps v)) / 2 eps> == <vjp(u), v>``, where
-    ``<a, b>`` is the real part of ``sum(a * b)``.  Primals are promoted to
-    float64 (complex128) so that the differences are accurate.  A complex
-    primal gets complex directions and a complex output complex cotangents,
-    so a gradient with a wrong imaginary part, or conjugated, fails; the
-    convention checked is ``jax.vjp``'s, for holomorphic functions.
-
-    The step scales with each primal (``v`` is drawn at the size of its
-    largest finite element, at least 1), so large inputs are probed with
-    differences their float64 values resolve.  The two numbers must agree
-    to ``rtol`` of the larger, plus the rounding error of float64 in both
-    (estimated from the sizes of the terms summed), plus ``atol``, a small
-    absolute slack for cancellation inside ``fn`` or its vjp (a softmax
-    that is one minus one): so a gradient of the wrong size fails unless its
-    pairing with ``v`` is below ``atol``, however small the function's values.
-    A primal of lower precision (float32, float16, complex64) is then also
-    differentiated in its own dtype, and that vjp is compared with the
-    float64 one to a few hundred units of the coarsest dtype's precision.
-
-    Raises
-    ------
-    AssertionError
-        With both numbers, when they differ by more than the tolerance.
-    ValueError
-        ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
-        finite), or ``trials`` not a positive integer.
-    DtypeError
-        A primal is not floating point.
-    """
-    _check_tolerances(eps=eps, rtol=rtol, atol=atol, trials=trials)
-    refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
-    rng = np.random.default_rng(seed)
-    flats = [_flatten(p) for p in primals]
-    own = [[np.asarray(value_of(x)) for x in flat] for flat, _ in flats]
-    xs = [[_promoted(x) for x in leaves] for leaves in own]
-    build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
-    out, vjp_fn = vjp(fn, *build(xs))
-    for trial in range(trials):
-        vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
-        u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
-        numeric, noise = _finite_difference(fn, build, xs, vs, u, eps)
-        analytic, size = _pairing(vjp_fn(u), vs)
-        allowed = atol + rtol * max(abs(analytic), abs(numeric)) + noise + FLOAT64_SLACK * size
-        if not abs(analytic - numeric) <= allowed:
-            raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "
-                                 f"<vjp(u), v> = {analytic!r}, finite difference = "
-                                 f"{numeric!r}, difference {abs(analytic - numeric):.3g} "
-                                 f"(allowed {allowed:.3g})")
-    if any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
-        _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
-
-
-#: Rounding allowed in a float64 sum, per unit of the sum of its terms' sizes.
-FLOAT64_SLACK = 64 * np.finfo(np.float64).eps
-#: Units of the coarsest dtype's precision a lower-precision vjp may differ by.
-OWN_DTYPE_SLACK = 256
-
-
-def _random_like(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray:
-    sample = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        sample = sample + 1j * rng.standard_normal(shape)
-    return sample.astype(dtype)
-
-
-def _direction(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
-    """A random direction at the size of ``x``'s largest finite element (at least 1)."""
-    finite = np.abs(x[np.isfinite(x)])
-    scale = max(1.0, float(finite.max())) if finite.size else 1.0
-    return _random_like(rng, x.shape, x.dtype) * scale
-
-
-def _finite_difference(fn, build, xs, vs, u, eps: float) -> tuple[float, float]:
-    """``<u, (f(x + eps v) - f(x - eps v)) / 2 eps>`` and its rounding error."""
-    plus = [[x + eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
-    minus = [[x - eps * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
-    f_plus = np.asarray(value_of(fn(*build(plus))))
-    f_minus = np.asarray(value_of(fn(*build(minus))))
-    numeric = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * eps)
-    size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * eps)
-    return numeric, FLOAT64_SLACK * size
-
-
-def _pairing(grads: tuple, vs: list) -> tuple[float, float]:
-    """``sum <g, v>`` over every leaf of ``grads``, and the sum of its terms' sizes."""
-    total = size = 0.0
-    for tree, directions in zip(grads, vs):
-        for g, v in zip(_flatten(tree)[0], directions):
-            total += float(np.real(np.sum(g * v)))
-            size += float(np.sum(np.abs(g * v)))
-    return total, size
-
-
-def _check_own_dtypes(fn, build, own, vjp_fn, rng: np.random.Generator, atol: float) -> None:
-    """The vjp run in the primals' own (lower) precisions against the float64 one."""
-    out, own_vjp_fn = vjp(fn, *build(own))
-    vs = [[_direction(rng, _promoted(x)) for x in leaves] for leaves in own]
-    u = _random_like(rng, np.shape(out), out.dtype if out.dtype.kind in "fc" else np.float64)
-    low, _ = _pairing(own_vjp_fn(u), vs)
-    high, size = _pairing(vjp_fn(_promoted(u)), vs)
-    dtypes = [x.dtype for leaves in own for x in leaves] + [out.dtype]
-    precision = max(np.finfo(d).eps for d in dtypes if d.kind in "fc")
-    allowed = atol + OWN_DTYPE_SLACK * float(precision) * size
-    if not abs(low - high) <= allowed:
-        raise AssertionError(f"vjp in the primals' own dtypes disagrees with the float64 one: "
-                             f"<vjp(u), v> = {low!r} against {high!r}, difference "
-                             f"{abs(low - high):.3g} (allowed {allowed:.3g})")
-
-
-def _promoted(x: np.ndarray) -> np.ndarray:
-    """``x`` in float64 (complex128 when complex), for accurate differences."""
-    return x.astype(np.result_type(x, np.float64), copy=False)
-
-
-def _check_tolerances(eps: float, rtol: float, atol: float, trials: int) -> None:
-    """check_grads's own arguments: a check that cannot fail, or that blames
-    the function for its own bad settings, is refused."""
-    for name, value, positive in (("eps", eps, True), ("rtol", rtol, False),
-                                  ("atol", atol, False)):
-        real = isinstance(value, (int, float, np.integer, np.floating)) and \
-            not isinstance(value, (bool, np.bool_))
-        if not real or not math.isfinite(value) or value < 0 or (positive and value == 0):
-            wanted = "a positive" if positive else "a non-negative"
-            raise ValueError(f"{name} must be {wanted} finite number, got {value!r}")
-    if isinstance(trials, (bool, np.bool_)) or not isinstance(trials, (int, np.integer)) \
-            or trials < 1:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")

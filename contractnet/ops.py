@@ -84,15 +84,15 @@ def tanh(a: Array) -> np.ndarray:
 def sigmoid(a: Array) -> np.ndarray:
     """Elementwise logistic function ``1 / (1 + exp(-a))``, without overflow
     and to full relative precision on both sides of 0 (far below 0 it is
-    ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1)."""
+    ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1); a complex ``a``
+    splits on the sign of its real part."""
     a = np.asarray(a)
-    if a.dtype.kind == "c":
-        return 1 / (1 + np.exp(-a))
-    if a.dtype.kind != "f":
+    if a.dtype.kind not in "fc":
         a = a.astype(np.float64)
-    small = np.exp(-np.abs(a))  # exp(-|a|) <= 1: never overflows
+    upper = np.real(a) >= 0
+    small = np.exp(np.where(upper, -a, a))  # |exp| <= 1: never overflows
     big = 1 / (1 + small)
-    return np.where(a >= 0, big, small * big)
+    return np.where(upper, big, small * big)
 
 
 @primitive

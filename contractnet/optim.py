@@ -17,6 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .pair import memory_owner
+
 
 class Optimizer:
     """Base class: checks the parameters and gradients, then updates each array.
@@ -24,13 +26,17 @@ class Optimizer:
     Parameters
     ----------
     params : mapping of str to ndarray
-        Floating arrays to update in place (keep references to them).
+        Floating arrays to update in place (keep references to them).  Names
+        that hold the same array (a layer used twice, as in
+        ``Sequential(layer, ReLU(), layer)``) are one tied parameter: their
+        gradients are summed and it is updated once per step.
 
     Raises
     ------
     ValueError
-        If ``params`` is empty, or holds something other than floating,
-        writeable ndarrays.
+        If ``params`` is empty, holds something other than floating,
+        writeable ndarrays, or holds arrays that overlap in memory without
+        being the same array (two slices of one buffer that share elements).
     """
 
     def __init__(self, params: Mapping[str, np.ndarray]) -> None:
@@ -42,9 +48,11 @@ class Optimizer:
                                  f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
             if not p.flags.writeable:
                 raise ValueError(f"parameter {name!r} is read-only; it cannot be updated in place")
-        _refuse_shared_memory(params)
         self.params = dict(params)
-        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.params}
+        #: Each name that holds an array an earlier name holds: that name.
+        self.tied = _tied_names(self.params)
+        self.state: dict[str, dict[str, np.ndarray]] = {
+            name: {} for name in self.params if name not in self.tied}
         self.steps = 0
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
@@ -54,13 +62,18 @@ class Optimizer:
         ------
         ValueError
             If ``grads`` is not a mapping, a name is missing or unexpected, a
-            gradient's shape differs from its parameter's, or a parameter
-            has become read-only; no parameter is changed then.
+            gradient's shape differs from its parameter's or is not real
+            (complex, object, string, time), or a parameter has become
+            read-only; no parameter is changed then.
         """
         checked = self._check_grads(grads)
         self.steps += 1
-        for name, p in self.params.items():
-            self._update(name, p, checked[name])
+        totals: dict[str, np.ndarray] = {}
+        for name, g in checked.items():  # a tied parameter's gradient is the sum of its names'
+            owner = self.tied.get(name, name)
+            totals[owner] = g if owner not in totals else totals[owner] + g
+        for name, g in totals.items():
+            self._update(name, self.params[name], g)
 
     def _check_grads(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(grads, Mapping):
@@ -90,16 +103,31 @@ class Optimizer:
         raise NotImplementedError
 
 
-def _refuse_shared_memory(params: Mapping[str, np.ndarray]) -> None:
-    """Two names for memory that overlaps would be updated twice per step
-    (and keep two sets of moments): a tied parameter is registered once."""
-    names = list(params)
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            a, b = params[first], params[second]
-            if np.may_share_memory(a, b) and np.shares_memory(a, b):
-                raise ValueError(f"parameters {first!r} and {second!r} share memory; each step "
-                                 f"would update it twice: register a tied parameter once")
+def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Each name whose array is an earlier name's (the same memory, laid out
+    the same way), mapped to that earlier name.  Arrays that only partly
+    overlap are refused: no update of one could be right for the other."""
+    tied: dict[str, str] = {}
+    by_owner: dict[int, list[str]] = {}  # only arrays with one memory owner can overlap
+    for name, p in params.items():
+        earlier = by_owner.setdefault(id(memory_owner(p)), [])
+        for first in earlier:
+            q = params[first]
+            if not (np.may_share_memory(p, q) and np.shares_memory(p, q)):
+                continue
+            if _same_elements(p, q):
+                tied[name] = tied.get(first, first)
+                break
+            raise ValueError(f"parameters {first!r} and {name!r} overlap in memory without "
+                             f"being the same array; an update of one would change the other")
+        earlier.append(name)
+    return tied
+
+
+def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` view exactly the same elements the same way."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,

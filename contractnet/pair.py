@@ -18,7 +18,6 @@ import numpy as np
 
 from .backend import backend
 from .budget import check_allocation
-from .spec import SpecError
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -46,9 +45,7 @@ EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def _ascii_equation(terms: Sequence[str], out: str) -> str:
     """numpy.einsum only takes ASCII letters; rename the indices in order."""
     names = list(dict.fromkeys("".join(terms) + out))
-    if len(names) > len(EINSUM_LETTERS):
-        raise SpecError(f"a pairwise contraction uses {len(names)} indices; numpy.einsum "
-                        f"names at most {len(EINSUM_LETTERS)}")
+    assert len(names) <= len(EINSUM_LETTERS), "plan_pair keeps larger products off numpy.einsum"
     table = {n: EINSUM_LETTERS[i] for i, n in enumerate(names)}
     tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
     return ",".join(tr(t) for t in terms) + "->" + tr(out)

@@ -2,8 +2,6 @@
 differences for windows and max, and the rules of vjp/grad themselves."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -441,83 +439,6 @@ def test_float32_gradients_through_ops_and_einsum():
     _, (gx64, gw64) = cn.value_and_grad(fn, argnums=(0, 1))(x64, w64)
     np.testing.assert_allclose(gx, gx64, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gw, gw64, rtol=1e-4, atol=1e-6)
-
-
-# ------------------------------------------------------------- check_grads
-def test_check_grads_passes_on_correct_gradients():
-    x, w = _rng().standard_normal((2, 3)), _rng(1).standard_normal((3, 4))
-    cn.check_grads(lambda a, b: cn.tanh(cn.einsum("ij,jk->ik", a, b)), x, w)
-
-
-def test_check_grads_catches_a_wrong_gradient():
-    # the second term escapes tracing through .value: vjp misses its gradient
-    x = _rng().standard_normal((3,)) + 2.0
-    fn = lambda a: cn.einsum("i->", a) + np.sum(getattr(a, "value", a) ** 2)  # noqa: E731
-    with pytest.raises(AssertionError, match="finite difference"):
-        cn.check_grads(fn, x)
-
-
-def test_check_grads_passes_complex_and_mixed_primals():
-    z = np.array([0.3 + 0.7j, -1.2 + 0.4j])
-    x = np.array([1.0, 2.0])
-    cn.check_grads(lambda a: cn.sum(cn.exp(a)), z)
-    cn.check_grads(lambda a: cn.einsum("i,i->", a, np.array([1 + 2j, 3j])), x)
-    cn.check_grads(lambda a, b: cn.einsum("i,i->i", a, b), x, z)
-
-
-@pytest.mark.parametrize("wrong", [lambda g, y: g * np.conj(y),
-                                   lambda g, y: g * (y.real + 2j * y.imag)],
-                         ids=["conjugated", "wrong-imaginary-part"])
-def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
-    from contractnet import autodiff, ops
-    monkeypatch.setitem(autodiff.VJP_RULES, ops.exp, lambda n, g, y, a: wrong(g, y))
-    with pytest.raises(AssertionError, match="finite difference"):
-        cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
-
-
-def test_check_grads_passes_a_correct_function_of_large_inputs():
-    """The step grows with the primal: at 1e6 a fixed step of 1e-6 is lost in rounding."""
-    cn.check_grads(lambda a: a * a, np.array([1e6, 2e6, 3e6]))
-    cn.check_grads(lambda a: cn.sum(cn.exp(a / 1e7)), np.array([-4e7, 1e7]))
-
-
-def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):
-    from contractnet import autodiff, ops
-    fn = lambda a: 1e-9 * cn.sum(a * a)  # noqa: E731
-    cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
-    monkeypatch.setitem(autodiff.VJP_RULES, ops.sum,
-                        lambda n, g, y, x, axis=None, keepdims=False: np.zeros(np.shape(x)))
-    with pytest.raises(AssertionError, match="finite difference"):
-        cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
-
-
-def test_check_grads_catches_a_gradient_wrong_only_in_float32(monkeypatch):
-    from contractnet import autodiff, ops
-    right = autodiff.VJP_RULES[ops.tanh]
-
-    def wrong_in_float32(n, g, y, a):
-        grad = right(n, g, y, a)
-        return grad * 1.5 if np.asarray(y).dtype == np.float32 else grad
-    x = np.array([0.5, -0.25], np.float32)
-    cn.check_grads(cn.tanh, x)
-    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, wrong_in_float32)
-    cn.check_grads(cn.tanh, x.astype(np.float64))  # float64 alone cannot see it
-    with pytest.raises(AssertionError, match="own dtypes disagrees"):
-        cn.check_grads(cn.tanh, x)
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"trials": 0}, "trials must be a positive integer, got 0"),
-    ({"trials": 2.0}, "trials must be a positive integer"),
-    ({"trials": True}, "trials must be a positive integer"),
-    ({"eps": 0}, "eps must be a positive finite number, got 0"),
-    ({"eps": float("nan")}, "eps must be a positive finite number"),
-    ({"rtol": -1}, "rtol must be a non-negative finite number, got -1"),
-    ({"atol": "1e-8"}, "atol must be a non-negative finite number"),
-], ids=str)
-def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        cn.check_grads(lambda a: cn.sum(a * a), np.ones(3), **kwargs)
 
 
 def test_a_complex_cotangent_for_a_real_output_is_refused():

@@ -719,10 +719,13 @@ def test_big_endian_operands_run_as_numpy_runs_them(spec):
     operands = [rng.standard_normal([shapes[n] for n in term]).astype(">f8")
                 for term in spec.split("->")[0].split(",")]
     np.testing.assert_allclose(cn.einsum(spec, *operands), np.einsum(spec, *operands))
-    grads = cn.grad(lambda *ops: cn.sum(cn.einsum(spec, *ops)),
-                    argnums=tuple(range(len(operands))))(*operands)
-    for g, x in zip(grads, operands):
+    argnums = tuple(range(len(operands)))
+    loss = lambda *ops: cn.sum(cn.einsum(spec, *ops))  # noqa: E731
+    grads = cn.grad(loss, argnums=argnums)(*operands)
+    native = cn.grad(loss, argnums=argnums)(*[x.astype("<f8") for x in operands])
+    for g, want, x in zip(grads, native, operands):
         assert g.dtype == x.dtype and g.shape == x.shape
+        np.testing.assert_allclose(g, want, rtol=1e-14)
 
 
 def test_more_axes_than_numpy_einsum_has_letters():

@@ -698,3 +698,27 @@ def test_conv2d_shows_the_spec_conv2d_runs(kwargs, spec):
     args = {"in_channels": 4, "out_channels": 8, "kernel_size": 3, **kwargs}
     layer = nn.Conv2d(**args)
     assert layer.spec == spec and f"spec={spec!r}" in repr(layer)
+
+
+def test_a_model_that_reuses_a_layer_trains_its_tied_weights():
+    layer = nn.Dense(3, 3, rng=0)
+    model = nn.Sequential(layer, nn.ReLU(), layer)
+    params = model.parameters()
+    assert params["0.weight"] is params["2.weight"]
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    grads = cn.grad(lambda p: cn.sum(model.apply(p, x) ** 2))(params)
+    before = params["0.weight"].copy()
+    cn.optim.SGD(params, lr=0.1).step(grads)
+    np.testing.assert_allclose(params["0.weight"],
+                               before - 0.1 * (grads["0.weight"] + grads["2.weight"]), rtol=1e-6)
+
+
+def test_positions_and_shapes_may_be_any_sequence_of_ints():
+    spec, sizes = "bi,ik,bk->b", {"i": 2, "k": 3}
+    assert nn.Einsum(spec, sizes=sizes, inputs=np.array([0, 2])).inputs == (0, 2)
+    assert nn.Einsum("bi,ik->bk", sizes=sizes, inputs=range(1)).inputs == (0,)
+    assert nn.Einsum("bi,ik->bk", sizes=sizes, inputs=np.array(0)).inputs == (0,)
+    assert nn.ContractHead(range(1, 4), 5).in_shape == (1, 2, 3)
+    assert nn.ContractHead(np.array([1, 2, 3]), 5).in_shape == (1, 2, 3)
+    with pytest.raises(ValueError, match="in_shape must be three positive ints"):
+        nn.ContractHead("abc", 5)

@@ -173,6 +173,9 @@ def test_sigmoid_of_integers_bools_and_complex_numbers():
     assert cn.sigmoid(np.int8(3)).dtype == np.float64
     z = np.array([1 + 1j, -2 - 0.5j])
     np.testing.assert_allclose(cn.sigmoid(z), 1 / (1 + np.exp(-z)))
+    with np.errstate(over="raise", invalid="raise"):  # far from 0 either side: no inf, nan
+        far = cn.sigmoid(np.array([-1000 + 1j, 1000 + 1j, -800 + 0.5j]))
+    np.testing.assert_allclose(far, [0, 1, 0], atol=1e-300)
 
 
 @pytest.mark.parametrize("x", [np.array([True, True, True]), np.full(4, 200, np.uint8),

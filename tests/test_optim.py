@@ -92,12 +92,29 @@ def test_step_checks_everything_before_changing_anything(make):
     assert opt.steps == 0
 
 
-def test_a_parameter_registered_twice_is_refused():
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+def test_a_tied_parameter_takes_the_sum_of_its_gradients_once(make):
+    """A layer used twice appears under two names: one array, one update, one state."""
+    rng = np.random.default_rng(0)
+    tied = rng.standard_normal(3)
+    alone = tied.copy()
+    tied_opt = make({"first": tied, "other": np.ones(2), "second": tied})
+    alone_opt = make({"w": alone, "other": np.ones(2)})
+    assert tied_opt.tied == {"second": "first"} and "second" not in tied_opt.state
+    for _ in range(3):
+        g1, g2 = rng.standard_normal(3), rng.standard_normal(3)
+        tied_opt.step({"first": g1, "second": g2, "other": np.zeros(2)})
+        alone_opt.step({"w": g1 + g2, "other": np.zeros(2)})
+    np.testing.assert_allclose(tied, alone, rtol=1e-13)
+
+
+def test_parameters_that_only_partly_overlap_are_refused():
     x = np.ones(4)
-    with pytest.raises(ValueError, match="parameters 'a' and 'b' share memory"):
-        optim.SGD({"a": x, "b": x}, lr=0.1)
-    with pytest.raises(ValueError, match="parameters 'a' and 'c' share memory"):
+    with pytest.raises(ValueError, match="parameters 'a' and 'c' overlap in memory"):
         optim.Adam({"a": x[:3], "b": np.ones(2), "c": x[2:]})
+    with pytest.raises(ValueError, match="overlap in memory"):
+        optim.SGD({"a": x, "b": x[::-1]}, lr=0.1)  # the same elements, laid out otherwise
     optim.SGD({"even": x[::2], "odd": x[1::2]}, lr=0.1)  # interleaved, disjoint: fine
 
 

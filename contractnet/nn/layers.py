@@ -127,7 +127,9 @@ def _term_start(spec: Spec, operand: int) -> int:
 
 def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
     """Check ``inputs``: distinct operand positions, leaving at least one weight."""
-    positions = (inputs if isinstance(inputs, (list, tuple))
+    if isinstance(inputs, np.ndarray):
+        inputs = inputs.tolist()  # an int, or a list of them
+    positions = (tuple(inputs) if isinstance(inputs, Sequence) and not isinstance(inputs, str)
                  else (inputs,) if isinstance(inputs, (int, np.integer)) else ())
     n = len(spec.inputs)
     if (not positions or len(set(positions)) != len(positions)

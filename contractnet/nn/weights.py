@@ -34,7 +34,8 @@ def check_layout(layout: str) -> tuple[int, int, int]:
 
 
 def check_in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(in_shape) if isinstance(in_shape, (list, tuple, np.ndarray)) else ()
+    shape = (tuple(in_shape) if isinstance(in_shape, (Sequence, np.ndarray))
+             and not isinstance(in_shape, str) and np.ndim(in_shape) == 1 else ())
     if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
                                   and n > 0 for n in shape):
         raise ValueError(f"in_shape must be three positive ints (N, M, D), got {in_shape!r}")

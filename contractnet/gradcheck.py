@@ -1,0 +1,168 @@
+"""``check_grads``: a function's vjp against central finite differences.
+
+The check users can call on their own functions (and the tests call on
+every nonlinear primitive): random directions ``v`` and cotangents ``u``,
+and ``<vjp(u), v>`` against the derivative of ``<u, f(x + t v)>`` at
+``t = 0``, taken in float64 by central differences.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from .autodiff import _flatten, refuse_non_float, vjp
+from .trace import value_of
+
+#: Rounding allowed in a float64 sum, per unit of the sum of its terms' sizes.
+FLOAT64_SLACK = 64 * np.finfo(np.float64).eps
+#: Units of the coarsest dtype's precision a lower-precision vjp may differ
+#: by, per unit of the size of its terms (float32: 4e-6; float16: 3%).
+OWN_DTYPE_SLACK = 32
+
+
+def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
+                atol: float = 1e-12, trials: int = 3, seed: int = 0) -> None:
+    """Compare ``vjp`` with central finite differences.
+
+    For random directions ``v`` and cotangents ``u`` checks that
+    ``<vjp(u), v>`` is the derivative of ``<u, f(x + t v)>`` at ``t = 0``,
+    where ``<a, b>`` is the real part of ``sum(a * b)``.  Primals are
+    promoted to float64 (complex128) so that the differences are accurate.
+    A complex primal gets complex directions and a complex output complex
+    cotangents, so a gradient with a wrong imaginary part, or conjugated,
+    fails; the convention checked is ``jax.vjp``'s, for holomorphic functions.
+
+    Each element's step is ``eps`` times its own size (at least 1), so large
+    inputs are probed with differences their float64 values resolve.  The
+    derivative is extrapolated from steps ``h`` and ``2h`` (Richardson),
+    whose difference bounds its truncation error.  The two numbers must
+    agree to ``rtol`` of the larger, plus that truncation error, plus the
+    rounding error of float64 in both (estimated from the sizes of the terms
+    summed), plus ``atol``, a small absolute slack for cancellation inside
+    ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
+    the wrong size fails unless its pairing with ``v`` is below ``atol``,
+    however small the function's values.  A primal of lower precision
+    (float32, float16, complex64) is then also differentiated in its own
+    dtype, and that vjp is compared with the float64 one to a few dozen
+    units of the coarsest dtype's precision.
+
+    Raises
+    ------
+    AssertionError
+        With both numbers, when they differ by more than the tolerance.
+    ValueError
+        ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
+        finite), or ``trials`` not a positive integer.
+    DtypeError
+        A primal is not floating point.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> cn.check_grads(lambda x: cn.sum(cn.tanh(x) * x), np.array([0.5, -2.0]))
+    """
+    _check_settings(eps=eps, rtol=rtol, atol=atol, trials=trials)
+    refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
+    rng = np.random.default_rng(seed)
+    flats = [_flatten(p) for p in primals]
+    own = [[np.asarray(value_of(x)) for x in flat] for flat, _ in flats]
+    xs = [[_promoted(x) for x in leaves] for leaves in own]
+    build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
+    out, vjp_fn = vjp(fn, *build(xs))
+    for trial in range(trials):
+        vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
+        u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
+        numeric, error = _derivative(fn, build, xs, vs, u, eps)
+        analytic, size = _pairing(vjp_fn(u), vs)
+        allowed = (atol + rtol * max(abs(analytic), abs(numeric)) + error
+                   + FLOAT64_SLACK * size)
+        if not abs(analytic - numeric) <= allowed:
+            raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "
+                                 f"<vjp(u), v> = {analytic!r}, finite difference = "
+                                 f"{numeric!r}, difference {abs(analytic - numeric):.3g} "
+                                 f"(allowed {allowed:.3g})")
+    if any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
+        _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
+
+
+def _check_settings(eps: float, rtol: float, atol: float, trials: int) -> None:
+    """check_grads's own arguments: a check that cannot fail, or that blames
+    the function for its own bad settings, is refused."""
+    for name, value, positive in (("eps", eps, True), ("rtol", rtol, False),
+                                  ("atol", atol, False)):
+        real = isinstance(value, (int, float, np.integer, np.floating)) and \
+            not isinstance(value, (bool, np.bool_))
+        if not real or not math.isfinite(value) or value < 0 or (positive and value == 0):
+            wanted = "a positive" if positive else "a non-negative"
+            raise ValueError(f"{name} must be {wanted} finite number, got {value!r}")
+    if isinstance(trials, (bool, np.bool_)) or not isinstance(trials, (int, np.integer)) \
+            or trials < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+
+
+def _promoted(x: np.ndarray) -> np.ndarray:
+    """``x`` in float64 (complex128 when complex), for accurate differences."""
+    return x.astype(np.result_type(x, np.float64), copy=False)
+
+
+def _random_like(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray:
+    sample = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        sample = sample + 1j * rng.standard_normal(shape)
+    return sample.astype(dtype)
+
+
+def _direction(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """A random direction whose elements are as large as ``x``'s own (at least 1;
+    1 beside an infinity or a nan)."""
+    size = np.abs(x)
+    scale = np.where(np.isfinite(size), np.maximum(size, 1.0), 1.0)
+    return _random_like(rng, x.shape, x.dtype) * scale
+
+
+def _derivative(fn, build, xs, vs, u, eps: float) -> tuple[float, float]:
+    """d/dt ``<u, f(x + t v)>`` at 0 by central differences, and a bound on its
+    error: the truncation error seen between steps ``eps`` and ``2 eps``,
+    plus float64's rounding of the outputs."""
+    at_h, rounding = _central_difference(fn, build, xs, vs, u, eps)
+    at_2h, _ = _central_difference(fn, build, xs, vs, u, 2 * eps)
+    return (4 * at_h - at_2h) / 3, abs(at_h - at_2h) + 2 * rounding
+
+
+def _central_difference(fn, build, xs, vs, u, h: float) -> tuple[float, float]:
+    """``<u, (f(x + h v) - f(x - h v)) / 2h>`` and its rounding error."""
+    plus = [[x + h * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
+    minus = [[x - h * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
+    f_plus = np.asarray(value_of(fn(*build(plus))))
+    f_minus = np.asarray(value_of(fn(*build(minus))))
+    value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
+    size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
+    return value, FLOAT64_SLACK * size
+
+
+def _pairing(grads: tuple, vs: list) -> tuple[float, float]:
+    """``sum <g, v>`` over every leaf of ``grads``, and the sum of its terms' sizes."""
+    total = size = 0.0
+    for tree, directions in zip(grads, vs):
+        for g, v in zip(_flatten(tree)[0], directions):
+            total += float(np.real(np.sum(g * v)))
+            size += float(np.sum(np.abs(g * v)))
+    return total, size
+
+
+def _check_own_dtypes(fn, build, own, vjp_fn, rng: np.random.Generator, atol: float) -> None:
+    """The vjp run in the primals' own (lower) precisions against the float64 one."""
+    out, own_vjp_fn = vjp(fn, *build(own))
+    vs = [[_direction(rng, _promoted(x)) for x in leaves] for leaves in own]
+    u = _random_like(rng, np.shape(out), out.dtype if out.dtype.kind in "fc" else np.float64)
+    low, _ = _pairing(own_vjp_fn(u), vs)
+    high, size = _pairing(vjp_fn(_promoted(u)), vs)
+    dtypes = [x.dtype for leaves in own for x in leaves] + [out.dtype]
+    precision = max(np.finfo(d).eps for d in dtypes if d.kind in "fc")
+    allowed = atol + OWN_DTYPE_SLACK * float(precision) * size
+    if not abs(low - high) <= allowed:
+        raise AssertionError(f"vjp in the primals' own dtypes disagrees with the float64 one: "
+                             f"<vjp(u), v> = {low!r} against {high!r}, difference "
+                             f"{abs(low - high):.3g} (allowed {allowed:.3g})")

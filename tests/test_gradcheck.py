@@ -1,0 +1,117 @@
+"""check_grads: passes correct gradients, catches wrong ones (also where only
+float32 is wrong, or the function's values are tiny), refuses bad settings."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import contractnet as cn
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_check_grads_passes_on_correct_gradients():
+    x, w = _rng().standard_normal((2, 3)), _rng(1).standard_normal((3, 4))
+    cn.check_grads(lambda a, b: cn.tanh(cn.einsum("ij,jk->ik", a, b)), x, w)
+
+
+def test_check_grads_catches_a_wrong_gradient():
+    # the second term escapes tracing through .value: vjp misses its gradient
+    x = _rng().standard_normal((3,)) + 2.0
+    fn = lambda a: cn.einsum("i->", a) + np.sum(getattr(a, "value", a) ** 2)  # noqa: E731
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, x)
+
+
+def test_check_grads_passes_complex_and_mixed_primals():
+    z = np.array([0.3 + 0.7j, -1.2 + 0.4j])
+    x = np.array([1.0, 2.0])
+    cn.check_grads(lambda a: cn.sum(cn.exp(a)), z)
+    cn.check_grads(lambda a: cn.einsum("i,i->", a, np.array([1 + 2j, 3j])), x)
+    cn.check_grads(lambda a, b: cn.einsum("i,i->i", a, b), x, z)
+
+
+@pytest.mark.parametrize("wrong", [lambda g, y: g * np.conj(y),
+                                   lambda g, y: g * (y.real + 2j * y.imag)],
+                         ids=["conjugated", "wrong-imaginary-part"])
+def test_check_grads_catches_a_wrong_complex_gradient(monkeypatch, wrong):
+    from contractnet import autodiff, ops
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.exp, lambda n, g, y, a: wrong(g, y))
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(lambda a: cn.sum(cn.exp(a)), np.array([0.3 + 0.7j, -1.2 + 0.4j]))
+
+
+def test_check_grads_passes_a_correct_function_of_large_inputs():
+    """The step grows with the primal: at 1e6 a fixed step of 1e-6 is lost in rounding."""
+    cn.check_grads(lambda a: a * a, np.array([1e6, 2e6, 3e6]))
+    cn.check_grads(lambda a: cn.sum(cn.exp(a / 1e7)), np.array([-4e7, 1e7]))
+
+
+@pytest.mark.parametrize("fn, x", [
+    (cn.log, np.geomspace(1e-3, 1e3, 10)),
+    (cn.log, np.array([1e6, 1e-3])),
+    (cn.relu, np.array([100.0, 1e-5])),
+    (cn.tanh, np.array([1e6, 0.5])),
+    (lambda a: cn.sum(a * a * a), np.zeros(3)),  # a zero gradient, a third derivative
+    (lambda a: cn.logsumexp(a, axis=1) - cn.max(a, axis=1), 1e3 * _rng(2).standard_normal((2, 4))),
+], ids=["log-wide", "log-two-scales", "relu-two-scales", "tanh-two-scales", "cube-at-zero",
+        "softmax-one-minus-one"])
+def test_check_grads_passes_correct_functions_of_mixed_scales(fn, x):
+    """Each element's step follows its own size, truncation and cancellation are allowed for."""
+    for seed in range(5):
+        cn.check_grads(fn, x, seed=seed)
+
+
+def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):
+    from contractnet import autodiff, ops
+    fn = lambda a: 1e-9 * cn.sum(a * a)  # noqa: E731
+    cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.sum,
+                        lambda n, g, y, x, axis=None, keepdims=False: np.zeros(np.shape(x)))
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, np.array([1.0, 2.0, 3.0]))
+
+
+def test_check_grads_catches_a_gradient_wrong_only_in_float32(monkeypatch):
+    from contractnet import autodiff, ops
+    right = autodiff.VJP_RULES[ops.tanh]
+
+    def wrong_in_float32(n, g, y, a):
+        grad = right(n, g, y, a)
+        return grad * 1.5 if np.asarray(y).dtype == np.float32 else grad
+    x = np.array([0.5, -0.25], np.float32)
+    cn.check_grads(cn.tanh, x)
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, wrong_in_float32)
+    cn.check_grads(cn.tanh, x.astype(np.float64))  # float64 alone cannot see it
+    with pytest.raises(AssertionError, match="own dtypes disagrees"):
+        cn.check_grads(cn.tanh, x)
+
+
+def test_check_grads_catches_a_float16_gradient_wrong_by_a_fifth(monkeypatch):
+    from contractnet import autodiff, ops
+    right = autodiff.VJP_RULES[ops.tanh]
+    x = np.array([0.5, -0.25, 1.0], np.float16)
+    fn = lambda a: cn.sum(cn.tanh(a))  # noqa: E731
+    cn.check_grads(fn, x)
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, lambda n, g, y, a: (
+        right(n, g, y, a) * (1.2 if np.asarray(y).dtype == np.float16 else 1)))
+    with pytest.raises(AssertionError, match="own dtypes disagrees"):
+        cn.check_grads(fn, x)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"trials": 0}, "trials must be a positive integer, got 0"),
+    ({"trials": 2.0}, "trials must be a positive integer"),
+    ({"trials": True}, "trials must be a positive integer"),
+    ({"eps": 0}, "eps must be a positive finite number, got 0"),
+    ({"eps": float("nan")}, "eps must be a positive finite number"),
+    ({"rtol": -1}, "rtol must be a non-negative finite number, got -1"),
+    ({"atol": "1e-8"}, "atol must be a non-negative finite number"),
+], ids=str)
+def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cn.check_grads(lambda a: cn.sum(a * a), np.ones(3), **kwargs)

@@ -246,14 +246,21 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
 
 
 # ------------------------------------------------------------------ pytrees
-def _flatten(tree: Any) -> tuple[list, Callable[[list], Any]]:
-    """Leaves of nested dicts/lists/tuples and a function rebuilding the tree."""
+def flatten_tree(tree: Any) -> tuple[list, Callable[[list], Any]]:
+    """Leaves of nested dicts/lists/tuples and a function rebuilding the tree.
+
+    Examples
+    --------
+    >>> leaves, rebuild = flatten_tree({"w": 1, "b": [2, 3]})
+    >>> leaves, rebuild([4, 5, 6])
+    ([1, 2, 3], {'w': 4, 'b': [5, 6]})
+    """
     if isinstance(tree, dict):
         keys = list(tree)
-        parts = [_flatten(tree[k]) for k in keys]
+        parts = [flatten_tree(tree[k]) for k in keys]
         make = lambda out: dict(zip(keys, out))  # noqa: E731
     elif isinstance(tree, (list, tuple)):
-        parts = [_flatten(t) for t in tree]
+        parts = [flatten_tree(t) for t in tree]
         make = type(tree)
     else:
         return [tree], _only_leaf
@@ -281,7 +288,7 @@ def _only_leaf(leaves: list) -> Any:
 def _traced_leaves(primals: tuple) -> tuple[list[Traced], Callable[[list], tuple]]:
     """Every leaf of the (possibly nested) primals, checked and traced, and a
     function rebuilding the tuple of primals from such leaves."""
-    parts = [_flatten(p) for p in primals]
+    parts = [flatten_tree(p) for p in primals]
     try:
         leaves = [Traced(_as_primal(leaf, f"primal {i}", traced_ok=False))
                   for i, (flat, _) in enumerate(parts) for leaf in flat]
@@ -326,12 +333,12 @@ def refuse_non_float(named: Iterable[tuple[str, Any]]) -> None:
         and positions leading to it (``primal 0['b'][1]``).
     """
     for name, tree in named:
-        for leaf_name, leaf in zip(_leaf_names(tree, name), _flatten(tree)[0]):
+        for leaf_name, leaf in zip(_leaf_names(tree, name), flatten_tree(tree)[0]):
             _as_primal(leaf, leaf_name)
 
 
 def _leaf_names(tree: Any, name: str) -> list[str]:
-    """The name of each leaf of ``tree`` in :func:`_flatten`'s order: ``name``
+    """The name of each leaf of ``tree`` in :func:`flatten_tree`'s order: ``name``
     followed by the keys and positions leading to it."""
     if isinstance(tree, dict):
         return [n for k in tree for n in _leaf_names(tree[k], f"{name}[{k!r}]")]

@@ -17,8 +17,6 @@ from typing import Mapping
 
 import numpy as np
 
-from .pair import memory_owner
-
 
 class Optimizer:
     """Base class: checks the parameters and gradients, then updates each array.
@@ -108,20 +106,38 @@ def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
     the same way), mapped to that earlier name.  Arrays that only partly
     overlap are refused: no update of one could be right for the other."""
     tied: dict[str, str] = {}
-    by_owner: dict[int, list[str]] = {}  # only arrays with one memory owner can overlap
-    for name, p in params.items():
-        earlier = by_owner.setdefault(id(memory_owner(p)), [])
-        for first in earlier:
-            q = params[first]
-            if not (np.may_share_memory(p, q) and np.shares_memory(p, q)):
-                continue
-            if _same_elements(p, q):
-                tied[name] = tied.get(first, first)
-                break
-            raise ValueError(f"parameters {first!r} and {name!r} overlap in memory without "
+    order = {name: i for i, name in enumerate(params)}
+    for first, second in _meeting_ranges(params):
+        if order[first] > order[second]:
+            first, second = second, first
+        p, q = params[first], params[second]
+        if not np.shares_memory(p, q):
+            continue  # interleaved, or apart within one buffer
+        if not _same_elements(p, q):
+            raise ValueError(f"parameters {first!r} and {second!r} overlap in memory without "
                              f"being the same array; an update of one would change the other")
-        earlier.append(name)
+        owner = tied.get(first, first)
+        tied[second] = min(owner, tied.get(second, second), key=order.__getitem__)
     return tied
+
+
+def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The pairs of names whose arrays' byte ranges meet (arrays from one buffer,
+    whatever objects own it), found by one sweep over the ranges in order."""
+    ranges = []
+    for name, p in params.items():
+        if p.size:
+            start = p.__array_interface__["data"][0]
+            low = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s < 0)
+            high = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s > 0)
+            ranges.append((low, high + p.itemsize, name))
+    ranges.sort()
+    pairs, open_ranges = [], []
+    for low, high, name in ranges:
+        open_ranges = [(h, n) for h, n in open_ranges if h > low]
+        pairs.extend((n, name) for _, n in open_ranges)
+        open_ranges.append((high, name))
+    return pairs
 
 
 def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:

@@ -109,6 +109,18 @@ def test_a_tied_parameter_takes_the_sum_of_its_gradients_once(make):
     np.testing.assert_allclose(tied, alone, rtol=1e-13)
 
 
+def test_arrays_of_one_buffer_are_tied_whatever_objects_own_it():
+    """Two frombuffer views of one buffer have different owners but one memory."""
+    buffer = bytearray(np.zeros(3).tobytes())
+    w1, w2, w3 = (np.frombuffer(buffer) for _ in range(3))
+    opt = optim.Adam({"w3": w3, "w1": w1, "other": np.ones(2), "w2": w2}, lr=0.1)
+    assert opt.tied == {"w1": "w3", "w2": "w3"} and set(opt.state) == {"w3", "other"}
+    opt.step({"w1": np.ones(3), "w2": np.ones(3), "w3": np.ones(3), "other": np.zeros(2)})
+    np.testing.assert_allclose(w1, -0.1)  # Adam's first step is lr whatever the gradient
+    with pytest.raises(ValueError, match="'a' and 'b' overlap in memory"):
+        optim.SGD({"a": np.frombuffer(buffer)[:2], "b": np.frombuffer(buffer)[1:]}, lr=0.1)
+
+
 def test_parameters_that_only_partly_overlap_are_refused():
     x = np.ones(4)
     with pytest.raises(ValueError, match="parameters 'a' and 'c' overlap in memory"):

@@ -128,7 +128,7 @@ def _term_start(spec: Spec, operand: int) -> int:
 def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
     """Check ``inputs``: distinct operand positions, leaving at least one weight."""
     if isinstance(inputs, np.ndarray):
-        inputs = inputs.tolist()  # an int, or a list of them
+        inputs = inputs.tolist() if inputs.ndim <= 1 else None  # an int, or a list of them
     positions = (tuple(inputs) if isinstance(inputs, Sequence) and not isinstance(inputs, str)
                  else (inputs,) if isinstance(inputs, (int, np.integer)) else ())
     n = len(spec.inputs)

@@ -103,27 +103,32 @@ class Optimizer:
 
 def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
     """Each name whose array is an earlier name's (the same memory, laid out
-    the same way), mapped to that earlier name.  Arrays that only partly
-    overlap are refused: no update of one could be right for the other."""
+    the same way), mapped to the first name holding it.  Arrays that only
+    partly overlap are refused: no update of one could be right for the other."""
     tied: dict[str, str] = {}
-    order = {name: i for i, name in enumerate(params)}
-    for first, second in _meeting_ranges(params):
-        if order[first] > order[second]:
-            first, second = second, first
-        p, q = params[first], params[second]
-        if not np.shares_memory(p, q):
-            continue  # interleaved, or apart within one buffer
-        if not _same_elements(p, q):
+    first_of: dict[tuple, str] = {}  # each distinct view of memory: its first name
+    for name, p in params.items():
+        key = _view_key(p)
+        if p.size and key in first_of:
+            tied[name] = first_of[key]
+        else:
+            first_of.setdefault(key, name)
+    distinct = {name: p for name, p in params.items() if name not in tied}
+    for first, second in _meeting_ranges(distinct):
+        if np.shares_memory(distinct[first], distinct[second]):  # not interleaved or apart
             raise ValueError(f"parameters {first!r} and {second!r} overlap in memory without "
                              f"being the same array; an update of one would change the other")
-        owner = tied.get(first, first)
-        tied[second] = min(owner, tied.get(second, second), key=order.__getitem__)
     return tied
+
+
+def _view_key(a: np.ndarray) -> tuple:
+    """What two arrays share when they are the same elements viewed the same way."""
+    return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
 
 
 def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
     """The pairs of names whose arrays' byte ranges meet (arrays from one buffer,
-    whatever objects own it), found by one sweep over the ranges in order."""
+    whatever objects own them), found by one sweep over the ranges in order."""
     ranges = []
     for name, p in params.items():
         if p.size:
@@ -131,19 +136,13 @@ def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
             low = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s < 0)
             high = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s > 0)
             ranges.append((low, high + p.itemsize, name))
-    ranges.sort()
+    ranges.sort(key=lambda r: r[:2])  # names need not be comparable
     pairs, open_ranges = [], []
     for low, high, name in ranges:
         open_ranges = [(h, n) for h, n in open_ranges if h > low]
         pairs.extend((n, name) for _, n in open_ranges)
         open_ranges.append((high, name))
     return pairs
-
-
-def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``a`` and ``b`` view exactly the same elements the same way."""
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,

@@ -726,5 +726,8 @@ def test_positions_and_shapes_may_be_any_sequence_of_ints():
     assert nn.ContractHead(np.array([1, 2, 3]), 5).in_shape == (1, 2, 3)
     with pytest.raises(ValueError, match="in_shape must be three positive ints"):
         nn.ContractHead("abc", 5)
-    with pytest.raises(ValueError, match="inputs must be distinct operand positions"):
+    for nested in (np.array([[0, 2]]), [[0, 2]], ([0], [2])):
+        with pytest.raises(ValueError, match=r"inputs must be distinct operand positions .* got"):
+            nn.Einsum(spec, sizes=sizes, inputs=nested)
+    with pytest.raises(ValueError, match=r"got array\(\[\[0, 2\]\]\)"):  # as given
         nn.Einsum(spec, sizes=sizes, inputs=np.array([[0, 2]]))

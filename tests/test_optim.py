@@ -121,6 +121,12 @@ def test_arrays_of_one_buffer_are_tied_whatever_objects_own_it():
         optim.SGD({"a": np.frombuffer(buffer)[:2], "b": np.frombuffer(buffer)[1:]}, lr=0.1)
 
 
+def test_many_names_for_one_array_and_names_that_are_not_strings():
+    x = np.zeros(4)
+    opt = optim.SGD({**{f"t{i}": x for i in range(2000)}, 0: x}, lr=0.1)  # no pair by pair
+    assert len(opt.tied) == 2000 and set(opt.state) == {"t0"}
+
+
 def test_parameters_that_only_partly_overlap_are_refused():
     x = np.ones(4)
     with pytest.raises(ValueError, match="parameters 'a' and 'c' overlap in memory"):

@@ -127,14 +127,14 @@ def _term_start(spec: Spec, operand: int) -> int:
 
 def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
     """Check ``inputs``: distinct operand positions, leaving at least one weight."""
-    if isinstance(inputs, np.ndarray):
-        inputs = inputs.tolist() if inputs.ndim <= 1 else None  # an int, or a list of them
-    positions = (tuple(inputs) if isinstance(inputs, Sequence) and not isinstance(inputs, str)
-                 else (inputs,) if isinstance(inputs, (int, np.integer)) else ())
+    given = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs  # int or list
+    positions = (tuple(given) if isinstance(given, Sequence) and not isinstance(given, str)
+                 else (given,) if isinstance(given, (int, np.integer)) else ())
     n = len(spec.inputs)
-    if (not positions or len(set(positions)) != len(positions)
+    if (not positions  # the type of each first: a nested list cannot go into a set
             or not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
-                       and 0 <= i < n for i in positions)):
+                       and 0 <= i < n for i in positions)
+            or len(set(positions)) != len(positions)):
         raise ValueError(f"inputs must be distinct operand positions of '{spec}' "
                          f"(0 to {n - 1}), got {inputs!r}")
     if len(positions) >= n:

@@ -15,6 +15,11 @@ import numpy as np
 from .autodiff import flatten_tree, refuse_non_float, vjp
 from .trace import value_of
 
+#: The steps tried, as fractions of ``eps``, until one agrees: a step that
+#: carries an input across a kink (a ReLU at 0, a max changing hands) is
+#: wrong there, and a smaller one is not; a wrong gradient disagrees at every
+#: step.  Below 1e-4 of 1e-6 float64's rounding would swamp the difference.
+STEP_SHRINKS = (1.0, 1e-2, 1e-4)
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms' sizes.
 FLOAT64_SLACK = 64 * np.finfo(np.float64).eps
 #: How far a gradient computed in lower precision may stray from the float64
@@ -29,7 +34,8 @@ OWN_DTYPE_SLACK = 256
 
 
 def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 1e-12, trials: int = 3, seed: int = 0) -> None:
+                atol: float = 1e-12, trials: int = 3, seed: int = 0,
+                own_dtype: bool = False) -> None:
     """Compare ``vjp`` with central finite differences.
 
     For random directions ``v`` and cotangents ``u`` checks that
@@ -49,14 +55,24 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     summed), plus ``atol``, a small absolute slack for cancellation inside
     ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
-    however small the function's values.  A primal of lower precision
-    (float32, float16, complex64) is then also differentiated in its own
-    dtype, and each element of that gradient is compared with the float64
-    one: they must agree to 5%, plus 256 units of the coarsest precision
-    times the largest element of all the gradients.  This catches a rule
-    wrong in one dtype only, or a lower-precision gradient that overflows;
-    it does not test precision (in float16 it lets a quarter of the largest
-    element through).
+    however small the function's values.  A trial that disagrees is tried
+    again with steps 100 and 10,000 times smaller, and fails only if every
+    step disagrees: a step that carries an input across a kink (a ReLU near
+    0) is wrong where a smaller one is not; a wrong gradient is wrong at
+    every step.
+
+    Parameters
+    ----------
+    own_dtype : bool
+        Also differentiate a primal of lower precision (float32, float16,
+        complex64) in its own dtype and compare each element of that
+        gradient with the float64 one: they must agree to 5%, plus 256 units
+        of the coarsest precision times the largest element of all the
+        gradients.  This catches a rule wrong in one dtype only, or a
+        gradient that overflows in it; it is no precision test (in float16
+        it lets a quarter of the largest element through).  Off by default:
+        rounding can move an input across a kink (a ReLU, a max-pool tie)
+        and so change some elements of a correct gradient by more.
 
     Raises
     ------
@@ -64,7 +80,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         With both numbers, when they differ by more than the tolerance.
     ValueError
         ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
-        finite), or ``trials`` not a positive integer.
+        finite), ``trials`` not a positive integer, or ``own_dtype`` not a bool.
     DtypeError
         A primal is not floating point.
 
@@ -74,6 +90,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     >>> cn.check_grads(lambda x: cn.sum(cn.tanh(x) * x), np.array([0.5, -2.0]))
     """
     _check_settings(eps=eps, rtol=rtol, atol=atol, trials=trials)
+    if not isinstance(own_dtype, (bool, np.bool_)):
+        raise ValueError(f"own_dtype must be True or False, got {own_dtype!r}")
     refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
     rng = np.random.default_rng(seed)
     flats = [flatten_tree(p) for p in primals]
@@ -84,16 +102,20 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
         u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
-        numeric, error = _derivative(fn, build, xs, vs, u, eps)
         analytic, size = _pairing(vjp_fn(u), vs)
-        allowed = (atol + rtol * max(abs(analytic), abs(numeric)) + error
-                   + FLOAT64_SLACK * size)
-        if not abs(analytic - numeric) <= allowed:
+        for step in (eps * shrink for shrink in STEP_SHRINKS):
+            numeric, error = _derivative(fn, build, xs, vs, u, step)
+            allowed = (atol + rtol * max(abs(analytic), abs(numeric)) + error
+                       + FLOAT64_SLACK * size)
+            if abs(analytic - numeric) <= allowed:
+                break
+        else:
             raise AssertionError(f"vjp disagrees with finite differences (trial {trial}): "
                                  f"<vjp(u), v> = {analytic!r}, finite difference = "
-                                 f"{numeric!r}, difference {abs(analytic - numeric):.3g} "
-                                 f"(allowed {allowed:.3g})")
-    if any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
+                                 f"{numeric!r} with step {step:.3g}, difference "
+                                 f"{abs(analytic - numeric):.3g} (allowed {allowed:.3g}); "
+                                 f"{len(STEP_SHRINKS)} steps from {eps:.3g} down all disagree")
+    if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
 
 

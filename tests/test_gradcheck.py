@@ -66,6 +66,21 @@ def test_check_grads_passes_correct_functions_of_mixed_scales(fn, x):
         cn.check_grads(fn, x, seed=seed)
 
 
+def test_a_step_across_a_kink_is_tried_again_smaller(monkeypatch):
+    """Inputs 3e-7 from a ReLU's kink: a step of 1e-6 crosses it, 1e-8 does not."""
+    from contractnet import autodiff, gradcheck, ops
+    x = np.array([3e-7, -3e-7, 0.5, -2.0])
+    fn = lambda a: cn.sum(cn.relu(a) * np.array([1.0, 2.0, 3.0, 4.0]))  # noqa: E731
+    cn.check_grads(fn, x)
+    with monkeypatch.context() as m:
+        m.setattr(gradcheck, "STEP_SHRINKS", (1.0,))  # the first step alone: it crosses
+        with pytest.raises(AssertionError, match="finite difference"):
+            cn.check_grads(fn, x)
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.relu, lambda n, g, y, a: g * 0.5 * (a > 0))
+    with pytest.raises(AssertionError, match="3 steps from 1e-06 down all disagree"):
+        cn.check_grads(fn, x)  # a wrong gradient is wrong at every step
+
+
 def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):
     from contractnet import autodiff, ops
     fn = lambda a: 1e-9 * cn.sum(a * a)  # noqa: E731
@@ -87,8 +102,9 @@ def test_check_grads_catches_a_gradient_wrong_only_in_float32(monkeypatch):
     cn.check_grads(cn.tanh, x)
     monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, wrong_in_float32)
     cn.check_grads(cn.tanh, x.astype(np.float64))  # float64 alone cannot see it
+    cn.check_grads(cn.tanh, x)  # the own-dtype check is asked for
     with pytest.raises(AssertionError, match="own dtypes disagrees"):
-        cn.check_grads(cn.tanh, x)
+        cn.check_grads(cn.tanh, x, own_dtype=True)
 
 
 def test_check_grads_catches_a_float16_gradient_wrong_by_half(monkeypatch):
@@ -97,11 +113,11 @@ def test_check_grads_catches_a_float16_gradient_wrong_by_half(monkeypatch):
     right = autodiff.VJP_RULES[ops.tanh]
     x = np.array([0.5, -0.25, 1.0], np.float16)
     fn = lambda a: cn.sum(cn.tanh(a))  # noqa: E731
-    cn.check_grads(fn, x)
+    cn.check_grads(fn, x, own_dtype=True)
     monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, lambda n, g, y, a: (
         right(n, g, y, a) * (1.5 if np.asarray(y).dtype == np.float16 else 1)))
     with pytest.raises(AssertionError, match="own dtypes disagrees"):
-        cn.check_grads(fn, x)
+        cn.check_grads(fn, x, own_dtype=True)
 
 
 def test_the_own_dtype_check_passes_a_float16_relu_net():
@@ -115,14 +131,15 @@ def test_the_own_dtype_check_passes_a_float16_relu_net():
     net = nn.Sequential(*layers, nn.Dense(64, 10, rng=rng, dtype=np.float16))
     x = np.random.default_rng(102).standard_normal((32, 64)).astype(np.float16)
     loss = lambda p: nn.softmax_cross_entropy(net.apply(p, x), np.arange(32) % 10)  # noqa: E731
-    cn.check_grads(loss, net.parameters())
+    cn.check_grads(loss, net.parameters(), own_dtype=True)
 
 
 def test_the_own_dtype_check_passes_a_gradient_zero_by_cancellation():
     """d/db of logsumexp(z + b) - (z + b)[3] is 1 - 1: float32 leaves a rounding
     error that is small against the other gradient, not against zero."""
     z = np.linspace(-1, 1, 10).astype(np.float32)
-    cn.check_grads(lambda a, b: cn.logsumexp(a + b) - (a + b)[3], z, np.ones(1, np.float32))
+    cn.check_grads(lambda a, b: cn.logsumexp(a + b) - (a + b)[3], z, np.ones(1, np.float32),
+                   own_dtype=True)
 
 
 def test_the_own_dtype_check_catches_rare_wrong_elements_and_overflow(monkeypatch):
@@ -135,15 +152,15 @@ def test_the_own_dtype_check_catches_rare_wrong_elements_and_overflow(monkeypatc
         return np.where(far, -g, grad)
     x = np.random.default_rng(0).standard_normal(200).astype(np.float32)
     fn = lambda a: cn.sum(cn.tanh(a))  # noqa: E731
-    cn.check_grads(fn, x)
+    cn.check_grads(fn, x, own_dtype=True)
     monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, wrong_far_out_in_float32)
     with pytest.raises(AssertionError, match="own dtypes disagrees"):
-        cn.check_grads(fn, x)  # about 5% of the elements are wrong
+        cn.check_grads(fn, x, own_dtype=True)  # about 5% of the elements are wrong
     big = np.zeros(40, np.float16)
     big[7] = 11.5  # exp(11.5) overflows float16, not float64
     with pytest.raises(AssertionError, match="own dtypes disagrees"), \
             np.errstate(over="ignore"):
-        cn.check_grads(lambda a: cn.sum(cn.exp(a) * 0.01), big)
+        cn.check_grads(lambda a: cn.sum(cn.exp(a) * 0.01), big, own_dtype=True)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -154,6 +171,7 @@ def test_the_own_dtype_check_catches_rare_wrong_elements_and_overflow(monkeypatc
     ({"eps": float("nan")}, "eps must be a positive finite number"),
     ({"rtol": -1}, "rtol must be a non-negative finite number, got -1"),
     ({"atol": "1e-8"}, "atol must be a non-negative finite number"),
+    ({"own_dtype": "yes"}, "own_dtype must be True or False, got 'yes'"),
 ], ids=str)
 def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -79,6 +79,8 @@ def test_a_step_across_a_kink_is_tried_again_smaller(monkeypatch):
     monkeypatch.setitem(autodiff.VJP_RULES, ops.relu, lambda n, g, y, a: g * 0.5 * (a > 0))
     with pytest.raises(AssertionError, match="3 steps from 1e-06 down all disagree"):
         cn.check_grads(fn, x)  # a wrong gradient is wrong at every step
+    with pytest.raises(AssertionError, match="finite difference"):  # large values, same slope:
+        cn.check_grads(lambda a: fn(a) + 1e6, x)  # small steps round too much to count
 
 
 def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):

@@ -77,10 +77,42 @@ def test_a_step_across_a_kink_is_tried_again_smaller(monkeypatch):
         with pytest.raises(AssertionError, match="finite difference"):
             cn.check_grads(fn, x)
     monkeypatch.setitem(autodiff.VJP_RULES, ops.relu, lambda n, g, y, a: g * 0.5 * (a > 0))
-    with pytest.raises(AssertionError, match="3 steps from 1e-06 down all disagree"):
+    with pytest.raises(AssertionError, match="finite difference = .* with step 1e-06"):
         cn.check_grads(fn, x)  # a wrong gradient is wrong at every step
     with pytest.raises(AssertionError, match="finite difference"):  # large values, same slope:
         cn.check_grads(lambda a: fn(a) + 1e6, x)  # small steps round too much to count
+
+
+def _tanh_rule_times(factor, inf_at=None):
+    from contractnet import autodiff, ops
+    right = autodiff.VJP_RULES[ops.tanh]
+
+    def rule(n, g, y, a):
+        grad = right(n, g, y, a) * factor
+        if inf_at is not None:
+            grad = np.array(grad, dtype=float)
+            grad.flat[inf_at] = np.inf
+        return grad
+    return rule
+
+
+@pytest.mark.parametrize("rule, fn, x", [
+    (_tanh_rule_times(1.0, inf_at=2), lambda a: cn.sum(cn.tanh(a)), np.linspace(-1, 1, 5)),
+    (_tanh_rule_times(1.5), lambda a: cn.sum(cn.tanh(a)) + 1e8, np.linspace(-1, 1, 5)),
+    (_tanh_rule_times(1.2), lambda a: cn.sum(cn.tanh(3e5 * a)), 3e-6 * _rng(4).standard_normal(6)),
+], ids=["an-infinite-element", "values-huge-against-the-slope", "inputs-far-below-the-step"])
+def test_check_grads_catches_wrong_gradients_its_steps_barely_resolve(monkeypatch, rule, fn, x):
+    from contractnet import autodiff, ops
+    cn.check_grads(fn, x)
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, rule)
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, x)
+
+
+def test_check_grads_passes_a_log_of_inputs_far_below_the_step():
+    """p of 1e-9 against a first step of 1e-6: only a step 10^6 times smaller resolves it."""
+    p = np.array([0.5, 1e-9, 0.3, 2e-9])
+    cn.check_grads(lambda a: cn.sum(np.array([1.0, 2.0, 3.0, 4.0]) * cn.log(a)), p)
 
 
 def test_check_grads_catches_a_zero_gradient_of_a_tiny_function(monkeypatch):

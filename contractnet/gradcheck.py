@@ -60,12 +60,12 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
     however small the function's values.  A trial tries steps 100, 10^4 and
-    10^6 times smaller until one that resolves the derivative (all it
-    allows within 0.1% of it) agrees: a step that
-    carries an input across a kink (a ReLU near 0) is wrong where a smaller
-    one is not, and a wrong gradient disagrees wherever the derivative is
-    resolved.  When no step resolves it (values huge against the slope, an
-    input far smaller than the step), the first step's agreement decides.
+    10^6 times smaller until one that resolves the derivative (all it allows
+    within 0.1% of it) agrees: a step that carries an input across a kink (a
+    ReLU near 0) is wrong where a smaller one is not, and a wrong gradient
+    disagrees wherever the derivative is resolved.  When no step resolves it
+    (values huge against the slope), the first step's agreement decides, and
+    the check is only as sharp as that step.
 
     Parameters
     ----------

@@ -333,18 +333,18 @@ def refuse_non_float(named: Iterable[tuple[str, Any]]) -> None:
         and positions leading to it (``primal 0['b'][1]``).
     """
     for name, tree in named:
-        for leaf_name, leaf in zip(_leaf_names(tree, name), flatten_tree(tree)[0]):
+        for leaf_name, leaf in _named_leaves(tree, name):
             _as_primal(leaf, leaf_name)
 
 
-def _leaf_names(tree: Any, name: str) -> list[str]:
-    """The name of each leaf of ``tree`` in :func:`flatten_tree`'s order: ``name``
+def _named_leaves(tree: Any, name: str) -> list[tuple[str, Any]]:
+    """Each leaf of ``tree`` in :func:`flatten_tree`'s order, named by ``name``
     followed by the keys and positions leading to it."""
     if isinstance(tree, dict):
-        return [n for k in tree for n in _leaf_names(tree[k], f"{name}[{k!r}]")]
+        return [pair for k in tree for pair in _named_leaves(tree[k], f"{name}[{k!r}]")]
     if isinstance(tree, (list, tuple)):
-        return [n for i, t in enumerate(tree) for n in _leaf_names(t, f"{name}[{i}]")]
-    return [name]
+        return [pair for i, t in enumerate(tree) for pair in _named_leaves(t, f"{name}[{i}]")]
+    return [(name, tree)]
 
 
 def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:

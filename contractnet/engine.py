@@ -175,7 +175,8 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
             view = view.max(axis=axes)
         else:
             # einsum sums in its operand's dtype (numpy's reductions take no byte order)
-            view = view.sum(axis=axes, dtype=view.dtype.newbyteorder("="))
+            dtype = view.dtype if view.dtype.isnative else view.dtype.newbyteorder("=")
+            view = view.sum(axis=axes, dtype=dtype)
         names = kept
     return view.transpose([names.index(n) for n in target])
 

@@ -17,6 +17,11 @@ from typing import Mapping
 
 import numpy as np
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy < 2.0
+    from numpy import byte_bounds
+
 
 class Optimizer:
     """Base class: checks the parameters and gradients, then updates each array.
@@ -66,11 +71,10 @@ class Optimizer:
         """
         checked = self._check_grads(grads)
         self.steps += 1
-        totals: dict[str, np.ndarray] = {}
-        for name, g in checked.items():  # a tied parameter's gradient is the sum of its names'
-            owner = self.tied.get(name, name)
-            totals[owner] = g if owner not in totals else totals[owner] + g
-        for name, g in totals.items():
+        if self.tied:  # a tied parameter's gradient is the sum of its names'
+            for name, owner in self.tied.items():
+                checked[owner] = checked[owner] + checked.pop(name)
+        for name, g in checked.items():
             self._update(name, self.params[name], g)
 
     def _check_grads(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -129,13 +133,7 @@ def _view_key(a: np.ndarray) -> tuple:
 def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
     """The pairs of names whose arrays' byte ranges meet (arrays from one buffer,
     whatever objects own them), found by one sweep over the ranges in order."""
-    ranges = []
-    for name, p in params.items():
-        if p.size:
-            start = p.__array_interface__["data"][0]
-            low = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s < 0)
-            high = start + sum(s * (n - 1) for s, n in zip(p.strides, p.shape) if s > 0)
-            ranges.append((low, high + p.itemsize, name))
+    ranges = [(*byte_bounds(p), name) for name, p in params.items() if p.size]
     ranges.sort(key=lambda r: r[:2])  # names need not be comparable
     pairs, open_ranges = [], []
     for low, high, name in ranges:

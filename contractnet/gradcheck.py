@@ -8,20 +8,23 @@ and ``<vjp(u), v>`` against the derivative of ``<u, f(x + t v)>`` at
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from .autodiff import flatten_tree, refuse_non_float, vjp
 from .trace import value_of
 
-#: The steps tried, as fractions of ``eps``.  A step that carries an input
-#: across a kink (a ReLU at 0, a max changing hands) is wrong there and a
-#: smaller one is not; a wrong gradient disagrees at every step.
+#: The steps tried, as multiples of ``eps``, in order.  A step that carries
+#: an input across a kink (a ReLU at 0, a max changing hands) is wrong there
+#: and a smaller one is not; a wrong gradient disagrees at every step.  The
+#: last, larger steps are for values so large against the slope that float64
+#: rounds every small difference away.
 STEP_SHRINKS = (1.0, 1e-2, 1e-4, 1e-6)
+STEP_GROWTHS = (1e2, 1e4)
 #: A step is sharp when all it allows (truncation and rounding) is at most
 #: this share of the derivative.  A trial passes when a sharp step agrees;
-#: when none is sharp, when the first step agrees, as a looser check.
+#: when none is sharp, when the step allowing the least agrees.
 SHARP = 1e-3
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms'
 #: sizes; rounding inside ``fn`` shows in the difference of two steps.
@@ -51,7 +54,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     fails; the convention checked is ``jax.vjp``'s, for holomorphic functions.
 
     Each element's step is ``eps`` times its own size (at least 1), so large
-    inputs are probed with differences their float64 values resolve.  The
+    inputs are probed with differences their float64 values resolve, and
+    the vjp is paired with the direction the probes took once rounded.  The
     derivative is extrapolated from steps ``h`` and ``2h`` (Richardson),
     whose difference bounds its truncation error.  The two numbers must
     agree to ``rtol`` of the larger, plus that truncation error, plus the
@@ -60,12 +64,13 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
     however small the function's values.  A trial tries steps 100, 10^4 and
-    10^6 times smaller until one that resolves the derivative (all it allows
-    within 0.1% of it) agrees: a step that carries an input across a kink (a
-    ReLU near 0) is wrong where a smaller one is not, and a wrong gradient
-    disagrees wherever the derivative is resolved.  When no step resolves it
-    (values huge against the slope), the first step's agreement decides, and
-    the check is only as sharp as that step.
+    10^6 times smaller, then 100 and 10^4 times larger, until one that
+    resolves the derivative (all it allows within 0.1% of it) agrees: a step
+    that carries an input across a kink (a ReLU near 0) is wrong where a
+    smaller one is not, values huge against the slope round away every
+    difference but a larger step's, and a wrong gradient disagrees wherever
+    the derivative is resolved.  When no step resolves it, the step that
+    allows the least decides, and the check is only as sharp as that step.
 
     Parameters
     ----------
@@ -108,19 +113,20 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
         u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
-        analytic, size = _pairing(vjp_fn(u), vs)
+        grads = vjp_fn(u)
         verdicts = []
-        for shrink in STEP_SHRINKS:  # smaller steps only while no sharp step agrees
-            step = eps * shrink
-            verdicts.append(_compare(analytic, size, *_derivative(fn, build, xs, vs, u, step),
-                                     step, rtol, atol))
-            if verdicts[-1][0] and verdicts[-1][1]:
+        for multiple in STEP_SHRINKS + STEP_GROWTHS:  # only while no sharp step agrees
+            step = eps * multiple
+            numeric, error, taken = _derivative(fn, build, xs, vs, u, step)
+            verdicts.append(_compare(*_pairing(grads, taken), numeric, error, step, rtol, atol))
+            if verdicts[-1].agrees and verdicts[-1].sharp:
                 break  # a step that resolves the derivative agrees
-        else:
-            deciding = next((v for v in verdicts if v[1]), verdicts[0])
-            if deciding[1] or not deciding[0]:  # else none resolves it: the first step's
-                raise AssertionError(       # looser agreement decides, as it always did
-                    f"vjp disagrees with finite differences (trial {trial}): {deciding[2]}")
+        else:  # a sharp step disagreed, or none is sharp and the tightest decides
+            deciding = next((v for v in verdicts if v.sharp), None) or \
+                min(verdicts, key=lambda v: v.allowed if v.allowed >= 0 else math.inf)
+            if deciding.sharp or not deciding.agrees:
+                raise AssertionError(
+                    f"vjp disagrees with finite differences (trial {trial}): {deciding.message}")
     if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
 
@@ -160,40 +166,63 @@ def _direction(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return _random_like(rng, x.shape, x.dtype) * scale
 
 
-def _derivative(fn, build, xs, vs, u, eps: float) -> tuple[float, float]:
-    """d/dt ``<u, f(x + t v)>`` at 0 by central differences, and a bound on its
+def _derivative(fn, build, xs, vs, u, eps: float) -> tuple[float, float, list]:
+    """d/dt ``<u, f(x + t v)>`` at 0 by central differences; a bound on its
     error: the truncation error seen between steps ``eps`` and ``2 eps``,
-    plus float64's rounding of the outputs."""
-    at_h, rounding = _central_difference(fn, build, xs, vs, u, eps)
-    at_2h, _ = _central_difference(fn, build, xs, vs, u, 2 * eps)
-    return (4 * at_h - at_2h) / 3, abs(at_h - at_2h) + 2 * rounding
+    plus float64's rounding of the outputs; and the direction the differences
+    took, ``v`` as float64 rounded the probes (the vjp is paired with that)."""
+    at_h, rounding, taken_h = _central_difference(fn, build, xs, vs, u, eps)
+    at_2h, _, taken_2h = _central_difference(fn, build, xs, vs, u, 2 * eps)
+    taken = [[(4 * a - b) / 3 for a, b in zip(la, lb)] for la, lb in zip(taken_h, taken_2h)]
+    return (4 * at_h - at_2h) / 3, abs(at_h - at_2h) + 2 * rounding, taken
 
 
-def _central_difference(fn, build, xs, vs, u, h: float) -> tuple[float, float]:
-    """``<u, (f(x + h v) - f(x - h v)) / 2h>`` and its rounding error."""
+def _central_difference(fn, build, xs, vs, u, h: float) -> tuple[float, float, list]:
+    """``<u, (f(x + h v) - f(x - h v)) / 2h>``, its rounding error, and the
+    direction taken, ``(x + h v) - (x - h v)`` over ``2h`` as rounded: an
+    element of ``x`` large against its step moves by a rounded amount."""
     plus = [[x + h * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
     minus = [[x - h * v for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
     with np.errstate(all="ignore"):  # a probe may step out of fn's domain: judged below
         f_plus = np.asarray(value_of(fn(*build(plus))))
         f_minus = np.asarray(value_of(fn(*build(minus))))
-    value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
-    size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
-    return value, FLOAT64_SLACK * size
+        taken = [[_taken(p, m, v, h) for p, m, v in zip(lp, lm, lv)]
+                 for lp, lm, lv in zip(plus, minus, vs)]
+        value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
+        size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
+    return value, FLOAT64_SLACK * size, taken
+
+
+def _taken(plus: np.ndarray, minus: np.ndarray, v: np.ndarray, h: float) -> np.ndarray:
+    """The direction probes ``plus`` and ``minus`` took (``v`` where an infinite
+    element cannot move)."""
+    taken = (plus - minus) / (2 * h)
+    return np.where(np.isfinite(taken), taken, v)
+
+
+class Verdict(NamedTuple):
+    """One step's comparison: whether the numbers agree, whether the step is
+    sharp (all it allows is within :data:`SHARP` of the derivative), what it
+    allows (nan where a difference is not finite), and both numbers for a message."""
+
+    agrees: bool
+    sharp: bool
+    allowed: float
+    message: str
 
 
 def _compare(analytic: float, size: float, numeric: float, error: float, step: float,
-             rtol: float, atol: float) -> tuple[bool, bool, str]:
-    """Whether ``analytic`` and a finite difference at ``step`` agree, whether
-    that step is sharp (all it allows is within :data:`SHARP` of the
-    derivative), and the two numbers for a message."""
+             rtol: float, atol: float) -> Verdict:
+    """How ``analytic`` and a finite difference at ``step`` compare."""
     scale = max(abs(analytic), abs(numeric))
     allowed = atol + rtol * scale + error + FLOAT64_SLACK * size
     agrees = bool(np.isfinite(analytic) and np.isfinite(numeric)
                   and abs(analytic - numeric) <= allowed)
     sharp = bool(np.isfinite(allowed) and allowed <= SHARP * scale)
-    return agrees, sharp, (f"<vjp(u), v> = {analytic!r}, finite difference = {numeric!r} with "
-                           f"step {step:.3g}, difference {abs(analytic - numeric):.3g} "
-                           f"(allowed {allowed:.3g})")
+    return Verdict(agrees, sharp, allowed if np.isfinite(allowed) else math.nan,
+                   f"<vjp(u), v> = {analytic!r}, finite difference = {numeric!r} with "
+                   f"step {step:.3g}, difference {abs(analytic - numeric):.3g} "
+                   f"(allowed {allowed:.3g})")
 
 
 def _pairing(grads: tuple, vs: list) -> tuple[float, float]:

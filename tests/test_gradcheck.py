@@ -66,6 +66,14 @@ def test_check_grads_passes_correct_functions_of_mixed_scales(fn, x):
         cn.check_grads(fn, x, seed=seed)
 
 
+def test_check_grads_pairs_the_vjp_with_the_steps_float64_took():
+    """Inputs near 1e6 with features of size 1: ``x + h v`` is rounded to
+    float64, and the vjp is paired with the step actually taken."""
+    x = 1e6 + _rng(0).standard_normal(4)
+    for seed in range(20):
+        cn.check_grads(lambda a: cn.tanh(a - 1e6), x, seed=seed)
+
+
 def test_a_step_across_a_kink_is_tried_again_smaller(monkeypatch):
     """Inputs 3e-7 from a ReLU's kink: a step of 1e-6 crosses it, 1e-8 does not."""
     from contractnet import autodiff, gradcheck, ops
@@ -100,7 +108,11 @@ def _tanh_rule_times(factor, inf_at=None):
     (_tanh_rule_times(1.0, inf_at=2), lambda a: cn.sum(cn.tanh(a)), np.linspace(-1, 1, 5)),
     (_tanh_rule_times(1.5), lambda a: cn.sum(cn.tanh(a)) + 1e8, np.linspace(-1, 1, 5)),
     (_tanh_rule_times(1.2), lambda a: cn.sum(cn.tanh(3e5 * a)), 3e-6 * _rng(4).standard_normal(6)),
-], ids=["an-infinite-element", "values-huge-against-the-slope", "inputs-far-below-the-step"])
+    # float64 rounds away every difference of 1e10 + O(1) but a larger step's
+    (_tanh_rule_times(0.0), lambda a: cn.sum(cn.tanh(a)) + 1e10, np.linspace(-1, 1, 5)),
+    (_tanh_rule_times(0.5), lambda a: cn.sum(cn.tanh(a)) + 1e10, np.linspace(-1, 1, 5)),
+], ids=["an-infinite-element", "values-huge-against-the-slope", "inputs-far-below-the-step",
+        "a-zero-gradient-below-rounding", "half-the-gradient-below-rounding"])
 def test_check_grads_catches_wrong_gradients_its_steps_barely_resolve(monkeypatch, rule, fn, x):
     from contractnet import autodiff, ops
     cn.check_grads(fn, x)

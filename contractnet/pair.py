@@ -35,7 +35,7 @@ class PairPlan:
     flip: bool            # compute the transposed product: the result is (batch, right, left)
     result_shape: tuple[int, ...]
     result_names: str
-    einsum_eq: str | None  # set when a batched GEMM would be tiny: elementwise-like
+    einsum_eq: str | None  # set for a tiny batched GEMM or one summing nothing: numpy.einsum
 
 
 #: The index names numpy.einsum takes.
@@ -102,8 +102,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                                    < _inversions(batch + left + right, prefer))
     result = "".join(batch + (right + left if flip else left + right))
     eq = None
-    # tiny products: numpy.einsum writes any order (it names at most 52 indices)
-    if bt > 1 and m * n_ * k < 512 and len(size) <= len(EINSUM_LETTERS):
+    # tiny batched products, and products that sum nothing (outer products, a
+    # GEMM with inner dimension 1, several times slower): numpy.einsum, which
+    # writes any order (it names at most 52 indices)
+    if (not summed or bt > 1 and m * n_ * k < 512) and len(size) <= len(EINSUM_LETTERS):
         if prefer is not None:
             result = "".join(sorted(result, key=prefer.index))
         eq, flip = _ascii_equation([a2, b2], result), False

@@ -555,8 +555,9 @@ def test_head_and_its_transposes_reshape_without_copies():
     ("ij,jk->ik", "ik", "ik"),          # already as preferred
     ("bij,bjk->bik", "bki", "bki"),     # batched GEMMs
     ("bi,bj->bij", "jbi", "jbi"),       # tiny batched products: numpy.einsum, any order
-    ("nk,md->nkmd", "mdnk", "mdnk"),    # groups keep their operand's order...
-    ("nk,md->nkmd", "knmd", "nkmd"),    # ...so this is the nearest to k, n, m, d
+    ("nkj,mdj->nkmd", "mdnk", "mdnk"),  # groups keep their operand's order...
+    ("nkj,mdj->nkmd", "knmd", "nkmd"),  # ...so this is the nearest to k, n, m, d
+    ("nk,md->nkmd", "knmd", "knmd"),    # an outer product: numpy.einsum, any order
 ])
 def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
     lhs, out = spec.split("->")

@@ -88,7 +88,10 @@ class Optimizer:
                              f"unexpected {unexpected}")
         checked = {}
         for name, p in self.params.items():
-            g = np.asarray(getattr(grads[name], "value", grads[name]))
+            try:
+                g = np.asarray(getattr(grads[name], "value", grads[name]))
+            except (ValueError, TypeError) as error:  # a ragged list, say
+                raise ValueError(f"gradient {name!r} is not an array: {error}") from None
             if g.dtype.kind not in "biuf":  # complex, objects, strings, times: no real step
                 raise ValueError(f"gradient {name!r} has dtype {g.dtype}; a parameter of "
                                  f"dtype {p.dtype} needs a real-valued gradient")
@@ -194,8 +197,8 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             v = self.state[name].get("velocity")
-            if v is None:
-                v = self.state[name]["velocity"] = g.copy()
+            if v is None:  # an array even for a 0-d parameter (whose g is a scalar)
+                v = self.state[name]["velocity"] = np.array(g, dtype=p.dtype)
             else:
                 v *= self.momentum
                 v += g

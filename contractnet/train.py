@@ -69,8 +69,18 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     """One pass over ``(x, y)`` in shuffled batches; returns the mean batch loss.
 
     ``opt`` must have been built on ``model.parameters()`` (it updates those arrays).
+
+    Raises
+    ------
+    ValueError
+        If ``x`` holds no example, or ``opt`` updates arrays other than the model's.
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
+    _check_examples(x, "train_epoch")
+    if opt.params.keys() != params.keys() or any(opt.params[n] is not a
+                                                 for n, a in params.items()):
+        raise ValueError("the optimizer was not built on this model's parameters "
+                         "(model.parameters()): its steps would not change the model")
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         opt.step(grads)
@@ -79,9 +89,15 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Accuracy of ``model`` on ``(x, y)``."""
+    """Accuracy of ``model`` on ``(x, y)``; ``x`` must hold an example."""
+    _check_examples(x, "evaluate")
     logits = np.concatenate([model(xb) for xb, _ in data.batches(x, y, batch_size, shuffle=False)])
     return nn.accuracy(logits, y)
+
+
+def _check_examples(x: np.ndarray, fn: str) -> None:
+    if len(x) == 0:
+        raise ValueError(f"{fn} needs at least one example, got x of shape {np.shape(x)}")
 
 
 def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_size: int = 32,

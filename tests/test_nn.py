@@ -731,3 +731,83 @@ def test_positions_and_shapes_may_be_any_sequence_of_ints():
             nn.Einsum(spec, sizes=sizes, inputs=nested)
     with pytest.raises(ValueError, match=r"got array\(\[\[0, 2\]\]\)"):  # as given
         nn.Einsum(spec, sizes=sizes, inputs=np.array([[0, 2]]))
+
+
+def test_set_parameters_checks_every_array_before_writing_any():
+    net = small_net()
+    params = net.parameters()
+    before = {k: v.copy() for k, v in params.items()}
+    new = randomize(net, seed=3)
+    params["3.bias"].flags.writeable = False
+    with pytest.raises(ValueError, match="'3.bias' of the module is read-only"):
+        net.set_parameters(new)
+    params["3.bias"].flags.writeable = True
+
+    class ForeignDtype:  # another library's tensor: a shape, and a dtype numpy cannot read
+        shape, dtype = new["3.bias"].shape, "torch.float32"
+    with pytest.raises(ValueError, match="'3.bias' has dtype 'torch.float32'"):
+        net.set_parameters({**new, "3.bias": ForeignDtype()})
+    for k in before:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_set_parameters_can_swap_two_of_the_modules_own_arrays():
+    net = nn.Sequential(nn.Dense(3, 3, rng=0), nn.Dense(3, 3, rng=1))
+    params = net.parameters()
+    first, second = params["0.weight"].copy(), params["1.weight"].copy()
+    net.set_parameters({**params, "0.weight": params["1.weight"], "1.weight": params["0.weight"]})
+    np.testing.assert_array_equal(net.parameters()["0.weight"], second)
+    np.testing.assert_array_equal(net.parameters()["1.weight"], first)
+
+
+def test_names_must_be_strings_and_tied_arrays_count_once():
+    with pytest.raises(ValueError, match="parameter name 5 is not a string"):
+        nn.Module().add_parameter(5, np.ones(2))
+    with pytest.raises(ValueError, match="module name 3 is not a string"):
+        nn.Module().add_module(3, nn.ReLU())
+    layer = nn.Dense(4, 4, rng=0)
+    assert layer.num_parameters() == 20
+    assert nn.Sequential(layer, nn.ReLU(), layer).num_parameters() == 20
+
+
+def test_flat_and_contraction_weights_are_new_arrays():
+    w = rng().random((2, 2, 3, 4))
+    for layout in ("NHWC", "NCHW"):
+        flat = nn.flat_weight(w, layout)
+        assert not np.shares_memory(flat, w) and flat.flags.c_contiguous
+        back = nn.contraction_weight(flat, (2, 2, 3), layout)
+        assert not np.shares_memory(back, flat) and back.flags.c_contiguous
+        np.testing.assert_array_equal(back, w)
+    head = nn.FlattenDense((2, 2, 3), 4, rng=0)
+    head.full_weight()[...] = 0
+    assert head.parameters()["weight"].any()
+
+
+def test_a_0d_parameter_survives_save_and_load(tmp_path):
+    layer = nn.Einsum("bi,i->b", sizes={"i": 3}, bias=True, rng=0)
+    assert layer.parameters()["bias"].shape == ()
+    layer.save(tmp_path / "m.npz")
+    assert layer.load(tmp_path / "m.npz") is layer
+    nn.save_parameters({"s": np.array(3.5, np.float32)}, tmp_path / "s.npz")
+    loaded = nn.load_parameters(tmp_path / "s.npz")["s"]
+    assert loaded.shape == () and loaded.dtype == np.float32 and loaded == 3.5
+
+
+def test_a_damaged_compressed_archive_or_a_directory_is_a_value_error(tmp_path):
+    path = tmp_path / "zl.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("w.npy", b"\x93NUMPY" + bytes(range(256)) * 40)
+    raw = bytearray(path.read_bytes())
+    raw[35] = 0xFF  # the first byte of the deflated stream: an invalid block type
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"zl.npz'?: member 'w.npy' cannot be read"):
+        nn.load_parameters(path)
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, }"
+    header += b" " * (53 - len(header)) + b"\n"  # a header numpy cannot parse
+    with zipfile.ZipFile(tmp_path / "tok.npz", "w") as archive:
+        archive.writestr("w.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                         + header + b"\0" * 24)
+    with pytest.raises(ValueError, match="member 'w.npy' cannot be read"):
+        nn.load_parameters(tmp_path / "tok.npz")
+    with pytest.raises(ValueError, match="is a directory"):
+        nn.load_parameters(tmp_path)

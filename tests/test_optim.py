@@ -186,3 +186,22 @@ def test_matches_pytorch_over_several_steps(ours, theirs):
         t.grad = torch.tensor(grad)
         topt.step()
     np.testing.assert_allclose(p["w"], t.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_sgd_momentum_builds_up_on_a_0d_parameter():
+    """A 0-d parameter's gradient plus weight decay is a numpy scalar: the
+    velocity must still be an array updated in place."""
+    scalar, vector = {"w": np.zeros(())}, {"w": np.zeros(1)}
+    opts = [optim.SGD(p, lr=1.0, momentum=0.9, weight_decay=0.1) for p in (scalar, vector)]
+    for _ in range(3):
+        opts[0].step({"w": np.ones(())})
+        opts[1].step({"w": np.ones(1)})
+    assert scalar["w"].shape == () and isinstance(opts[0].state["w"]["velocity"], np.ndarray)
+    np.testing.assert_allclose(scalar["w"], vector["w"][0], rtol=1e-15)
+
+
+def test_a_ragged_gradient_is_refused_by_name():
+    p = {"a": np.zeros(2), "b": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match="gradient 'b' is not an array"):
+        optim.SGD(p, lr=0.1).step({"a": np.ones(2), "b": [[1.0], [1.0, 2.0]]})
+    assert not p["a"].any()

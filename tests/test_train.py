@@ -111,3 +111,20 @@ def test_cli_rejects_unknown_head_and_dataset(capsys):
             cli.main(argv)
         assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_train_epoch_and_evaluate_refuse_empty_data_and_a_foreign_optimizer():
+    model, other = train.build_model(rng=0), train.build_model(rng=1)
+    x, y = np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, int)
+    opt = optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match="train_epoch needs at least one example"):
+        train.train_epoch(model, opt, x, y, 32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="evaluate needs at least one example"):
+        train.evaluate(model, x, y)
+    before = {k: v.copy() for k, v in other.parameters().items()}
+    x, y = np.ones((4, 8, 8, 1), np.float32), np.arange(4)
+    with pytest.raises(ValueError, match="not built on this model's parameters"):
+        train.train_epoch(model, optim.Adam(other.parameters()), x, y, 2,
+                          np.random.default_rng(0))
+    for k, v in other.parameters().items():
+        np.testing.assert_array_equal(v, before[k])

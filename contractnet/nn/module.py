@@ -46,8 +46,7 @@ class Module:
     # ------------------------------------------------------------ registry
     def add_parameter(self, name: str, array: np.ndarray) -> np.ndarray:
         """Register ``array`` under ``name``; returns it."""
-        if not name or "." in name or name in self._params or name in self._children:
-            raise ValueError(f"parameter name {name!r} is empty, dotted or already used")
+        self._check_new_name("parameter", name)
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"parameter {name!r} must be a floating ndarray")
         self._params[name] = array
@@ -55,12 +54,17 @@ class Module:
 
     def add_module(self, name: str, module: Module) -> Module:
         """Register a sub-module; its parameters appear as ``name.<param>``."""
-        if not name or "." in name or name in self._params or name in self._children:
-            raise ValueError(f"module name {name!r} is empty, dotted or already used")
+        self._check_new_name("module", name)
         if not isinstance(module, Module):
             raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}")
         self._children[name] = module
         return module
+
+    def _check_new_name(self, kind: str, name: str) -> None:
+        if not isinstance(name, str) or not name or "." in name or name in self._params \
+                or name in self._children:
+            raise ValueError(f"{kind} name {name!r} is not a string, or is empty, dotted or "
+                             f"already used")
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(dotted name, array)`` for every parameter, children included."""
@@ -77,8 +81,9 @@ class Module:
         return dict(self.named_parameters())
 
     def num_parameters(self) -> int:
-        """Total number of scalar parameters."""
-        return sum(a.size for _, a in self.named_parameters())
+        """Total number of scalar parameters; an array held under several names
+        (a layer used twice) counts once."""
+        return sum(a.size for a in {id(a): a for _, a in self.named_parameters()}.values())
 
     # ------------------------------------------------------------- compute
     def forward(self, params: Params, *inputs: Any) -> Any:
@@ -120,14 +125,32 @@ class Module:
     def set_parameters(self, params: Params) -> None:
         """Copy ``params`` into the module's arrays (in place), all or nothing.
 
+        Every value is read before any array is written, so values may be the
+        module's own arrays (a swap of two layers' weights).
+
         Raises
         ------
         ValueError
-            If the names, shapes or dtypes differ from the module's.
+            If the names, shapes or dtypes differ from the module's, a value
+            cannot be read as an array, or a module array is read-only; the
+            module is then unchanged.
         """
         check_parameters(self, params, dtypes=True)
-        for name, array in self.named_parameters():
-            np.copyto(array, params[name])
+        targets = self.parameters()
+        values = {}
+        for name, array in targets.items():
+            if not array.flags.writeable:
+                raise ValueError(f"parameter {name!r} of the module is read-only")
+            try:
+                value = np.asarray(params[name])
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"parameter {name!r} cannot be read as an array: "
+                                 f"{error}") from None
+            if any(np.may_share_memory(value, t) for t in targets.values()):
+                value = value.copy()  # written below before it would be read
+            values[name] = value
+        for name, array in targets.items():
+            np.copyto(array, values[name])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the parameters to ``path`` as ``.npz``, atomically."""
@@ -175,9 +198,17 @@ def check_parameters(module: Module, params: Params, dtypes: bool = False) -> No
         if tuple(got.shape) != array.shape:
             raise ValueError(f"parameter {name!r} has shape {tuple(got.shape)} "
                              f"but the module expects {array.shape}")
-        if dtypes and np.dtype(got.dtype) != array.dtype:
+        if dtypes and _dtype_of(name, got) != array.dtype:
             raise ValueError(f"parameter {name!r} has dtype {got.dtype} "
                              f"but the module expects {array.dtype}")
+
+
+def _dtype_of(name: str, value: Any) -> np.dtype:
+    try:
+        return np.dtype(value.dtype)
+    except TypeError:  # another library's dtype (a torch tensor)
+        raise ValueError(f"parameter {name!r} has dtype {value.dtype!r}, which is not a "
+                         f"numpy dtype; pass a numpy array") from None
 
 
 class Sequential(Module):

@@ -12,8 +12,11 @@ member of ``"a"``), so every name comes back as it was saved.
 """
 from __future__ import annotations
 
+import lzma
 import os
+import tokenize
 import zipfile
+import zlib
 from typing import Mapping
 
 import numpy as np
@@ -21,6 +24,10 @@ import numpy as np
 from ..files import write_file
 
 MEMBER_SUFFIX = ".npy"
+#: What reading a damaged archive member raises: a bad header (numpy parses
+#: it as Python), a compressed stream that does not decode, a CRC mismatch.
+DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
+                         zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError)
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -82,7 +89,8 @@ def _write_npz(f, arrays: Mapping[str, np.ndarray]) -> None:
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in arrays.items():
             with archive.open(name + MEMBER_SUFFIX, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array),
+                # C order (np.ascontiguousarray would make a 0-d array 1-d)
+                np.lib.format.write_array(member, np.require(array, requirements="C"),
                                           allow_pickle=False)
 
 
@@ -100,10 +108,13 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not an ``.npz`` archive, holds a member that is not an
-        ``.npy`` array or a name twice, or holds pickled objects.
+        If ``path`` is a directory, or the file is not an ``.npz`` archive,
+        is damaged, holds a member that is not an ``.npy`` array or a name
+        twice, or holds pickled objects.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory, not an .npz archive of parameters")
     try:
         with zipfile.ZipFile(path) as archive:
             return _read_npz(archive, path)
@@ -130,6 +141,7 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
         try:
             with archive.open(member) as f:
                 arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
-        except ValueError as exc:  # not an .npy array, or one of pickled objects
-            raise ValueError(f"{path!r}: member {member!r}: {exc}") from exc
+        except DAMAGED_MEMBER_ERRORS as exc:  # not an .npy array, pickled, damaged
+            raise ValueError(f"{path!r}: member {member!r} cannot be read: "
+                             f"{type(exc).__name__}: {exc}") from exc
     return arrays

@@ -74,7 +74,7 @@ def flat_weight(w: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 4:
         raise ValueError(f"contraction weight must be 4-d (N, M, D, K), got shape {w.shape}")
-    return np.ascontiguousarray(w.transpose(order + (3,))).reshape(-1, w.shape[3])
+    return w.transpose(order + (3,)).reshape(-1, w.shape[3]).copy()  # never a view of w
 
 
 def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],
@@ -108,7 +108,7 @@ def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],
                          f"in_shape {shape}, got {w_flat.shape}")
     w = w_flat.reshape(tuple(shape[a] for a in order) + (w_flat.shape[1],))
     inverse = tuple(int(a) for a in np.argsort(order))
-    return np.ascontiguousarray(w.transpose(inverse + (3,)))
+    return w.transpose(inverse + (3,)).copy()  # never a view of w_flat
 
 
 def flatten_activation(x: Any, layout: str = "NHWC") -> Any:

@@ -223,8 +223,12 @@ def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
                 if name not in sizes:
                     raise SpecError(f"index '{name}' of output window {axis} appears in no "
                                     f"operand; give sizes={{'{name}': n}}", text, out_col)
+            if sizes[axis.inner] < 1:
+                raise SpecError(f"output window {axis} has size '{axis.inner}'="
+                                f"{sizes[axis.inner]}; a window holds at least one position",
+                                text, out_col)
             span = axis.span(sizes[axis.outer], sizes[axis.inner])
-            length = wanted or given_windows.get(str(axis), span)
+            length = wanted if wanted is not None else given_windows.get(str(axis), span)
             if length < span:
                 raise SpecError(f"output window {axis} needs length >= {span}, "
                                 f"got {length}", text, out_col)

@@ -356,8 +356,9 @@ def conv_transpose2d(y: Array, w: Array, stride: IntOrTuple = 1, padding: Paddin
     Raises
     ------
     ConvError
-        Wrong ranks, K of ``y`` and ``w`` differ, bad stride, dilation,
-        padding or output_padding, or padding that crops everything.
+        Wrong ranks, K of ``y`` and ``w`` differ, an empty kernel or input
+        height or width, bad stride, dilation, padding or output_padding, or
+        padding that crops everything.
 
     Examples
     --------
@@ -376,6 +377,7 @@ def conv_transpose2d(y: Array, w: Array, stride: IntOrTuple = 1, padding: Paddin
     output_padding = _int_tuple(output_padding, 2, fn, "output_padding", least=0)
     lengths, kernel = tuple(y.shape[1:3]), tuple(w.shape[:2])
     _check_nonempty(fn, kernel)
+    _check_nonempty(fn, lengths, "input y's height x width")
     pads, full = _transpose_pads(padding, lengths, kernel, stride, dilation, output_padding)
     out = Window("h", "u", stride[0], dilation[0]), Window("w", "v", stride[1], dilation[1])
     z = einsum(f"bhwk,uvck->b{out[0]}{out[1]}c", y, w,

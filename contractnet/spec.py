@@ -61,7 +61,10 @@ class Window:
         return f"({s}{self.outer}+{d}{self.inner})"
 
     def span(self, outer_size: int, inner_size: int) -> int:
-        """Smallest axis length that holds every position of the window."""
+        """Smallest axis length that holds every position of the window (0 when
+        it has no position)."""
+        if outer_size < 1 or inner_size < 1:
+            return 0
         return self.stride * (outer_size - 1) + self.dilation * (inner_size - 1) + 1
 
     def outer_extent(self, length: int, inner_size: int) -> int:

@@ -170,6 +170,20 @@ def test_window_with_fixed_outer_size_that_does_not_fit():
         bind(parse("b(h+u)c,uc,bh->b"), [(1, 5, 1), (2, 1), (1, 5)])
 
 
+def test_an_empty_output_window_is_refused_as_an_input_window_is():
+    with pytest.raises(SpecError, match=r"output window \(h\+u\) has size 'u'=0; a window "
+                                        r"holds at least one position"):
+        bind(parse("hk->(h+u)k"), [(2, 3)], {"u": 0})
+    with pytest.raises(SpecError, match=r"window \(h\+u\) has size 'u'=0"):
+        bind(parse("(h+u)k->hk"), [(1, 3)], {"u": 0})
+
+
+def test_a_window_with_no_position_spans_nothing():
+    assert Window("h", "u", 3, 1).span(0, 2) == 0
+    assert bind(parse("hk,uk->(3h+u)"), [(0, 2), (2, 2)]).out_shape == (0,)
+    assert bind(parse("b(2h+u),bh->b"), [(2, 0), (2, 0)], {"u": 1}).out_shape == (2,)
+
+
 def test_repeated_ellipsis_letters_do_not_collide_with_user_letters():
     # fresh letters for '...' start with uppercase: the spec already uses 'A'
     b = bind(parse("A...,...->A..."), [(2, 3), (3,)])

@@ -245,7 +245,18 @@ BAD_CALLS = [
     ("pool_size_zero", lambda: cn.avg_pool2d(X, 0), r"size must be >= 1, got 0"),
     ("pool_stride_zero", lambda: cn.max_pool2d(X, 2, stride=(2, 0)), r"stride.*\(2, 0\)"),
     ("pool_rank", lambda: cn.max_pool2d(np.zeros((6, 6)), 2), r"rank 4"),
+    ("transpose_empty_input", lambda: cn.conv_transpose2d(np.ones((1, 0, 3, 4)),
+                                                          np.ones((1, 1, 2, 4)), stride=2),
+     r"conv_transpose2d: input y's height x width 0x3 has a size-0 axis"),
 ]
+
+
+def test_a_window_over_an_empty_axis_has_an_empty_gradient():
+    x, h = np.ones((2, 0)), np.ones((2, 0))
+    y, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(2h+u),bh->b", a, b, sizes={"u": 1}), x, h)
+    np.testing.assert_array_equal(y, np.zeros(2))
+    dx, dh = vjp_fn(np.ones(2))
+    assert dx.shape == (2, 0) and dh.shape == (2, 0)
 
 
 @pytest.mark.parametrize("call, match", [pytest.param(c, m, id=i) for i, c, m in BAD_CALLS])

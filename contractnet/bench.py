@@ -34,7 +34,7 @@ from .bench_report import progress, write_csv, write_json, write_markdown, write
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
 from .budget import check_allocation
-from .files import check_writable
+from .files import check_writable, replaced_file
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
 RTOL = {"float32": 1e-3, "float64": 1e-9}
@@ -126,6 +126,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
     if not args.max_seconds > 0:  # nan too
         raise ValueError(f"--max-seconds must be positive, got {args.max_seconds}")
+    written: dict[str, str] = {}  # each file replaced, by the option that writes it
     for option, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
                          ("--markdown", args.markdown)):
         if path is not None:
@@ -133,6 +134,12 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
                 check_writable(path)
             except ValueError as exc:
                 raise ValueError(f"{option}: {exc}") from None
+            target = replaced_file(path)  # None for a stream or a device: written in turn
+            if target in written:
+                raise ValueError(f"{written[target]} and {option} both write {path!r}: "
+                                 f"the second would replace the first")
+            if target is not None:
+                written[target] = option
     if args.plot is not None:
         plot_format(args.plot)
     lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)

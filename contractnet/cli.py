@@ -1,4 +1,4 @@
-"""The ``contractnet`` command: ``bench``, ``explain`` and ``train``.
+"""The contractnet command: bench, explain and train.
 
 Each subcommand lives in its own module, which supplies
 ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -12,7 +12,8 @@ import sys
 from typing import Sequence
 
 SUBCOMMANDS = {
-    "bench": ("contractnet.bench", "compare flatten+matmul with the contraction head"),
+    "bench": ("contractnet.bench", "time the contraction head, conv2d and low-rank heads "
+                                   "against flatten+matmul, PyTorch and numpy"),
     "explain": ("contractnet.explain", "show a spec's indices, path and backward specs"),
     "train": ("contractnet.train", "train the small CNN on scikit-learn's digits"),
 }

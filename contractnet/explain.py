@@ -89,13 +89,15 @@ def _flatten_equivalent(bound: Bound) -> list[str]:
     right = "".join(n for n in b if n not in a)
     size = bound.size_map
     m, k, n = (math.prod(size[c] for c in g) for g in (left, summed, right))
-    return [
+    lines = [
         "equivalent flatten + matmul (one GEMM, no copy when the groups are contiguous):",
         f"  X[{left or '-'} | {summed or '-'}] @ W[{summed or '-'} | {right or '-'}]"
         f"   ({m} x {k}) @ ({k} x {n})",
-        f"  flatten order of the contracted group: '{summed}' (row-major, as laid out"
-        f" in the first operand); a PyTorch NCHW flatten orders it channels first",
     ]
+    if len(summed) > 1:  # a flatten merges several axes: in which order matters
+        lines.append(f"  flatten order of the contracted group: '{summed}' (row-major, as laid "
+                     f"out in the first operand); a PyTorch NCHW flatten orders it channels first")
+    return lines
 
 
 def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,

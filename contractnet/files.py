@@ -137,8 +137,9 @@ def check_writable(path: str | os.PathLike) -> None:
         with open(probe, "xb"):
             pass
         os.remove(probe)
-    except OSError as exc:
-        raise ValueError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the file is written beside its target, then renamed over it
+        raise ValueError(f"cannot write {os.fspath(path)!r}: no file can be created in "
+                         f"{os.path.dirname(target)!r} ({exc.strerror or exc})") from None
     if not _may_replace(target):
         raise ValueError(f"cannot write {os.fspath(path)!r}: another user owns it, in a "
                          "directory where only a file's owner may replace it")

@@ -497,3 +497,14 @@ def test_gemm_layout_script_times_equal_answers() -> None:
         c, f = c_order(), f_order()
         assert c.flags.c_contiguous and f.flags.f_contiguous and not f.flags.c_contiguous
         np.testing.assert_array_equal(c, f)
+
+
+def test_two_outputs_to_one_file_are_refused(tmp_path) -> None:
+    same = str(tmp_path / "out.x")
+    with pytest.raises(ValueError, match=r"--json and --csv both write .*out.x"):
+        bench.run(bench_args("--json", same, "--csv", same))
+    link = tmp_path / "link.x"
+    link.symlink_to(same)
+    with pytest.raises(ValueError, match=r"--json and --markdown both write .*link.x"):
+        bench.run(bench_args("--json", same, "--markdown", str(link)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.x"]

@@ -298,6 +298,12 @@ def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["locked"])
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs Linux's /proc")
+def test_a_file_in_a_directory_that_takes_no_new_file_is_refused_by_that_cause() -> None:
+    with pytest.raises(ValueError, match="'/proc/version': no file can be created in '/proc'"):
+        check_writable("/proc/version")
+
+
 def test_json_text_writes_null_for_nan_and_infinity_at_any_depth() -> None:
     value = {"a": math.nan, "b": [1.0, math.inf, (-math.inf, 2)], "c": {"d": [math.nan]}}
     assert json.loads(json_text(value)) == {"a": None, "b": [1.0, None, [None, 2]],

@@ -155,7 +155,7 @@ class TuckerHead(_Head):
         ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) or np.ndim(ranks) else (ranks,)
         if len(ranks) != 3:
             raise ValueError(f"ranks must be three positive ints (p, q, s), got {ranks!r}")
-        self.ranks = tuple(positive_int(r, "ranks") for r in ranks)
+        self.ranks = tuple(positive_int(r, f"ranks[{i}] ({'pqs'[i]})") for i, r in enumerate(ranks))
         p, q, s = self.ranks
         super().__init__("bnmd,np,mq,ds,pqsk->bk", in_shape, classes, {"p": p, "q": q, "s": s},
                          ("factor_n", "factor_m", "factor_d", "core"), bias=bias,

@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("PyTorch is not installed: nothing to compare against, skipping.")
         return 0
-    split = data.load_digits(seed=0)
+    try:
+        split = data.load_digits(seed=0)
+    except ImportError as exc:  # scikit-learn missing: say so in one line
+        raise SystemExit(str(exc)) from None
     with blas_threads(args.threads):
         blas = blas_info()
         if isinstance(blas["blas_threads"], int):

@@ -3,9 +3,10 @@
 :func:`plan_pair` groups the indices of a pair of plain terms into batch,
 contracted, left and right, and lays each operand out as a matrix, a view
 wherever the operand's memory allows; :func:`contract_pair` runs the plan
-with one BLAS call.  A :class:`Memo` carries the operands that had to be
-copied (im2col of a window view) from a traced forward pass to its backward
-pass.
+with one BLAS call.  A product that sums nothing (an outer product) or a
+tiny batched one is planned as a ``numpy.einsum`` equation instead.  A
+:class:`Memo` carries the operands that had to be copied (im2col of a window
+view) from a traced forward pass to its backward pass.
 """
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               bstrides: tuple, keep: str, prefer: str | None = None) -> PairPlan:
-    """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views.
+    """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
+    or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
+    product that sums nothing or a tiny batched one.
 
     The operands have no index of their own that is not kept (the caller
     sums those first).  The indices are batch (both operands, kept),
@@ -87,7 +90,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
-    then computed transposed, which costs nothing).
+    then computed transposed, which costs nothing); numpy.einsum writes it
+    C-ordered in ``prefer``'s order when given, else in ``keep``'s.
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
     sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
@@ -105,9 +109,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     # tiny batched products, and products that sum nothing (outer products, a
     # GEMM with inner dimension 1, several times slower): numpy.einsum, which
     # writes any order (it names at most 52 indices)
-    if (not summed or bt > 1 and m * n_ * k < 512) and len(size) <= len(EINSUM_LETTERS):
-        if prefer is not None:
-            result = "".join(sorted(result, key=prefer.index))
+    if (not summed or (bt > 1 and m * n_ * k < 512)) and len(size) <= len(EINSUM_LETTERS):
+        # in the order asked for, else the caller's own (then no transpose follows)
+        result = "".join(sorted(result, key=(prefer or keep).index))
         eq, flip = _ascii_equation([a2, b2], result), False
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
@@ -157,9 +161,8 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = b.sum(axis=sum_b, dtype=dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
-    if plan.einsum_eq is not None:  # laid out as asked, else as numpy finds best
-        return (backend.einsum(plan.einsum_eq, a, b, order="K" if prefer is None else "C"),
-                plan.result_names)
+    if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
+        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names

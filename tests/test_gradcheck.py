@@ -74,6 +74,18 @@ def test_check_grads_pairs_the_vjp_with_the_steps_float64_took():
         cn.check_grads(lambda a: cn.tanh(a - 1e6), x, seed=seed)
 
 
+@pytest.mark.parametrize("fn, x", [
+    (lambda a: cn.sum(cn.tanh(a - 1e12)), 1e12 + _rng(0).standard_normal(4)),
+    (lambda a: cn.sum(cn.relu(a)) + 1e8, np.array([1e-4])),        # near a kink, values huge
+    (lambda a: 1.0 + 1e-8 * cn.sum(cn.relu(a)), np.array([1e-4, 0.5])),
+    (lambda a: cn.sum(cn.sigmoid(600 * a)) + 1e12, np.array([-0.0033, -0.00375])),
+], ids=["features-far-below-the-inputs", "kink-and-huge-values", "kink-and-tiny-slope",
+        "steep-and-huge-values"])
+def test_check_grads_passes_correct_gradients_its_steps_barely_resolve(fn, x):
+    for seed in range(5):
+        cn.check_grads(fn, x, seed=seed)
+
+
 def test_a_step_across_a_kink_is_tried_again_smaller(monkeypatch):
     """Inputs 3e-7 from a ReLU's kink: a step of 1e-6 crosses it, 1e-8 does not."""
     from contractnet import autodiff, gradcheck, ops
@@ -108,11 +120,10 @@ def _tanh_rule_times(factor, inf_at=None):
     (_tanh_rule_times(1.0, inf_at=2), lambda a: cn.sum(cn.tanh(a)), np.linspace(-1, 1, 5)),
     (_tanh_rule_times(1.5), lambda a: cn.sum(cn.tanh(a)) + 1e8, np.linspace(-1, 1, 5)),
     (_tanh_rule_times(1.2), lambda a: cn.sum(cn.tanh(3e5 * a)), 3e-6 * _rng(4).standard_normal(6)),
-    # float64 rounds away every difference of 1e10 + O(1) but a larger step's
-    (_tanh_rule_times(0.0), lambda a: cn.sum(cn.tanh(a)) + 1e10, np.linspace(-1, 1, 5)),
-    (_tanh_rule_times(0.5), lambda a: cn.sum(cn.tanh(a)) + 1e10, np.linspace(-1, 1, 5)),
+    # features of size 1 on inputs near 1e12: only a step 10^8 times smaller resolves them
+    (_tanh_rule_times(1.01), lambda a: cn.tanh(a - 1e12), 1e12 + _rng(5).standard_normal(4)),
 ], ids=["an-infinite-element", "values-huge-against-the-slope", "inputs-far-below-the-step",
-        "a-zero-gradient-below-rounding", "half-the-gradient-below-rounding"])
+        "inputs-huge-against-their-features"])
 def test_check_grads_catches_wrong_gradients_its_steps_barely_resolve(monkeypatch, rule, fn, x):
     from contractnet import autodiff, ops
     cn.check_grads(fn, x)

@@ -115,7 +115,7 @@ def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
     tied: dict[str, str] = {}
     first_of: dict[tuple, str] = {}  # each distinct view of memory: its first name
     for name, p in params.items():
-        key = _view_key(p)
+        key = view_key(p)
         if p.size and key in first_of:
             tied[name] = first_of[key]
         else:
@@ -128,8 +128,10 @@ def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
     return tied
 
 
-def _view_key(a: np.ndarray) -> tuple:
-    """What two arrays share when they are the same elements viewed the same way."""
+def view_key(a: np.ndarray) -> tuple:
+    """What two arrays share when they are the same elements viewed the same
+    way (two objects over one buffer, ``a`` and ``a[...]``, share it): the
+    identity of a parameter, for tying names and counting parameters."""
     return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
 
 
@@ -197,7 +199,8 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             v = self.state[name].get("velocity")
-            if v is None:  # an array even for a 0-d parameter (whose g is a scalar)
+            if v is None:  # an array even where g is a numpy scalar (a 0-d parameter
+                # with weight decay, or tied): its in-place updates must stick
                 v = self.state[name]["velocity"] = np.array(g, dtype=p.dtype)
             else:
                 v *= self.momentum

@@ -77,10 +77,10 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
-    if opt.params.keys() != params.keys() or any(opt.params[n] is not a
-                                                 for n, a in params.items()):
+    if {n: optim.view_key(a) for n, a in opt.params.items()} != \
+            {n: optim.view_key(a) for n, a in params.items()}:
         raise ValueError("the optimizer was not built on this model's parameters "
-                         "(model.parameters()): its steps would not change the model")
+                         "(model.parameters()): it updates other arrays")
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         opt.step(grads)
@@ -96,8 +96,10 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
 
 
 def _check_examples(x: np.ndarray, fn: str) -> None:
-    if len(x) == 0:
-        raise ValueError(f"{fn} needs at least one example, got x of shape {np.shape(x)}")
+    """Refuse inputs that hold no example (an empty batch axis, or none at all)."""
+    if np.ndim(x) == 0 or len(x) == 0:
+        raise ValueError(f"{fn} needs at least one example along x's first axis, got x of "
+                         f"shape {np.shape(x)}")
 
 
 def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_size: int = 32,

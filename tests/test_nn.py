@@ -761,9 +761,9 @@ def test_set_parameters_can_swap_two_of_the_modules_own_arrays():
 
 
 def test_names_must_be_strings_and_tied_arrays_count_once():
-    with pytest.raises(ValueError, match="parameter name 5 is not a string"):
+    with pytest.raises(ValueError, match="parameter name 5 is a int, not a string"):
         nn.Module().add_parameter(5, np.ones(2))
-    with pytest.raises(ValueError, match="module name 3 is not a string"):
+    with pytest.raises(ValueError, match="module name 3 is a int, not a string"):
         nn.Module().add_module(3, nn.ReLU())
     layer = nn.Dense(4, 4, rng=0)
     assert layer.num_parameters() == 20
@@ -811,3 +811,40 @@ def test_a_damaged_compressed_archive_or_a_directory_is_a_value_error(tmp_path):
         nn.load_parameters(tmp_path / "tok.npz")
     with pytest.raises(ValueError, match="is a directory"):
         nn.load_parameters(tmp_path)
+
+
+def test_set_parameters_checks_values_as_numpy_reads_them():
+    net = nn.Sequential(nn.Dense(3, 3, rng=0), nn.ReLU(), nn.Dense(3, 3, rng=1))
+    params = net.parameters()
+    before = {k: v.copy() for k, v in params.items()}
+
+    class ClaimsOneShape:  # says (3, 3), reads as (2, 2)
+        shape, dtype = (3, 3), np.dtype(np.float32)
+
+        def __array__(self, dtype=None, copy=None):
+            return np.ones((2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"'2.weight' has shape \(2, 2\)"):
+        net.set_parameters({**{k: v + 1 for k, v in params.items()}, "2.weight": ClaimsOneShape()})
+    for k in before:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_views_of_one_array_count_once_and_names_say_what_is_wrong():
+    a, b = nn.Dense(3, 3, rng=0), nn.Dense(3, 3, rng=0)
+    b._params["weight"] = a._params["weight"][...]  # another object over the same memory
+    assert nn.Sequential(a, b).num_parameters() == 9 + 3 + 3
+    with pytest.raises(ValueError, match="'a.b' is empty or dotted"):
+        nn.Module().add_parameter("a.b", np.ones(2))
+    module = nn.Module()
+    module.add_parameter("w", np.ones(2))
+    with pytest.raises(ValueError, match="module name 'w' is already used"):
+        module.add_module("w", nn.ReLU())
+
+
+def test_a_damaged_directory_of_members_is_a_value_error(tmp_path):
+    nn.save_parameters({"a": np.ones(3)}, tmp_path / "v.npz")
+    raw = bytearray((tmp_path / "v.npz").read_bytes())
+    raw[raw.index(b"PK\x01\x02") + 6] = 0xFF  # "version needed to extract": unknown
+    (tmp_path / "v.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="v.npz' is a damaged .npz archive"):
+        nn.load_parameters(tmp_path / "v.npz")

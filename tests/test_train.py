@@ -121,6 +121,8 @@ def test_train_epoch_and_evaluate_refuse_empty_data_and_a_foreign_optimizer():
         train.train_epoch(model, opt, x, y, 32, np.random.default_rng(0))
     with pytest.raises(ValueError, match="evaluate needs at least one example"):
         train.evaluate(model, x, y)
+    with pytest.raises(ValueError, match=r"evaluate needs at least one example.*shape \(\)"):
+        train.evaluate(model, np.float64(1.0), y)
     before = {k: v.copy() for k, v in other.parameters().items()}
     x, y = np.ones((4, 8, 8, 1), np.float32), np.arange(4)
     with pytest.raises(ValueError, match="not built on this model's parameters"):
@@ -128,3 +130,12 @@ def test_train_epoch_and_evaluate_refuse_empty_data_and_a_foreign_optimizer():
                           np.random.default_rng(0))
     for k, v in other.parameters().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_train_epoch_takes_an_optimizer_built_on_views_of_the_models_arrays():
+    model = train.build_model(rng=0)
+    opt = optim.SGD({k: v[...] for k, v in model.parameters().items()}, lr=0.1)
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    x, y = np.ones((4, 8, 8, 1), np.float32), np.arange(4)
+    train.train_epoch(model, opt, x, y, 2, np.random.default_rng(0))
+    assert any((v != before[k]).any() for k, v in model.parameters().items())

@@ -26,6 +26,8 @@ import numpy as np
 import contractnet as cn
 
 from . import serialization
+from ..optim import view_key
+from ..trace import value_of
 
 Params = Mapping[str, Any]
 
@@ -61,10 +63,16 @@ class Module:
         return module
 
     def _check_new_name(self, kind: str, name: str) -> None:
-        if not isinstance(name, str) or not name or "." in name or name in self._params \
-                or name in self._children:
-            raise ValueError(f"{kind} name {name!r} is not a string, or is empty, dotted or "
-                             f"already used")
+        """Refuse a parameter or module name that is not a fresh, undotted string."""
+        if not isinstance(name, str):
+            problem = f"is a {type(name).__name__}, not a string"
+        elif not name or "." in name:
+            problem = "is empty or dotted (dots join a module's name to its children's)"
+        elif name in self._params or name in self._children:
+            problem = "is already used"
+        else:
+            return
+        raise ValueError(f"{kind} name {name!r} {problem}")
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(dotted name, array)`` for every parameter, children included."""
@@ -82,8 +90,9 @@ class Module:
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters; an array held under several names
-        (a layer used twice) counts once."""
-        return sum(a.size for a in {id(a): a for _, a in self.named_parameters()}.values())
+        (a layer used twice) counts once, as optimizers tie it."""
+        distinct = {view_key(a): a for _, a in self.named_parameters()}
+        return sum(a.size for a in distinct.values())
 
     # ------------------------------------------------------------- compute
     def forward(self, params: Params, *inputs: Any) -> Any:
@@ -142,14 +151,15 @@ class Module:
             if not array.flags.writeable:
                 raise ValueError(f"parameter {name!r} of the module is read-only")
             try:
-                value = np.asarray(params[name])
+                value = np.asarray(value_of(params[name]))
             except (TypeError, ValueError) as error:
                 raise ValueError(f"parameter {name!r} cannot be read as an array: "
                                  f"{error}") from None
             if any(np.may_share_memory(value, t) for t in targets.values()):
                 value = value.copy()  # written below before it would be read
             values[name] = value
-        for name, array in targets.items():
+        check_parameters(self, values, dtypes=True)  # as read: a value's own shape and
+        for name, array in targets.items():        # dtype may not be its array's
             np.copyto(array, values[name])
 
     def save(self, path: str | os.PathLike) -> None:
@@ -204,6 +214,7 @@ def check_parameters(module: Module, params: Params, dtypes: bool = False) -> No
 
 
 def _dtype_of(name: str, value: Any) -> np.dtype:
+    """``value.dtype`` as a numpy dtype; a ValueError naming ``name`` if it is none."""
     try:
         return np.dtype(value.dtype)
     except TypeError:  # another library's dtype (a torch tensor)

@@ -25,9 +25,11 @@ from ..files import write_file
 
 MEMBER_SUFFIX = ".npy"
 #: What reading a damaged archive member raises: a bad header (numpy parses
-#: it as Python), a compressed stream that does not decode, a CRC mismatch.
+#: it as Python), a compressed stream that does not decode, a CRC mismatch,
+#: an unknown compression, a header claiming an array too large to hold.
 DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
-                         zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError)
+                         zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError,
+                         MemoryError)
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -125,7 +127,7 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path!r} is a single .npy array, not an .npz archive of "
                              f"parameters") from exc
         raise ValueError(f"{path!r} is not a readable .npz archive: {exc}") from exc
-    except EOFError as exc:
+    except (EOFError, NotImplementedError) as exc:  # a damaged directory of members
         raise ValueError(f"{path!r} is a damaged .npz archive: {exc}") from exc
 
 

@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         split = data.load_digits(seed=0)
-    except ImportError as exc:  # scikit-learn missing: say so in one line
-        raise SystemExit(str(exc)) from None
+    except ImportError as exc:  # scikit-learn is this script's own requirement (the
+        raise SystemExit(str(exc)) from None  # data extra); PyTorch is an optional peer
     with blas_threads(args.threads):
         blas = blas_info()
         if isinstance(blas["blas_threads"], int):

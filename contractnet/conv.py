@@ -120,10 +120,10 @@ def _padding_error(fn: str, n: int, padding) -> ConvError:
                      f"pair(s) such as {pairs}, 'valid' or 'same'; got {padding!r}")
 
 
-def _check_nonempty(fn: str, kernel, what: str = "kernel") -> None:
-    """Refuse a window with a size-0 axis: it holds no position."""
-    if not all(kernel):
-        raise ConvError(f"{fn}: {what} {_x(kernel)} has a size-0 axis; each of its axes "
+def _check_nonempty(fn: str, sizes, what: str = "kernel") -> None:
+    """Refuse sizes (a kernel's, or an input's height x width) with a 0 among them."""
+    if not all(sizes):
+        raise ConvError(f"{fn}: {what} {_x(sizes)} has a size-0 axis; each of its axes "
                         f"needs at least one position")
 
 

@@ -133,13 +133,17 @@ def check_writable(path: str | os.PathLike) -> None:
             raise ValueError(f"cannot write {os.fspath(path)!r}: permission denied")
         return
     probe = _temporary_name(target)
-    try:
+    try:  # the file is written beside its target, then renamed over it
         with open(probe, "xb"):
             pass
-        os.remove(probe)
-    except OSError as exc:  # the file is written beside its target, then renamed over it
+    except OSError as exc:
         raise ValueError(f"cannot write {os.fspath(path)!r}: no file can be created in "
                          f"{os.path.dirname(target)!r} ({exc.strerror or exc})") from None
+    try:
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write {os.fspath(path)!r}: a trial file beside it could "
+                         f"not be removed ({exc.strerror or exc})") from None
     if not _may_replace(target):
         raise ValueError(f"cannot write {os.fspath(path)!r}: another user owns it, in a "
                          "directory where only a file's owner may replace it")

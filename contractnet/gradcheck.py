@@ -68,10 +68,13 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     kink (a ReLU near 0) is wrong where a smaller one is not, an input large
     against its features (positions near 1e12) needs a step far below its
     size, and a wrong gradient disagrees wherever the derivative is
-    resolved.  When no step
-    resolves it (values huge against the slope: ``sum(tanh(x)) + 1e10``), the
-    first step's agreement decides, and the check is only as sharp as that
-    step: it can pass a wrong gradient there.
+    resolved.  When no step resolves it (values huge against the slope:
+    ``sum(tanh(x)) + 1e10``), the first step's agreement decides, and the
+    check is only as sharp as that step: it can pass a wrong gradient there.
+    As directions scale with each element's size, the elements of a primal
+    much larger than the others' (positions near 1e6 beside features of
+    size 1) dominate the pairing, and an error in the small ones' gradient
+    can hide below ``rtol``: check such functions one primal at a time.
 
     Parameters
     ----------
@@ -118,14 +121,17 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         verdicts = []
         for shrink in STEP_SHRINKS:  # smaller steps only while no sharp step agrees
             step = eps * shrink
-            numeric, error, taken = _derivative(fn, build, xs, vs, u, step)
-            verdicts.append(_compare(*_pairing(grads, taken), numeric, error, step, rtol, atol))
+            numeric, error, directions = _derivative(fn, build, xs, vs, u, step)
+            verdicts.append(_compare(*_pairing(grads, directions), numeric, error, step, rtol,
+                                     atol))
             if verdicts[-1].agrees and verdicts[-1].sharp:
                 break  # a step that resolves the derivative agrees
         else:
+            # a sharp step that disagrees fails; with none, the first step's looser
+            # agreement decides
             deciding = next((v for v in verdicts if v.sharp), verdicts[0])
-            if deciding.sharp or not deciding.agrees:  # else none resolves it: the first
-                raise AssertionError(                  # step's looser agreement decides
+            if deciding.sharp or not deciding.agrees:
+                raise AssertionError(
                     f"vjp disagrees with finite differences (trial {trial}): {deciding.message}")
     if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
@@ -166,23 +172,24 @@ def _direction(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return _random_like(rng, x.shape, x.dtype) * scale
 
 
-def _derivative(fn, build, xs, vs, u, eps: float) -> tuple[float, float, list]:
-    """d/dt ``<u, f(x + t v)>`` at 0 by central differences at steps ``eps``
-    and ``2 eps``; a bound on its error: the truncation error seen between
+def _derivative(fn, build, xs, vs, u, step: float) -> tuple[float, float, list]:
+    """d/dt ``<u, f(x + t v)>`` at 0 by central differences at ``t = step``
+    and ``2 step``; a bound on its error: the truncation error seen between
     the two, plus float64's rounding of the outputs; and the direction the
     differences took (the vjp is paired with that).
 
     The probes are ``x +- d`` and ``x +- 2d`` for the displacement ``d``
-    that float64 makes of ``eps v`` at ``x``: an element large against its
+    that float64 makes of ``step v`` at ``x``: an element large against its
     step moves by a rounded amount, the same one at both steps, so the two
     differences see one direction and differ by truncation alone.
     """
-    with np.errstate(all="ignore"):  # infinite elements: moved by eps v, as they were
-        ds = [[_displacement(x, eps * v) for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
-    at_h, rounding = _central_difference(fn, build, xs, ds, u, 1, eps)
-    at_2h, _ = _central_difference(fn, build, xs, ds, u, 2, eps)
-    taken = [[d / eps for d in ld] for ld in ds]
-    return (4 * at_h - at_2h) / 3, abs(at_h - at_2h) + 2 * rounding, taken
+    # an infinite element's displacement is undefined (inf - inf): it is moved by step v
+    with np.errstate(all="ignore"):
+        ds = [[_displacement(x, step * v) for x, v in zip(lx, lv)] for lx, lv in zip(xs, vs)]
+    at_h, rounding = _central_difference(fn, build, xs, ds, u, 1, step)
+    at_2h, _ = _central_difference(fn, build, xs, ds, u, 2, step)
+    directions_taken = [[d / step for d in ld] for ld in ds]
+    return (4 * at_h - at_2h) / 3, abs(at_h - at_2h) + 2 * rounding, directions_taken
 
 
 def _displacement(x: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -192,12 +199,13 @@ def _displacement(x: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(moved), moved, step)
 
 
-def _central_difference(fn, build, xs, ds, u, times: int, eps: float) -> tuple[float, float]:
-    """``<u, (f(x + times d) - f(x - times d))>`` over ``2 times eps``, and its
-    rounding error."""
-    plus = [[x + times * d for x, d in zip(lx, ld)] for lx, ld in zip(xs, ds)]
-    minus = [[x - times * d for x, d in zip(lx, ld)] for lx, ld in zip(xs, ds)]
-    h = times * eps
+def _central_difference(fn, build, xs, ds, u, multiple: int,
+                        step: float) -> tuple[float, float]:
+    """``<u, f(x + multiple d) - f(x - multiple d)>`` over ``2 multiple step``
+    (``d`` is ``step v`` as rounded at ``x``), and its rounding error."""
+    plus = [[x + multiple * d for x, d in zip(lx, ld)] for lx, ld in zip(xs, ds)]
+    minus = [[x - multiple * d for x, d in zip(lx, ld)] for lx, ld in zip(xs, ds)]
+    h = multiple * step
     with np.errstate(all="ignore"):  # a probe may step out of fn's domain: judged below
         f_plus = np.asarray(value_of(fn(*build(plus))))
         f_minus = np.asarray(value_of(fn(*build(minus))))

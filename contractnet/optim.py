@@ -17,6 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .pair import view_key
+
 try:
     from numpy.lib.array_utils import byte_bounds
 except ImportError:  # numpy < 2.0
@@ -128,13 +130,6 @@ def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:
     return tied
 
 
-def view_key(a: np.ndarray) -> tuple:
-    """What two arrays share when they are the same elements viewed the same
-    way (two objects over one buffer, ``a`` and ``a[...]``, share it): the
-    identity of a parameter, for tying names and counting parameters."""
-    return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
-
-
 def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
     """The pairs of names whose arrays' byte ranges meet (arrays from one buffer,
     whatever objects own them), found by one sweep over the ranges in order."""
@@ -199,8 +194,9 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             v = self.state[name].get("velocity")
-            if v is None:  # an array even where g is a numpy scalar (a 0-d parameter
-                # with weight decay, or tied): its in-place updates must stick
+            if v is None:
+                # an array even where g is a numpy scalar (a 0-d parameter with weight
+                # decay, or tied), so that the in-place updates below stick
                 v = self.state[name]["velocity"] = np.array(g, dtype=p.dtype)
             else:
                 v *= self.momentum

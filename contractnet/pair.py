@@ -264,6 +264,13 @@ def memory_owner(array: Any) -> Any:
     return array
 
 
+def view_key(a: np.ndarray) -> tuple:
+    """What two arrays share when they are the same elements viewed the same
+    way (two objects over one buffer, ``a`` and ``a[...]``, share it): the
+    identity of a parameter, for tying names and counting parameters."""
+    return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
+
+
 class Memo:
     """Copied GEMM operands of one traced forward call, kept for its backward.
 

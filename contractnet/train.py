@@ -23,6 +23,7 @@ import numpy as np
 
 from . import data, nn, optim
 from .files import json_text
+from .pair import view_key
 
 HEADS = ("contract", "flatten", "cp", "tucker")
 ACTIVATION = (4, 4, 16)
@@ -77,10 +78,7 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
-    if {n: optim.view_key(a) for n, a in opt.params.items()} != \
-            {n: optim.view_key(a) for n, a in params.items()}:
-        raise ValueError("the optimizer was not built on this model's parameters "
-                         "(model.parameters()): it updates other arrays")
+    _check_optimizer_holds(opt, params)
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         opt.step(grads)
@@ -89,10 +87,33 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Accuracy of ``model`` on ``(x, y)``; ``x`` must hold an example."""
+    """Accuracy of ``model`` on ``(x, y)``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` holds no example (an empty first axis, or a 0-d value).
+    """
     _check_examples(x, "evaluate")
     logits = np.concatenate([model(xb) for xb, _ in data.batches(x, y, batch_size, shuffle=False)])
     return nn.accuracy(logits, y)
+
+
+def _check_optimizer_holds(opt: optim.Optimizer, params: dict[str, np.ndarray]) -> None:
+    """Refuse an optimizer that would not update ``params`` (the model's arrays),
+    naming the first parameter it lacks, adds, or holds in other memory."""
+    names = list(params) + [n for n in opt.params if n not in params]
+    for name in names:
+        if name not in opt.params:
+            problem = "it lacks the model's parameter"
+        elif name not in params:
+            problem = "it holds a parameter the model lacks,"
+        elif view_key(opt.params[name]) != view_key(params[name]):
+            problem = "it holds other memory than the model's array for"
+        else:
+            continue
+        raise ValueError(f"the optimizer was not built on this model's parameters "
+                         f"(model.parameters()): {problem} {name!r}")
 
 
 def _check_examples(x: np.ndarray, fn: str) -> None:

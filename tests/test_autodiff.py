@@ -728,3 +728,14 @@ def test_a_primitive_reads_as_the_function_it_wraps():
     """help() and doctest's search of contractnet.ops find the function's own name and module."""
     assert cn.exp.__module__ == "contractnet.ops" and cn.exp.__name__ == "exp"
     assert cn.astype.__doc__ and ">>>" in cn.astype.__doc__
+
+
+def test_a_window_over_an_empty_axis_has_an_empty_gradient():
+    """The gradient spec writes the window (2h+u) for h of size 0: its span
+    was negative, and the pullback of this valid forward call failed with
+    numpy's 'negative dimensions are not allowed'."""
+    x, h = np.ones((2, 0)), np.ones((2, 0))
+    y, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(2h+u),bh->b", a, b, sizes={"u": 1}), x, h)
+    np.testing.assert_array_equal(y, np.zeros(2))
+    dx, dh = vjp_fn(np.ones(2))
+    assert dx.shape == (2, 0) and dh.shape == (2, 0)

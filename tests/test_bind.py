@@ -184,6 +184,14 @@ def test_a_window_with_no_position_spans_nothing():
     assert bind(parse("b(2h+u),bh->b"), [(2, 0), (2, 0)], {"u": 1}).out_shape == (2,)
 
 
+def test_a_requested_output_window_length_of_0_is_kept():
+    """A length 0 asked for (as a backward pass asks for its operand's shape)
+    is not 'no length given': sizes= would have made this window 5 long."""
+    spec = parse("hk,uk->(3h+u)")
+    assert bind(spec, [(0, 2), (2, 2)], {"(3h+u)": 5}).out_shape == (5,)
+    assert bind(spec, [(0, 2), (2, 2)], {"(3h+u)": 5}, (0,)).out_shape == (0,)
+
+
 def test_repeated_ellipsis_letters_do_not_collide_with_user_letters():
     # fresh letters for '...' start with uppercase: the spec already uses 'A'
     b = bind(parse("A...,...->A..."), [(2, 3), (3,)])

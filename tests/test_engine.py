@@ -568,6 +568,21 @@ def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
     assert_close(got, np.einsum(f"{lhs}->{names}", a, b), what=spec)
 
 
+@pytest.mark.parametrize("an, bn, keep", [
+    ("bi", "bj", "bij"),      # an outer product per batch element
+    ("ib", "jb", "bij"),      # the same, operands batch-last
+    ("ib", "jb", "jbi"),      # in the caller's order, whatever it is
+    ("bij", "bjk", "bik"),    # a tiny batched product
+])
+def test_a_numpy_einsum_pair_is_written_c_ordered_in_the_callers_order(an, bn, keep):
+    sizes = dict(zip("bijk", (3, 4, 5, 2)))
+    a, b = _operands([tuple(sizes[c] for c in t) for t in (an, bn)])
+    assert pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep).einsum_eq
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert names == keep and got.flags.c_contiguous, (names, got.strides)
+    assert_close(got, np.einsum(f"{an},{bn}->{keep}", a, b), what=keep)
+
+
 @pytest.mark.parametrize("spec, shapes", [
     ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)]),
     ("bk,nmdk->bnmd", [(3, 5), (2, 2, 4, 5)]),

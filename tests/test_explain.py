@@ -15,6 +15,12 @@ def test_head_explanation_shows_backward_specs_and_the_flatten_equivalent():
     assert "d operand 0: bk,nmdk->bnmd" in text
     assert "d operand 1: bnmd,bk->nmdk" in text
     assert "X[b | nmd] @ W[nmd | k]   (8 x 80) @ (80 x 10)" in text
+    assert "flatten order of the contracted group: 'nmd'" in text
+
+
+def test_the_flatten_order_is_told_only_where_a_flatten_merges_axes():
+    text = explain("bk,nmdk->bnmd", [(2, 10), (4, 4, 3, 10)])  # contracts k alone
+    assert "X[b | k] @ W[k | nmd]" in text and "flatten order" not in text
 
 
 def test_cp_explanation_shows_the_pairwise_path_and_flops():

@@ -26,7 +26,7 @@ import numpy as np
 import contractnet as cn
 
 from . import serialization
-from ..optim import view_key
+from ..pair import view_key
 from ..trace import value_of
 
 Params = Mapping[str, Any]
@@ -65,7 +65,7 @@ class Module:
     def _check_new_name(self, kind: str, name: str) -> None:
         """Refuse a parameter or module name that is not a fresh, undotted string."""
         if not isinstance(name, str):
-            problem = f"is a {type(name).__name__}, not a string"
+            problem = f"is of type {type(name).__name__}, not str"
         elif not name or "." in name:
             problem = "is empty or dotted (dots join a module's name to its children's)"
         elif name in self._params or name in self._children:
@@ -158,8 +158,9 @@ class Module:
             if any(np.may_share_memory(value, t) for t in targets.values()):
                 value = value.copy()  # written below before it would be read
             values[name] = value
-        check_parameters(self, values, dtypes=True)  # as read: a value's own shape and
-        for name, array in targets.items():        # dtype may not be its array's
+        # again as read: a value's own shape and dtype may not be its array's
+        check_parameters(self, values, dtypes=True)
+        for name, array in targets.items():
             np.copyto(array, values[name])
 
     def save(self, path: str | os.PathLike) -> None:

@@ -25,11 +25,10 @@ from ..files import write_file
 
 MEMBER_SUFFIX = ".npy"
 #: What reading a damaged archive member raises: a bad header (numpy parses
-#: it as Python), a compressed stream that does not decode, a CRC mismatch,
-#: an unknown compression, a header claiming an array too large to hold.
-DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
-                         zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError,
-                         MemoryError)
+#: it as Python), a compressed stream that does not decode (bz2 raises
+#: OSError), a CRC mismatch, an unknown compression.
+_DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
+                          zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError)
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -127,8 +126,8 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path!r} is a single .npy array, not an .npz archive of "
                              f"parameters") from exc
         raise ValueError(f"{path!r} is not a readable .npz archive: {exc}") from exc
-    except (EOFError, NotImplementedError) as exc:  # a damaged directory of members
-        raise ValueError(f"{path!r} is a damaged .npz archive: {exc}") from exc
+    except (EOFError, NotImplementedError) as exc:  # the central directory
+        raise ValueError(f"{path!r} is a damaged or unsupported .npz archive: {exc}") from exc
 
 
 def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
@@ -143,7 +142,10 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
         try:
             with archive.open(member) as f:
                 arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
-        except DAMAGED_MEMBER_ERRORS as exc:  # not an .npy array, pickled, damaged
+        except _DAMAGED_MEMBER_ERRORS as exc:  # not an .npy array, pickled, damaged
             raise ValueError(f"{path!r}: member {member!r} cannot be read: "
                              f"{type(exc).__name__}: {exc}") from exc
+        except MemoryError as exc:  # its header claims more than this machine holds
+            raise ValueError(f"{path!r}: member {member!r} is too large to load: "
+                             f"{exc}") from exc
     return arrays

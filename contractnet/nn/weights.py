@@ -74,7 +74,7 @@ def flat_weight(w: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 4:
         raise ValueError(f"contraction weight must be 4-d (N, M, D, K), got shape {w.shape}")
-    return w.transpose(order + (3,)).reshape(-1, w.shape[3]).copy()  # never a view of w
+    return w.transpose(order + (3,)).copy().reshape(-1, w.shape[3])  # never a view of w
 
 
 def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],

@@ -251,7 +251,6 @@ BAD_CALLS = [
 ]
 
 
-
 @pytest.mark.parametrize("call, match", [pytest.param(c, m, id=i) for i, c, m in BAD_CALLS])
 def test_bad_arguments_raise_conv_error(call, match):
     with pytest.raises(ConvError, match=match) as info:

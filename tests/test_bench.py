@@ -436,7 +436,6 @@ def test_peak_memory_sees_a_numpy_allocation() -> None:
     assert time.perf_counter() - start >= bench_timing.MIN_LOAD_TICKS / os.sysconf("SC_CLK_TCK")
 
 
-
 def test_other_load_does_not_wait_when_it_cannot_measure(monkeypatch) -> None:
     monkeypatch.setattr(bench_timing, "_busy_ticks", lambda: None)  # no /proc/stat
     start = time.perf_counter()

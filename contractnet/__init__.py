@@ -8,7 +8,7 @@ the spec as a transposed contraction::
     ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
 """
 from .spec import SpecError, Spec, Term, Window, parse
-from .budget import MemoryBudgetError, memory_budget, set_memory_budget
+from .budget import MemoryBudgetError, get_memory_budget, memory_budget, set_memory_budget
 from .autodiff import DtypeError, vjp, grad, value_and_grad
 from .gradcheck import check_grads
 from .api import einsum, backward_specs
@@ -24,5 +24,5 @@ __version__ = "0.1.0"
 __all__ = [
     "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse",
     "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
-    "memory_budget", "set_memory_budget", "nn", "optim",
+    "get_memory_budget", "memory_budget", "set_memory_budget", "nn", "optim",
 ] + list(_ops_all) + list(_conv_all)

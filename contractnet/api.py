@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text, checked_shape
+from .budget import check_allocation
 from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
                      run_path, run_plan, runs_as_one_gemm, within_budget)
@@ -64,6 +65,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     sizes : mapping, optional
         Sizes of indices no operand fixes: output-only indices, window sizes
         (keyed by integer subscript in the interleaved form, or by letter).
+        A size given for an index an operand has must agree with it (an
+        axis of size 1 broadcasts).  A key naming a window group, such as
+        ``"2h+u"``, gives the length of that axis; in the output it sets
+        how long the written axis is (positions no window reaches are 0).
     reduce : {"sum", "mean", "max"}
         How contracted indices are combined; ``"max"`` takes one operand.
 
@@ -134,7 +139,22 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if reduce == "max":
         _check_max_is_defined(bound, parsed)
+    if reduce == "mean" and np.result_type(*values) == np.float16:
+        return _mean_in_float32(parsed, operands, shapes, sizes)
     return _run_and_record(make_plan(bound, reduce), operands, values, parents)
+
+
+def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int, ...]],
+                     sizes: Mapping[str, int] | None):
+    """A float16 mean, summed in float32 and returned in float16, as
+    :func:`numpy.mean` sums float16: a float16 sum past 65504 would overflow
+    where the mean does not.  The casts are recorded, so gradients flow."""
+    wide = []
+    for i, (x, shape) in enumerate(zip(operands, shapes)):
+        check_allocation(shape, np.float32, f"a float32 copy of operand {i}")
+        wide.append(ops.astype(x, np.float32))
+    out = ops.astype(einsum(spec, *wide, sizes=sizes, reduce="mean"), np.float16)
+    return out if type(out) is Traced else _as_numpy_returns(out)
 
 
 def _check_max_is_defined(bound: Bound, spec: Spec) -> None:
@@ -280,7 +300,11 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
         axis broadcasts from size 1 (or ``...`` cannot stay), the specs show
         the bound form: ``...`` spelled out and a broadcast axis under a
         fresh private letter of size 1 (give it with ``sizes=`` to run the
-        spec by hand).
+        spec by hand).  A window written into the output, such as
+        ``(2h+u)``, has as many positions as its windows reach; where the
+        forward operand's axis is longer (a stride that leaves its last
+        positions unread, whose gradient is zero), run the spec by hand
+        with that axis's length keyed by the group, ``sizes={"2h+u": 8}``.
 
     Examples
     --------

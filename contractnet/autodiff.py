@@ -9,6 +9,7 @@ engine; every other rule is a line or two of numpy.
 from __future__ import annotations
 
 import heapq
+import math
 import operator
 from typing import Any, Callable, Iterable, Sequence
 
@@ -151,6 +152,36 @@ def _picks_left(a, b) -> np.ndarray:
     return left
 
 
+def _picks_left_of_min(a, b) -> np.ndarray:
+    """Where ``minimum(a, b)`` is ``a``: ties and a nan in ``a`` go to ``a``."""
+    a, b = np.asarray(a), np.asarray(b)
+    left = a <= b
+    if a.dtype.kind in "fc":
+        left |= np.isnan(a)
+    return left
+
+
+def _absolute_rule(argnum, g, ans, a):
+    a = np.asarray(a)
+    if a.dtype.kind != "c":
+        return g * np.sign(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direction = np.where(a == 0, 0, np.conj(a) / np.absolute(a))
+    return g * direction
+
+
+def _concatenate_rule(argnum, g, ans, axis, *arrays):
+    """Operand ``argnum - 1``'s slice of the cotangent."""
+    i = argnum - 1
+    shapes = [np.shape(x) for x in arrays]
+    if axis is None:  # numpy flattened the operands first
+        start = sum(math.prod(s) for s in shapes[:i])
+        return np.reshape(g[start:start + math.prod(shapes[i])], shapes[i])
+    axis %= len(shapes[i])
+    start = sum(s[axis] for s in shapes[:i])
+    return g[(slice(None),) * axis + (slice(start, start + shapes[i][axis]),)]
+
+
 def _sides(left: Callable, right: Callable) -> Rule:
     """A rule for a binary broadcasting op from its two local derivatives."""
     def rule(argnum, g, ans, a, b):
@@ -186,6 +217,11 @@ VJP_RULES: dict[Primitive, Rule] = {
                                          lambda g, y, a, b: -g * y / b)),
     ops.maximum: _sides(lambda g, y, a, b: g * _picks_left(a, b),
                         lambda g, y, a, b: g * ~_picks_left(a, b)),
+    ops.minimum: _sides(lambda g, y, a, b: g * _picks_left_of_min(a, b),
+                        lambda g, y, a, b: g * ~_picks_left_of_min(a, b)),
+    ops.absolute: _absolute_rule,
+    ops.sqrt: _reads_its_answer(lambda n, g, y, a: g / (2 * y)),
+    ops._concatenate: _concatenate_rule,
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
         np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),
     ops.power: _reads_its_answer(_power_rule),
@@ -310,6 +346,9 @@ def _as_primal(x: Any, name: str, traced_ok: bool = True) -> np.ndarray:
                              "that itself differentiates (higher-order gradients) is not "
                              "supported")
         x = x.value
+    if x is None:
+        raise DtypeError(f"{name} is None: only floating-point (or complex) arrays can be "
+                         f"differentiated")
     array = np.asarray(x)
     if array.dtype.kind not in "fc":
         raise DtypeError(f"{name} has dtype {array.dtype}: only floating-point "

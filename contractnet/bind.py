@@ -120,27 +120,35 @@ def _expand_ellipsis(spec: Spec, shapes: Sequence[Shape]) -> tuple[Spec, list[li
 
 def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str,
                  named: set[str]):
-    """Sizes of indices on plain axes; an axis of size 1 may broadcast."""
-    sizes = dict(given)
-    seen: dict[str, tuple[int, int]] = {}  # name -> (size, operand) of its largest axis
+    """Sizes of indices on plain axes; an axis of size 1 may broadcast.
+
+    A size in ``given`` must be the one the operands give its index (after
+    broadcasting: an axis of size 1 agrees with a larger one elsewhere).
+    """
+    # name -> (size, operand, column) of its largest axis
+    seen: dict[str, tuple[int, int, int]] = {}
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
         for axis, n, col in zip(term.axes, shape, cols[i]):
             if isinstance(axis, Window):
                 continue
-            label = f"index '{axis}'" if axis in named else "a '...' axis"
-            if axis in given:
-                if n != given[axis]:
-                    raise SpecError(f"{label} has size {n} in operand {i} "
-                                    f"but sizes= gives {given[axis]}", text, col)
-                continue
-            size0, op0 = seen.get(axis, (n, i))
+            size0, op0, _ = seen.get(axis, (n, i, col))
             if n != size0 and 1 not in (n, size0):
-                raise SpecError(f"{label} has size {size0} in operand {op0} "
+                raise SpecError(f"{_label(axis, named)} has size {size0} in operand {op0} "
                                 f"but {n} in operand {i}", text, col)
             if axis not in seen or size0 == 1:
-                seen[axis] = (n, i)
-    sizes.update({name: n for name, (n, _) in seen.items()})
+                seen[axis] = (n, i, col)
+    sizes = dict(given)
+    for name, (n, i, col) in seen.items():
+        if name in given and n != given[name]:
+            raise SpecError(f"{_label(name, named)} has size {n} in operand {i} "
+                            f"but sizes= gives {given[name]}", text, col)
+        sizes[name] = n
     return sizes
+
+
+def _label(axis: str, named: set[str]) -> str:
+    """How an error names an index: by its letter, or as an axis under '...'."""
+    return f"index '{axis}'" if axis in named else "a '...' axis"
 
 
 def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols) -> Spec:

@@ -31,6 +31,11 @@ def _default_budget() -> int:
 BUDGET = [_default_budget()]
 
 
+def get_memory_budget() -> int:
+    """The largest array (bytes) one contraction may allocate now."""
+    return BUDGET[0]
+
+
 def set_memory_budget(nbytes: int | None) -> int:
     """Set the largest array (bytes) one contraction may allocate.
 
@@ -47,7 +52,8 @@ def set_memory_budget(nbytes: int | None) -> int:
 
 @contextlib.contextmanager
 def memory_budget(nbytes: int) -> Iterator[None]:
-    """Temporarily limit the bytes one contraction may allocate."""
+    """Temporarily limit the bytes one contraction may allocate (a context
+    manager: ``with memory_budget(1 << 30): ...``)."""
     previous = set_memory_budget(nbytes)
     try:
         yield

@@ -105,13 +105,16 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     """A readable account of ``spec``: indices, sizes, path, backward specs.
 
     Without ``shapes`` every index gets ``sizes[index]`` or a default (8, and
-    3 for a window's inner index).
+    3 for a window's inner index); the account names the defaulted ones.
     """
     parsed = parse(spec)
     sizes = dict(sizes or {})
+    defaulted: set[str] = set()
     if shapes is None:
+        given = set(sizes)
         sizes = _with_default_sizes(parsed, sizes)
         shapes = _default_shapes(parsed, sizes)
+        defaulted = _defaulted(parsed, given)
         sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
     bound = bind(parsed, shapes, sizes)
     lines = [f"spec      {parsed}"]
@@ -119,12 +122,35 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         lines.append(f"operand {i} '{term}'  shape {shape}")
     lines.append(f"output    '{parsed.output}'  shape {bound.out_shape}")
     lines.append("sizes     " + ", ".join(f"{k}={v}" for k, v in bound.sizes))
+    if defaulted:
+        lines.append(f"          (not given, so taken as defaults: "
+                     f"{', '.join(sorted(defaulted))}; give --shapes or --sizes)")
     lines += _path_lines(bound)
     lines.append("backward specs (the output takes the operand's place):")
     for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
         lines.append(f"  d operand {i}: {text}")
+        lines += _unreached_lines(parsed.inputs[i], bound.in_shapes[i], bound.size_map)
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
+
+
+def _defaulted(spec: Spec, given: set[str]) -> set[str]:
+    """The indices sized by default when no shapes are given: all but ``given``."""
+    return spec.indices() - given
+
+
+def _unreached_lines(term, shape: Sequence[int], size: Mapping[str, int]) -> list[str]:
+    """When windows of ``term`` stop short of their axes (a stride leaving the
+    last positions unread): the sizes that run the operand's backward spec
+    by hand at the axes' full lengths."""
+    short = {}
+    for axis, length in zip(term.axes, shape):
+        if isinstance(axis, Window) and axis.span(size[axis.outer], size[axis.inner]) < length:
+            short[str(axis)[1:-1]] = length
+    if not short:
+        return []
+    return [f"    (its windows stop short of the operand's axes; to run it by hand, "
+            f"add sizes {short})"]
 
 
 def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
@@ -161,7 +187,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``explain`` subcommand's arguments."""
     parser.add_argument("spec", help='einsum spec, e.g. "bnmd,nmdk->bk"')
     parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=_Once,
-                        help="one shape per operand, e.g. 128x4x4x50 4x4x50x500")
+                        help="one shape per operand, e.g. 128x4x4x50 4x4x50x500 (without "
+                             "shapes, an index not in --sizes has size 8, a window's "
+                             "inner index 3)")
     parser.add_argument("--sizes", metavar="NAME=N,...", action=_Once,
                         help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
 

@@ -9,7 +9,7 @@ entropies, layers) is composed and has no rule of its own.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -19,8 +19,9 @@ from .trace import Traced, primitive, value_of
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
-    "sigmoid", "relu", "maximum", "where", "sum", "mean", "max", "logsumexp", "reshape",
-    "transpose", "pad", "getitem", "matmul", "astype",
+    "sigmoid", "relu", "maximum", "minimum", "abs", "absolute", "sqrt", "where", "sum",
+    "mean", "max", "logsumexp", "reshape", "transpose", "pad", "getitem", "concatenate",
+    "stack", "matmul", "astype",
 ]
 
 Array = Any  # an ndarray, an array-like, or a Traced
@@ -109,6 +110,30 @@ def maximum(a: Array, b: Array) -> np.ndarray:
 
 
 @primitive
+def minimum(a: Array, b: Array) -> np.ndarray:
+    """Elementwise minimum; on ties the gradient goes to ``a``, and to
+    whichever operand has the nan that numpy's minimum returns."""
+    return np.minimum(a, b)
+
+
+@primitive
+def absolute(a: Array) -> np.ndarray:
+    """Elementwise ``|a|``; its gradient is ``sign(a)`` (0 at 0), and for a
+    complex ``a`` the cotangent times ``conj(a) / |a|`` (jax's convention)."""
+    return np.absolute(a)
+
+
+abs = absolute  # numpy's short name (cn.abs), as np.abs is np.absolute
+
+
+@primitive
+def sqrt(a: Array) -> np.ndarray:
+    """Elementwise square root (the principal one for a complex ``a``); its
+    gradient at 0 is infinite."""
+    return np.sqrt(a)
+
+
+@primitive
 def _where(cond: Array, a: Array, b: Array) -> np.ndarray:
     return np.where(cond, a, b)
 
@@ -128,14 +153,17 @@ def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
 
 
 def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
-    """Mean over ``axis`` (all axes by default), keeping a floating dtype;
-    integers and bools average in float64, as in :func:`numpy.mean`.
+    """Mean over ``axis`` (all axes by default), keeping a floating dtype.
 
-    The sum is taken in the dtype, then scaled: a float16 sum past 65504
-    overflows, where :func:`numpy.mean` sums float16 in float32.
+    As in :func:`numpy.mean`, integers and bools average in float64, and
+    float16 is summed in float32 (a float16 sum past 65504 would overflow
+    where the mean does not) and returned in float16.
     """
-    if (a.dtype if isinstance(a, Traced) else np.asarray(a).dtype).kind in "biu":
+    dtype = a.dtype if isinstance(a, Traced) else np.asarray(a).dtype
+    if dtype.kind in "biu":
         a = astype(a, np.float64)  # (a traced integer comes from cn.astype)
+    elif dtype == np.float16:
+        return astype(mean(astype(a, np.float32), axis, keepdims), np.float16)
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
     total = sum(a, axis, keepdims)  # first: numpy checks the axes (an AxisError)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
@@ -211,6 +239,33 @@ def getitem(a: Array, index) -> np.ndarray:
 
 
 @primitive
+def _concatenate(axis: int | None, *arrays: Array) -> np.ndarray:
+    return np.concatenate(arrays, axis=axis)
+
+
+def concatenate(arrays: Sequence[Array], axis: int | None = 0):
+    """Join ``arrays`` along an existing ``axis`` (flattened first when
+    ``axis`` is None), as :func:`numpy.concatenate`; each gradient is its
+    operand's slice of the cotangent."""
+    if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
+        raise ValueError(f"concatenate takes a sequence of arrays, got "
+                         f"{type(arrays).__name__}")
+    return _concatenate(None if axis is None else builtins.int(axis), *arrays)
+
+
+def stack(arrays: Sequence[Array], axis: int = 0):
+    """Join ``arrays``, all of one shape, along a new ``axis``, as
+    :func:`numpy.stack`."""
+    if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
+        raise ValueError(f"stack takes a sequence of arrays, got {type(arrays).__name__}")
+    shapes = {np.shape(value_of(a)) for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"stack needs arrays of one shape, got {sorted(shapes)}")
+    return concatenate([reshape(a, np.expand_dims(value_of(a), axis).shape)
+                        for a in arrays], axis)
+
+
+@primitive
 def astype(a: Array, dtype) -> np.ndarray:
     """``a`` cast to ``dtype`` (a new array); its gradient is cast back to
     ``a``'s dtype (the real part for a real ``a``).
@@ -240,6 +295,25 @@ def matmul(a: Array, b: Array):
     elif db == 1:
         left, out = "...ij", "...i"
     return einsum(f"{left},{right}->{out}", a, b)
+
+
+def _untraced(ufunc: np.ufunc) -> Callable:
+    """``ufunc`` on plain values (a comparison answers with a plain array)."""
+    return lambda a, b: ufunc(value_of(a), value_of(b))
+
+
+#: The ufuncs behind Python's operators, as the operations that trace them;
+#: :meth:`Traced.__array_ufunc__` reads it (``ndarray + Traced`` calls ``np.add``).
+OPERATOR_UFUNCS: dict[np.ufunc, Callable] = {
+    np.add: add, np.subtract: subtract, np.multiply: multiply,
+    np.true_divide: divide, np.power: power, np.matmul: matmul,
+    np.negative: negative, np.positive: lambda a: a, np.absolute: absolute,
+    **{compare: _untraced(compare) for compare in (
+        np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal)},
+}
+#: numpy ufunc names whose contractnet operation is named otherwise.
+UFUNC_NAMES = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
+               "maximum.reduce": "max"}
 
 
 def _axis(axis):

@@ -77,12 +77,16 @@ def primitive(fn: Callable) -> Primitive:
 class Traced:
     """An array value recorded for differentiation.
 
-    Supports the usual operators (``+ - * / ** @``, unary ``-``, ``[]``,
-    ``.T``) and ``.shape``/``.dtype``/``.ndim``; ``.value`` is the ndarray.
+    Supports the usual operators (``+ - * / ** @``, unary ``-``, ``abs()``,
+    ``[]``, ``.T``), with an ndarray or a numpy scalar on either side, the
+    methods ``reshape``, ``transpose``, ``sum``, ``mean``, ``max``,
+    ``astype``, ``ravel``, ``flatten`` and ``squeeze``, and
+    ``.shape``/``.dtype``/``.ndim``; ``.value`` is the ndarray.  numpy's
+    functions and other ufuncs do not trace: they raise a ``TypeError``
+    naming contractnet's own.
     """
 
     __slots__ = ("value", "node")
-    __array_ufunc__ = None  # ndarray (op) Traced defers to Traced's reflected operator
 
     def __init__(self, value: Any, node: Node | None = None):
         self.value = value if type(value) is np.ndarray else np.asarray(value)
@@ -110,6 +114,23 @@ class Traced:
         raise TypeError("a traced value cannot become a numpy array inside a function being "
                         "differentiated; use contractnet's ops, or .value to stop tracing")
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # an operator with an ndarray or numpy scalar on the left (x + t) reaches
+        # here as a ufunc call: the ufuncs of Python's operators trace, as the
+        # operators do; any other ufunc call is refused
+        op = ops.OPERATOR_UFUNCS.get(ufunc) if method == "__call__" else None
+        if op is not None and not kwargs:
+            return op(*inputs)
+        if op is not None and "out" in kwargs:
+            raise TypeError(f"numpy.{ufunc.__name__} cannot write into an array here: an "
+                            f"in-place operator (x += t) cannot store a traced value; "
+                            f"write x = x + t")
+        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        own = ops.UFUNC_NAMES.get(name, name)
+        raise TypeError(f"numpy.{name} does not trace; inside a function being differentiated "
+                        f"use contractnet's own" + (f" (cn.{own})" if hasattr(ops, own) else
+                                                    " operations"))
+
     def __array_function__(self, func, types, args, kwargs):
         raise TypeError(f"numpy.{func.__name__} does not trace; inside a function being "
                         f"differentiated use contractnet's own (e.g. cn.{func.__name__} "
@@ -129,6 +150,7 @@ class Traced:
     def __rmatmul__(self, other): return ops.matmul(other, self)
     def __neg__(self): return ops.negative(self)
     def __pos__(self): return self
+    def __abs__(self): return ops.absolute(self)
     def __getitem__(self, index): return ops.getitem(self, index)
 
     # comparisons are not differentiable: they answer with plain arrays
@@ -148,6 +170,20 @@ class Traced:
     def transpose(self, *axes):
         """Differentiable :func:`contractnet.transpose` (array axes)."""
         return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def astype(self, dtype):
+        """Differentiable :func:`contractnet.astype`."""
+        return ops.astype(self, dtype)
+
+    def ravel(self):
+        """The elements as one axis (differentiable :func:`contractnet.reshape`)."""
+        return ops.reshape(self, -1)
+
+    flatten = ravel
+
+    def squeeze(self, axis=None):
+        """Drop axes of length 1 (all, or those of ``axis``), as numpy does."""
+        return ops.reshape(self, np.squeeze(self.value, axis).shape)
 
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)

@@ -473,15 +473,16 @@ def _rule_cases():
     # a windowed max routes its gradient through the maxima it found
     max_plan = make_plan(bind(parse("b(h+u)->bh"), [a.shape], {"u": 2}), "max")
     mean_plan = make_plan(bind_text("ij->j", (a.shape,)), "mean")
-    binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.power]
-    unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.sum, ops.max,
-             ops.logsumexp, ops.transpose]
+    binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.minimum,
+              ops.power]
+    unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.absolute,
+             ops.sqrt, ops.sum, ops.max, ops.logsumexp, ops.transpose]
     return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {}),
              (contract, (mean_plan, None, a), {})]
             + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]
             + [(ops._where, (a > 1, a, b), {}), (ops.reshape, (a, (4,)), {}),
                (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {}),
-               (ops.astype, (a, np.float32), {})])
+               (ops.astype, (a, np.float32), {}), (ops._concatenate, (0, a, b), {})])
 
 
 def _differs(rule, n, g, ans, args, kwargs, other) -> bool:
@@ -521,6 +522,11 @@ def test_reads_answer_names_every_rule_that_reads_its_answer():
                         for n in arrays for other in others)
         node = Node(primitive, args, kwargs, [])
         assert autodiff.reads_answer(node) == reads, primitive.name
+
+
+def test_a_none_leaf_among_the_primals_is_named_as_none():
+    with pytest.raises(cn.DtypeError, match=r"argument 0\['n'\] is None"):
+        cn.grad(lambda p: cn.sum(p["w"]))({"w": np.ones(2), "n": None})
 
 
 @pytest.mark.parametrize("result", [None, np.array([None, 1]), "text"])

@@ -127,6 +127,16 @@ def test_size_conflicts_with_sizes_argument():
         bind(parse("ij->i"), [(2, 3)], {"j": 4})
 
 
+def test_a_size_given_agrees_with_an_axis_that_broadcasts_from_one():
+    bound = bind(parse("ab,ab->ab"), [(2, 1), (2, 3)], {"b": 3})
+    assert bound.out_shape == (2, 3)
+    with pytest.raises(SpecError, match=r"index 'b' has size 3 in operand 1 but sizes= gives 1"):
+        bind(parse("ab,ab->ab"), [(2, 1), (2, 3)], {"b": 1})
+    # the operands give 'b' size 1: sizes= cannot make it larger
+    with pytest.raises(SpecError, match=r"index 'b' has size 1 in operand 0 but sizes= gives 3"):
+        bind(parse("ab->ab"), [(2, 1)], {"b": 3})
+
+
 @pytest.mark.parametrize("key", ["2h+u", "(2h+u)"])
 def test_a_size_given_for_an_input_window_must_match_its_axis(key):
     with pytest.raises(SpecError, match=r"window \(2h\+u\) length 99, but that axis of "

@@ -360,6 +360,44 @@ def _huge_operands():
     return one, one.copy(), one.copy()
 
 
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("spec, shapes, sizes", [
+    ("bhwc->c", [(2, 2, 2, 1)], None),
+    ("b(2h+u)(2w+v)c->bhwc", [(1, 4, 4, 1)], {"u": 2, "v": 2}),
+    ("ij,j->i", [(3, 4), (4,)], None),
+    ("ij,j,j->i", [(3, 4), (4,), (4,)], None),
+])
+def test_a_float16_mean_sums_in_float32_as_numpys_mean(spec, shapes, sizes, traced):
+    # every sum passes float16's largest, 65504; the means do not
+    operands = [np.full(s, 30000 if i == 0 else 1, np.float16) for i, s in enumerate(shapes)]
+    fn = lambda *ops: cn.einsum(spec, *ops, sizes=sizes, reduce="mean")  # noqa: E731
+    if traced:
+        out, vjp_fn = cn.vjp(fn, *operands)
+        grads = vjp_fn(np.ones_like(out))
+        assert all(g.dtype == np.float16 and np.isfinite(g).all() for g in grads)
+    else:
+        out = fn(*operands)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, np.full(np.shape(out), 30000, np.float16))
+
+
+def test_a_float16_mean_with_a_float32_operand_is_float32():
+    out = cn.einsum("i,i->", np.full(4, 30000, np.float16), np.ones(4, np.float32),
+                    reduce="mean")
+    assert out.dtype == np.float32 and out == 30000
+
+
+def test_get_memory_budget_reads_what_set_memory_budget_sets():
+    previous = cn.set_memory_budget(12345)
+    try:
+        assert cn.get_memory_budget() == 12345
+        with cn.memory_budget(999):
+            assert cn.get_memory_budget() == 999
+        assert cn.get_memory_budget() == 12345
+    finally:
+        cn.set_memory_budget(previous)
+
+
 def test_memory_budget_refuses_huge_outer_product():
     with pytest.raises(cn.MemoryBudgetError, match=r"i,j,k->ijk"):
         cn.einsum("i,j,k->ijk", *_huge_operands())

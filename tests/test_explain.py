@@ -47,6 +47,32 @@ def test_default_sizes_reach_window_and_output_only_indices(spec, line):
     assert line in explain(spec).splitlines()
 
 
+def test_defaulted_sizes_are_named():
+    lines = explain("bi,ik->bk", sizes={"b": 2, "i": 3}).splitlines()
+    assert "          (not given, so taken as defaults: k; give --shapes or --sizes)" in lines
+    assert "defaults" not in explain("bi,ik->bk", [(2, 3), (3, 4)])
+
+
+def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_hand():
+    import numpy as np
+    import contractnet as cn
+    text = explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 9, 3), (3, 3, 3, 4)])
+    note = "    (its windows stop short of the operand's axes; to run it by hand, add sizes " \
+           "{'2h+u': 8})"
+    assert text.splitlines()[text.splitlines().index(
+        "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
+    assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 9, 9, 3), (3, 3, 3, 4)])
+    # the note's sizes run the printed spec to the gradient
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 3, 3, 4))
+    spec = "b(2h+u)(2w+v)c,uvck->bhwk"
+    y, vjp_fn = cn.vjp(lambda x, w: cn.einsum(spec, x, w), x, w)
+    dy = rng.standard_normal(y.shape)
+    by_hand = cn.einsum(cn.backward_specs(spec, x.shape, w.shape)[0], dy, w,
+                        sizes={"2h+u": 8})
+    np.testing.assert_allclose(by_hand, vjp_fn(dy)[0], rtol=1e-12, atol=1e-12)
+
+
 def test_cli_reads_python_tuples_as_shapes(capsys):
     assert main(["explain", "i,ij->j", "--shapes", "(3,)", "(3, 4)"]) == 0
     assert "operand 0 'i'  shape (3,)" in capsys.readouterr().out

@@ -47,7 +47,7 @@ def _pair(shapes, seed=0, positive_b=False):
 @pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
 @pytest.mark.parametrize("name, ref", [
     ("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply),
-    ("divide", np.divide), ("maximum", np.maximum),
+    ("divide", np.divide), ("maximum", np.maximum), ("minimum", np.minimum),
 ])
 def test_binary_ops_with_broadcasting(name, ref, shapes):
     a, b = _pair(shapes, positive_b=(name == "divide"))
@@ -109,6 +109,17 @@ def test_astype_casts_and_casts_the_gradient_back():
     np.testing.assert_array_equal(dz, np.zeros(3))  # an integer carries no gradient
 
 
+@pytest.mark.parametrize("axis", [None, 0, (1, 2)], ids=str)
+def test_mean_of_float16_sums_in_float32_as_numpy_does(axis):
+    x = np.full((4, 2, 3), 30000, np.float16)  # every sum overflows float16 (65504)
+    out, vjp_fn = cn.vjp(lambda a: cn.mean(a, axis), x)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, np.mean(x, axis))
+    (g,) = vjp_fn(np.ones_like(out))
+    assert g.dtype == np.float16
+    np.testing.assert_array_equal(g, np.full(x.shape, 1 / (x.size // np.size(out)), np.float16))
+
+
 def test_mean_of_integers_and_bools_is_numpys():
     x = np.full((2, 3), 100, np.int8)
     assert cn.mean(x) == 100.0 and cn.mean(x).dtype == np.float64
@@ -133,14 +144,14 @@ def test_power_gradient_of_an_integer_base_to_a_zero_exponent():
 @pytest.mark.parametrize("name, ref, domain", [
     ("exp", np.exp, "any"), ("log", np.log, "positive"), ("tanh", np.tanh, "any"),
     ("sigmoid", lambda a: 1 / (1 + np.exp(-a)), "any"), ("relu", lambda a: np.maximum(a, 0), "any"),
-    ("negative", np.negative, "any"),
+    ("negative", np.negative, "any"), ("abs", np.abs, "any"), ("sqrt", np.sqrt, "positive"),
 ])
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3)], ids=str)
 def test_unary_ops(name, ref, domain, shape):
     x = _rng().standard_normal(shape) * 2
     if domain == "positive":
         x = 0.1 + np.abs(x)
-    if name == "relu":
+    if name in ("relu", "abs"):
         x = np.where(np.abs(x) < 0.05, 0.5, x)  # keep away from the kink
     fn = getattr(cn, name)
     out, _ = cn.vjp(fn, x)
@@ -216,6 +227,70 @@ def test_maximum_sends_the_gradient_to_the_nan_it_returns():
     ga, gb = vjp_fn(np.ones(4))
     np.testing.assert_array_equal(ga, [1, 0, 1, 1])
     np.testing.assert_array_equal(gb, [0, 1, 0, 0])
+
+
+def test_minimum_ties_and_nans_follow_what_numpy_returns():
+    a = np.array([1.0, np.nan, 2.0, 3.0, np.nan])
+    b = np.array([1.0, 0.0, np.nan, 0.0, np.nan])
+    out, vjp_fn = cn.vjp(cn.minimum, a, b)
+    np.testing.assert_array_equal(out, np.minimum(a, b))
+    ga, gb = vjp_fn(np.ones(5))
+    np.testing.assert_array_equal(ga, [1, 1, 0, 0, 1])  # a tie goes to a, once
+    np.testing.assert_array_equal(gb, [0, 0, 1, 1, 0])
+
+
+def test_abs_gradient_is_the_sign_and_zero_at_zero():
+    x = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(cn.grad(lambda a: cn.sum(cn.abs(a)))(x), [-1, 0, 1])
+    assert cn.abs is cn.absolute
+
+
+def test_abs_and_sqrt_of_complex_numbers_pass_the_gradient_check():
+    z = np.array([1 + 2j, -0.5 + 0.3j, 2 - 1j])
+    cn.check_grads(cn.abs, z)
+    cn.check_grads(cn.sqrt, z)
+    out, vjp_fn = cn.vjp(cn.abs, z)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(vjp_fn(np.ones(3))[0], np.conj(z) / np.abs(z))  # jax's convention
+
+
+# ------------------------------------------------------------------ joining
+@pytest.mark.parametrize("axis", [0, 1, -1, None], ids=str)
+def test_concatenate_matches_numpy_and_splits_the_gradient(axis):
+    rng = _rng()
+    a, b, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    if axis == 0:
+        b = rng.standard_normal((4, 3))
+    elif axis in (1, -1):
+        b = rng.standard_normal((2, 1))
+    _check(lambda x, y, z: cn.concatenate([x, y, z], axis), a, b, c,
+           reference=lambda x, y, z: np.concatenate([x, y, z], axis))
+
+
+def test_concatenate_with_a_constant_and_a_repeated_operand():
+    x = _rng().standard_normal(3)
+    k = np.arange(4.0)
+    g = cn.grad(lambda a: cn.sum(cn.concatenate((a, k, a)) * np.arange(10.0)))(x)
+    np.testing.assert_array_equal(g, [0 + 7, 1 + 8, 2 + 9])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1], ids=str)
+def test_stack_matches_numpy(axis):
+    rng = _rng()
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    _check(lambda x, y: cn.stack([x, y], axis), a, b,
+           reference=lambda x, y: np.stack([x, y], axis))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cn.concatenate(np.ones((2, 3))), "sequence of arrays"),
+    (lambda: cn.stack(np.ones((2, 3))), "sequence of arrays"),
+    (lambda: cn.stack([np.ones(2), np.ones(3)]), r"one shape, got \[\(2,\), \(3,\)\]"),
+    (lambda: cn.concatenate([]), "at least one array"),
+])
+def test_joining_refuses_what_it_cannot_join(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 # ------------------------------------------------------------------ reductions
@@ -347,6 +422,58 @@ def test_traced_methods_and_attributes():
     assert seen == {"shape": (2, 3), "dtype": np.float64, "ndim": 2}
 
 
+def test_traced_shape_methods_and_builtin_abs():
+    x = _rng().standard_normal((2, 1, 3))
+    _check(lambda a: a.squeeze() * 2 + a.squeeze(1), x,
+           reference=lambda a: a.squeeze() * 2 + a.squeeze(1))
+    _check(lambda a: a.ravel() - a.flatten() ** 2, x,
+           reference=lambda a: a.ravel() - a.flatten() ** 2)
+    _check(lambda a: abs(a), np.where(np.abs(x) < 0.05, 0.5, x), reference=np.abs)
+    out, vjp_fn = cn.vjp(lambda a: a.astype(np.float32), x)
+    assert out.dtype == np.float32 and vjp_fn(np.ones_like(out))[0].dtype == np.float64
+
+
+def test_operators_with_an_ndarray_or_numpy_scalar_on_the_left_trace():
+    rng = _rng()
+    a = 0.5 + np.abs(rng.standard_normal((2, 3)))
+    k = rng.standard_normal((2, 3))
+    base = 0.5 + np.abs(k)
+    m = rng.standard_normal((2, 2))
+    f = lambda x: (k + x) * (k - x) / (base ** x) + np.float64(2.0) * x + m @ x  # noqa: E731
+    _check(f, a, reference=f)
+    seen = {}
+
+    def compare(x):
+        seen["less"] = k < x  # a plain array, as Traced's own comparisons give
+        return x
+    cn.vjp(compare, a)
+    assert type(seen["less"]) is np.ndarray
+    np.testing.assert_array_equal(seen["less"], k < a)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: np.exp(x), r"numpy\.exp does not trace.*\(cn\.exp\)"),
+    (lambda x: np.absolute(x, out=np.empty(3)), r"numpy\.absolute cannot write into an array"),
+    (lambda x: np.add.reduce(x), r"numpy\.add\.reduce does not trace.*\(cn\.sum\)"),
+    (lambda x: np.floor_divide(x, 2), r"numpy\.floor_divide does not trace.*own operations"),
+    (lambda x: np.sum(x), r"numpy\.sum does not trace"),
+])
+def test_numpy_functions_on_traced_values_are_refused_naming_contractnets_own(call, message):
+    with pytest.raises(TypeError, match=message):
+        cn.vjp(call, np.ones(3))
+
+
+def test_an_in_place_operator_on_an_array_cannot_store_a_traced_value():
+    target = np.ones(3)
+
+    def fn(x):
+        target.__iadd__(x)  # target += x
+        return x
+    with pytest.raises(TypeError, match=r"in-place operator \(x \+= t\)"):
+        cn.vjp(fn, np.ones(3))
+    np.testing.assert_array_equal(target, np.ones(3))
+
+
 @pytest.mark.parametrize("sa, sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)),
                                     ((2, 3), (3, 4)), ((5, 2, 3), (3, 4)), ((5, 2, 3), (5, 3, 4)),
                                     ((1, 2, 3), (5, 3, 4))], ids=str)
@@ -357,8 +484,8 @@ def test_matmul_follows_numpy(sa, sb):
 
 
 # ------------------------------------------------------------------ dtype
-UNARY = ["exp", "tanh", "sigmoid", "relu", "negative"]
-BINARY = ["add", "subtract", "multiply", "divide", "maximum", "power"]
+UNARY = ["exp", "tanh", "sigmoid", "relu", "negative", "abs", "sqrt"]
+BINARY = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "power"]
 
 
 @pytest.mark.parametrize("name", UNARY + BINARY + ["log", "sum", "mean", "max", "logsumexp",

@@ -36,8 +36,10 @@ def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
     out = run_plan(plan, arrays, memo)
     if memo is not None:
         memo.close()
-    # only a one-operand spec can come back as a view (a transpose, a diagonal)
-    if len(arrays) == 1 and np.may_share_memory(out, arrays[0]):
+    # only a one-operand spec can come back as a view (a transpose, a diagonal);
+    # numpy sees no shared memory in an empty one, which is still a view
+    if len(arrays) == 1 and (np.may_share_memory(out, arrays[0])
+                             or (out.size == 0 and out.base is not None)):
         out = out.copy()
     return out
 

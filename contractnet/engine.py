@@ -331,9 +331,11 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     present = set("".join(reads))
     target = "".join(n for n in _read_names(spec.output) if n in present)
     count = math.prod(sizes[n] for n in present - set(target))
+    # a window read by a product is copied into a matrix (im2col); one reduced
+    # alone stays a strided view
     peak = max([math.prod(bound.out_shape), math.prod(sizes[n] for n in target)]
                + [math.prod(sizes[n] for n in r) for r, t in zip(reads, spec.inputs)
-                  if t.windows])
+                  if t.windows and len(reads) > 1])
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target)[1])

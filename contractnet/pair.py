@@ -162,6 +162,10 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             b, bn = b.sum(axis=sum_b, dtype=dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
     if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
+        if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
+            # outer product's result, corrupting the heap
+            return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
+                    plan.result_names)
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
@@ -227,11 +231,10 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
         if hit is not None and hit[0] is owner:
             return hit[1]
     permuted = x if perm is None else x.transpose(perm)
-    if any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape)) and \
-            not _reshapes_as_view(permuted, shape):
-        # a broadcast view whose matrix is a copy, as large as its full shape
-        check_allocation(x.shape, x.dtype,
-                         "a copy of a broadcast operand (laid out for a matrix product)")
+    if not _reshapes_as_view(permuted, shape):  # a copy, as large as x's full shape
+        broadcast = any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape))
+        check_allocation(x.shape, x.dtype, f"a copy of {'a broadcast' if broadcast else 'an'} "
+                                           f"operand (laid out for a matrix product)")
     matrix = permuted.reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):

@@ -490,6 +490,21 @@ def test_memory_budget_counts_the_copy_of_a_broadcast_operand():
     np.testing.assert_allclose(cn.einsum("ij,jk->ik", a, b), np.full((4000, 2), 1000.0))
 
 
+def test_memory_budget_counts_the_copy_of_a_permuted_operand():
+    x, e = np.ones((100, 100, 100)), np.ones(100)  # 'c' and 'b' cannot be one group: a copy
+    with cn.memory_budget(10**6):
+        assert _peak_bytes_while_refused(lambda: cn.einsum("ceb,e->cb", x, e)) < 10**5
+    np.testing.assert_allclose(cn.einsum("ceb,e->cb", x, e), np.full((100, 100), 100.0))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_a_window_reduced_alone_is_not_counted_as_a_copy(reduce):
+    x = np.ones((4, 200, 16))  # the window view has twice the result's 51,200 bytes
+    with cn.memory_budget(60_000):
+        out = cn.einsum("b(2h+u)c->bhc", x, sizes={"u": 2}, reduce=reduce)
+    np.testing.assert_allclose(out, np.full((4, 100, 16), 1.0 if reduce != "sum" else 2.0))
+
+
 def test_memory_budget_raises_before_allocating():
     small = (np.ones(1000), np.ones(1000), np.ones(10**4))
     with cn.memory_budget(10**8):
@@ -792,3 +807,31 @@ def test_more_axes_than_numpy_einsum_has_letters():
     dx, dy = vjp_fn(np.ones(shape))
     np.testing.assert_allclose(dx, y)
     np.testing.assert_allclose(dy, x)
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("i,j->ij", [(3,), (0,)]), ("i,j->ij", [(0,), (3,)]),
+    ("Abc,,cd->bdAc", [(2, 3, 2), (), (2, 0)]), ("bi,bj->bij", [(2, 3), (2, 0)]),
+])
+def test_an_empty_outer_product_never_reaches_numpy_einsum(spec, shapes, monkeypatch):
+    # numpy 2.4's einsum writes past the end of an empty outer product's result
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"numpy.einsum called with {args[0]!r}")
+    operands = [np.ones(s) for s in shapes]
+    want = np.einsum(spec, *operands)
+    monkeypatch.setattr(pair.backend, "einsum", refuse)
+    got = cn.einsum(spec, *operands)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    y, vjp_fn = cn.vjp(lambda *ops: cn.einsum(spec, *ops), *operands)
+    grads = vjp_fn(np.ones(y.shape))
+    for g, x in zip(grads, operands):
+        np.testing.assert_array_equal(g, np.zeros(x.shape))
+
+
+@pytest.mark.parametrize("spec, shape", [("ij->ji", (0, 3)), ("ii->i", (0, 0)), ("a->a", (0,))])
+def test_an_empty_one_operand_result_is_its_own_writable_array(spec, shape):
+    x = np.ones(shape)
+    x.flags.writeable = False
+    out = cn.einsum(spec, x)
+    assert out.base is None or out.base is not x
+    assert out.flags.writeable

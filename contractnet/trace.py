@@ -111,8 +111,9 @@ class Traced:
         return bool(self.value)  # numpy's rule: one element, else ambiguous
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("a traced value cannot become a numpy array inside a function being "
-                        "differentiated; use contractnet's ops, or .value to stop tracing")
+        raise TypeError("a traced value cannot become a numpy array: inside a function "
+                        "being differentiated use contractnet's ops; .value is the plain "
+                        "array (which stops tracing)")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # an operator with an ndarray or numpy scalar on the left (x + t) reaches
@@ -128,7 +129,7 @@ class Traced:
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
         own = ops.UFUNC_NAMES.get(name, name)
         raise TypeError(f"numpy.{name} does not trace; inside a function being differentiated "
-                        f"use contractnet's own" + (f" (cn.{own})" if hasattr(ops, own) else
+                        f"use contractnet's own" + (f" (cn.{own})" if own in ops.__all__ else
                                                     " operations"))
 
     def __array_function__(self, func, types, args, kwargs):

@@ -457,6 +457,8 @@ def test_operators_with_an_ndarray_or_numpy_scalar_on_the_left_trace():
     (lambda x: np.add.reduce(x), r"numpy\.add\.reduce does not trace.*\(cn\.sum\)"),
     (lambda x: np.floor_divide(x, 2), r"numpy\.floor_divide does not trace.*own operations"),
     (lambda x: np.sum(x), r"numpy\.sum does not trace"),
+    (lambda x: np.asarray(x), r"cannot become a numpy array.*\.value is the plain array"),
+    (lambda x: np.sign(x), r"numpy\.sign does not trace.*own operations"),
 ])
 def test_numpy_functions_on_traced_values_are_refused_naming_contractnets_own(call, message):
     with pytest.raises(TypeError, match=message):

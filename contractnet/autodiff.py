@@ -119,6 +119,7 @@ def _pad_rule(argnum, g, ans, x, pad_width):
 
 def _power_rule(argnum, g, ans, a, b):
     # a Python number stays one: as a numpy array it could promote the gradient
+    a, b = (np.asarray(x) if isinstance(x, (list, tuple)) else x for x in (a, b))
     if argnum == 0:  # b * a**(b-1), and 0 where b == 0 (a**0 is constant, even at a == 0)
         zero = np.equal(b, 0)  # there the exponent b-1 becomes 0: an integer a**-1 raises
         safe = (b + 1 if zero else b) if isinstance(b, (int, float, complex)) else \

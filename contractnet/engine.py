@@ -331,11 +331,13 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     present = set("".join(reads))
     target = "".join(n for n in _read_names(spec.output) if n in present)
     count = math.prod(sizes[n] for n in present - set(target))
+    loop = _offset_loop(spec, reads, target, sizes)
     # a window read by a product is copied into a matrix (im2col); one reduced
-    # alone stays a strided view
+    # alone stays a strided view, its offsets combined into an array of the
+    # view's other axes
     peak = max([math.prod(bound.out_shape), math.prod(sizes[n] for n in target)]
-               + [math.prod(sizes[n] for n in r) for r, t in zip(reads, spec.inputs)
-                  if t.windows and len(reads) > 1])
+               + [math.prod(sizes[n] for n in r if n not in loop)
+                  for r, t in zip(reads, spec.inputs) if t.windows])
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target)[1])
@@ -351,7 +353,6 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
                   and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
     pair, pair_perm = (None, None) if per_offset else _contiguous_gemm(
         bound, reads, target, needs_view, reduce)
-    loop = _offset_loop(spec, reads, target, sizes)
     windows = [w for t in spec.inputs for w in t.windows]
     disjoint = all(w.dilation * (sizes[w.inner] - 1) < w.stride for w in windows)
     # every reduced index an offset, and fixing them reaches each input position

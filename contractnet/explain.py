@@ -129,7 +129,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     lines.append("backward specs (the output takes the operand's place):")
     for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
         lines.append(f"  d operand {i}: {text}")
-        lines += _unreached_lines(parsed.inputs[i], bound.in_shapes[i], bound.size_map)
+        lines += _unreached_lines(bound.spec.inputs[i], bound.in_shapes[i], bound.size_map)
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ entropies, layers) is composed and has no rule of its own.
 from __future__ import annotations
 
 import builtins
+import operator
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -163,7 +164,8 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
     if dtype.kind in "biu":
         a = astype(a, np.float64)  # (a traced integer comes from cn.astype)
     elif dtype == np.float16:
-        return astype(mean(astype(a, np.float32), axis, keepdims), np.float16)
+        out = astype(mean(astype(a, np.float32), axis, keepdims), np.float16)
+        return out if isinstance(out, Traced) or out.ndim else out[()]  # numpy's scalar
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
     total = sum(a, axis, keepdims)  # first: numpy checks the axes (an AxisError)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
@@ -250,7 +252,7 @@ def concatenate(arrays: Sequence[Array], axis: int | None = 0):
     if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
         raise ValueError(f"concatenate takes a sequence of arrays, got "
                          f"{type(arrays).__name__}")
-    return _concatenate(None if axis is None else builtins.int(axis), *arrays)
+    return _concatenate(None if axis is None else _axis_number(axis, "concatenate"), *arrays)
 
 
 def stack(arrays: Sequence[Array], axis: int = 0):
@@ -258,6 +260,7 @@ def stack(arrays: Sequence[Array], axis: int = 0):
     :func:`numpy.stack`."""
     if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
         raise ValueError(f"stack takes a sequence of arrays, got {type(arrays).__name__}")
+    axis = _axis_number(axis, "stack")
     shapes = {np.shape(value_of(a)) for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"stack needs arrays of one shape, got {sorted(shapes)}")
@@ -314,6 +317,13 @@ OPERATOR_UFUNCS: dict[np.ufunc, Callable] = {
 #: numpy ufunc names whose contractnet operation is named otherwise.
 UFUNC_NAMES = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
                "maximum.reduce": "max"}
+
+
+def _axis_number(axis, what: str) -> int:
+    """``axis`` as an int; a float or other non-integer is refused, naming ``what``."""
+    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
+        raise ValueError(f"{what}: axis must be an integer, got {axis!r}")
+    return operator.index(axis)
 
 
 def _axis(axis):

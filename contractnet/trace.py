@@ -123,19 +123,18 @@ class Traced:
         if op is not None and not kwargs:
             return op(*inputs)
         if op is not None and "out" in kwargs:
-            raise TypeError(f"numpy.{ufunc.__name__} cannot write into an array here: an "
-                            f"in-place operator (x += t) cannot store a traced value; "
-                            f"write x = x + t")
+            raise TypeError(f"numpy.{ufunc.__name__} cannot write a traced value into an "
+                            f"array (an in-place operator such as x += t); write x = x + t")
+        if op is not None:
+            raise TypeError(f"numpy.{ufunc.__name__} with {', '.join(kwargs)}= does not "
+                            f"trace; call it without them, or use {_own(ufunc.__name__)}")
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-        own = ops.UFUNC_NAMES.get(name, name)
-        raise TypeError(f"numpy.{name} does not trace; inside a function being differentiated "
-                        f"use contractnet's own" + (f" (cn.{own})" if own in ops.__all__ else
-                                                    " operations"))
+        raise TypeError(f"numpy.{name} does not trace; inside a function being "
+                        f"differentiated use {_own(name)}")
 
     def __array_function__(self, func, types, args, kwargs):
         raise TypeError(f"numpy.{func.__name__} does not trace; inside a function being "
-                        f"differentiated use contractnet's own (e.g. cn.{func.__name__} "
-                        f"where it exists)")
+                        f"differentiated use {_own(func.__name__)}")
 
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
@@ -194,6 +193,12 @@ class Traced:
 def array_or_traced(x: Any) -> Any:
     """``x`` itself when traced, else ``x`` as an ndarray (a list, a scalar)."""
     return x if type(x) is Traced else np.asarray(x)
+
+
+def _own(numpy_name: str) -> str:
+    """What to use instead of numpy's ``numpy_name`` on a traced value."""
+    own = ops.UFUNC_NAMES.get(numpy_name, numpy_name)
+    return f"cn.{own}" if own in ops.__all__ else "contractnet's own operations"
 
 
 def value_of(x: Any) -> Any:

@@ -62,6 +62,10 @@ def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_han
     assert text.splitlines()[text.splitlines().index(
         "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
     assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 9, 9, 3), (3, 3, 3, 4)])
+    # '...' before the window: the window's own axis length
+    assert "add sizes {'2h+u': 8}" in explain("b...(2h+u)->b...h", [(2, 4, 20, 8)],
+                                              sizes={"u": 3})
+    assert "add sizes {'2h+u': 8}" in explain("b...(2h+u)->b...h", [(2, 8)], sizes={"u": 3})
     # the note's sizes run the printed spec to the gradient
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 3, 3, 4))

@@ -93,10 +93,12 @@ def _expand(g, x, axis, keepdims):
     return np.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(np.shape(x))))
 
 
-def _max_rule(argnum, g, ans, x, axis=None, keepdims=False):
+def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
+    """The vjp of ``max`` and of ``min``: the elements equal to the answer
+    share its cotangent."""
     ans, x = _expand(ans, x, axis, keepdims), np.asarray(x)
     hit = x == ans
-    if x.dtype.kind in "fc":  # a nan max came from the nans: they share its cotangent
+    if x.dtype.kind in "fc":  # a nan extremum came from the nans: they share its cotangent
         hit |= np.isnan(x) & np.isnan(ans)
     share = hit / hit.sum(axis=ops._axis(axis), keepdims=True, dtype=np.asarray(x).dtype)
     return _expand(g, x, axis, keepdims) * share
@@ -234,7 +236,8 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.relu: lambda n, g, y, a: g * (np.asarray(a) > 0),
     ops.sum: lambda n, g, y, x, axis=None, keepdims=False: np.broadcast_to(
         _expand(g, x, axis, keepdims), np.shape(x)),
-    ops.max: _reads_its_answer(_max_rule),
+    ops.max: _reads_its_answer(_extremum_rule),
+    ops.min: _reads_its_answer(_extremum_rule),
     ops.logsumexp: _reads_its_answer(_logsumexp_rule),
     ops.reshape: lambda n, g, y, x, shape: np.reshape(g, np.shape(x)),
     ops.transpose: lambda n, g, y, x, axes=None: np.transpose(

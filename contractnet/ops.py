@@ -21,7 +21,7 @@ from .trace import Traced, primitive, value_of
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
     "sigmoid", "relu", "maximum", "minimum", "abs", "absolute", "sqrt", "where", "sum",
-    "mean", "max", "logsumexp", "reshape", "transpose", "pad", "getitem", "concatenate",
+    "mean", "max", "min", "logsumexp", "reshape", "transpose", "pad", "getitem", "concatenate",
     "stack", "matmul", "astype",
 ]
 
@@ -180,6 +180,12 @@ def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
 
 
 @primitive
+def min(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
+    """Minimum over ``axis``; the gradient is shared equally among ties."""
+    return np.min(a, axis=_axis(axis), keepdims=keepdims)
+
+
+@primitive
 def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
               keepdims: bool = False) -> np.ndarray:
     """``log(sum(exp(a), axis))`` computed without overflow."""
@@ -316,7 +322,8 @@ OPERATOR_UFUNCS: dict[np.ufunc, Callable] = {
 }
 #: numpy ufunc names whose contractnet operation is named otherwise.
 UFUNC_NAMES = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
-               "maximum.reduce": "max"}
+               "maximum.reduce": "max", "minimum.reduce": "min", "amax": "max",
+               "amin": "min"}
 
 
 def _axis_number(axis, what: str) -> int:

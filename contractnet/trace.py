@@ -79,7 +79,7 @@ class Traced:
 
     Supports the usual operators (``+ - * / ** @``, unary ``-``, ``abs()``,
     ``[]``, ``.T``), with an ndarray or a numpy scalar on either side, the
-    methods ``reshape``, ``transpose``, ``sum``, ``mean``, ``max``,
+    methods ``reshape``, ``transpose``, ``sum``, ``mean``, ``max``, ``min``,
     ``astype``, ``ravel``, ``flatten`` and ``squeeze``, and
     ``.shape``/``.dtype``/``.ndim``; ``.value`` is the ndarray.  numpy's
     functions and other ufuncs do not trace: they raise a ``TypeError``
@@ -188,6 +188,7 @@ class Traced:
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
 
 
 def array_or_traced(x: Any) -> Any:

@@ -314,7 +314,7 @@ AXES = [None, 0, -1, 1, (0, 2), (-1, 0)]
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("axis", AXES, ids=str)
 @pytest.mark.parametrize("name, ref", [
-    ("sum", np.sum), ("mean", np.mean), ("max", np.max),
+    ("sum", np.sum), ("mean", np.mean), ("max", np.max), ("min", np.min),
     ("logsumexp", lambda a, axis=None, keepdims=False: np.log(np.sum(
         np.exp(a), axis=axis, keepdims=keepdims))),
 ])
@@ -334,6 +334,14 @@ def test_max_of_nans_gives_its_gradient_to_the_nans():
     x = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 0.0, -1.0, 5.0]])
     (g,) = cn.vjp(lambda a: cn.max(a, axis=1), x)[1](np.array([2.0, 1.0]))
     np.testing.assert_array_equal(g, [[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def test_min_splits_gradient_among_ties_and_gives_a_nan_min_to_the_nans():
+    x = np.array([[1.0, -3.0, -3.0], [2.0, np.nan, 5.0]])
+    out, vjp_fn = cn.vjp(lambda a: a.min(axis=1), x)
+    np.testing.assert_array_equal(out, np.min(x, axis=1))
+    np.testing.assert_array_equal(vjp_fn(np.array([1.0, 2.0]))[0],
+                                  [[0.0, 0.5, 0.5], [0.0, 2.0, 0.0]])
 
 
 def test_logsumexp_is_stable():
@@ -507,7 +515,7 @@ UNARY = ["exp", "tanh", "sigmoid", "relu", "negative", "abs", "sqrt"]
 BINARY = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "power"]
 
 
-@pytest.mark.parametrize("name", UNARY + BINARY + ["log", "sum", "mean", "max", "logsumexp",
+@pytest.mark.parametrize("name", UNARY + BINARY + ["log", "sum", "mean", "max", "min", "logsumexp",
                                                    "transpose", "reshape", "pad", "getitem",
                                                    "matmul", "where"])
 def test_float32_in_float32_out_and_float32_gradients(name):
@@ -516,6 +524,7 @@ def test_float32_in_float32_out_and_float32_gradients(name):
     calls = {
         "log": lambda a: cn.log(a), "sum": lambda a: cn.sum(a, axis=0),
         "mean": lambda a: cn.mean(a, axis=1), "max": lambda a: cn.max(a, axis=0),
+        "min": lambda a: cn.min(a, axis=0),
         "logsumexp": lambda a: cn.logsumexp(a, axis=1), "transpose": lambda a: cn.transpose(a),
         "reshape": lambda a: cn.reshape(a, (3, 2)), "pad": lambda a: cn.pad(a, 1),
         "getitem": lambda a: a[1:], "matmul": lambda a: a @ y.T,

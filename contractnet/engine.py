@@ -333,11 +333,11 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     count = math.prod(sizes[n] for n in present - set(target))
     loop = _offset_loop(spec, reads, target, sizes)
     # a window read by a product is copied into a matrix (im2col); one reduced
-    # alone stays a strided view, its offsets combined into an array of the
-    # view's other axes
+    # alone stays a strided view, its offsets (when few) combined into an
+    # array of the view's other axes
     peak = max([math.prod(bound.out_shape), math.prod(sizes[n] for n in target)]
                + [math.prod(sizes[n] for n in r if n not in loop)
-                  for r, t in zip(reads, spec.inputs) if t.windows])
+                  for r, t in zip(reads, spec.inputs) if t.windows and (loop or len(reads) > 1)])
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target)[1])
@@ -428,6 +428,8 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
         return _route_per_offset(plan, view, names, x, g_core, ans)
     order = plan.target + "".join(n for n in names if n not in plan.target)
     block = view.transpose([names.index(n) for n in order])
+    check_allocation(block.shape, np.result_type(x.dtype, g.dtype),
+                     "the routing of a max's gradient over its window view")
     kept = len(plan.target)
     flat = block.reshape(block.shape[:kept] + (math.prod(block.shape[kept:]),))
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])

@@ -328,9 +328,12 @@ UFUNC_NAMES = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
 
 def _axis_number(axis, what: str) -> int:
     """``axis`` as an int; a float or other non-integer is refused, naming ``what``."""
-    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
-        raise ValueError(f"{what}: axis must be an integer, got {axis!r}")
-    return operator.index(axis)
+    try:
+        if not isinstance(axis, bool):
+            return operator.index(axis)
+    except TypeError:  # a float, or an array that is not one integer
+        pass
+    raise ValueError(f"{what}: axis must be an integer, got {axis!r}")
 
 
 def _axis(axis):

@@ -124,10 +124,13 @@ class Traced:
             return op(*inputs)
         if op is not None and "out" in kwargs:
             raise TypeError(f"numpy.{ufunc.__name__} cannot write a traced value into an "
-                            f"array (an in-place operator such as x += t); write x = x + t")
+                            f"array (out=, or an in-place operator such as x += t); make a "
+                            f"new value instead, e.g. x = x + t")
         if op is not None:
-            raise TypeError(f"numpy.{ufunc.__name__} with {', '.join(kwargs)}= does not "
-                            f"trace; call it without them, or use {_own(ufunc.__name__)}")
+            given = ", ".join(f"{k}=" for k in kwargs)
+            raise TypeError(f"numpy.{ufunc.__name__} with {given} does not trace; call it "
+                            f"without {'it' if len(kwargs) == 1 else 'them'}, or use "
+                            f"{_own(ufunc.__name__)}")
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
         raise TypeError(f"numpy.{name} does not trace; inside a function being "
                         f"differentiated use {_own(name)}")

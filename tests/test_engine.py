@@ -506,6 +506,23 @@ def test_a_window_reduced_alone_is_not_counted_as_a_copy(reduce):
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_a_window_of_many_offsets_reduced_alone_is_not_counted_as_a_copy(reduce):
+    x = np.ones((4, 2000, 16))  # 100 offsets: numpy reduces the strided view in place
+    with cn.memory_budget(4 << 20):  # the view would be 97 MB; the result is 1 MB
+        out = cn.einsum("b(h+u)c->bhc", x, sizes={"u": 100}, reduce=reduce)
+    assert out.shape == (4, 1901, 16)
+
+
+def test_the_gradient_of_a_max_over_many_offsets_counts_its_routing():
+    x = np.random.default_rng(0).standard_normal((4, 2000, 16))
+    fn = lambda a: cn.einsum("b(h+u)c->bhc", a, sizes={"u": 100}, reduce="max")  # noqa: E731
+    with cn.memory_budget(8 << 20):
+        y, vjp_fn = cn.vjp(fn, x)
+        with pytest.raises(cn.MemoryBudgetError, match="routing of a max's gradient"):
+            vjp_fn(np.ones_like(y))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
 @pytest.mark.parametrize("spec, sizes", [("a(h+u)c->a", {"u": 2}), ("a(2h+u)c->ah", {"u": 2}),
                                          ("a(h+u)(c+v)->a", {"u": 2, "v": 2})])
 def test_the_array_a_windowed_reduction_combines_its_offsets_in_is_counted(spec, sizes, reduce):

@@ -301,6 +301,7 @@ def test_stack_matches_numpy(axis):
     (lambda: cn.concatenate([]), "at least one array"),
     (lambda: cn.concatenate([np.ones((2, 2))] * 2, axis=1.5), "axis must be an integer, got 1.5"),
     (lambda: cn.stack([np.ones(2)] * 2, axis=1.0), "axis must be an integer, got 1.0"),
+    (lambda: cn.concatenate([np.ones(2)] * 2, axis=np.array([0])), "axis must be an integer"),
 ])
 def test_joining_refuses_what_it_cannot_join(call, message):
     with pytest.raises(ValueError, match=message):
@@ -476,7 +477,10 @@ def test_operators_with_an_ndarray_or_numpy_scalar_on_the_left_trace():
 @pytest.mark.parametrize("call, message", [
     (lambda x: np.exp(x), r"numpy\.exp does not trace.*use cn\.exp$"),
     (lambda x: np.absolute(x, out=np.empty(3)), r"numpy\.absolute cannot write a traced value"),
-    (lambda x: np.add(x, 1.0, dtype=np.float64), r"numpy\.add with dtype= does not trace.*cn\.add"),
+    (lambda x: np.add(x, 1.0, dtype=np.float64),
+     r"numpy\.add with dtype= does not trace; call it without it, or use cn\.add"),
+    (lambda x: np.add(x, 1.0, dtype=np.float64, casting="unsafe"),
+     r"numpy\.add with dtype=, casting= does not trace; call it without them"),
     (lambda x: np.dot(x, x), r"numpy\.dot does not trace.*own operations"),
     (lambda x: np.pad(x, 1), r"numpy\.pad does not trace.*cn\.pad"),
     (lambda x: np.add.reduce(x), r"numpy\.add\.reduce does not trace.*use cn\.sum$"),

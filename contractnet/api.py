@@ -153,7 +153,7 @@ def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int,
     where the mean does not.  The casts are recorded, so gradients flow."""
     wide = []
     for i, (x, shape) in enumerate(zip(operands, shapes)):
-        check_allocation(shape, np.float32, f"a float32 copy of operand {i}")
+        check_allocation(shape, np.float32, f"a float32 copy of operand {i} of '{spec}'")
         wide.append(ops.astype(x, np.float32))
     out = ops.astype(einsum(spec, *wide, sizes=sizes, reduce="mean"), np.float16)
     return out if type(out) is Traced else _as_numpy_returns(out)

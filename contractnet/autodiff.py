@@ -120,10 +120,11 @@ def _pad_rule(argnum, g, ans, x, pad_width):
 
 
 def _power_rule(argnum, g, ans, a, b):
-    # a Python number stays one: as a numpy array it could promote the gradient
+    # a list or tuple operand is read as numpy reads it (b + 1 would extend a list)
     a, b = (np.asarray(x) if isinstance(x, (list, tuple)) else x for x in (a, b))
     if argnum == 0:  # b * a**(b-1), and 0 where b == 0 (a**0 is constant, even at a == 0)
         zero = np.equal(b, 0)  # there the exponent b-1 becomes 0: an integer a**-1 raises
+        # a Python number stays one: as a numpy array it could promote the gradient
         safe = (b + 1 if zero else b) if isinstance(b, (int, float, complex)) else \
             np.where(zero, b + 1, b)
         with np.errstate(divide="ignore", invalid="ignore"):  # 0**-1 is inf, as it should be
@@ -145,20 +146,12 @@ def _cast_back(g, dtype: np.dtype) -> np.ndarray:
     return (g.real if g.dtype.kind == "c" and dtype.kind != "c" else g).astype(dtype)
 
 
-def _picks_left(a, b) -> np.ndarray:
-    """Where ``maximum(a, b)`` is ``a``: ties, and a nan in ``a`` (numpy's
-    maximum returns the first nan), go to ``a``; a nan only in ``b`` to ``b``."""
+def _picks_left(a, b, prefers=np.greater_equal) -> np.ndarray:
+    """Where ``maximum(a, b)`` is ``a`` (``minimum``'s, with ``prefers=np.less_equal``):
+    ties, and a nan in ``a`` (numpy returns the first nan), go to ``a``; a nan
+    only in ``b`` to ``b``."""
     a, b = np.asarray(a), np.asarray(b)
-    left = a >= b
-    if a.dtype.kind in "fc":
-        left |= np.isnan(a)
-    return left
-
-
-def _picks_left_of_min(a, b) -> np.ndarray:
-    """Where ``minimum(a, b)`` is ``a``: ties and a nan in ``a`` go to ``a``."""
-    a, b = np.asarray(a), np.asarray(b)
-    left = a <= b
+    left = prefers(a, b)
     if a.dtype.kind in "fc":
         left |= np.isnan(a)
     return left
@@ -171,6 +164,11 @@ def _absolute_rule(argnum, g, ans, a):
     with np.errstate(divide="ignore", invalid="ignore"):
         direction = np.where(a == 0, 0, np.conj(a) / np.absolute(a))
     return g * direction
+
+
+def _sqrt_rule(argnum, g, ans, a):
+    with np.errstate(divide="ignore", invalid="ignore"):  # at 0: inf (nan where g is 0)
+        return g / (2 * ans)
 
 
 def _concatenate_rule(argnum, g, ans, axis, *arrays):
@@ -220,10 +218,10 @@ VJP_RULES: dict[Primitive, Rule] = {
                                          lambda g, y, a, b: -g * y / b)),
     ops.maximum: _sides(lambda g, y, a, b: g * _picks_left(a, b),
                         lambda g, y, a, b: g * ~_picks_left(a, b)),
-    ops.minimum: _sides(lambda g, y, a, b: g * _picks_left_of_min(a, b),
-                        lambda g, y, a, b: g * ~_picks_left_of_min(a, b)),
+    ops.minimum: _sides(lambda g, y, a, b: g * _picks_left(a, b, np.less_equal),
+                        lambda g, y, a, b: g * ~_picks_left(a, b, np.less_equal)),
     ops.absolute: _absolute_rule,
-    ops.sqrt: _reads_its_answer(lambda n, g, y, a: g / (2 * y)),
+    ops.sqrt: _reads_its_answer(_sqrt_rule),
     ops._concatenate: _concatenate_rule,
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
         np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),

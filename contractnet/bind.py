@@ -148,7 +148,7 @@ def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str,
 
 def _label(axis: str, named: set[str]) -> str:
     """How an error names an index: by its letter, or as an axis under '...'."""
-    return f"index '{axis}'" if axis in named else "a '...' axis"
+    return f"index '{axis}'" if axis in named else "an axis under '...'"
 
 
 def _rename_broadcast_axes(spec: Spec, shapes, sizes: dict[str, int], text, cols) -> Spec:

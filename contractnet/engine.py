@@ -332,12 +332,8 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     target = "".join(n for n in _read_names(spec.output) if n in present)
     count = math.prod(sizes[n] for n in present - set(target))
     loop = _offset_loop(spec, reads, target, sizes)
-    # a window read by a product is copied into a matrix (im2col); one reduced
-    # alone stays a strided view, its offsets (when few) combined into an
-    # array of the view's other axes
-    peak = max([math.prod(bound.out_shape), math.prod(sizes[n] for n in target)]
-               + [math.prod(sizes[n] for n in r if n not in loop)
-                  for r, t in zip(reads, spec.inputs) if t.windows and (loop or len(reads) > 1)])
+    peak = max(math.prod(bound.out_shape), math.prod(sizes[n] for n in target),
+               _window_copy_elements(spec, reads, loop, sizes))
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target)[1])
@@ -364,6 +360,16 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
                       and reduce == "sum") else None
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
                 perm, per_offset, pair, pair_perm, direct, loop, route, disjoint)
+
+
+def _window_copy_elements(spec, reads: tuple[str, ...], loop: str, sizes) -> int:
+    """The largest array a windowed operand costs: a window read by a product
+    is copied into a matrix (im2col); one reduced alone stays a strided view,
+    its offsets (when few, ``loop``) combined into an array of its other axes."""
+    if len(reads) == 1 and not loop:
+        return 0
+    return max((math.prod(sizes[n] for n in r if n not in loop)
+                for r, t in zip(reads, spec.inputs) if t.windows), default=0)
 
 
 def _offset_loop(spec, reads: tuple[str, ...], target: str, sizes) -> str:
@@ -429,7 +435,7 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     order = plan.target + "".join(n for n in names if n not in plan.target)
     block = view.transpose([names.index(n) for n in order])
     check_allocation(block.shape, np.result_type(x.dtype, g.dtype),
-                     "the routing of a max's gradient over its window view")
+                     f"the gradient of max '{bound.spec}' routed over its window view")
     kept = len(plan.target)
     flat = block.reshape(block.shape[:kept] + (math.prod(block.shape[kept:]),))
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])

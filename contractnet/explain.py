@@ -17,7 +17,7 @@ from .api import backward_specs
 from .bind import Bound, bind
 from .engine import make_plan
 from .pair import c_strides, plan_pair
-from .spec import Spec, Window, parse
+from .spec import Spec, Term, Window, parse
 
 DEFAULT_SIZE = 8
 
@@ -106,6 +106,9 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
 
     Without ``shapes`` every index gets ``sizes[index]`` or a default (8, and
     3 for a window's inner index); the account names the defaulted ones.
+    Where an operand's windows stop short of its axis (a stride leaving its
+    last positions unread), it gives the ``sizes=`` that run the operand's
+    backward spec by hand.
     """
     parsed = parse(spec)
     sizes = dict(sizes or {})
@@ -114,7 +117,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         given = set(sizes)
         sizes = _with_default_sizes(parsed, sizes)
         shapes = _default_shapes(parsed, sizes)
-        defaulted = _defaulted(parsed, given)
+        defaulted = parsed.indices() - given
         sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
     bound = bind(parsed, shapes, sizes)
     lines = [f"spec      {parsed}"]
@@ -134,23 +137,18 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     return "\n".join(lines)
 
 
-def _defaulted(spec: Spec, given: set[str]) -> set[str]:
-    """The indices sized by default when no shapes are given: all but ``given``."""
-    return spec.indices() - given
-
-
-def _unreached_lines(term, shape: Sequence[int], size: Mapping[str, int]) -> list[str]:
+def _unreached_lines(term: Term, shape: Sequence[int], sizes: Mapping[str, int]) -> list[str]:
     """When windows of ``term`` stop short of their axes (a stride leaving the
     last positions unread): the sizes that run the operand's backward spec
     by hand at the axes' full lengths."""
-    short = {}
-    for axis, length in zip(term.axes, shape):
-        if isinstance(axis, Window) and axis.span(size[axis.outer], size[axis.inner]) < length:
-            short[str(axis)[1:-1]] = length
+    short = {str(axis): length for axis, length in zip(term.axes, shape)
+             if isinstance(axis, Window)
+             and axis.span(sizes[axis.outer], sizes[axis.inner]) < length}
     if not short:
         return []
-    return [f"    (its windows stop short of the operand's axes; to run it by hand, "
-            f"add sizes {short})"]
+    given = ",".join(f"{k}={n}" for k, n in short.items())
+    return [f"    (its windows stop short of the operand's axes; to run it by hand, give "
+            f"sizes {short}, on the command line --sizes {given})"]
 
 
 def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:

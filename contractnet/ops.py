@@ -8,7 +8,6 @@ entropies, layers) is composed and has no rule of its own.
 """
 from __future__ import annotations
 
-import builtins
 import operator
 from typing import Any, Callable, Sequence
 
@@ -130,7 +129,7 @@ abs = absolute  # numpy's short name (cn.abs), as np.abs is np.absolute
 @primitive
 def sqrt(a: Array) -> np.ndarray:
     """Elementwise square root (the principal one for a complex ``a``); its
-    gradient at 0 is infinite."""
+    gradient at 0 is infinite (nan where the cotangent there is 0)."""
     return np.sqrt(a)
 
 
@@ -150,7 +149,7 @@ def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
     """Sum over ``axis`` (all axes by default) as :func:`numpy.sum` sums: in
     the dtype of a floating ``a``, and bools and integers in at least the
     platform integer (a sum of bools counts them, int8 does not wrap at 127)."""
-    return np.sum(np.asarray(a), axis=_axis(axis), keepdims=keepdims)
+    return np.sum(np.asarray(a), axis=_axis(axis, "sum"), keepdims=keepdims)
 
 
 def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
@@ -176,13 +175,13 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
 @primitive
 def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
     """Maximum over ``axis``; the gradient is shared equally among ties."""
-    return np.max(a, axis=_axis(axis), keepdims=keepdims)
+    return np.max(a, axis=_axis(axis, "max"), keepdims=keepdims)
 
 
 @primitive
 def min(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
     """Minimum over ``axis``; the gradient is shared equally among ties."""
-    return np.min(a, axis=_axis(axis), keepdims=keepdims)
+    return np.min(a, axis=_axis(axis, "min"), keepdims=keepdims)
 
 
 @primitive
@@ -190,7 +189,7 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
               keepdims: bool = False) -> np.ndarray:
     """``log(sum(exp(a), axis))`` computed without overflow."""
     a = np.asarray(a)
-    top = np.max(a, axis=_axis(axis), keepdims=True)
+    top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
     out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True)) + top
     return out if keepdims else np.squeeze(out, axis=_axis(axis))
@@ -251,27 +250,46 @@ def _concatenate(axis: int | None, *arrays: Array) -> np.ndarray:
     return np.concatenate(arrays, axis=axis)
 
 
-def concatenate(arrays: Sequence[Array], axis: int | None = 0):
+def concatenate(arrays: Sequence[Array], axis: int | None = 0) -> np.ndarray | Traced:
     """Join ``arrays`` along an existing ``axis`` (flattened first when
     ``axis`` is None), as :func:`numpy.concatenate`; each gradient is its
-    operand's slice of the cotangent."""
-    if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
-        raise ValueError(f"concatenate takes a sequence of arrays, got "
-                         f"{type(arrays).__name__}")
+    operand's slice of the cotangent.
+
+    Raises
+    ------
+    ValueError
+        For one array rather than a sequence of them (numpy would iterate
+        over its rows), a non-integer ``axis``, and shapes that do not join.
+    """
+    _check_sequence(arrays, "concatenate")
     return _concatenate(None if axis is None else _axis_number(axis, "concatenate"), *arrays)
 
 
-def stack(arrays: Sequence[Array], axis: int = 0):
+def stack(arrays: Sequence[Array], axis: int = 0) -> np.ndarray | Traced:
     """Join ``arrays``, all of one shape, along a new ``axis``, as
-    :func:`numpy.stack`."""
-    if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
-        raise ValueError(f"stack takes a sequence of arrays, got {type(arrays).__name__}")
+    :func:`numpy.stack`.
+
+    Raises
+    ------
+    ValueError
+        For one array rather than a sequence of them, a non-integer
+        ``axis``, and arrays of different shapes (naming the first that differs).
+    """
+    _check_sequence(arrays, "stack")
     axis = _axis_number(axis, "stack")
-    shapes = {np.shape(value_of(a)) for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"stack needs arrays of one shape, got {sorted(shapes)}")
+    shapes = [np.shape(value_of(a)) for a in arrays]
+    for i, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ValueError(f"stack needs arrays of one shape: array 0 has {shapes[0]}, "
+                             f"array {i} has {shape}")
     return concatenate([reshape(a, np.expand_dims(value_of(a), axis).shape)
                         for a in arrays], axis)
+
+
+def _check_sequence(arrays, what: str) -> None:
+    """Refuse anything but a sequence of arrays (an array, a traced value)."""
+    if isinstance(arrays, (Traced, np.ndarray)) or not isinstance(arrays, Sequence):
+        raise ValueError(f"{what} takes a sequence of arrays, got {type(arrays).__name__}")
 
 
 @primitive
@@ -320,23 +338,28 @@ OPERATOR_UFUNCS: dict[np.ufunc, Callable] = {
     **{compare: _untraced(compare) for compare in (
         np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal)},
 }
-#: numpy ufunc names whose contractnet operation is named otherwise.
-UFUNC_NAMES = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
-               "maximum.reduce": "max", "minimum.reduce": "min", "amax": "max",
-               "amin": "min"}
+#: numpy functions (and ufunc methods) whose contractnet equivalent is named otherwise.
+CN_EQUIVALENTS = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum",
+                  "maximum.reduce": "max", "minimum.reduce": "min", "amax": "max",
+                  "amin": "min", "dot": "matmul", "inner": "einsum", "tensordot": "einsum",
+                  "squeeze": "reshape", "ravel": "reshape"}
 
 
 def _axis_number(axis, what: str) -> int:
-    """``axis`` as an int; a float or other non-integer is refused, naming ``what``."""
-    try:
-        if not isinstance(axis, bool):
+    """``axis`` as an int; a bool, a float or any other non-integer is
+    refused with a ValueError naming ``what``."""
+    if not isinstance(axis, bool):
+        try:
             return operator.index(axis)
-    except TypeError:  # a float, or an array that is not one integer
-        pass
+        except TypeError:  # a float, or an array that is not one integer
+            pass
     raise ValueError(f"{what}: axis must be an integer, got {axis!r}")
 
 
-def _axis(axis):
-    if axis is None or isinstance(axis, (int, np.integer)):
-        return axis
-    return tuple(builtins.int(i) for i in axis)
+def _axis(axis, what: str = "reduction"):
+    """A reduction's ``axis``: None, one integer, or a tuple of integers."""
+    if axis is None:
+        return None
+    if isinstance(axis, (tuple, list)):
+        return tuple(_axis_number(i, what) for i in axis)
+    return _axis_number(axis, what)

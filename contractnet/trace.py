@@ -120,24 +120,23 @@ class Traced:
         # here as a ufunc call: the ufuncs of Python's operators trace, as the
         # operators do; any other ufunc call is refused
         op = ops.OPERATOR_UFUNCS.get(ufunc) if method == "__call__" else None
-        if op is not None and not kwargs:
-            return op(*inputs)
-        if op is not None and "out" in kwargs:
-            raise TypeError(f"numpy.{ufunc.__name__} cannot write a traced value into an "
-                            f"array (out=, or an in-place operator such as x += t); make a "
-                            f"new value instead, e.g. x = x + t")
-        if op is not None:
-            given = ", ".join(f"{k}=" for k in kwargs)
-            raise TypeError(f"numpy.{ufunc.__name__} with {given} does not trace; call it "
-                            f"without {'it' if len(kwargs) == 1 else 'them'}, or use "
-                            f"{_own(ufunc.__name__)}")
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-        raise TypeError(f"numpy.{name} does not trace; inside a function being "
-                        f"differentiated use {_own(name)}")
+        if op is None:
+            raise TypeError(f"numpy.{name} does not trace; inside a function being "
+                            f"differentiated use {_replacement_for(name)}")
+        if "out" in kwargs:
+            raise TypeError(f"numpy.{name} cannot write a traced value into an array "
+                            f"(out=, or an in-place operator such as x += t); make a new "
+                            f"value instead, e.g. x = x + t")
+        if kwargs:
+            given = ", ".join(f"{k}=" for k in kwargs)
+            raise TypeError(f"numpy.{name} with {given} does not trace; call it without "
+                            f"{'it' if len(kwargs) == 1 else 'them'}, or use its operator")
+        return op(*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
         raise TypeError(f"numpy.{func.__name__} does not trace; inside a function being "
-                        f"differentiated use {_own(func.__name__)}")
+                        f"differentiated use {_replacement_for(func.__name__)}")
 
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
@@ -174,17 +173,17 @@ class Traced:
         """Differentiable :func:`contractnet.transpose` (array axes)."""
         return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
-    def astype(self, dtype):
+    def astype(self, dtype) -> "Traced":
         """Differentiable :func:`contractnet.astype`."""
         return ops.astype(self, dtype)
 
-    def ravel(self):
+    def ravel(self) -> "Traced":
         """The elements as one axis (differentiable :func:`contractnet.reshape`)."""
         return ops.reshape(self, -1)
 
     flatten = ravel
 
-    def squeeze(self, axis=None):
+    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> "Traced":
         """Drop axes of length 1 (all, or those of ``axis``), as numpy does."""
         return ops.reshape(self, np.squeeze(self.value, axis).shape)
 
@@ -199,10 +198,12 @@ def array_or_traced(x: Any) -> Any:
     return x if type(x) is Traced else np.asarray(x)
 
 
-def _own(numpy_name: str) -> str:
-    """What to use instead of numpy's ``numpy_name`` on a traced value."""
-    own = ops.UFUNC_NAMES.get(numpy_name, numpy_name)
-    return f"cn.{own}" if own in ops.__all__ else "contractnet's own operations"
+def _replacement_for(numpy_name: str) -> str:
+    """What to use on a traced value instead of numpy's ``numpy_name``: the
+    contractnet function of that name (or of its equivalent), where there is one."""
+    import contractnet  # complete by the time a traced value meets numpy
+    own = ops.CN_EQUIVALENTS.get(numpy_name, numpy_name)
+    return f"cn.{own}" if own in contractnet.__all__ else "contractnet's own operations"
 
 
 def value_of(x: Any) -> Any:

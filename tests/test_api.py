@@ -297,7 +297,7 @@ def test_sizes_must_agree_with_an_operand_that_has_the_index():
 
 
 def test_ellipsis_mismatch_is_reported_as_an_ellipsis_axis():
-    with pytest.raises(SpecError, match=r"a '\.\.\.' axis has size 3 in operand 0 but 4"):
+    with pytest.raises(SpecError, match=r"an axis under '\.\.\.' has size 3 in operand 0 but 4"):
         cn.einsum("...i,...i->...i", np.ones((3, 2)), np.ones((4, 2)))
 
 

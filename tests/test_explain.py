@@ -4,8 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import contractnet as cn
 from contractnet.cli import main
 from contractnet.explain import explain
 
@@ -54,18 +56,16 @@ def test_defaulted_sizes_are_named():
 
 
 def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_hand():
-    import numpy as np
-    import contractnet as cn
     text = explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 9, 3), (3, 3, 3, 4)])
-    note = "    (its windows stop short of the operand's axes; to run it by hand, add sizes " \
-           "{'2h+u': 8})"
+    note = "    (its windows stop short of the operand's axes; to run it by hand, give " \
+           "sizes {'(2h+u)': 8}, on the command line --sizes (2h+u)=8)"
     assert text.splitlines()[text.splitlines().index(
         "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
     assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 9, 9, 3), (3, 3, 3, 4)])
     # '...' before the window: the window's own axis length
-    assert "add sizes {'2h+u': 8}" in explain("b...(2h+u)->b...h", [(2, 4, 20, 8)],
-                                              sizes={"u": 3})
-    assert "add sizes {'2h+u': 8}" in explain("b...(2h+u)->b...h", [(2, 8)], sizes={"u": 3})
+    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", [(2, 4, 20, 8)],
+                                                 sizes={"u": 3})
+    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", [(2, 8)], sizes={"u": 3})
     # the note's sizes run the printed spec to the gradient
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 3, 3, 4))
@@ -73,7 +73,7 @@ def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_han
     y, vjp_fn = cn.vjp(lambda x, w: cn.einsum(spec, x, w), x, w)
     dy = rng.standard_normal(y.shape)
     by_hand = cn.einsum(cn.backward_specs(spec, x.shape, w.shape)[0], dy, w,
-                        sizes={"2h+u": 8})
+                        sizes={"(2h+u)": 8})
     np.testing.assert_allclose(by_hand, vjp_fn(dy)[0], rtol=1e-12, atol=1e-12)
 
 

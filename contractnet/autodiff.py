@@ -269,6 +269,13 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
         ans, args, kwargs = value.value, node.args, node.kwargs
         for argnum, parent in node.parents:
             contribution = rule(argnum, g, ans, *args, **kwargs)
+            if type(contribution) is not np.ndarray:
+                contribution = np.asarray(contribution)
+            if contribution.dtype.kind == "c" and parent.value.dtype.kind != "c":
+                # a real value's cotangent is real: the rules before it may be
+                # complex-linear (abs, a cast from complex), so project it here
+                # (into an array of its own, not a strided view of the complex one)
+                contribution = np.ascontiguousarray(contribution.real)
             key = id(parent)
             previous = grads.get(key)
             if previous is None:
@@ -440,6 +447,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     if type(result) is Traced:
         out = result.value
         node = result.node
+        if out.dtype.kind not in NUMERIC_KINDS:  # a cast to strings, say
+            raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
         # no primitive returns an argument itself: an answer owning its memory is new
         if node is not None and (out.base is not None or reads_answer(node)):
             out = out.view()  # a recorded step may read this memory again: the caller
@@ -455,18 +464,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
         if type(cot) is not np.ndarray:
             cot = np.asarray(cot)
-        if cot.shape != out.shape:
-            raise ValueError(f"cotangent has shape {cot.shape} but the output has "
-                             f"shape {out.shape}")
-        if cot.dtype != out.dtype:
-            if cot.dtype.kind not in NUMERIC_KINDS:
-                raise ValueError(f"cotangent has dtype {cot.dtype}; it must be numeric, "
-                                 f"like the output ({out.dtype})")
-            if cot.dtype.kind == "c" and out.dtype.kind != "c":
-                raise ValueError(f"cotangent has dtype {cot.dtype} but the output is real "
-                                 f"({out.dtype}): its imaginary part would be lost; pass "
-                                 f"a real cotangent")
-            cot = cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
+        if cot.shape != out.shape or cot.dtype != out.dtype:
+            cot = _checked_cotangent(cot, out, cotangent)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         # gradients must not share memory with these, nor with one another
         # (plain loops here: a comprehension costs a function object per call)
@@ -480,6 +479,23 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             raise ValueError(NESTED_TRACE)
         return rebuild(out_grads)
     return out, vjp_fn
+
+
+def _checked_cotangent(cot: np.ndarray, out: np.ndarray, given: Any) -> np.ndarray:
+    """``cot`` (``given`` as an array) as the cotangent of ``out``: numeric,
+    of its shape, real if it is real, in the dtype both promote to."""
+    if cot.dtype.kind not in NUMERIC_KINDS:
+        what = "None" if given is None else f"of dtype {cot.dtype}"
+        raise ValueError(f"the cotangent is {what}; it must be a numeric array shaped like "
+                         f"the output ({out.shape}, {out.dtype})")
+    if cot.shape != out.shape:
+        raise ValueError(f"cotangent has shape {cot.shape} but the output has "
+                         f"shape {out.shape}")
+    if cot.dtype.kind == "c" and out.dtype.kind != "c":
+        raise ValueError(f"cotangent has dtype {cot.dtype} but the output is real "
+                         f"({out.dtype}): its imaginary part would be lost; pass "
+                         f"a real cotangent")
+    return cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
 
 
 #: Why a gradient reached a traced value that is not a primal of its vjp.

@@ -6,6 +6,7 @@ extra: ``pip install 'contractnet[data]'``.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -46,8 +47,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
     ImportError
         If scikit-learn is missing (install ``contractnet[data]``).
     ValueError
-        If ``test_fraction`` is outside ``(0, 1)`` or leaves one of the sets
-        empty, or ``dtype`` is not floating.
+        If ``test_fraction`` is not a number in ``(0, 1)`` or leaves one of
+        the sets empty, ``seed`` is not a non-negative integer, or ``dtype``
+        is not floating.
 
     Examples
     --------
@@ -55,9 +57,18 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
     >>> d.x_train.shape, d.x_test.shape, d.x_train.dtype
     ((1438, 8, 8, 1), (359, 8, 8, 1), dtype('float32'))
     """
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    dt = np.dtype(dtype)
+    try:
+        fraction = float(test_fraction)
+    except (TypeError, ValueError):
+        fraction = math.nan  # refused just below, by name
+    if isinstance(test_fraction, (bool, str)) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}") from None
     if not np.issubdtype(dt, np.floating):
         raise ValueError(f"dtype must be floating, got {dt}")
     try:
@@ -70,7 +81,7 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
     images = bunch.images.astype(dt)[..., None] / dt.type(16)
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
-    n_test = int(round(len(labels) * float(test_fraction)))
+    n_test = int(round(len(labels) * fraction))
     if not 0 < n_test < len(labels):
         raise ValueError(f"test_fraction {test_fraction} leaves {n_test} of the {len(labels)} "
                          f"samples for testing: both the training and the test set need some")

@@ -68,8 +68,11 @@ class Optimizer:
         ValueError
             If ``grads`` is not a mapping, a name is missing or unexpected, a
             gradient's shape differs from its parameter's or is not real
-            (complex, object, string, time), or a parameter has become
-            read-only; no parameter is changed then.
+            (complex, object, string, time), a gradient holds a nan or an
+            infinity in its parameter's dtype (a diverged loss; one step
+            on it would turn the parameter, and Adam's moments, to nan for
+            good), or a parameter has become read-only; no parameter is
+            changed then.
         """
         checked = self._check_grads(grads)
         self.steps += 1
@@ -103,11 +106,23 @@ class Optimizer:
             if not p.flags.writeable:
                 raise ValueError(f"parameter {name!r} has become read-only; it cannot be "
                                  f"updated in place")
-            checked[name] = g.astype(p.dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by name
+                g = checked[name] = g.astype(p.dtype, copy=False)
+            if not np.isfinite(g).all():  # checked in p's dtype: a float64 1e300 is inf there
+                raise ValueError(f"gradient {name!r} holds {_non_finite(g)} in the "
+                                 f"parameter's dtype {p.dtype}; no parameter was updated")
         return checked
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
+
+
+def _non_finite(g: np.ndarray) -> str:
+    """What is not finite in ``g``, counted: ``"2 nan and 1 infinite value(s)"``."""
+    nans = int(np.isnan(g).sum())
+    infs = int(np.isinf(g).sum())
+    return " and ".join(f"{n} {what}" for n, what in ((nans, "nan"), (infs, "infinite"))
+                        if n) + " value(s)"
 
 
 def _tied_names(params: Mapping[str, np.ndarray]) -> dict[str, str]:

@@ -15,6 +15,7 @@ weights, so their accuracies match and only their speed may differ.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -65,6 +66,11 @@ def cross_entropy_loss(model: nn.Module) -> Callable[..., Any]:
     return loss
 
 
+class Diverged(ValueError):
+    """Training reached a loss that is not finite; the model keeps the
+    parameters of its last step."""
+
+
 def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
                 batch_size: int, rng: np.random.Generator) -> float:
     """One pass over ``(x, y)`` in shuffled batches; returns the mean batch loss.
@@ -74,13 +80,22 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     Raises
     ------
     ValueError
-        If ``x`` holds no example, or ``opt`` updates arrays other than the model's.
+        If ``x`` holds no example, a label is not a class of the model's
+        output, or ``opt`` updates arrays other than the model's; these are
+        checked before the first step, so the model is then unchanged.
+    Diverged
+        When a batch's loss is nan or infinite; no step is taken on it.
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
     _check_optimizer_holds(opt, params)
+    classes = np.shape(model(x[:1]))[-1]  # one example's logits: how many classes
+    nn.losses.check_labels(y, (len(x), classes), "train_epoch")
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
+        if not np.isfinite(loss):
+            raise Diverged(f"the loss of batch {count + 1} is {float(loss)}: training "
+                           f"diverged (a lower learning rate may help)")
         opt.step(grads)
         total, count = total + float(loss), count + 1
     return total / count
@@ -146,8 +161,11 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     -------
     dict
         ``head, epochs, seed, batch_size, lr, params, train_loss,
-        test_accuracy, seconds_per_epoch, history`` (per-epoch loss and
-        accuracy).  ``seconds_per_epoch`` times training only, not evaluation.
+        test_accuracy, seconds_per_epoch, diverged, history`` (per-epoch
+        loss and accuracy).  ``seconds_per_epoch`` times training only, not
+        evaluation.  A run whose loss stops being finite ends in that epoch:
+        ``diverged`` is its number (else None), its ``train_loss`` is nan
+        and its accuracy is the last finite model's.
 
     Raises
     ------
@@ -167,14 +185,21 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     split = data.load_digits(seed=seed)
     if log is not None:
         log(f"digits: {len(split.y_train)} train, {len(split.y_test)} test; head {model[3]!r}")
-    history, seconds = [], []
+    history, seconds, diverged = [], [], None
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, opt, split.x_train, split.y_train, batch_size, rng)
+        try:
+            loss = train_epoch(model, opt, split.x_train, split.y_train, batch_size, rng)
+        except Diverged as exc:
+            loss, diverged = math.nan, epoch
+            if log is not None:
+                log(f"epoch {epoch:>3}/{epochs}  stopped: {exc}")
         seconds.append(time.perf_counter() - start)
         acc = evaluate(model, split.x_test, split.y_test)
         history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
                         "seconds": seconds[-1]})
+        if diverged:
+            break
         if log is not None:
             log(f"epoch {epoch:>3}/{epochs}  loss {loss:.4f}  test accuracy {acc:.4f}  "
                 f"{seconds[-1]:.2f} s")
@@ -182,7 +207,8 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
             "params": model.num_parameters(), "head_params": model[3].num_parameters(),
             "train_loss": history[-1]["train_loss"],
             "test_accuracy": history[-1]["test_accuracy"],
-            "seconds_per_epoch": float(np.mean(seconds)), "history": history}
+            "seconds_per_epoch": float(np.mean(seconds)), "diverged": diverged,
+            "history": history}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,6 +239,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json_text(result))
+    elif result["diverged"]:
+        print(f"diverged in epoch {result['diverged']}; the last finite model's test "
+              f"accuracy {result['test_accuracy']:.4f}")
     else:
         print(f"test accuracy {result['test_accuracy']:.4f}, "
               f"{result['seconds_per_epoch']:.3f} s per epoch, {result['params']} parameters")

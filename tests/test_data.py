@@ -49,6 +49,20 @@ def test_load_digits_validation():
         data.load_digits(dtype=np.int32)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": 1.5}, "seed must be a non-negative integer, got 1.5"),
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"seed": True}, "seed must be a non-negative integer, got True"),
+    ({"test_fraction": None}, r"test_fraction must be a number in \(0, 1\), got None"),
+    ({"test_fraction": "0.5"}, r"test_fraction must be a number in \(0, 1\), got '0.5'"),
+    ({"test_fraction": float("nan")}, r"test_fraction must be a number in \(0, 1\), got nan"),
+    ({"dtype": "foo"}, "dtype must be a floating dtype, got 'foo'"),
+])
+def test_load_digits_names_the_bad_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_digits(**kwargs)
+
+
 def test_missing_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import now fails
     with pytest.raises(ImportError, match=r"contractnet\[data\]"):

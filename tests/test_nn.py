@@ -384,6 +384,20 @@ def test_mse_and_accuracy():
     assert nn.accuracy(np.array([[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]), np.array([1, 0, 0])) == 2 / 3
 
 
+def test_accuracy_counts_a_row_with_a_nan_as_wrong():
+    """np.argmax picks a nan's position: a diverged model must not score there."""
+    logits = np.array([[np.nan, 1.0], [0.0, 1.0], [1.0, 0.0], [2.0, np.nan]])
+    assert nn.accuracy(logits, np.array([0, 1, 1, 1])) == 1 / 4
+    assert nn.accuracy(np.full((3, 2), np.nan), np.zeros(3, int)) == 0
+
+
+@pytest.mark.parametrize("fn", [nn.softmax_cross_entropy, nn.accuracy])
+def test_an_empty_batch_is_refused_not_averaged_to_nan(fn):
+    with pytest.raises(ValueError, match=r"needs at least one example, got logits of shape "
+                                         r"\(0, 3\)"):
+        fn(np.zeros((0, 3)), np.zeros(0, int))
+
+
 # ---------------------------------------------------------------------- init
 def test_init_draws_in_dtype_with_the_right_scale_and_seed():
     w = nn.init.he_normal((400, 300), 400, rng=rng(), dtype=np.float32)
@@ -404,10 +418,35 @@ def test_init_validation_and_spec_fans():
     with pytest.raises(ValueError, match="Generator"):
         nn.init.as_generator(np.random.RandomState(0))
     spec = cn.parse("b(h+u)(w+v)c,uvck->bhwk")
-    assert nn.init.spec_fans(spec, {"u": 3, "v": 3, "c": 2, "k": 8}) == (18, 8, 1)
+    # an input element reaches one output per window offset: fan-out counts u and v
+    assert nn.init.spec_fans(spec, {"u": 3, "v": 3, "c": 2, "k": 8}) == (18, 72, 1)
+    spec = cn.parse("b(2h+u)c,uck->bhk")  # a stride leaves the fans alone
+    assert nn.init.spec_fans(spec, {"u": 5, "c": 2, "k": 4}) == (10, 20, 1)
     spec = cn.parse("bnmd,np,mq,ds,pqsk->bk")
     sizes = dict(n=4, m=4, d=16, k=10, p=2, q=3, s=5)
     assert nn.init.spec_fans(spec, sizes) == (256, 10, 30)
+
+
+def test_conv_glorot_counts_the_window_in_both_fans_as_keras_and_pytorch():
+    """Glorot's bound for a KH x KW conv is sqrt(6 / (KH*KW*C + KH*KW*K)), in
+    the layer and in the same conv written as an Einsum spec."""
+    bound = np.sqrt(6 / (9 * 8 + 9 * 32))
+    w = nn.Conv2d(8, 32, 3, init="glorot", rng=0).parameters()["weight"]
+    assert w.min() >= -bound and w.max() <= bound and w.max() > 0.95 * bound
+    layer = nn.Einsum("b(h+u)(w+v)c,uvck->bhwk", {"u": 3, "v": 3, "c": 8, "k": 32},
+                      init="glorot", rng=0)
+    w = layer.parameters()["weight"]
+    assert w.min() >= -bound and w.max() <= bound and w.max() > 0.95 * bound
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Dense(3, 3, dtype="foo"), "dtype 'foo' is not a numpy dtype"),
+    (lambda: nn.Conv2d(1, 2, 3, dtype="foo"), "dtype 'foo' is not a numpy dtype"),
+    (lambda: nn.Dense(3, 3, rng=-1), "rng as a seed must be a non-negative integer, got -1"),
+])
+def test_layers_name_a_bad_dtype_or_seed(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
 
 
 def test_seeded_layers_are_reproducible():
@@ -829,6 +868,43 @@ def test_a_damaged_compressed_archive_or_a_directory_is_a_value_error(tmp_path):
         nn.load_parameters(tmp_path / "tok.npz")
     with pytest.raises(ValueError, match="is a directory"):
         nn.load_parameters(tmp_path)
+
+
+def test_set_parameters_refuses_two_values_for_one_tied_array():
+    layer = nn.Dense(2, 2, rng=0)
+    tied = nn.Sequential(layer, nn.ReLU(), layer)
+    before = {k: v.copy() for k, v in tied.parameters().items()}
+    new = {k: v + 1 for k, v in before.items()}
+    tied.set_parameters(new)  # the same values under both names: one array, written
+    np.testing.assert_array_equal(layer.parameters()["weight"], new["0.weight"])
+    new["2.weight"] = new["2.weight"] + 1
+    with pytest.raises(ValueError, match="parameters '0.weight' and '2.weight' are one tied "
+                                         "array .* different values"):
+        tied.set_parameters(new)
+    np.testing.assert_array_equal(layer.parameters()["weight"], new["0.weight"])
+
+
+def test_set_parameters_and_load_take_the_other_byte_order(tmp_path):
+    d = nn.Dense(2, 3, rng=0)
+    swapped = {"weight": np.arange(6, dtype=">f4").reshape(2, 3), "bias": np.ones(3, ">f4")}
+    d.set_parameters(swapped)
+    assert d.parameters()["weight"].dtype == np.dtype("=f4")
+    np.testing.assert_array_equal(d.parameters()["weight"], np.arange(6).reshape(2, 3))
+    np.savez(tmp_path / "swapped.npz", **{k: v + 1 for k, v in swapped.items()})
+    d.load(tmp_path / "swapped.npz")
+    np.testing.assert_array_equal(d.parameters()["bias"], 2)
+    with pytest.raises(ValueError, match="'weight' has dtype >f8 but the module expects float32"):
+        d.set_parameters({**swapped, "weight": swapped["weight"].astype(">f8")})
+
+
+def test_apply_refuses_integer_parameters_and_computes_in_a_wider_float():
+    d = nn.Dense(2, 3, rng=0)
+    x = np.ones((1, 2), np.float32)
+    with pytest.raises(ValueError, match="parameter 'weight' has dtype int64; parameters "
+                                         "must be floating point"):
+        d.apply({"weight": np.ones((2, 3), np.int64), "bias": np.zeros(3)}, x)
+    wide = {k: v.astype(np.float64) for k, v in d.parameters().items()}
+    assert d.apply(wide, x).dtype == np.float64  # a float64 check of a float32 model
 
 
 def test_set_parameters_checks_values_as_numpy_reads_them():

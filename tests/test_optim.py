@@ -92,6 +92,28 @@ def test_step_checks_everything_before_changing_anything(make):
     assert opt.steps == 0
 
 
+@pytest.mark.filterwarnings("error")  # the float32 cast of 1e300 must not warn either
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("bad, holds", [
+    ([1.0, np.nan, np.inf], "1 nan and 1 infinite value"), ([np.nan, 0, np.nan], "2 nan value"),
+    ([1e300, 0.0, 0.0], "1 infinite value")])  # finite in float64, inf in float32
+def test_a_gradient_that_is_not_finite_changes_nothing(make, bad, holds):
+    p = {"a": np.ones(2, np.float32), "b": np.ones(3, np.float32)}
+    opt = make(p)
+    opt.step({"a": np.ones(2), "b": np.ones(3)})
+    before = {k: v.copy() for k, v in p.items()}
+    state = {k: {s: v.copy() for s, v in d.items()} for k, d in opt.state.items()}
+    with pytest.raises(ValueError, match=f"gradient 'b' holds {holds}.* in the parameter's "
+                                         f"dtype float32; no parameter was updated"):
+        opt.step({"a": np.ones(2), "b": np.array(bad)})
+    for k in p:
+        np.testing.assert_array_equal(p[k], before[k])
+        for s, v in opt.state[k].items():
+            np.testing.assert_array_equal(v, state[k][s])
+    assert opt.steps == 1
+
+
 @pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
                                   lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
 def test_a_tied_parameter_takes_the_sum_of_its_gradients_once(make):

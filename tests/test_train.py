@@ -102,7 +102,35 @@ def test_json_output_is_valid_json_when_the_loss_is_nan(capsys):
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
-    assert result["train_loss"] is None
+    assert result["train_loss"] is None and result["diverged"] == 1
+    assert len(result["history"]) == 1  # the run stops where it diverged
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the run diverges on purpose
+def test_a_diverging_epoch_stops_before_the_step_that_would_spoil_the_model():
+    model = train.build_model(rng=0)
+    opt = optim.SGD(model.parameters(), lr=1e30)
+    x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+    with pytest.raises(train.Diverged, match=r"the loss of batch \d+ is (nan|inf)"):
+        train.train_epoch(model, opt, x, y, 8, np.random.default_rng(0))
+    assert all(np.isfinite(v).all() for v in model.parameters().values())
+    assert opt.steps >= 1  # it diverged after some steps, not at the first
+
+
+def test_train_epoch_checks_every_label_before_the_first_step():
+    model = train.build_model(rng=0)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    x = np.zeros((4, 8, 8, 1), np.float32)
+    for y, message in ((np.array([1, 2, 3, 99]), r"labels must lie in \[0, 10\)"),
+                       (np.array([1, 2, 3]), r"labels must have shape \(4,\)"),
+                       (np.array([1.0, 2, 3, 4]), "labels must be integers")):
+        with pytest.raises(ValueError, match=message):
+            train.train_epoch(model, opt, x, y, 2, np.random.default_rng(0))
+    for k, v in model.parameters().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert opt.steps == 0
 
 
 def test_cli_rejects_unknown_head_and_dataset(capsys):

@@ -9,12 +9,13 @@ fixes the weights and float32 models never hold float64 temporaries.
 
 For a learned spec, :func:`spec_fans` reads fan-in and fan-out off the index
 names: the fan-in is the product of the sizes of the weight indices summed
-against the input, the fan-out that of the weight indices kept in the output.
+against the input, the fan-out that of the weight indices kept in the output
+and of window offsets.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -35,14 +36,25 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise ValueError(f"rng as a seed must be a non-negative integer, got {rng}")
         return np.random.default_rng(rng)
     raise ValueError("rng must be a numpy Generator, an int seed or None, "
                      f"got {type(rng).__name__}")
 
 
+def dtype_named(dtype: Any, name: str) -> np.dtype:
+    """``np.dtype(dtype)``; a ValueError naming the argument ``name`` when
+    numpy cannot read it as a dtype."""
+    try:
+        return np.dtype(dtype)
+    except TypeError as error:
+        raise ValueError(f"{name} {dtype!r} is not a numpy dtype: {error}") from None
+
+
 def float_dtype(dtype: np.dtype | type | str) -> np.dtype:
     """``np.dtype(dtype)``, refusing anything that is not floating point."""
-    dt = np.dtype(dtype)
+    dt = dtype_named(dtype, "dtype")
     if not np.issubdtype(dt, np.floating):
         raise ValueError(f"parameters must have a floating dtype, got {dt}")
     return dt
@@ -112,31 +124,42 @@ def _check_fan(fan: int, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer, got {fan!r}")
 
 
-def spec_fans(spec: Spec, sizes: Mapping[str, int]) -> tuple[int, int, int]:
+def spec_fans(spec: Spec, sizes: Mapping[str, int], inputs: Sequence[int] = (0,)
+              ) -> tuple[int, int, int]:
     """Fan-in, fan-out and number of summed products of a learned spec.
 
-    Operand 0 is the input, every other operand a weight.  The third number
-    counts the indices found only in weights (ranks of a factorised weight):
-    the effective weight is a sum of that many products of weight entries.
+    The operands at positions ``inputs`` are the data, every other operand
+    a weight.  Fan-in counts the weights' indices the data is summed over;
+    fan-out those the weights add to the output, and a window's offsets (a
+    data element reaches one output per offset: a ``KH x KW`` conv's fans
+    are ``KH*KW*C`` and ``KH*KW*K``, as Keras and PyTorch count them).  The
+    third number counts the indices found only in weights (ranks of a
+    factorised weight): the effective weight is a sum of that many products
+    of weight entries.
 
     Examples
     --------
     >>> from contractnet.spec import parse
     >>> spec_fans(parse("bnmd,nr,mr,dr,kr->bk"), dict(n=4, m=4, d=16, k=10, r=8))
     (256, 10, 8)
+    >>> spec_fans(parse("b(h+u)(w+v)c,uvck->bhwk"), dict(u=3, v=3, c=2, k=8))
+    (18, 72, 1)
     """
-    x_idx = set(spec.inputs[0].indices())
+    data = [t for i, t in enumerate(spec.inputs) if i in inputs]
+    x_idx = {i for term in data for i in term.indices()}
+    offsets = {w.inner for term in data for w in term.windows}
     out_idx = set(spec.output.indices())
-    w_idx = {i for term in spec.inputs[1:] for i in term.indices()}
+    w_idx = {i for k, term in enumerate(spec.inputs) if k not in inputs for i in term.indices()}
     prod = lambda names: math.prod(sizes[i] for i in names)  # noqa: E731
-    return (prod(w_idx & (x_idx - out_idx)), prod(w_idx & (out_idx - x_idx)),
+    return (prod(w_idx & (x_idx - out_idx)), prod(w_idx & ((out_idx - x_idx) | offsets)),
             prod(w_idx - x_idx - out_idx))
 
 
 def spec_weights(spec: Spec, sizes: Mapping[str, int], scheme: str, *,
-                 rng: np.random.Generator, dtype: np.dtype | type | str = np.float32
-                 ) -> list[np.ndarray]:
-    """Initial arrays for every weight operand (1, 2, ...) of a learned spec.
+                 rng: np.random.Generator, dtype: np.dtype | type | str = np.float32,
+                 inputs: Sequence[int] = (0,)) -> list[np.ndarray]:
+    """Initial arrays for every weight operand (those not at positions
+    ``inputs``, in order) of a learned spec.
 
     One weight gets the plain scheme.  With several weights (a factorised
     weight) each is normal with the same std, chosen so that the effective
@@ -144,8 +167,9 @@ def spec_weights(spec: Spec, sizes: Mapping[str, int], scheme: str, *,
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {SCHEMES}")
-    fan_in, fan_out, terms = spec_fans(spec, sizes)
-    shapes = [tuple(sizes[i] for i in term.indices()) for term in spec.inputs[1:]]
+    fan_in, fan_out, terms = spec_fans(spec, sizes, inputs)
+    shapes = [tuple(sizes[i] for i in term.indices())
+              for k, term in enumerate(spec.inputs) if k not in inputs]
     for shape in shapes:  # all before the first draw: a refusal leaves ``rng`` untouched
         check_allocation(shape, dtype, "a weight")
     if len(shapes) == 1 and scheme == "glorot":

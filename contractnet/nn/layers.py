@@ -11,7 +11,7 @@ import numpy as np
 
 import contractnet as cn
 
-from ..spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
+from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
 from . import init as initializers
 from .module import Module, Params
 from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
@@ -82,14 +82,12 @@ class Einsum(Module):
         self.sizes = _check_sizes(parsed, sizes, weight_terms)
         self.weight_names = _weight_names(weight_names, len(weight_terms))
         self.dtype = initializers.float_dtype(dtype)
-        # for the fans, the data operands act as one input with all their indices
-        data_indices = dict.fromkeys(n for i in self.inputs for n in parsed.inputs[i].indices())
-        weight_spec = Spec((Term(tuple(data_indices)),) + tuple(weight_terms), parsed.output)
         # checked before any weight is drawn: a refused layer leaves the generator untouched
         bias_shape, self._bias_view = (_bias_layout(parsed, self.sizes, weight_terms)
                                        if bias else ((), None))
-        arrays = initializers.spec_weights(weight_spec, self.sizes, init,
-                                           rng=initializers.as_generator(rng), dtype=self.dtype)
+        arrays = initializers.spec_weights(parsed, self.sizes, init,
+                                           rng=initializers.as_generator(rng), dtype=self.dtype,
+                                           inputs=self.inputs)
         for name, array in zip(self.weight_names, arrays):
             self.add_parameter(name, array)
         if bias:
@@ -256,6 +254,9 @@ class Conv2d(Module):
 
     Calls :func:`contractnet.conv2d`, whose spec is
     ``"b(h+u)(w+v)c,uvck->bhwk"`` (with stride and dilation in the window).
+    ``init="he"`` (the default) draws with fan-in ``KH*KW*C/groups``;
+    ``init="glorot"`` with that fan-in and fan-out ``KH*KW*K``, as Keras and
+    PyTorch count a convolution's fans.
 
     Examples
     --------
@@ -282,7 +283,10 @@ class Conv2d(Module):
                              f"and out_channels={self.out_channels}")
         shape = self.kernel_size + (self.in_channels // self.groups, self.out_channels)
         rng, self.dtype = initializers.as_generator(rng), initializers.float_dtype(dtype)
-        fan_in, fan_out = shape[0] * shape[1] * shape[2], shape[3]
+        # KH*KW*C/groups inputs reach an output, one input reaches KH*KW*K outputs
+        # (as nn.init.spec_fans counts a window)
+        window = shape[0] * shape[1]
+        fan_in, fan_out = window * shape[2], window * shape[3]
         if init == "he":
             w = initializers.he_normal(shape, fan_in, rng=rng, dtype=self.dtype)
         elif init == "glorot":

@@ -9,17 +9,29 @@ import contractnet as cn
 from ..trace import array_or_traced
 
 
-def _labels(logits: Any, labels: Any) -> np.ndarray:
+def check_labels(labels: Any, logits_shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``labels`` as an array, checked against logits of ``logits_shape``.
+
+    Raises
+    ------
+    ValueError
+        Unless the logits are ``(B, K)`` with ``B >= 1`` (``what``, the
+        caller, has no value for an empty batch) and ``labels`` holds ``B``
+        integers in ``[0, K)``.
+    """
     labels = np.asarray(labels)
-    if len(logits.shape) != 2:
-        raise ValueError(f"logits must be 2-d (B, K), got shape {tuple(logits.shape)}")
-    b, k = logits.shape
+    if len(logits_shape) != 2:
+        raise ValueError(f"logits must be 2-d (B, K), got shape {tuple(logits_shape)}")
+    b, k = logits_shape
+    if b == 0:
+        raise ValueError(f"{what} needs at least one example, got logits of shape "
+                         f"{tuple(logits_shape)}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers (class numbers), got dtype {labels.dtype}")
     if labels.shape != (b,):
-        raise ValueError(f"labels must have shape ({b},) to match logits {tuple(logits.shape)}, "
+        raise ValueError(f"labels must have shape ({b},) to match logits {tuple(logits_shape)}, "
                          f"got {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= k):
+    if labels.min() < 0 or labels.max() >= k:
         raise ValueError(f"labels must lie in [0, {k}), got values in "
                          f"[{labels.min()}, {labels.max()}]")
     return labels
@@ -44,7 +56,8 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     Raises
     ------
     ValueError
-        If labels are not integers, have the wrong shape, or fall outside ``[0, K)``.
+        If labels are not integers, have the wrong shape, or fall outside
+        ``[0, K)``, or the batch is empty (its mean would be nan).
 
     Examples
     --------
@@ -54,7 +67,7 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     True
     """
     logits = array_or_traced(logits)
-    labels = _labels(logits, labels)
+    labels = check_labels(labels, tuple(logits.shape), "softmax_cross_entropy")
     picked = logits[np.arange(len(labels)), labels]
     return cn.mean(cn.logsumexp(logits, axis=1) - picked)
 
@@ -85,11 +98,22 @@ def mse(prediction: Any, target: Any) -> Any:
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of rows whose largest logit is at the label.
 
+    A row holding a nan (a diverged model) counts as wrong: ``np.argmax``
+    would pick the nan's position as if it were a prediction.
+
+    Raises
+    ------
+    ValueError
+        As :func:`softmax_cross_entropy` does for its logits and labels.
+
     Examples
     --------
     >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
     logits = np.asarray(getattr(logits, "value", logits))
-    labels = _labels(logits, labels)
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
+    labels = check_labels(labels, logits.shape, "accuracy")
+    right = np.argmax(logits, axis=1) == labels
+    if logits.dtype.kind in "fc":
+        right &= ~np.isnan(logits).any(axis=1)
+    return float(np.mean(right))

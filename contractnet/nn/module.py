@@ -116,7 +116,10 @@ class Module:
         Raises
         ------
         ValueError
-            If a name is missing or unexpected, or a shape differs.
+            If a name is missing or unexpected, a shape differs, or a value
+            is not floating point.  A floating dtype other than the
+            module's is allowed and computes as numpy promotes (a float64
+            check of a float32 model).
         """
         check_parameters(self, params)
         return self.forward(params, *inputs)
@@ -140,9 +143,10 @@ class Module:
         Raises
         ------
         ValueError
-            If the names, shapes or dtypes differ from the module's, a value
-            cannot be read as an array, or a module array is read-only; the
-            module is then unchanged.
+            If the names, shapes or dtypes (byte order aside) differ from the
+            module's, a value cannot be read as an array, two names of one
+            tied array are given different values, or a module array is
+            read-only; the module is then unchanged.
         """
         check_parameters(self, params, dtypes=True)
         targets = self.parameters()
@@ -160,6 +164,7 @@ class Module:
             values[name] = value
         # again as read: a value's own shape and dtype may not be its array's
         check_parameters(self, values, dtypes=True)
+        _check_tied_values(targets, values)
         for name, array in targets.items():
             np.copyto(array, values[name])
 
@@ -191,8 +196,22 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+def _check_tied_values(targets: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]
+                       ) -> None:
+    """Refuse two different values for one tied array (names that hold the
+    same array, a layer used twice): one of them would be lost."""
+    first: dict[int, str] = {}
+    for name, array in targets.items():
+        earlier = first.setdefault(id(array), name)
+        if earlier != name and not np.array_equal(values[earlier], values[name],
+                                                  equal_nan=True):
+            raise ValueError(f"parameters {earlier!r} and {name!r} are one tied array "
+                             f"(a layer used twice) but were given different values")
+
+
 def check_parameters(module: Module, params: Params, dtypes: bool = False) -> None:
-    """Raise ValueError unless ``params`` has the module's names and shapes."""
+    """Raise ValueError unless ``params`` has the module's names and shapes, in
+    a floating dtype (with ``dtypes``, the module's own, byte order aside)."""
     if not isinstance(params, Mapping):
         raise ValueError("parameters must be a mapping of name to array, "
                          f"got {type(params).__name__}")
@@ -209,9 +228,14 @@ def check_parameters(module: Module, params: Params, dtypes: bool = False) -> No
         if tuple(got.shape) != array.shape:
             raise ValueError(f"parameter {name!r} has shape {tuple(got.shape)} "
                              f"but the module expects {array.shape}")
-        if dtypes and _dtype_of(name, got) != array.dtype:
+        dtype = _dtype_of(name, got)
+        # byte order aside: an .npz written on a big-endian machine holds >f4
+        if dtypes and dtype.newbyteorder("=") != array.dtype:
             raise ValueError(f"parameter {name!r} has dtype {got.dtype} "
                              f"but the module expects {array.dtype}")
+        if dtype.kind not in "fc":  # an integer weight would make the output float64
+            raise ValueError(f"parameter {name!r} has dtype {got.dtype}; parameters "
+                             f"must be floating point")
 
 
 def _dtype_of(name: str, value: Any) -> np.dtype:

@@ -112,14 +112,18 @@ def _peers(values: list[str] | None) -> set[str]:
             chosen |= set(PEERS)
         elif name != "none":
             if name not in PEERS:
+                hint = (f" ('{name}' is a benchmark: put it before the options)"
+                        if name in KINDS else "")
                 raise ValueError(f"unknown peer {name!r}; choose from "
-                                 f"{', '.join(PEERS)}, all, none")
+                                 f"{', '.join(PEERS)}, all, none" + hint)
             chosen.add(name)
     return chosen
 
 
 def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
-    """Check every option before any timing; returns (kind, cases) to run."""
+    """Check every option before any timing; returns (kind, cases) for each
+    kind asked for (``all`` asks for every kind; a kind no shape fits has
+    no cases)."""
     if args.repeat < 1:
         raise ValueError(f"--repeat must be at least 1, got {args.repeat}")
     if args.best_of < 1:
@@ -129,6 +133,9 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
     written: dict[str, str] = {}  # each file replaced, by the option that writes it
     for option, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot),
                          ("--markdown", args.markdown)):
+        if path == "-":  # not a file named '-' in the working directory, by surprise
+            raise ValueError(f"{option} -: standard output is not an option here (the tables "
+                             f"go there); name a file, or /dev/stdout")
         if path is not None:
             try:
                 check_writable(path)
@@ -157,7 +164,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
                     for dims in head.weight_shapes:
                         check_allocation(dims, args.dtype, f"{head.key} at {shape.label} needs "
                                                            f"a weight")
-    return [(kind, cases) for kind, cases in plan if cases]
+    return plan
 
 
 # ------------------------------------------------------------------ checking
@@ -329,7 +336,9 @@ def run(args: argparse.Namespace) -> int:
         # PyTorch's OpenMP threads otherwise spin after each call and take the
         # cores the next method needs; libgomp reads this when torch loads.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    notes: list[str] = []
+    notes = [f"no {kind} shape among the presets and --shape values given: {kind} skipped"
+             for kind, cases in plan if not cases]
+    plan = [(kind, cases) for kind, cases in plan if cases]
     with blas_threads(args.threads, torch_too=bool(peers & {"torch", "torch-einsum"})):
         machine = machine_info() | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         settings = Settings(args.dtype, args.repeat, args.best_of, args.max_seconds,
@@ -380,8 +389,10 @@ def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]],
             ratio = paired_ratio(times[method], times[against])
             if pass_ == "forward":
                 target = None  # the targets are stated for forward+backward
+            # a miss shows a fourth digit: 1.0504 would print as 1.050
             verdict = "" if target is None else (
-                f"  (target <= {target}: {'met' if ratio.median <= target else 'MISSED'})")
+                f"  (target <= {target}: met)" if ratio.median <= target else
+                f"  (target <= {target}: MISSED at {ratio.median:.4f})")
             busy = "" if load is None else f", other load {100 * load:.0f}%"
             lines.append(f"{kind} {case} {pass_}: {method}/{against} = {ratio}{verdict}{busy}")
     return lines
@@ -396,7 +407,7 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
     busy = f", other processes used {100 * max(loads):.0f}% of the CPUs at worst" if loads else ""
     header = (f"{m['cpu']}, {m['cores']} cores, BLAS {m['blas']} with {m['blas_threads']} "
               f"thread(s), numpy {m['numpy']}, {settings.dtype}, best GEMM rate "
-              f"{settings.gemm:.1f} GFLOP/s, {settings.repeat} rounds "
+              f"{settings.gemm:.1f} GFLOP/s, up to {settings.repeat} rounds "
               f"(best of {settings.best_of}){busy}")
     _write_files(records, notes, summaries, settings, header, args)
     print(header)

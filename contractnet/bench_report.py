@@ -238,8 +238,9 @@ def write_markdown(path: str, records: Sequence[Record], titles: dict[str, str],
     for kind in dict.fromkeys(r.kind for r in records):
         parts += ["", f"### {titles.get(kind, kind)}", "",
                   markdown_table([r for r in records if r.kind == kind])]
-    if plot:
-        parts += ["", f"![GFLOP/s against problem size]({os.path.basename(plot)})"]
+    if plot:  # linked from where the Markdown file is
+        link = os.path.relpath(os.path.abspath(plot), os.path.dirname(os.path.abspath(path)))
+        parts += ["", f"![GFLOP/s against problem size]({link})"]
     write_file(path, "\n".join(parts) + "\n")
 
 

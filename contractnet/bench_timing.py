@@ -138,6 +138,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     dict of str to list of float
         Seconds per call for every round; a method that left early has
         ``nan`` for the rounds it missed, so lists stay aligned by round.
+        Once every method is past ``budget_seconds`` the rounds stop (the
+        lists are then shorter than ``repeat``).
     """
     if repeat < 1 or best_of < 1:
         raise ValueError(f"repeat and best_of must be at least 1, got {repeat} and {best_of}")
@@ -157,6 +159,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
             seconds = time_sample(fns[name], calls[name], best_of)
             spent[name] += time.perf_counter() - start
             times[name].append(seconds)
+        if budget_seconds is not None and all(t > budget_seconds for t in spent.values()):
+            break  # every method is past its budget: the rounds left would all be nan
     return times
 
 

@@ -53,3 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. a full disk while writing a report
         print(f"contractnet {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: files are written whole or not at all
+        print(f"contractnet {args.command}: interrupted", file=sys.stderr)
+        return 130

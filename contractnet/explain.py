@@ -17,7 +17,7 @@ from .api import backward_specs
 from .bind import Bound, bind
 from .engine import make_plan
 from .pair import c_strides, plan_pair
-from .spec import Spec, Term, Window, parse
+from .spec import Spec, SpecError, Term, Window, parse
 
 DEFAULT_SIZE = 8
 
@@ -64,7 +64,9 @@ def _default_shapes(spec: Spec, sizes: Mapping[str, int]) -> list[tuple[int, ...
         shape = []
         for axis in term.axes:
             if isinstance(axis, Window):
-                shape.append(axis.span(sizes.get(axis.outer, DEFAULT_SIZE), sizes[axis.inner]))
+                length = _group_length(sizes, axis)
+                shape.append(axis.span(sizes.get(axis.outer, DEFAULT_SIZE), sizes[axis.inner])
+                             if length is None else length)
             else:
                 shape.append(sizes.get(axis, DEFAULT_SIZE))
         shapes.append(tuple(shape))
@@ -116,9 +118,14 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     if shapes is None:
         given = set(sizes)
         sizes = _with_default_sizes(parsed, sizes)
+        derived = _outer_sizes_from_lengths(parsed, sizes)
+        sizes.update(derived)
         shapes = _default_shapes(parsed, sizes)
-        defaulted = parsed.indices() - given
+        defaulted = parsed.indices() - given - set(derived)
         sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
+    if len(shapes) != len(parsed.inputs):
+        raise SpecError(f"spec has {len(parsed.inputs)} operand(s) but {len(shapes)} "
+                        f"shape(s) were given", str(parsed))
     bound = bind(parsed, shapes, sizes)
     lines = [f"spec      {parsed}"]
     for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
@@ -146,9 +153,9 @@ def _unreached_lines(term: Term, shape: Sequence[int], sizes: Mapping[str, int])
              and axis.span(sizes[axis.outer], sizes[axis.inner]) < length}
     if not short:
         return []
-    given = ",".join(f"{k}={n}" for k, n in short.items())
+    given = ",".join(f"{k}={n}" for k, n in short.items())  # quoted: ( is special to a shell
     return [f"    (its windows stop short of the operand's axes; to run it by hand, give "
-            f"sizes {short}, on the command line --sizes {given})"]
+            f"sizes {short}, on the command line --sizes '{given}')"]
 
 
 def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
@@ -158,6 +165,25 @@ def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
     in_inputs = {n for t in spec.inputs for n in t.indices()}
     output_only = set(spec.output.indices()) - in_inputs
     return {**{n: DEFAULT_SIZE for n in output_only}, **{n: 3 for n in inner}, **sizes}
+
+
+def _group_length(sizes: Mapping[str, int], window: Window) -> int | None:
+    """The length ``sizes`` gives window group ``window`` (keyed ``"(2h+u)"``
+    or ``"2h+u"``), or None."""
+    text = str(window)
+    return sizes.get(text, sizes.get(text[1:-1]))
+
+
+def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
+    """The outer index of each window whose group length ``sizes`` gives and
+    whose own size it does not: as many positions as fit that length."""
+    derived = {}
+    for term in (*spec.inputs, spec.output):
+        for window in term.windows:
+            length = _group_length(sizes, window)
+            if length is not None and window.outer not in sizes:
+                derived[window.outer] = max(0, window.outer_extent(length, sizes[window.inner]))
+    return derived
 
 
 def _plain_input_letters(spec: Spec) -> set[str]:

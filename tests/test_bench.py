@@ -123,6 +123,10 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
+    (["--peers", "torch", "conv"], r"unknown peer 'conv'.* \('conv' is a benchmark: put it "
+                                   r"before the options\)"),
+    (["--json", "-"], "--json -: standard output is not an option here"),
+    (["--csv", "-"], "--csv -: standard output is not an option here"),
     (["--preset", ","], "--preset ',' has an empty name"),
     (["--preset", "lenet,"], "--preset 'lenet,' has an empty name"),
     (["--peers", "numpy,,torch"], "--peers 'numpy,,torch' has an empty name"),
@@ -354,6 +358,38 @@ def test_default_runs_the_quick_presets_and_presets_are_real_shapes() -> None:
         assert min(preset.conv.output_hw) >= 1 and preset.source
 
 
+def test_custom_shapes_are_named_by_their_numbers(capsys) -> None:
+    assert [name for name, _ in select_shapes("head", [], ["2x2x2x3x4", " 1, 1,1,1,1"])] == [
+        "custom 2,2,2,3,4", "custom 1,1,1,1,1"]
+    assert run_bench("--shape", "1,1,1,1,1", "--shape", TINY_HEAD, "--peers", "none") == 0
+    out = capsys.readouterr().out
+    assert "head custom 1,1,1,1,1 forward:" in out and "head custom 2,2,2,3,4 forward:" in out
+
+
+def test_all_says_which_kind_no_shape_fits(capsys) -> None:
+    assert run_bench("all", "--shape", TINY_HEAD, "--ranks", "1", "--peers", "none") == 0
+    out = capsys.readouterr().out
+    assert ("note: no conv shape among the presets and --shape values given: conv skipped"
+            in out)
+
+
+def test_the_markdown_links_the_plot_from_its_own_directory(tmp_path) -> None:
+    (tmp_path / "md").mkdir()
+    (tmp_path / "img").mkdir()
+    assert run_bench("--shape", TINY_HEAD, "--peers", "none", "--markdown",
+                     str(tmp_path / "md" / "r.md"), "--plot", str(tmp_path / "img" / "p.png")) == 0
+    link = "![GFLOP/s against problem size](../img/p.png)"
+    assert (tmp_path / "md" / "r.md").read_text().splitlines()[-1] == link
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "run", interrupted)
+    assert cli.main(["bench"]) == 130
+    assert capsys.readouterr().err == "contractnet bench: interrupted\n"
+
+
 def test_a_shape_goes_to_the_kind_it_describes() -> None:
     shapes = [TINY_HEAD, TINY_CONV]
     assert [s for _, s in select_shapes("conv", ["lenet"], shapes)] == [
@@ -391,9 +427,14 @@ def test_interleave_alternates_and_respects_the_budget() -> None:
     assert all(len(t) == 4 for t in times.values())
     calls = order.count("a")
     assert calls == order.count("b")
-    slow = interleave({"a": lambda: None, "b": lambda: sum(range(20000))}, repeat=3,
-                      budget_seconds=1e-9)
+    slow = interleave({"a": lambda: None, "b": lambda: time.sleep(0.06)}, repeat=3,
+                      budget_seconds=0.05)  # b is past it after one sample, a is not
     assert len(slow["b"]) == 3 and math.isnan(slow["b"][2]) and not math.isnan(slow["b"][0])
+    assert not any(math.isnan(t) for t in slow["a"])
+    # every method past its budget: the rounds stop, however many were asked for
+    spent = interleave({"a": lambda: None, "b": lambda: None}, repeat=10**12,
+                       budget_seconds=1e-9)
+    assert [len(t) for t in spent.values()] == [1, 1]
     with pytest.raises(ValueError, match="at least 1"):
         interleave({"a": lambda: None}, repeat=0)
 
@@ -507,3 +548,12 @@ def test_two_outputs_to_one_file_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"--json and --markdown both write .*link.x"):
         bench.run(bench_args("--json", same, "--markdown", str(link)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.x"]
+
+
+def test_a_miss_by_less_than_the_third_digit_shows_a_fourth() -> None:
+    times = {"contractnet": [1.0504], "flatten": [1.0]}
+    line, = bench._summary("head", "lenet5", "forward+backward", times, None)
+    assert line.endswith("(target <= 1.05: MISSED at 1.0504)")
+    line, = bench._summary("head", "lenet5", "forward+backward", {**times, "contractnet": [1.04]},
+                           None)
+    assert line.endswith("(target <= 1.05: met)")

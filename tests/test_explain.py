@@ -58,7 +58,7 @@ def test_defaulted_sizes_are_named():
 def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_hand():
     text = explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 9, 3), (3, 3, 3, 4)])
     note = "    (its windows stop short of the operand's axes; to run it by hand, give " \
-           "sizes {'(2h+u)': 8}, on the command line --sizes (2h+u)=8)"
+           "sizes {'(2h+u)': 8}, on the command line --sizes '(2h+u)=8')"
     assert text.splitlines()[text.splitlines().index(
         "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
     assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 9, 9, 3), (3, 3, 3, 4)])
@@ -75,6 +75,23 @@ def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_han
     by_hand = cn.einsum(cn.backward_specs(spec, x.shape, w.shape)[0], dy, w,
                         sizes={"(2h+u)": 8})
     np.testing.assert_allclose(by_hand, vjp_fn(dy)[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec, outer", [("b(2h+u)c->bhc", "b(2h+u)c"),
+                                         ("bhc->b(2h+u)c", "bhc")])
+def test_a_window_length_in_sizes_sets_its_outer_index(spec, outer):
+    """With no shapes, a group length given in sizes gives h as many positions
+    as fit it (4 in 9 at stride 2 and width 2), not the default 8."""
+    text = explain(spec, sizes={"u": 2, "(2h+u)": 9})
+    assert "sizes     b=8, c=8, h=4, u=2" in text
+    assert "taken as defaults: b, c;" in text
+    shape = "(8, 9, 8)" if outer == "b(2h+u)c" else "(8, 4, 8)"
+    assert f"operand 0 '{outer}'  shape {shape}" in text
+
+
+def test_a_shape_count_that_differs_from_the_operand_count_is_named(capsys):
+    assert main(["explain", "ab,bc->ac", "--shapes", "2x3"]) == 2
+    assert "spec has 2 operand(s) but 1 shape(s) were given" in capsys.readouterr().err
 
 
 def test_cli_reads_python_tuples_as_shapes(capsys):

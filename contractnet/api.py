@@ -308,6 +308,13 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
         positions unread, whose gradient is zero), run the spec by hand
         with that axis's length keyed by the group, ``sizes={"2h+u": 8}``.
 
+    Raises
+    ------
+    SpecError
+        For a malformed spec, a shape count other than the operand count, a
+        shape that is not a sequence of non-negative ints, or sizes that do
+        not fit the spec (as :func:`einsum` raises them).
+
     Examples
     --------
     >>> backward_specs("bnmd,nmdk->bk", (2, 3, 3, 4), (3, 3, 4, 5))

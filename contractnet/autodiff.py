@@ -427,6 +427,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     ------
     DtypeError
         A primal is not floating point (a ``TypeError`` and a ``ValueError``).
+    ValueError
+        When ``fn`` returns None, a tuple, list or dict, or a non-numeric
+        array, or when the primals are traced values (``vjp`` inside a
+        function being differentiated: higher-order gradients are not
+        supported).
 
     Examples
     --------
@@ -536,6 +541,41 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
     The gradient is for ``args[argnums]`` (a tuple of gradients when
     ``argnums`` is a tuple); other arguments are held constant.
+
+    Parameters
+    ----------
+    fn : callable
+        Built from contractnet operations; returns one real value (any
+        shape with one element).
+    argnums : int or sequence of int
+        Which positional arguments to differentiate (negative counts from
+        the end); each a floating-point array or a nested dict/list/tuple
+        of them.
+
+    Returns
+    -------
+    callable
+        Taking ``fn``'s arguments (keywords are passed through) and
+        returning ``(value, gradient)``, the gradient shaped like its
+        argument.
+
+    Raises
+    ------
+    ValueError
+        When ``argnums`` is not an int or a non-empty sequence of ints; and,
+        from the returned function, when an ``argnums`` entry is out of
+        range or repeated, or ``fn``'s output has more than one element or
+        is complex.
+    DtypeError
+        From the returned function, for an argument that is not floating
+        point, named by its position (``argument 1['b']``).
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> value, g = cn.value_and_grad(lambda x: cn.sum(x * x))(np.array([1.0, 2.0]))
+    >>> float(value), g.tolist()
+    (5.0, [2.0, 4.0])
     """
     single, nums = _check_argnums(argnums)
 
@@ -582,6 +622,8 @@ def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
 
 def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     """The gradient of a scalar-valued ``fn`` with respect to ``args[argnums]``.
+
+    :func:`value_and_grad` without the value: same parameters, same errors.
 
     Examples
     --------

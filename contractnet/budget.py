@@ -39,8 +39,21 @@ def get_memory_budget() -> int:
 def set_memory_budget(nbytes: int | None) -> int:
     """Set the largest array (bytes) one contraction may allocate.
 
-    ``None`` restores the default, half of physical memory.  Returns the
-    previous budget.
+    Parameters
+    ----------
+    nbytes : int or None
+        A positive number of bytes; ``None`` restores the default, half of
+        physical memory.
+
+    Returns
+    -------
+    int
+        The previous budget.
+
+    Raises
+    ------
+    ValueError
+        If ``nbytes`` is not a positive int (a bool, a float or 0 included).
     """
     if nbytes is not None and (not isinstance(nbytes, (int, np.integer))
                                or isinstance(nbytes, bool) or nbytes <= 0):
@@ -51,9 +64,21 @@ def set_memory_budget(nbytes: int | None) -> int:
 
 
 @contextlib.contextmanager
-def memory_budget(nbytes: int) -> Iterator[None]:
+def memory_budget(nbytes: int | None) -> Iterator[None]:
     """Temporarily limit the bytes one contraction may allocate (a context
-    manager: ``with memory_budget(1 << 30): ...``)."""
+    manager: ``with memory_budget(1 << 30): ...``); the budget before it is
+    restored on leaving, however the block ends.
+
+    Parameters
+    ----------
+    nbytes : int or None
+        As for :func:`set_memory_budget`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`set_memory_budget` does, on entering.
+    """
     previous = set_memory_budget(nbytes)
     try:
         yield

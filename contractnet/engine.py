@@ -457,6 +457,7 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
         top = reduce_offsets(view, names, plan.target, "max", loop)
     top, g_kept = top.transpose(to_kept), g_core.transpose(to_kept)
     nan = top.dtype.kind in "fc" and bool(np.isnan(top).any())  # argmax picks the first nan
+    check_allocation(x.shape, g_core.dtype, f"the gradient of max '{plan.bound.spec}'")
     out = backend.zeros(x.shape, dtype=g_core.dtype)
     full, full_names = _output_view(out, term, sizes)
     offsets = list(itertools.product(*(range(sizes[n]) for n in loop)))

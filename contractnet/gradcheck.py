@@ -40,7 +40,7 @@ OWN_DTYPE_SLACK = 256
 
 
 def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 1e-12, trials: int = 3, seed: int = 0,
+                atol: float = 1e-12, trials: int = 3, seed: int | None = 0,
                 own_dtype: bool = False) -> None:
     """Compare ``vjp`` with central finite differences.
 
@@ -78,6 +78,19 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
 
     Parameters
     ----------
+    fn : callable
+        Built from contractnet operations, as for :func:`~contractnet.vjp`.
+    *primals : arrays, or nested dicts/lists/tuples of arrays
+        Floating-point (or complex) inputs at which to check.
+    eps : float
+        Relative size of the first step (default 1e-6).
+    rtol, atol : float
+        Relative and absolute tolerance of the comparison (above).
+    trials : int
+        Random direction and cotangent pairs to try (default 3).
+    seed : int or None
+        Seed of the random directions (a non-negative int; None draws fresh
+        ones).
     own_dtype : bool
         Also differentiate a primal of lower precision (float32, float16,
         complex64) in its own dtype and compare each element of that
@@ -95,7 +108,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         With both numbers, when they differ by more than the tolerance.
     ValueError
         ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
-        finite), ``trials`` not a positive integer, or ``own_dtype`` not a bool.
+        finite), ``trials`` not a positive integer, ``seed`` not a
+        non-negative integer or None, or ``own_dtype`` not a bool.
     DtypeError
         A primal is not floating point.
 
@@ -107,6 +121,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     _check_settings(eps=eps, rtol=rtol, atol=atol, trials=trials)
     if not isinstance(own_dtype, (bool, np.bool_)):
         raise ValueError(f"own_dtype must be True or False, got {own_dtype!r}")
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
+                             or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
     rng = np.random.default_rng(seed)
     flats = [flatten_tree(p) for p in primals]

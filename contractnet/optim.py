@@ -68,17 +68,25 @@ class Optimizer:
         ValueError
             If ``grads`` is not a mapping, a name is missing or unexpected, a
             gradient's shape differs from its parameter's or is not real
-            (complex, object, string, time), a gradient holds a nan or an
-            infinity in its parameter's dtype (a diverged loss; one step
-            on it would turn the parameter, and Adam's moments, to nan for
-            good), or a parameter has become read-only; no parameter is
-            changed then.
+            (complex, object, string, time), a gradient (summed over a
+            tied parameter's names) holds a nan or an infinity in its
+            parameter's dtype (a diverged loss; one step on it would turn
+            the parameter, and Adam's moments, to nan for good), or a
+            parameter has become read-only; no parameter is changed then.
         """
         checked = self._check_grads(grads)
-        self.steps += 1
         if self.tied:  # a tied parameter's gradient is the sum of its names'
-            for name, owner in self.tied.items():
-                checked[owner] = checked[owner] + checked.pop(name)
+            with np.errstate(over="ignore"):  # refused below, by name
+                for name, owner in self.tied.items():
+                    checked[owner] = checked[owner] + checked.pop(name)
+        for name, g in checked.items():  # in the parameter's dtype, summed: as applied
+            if not np.isfinite(g).all():
+                names = [name] + [n for n, owner in self.tied.items() if owner == name]
+                which = (f"gradient {name!r}" if len(names) == 1 else
+                         f"the summed gradient of tied {', '.join(map(repr, names))}")
+                raise ValueError(f"{which} holds {_non_finite(g)} in the parameter's dtype "
+                                 f"{self.params[name].dtype}; no parameter was updated")
+        self.steps += 1
         for name, g in checked.items():
             self._update(name, self.params[name], g)
 
@@ -106,11 +114,8 @@ class Optimizer:
             if not p.flags.writeable:
                 raise ValueError(f"parameter {name!r} has become read-only; it cannot be "
                                  f"updated in place")
-            with np.errstate(over="ignore", invalid="ignore"):  # refused below, by name
-                g = checked[name] = g.astype(p.dtype, copy=False)
-            if not np.isfinite(g).all():  # checked in p's dtype: a float64 1e300 is inf there
-                raise ValueError(f"gradient {name!r} holds {_non_finite(g)} in the "
-                                 f"parameter's dtype {p.dtype}; no parameter was updated")
+            with np.errstate(over="ignore", invalid="ignore"):  # refused in step, by name
+                checked[name] = g.astype(p.dtype, copy=False)  # a float64 1e300 is inf here
         return checked
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
@@ -181,6 +186,26 @@ class SGD(Optimizer):
     on the first step) and ``g = v`` (or ``g + momentum * v`` when
     ``nesterov``); then ``p -= lr * g``.
 
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        As for :class:`Optimizer`.
+    lr : float
+        Learning rate, > 0.
+    momentum : float
+        In ``[0, 1)``; 0 (the default) takes plain gradient steps.
+    weight_decay : float
+        L2 penalty, >= 0, added to the gradient.
+    nesterov : bool
+        Nesterov momentum (needs ``momentum > 0``).
+
+    Raises
+    ------
+    ValueError
+        For ``params`` as :class:`Optimizer` says, a rate that is not a real
+        number in its range, ``nesterov`` that is not a bool, or
+        ``nesterov`` without momentum.
+
     Examples
     --------
     >>> import numpy as np
@@ -224,7 +249,29 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction, as in ``torch.optim.Adam``.
 
     ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g**2``, then
-    ``p -= lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)``.
+    ``p -= lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)``.  Both
+    moments are kept in the parameter's dtype, so in float32 a gradient
+    above about 1e19 overflows ``g**2`` and leaves ``v`` infinite, as in
+    PyTorch.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        As for :class:`Optimizer`.
+    lr : float
+        Learning rate, > 0 (default 1e-3).
+    betas : pair of float
+        Decay rates ``(b1, b2)`` of the two moments, each in ``[0, 1)``.
+    eps : float
+        Added to the denominator, > 0.
+    weight_decay : float
+        L2 penalty, >= 0, added to the gradient.
+
+    Raises
+    ------
+    ValueError
+        For ``params`` as :class:`Optimizer` says, or a rate that is not a
+        real number in its range (``betas`` not a pair included).
 
     Examples
     --------

@@ -527,6 +527,17 @@ def test_the_gradient_of_a_max_over_many_offsets_counts_its_routing():
             vjp_fn(np.ones_like(y))
 
 
+def test_the_gradient_of_a_max_over_few_offsets_counts_its_input_sized_result():
+    """Up to 64 offsets the max's gradient is routed one offset at a time into
+    an array of the input's size, which the budget must see too."""
+    x = np.random.default_rng(0).standard_normal((1, 64, 64, 4)).astype(np.float32)
+    y, vjp_fn = cn.vjp(lambda a: cn.max_pool2d(a, 2), x)
+    with cn.memory_budget(16384):  # the gradient is 65,536 bytes
+        with pytest.raises(cn.MemoryBudgetError, match=r"gradient of max 'b\(2h\+u\)"):
+            vjp_fn(np.ones_like(y))
+    assert vjp_fn(np.ones_like(y))[0].shape == x.shape  # within the default budget
+
+
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
 @pytest.mark.parametrize("spec, sizes", [("a(h+u)c->a", {"u": 2}), ("a(2h+u)c->ah", {"u": 2}),
                                          ("a(h+u)(c+v)->a", {"u": 2, "v": 2})])

@@ -229,6 +229,9 @@ def test_the_own_dtype_check_catches_rare_wrong_elements_and_overflow(monkeypatc
     ({"rtol": -1}, "rtol must be a non-negative finite number, got -1"),
     ({"atol": "1e-8"}, "atol must be a non-negative finite number"),
     ({"own_dtype": "yes"}, "own_dtype must be True or False, got 'yes'"),
+    ({"seed": -1}, "seed must be a non-negative integer or None, got -1"),
+    ({"seed": "x"}, "seed must be a non-negative integer or None, got 'x'"),
+    ({"seed": 1.5}, "seed must be a non-negative integer or None, got 1.5"),
 ], ids=str)
 def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -114,6 +114,22 @@ def test_a_gradient_that_is_not_finite_changes_nothing(make, bad, holds):
     assert opt.steps == 1
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+def test_a_tied_gradient_that_sums_past_the_dtype_changes_nothing(make):
+    w = np.ones(2, np.float32)
+    p = {"first": w, "other": np.ones(1, np.float32), "again": w}
+    opt = make(p)
+    big = np.full(2, 3e38, np.float32)  # finite alone; inf once the two names are summed
+    with pytest.raises(ValueError, match=r"the summed gradient of tied 'first', 'again' holds "
+                                         r"2 infinite value\(s\) in the parameter's dtype "
+                                         r"float32; no parameter was updated"):
+        opt.step({"first": big, "other": np.ones(1), "again": big})
+    np.testing.assert_array_equal(w, 1)
+    assert opt.steps == 0 and not any(opt.state[k] for k in opt.state)
+
+
 @pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
                                   lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
 def test_a_tied_parameter_takes_the_sum_of_its_gradients_once(make):

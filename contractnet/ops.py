@@ -29,64 +29,156 @@ Array = Any  # an ndarray, an array-like, or a Traced
 
 @primitive
 def add(a: Array, b: Array) -> np.ndarray:
-    """``a + b`` with numpy broadcasting."""
+    """``a + b`` with broadcasting: :func:`numpy.add`, traced.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.add(a, b)
 
 
 @primitive
 def subtract(a: Array, b: Array) -> np.ndarray:
-    """``a - b`` with numpy broadcasting."""
+    """``a - b`` with broadcasting: :func:`numpy.subtract`, traced.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.subtract(a, b)
 
 
 @primitive
 def multiply(a: Array, b: Array) -> np.ndarray:
-    """``a * b`` with numpy broadcasting."""
+    """``a * b`` with broadcasting: :func:`numpy.multiply`, traced.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.multiply(a, b)
 
 
 @primitive
 def divide(a: Array, b: Array) -> np.ndarray:
-    """``a / b`` with numpy broadcasting."""
+    """``a / b`` with broadcasting: :func:`numpy.divide`, traced.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.divide(a, b)
 
 
 @primitive
 def negative(a: Array) -> np.ndarray:
-    """``-a``."""
+    """``-a``: :func:`numpy.negative`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.negative(a)
 
 
 @primitive
 def power(a: Array, b: Array) -> np.ndarray:
-    """``a ** b`` with numpy broadcasting."""
+    """``a ** b`` with broadcasting: :func:`numpy.power`, traced.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.power(a, b)
 
 
 @primitive
 def exp(a: Array) -> np.ndarray:
-    """Elementwise exponential."""
+    """Elementwise exponential: :func:`numpy.exp`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.exp(a)
 
 
 @primitive
 def log(a: Array) -> np.ndarray:
-    """Elementwise natural logarithm."""
+    """Elementwise natural logarithm: :func:`numpy.log`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.log(a)
 
 
 @primitive
 def tanh(a: Array) -> np.ndarray:
-    """Elementwise hyperbolic tangent."""
+    """Elementwise hyperbolic tangent: :func:`numpy.tanh`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.tanh(a)
 
 
 @primitive
 def sigmoid(a: Array) -> np.ndarray:
-    """Elementwise logistic function ``1 / (1 + exp(-a))``, without overflow
-    and to full relative precision on both sides of 0 (far below 0 it is
-    ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1); a complex ``a``
-    splits on the sign of its real part."""
+    """Elementwise logistic function ``1 / (1 + exp(-a))``, traced.
+
+    Without overflow and to full relative precision on both sides of 0 (far
+    below 0 it is ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1); a
+    complex ``a`` splits on the sign of its real part.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (0-d for a scalar ``a``), or Traced when ``a`` is traced; in
+    ``a``'s dtype when it is floating or complex, else (bools, integers) float64.
+    """
     a = np.asarray(a)
     if a.dtype.kind not in "fc":
         a = a.astype(np.float64)
@@ -98,28 +190,70 @@ def sigmoid(a: Array) -> np.ndarray:
 
 @primitive
 def relu(a: Array) -> np.ndarray:
-    """Elementwise ``max(a, 0)``."""
+    """Elementwise ``max(a, 0)``: ``numpy.maximum(a, 0)``, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.maximum(a, 0)
 
 
 @primitive
 def maximum(a: Array, b: Array) -> np.ndarray:
-    """Elementwise maximum; on ties the gradient goes to ``a``, and to
-    whichever operand has the nan that numpy's maximum returns."""
+    """Elementwise maximum with broadcasting: :func:`numpy.maximum`, traced.
+
+    On ties the gradient goes to ``a``, and to whichever operand has the nan
+    that numpy's maximum returns.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.maximum(a, b)
 
 
 @primitive
 def minimum(a: Array, b: Array) -> np.ndarray:
-    """Elementwise minimum; on ties the gradient goes to ``a``, and to
-    whichever operand has the nan that numpy's minimum returns."""
+    """Elementwise minimum with broadcasting: :func:`numpy.minimum`, traced.
+
+    On ties the gradient goes to ``a``, and to whichever operand has the nan
+    that numpy's minimum returns.
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    """
     return np.minimum(a, b)
 
 
 @primitive
 def absolute(a: Array) -> np.ndarray:
-    """Elementwise ``|a|``; its gradient is ``sign(a)`` (0 at 0), and for a
-    complex ``a`` the cotangent times ``conj(a) / |a|`` (jax's convention)."""
+    """Elementwise ``|a|``: :func:`numpy.absolute` (also ``cn.abs``), traced.
+
+    Its gradient is ``sign(a)`` (0 at 0), and for a complex ``a`` the
+    cotangent times ``conj(a) / |a|`` (jax's convention).
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.absolute(a)
 
 
@@ -128,8 +262,19 @@ abs = absolute  # numpy's short name (cn.abs), as np.abs is np.absolute
 
 @primitive
 def sqrt(a: Array) -> np.ndarray:
-    """Elementwise square root (the principal one for a complex ``a``); its
-    gradient at 0 is infinite (nan where the cotangent there is 0)."""
+    """Elementwise square root: :func:`numpy.sqrt`, traced.
+
+    The principal root for a complex ``a``; the gradient at 0 is infinite
+    (nan where the cotangent there is 0).
+
+    Parameters
+    ----------
+    a : array_like or Traced
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    """
     return np.sqrt(a)
 
 
@@ -138,26 +283,81 @@ def _where(cond: Array, a: Array, b: Array) -> np.ndarray:
     return np.where(cond, a, b)
 
 
-def where(cond: Array, a: Array, b: Array):
-    """``a`` where ``cond`` holds, else ``b``; ``cond`` is not differentiated."""
+def where(cond: Array, a: Array, b: Array) -> np.ndarray | Traced:
+    """``a`` where ``cond`` holds, else ``b``: :func:`numpy.where`, traced.
+
+    ``cond`` is not differentiated: a traced ``cond`` is read as its value.
+
+    Parameters
+    ----------
+    cond : array_like or Traced
+        Read as bool (nonzero is true); broadcasts with ``a`` and ``b``.
+    a, b : array_like or Traced
+
+    Returns
+    -------
+    ndarray, or Traced when ``a`` or ``b`` is traced.
+    """
     cond = cond.value if isinstance(cond, Traced) else np.asarray(cond, dtype=bool)
     return _where(cond, a, b)
 
 
 @primitive
 def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Sum over ``axis`` (all axes by default) as :func:`numpy.sum` sums: in
-    the dtype of a floating ``a``, and bools and integers in at least the
-    platform integer (a sum of bools counts them, int8 does not wrap at 127)."""
+    """Sum over ``axis`` (all axes by default): :func:`numpy.sum`, traced.
+
+    As numpy sums: in the dtype of a floating ``a``, and bools and integers
+    in at least the platform integer (a sum of bools counts them, int8 does
+    not wrap at 127).
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axis : int or tuple of int, optional
+        The axes to reduce (negative ones count from the end); all by default.
+    keepdims : bool
+        Keep each reduced axis, with length 1.
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not None, an integer, or a tuple or list of integers
+        (a bool, a float or an array is refused); numpy's own for an axis
+        out of range (an ``AxisError``) or given twice.
+    """
     return np.sum(np.asarray(a), axis=_axis(axis, "sum"), keepdims=keepdims)
 
 
-def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False):
+def mean(a: Array, axis: int | Sequence[int] | None = None,
+         keepdims: bool = False) -> np.ndarray | Traced:
     """Mean over ``axis`` (all axes by default), keeping a floating dtype.
 
     As in :func:`numpy.mean`, integers and bools average in float64, and
     float16 is summed in float32 (a float16 sum past 65504 would overflow
-    where the mean does not) and returned in float16.
+    where the mean does not) and returned in float16.  The mean of no
+    elements is nan.  Composed of :func:`sum` and :func:`multiply`.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axis : int or tuple of int, optional
+        The axes to reduce (negative ones count from the end); all by default.
+    keepdims : bool
+        Keep each reduced axis, with length 1.
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+
+    Raises
+    ------
+    ValueError
+        As :func:`sum` raises for ``axis`` (a non-integer one is reported as
+        ``sum``'s).
     """
     dtype = a.dtype if isinstance(a, Traced) else np.asarray(a).dtype
     if dtype.kind in "biu":
@@ -174,20 +374,88 @@ def mean(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fal
 
 @primitive
 def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Maximum over ``axis``; the gradient is shared equally among ties."""
+    """Maximum over ``axis`` (all axes by default): :func:`numpy.max`, traced.
+
+    The gradient is shared equally among ties.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axis : int or tuple of int, optional
+        The axes to reduce (negative ones count from the end); all by default.
+    keepdims : bool
+        Keep each reduced axis, with length 1.
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not None, an integer, or a tuple or list of integers
+        (a bool, a float or an array is refused); numpy's own for an axis
+        out of range (an ``AxisError``) or given twice, and for the maximum of
+        no elements.
+    """
     return np.max(a, axis=_axis(axis, "max"), keepdims=keepdims)
 
 
 @primitive
 def min(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Minimum over ``axis``; the gradient is shared equally among ties."""
+    """Minimum over ``axis`` (all axes by default): :func:`numpy.min`, traced.
+
+    The gradient is shared equally among ties.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axis : int or tuple of int, optional
+        The axes to reduce (negative ones count from the end); all by default.
+    keepdims : bool
+        Keep each reduced axis, with length 1.
+
+    Returns
+    -------
+    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not None, an integer, or a tuple or list of integers
+        (a bool, a float or an array is refused); numpy's own for an axis
+        out of range (an ``AxisError``) or given twice, and for the minimum of
+        no elements.
+    """
     return np.min(a, axis=_axis(axis, "min"), keepdims=keepdims)
 
 
 @primitive
 def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
               keepdims: bool = False) -> np.ndarray:
-    """``log(sum(exp(a), axis))`` computed without overflow."""
+    """``log(sum(exp(a), axis))`` computed without overflow, traced.
+
+    The largest element is subtracted before ``exp`` (where it is finite).
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axis : int or tuple of int, optional
+        The axes to reduce (negative ones count from the end); all by default.
+    keepdims : bool
+        Keep each reduced axis, with length 1.
+
+    Returns
+    -------
+    ndarray (0-d for a 0-d result), or Traced when ``a`` is traced.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not None, an integer, or a tuple or list of integers
+        (a bool, a float or an array is refused); numpy's own for an axis
+        out of range (an ``AxisError``) or given twice, and for no elements.
+    """
     a = np.asarray(a)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
@@ -197,19 +465,54 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
 
 @primitive
 def reshape(a: Array, shape: int | Sequence[int]) -> np.ndarray:
-    """numpy's reshape (a copy only where numpy needs one)."""
+    """``a`` in a new shape: :func:`numpy.reshape`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    shape : int or sequence of int
+        The new shape, of as many elements; one entry may be -1.
+
+    Returns
+    -------
+    ndarray (a view of ``a`` unless numpy needs a copy), or Traced when
+    ``a`` is traced.
+    """
     return np.reshape(a, shape)
 
 
 @primitive
 def transpose(a: Array, axes: Sequence[int] | None = None) -> np.ndarray:
-    """Permute the axes (reverse them by default)."""
+    """Permute the axes (reverse them by default): :func:`numpy.transpose`, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    axes : sequence of int, optional
+        A permutation of the axes; negative ones count from the end.
+
+    Returns
+    -------
+    ndarray (a view), or Traced when ``a`` is traced.
+    """
     return np.transpose(a, axes)
 
 
 @primitive
-def pad(a: Array, pad_width) -> np.ndarray:
-    """Zero padding; ``pad_width`` as in :func:`numpy.pad`.
+def pad(a: Array, pad_width: int | Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
+    """Zero padding: :func:`numpy.pad` with zeros, traced.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    pad_width : int, (before, after), or one (before, after) pair per axis
+        Integer widths ``>= 0`` that broadcast to ``(a.ndim, 2)``, as
+        :func:`numpy.pad` reads them.
+
+    Returns
+    -------
+    ndarray
+        A new array in ``a``'s dtype; Traced when ``a`` is traced.
 
     Raises
     ------
@@ -218,6 +521,12 @@ def pad(a: Array, pad_width) -> np.ndarray:
         that does not fit ``a``.
     MemoryBudgetError
         When the padded array would exceed the memory budget.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> cn.pad(np.ones((1, 2)), ((0, 0), (1, 0)))
+    array([[0., 1., 1.]])
     """
     a = np.asarray(a)
     given = np.asarray(pad_width)
@@ -240,8 +549,20 @@ def pad(a: Array, pad_width) -> np.ndarray:
 
 
 @primitive
-def getitem(a: Array, index) -> np.ndarray:
-    """``a[index]`` for basic and integer-array indexing."""
+def getitem(a: Array, index: Any) -> np.ndarray:
+    """``a[index]``: numpy's basic, integer-array and boolean indexing, traced.
+
+    An element that ``index`` picks more than once gets the sum of its cotangents.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    index : int, slice, Ellipsis, None, int or bool array, or a tuple of these
+
+    Returns
+    -------
+    ndarray (a view for basic indexing, as numpy's), or Traced when ``a`` is traced.
+    """
     return np.asarray(a)[index]
 
 
@@ -255,11 +576,23 @@ def concatenate(arrays: Sequence[Array], axis: int | None = 0) -> np.ndarray | T
     ``axis`` is None), as :func:`numpy.concatenate`; each gradient is its
     operand's slice of the cotangent.
 
+    Parameters
+    ----------
+    arrays : sequence of array_like or Traced
+        A list, tuple or other sequence; plain and traced arrays may mix.
+    axis : int or None
+
+    Returns
+    -------
+    ndarray, or Traced when one of ``arrays`` is traced.
+
     Raises
     ------
     ValueError
         For one array rather than a sequence of them (numpy would iterate
-        over its rows), a non-integer ``axis``, and shapes that do not join.
+        over its rows) or any other non-sequence (a generator), an empty
+        sequence, a non-integer ``axis`` or one out of range, and shapes
+        that do not join.
     """
     _check_sequence(arrays, "concatenate")
     return _concatenate(None if axis is None else _axis_number(axis, "concatenate"), *arrays)
@@ -269,11 +602,23 @@ def stack(arrays: Sequence[Array], axis: int = 0) -> np.ndarray | Traced:
     """Join ``arrays``, all of one shape, along a new ``axis``, as
     :func:`numpy.stack`.
 
+    Parameters
+    ----------
+    arrays : sequence of array_like or Traced
+        A list, tuple or other sequence; plain and traced arrays may mix.
+    axis : int
+        Position of the new axis in the result.
+
+    Returns
+    -------
+    ndarray, or Traced when one of ``arrays`` is traced.
+
     Raises
     ------
     ValueError
-        For one array rather than a sequence of them, a non-integer
-        ``axis``, and arrays of different shapes (naming the first that differs).
+        For one array rather than a sequence of them, an empty sequence, a
+        non-integer ``axis`` or one out of range, and arrays of different
+        shapes (naming the first that differs).
     """
     _check_sequence(arrays, "stack")
     axis = _axis_number(axis, "stack")
@@ -293,9 +638,22 @@ def _check_sequence(arrays, what: str) -> None:
 
 
 @primitive
-def astype(a: Array, dtype) -> np.ndarray:
-    """``a`` cast to ``dtype`` (a new array); its gradient is cast back to
-    ``a``'s dtype (the real part for a real ``a``).
+def astype(a: Array, dtype: np.dtype | type | str) -> np.ndarray:
+    """``a`` cast to ``dtype`` (a new array): :meth:`numpy.ndarray.astype`, traced.
+
+    The gradient is cast back to ``a``'s dtype (the real part for a real
+    ``a``); a cast to a dtype that is neither floating nor complex passes
+    a zero gradient.
+
+    Parameters
+    ----------
+    a : array_like or Traced
+    dtype : dtype, type or str
+        Anything :class:`numpy.dtype` reads.
+
+    Returns
+    -------
+    ndarray, or Traced when ``a`` is traced.
 
     Examples
     --------
@@ -306,8 +664,33 @@ def astype(a: Array, dtype) -> np.ndarray:
     return np.asarray(a).astype(dtype)
 
 
-def matmul(a: Array, b: Array):
-    """``a @ b`` with numpy's rules, as an einsum (so no rule of its own)."""
+def matmul(a: Array, b: Array) -> np.ndarray | Traced:
+    """``a @ b`` with numpy's rules, as an einsum (so no rule of its own).
+
+    Parameters
+    ----------
+    a, b : array_like or Traced
+        Each at least 1-d.  As in :func:`numpy.matmul`, a 1-d operand is a
+        vector, and the axes before the last two broadcast.
+
+    Returns
+    -------
+    ndarray (a numpy scalar for two vectors), or Traced when an operand is traced.
+
+    Raises
+    ------
+    ValueError
+        If an operand is 0-d.
+    SpecError
+        From :func:`contractnet.einsum`: the contracted sizes differ, the
+        leading axes do not broadcast, or an operand is not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np, contractnet as cn
+    >>> cn.matmul(np.ones((4, 2, 3)), np.ones((3, 5))).shape
+    (4, 2, 5)
+    """
     from .api import einsum
     da, db = len(np.shape(value_of(a))), len(np.shape(value_of(b)))
     if da == 0 or db == 0:

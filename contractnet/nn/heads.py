@@ -90,6 +90,15 @@ class ContractHead(_Head):
     rng : numpy Generator, int or None
     dtype : dtype
 
+    Raises
+    ------
+    ValueError
+        If ``in_shape`` is not three positive integers, ``classes`` is not a
+        positive integer, ``init`` is unknown, ``dtype`` is not floating point,
+        or ``rng`` is not a Generator, a non-negative seed or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
+
     Examples
     --------
     >>> import numpy as np, contractnet as cn
@@ -111,6 +120,35 @@ class CPHead(_Head):
 
     The weight ``W[n,m,d,k] = sum_r A[n,r] B[m,r] C[d,r] E[k,r]`` has
     ``r*(N+M+D+K)`` parameters instead of ``N*M*D*K``.
+    A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
+
+    Parameters
+    ----------
+    in_shape : (N, M, D)
+        Channels-last activation shape (without the batch).
+    classes : int
+        Number of outputs ``K``.
+    rank : int
+        The CP rank ``r``.
+    bias : bool
+        Add a learned bias of shape ``(K,)``, initialised to zero.
+    init : {"glorot", "he"}
+        Scheme whose variance the effective weight gets; each factor is
+        normal (see :func:`contractnet.nn.init.spec_weights`).
+    rng : numpy Generator, int or None
+        Source of the initial weights (an int seeds a new Generator).
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``in_shape`` is not three positive integers, ``classes`` or ``rank``
+        is not a positive integer, ``init`` is unknown, ``dtype`` is not
+        floating point, or ``rng`` is not a Generator, a non-negative seed or
+        None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------
@@ -138,6 +176,35 @@ class TuckerHead(_Head):
 
     Factors ``(N,p)``, ``(M,q)``, ``(D,s)`` project the activation to a
     ``(p, q, s)`` core, which a ``(p, q, s, K)`` weight maps to the outputs.
+    A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
+
+    Parameters
+    ----------
+    in_shape : (N, M, D)
+        Channels-last activation shape (without the batch).
+    classes : int
+        Number of outputs ``K``.
+    ranks : (p, q, s)
+        Three positive ints: the core's shape.
+    bias : bool
+        Add a learned bias of shape ``(K,)``, initialised to zero.
+    init : {"glorot", "he"}
+        Scheme whose variance the effective weight gets; each factor is
+        normal (see :func:`contractnet.nn.init.spec_weights`).
+    rng : numpy Generator, int or None
+        Source of the initial weights (an int seeds a new Generator).
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``in_shape`` is not three positive integers, ``classes`` is not a
+        positive integer, ``ranks`` is not three positive integers, ``init`` is
+        unknown, ``dtype`` is not floating point, or ``rng`` is not a
+        Generator, a non-negative seed or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------
@@ -173,6 +240,34 @@ class FlattenDense(Einsum):
     ``(N*M*D, K)`` relates to ContractHead's by
     :func:`~contractnet.nn.flat_weight` / :func:`~contractnet.nn.contraction_weight`.
     Seeded alike, FlattenDense("NHWC") and ContractHead draw the same weights.
+    A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
+
+    Parameters
+    ----------
+    in_shape : (N, M, D)
+        Channels-last activation shape (without the batch).
+    classes : int
+        Number of outputs ``K``.
+    layout : {"NHWC", "NCHW"}
+        Flatten order (see :func:`~contractnet.nn.flatten_activation`).
+    bias : bool
+        Add a learned bias of shape ``(K,)``, initialised to zero.
+    init : {"glorot", "he"}
+        Initialisation of the ``(N*M*D, K)`` weight.
+    rng : numpy Generator, int or None
+        Source of the initial weights (an int seeds a new Generator).
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``in_shape`` is not three positive integers, ``classes`` is not a
+        positive integer, the layout is unknown, ``init`` is unknown, ``dtype``
+        is not floating point, or ``rng`` is not a Generator, a non-negative
+        seed or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------

@@ -53,9 +53,18 @@ class Einsum(Module):
     Raises
     ------
     SpecError
-        If the spec is malformed or not a learned layer (see above).
+        If the spec is malformed or not a learned layer (see above), or
+        ``inputs`` leaves no weight operand.
     ValueError
-        If a weight index has no size, or a size is not a positive integer.
+        If ``sizes`` is not a mapping, lacks a weight index or names an index
+        the spec does not use, or a size is not a positive integer; if
+        ``inputs`` is not distinct operand positions of the spec (a bool is
+        refused); if ``weight_names`` is not one distinct, non-empty, undotted
+        string per weight, other than ``"bias"``; or if ``init`` is unknown,
+        ``dtype`` is not floating point, or ``rng`` is not a Generator, a
+        non-negative seed or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------
@@ -203,7 +212,29 @@ def _bias_layout(spec: Spec, sizes: Mapping[str, int], weight_terms
 
 
 class Dense(Einsum):
-    """Fully connected layer, ``"bi,ik->bk"`` plus bias.
+    """Fully connected layer, ``"bi,ik->bk"`` plus bias: ``(B, I)`` to ``(B, K)``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        ``I`` and ``K``; the weight is ``(I, K)``.
+    bias : bool
+        Add a learned bias of shape ``(K,)``, initialised to zero.
+    init : {"glorot", "he"}
+        Initialisation scheme.
+    rng : numpy Generator, int or None
+        Source of the initial weights (an int seeds a new Generator).
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``in_features`` or ``out_features`` is not a positive integer,
+        ``init`` is unknown, ``dtype`` is not floating point, or ``rng`` is not
+        a Generator, a non-negative seed or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------
@@ -257,6 +288,39 @@ class Conv2d(Module):
     ``init="he"`` (the default) draws with fan-in ``KH*KW*C/groups``;
     ``init="glorot"`` with that fan-in and fan-out ``KH*KW*K``, as Keras and
     PyTorch count a convolution's fans.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``C`` and ``K``.
+    kernel_size : int or pair
+        ``(KH, KW)``, each >= 1.
+    stride, dilation : int or pair, each >= 1
+    padding : int, pair, two (before, after) pairs, "valid" or "same"
+        As :func:`contractnet.conv2d` takes it; checked here.
+    groups : int
+        Independent channel groups, as in :func:`contractnet.conv2d`.
+    bias : bool
+        Add a learned bias of shape ``(K,)``, initialised to zero.
+    init : {"he", "glorot"}
+        Initialisation scheme.
+    rng : numpy Generator, int or None
+        Source of the initial weights (an int seeds a new Generator).
+    dtype : dtype
+        Floating dtype of the parameters.
+
+    Raises
+    ------
+    ConvError
+        If ``kernel_size``, ``stride``, ``dilation`` or ``padding`` is not
+        one of the forms above (a ``ConvError`` is a ``ValueError``).
+    ValueError
+        If a channel count or ``groups`` is not a positive integer, ``groups``
+        does not divide both channel counts, ``init`` is unknown, ``dtype`` is
+        not floating point, or ``rng`` is not a Generator, a non-negative seed
+        or None.
+    MemoryBudgetError
+        If a parameter would exceed the memory budget.
 
     Examples
     --------
@@ -337,6 +401,19 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Max pooling, channels last, via :func:`contractnet.max_pool2d`.
 
+    Parameters
+    ----------
+    size : int or pair
+        Window height and width.
+    stride : int or pair, optional
+        Defaults to ``size`` (non-overlapping windows).
+
+    Raises
+    ------
+    ConvError
+        If ``size`` or ``stride`` is not an int or two ints, each >= 1 (a
+        ``ConvError`` is a ``ValueError``).
+
     Examples
     --------
     >>> import contractnet as cn
@@ -351,7 +428,21 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling, channels last, via :func:`contractnet.avg_pool2d`."""
+    """Average pooling, channels last, via :func:`contractnet.avg_pool2d`.
+
+    Parameters
+    ----------
+    size : int or pair
+        Window height and width.
+    stride : int or pair, optional
+        Defaults to ``size`` (non-overlapping windows).
+
+    Raises
+    ------
+    ConvError
+        If ``size`` or ``stride`` is not an int or two ints, each >= 1 (a
+        ``ConvError`` is a ``ValueError``).
+    """
 
     reduce = "mean"
 

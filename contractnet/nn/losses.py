@@ -75,6 +75,16 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
 def mse(prediction: Any, target: Any) -> Any:
     """Mean squared error ``mean((prediction - target)**2)`` over all elements.
 
+    Parameters
+    ----------
+    prediction, target : array_like or Traced
+        Of one shape (no broadcasting).
+
+    Returns
+    -------
+    numpy scalar, or 0-d Traced when an operand is traced
+        In the operands' dtype as numpy promotes it (float64 for integers).
+
     Raises
     ------
     ValueError
@@ -100,6 +110,18 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
     A row holding a nan (a diverged model) counts as wrong: ``np.argmax``
     would pick the nan's position as if it were a prediction.
+
+    Parameters
+    ----------
+    logits : ndarray or Traced, shape (B, K)
+        A traced value is read as its value (no gradient).
+    labels : integer ndarray, shape (B,)
+        Class numbers in ``[0, K)``.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``.
 
     Raises
     ------

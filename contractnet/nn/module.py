@@ -250,6 +250,18 @@ def _dtype_of(name: str, value: Any) -> np.dtype:
 class Sequential(Module):
     """Layers applied in order; parameters are named ``"<position>.<name>"``.
 
+    Parameters
+    ----------
+    *layers : Module
+        Each is called on the previous one's output (with none, the input
+        is returned as it is).  A layer given twice shares its arrays
+        under both positions' names.
+
+    Raises
+    ------
+    ValueError
+        If a layer is not a :class:`Module`.
+
     Examples
     --------
     >>> import numpy as np, contractnet as cn

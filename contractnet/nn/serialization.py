@@ -99,15 +99,23 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read an ``.npz`` archive written by :func:`save_parameters` (or by
     :func:`numpy.savez` with numeric arrays).
 
+    Parameters
+    ----------
+    path : str or PathLike
+        The archive, read under exactly that name.
+
     Returns
     -------
     dict of str to ndarray
-        One entry per member ``name.npy``, keyed by ``name``.
+        One entry per member ``name.npy``, keyed by ``name``.  Dtypes are
+        not checked: an array of strings loads as it was saved.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    TypeError
+        If ``path`` is not a str or PathLike.
     ValueError
         If ``path`` is a directory, or the file is not an ``.npz`` archive,
         is damaged, holds a member that is not an ``.npy`` array or a name

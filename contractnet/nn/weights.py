@@ -99,7 +99,8 @@ def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],
     Raises
     ------
     ValueError
-        If ``w_flat`` is not 2-d with ``N*M*D`` rows, or the layout is unknown.
+        If ``in_shape`` is not three positive integers, ``w_flat`` is not
+        2-d with ``N*M*D`` rows, or the layout is unknown.
     """
     order, shape = check_layout(layout), check_in_shape(in_shape)
     w_flat = np.asarray(w_flat)
@@ -115,6 +116,23 @@ def flatten_activation(x: Any, layout: str = "NHWC") -> Any:
     """Flatten a channels-last ``(B, N, M, D)`` activation as a framework with ``layout`` would.
 
     Works on ndarrays and traced values (it is a transpose and a reshape).
+
+    Parameters
+    ----------
+    x : array_like or Traced, shape (B, N, M, D)
+    layout : {"NHWC", "NCHW"}
+        ``"NHWC"`` flattens ``n, m, d`` in that order (a reshape alone);
+        ``"NCHW"`` puts ``d`` first, as PyTorch flattens ``(B, D, N, M)``.
+
+    Returns
+    -------
+    ndarray or Traced, shape (B, N*M*D)
+        Possibly a view of ``x``, as numpy's reshape gives one.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-d or the layout is unknown.
 
     Examples
     --------

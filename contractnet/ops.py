@@ -356,9 +356,9 @@ def mean(a: Array, axis: int | Sequence[int] | None = None,
     Raises
     ------
     ValueError
-        As :func:`sum` raises for ``axis`` (a non-integer one is reported as
-        ``sum``'s).
+        As :func:`sum` raises for ``axis``.
     """
+    _axis(axis, "mean")  # refused by its own name, not by sum's
     dtype = a.dtype if isinstance(a, Traced) else np.asarray(a).dtype
     if dtype.kind in "biu":
         a = astype(a, np.float64)  # (a traced integer comes from cn.astype)
@@ -459,7 +459,8 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     a = np.asarray(a)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
-    out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True)) + top
+    with np.errstate(divide="ignore"):  # all -inf: the log of 0 is -inf, the answer
+        out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True)) + top
     return out if keepdims else np.squeeze(out, axis=_axis(axis))
 
 

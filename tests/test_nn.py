@@ -384,6 +384,13 @@ def test_mse_and_accuracy():
     assert nn.accuracy(np.array([[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]), np.array([1, 0, 0])) == 2 / 3
 
 
+def test_mse_of_complex_numbers_is_the_mean_squared_magnitude():
+    p, t = np.array([1j, 1 + 1j, 0.5]), np.array([0j, 0, -1j])
+    loss = nn.mse(p, t)
+    assert np.isrealobj(loss) and loss == pytest.approx(np.mean(np.abs(p - t) ** 2))
+    cn.check_grads(lambda p: nn.mse(p, t), p)
+
+
 def test_accuracy_counts_a_row_with_a_nan_as_wrong():
     """np.argmax picks a nan's position: a diverged model must not score there."""
     logits = np.array([[np.nan, 1.0], [0.0, 1.0], [1.0, 0.0], [2.0, np.nan]])
@@ -639,6 +646,9 @@ def test_load_never_unpickles_and_refuses_non_archives(tmp_path):
         nn.load_parameters(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="non-numeric"):
         nn.save_parameters({"w": np.array(["a"])}, tmp_path / "s.npz")
+    np.savez(tmp_path / "text.npz", w=np.ones(2), b=np.array("str"))  # what save refuses
+    with pytest.raises(ValueError, match="parameter 'b' has non-numeric dtype <U3"):
+        nn.load_parameters(tmp_path / "text.npz")
 
 
 # ------------------------------------------------------------- several data operands

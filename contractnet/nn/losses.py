@@ -73,7 +73,8 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
 
 
 def mse(prediction: Any, target: Any) -> Any:
-    """Mean squared error ``mean((prediction - target)**2)`` over all elements.
+    """Mean squared error ``mean(|prediction - target|**2)`` over all elements
+    (for complex operands the squared magnitude, so the loss is real).
 
     Parameters
     ----------
@@ -83,7 +84,8 @@ def mse(prediction: Any, target: Any) -> Any:
     Returns
     -------
     numpy scalar, or 0-d Traced when an operand is traced
-        In the operands' dtype as numpy promotes it (float64 for integers).
+        In the operands' dtype as numpy promotes it (float64 for integers;
+        the real dtype of that width for complex ones).
 
     Raises
     ------
@@ -102,6 +104,8 @@ def mse(prediction: Any, target: Any) -> Any:
         raise ValueError(f"mse: prediction shape {tuple(prediction.shape)} differs from "
                          f"target shape {target_shape}")
     diff = prediction - target
+    if diff.dtype.kind == "c":  # diff * diff would be complex, not a distance
+        diff = cn.abs(diff)
     return cn.mean(diff * diff)
 
 

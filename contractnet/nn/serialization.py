@@ -78,7 +78,7 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
             shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
             raise ValueError(f"parameter name {shown} is not UTF-8 text of at most "
                              f"65,531 bytes, which an .npz member name must be")
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        if not _is_numeric(array.dtype):
             raise ValueError(f"parameter {name!r} has non-numeric dtype {array.dtype}")
         arrays[name] = array
     write_file(path, lambda handle: _write_npz(handle, arrays))
@@ -107,8 +107,7 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Returns
     -------
     dict of str to ndarray
-        One entry per member ``name.npy``, keyed by ``name``.  Dtypes are
-        not checked: an array of strings loads as it was saved.
+        One entry per member ``name.npy``, keyed by ``name``.
 
     Raises
     ------
@@ -119,7 +118,8 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     ValueError
         If ``path`` is a directory, or the file is not an ``.npz`` archive,
         is damaged, holds a member that is not an ``.npy`` array or a name
-        twice, or holds pickled objects.
+        twice, holds pickled objects, or holds an array that is not
+        numeric (what :func:`save_parameters` refuses to write).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -156,4 +156,12 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
         except MemoryError as exc:  # its header claims more than this machine holds
             raise ValueError(f"{path!r}: member {member!r} is too large to load: "
                              f"{exc}") from exc
+        if not _is_numeric(arrays[name].dtype):
+            raise ValueError(f"{path!r}: parameter {name!r} has non-numeric dtype "
+                             f"{arrays[name].dtype}")
     return arrays
+
+
+def _is_numeric(dtype: np.dtype) -> bool:
+    """What a parameter file may hold: numbers and bools."""
+    return np.issubdtype(dtype, np.number) or dtype == np.bool_

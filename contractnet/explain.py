@@ -118,7 +118,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     if shapes is None:
         given = set(sizes)
         sizes = _with_default_sizes(parsed, sizes)
-        derived = _outer_sizes_from_lengths(parsed, sizes)
+        derived = _outer_sizes_from_lengths(parsed, sizes, given)
         sizes.update(derived)
         shapes = _default_shapes(parsed, sizes)
         defaulted = parsed.indices() - given - set(derived)
@@ -174,15 +174,28 @@ def _group_length(sizes: Mapping[str, int], window: Window) -> int | None:
     return sizes.get(text, sizes.get(text[1:-1]))
 
 
-def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
+def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],
+                              given: set[str]) -> dict[str, int]:
     """The outer index of each window whose group length ``sizes`` gives and
-    whose own size it does not: as many positions as fit that length."""
-    derived = {}
+    whose own size is not ``given``: as many positions as fit that length
+    (the fewest, where several windows share the index).
+
+    Raises
+    ------
+    SpecError
+        If a given length is shorter than its window.
+    """
+    derived: dict[str, int] = {}
     for term in (*spec.inputs, spec.output):
         for window in term.windows:
             length = _group_length(sizes, window)
-            if length is not None and window.outer not in sizes:
-                derived[window.outer] = max(0, window.outer_extent(length, sizes[window.inner]))
+            if length is None or window.outer in given:
+                continue
+            fit = window.outer_extent(length, sizes[window.inner])
+            if fit < 1:
+                raise SpecError(f"sizes= gives window {window} length {length}, shorter than "
+                                f"one window ({window.inner}={sizes[window.inner]})", str(spec))
+            derived[window.outer] = min(fit, derived.get(window.outer, fit))
     return derived
 
 

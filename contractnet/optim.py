@@ -25,6 +25,10 @@ except ImportError:  # numpy < 2.0
     from numpy import byte_bounds
 
 
+class NonFiniteGradientError(ValueError):
+    """A gradient holds a nan or an infinity: the step is refused."""
+
+
 class Optimizer:
     """Base class: checks the parameters and gradients, then updates each array.
 
@@ -71,21 +75,22 @@ class Optimizer:
             (complex, object, string, time), a gradient (summed over a
             tied parameter's names) holds a nan or an infinity in its
             parameter's dtype (a diverged loss; one step on it would turn
-            the parameter, and Adam's moments, to nan for good), or a
-            parameter has become read-only; no parameter is changed then.
+            the parameter, and Adam's moments, to nan for good: a
+            :class:`NonFiniteGradientError`), or a parameter has become
+            read-only; no parameter is changed then.
         """
-        checked = self._check_grads(grads)
-        if self.tied:  # a tied parameter's gradient is the sum of its names'
-            with np.errstate(over="ignore"):  # refused below, by name
-                for name, owner in self.tied.items():
-                    checked[owner] = checked[owner] + checked.pop(name)
+        with np.errstate(over="ignore", invalid="ignore"):  # an inf is refused below, by name
+            checked = self._check_grads(grads)
+            for name, owner in self.tied.items():  # a tied parameter's gradient: the sum
+                checked[owner] = checked[owner] + checked.pop(name)
         for name, g in checked.items():  # in the parameter's dtype, summed: as applied
             if not np.isfinite(g).all():
                 names = [name] + [n for n, owner in self.tied.items() if owner == name]
                 which = (f"gradient {name!r}" if len(names) == 1 else
                          f"the summed gradient of tied {', '.join(map(repr, names))}")
-                raise ValueError(f"{which} holds {_non_finite(g)} in the parameter's dtype "
-                                 f"{self.params[name].dtype}; no parameter was updated")
+                raise NonFiniteGradientError(
+                    f"{which} holds {_non_finite(g)} in the parameter's dtype "
+                    f"{self.params[name].dtype}; no parameter was updated")
         self.steps += 1
         for name, g in checked.items():
             self._update(name, self.params[name], g)
@@ -114,8 +119,7 @@ class Optimizer:
             if not p.flags.writeable:
                 raise ValueError(f"parameter {name!r} has become read-only; it cannot be "
                                  f"updated in place")
-            with np.errstate(over="ignore", invalid="ignore"):  # refused in step, by name
-                checked[name] = g.astype(p.dtype, copy=False)  # a float64 1e300 is inf here
+            checked[name] = g.astype(p.dtype, copy=False)  # a float64 1e300 is inf here
         return checked
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:

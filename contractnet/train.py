@@ -15,6 +15,7 @@ weights, so their accuracies match and only their speed may differ.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
@@ -67,8 +68,13 @@ def cross_entropy_loss(model: nn.Module) -> Callable[..., Any]:
 
 
 class Diverged(ValueError):
-    """Training reached a loss that is not finite; the model keeps the
-    parameters of its last step."""
+    """Training reached a loss or a gradient that is not finite.  No step is
+    taken on it; the steps before it stand (and may already have left the
+    model unusable: the loss is only seen after the step that spoils it)."""
+
+
+#: The advice every :class:`Diverged` ends with.
+_LOWER_THE_RATE = "training diverged (a lower learning rate may help)"
 
 
 def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
@@ -80,23 +86,29 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     Raises
     ------
     ValueError
-        If ``x`` holds no example, a label is not a class of the model's
-        output, or ``opt`` updates arrays other than the model's; these are
-        checked before the first step, so the model is then unchanged.
+        If ``x`` holds no example, ``x`` and ``y`` differ in length, a label
+        is not a class of the model's output, or ``opt`` updates arrays
+        other than the model's; these are checked before the first step,
+        so the model is then unchanged.
     Diverged
-        When a batch's loss is nan or infinite; no step is taken on it.
+        When a batch's loss or gradient holds a nan or an infinity; no step
+        is taken on that batch.
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
     _check_optimizer_holds(opt, params)
-    classes = np.shape(model(x[:1]))[-1]  # one example's logits: how many classes
+    batches = data.batches(x, y, batch_size, rng=rng)
+    first = next(batches)
+    classes = np.shape(model(first[0]))[-1]  # the first batch's logits: how many classes
     nn.losses.check_labels(y, (len(x), classes), "train_epoch")
-    for xb, yb in data.batches(x, y, batch_size, rng=rng):
+    for xb, yb in itertools.chain([first], batches):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         if not np.isfinite(loss):
-            raise Diverged(f"the loss of batch {count + 1} is {float(loss)}: training "
-                           f"diverged (a lower learning rate may help)")
-        opt.step(grads)
+            raise Diverged(f"the loss of batch {count + 1} is {float(loss)}: {_LOWER_THE_RATE}")
+        try:
+            opt.step(grads)
+        except optim.NonFiniteGradientError as exc:
+            raise Diverged(f"batch {count + 1}: {exc}: {_LOWER_THE_RATE}") from exc
         total, count = total + float(loss), count + 1
     return total / count
 
@@ -163,9 +175,10 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
         ``head, epochs, seed, batch_size, lr, params, train_loss,
         test_accuracy, seconds_per_epoch, diverged, history`` (per-epoch
         loss and accuracy).  ``seconds_per_epoch`` times training only, not
-        evaluation.  A run whose loss stops being finite ends in that epoch:
-        ``diverged`` is its number (else None), its ``train_loss`` is nan
-        and its accuracy is the last finite model's.
+        evaluation.  A run whose loss or gradient stops being finite ends
+        in that epoch (see :class:`Diverged`): ``diverged`` is its number
+        (else None), its ``train_loss`` is nan and its accuracy is the
+        model's as it stopped.
 
     Raises
     ------
@@ -185,30 +198,40 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     split = data.load_digits(seed=seed)
     if log is not None:
         log(f"digits: {len(split.y_train)} train, {len(split.y_test)} test; head {model[3]!r}")
-    history, seconds, diverged = [], [], None
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        try:
-            loss = train_epoch(model, opt, split.x_train, split.y_train, batch_size, rng)
-        except Diverged as exc:
-            loss, diverged = math.nan, epoch
-            if log is not None:
-                log(f"epoch {epoch:>3}/{epochs}  stopped: {exc}")
-        seconds.append(time.perf_counter() - start)
-        acc = evaluate(model, split.x_test, split.y_test)
-        history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
-                        "seconds": seconds[-1]})
-        if diverged:
-            break
-        if log is not None:
-            log(f"epoch {epoch:>3}/{epochs}  loss {loss:.4f}  test accuracy {acc:.4f}  "
-                f"{seconds[-1]:.2f} s")
+    history = _train_epochs(model, opt, split, epochs, batch_size, rng, log)
+    diverged = next((h["epoch"] for h in history if h["diverged"]), None)
     return {"head": head, "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
             "params": model.num_parameters(), "head_params": model[3].num_parameters(),
             "train_loss": history[-1]["train_loss"],
             "test_accuracy": history[-1]["test_accuracy"],
-            "seconds_per_epoch": float(np.mean(seconds)), "diverged": diverged,
-            "history": history}
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
+            "diverged": diverged,
+            "history": [{k: v for k, v in h.items() if k != "diverged"} for h in history]}
+
+
+def _train_epochs(model: nn.Module, opt: optim.Optimizer, split: data.Split, epochs: int,
+                  batch_size: int, rng: np.random.Generator,
+                  log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """Train and evaluate epoch by epoch, stopping after one that diverged;
+    one record per epoch (loss, accuracy, seconds, whether it diverged)."""
+    history = []
+    for epoch in range(1, epochs + 1):
+        start, diverged = time.perf_counter(), None
+        try:
+            loss = train_epoch(model, opt, split.x_train, split.y_train, batch_size, rng)
+        except Diverged as exc:
+            loss, diverged = math.nan, exc
+        seconds = time.perf_counter() - start
+        acc = evaluate(model, split.x_test, split.y_test)
+        history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
+                        "seconds": seconds, "diverged": diverged is not None})
+        if log is not None:
+            log(f"epoch {epoch:>3}/{epochs}  stopped: {diverged}" if diverged else
+                f"epoch {epoch:>3}/{epochs}  loss {loss:.4f}  test accuracy {acc:.4f}  "
+                f"{seconds:.2f} s")
+        if diverged:
+            break
+    return history
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -240,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(result))
     elif result["diverged"]:
-        print(f"diverged in epoch {result['diverged']}; the last finite model's test "
-              f"accuracy {result['test_accuracy']:.4f}")
+        print(f"diverged in epoch {result['diverged']}; test accuracy of the model as it "
+              f"stopped {result['test_accuracy']:.4f}")
     else:
         print(f"test accuracy {result['test_accuracy']:.4f}, "
               f"{result['seconds_per_epoch']:.3f} s per epoch, {result['params']} parameters")

@@ -420,21 +420,25 @@ def test_paired_ratio_is_the_median_of_per_pair_ratios() -> None:
     assert ratio.pairs == 3 and math.isnan(paired_ratio([], []).median)
 
 
-def test_interleave_alternates_and_respects_the_budget() -> None:
+def test_interleave_alternates_and_respects_the_budget(monkeypatch) -> None:
     order: list[str] = []
     times = interleave({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                        repeat=4, warmup=1)
     assert all(len(t) == 4 for t in times.values())
     calls = order.count("a")
     assert calls == order.count("b")
-    slow = interleave({"a": lambda: None, "b": lambda: time.sleep(0.06)}, repeat=3,
+    clock = [0.0]  # a clock the calls advance, so that the budget's verdicts are fixed
+    monkeypatch.setattr(bench_timing.time, "perf_counter", lambda: clock[0])
+
+    def costs(seconds):
+        return lambda: clock.__setitem__(0, clock[0] + seconds)
+    slow = interleave({"a": costs(0.001), "b": costs(0.06)}, repeat=3,
                       budget_seconds=0.05)  # b is past it after one sample, a is not
-    assert len(slow["b"]) == 3 and math.isnan(slow["b"][2]) and not math.isnan(slow["b"][0])
-    assert not any(math.isnan(t) for t in slow["a"])
+    assert len(slow["b"]) == 3 and math.isnan(slow["b"][2]) and slow["b"][0] == pytest.approx(0.06)
+    assert slow["a"] == pytest.approx([0.001] * 3)
     # every method past its budget: the rounds stop, however many were asked for
-    spent = interleave({"a": lambda: None, "b": lambda: None}, repeat=10**12,
-                       budget_seconds=1e-9)
-    assert [len(t) for t in spent.values()] == [1, 1]
+    spent = interleave({"a": costs(0.06), "b": costs(0.06)}, repeat=1000, budget_seconds=0.05)
+    assert spent == {"a": [pytest.approx(0.06)], "b": [pytest.approx(0.06)]}
     with pytest.raises(ValueError, match="at least 1"):
         interleave({"a": lambda: None}, repeat=0)
 

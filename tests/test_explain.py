@@ -89,6 +89,19 @@ def test_a_window_length_in_sizes_sets_its_outer_index(spec, outer):
     assert f"operand 0 '{outer}'  shape {shape}" in text
 
 
+def test_a_window_length_sets_an_output_only_outer_index_and_the_fewest_positions_win():
+    text = explain("bc,uck->b(h+u)k", sizes={"(h+u)": 12})
+    assert "h=10" in text and "defaults: b, c, k, u;" in text
+    text = explain("b(h+u)c,b(h+v)c->bhuv", sizes={"(h+u)": 10, "(h+v)": 12})
+    assert "sizes     b=8, c=8, h=8, u=3, v=3" in text  # 8 positions fit both lengths
+
+
+def test_a_window_length_shorter_than_its_window_is_refused():
+    with pytest.raises(cn.SpecError, match=r"sizes= gives window \(h\+u\) length 2, "
+                                           r"shorter than one window \(u=3\)"):
+        explain("b(h+u)c,uck->bhk", sizes={"(h+u)": 2})
+
+
 def test_a_shape_count_that_differs_from_the_operand_count_is_named(capsys):
     assert main(["explain", "ab,bc->ac", "--shapes", "2x3"]) == 2
     assert "spec has 2 operand(s) but 1 shape(s) were given" in capsys.readouterr().err

@@ -907,12 +907,32 @@ def test_set_parameters_and_load_take_the_other_byte_order(tmp_path):
         d.set_parameters({**swapped, "weight": swapped["weight"].astype(">f8")})
 
 
-def test_apply_refuses_integer_parameters_and_computes_in_a_wider_float():
+def test_a_module_holding_the_other_byte_order_takes_its_own_dtype():
+    m = nn.Module()
+    m.add_parameter("w", np.ones(3, ">f4"))
+    m.set_parameters({"w": np.full(3, 2, ">f4")})
+    m.set_parameters({"w": np.full(3, 3, "<f4")})
+    np.testing.assert_array_equal(m.parameters()["w"], 3)
+
+
+def test_set_parameters_ties_views_of_one_array_as_num_parameters_does():
+    m = nn.Module()
+    w = np.zeros(3)
+    m.add_parameter("a", w)
+    m.add_parameter("b", w.view())  # the same elements under another array object
+    assert m.num_parameters() == 3
+    with pytest.raises(ValueError, match="'a' and 'b' are one tied array"):
+        m.set_parameters({"a": np.ones(3), "b": np.full(3, 2.0)})
+    np.testing.assert_array_equal(w, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128, np.bool_])
+def test_apply_refuses_parameters_that_are_not_real_floats(dtype):
     d = nn.Dense(2, 3, rng=0)
     x = np.ones((1, 2), np.float32)
-    with pytest.raises(ValueError, match="parameter 'weight' has dtype int64; parameters "
-                                         "must be floating point"):
-        d.apply({"weight": np.ones((2, 3), np.int64), "bias": np.zeros(3)}, x)
+    with pytest.raises(ValueError, match=f"parameter 'weight' has dtype {np.dtype(dtype)}; "
+                                         f"parameters must be floating point"):
+        d.apply({"weight": np.ones((2, 3), dtype), "bias": np.zeros(3)}, x)
     wide = {k: v.astype(np.float64) for k, v in d.parameters().items()}
     assert d.apply(wide, x).dtype == np.float64  # a float64 check of a float32 model
 

@@ -118,13 +118,37 @@ def test_a_diverging_epoch_stops_before_the_step_that_would_spoil_the_model():
     assert opt.steps >= 1  # it diverged after some steps, not at the first
 
 
+def test_a_model_with_a_fixed_batch_size_trains():
+    """The class count is read off the first batch, not off one example."""
+    layer = nn.Einsum("bi,ik->bk", sizes={"b": 4, "i": 3, "k": 2}, rng=0)
+    model = nn.Sequential(layer)
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    loss = train.train_epoch(model, optim.SGD(model.parameters(), lr=0.1), x,
+                             np.array([0, 1] * 4), 4, np.random.default_rng(0))
+    assert np.isfinite(loss)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the gradients overflow on purpose
+def test_a_finite_loss_with_gradients_past_float32_is_a_divergence():
+    model = nn.Sequential(nn.Dense(4, 3, rng=0), nn.Dense(3, 2, rng=1))
+    params = model.parameters()
+    params["0.weight"][...], params["1.weight"][...] = 1e-20, 1e19
+    before = {k: v.copy() for k, v in params.items()}
+    x = np.full((8, 4), 1e20, np.float32)
+    with pytest.raises(train.Diverged, match=r"batch 1: gradient '.*' holds .* infinite value"):
+        train.train_epoch(model, optim.SGD(params, lr=0.1), x, np.zeros(8, int), 8,
+                          np.random.default_rng(0))
+    for k, v in params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_train_epoch_checks_every_label_before_the_first_step():
     model = train.build_model(rng=0)
     opt = optim.Adam(model.parameters(), lr=0.01)
     before = {k: v.copy() for k, v in model.parameters().items()}
     x = np.zeros((4, 8, 8, 1), np.float32)
     for y, message in ((np.array([1, 2, 3, 99]), r"labels must lie in \[0, 10\)"),
-                       (np.array([1, 2, 3]), r"labels must have shape \(4,\)"),
+                       (np.array([1, 2, 3]), "x has 4 rows but y has 3"),
                        (np.array([1.0, 2, 3, 4]), "labels must be integers")):
         with pytest.raises(ValueError, match=message):
             train.train_epoch(model, opt, x, y, 2, np.random.default_rng(0))

@@ -347,8 +347,8 @@ class Conv2d(Module):
                              f"and out_channels={self.out_channels}")
         shape = self.kernel_size + (self.in_channels // self.groups, self.out_channels)
         rng, self.dtype = initializers.as_generator(rng), initializers.float_dtype(dtype)
-        # KH*KW*C/groups inputs reach an output, one input reaches KH*KW*K outputs
-        # (as nn.init.spec_fans counts a window)
+        # KH*KW*C/groups inputs reach an output; the fan-out is KH*KW*K whatever the
+        # groups, as PyTorch counts it (and nn.init.spec_fans counts a window)
         window = shape[0] * shape[1]
         fan_in, fan_out = window * shape[2], window * shape[3]
         if init == "he":

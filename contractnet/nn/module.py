@@ -199,10 +199,10 @@ class Module:
 def _check_tied_values(targets: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]
                        ) -> None:
     """Refuse two different values for one tied array (names that hold the
-    same array, a layer used twice): one of them would be lost."""
-    first: dict[int, str] = {}
+    same elements, a layer used twice): one of them would be lost."""
+    first: dict[tuple, str] = {}
     for name, array in targets.items():
-        earlier = first.setdefault(id(array), name)
+        earlier = first.setdefault(view_key(array), name)  # as num_parameters ties them
         if earlier != name and not np.array_equal(values[earlier], values[name],
                                                   equal_nan=True):
             raise ValueError(f"parameters {earlier!r} and {name!r} are one tied array "
@@ -230,10 +230,10 @@ def check_parameters(module: Module, params: Params, dtypes: bool = False) -> No
                              f"but the module expects {array.shape}")
         dtype = _dtype_of(name, got)
         # byte order aside: an .npz written on a big-endian machine holds >f4
-        if dtypes and dtype.newbyteorder("=") != array.dtype:
+        if dtypes and dtype.newbyteorder("=") != array.dtype.newbyteorder("="):
             raise ValueError(f"parameter {name!r} has dtype {got.dtype} "
                              f"but the module expects {array.dtype}")
-        if dtype.kind not in "fc":  # an integer weight would make the output float64
+        if dtype.kind != "f":  # an integer weight would make the output float64
             raise ValueError(f"parameter {name!r} has dtype {got.dtype}; parameters "
                              f"must be floating point")
 

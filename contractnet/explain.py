@@ -178,7 +178,9 @@ def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],
                               given: set[str]) -> dict[str, int]:
     """The outer index of each window whose group length ``sizes`` gives and
     whose own size is not ``given``: as many positions as fit that length
-    (the fewest, where several windows share the index).
+    (the fewest, where several windows share the index).  An index that is
+    also a window's inner index keeps its size: other windows' spans are
+    reckoned with it.
 
     Raises
     ------
@@ -186,16 +188,17 @@ def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],
         If a given length is shorter than its window.
     """
     derived: dict[str, int] = {}
-    for term in (*spec.inputs, spec.output):
-        for window in term.windows:
-            length = _group_length(sizes, window)
-            if length is None or window.outer in given:
-                continue
-            fit = window.outer_extent(length, sizes[window.inner])
-            if fit < 1:
-                raise SpecError(f"sizes= gives window {window} length {length}, shorter than "
-                                f"one window ({window.inner}={sizes[window.inner]})", str(spec))
-            derived[window.outer] = min(fit, derived.get(window.outer, fit))
+    windows = [w for term in (*spec.inputs, spec.output) for w in term.windows]
+    inner = {w.inner for w in windows}
+    for window in windows:
+        length = _group_length(sizes, window)
+        if length is None or window.outer in given or window.outer in inner:
+            continue
+        fit = window.outer_extent(length, sizes[window.inner])
+        if fit < 1:
+            raise SpecError(f"sizes= gives window {window} length {length}, shorter than "
+                            f"one window ({window.inner}={sizes[window.inner]})", str(spec))
+        derived[window.outer] = min(fit, derived.get(window.outer, fit))
     return derived
 
 

@@ -326,8 +326,8 @@ def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
     ------
     ValueError
         If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array is refused); numpy's own for an axis
-        out of range (an ``AxisError``) or given twice.
+        (a bool, a float or an array of one or more dimensions is refused);
+        numpy's own for an axis out of range (an ``AxisError``) or given twice.
     """
     return np.sum(np.asarray(a), axis=_axis(axis, "sum"), keepdims=keepdims)
 
@@ -394,9 +394,9 @@ def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
     ------
     ValueError
         If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array is refused); numpy's own for an axis
-        out of range (an ``AxisError``) or given twice, and for the maximum of
-        no elements.
+        (a bool, a float or an array of one or more dimensions is refused);
+        numpy's own for an axis out of range (an ``AxisError``) or given
+        twice, and for the maximum of no elements.
     """
     return np.max(a, axis=_axis(axis, "max"), keepdims=keepdims)
 
@@ -423,9 +423,9 @@ def min(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
     ------
     ValueError
         If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array is refused); numpy's own for an axis
-        out of range (an ``AxisError``) or given twice, and for the minimum of
-        no elements.
+        (a bool, a float or an array of one or more dimensions is refused);
+        numpy's own for an axis out of range (an ``AxisError``) or given
+        twice, and for the minimum of no elements.
     """
     return np.min(a, axis=_axis(axis, "min"), keepdims=keepdims)
 
@@ -453,8 +453,9 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     ------
     ValueError
         If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array is refused); numpy's own for an axis
-        out of range (an ``AxisError``) or given twice, and for no elements.
+        (a bool, a float or an array of one or more dimensions is refused);
+        numpy's own for an axis out of range (an ``AxisError``) or given
+        twice, and for no elements.
     """
     a = np.asarray(a)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)

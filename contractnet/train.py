@@ -15,7 +15,6 @@ weights, so their accuracies match and only their speed may differ.
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import sys
 import time
@@ -97,11 +96,11 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
     _check_optimizer_holds(opt, params)
-    batches = data.batches(x, y, batch_size, rng=rng)
-    first = next(batches)
-    classes = np.shape(model(first[0]))[-1]  # the first batch's logits: how many classes
+    # how many classes, off a batch's logits (a model may fix its batch size); before
+    # the shuffle, so that a refusal leaves rng as it was
+    classes = np.shape(model(x[:batch_size]))[-1]
     nn.losses.check_labels(y, (len(x), classes), "train_epoch")
-    for xb, yb in itertools.chain([first], batches):
+    for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         if not np.isfinite(loss):
             raise Diverged(f"the loss of batch {count + 1} is {float(loss)}: {_LOWER_THE_RATE}")

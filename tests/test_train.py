@@ -148,13 +148,17 @@ def test_train_epoch_checks_every_label_before_the_first_step():
     before = {k: v.copy() for k, v in model.parameters().items()}
     x = np.zeros((4, 8, 8, 1), np.float32)
     for y, message in ((np.array([1, 2, 3, 99]), r"labels must lie in \[0, 10\)"),
-                       (np.array([1, 2, 3]), "x has 4 rows but y has 3"),
+                       (np.array([1, 2, 3]), r"labels must have shape \(4,\)"),
                        (np.array([1.0, 2, 3, 4]), "labels must be integers")):
         with pytest.raises(ValueError, match=message):
             train.train_epoch(model, opt, x, y, 2, np.random.default_rng(0))
     for k, v in model.parameters().items():
         np.testing.assert_array_equal(v, before[k])
     assert opt.steps == 0
+    rng = np.random.default_rng(5)  # a refusal draws nothing: a retry shuffles as a first try
+    with pytest.raises(ValueError, match="labels must lie"):
+        train.train_epoch(model, opt, x, np.array([1, 2, 3, 99]), 2, rng)
+    assert rng.integers(1000) == np.random.default_rng(5).integers(1000)
 
 
 def test_cli_rejects_unknown_head_and_dataset(capsys):

@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .arguments import is_int
+
 
 class MemoryBudgetError(ValueError):
     """A contraction would allocate more than the memory budget allows."""
@@ -55,8 +57,7 @@ def set_memory_budget(nbytes: int | None) -> int:
     ValueError
         If ``nbytes`` is not a positive int (a bool, a float or 0 included).
     """
-    if nbytes is not None and (not isinstance(nbytes, (int, np.integer))
-                               or isinstance(nbytes, bool) or nbytes <= 0):
+    if nbytes is not None and (not is_int(nbytes) or nbytes <= 0):
         raise ValueError(f"memory budget must be a positive number of bytes, got {nbytes!r}")
     previous = BUDGET[0]
     BUDGET[0] = _default_budget() if nbytes is None else int(nbytes)

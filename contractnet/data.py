@@ -11,6 +11,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .arguments import floating_dtype, non_negative_int, positive_int
+
 
 class Split(NamedTuple):
     """A train/test split: images ``(B, H, W, C)`` and integer labels ``(B,)``."""
@@ -63,14 +65,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0,
         fraction = math.nan  # refused just below, by name
     if isinstance(test_fraction, (bool, str)) or not 0.0 < fraction < 1.0:
         raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}") from None
-    if not np.issubdtype(dt, np.floating):
-        raise ValueError(f"dtype must be floating, got {dt}")
+    non_negative_int(seed, "seed")
+    dt = floating_dtype(dtype)
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as exc:
@@ -120,9 +116,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = Tr
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-    if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-            or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     if shuffle:
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         order = gen.permutation(len(x))

@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .arguments import non_negative_int, positive_int
 from .autodiff import flatten_tree, refuse_non_float, vjp
 from .trace import value_of
 
@@ -121,9 +122,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     _check_settings(eps=eps, rtol=rtol, atol=atol, trials=trials)
     if not isinstance(own_dtype, (bool, np.bool_)):
         raise ValueError(f"own_dtype must be True or False, got {own_dtype!r}")
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
-                             or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    non_negative_int(seed, "seed", none_ok=True)
     refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
     rng = np.random.default_rng(seed)
     flats = [flatten_tree(p) for p in primals]
@@ -164,9 +163,7 @@ def _check_settings(eps: float, rtol: float, atol: float, trials: int) -> None:
         if not real or not math.isfinite(value) or value < 0 or (positive and value == 0):
             wanted = "a positive" if positive else "a non-negative"
             raise ValueError(f"{name} must be {wanted} finite number, got {value!r}")
-    if isinstance(trials, (bool, np.bool_)) or not isinstance(trials, (int, np.integer)) \
-            or trials < 1:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    positive_int(trials, "trials")
 
 
 def _promoted(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import data, nn, optim
+from .arguments import non_negative_int, positive_int
 from .files import json_text
 from .pair import view_key
 
@@ -187,10 +188,9 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     ImportError
         If scikit-learn is missing.
     """
-    epochs = nn.layers.positive_int(epochs, "epochs")
-    batch_size = nn.layers.positive_int(batch_size, "batch_size")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    non_negative_int(seed, "seed")
     rng = np.random.default_rng(seed)
     model = build_model(head, rng=rng, rank=rank, ranks=ranks)
     opt = optim.Adam(model.parameters(), lr=lr)

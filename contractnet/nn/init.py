@@ -15,10 +15,11 @@ and of window offsets.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..arguments import floating_dtype, is_int, non_negative_int, positive_int
 from ..budget import check_allocation
 from ..spec import Spec
 
@@ -35,29 +36,9 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     """
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        if rng is not None and rng < 0:
-            raise ValueError(f"rng as a seed must be a non-negative integer, got {rng}")
-        return np.random.default_rng(rng)
-    raise ValueError("rng must be a numpy Generator, an int seed or None, "
-                     f"got {type(rng).__name__}")
-
-
-def dtype_named(dtype: Any, name: str) -> np.dtype:
-    """``np.dtype(dtype)``; a ValueError naming the argument ``name`` when
-    numpy cannot read it as a dtype."""
-    try:
-        return np.dtype(dtype)
-    except TypeError as error:
-        raise ValueError(f"{name} {dtype!r} is not a numpy dtype: {error}") from None
-
-
-def float_dtype(dtype: np.dtype | type | str) -> np.dtype:
-    """``np.dtype(dtype)``, refusing anything that is not floating point."""
-    dt = dtype_named(dtype, "dtype")
-    if not np.issubdtype(dt, np.floating):
-        raise ValueError(f"parameters must have a floating dtype, got {dt}")
-    return dt
+    if rng is None or is_int(rng):
+        return np.random.default_rng(non_negative_int(rng, "rng as a seed", none_ok=True))
+    raise ValueError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
 
 
 def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
@@ -70,7 +51,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     >>> w.dtype, w.shape
     (dtype('float32'), (3, 2))
     """
-    dt = float_dtype(dtype)
+    dt = floating_dtype(dtype)
     check_allocation(shape, dt, "a weight")
     draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
     out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
@@ -81,7 +62,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
 def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Draw ``U(-limit, limit)`` in ``dtype``."""
-    dt = float_dtype(dtype)
+    dt = floating_dtype(dtype)
     check_allocation(shape, dt, "a weight")
     draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
     out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
@@ -115,13 +96,12 @@ def glorot_uniform(shape: Sequence[int], fan_in: int, fan_out: int, *,
 
 def zeros(shape: Sequence[int], dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Zeros in a floating ``dtype`` (biases)."""
-    check_allocation(shape, float_dtype(dtype), "a weight")
-    return np.zeros(tuple(shape), dtype=float_dtype(dtype))
+    check_allocation(shape, floating_dtype(dtype), "a weight")
+    return np.zeros(tuple(shape), dtype=floating_dtype(dtype))
 
 
 def _check_fan(fan: int, name: str) -> None:
-    if not isinstance(fan, (int, np.integer)) or fan <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {fan!r}")
+    positive_int(fan, name)
 
 
 def spec_fans(spec: Spec, sizes: Mapping[str, int], inputs: Sequence[int] = (0,)

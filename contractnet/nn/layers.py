@@ -11,6 +11,7 @@ import numpy as np
 
 import contractnet as cn
 
+from ..arguments import floating_dtype, is_int, positive_int
 from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
 from . import init as initializers
 from .module import Module, Params
@@ -90,7 +91,7 @@ class Einsum(Module):
         self.spec = str(parsed)
         self.sizes = _check_sizes(parsed, sizes, weight_terms)
         self.weight_names = _weight_names(weight_names, len(weight_terms))
-        self.dtype = initializers.float_dtype(dtype)
+        self.dtype = floating_dtype(dtype)
         # checked before any weight is drawn: a refused layer leaves the generator untouched
         bias_shape, self._bias_view = (_bias_layout(parsed, self.sizes, weight_terms)
                                        if bias else ((), None))
@@ -173,7 +174,7 @@ def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str
     for name, n in sizes.items():
         if name not in indices:
             raise ValueError(f"sizes gives index {name!r}, which spec '{spec}' does not use")
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        if not is_int(n) or n <= 0:
             raise ValueError(f"size of index {name!r} must be a positive integer, got {n!r}")
     weight_idx = [i for t in weight_terms for i in t.indices()]
     missing = sorted(set(weight_idx) - set(sizes))
@@ -258,13 +259,6 @@ class Dense(Einsum):
                 f"bias={'bias' in self._params}")
 
 
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int ``>= 1``; raises ValueError naming ``name``."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def pair(value: Any, name: str, minimum: int = 1, owner: str = "layer") -> tuple[int, int]:
     """``value`` as a pair of ints ``>= minimum``, checked as ``cn.conv2d`` checks
     its own arguments (a ``ValueError`` naming ``owner`` and ``name``)."""
@@ -346,7 +340,7 @@ class Conv2d(Module):
             raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
                              f"and out_channels={self.out_channels}")
         shape = self.kernel_size + (self.in_channels // self.groups, self.out_channels)
-        rng, self.dtype = initializers.as_generator(rng), initializers.float_dtype(dtype)
+        rng, self.dtype = initializers.as_generator(rng), floating_dtype(dtype)
         # KH*KW*C/groups inputs reach an output; the fan-out is KH*KW*K whatever the
         # groups, as PyTorch counts it (and nn.init.spec_fans counts a window)
         window = shape[0] * shape[1]

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import contractnet as cn
+from ..arguments import is_int
 from ..trace import array_or_traced
 
 # The activation axes (0: n, 1: m, 2: d) in the order a layout flattens them.
@@ -36,8 +37,7 @@ def check_layout(layout: str) -> tuple[int, int, int]:
 def check_in_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = (tuple(in_shape) if isinstance(in_shape, (Sequence, np.ndarray))
              and not isinstance(in_shape, str) and np.ndim(in_shape) == 1 else ())
-    if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-                                  and n > 0 for n in shape):
+    if len(shape) != 3 or not all(is_int(n) and n > 0 for n in shape):
         raise ValueError(f"in_shape must be three positive ints (N, M, D), got {in_shape!r}")
     return tuple(int(n) for n in shape)  # type: ignore[return-value]
 

@@ -1,0 +1,52 @@
+"""Checks of the plain arguments users pass (counts, seeds, dtypes), with one
+wording for each kind: a ``ValueError`` naming the argument and quoting what
+was given.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def is_int(value: Any) -> bool:
+    """True for a Python or numpy integer; a bool is not one.
+
+    >>> is_int(3), is_int(np.int8(3)), is_int(True), is_int(3.0)
+    (True, True, False, False)
+    """
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int ``>= 1``; a ValueError naming ``name`` otherwise."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(value: Any, name: str, none_ok: bool = False) -> int | None:
+    """``value`` as an int ``>= 0`` (a seed, say), or None where ``none_ok``;
+    a ValueError naming ``name`` otherwise."""
+    if value is None and none_ok:
+        return None
+    if not is_int(value) or value < 0:
+        allowed = "a non-negative integer or None" if none_ok else "a non-negative integer"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """``np.dtype(dtype)`` when it is a floating dtype; a ValueError naming
+    ``name`` for anything else, including what numpy cannot read as a dtype.
+
+    >>> floating_dtype("float32")
+    dtype('float32')
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{name} must be a floating dtype, got {dtype!r}") from None
+    if not np.issubdtype(dt, np.floating):
+        raise ValueError(f"{name} must be a floating dtype, got {dt}")
+    return dt

@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bind import Bound, bind, bind_array_shapes, bind_text, bound_by_text, checked_shape
+from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, check_operand_count,
+                   checked_shape)
 from .budget import check_allocation
 from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
@@ -321,9 +322,7 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
     ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
     """
     parsed = _as_spec(spec)
-    if len(shapes) != len(parsed.inputs):
-        raise SpecError(f"spec has {len(parsed.inputs)} operand(s) but {len(shapes)} "
-                        f"shape(s) were given", str(parsed))
+    check_operand_count(parsed, len(shapes), "shape(s)")
     shapes = tuple(checked_shape(s, f"the shape of operand {i}", str(parsed))
                    for i, s in enumerate(shapes))
     bound = bind(parsed, shapes, sizes)

@@ -450,27 +450,27 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         leaves.append(Traced(x))
     result = fn(*rebuild(leaves))
     if type(result) is Traced:
-        out = result.value
-        node = result.node
-        if out.dtype.kind not in NUMERIC_KINDS:  # a cast to strings, say
-            raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
-        # no primitive returns an argument itself: an answer owning its memory is new
-        if node is not None and (out.base is not None or reads_answer(node)):
-            out = out.view()  # a recorded step may read this memory again: the caller
-            out.flags.writeable = False  # gets a read-only view of it
+        out, node = result.value, result.node
     elif result is None or isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got {type(result).__name__}")
     else:
-        out = np.asarray(result)
-        if out.dtype.kind not in NUMERIC_KINDS:
-            raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
+        out, node = np.asarray(result), None
+    if out.dtype.kind not in NUMERIC_KINDS:  # strings, objects, a cast to either
+        raise ValueError(f"the function must return a numeric array, got dtype {out.dtype}")
+    # no primitive returns an argument itself: an answer owning its memory is new
+    if node is not None and (out.base is not None or reads_answer(node)):
+        out = out.view()  # a recorded step may read this memory again: the caller
+        out.flags.writeable = False  # gets a read-only view of it
 
     def vjp_fn(cotangent: Any) -> tuple:
+        if cotangent is None:
+            raise ValueError(f"the cotangent is None; it must be a numeric array shaped like "
+                             f"the output ({out.shape}, {out.dtype})")
         cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
         if type(cot) is not np.ndarray:
             cot = np.asarray(cot)
         if cot.shape != out.shape or cot.dtype != out.dtype:
-            cot = _checked_cotangent(cot, out, cotangent)
+            cot = _checked_cotangent(cot, out)
         grads = backprop(result, cot) if isinstance(result, Traced) else {}
         # gradients must not share memory with these, nor with one another
         # (plain loops here: a comprehension costs a function object per call)
@@ -486,18 +486,17 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     return out, vjp_fn
 
 
-def _checked_cotangent(cot: np.ndarray, out: np.ndarray, given: Any) -> np.ndarray:
-    """``cot`` (``given`` as an array) as the cotangent of ``out``: numeric,
-    of its shape, real if it is real, in the dtype both promote to."""
+def _checked_cotangent(cot: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``cot`` as the cotangent of ``out``: numeric, of its shape, real if it
+    is real, in the dtype both promote to."""
     if cot.dtype.kind not in NUMERIC_KINDS:
-        what = "None" if given is None else f"of dtype {cot.dtype}"
-        raise ValueError(f"the cotangent is {what}; it must be a numeric array shaped like "
-                         f"the output ({out.shape}, {out.dtype})")
+        raise ValueError(f"the cotangent has dtype {cot.dtype}; it must be a numeric array "
+                         f"shaped like the output ({out.shape}, {out.dtype})")
     if cot.shape != out.shape:
-        raise ValueError(f"cotangent has shape {cot.shape} but the output has "
+        raise ValueError(f"the cotangent has shape {cot.shape} but the output has "
                          f"shape {out.shape}")
     if cot.dtype.kind == "c" and out.dtype.kind != "c":
-        raise ValueError(f"cotangent has dtype {cot.dtype} but the output is real "
+        raise ValueError(f"the cotangent has dtype {cot.dtype} but the output is real "
                          f"({out.dtype}): its imaginary part would be lost; pass "
                          f"a real cotangent")
     return cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)

@@ -147,10 +147,6 @@ def get_preset(name: str) -> Preset:
                          + hint) from None
 
 
-#: What may stand between the numbers of a ``--shape``: one comma or ``x``, or spaces.
-_SEPARATORS = re.compile(r"\s*[,x]\s*|\s+")
-
-
 def parse_shape(text: str) -> HeadShape | ConvShape:
     """Parse ``--shape``: 5 integers for a head, 7 to 9 for a conv.
 
@@ -170,7 +166,7 @@ def parse_shape(text: str) -> HeadShape | ConvShape:
     >>> parse_shape("8,14,14,512,3,3,512,1,1").padding
     1
     """
-    parts = _SEPARATORS.split(text.strip())
+    parts = re.split(r"\s*[,x]\s*|\s+", text.strip())  # one separator between numbers
     if not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError(f"bad --shape {text!r}: expected integers separated by ',' or 'x', "
                          "B,N,M,D,K for a head or B,H,W,C,KH,KW,K[,stride[,padding]] for a conv")
@@ -234,15 +230,15 @@ def select_shapes(kind: str, presets: list[str], shapes: list[str]
     """
     if kind not in KINDS:
         raise ValueError(f"unknown benchmark {kind!r}; choose from {', '.join(KINDS)}")
-    parsed = [(text, parse_shape(text)) for text in shapes]
+    parsed = [parse_shape(text) for text in shapes]
     chosen = [get_preset(name) for name in presets]
     if not chosen and not parsed:
         chosen = [PRESETS[name] for name in QUICK_PRESETS]
     want = ConvShape if kind == "conv" else HeadShape
     cases = [(p.name, p.conv if kind == "conv" else p.head) for p in chosen]
     # each custom case named by its numbers, so that two of them stay apart in the tables
-    cases += [("custom " + ",".join(_SEPARATORS.split(text.strip())), shape)
-              for text, shape in parsed if isinstance(shape, want)]
+    cases += [("custom " + ",".join(map(str, shape.as_dict().values())), shape)
+              for shape in parsed if isinstance(shape, want)]
     # Presets may share a shape (VGG's two heads share conv5_3): run it once.
     seen: set[HeadShape | ConvShape] = set()
     return [(name, shape) for name, shape in cases if not (shape in seen or seen.add(shape))]

@@ -281,6 +281,14 @@ def _size_value(key, value, text: str) -> int:
     return value
 
 
+def check_operand_count(spec: Spec, given: int, what: str) -> None:
+    """Raise :class:`SpecError` unless ``given`` (arrays or shapes: ``what``)
+    is the number of operands ``spec`` has."""
+    if given != len(spec.inputs):
+        raise SpecError(f"spec has {len(spec.inputs)} operand(s) but {given} {what} were "
+                        f"given", str(spec))
+
+
 def checked_shape(shape, what: str, text: str) -> tuple[int, ...]:
     """``shape`` as a tuple of non-negative ints (not bools), or a
     :class:`SpecError` naming ``what`` in spec ``text``."""
@@ -396,9 +404,7 @@ def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
     """
     text = str(spec)
     shapes = [tuple(int(n) for n in s) for s in shapes]
-    if len(shapes) != len(spec.inputs):
-        raise SpecError(f"spec has {len(spec.inputs)} operand(s) but {len(shapes)} "
-                        f"array(s) were given", text)
+    check_operand_count(spec, len(shapes), "array(s)")
     letters, given_windows = _split_given(spec, sizes, text)
     concrete, cols = _expand_ellipsis(spec, shapes)
     if out_shape is not None and len(out_shape) == len(concrete.output.axes):

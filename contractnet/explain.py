@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import opt_einsum
 
 from .api import backward_specs
-from .bind import Bound, bind
+from .bind import Bound, bind, check_operand_count
 from .engine import make_plan
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
@@ -106,26 +106,28 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
             sizes: Mapping[str, int] | None = None) -> str:
     """A readable account of ``spec``: indices, sizes, path, backward specs.
 
-    Without ``shapes`` every index gets ``sizes[index]`` or a default (8, and
-    3 for a window's inner index); the account names the defaulted ones.
-    Where an operand's windows stop short of its axis (a stride leaving its
-    last positions unread), it gives the ``sizes=`` that run the operand's
-    backward spec by hand.
+    Without ``shapes`` every index gets ``sizes[index]``; a window's outer
+    index not given there gets as many positions as fit a group length
+    given there (``sizes={"(2h+u)": 9}``); every other index a default (8,
+    and 3 for a window's inner index).  The account names the defaulted
+    ones.  Where an operand's windows stop short of its axis (a stride
+    leaving its last positions unread), it gives the ``sizes=`` that run
+    the operand's backward spec by hand.
+
+    Raises
+    ------
+    SpecError
+        As :func:`contractnet.backward_specs` raises it, and for a group
+        length shorter than its window.
+    ValueError
+        For a spec with ``...`` and no ``shapes``.
     """
     parsed = parse(spec)
     sizes = dict(sizes or {})
     defaulted: set[str] = set()
     if shapes is None:
-        given = set(sizes)
-        sizes = _with_default_sizes(parsed, sizes)
-        derived = _outer_sizes_from_lengths(parsed, sizes, given)
-        sizes.update(derived)
-        shapes = _default_shapes(parsed, sizes)
-        defaulted = parsed.indices() - given - set(derived)
-        sizes = {k: v for k, v in sizes.items() if k not in _plain_input_letters(parsed)}
-    if len(shapes) != len(parsed.inputs):
-        raise SpecError(f"spec has {len(parsed.inputs)} operand(s) but {len(shapes)} "
-                        f"shape(s) were given", str(parsed))
+        shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
+    check_operand_count(parsed, len(shapes), "shape(s)")
     bound = bind(parsed, shapes, sizes)
     lines = [f"spec      {parsed}"]
     for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
@@ -167,6 +169,21 @@ def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:
     return {**{n: DEFAULT_SIZE for n in output_only}, **{n: 3 for n in inner}, **sizes}
 
 
+def _shapes_from_sizes(spec: Spec, sizes: dict[str, int]
+                       ) -> tuple[list[tuple[int, ...]], dict[str, int], set[str]]:
+    """Shapes for ``spec`` from the sizes given and defaults; the sizes to
+    bind them with (those no input axis carries by itself); the indices
+    defaulted."""
+    given = set(sizes)
+    sizes = _with_default_sizes(spec, sizes)
+    derived = _outer_sizes_from_lengths(spec, sizes, given)
+    sizes.update(derived)
+    shapes = _default_shapes(spec, sizes)
+    plain = _plain_input_letters(spec)
+    return (shapes, {k: v for k, v in sizes.items() if k not in plain},
+            spec.indices() - given - set(derived))
+
+
 def _group_length(sizes: Mapping[str, int], window: Window) -> int | None:
     """The length ``sizes`` gives window group ``window`` (keyed ``"(2h+u)"``
     or ``"2h+u"``), or None."""
@@ -195,9 +212,11 @@ def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],
         if length is None or window.outer in given or window.outer in inner:
             continue
         fit = window.outer_extent(length, sizes[window.inner])
-        if fit < 1:
-            raise SpecError(f"sizes= gives window {window} length {length}, shorter than "
-                            f"one window ({window.inner}={sizes[window.inner]})", str(spec))
+        if fit < 1:  # bind's words, for the length sizes= gives
+            text = str(spec)
+            raise SpecError(f"window {window} with '{window.inner}'={sizes[window.inner]} "
+                            f"does not fit the length {length} sizes= gives it", text,
+                            text.index(str(window)))
         derived[window.outer] = min(fit, derived.get(window.outer, fit))
     return derived
 

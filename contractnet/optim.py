@@ -72,18 +72,31 @@ class Optimizer:
         ValueError
             If ``grads`` is not a mapping, a name is missing or unexpected, a
             gradient's shape differs from its parameter's or is not real
-            (complex, object, string, time), a gradient (summed over a
-            tied parameter's names) holds a nan or an infinity in its
-            parameter's dtype (a diverged loss; one step on it would turn
-            the parameter, and Adam's moments, to nan for good: a
-            :class:`NonFiniteGradientError`), or a parameter has become
+            (complex, object, string, time), or a parameter has become
             read-only; no parameter is changed then.
+        NonFiniteGradientError
+            A ``ValueError``: a gradient (summed, for a tied parameter) holds
+            a nan or an infinity in its parameter's dtype, as a diverged loss
+            gives; one step on it would leave the parameter, and Adam's
+            moments, nan for good.  No parameter is changed.
         """
         with np.errstate(over="ignore", invalid="ignore"):  # an inf is refused below, by name
-            checked = self._check_grads(grads)
-            for name, owner in self.tied.items():  # a tied parameter's gradient: the sum
-                checked[owner] = checked[owner] + checked.pop(name)
-        for name, g in checked.items():  # in the parameter's dtype, summed: as applied
+            checked = self._tied_sums(self._check_grads(grads))
+        self._refuse_non_finite(checked)
+        self.steps += 1
+        for name, g in checked.items():
+            self._update(name, self.params[name], g)
+
+    def _tied_sums(self, checked: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradients by parameter: a tied parameter's is its names' sum."""
+        for name, owner in self.tied.items():
+            checked[owner] = checked[owner] + checked.pop(name)
+        return checked
+
+    def _refuse_non_finite(self, checked: Mapping[str, np.ndarray]) -> None:
+        """Raise :class:`NonFiniteGradientError` for the first gradient, as it
+        would be applied, that holds a nan or an infinity."""
+        for name, g in checked.items():
             if not np.isfinite(g).all():
                 names = [name] + [n for n, owner in self.tied.items() if owner == name]
                 which = (f"gradient {name!r}" if len(names) == 1 else
@@ -91,9 +104,6 @@ class Optimizer:
                 raise NonFiniteGradientError(
                     f"{which} holds {_non_finite(g)} in the parameter's dtype "
                     f"{self.params[name].dtype}; no parameter was updated")
-        self.steps += 1
-        for name, g in checked.items():
-            self._update(name, self.params[name], g)
 
     def _check_grads(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(grads, Mapping):

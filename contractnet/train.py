@@ -73,8 +73,9 @@ class Diverged(ValueError):
     model unusable: the loss is only seen after the step that spoils it)."""
 
 
-#: The advice every :class:`Diverged` ends with.
-_LOWER_THE_RATE = "training diverged (a lower learning rate may help)"
+def _diverged(batch: int, reason: str) -> Diverged:
+    return Diverged(f"training diverged in batch {batch}: {reason}; a lower learning rate "
+                    f"may help")
 
 
 def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
@@ -104,11 +105,11 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     for xb, yb in data.batches(x, y, batch_size, rng=rng):
         loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
         if not np.isfinite(loss):
-            raise Diverged(f"the loss of batch {count + 1} is {float(loss)}: {_LOWER_THE_RATE}")
+            raise _diverged(count + 1, f"its loss is {float(loss)}")
         try:
             opt.step(grads)
         except optim.NonFiniteGradientError as exc:
-            raise Diverged(f"batch {count + 1}: {exc}: {_LOWER_THE_RATE}") from exc
+            raise _diverged(count + 1, str(exc)) from exc
         total, count = total + float(loss), count + 1
     return total / count
 
@@ -197,40 +198,38 @@ def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_s
     split = data.load_digits(seed=seed)
     if log is not None:
         log(f"digits: {len(split.y_train)} train, {len(split.y_test)} test; head {model[3]!r}")
-    history = _train_epochs(model, opt, split, epochs, batch_size, rng, log)
-    diverged = next((h["epoch"] for h in history if h["diverged"]), None)
+    history, diverged_epoch = _train_epochs(model, opt, split, epochs, batch_size, rng, log)
     return {"head": head, "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
             "params": model.num_parameters(), "head_params": model[3].num_parameters(),
             "train_loss": history[-1]["train_loss"],
             "test_accuracy": history[-1]["test_accuracy"],
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
-            "diverged": diverged,
-            "history": [{k: v for k, v in h.items() if k != "diverged"} for h in history]}
+            "diverged": diverged_epoch, "history": history}
 
 
 def _train_epochs(model: nn.Module, opt: optim.Optimizer, split: data.Split, epochs: int,
-                  batch_size: int, rng: np.random.Generator,
-                  log: Callable[[str], None] | None) -> list[dict[str, Any]]:
-    """Train and evaluate epoch by epoch, stopping after one that diverged;
-    one record per epoch (loss, accuracy, seconds, whether it diverged)."""
+                  batch_size: int, rng: np.random.Generator, log: Callable[[str], None] | None
+                  ) -> tuple[list[dict[str, Any]], int | None]:
+    """Train and evaluate epoch by epoch: one record per epoch (loss, accuracy,
+    seconds), and the number of the epoch that diverged (the last), or None."""
     history = []
     for epoch in range(1, epochs + 1):
-        start, diverged = time.perf_counter(), None
+        start, stop = time.perf_counter(), None
         try:
             loss = train_epoch(model, opt, split.x_train, split.y_train, batch_size, rng)
         except Diverged as exc:
-            loss, diverged = math.nan, exc
+            loss, stop = math.nan, exc
         seconds = time.perf_counter() - start
         acc = evaluate(model, split.x_test, split.y_test)
         history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
-                        "seconds": seconds, "diverged": diverged is not None})
+                        "seconds": seconds})
         if log is not None:
-            log(f"epoch {epoch:>3}/{epochs}  stopped: {diverged}" if diverged else
+            log(f"epoch {epoch:>3}/{epochs}  stopped: {stop}" if stop else
                 f"epoch {epoch:>3}/{epochs}  loss {loss:.4f}  test accuracy {acc:.4f}  "
                 f"{seconds:.2f} s")
-        if diverged:
-            break
-    return history
+        if stop:
+            return history, epoch
+    return history, None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

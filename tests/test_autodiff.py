@@ -541,11 +541,11 @@ def test_vjp_refuses_a_traced_result_that_is_not_numeric():
 
 
 @pytest.mark.parametrize("cotangent, named", [
-    (np.array([None] * 2), "of dtype object"), (np.array(["a", "b"]), "of dtype <U1"),
-    (None, "None"), (["a"], "of dtype <U1")])
+    (np.array([None] * 2), "has dtype object"), (np.array(["a", "b"]), "has dtype <U1"),
+    (None, "is None"), (["a"], "has dtype <U1")])
 def test_vjp_fn_refuses_a_non_numeric_cotangent(cotangent, named):
     _, vjp_fn = cn.vjp(lambda a: a * 2.0, np.ones(2))
-    with pytest.raises(ValueError, match=rf"the cotangent is {named}; it must be a numeric "
+    with pytest.raises(ValueError, match=rf"the cotangent {named}; it must be a numeric "
                                          rf"array shaped like the output \(\(2,\), float64\)"):
         vjp_fn(cotangent)
 

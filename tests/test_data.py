@@ -39,17 +39,11 @@ def test_split_is_deterministic_per_seed_and_disjoint():
     assert overlap <= 3  # only the dataset's own duplicate images
 
 
-def test_load_digits_validation():
-    with pytest.raises(ValueError, match="test_fraction"):
-        data.load_digits(test_fraction=1.0)
-    for fraction in (0.9999, 0.0001):  # rounds to an empty set
-        with pytest.raises(ValueError, match="both the training and the test set"):
-            data.load_digits(test_fraction=fraction)
-    with pytest.raises(ValueError, match="floating"):
-        data.load_digits(dtype=np.int32)
-
-
 @pytest.mark.parametrize("kwargs, message", [
+    ({"test_fraction": 1.0}, r"test_fraction must be a number in \(0, 1\), got 1.0"),
+    ({"test_fraction": 0.9999}, "both the training and the test set"),  # rounds to empty
+    ({"test_fraction": 0.0001}, "both the training and the test set"),
+    ({"dtype": np.int32}, "dtype must be a floating dtype, got int32"),
     ({"seed": 1.5}, "seed must be a non-negative integer, got 1.5"),
     ({"seed": -1}, "seed must be a non-negative integer, got -1"),
     ({"seed": True}, "seed must be a non-negative integer, got True"),

@@ -96,18 +96,20 @@ def test_a_window_length_sets_an_output_only_outer_index_and_the_fewest_position
     assert "sizes     b=8, c=8, h=8, u=3, v=3" in text  # 8 positions fit both lengths
 
 
-@pytest.mark.parametrize("spec, sizes", [
-    ("b(h+u)c,b(u+v)c->b", {"(h+u)": 10, "(u+v)": 6}),
-    ("b(u+v)c,b(h+u)c->b", {"(h+u)": 10, "(u+v)": 6}),
-    ("b(h+u),b(u+h)->b", {"(h+u)": 10, "(u+h)": 10})])
-def test_an_index_that_is_also_a_windows_inner_index_keeps_its_size(spec, sizes):
-    """Deriving it would change other windows' spans after they were reckoned."""
-    assert "sizes     b=8" in explain(spec, sizes=sizes)
+@pytest.mark.parametrize("spec, sizes, line", [
+    ("b(h+u)c,b(u+v)c->b", {"(h+u)": 10, "(u+v)": 6}, "b=8, c=8, h=8, u=3, v=3"),
+    ("b(u+v)c,b(h+u)c->b", {"(h+u)": 10, "(u+v)": 6}, "b=8, c=8, h=8, u=3, v=3"),
+    ("b(h+u),b(u+h)->b", {"(h+u)": 10, "(u+h)": 10}, "b=8, h=3, u=3")])
+def test_an_index_that_is_also_a_windows_inner_index_keeps_its_size(spec, sizes, line):
+    """Deriving it would change other windows' spans after they were reckoned
+    (u=4 from (u+v)=6 would make (h+u) span 11 of its 10)."""
+    assert f"sizes     {line}\n" in explain(spec, sizes=sizes)
 
 
 def test_a_window_length_shorter_than_its_window_is_refused():
-    with pytest.raises(cn.SpecError, match=r"sizes= gives window \(h\+u\) length 2, "
-                                           r"shorter than one window \(u=3\)"):
+    with pytest.raises(cn.SpecError, match=r"window \(h\+u\) with 'u'=3 does not fit the "
+                                           r"length 2 sizes= gives it\n"
+                                           r"  b\(h\+u\)c,uck->bhk\n   \^"):  # the caret
         explain("b(h+u)c,uck->bhk", sizes={"(h+u)": 2})
 
 

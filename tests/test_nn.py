@@ -449,7 +449,8 @@ def test_conv_glorot_counts_the_window_in_both_fans_as_keras_and_pytorch():
 @pytest.mark.parametrize("make, message", [
     (lambda: nn.Dense(3, 3, dtype="foo"), "dtype must be a floating dtype, got 'foo'"),
     (lambda: nn.Conv2d(1, 2, 3, dtype="foo"), "dtype must be a floating dtype, got 'foo'"),
-    (lambda: nn.Dense(3, 3, rng=-1), "rng as a seed must be a non-negative integer or None, got -1"),
+    (lambda: nn.Dense(3, 3, rng=-1),
+     "rng as a seed must be a non-negative integer or None, got -1"),
 ])
 def test_layers_name_a_bad_dtype_or_seed(make, message):
     with pytest.raises(ValueError, match=message):

@@ -9,6 +9,9 @@ import pytest
 
 from contractnet import optim
 
+#: Each optimizer, built on a parameter dict: the cases every contract test runs.
+OPTIMIZERS = [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)]
+
 
 def test_sgd_plain_step_in_place():
     w = np.array([1.0, -2.0], np.float32)
@@ -67,8 +70,7 @@ def test_adam_preserves_float32_and_casts_gradients():
     np.testing.assert_allclose(p["w"], 0.9, rtol=1e-6)
 
 
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                                  lambda p: optim.Adam(p, lr=0.1)])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 def test_step_checks_everything_before_changing_anything(make):
     p = {"a": np.ones(2), "b": np.ones(3)}
     opt = make(p)
@@ -93,8 +95,7 @@ def test_step_checks_everything_before_changing_anything(make):
 
 
 @pytest.mark.filterwarnings("error")  # the float32 cast of 1e300 must not warn either
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 @pytest.mark.parametrize("bad, holds", [
     ([1.0, np.nan, np.inf], "1 nan and 1 infinite value"), ([np.nan, 0, np.nan], "2 nan value"),
     ([1e300, 0.0, 0.0], "1 infinite value")])  # finite in float64, inf in float32
@@ -104,7 +105,8 @@ def test_a_gradient_that_is_not_finite_changes_nothing(make, bad, holds):
     opt.step({"a": np.ones(2), "b": np.ones(3)})
     before = {k: v.copy() for k, v in p.items()}
     state = {k: {s: v.copy() for s, v in d.items()} for k, d in opt.state.items()}
-    with pytest.raises(ValueError, match=f"gradient 'b' holds {holds}.* in the parameter's "
+    with pytest.raises(optim.NonFiniteGradientError,
+                       match=f"gradient 'b' holds {holds}.* in the parameter's "
                                          f"dtype float32; no parameter was updated"):
         opt.step({"a": np.ones(2), "b": np.array(bad)})
     for k in p:
@@ -115,14 +117,14 @@ def test_a_gradient_that_is_not_finite_changes_nothing(make, bad, holds):
 
 
 @pytest.mark.filterwarnings("error")
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 def test_a_tied_gradient_that_sums_past_the_dtype_changes_nothing(make):
     w = np.ones(2, np.float32)
     p = {"first": w, "other": np.ones(1, np.float32), "again": w}
     opt = make(p)
     big = np.full(2, 3e38, np.float32)  # finite alone; inf once the two names are summed
-    with pytest.raises(ValueError, match=r"the summed gradient of tied 'first', 'again' holds "
+    with pytest.raises(optim.NonFiniteGradientError,
+                       match=r"the summed gradient of tied 'first', 'again' holds "
                                          r"2 infinite value\(s\) in the parameter's dtype "
                                          r"float32; no parameter was updated"):
         opt.step({"first": big, "other": np.ones(1), "again": big})
@@ -130,8 +132,7 @@ def test_a_tied_gradient_that_sums_past_the_dtype_changes_nothing(make):
     assert opt.steps == 0 and not any(opt.state[k] for k in opt.state)
 
 
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
-                                  lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 def test_a_tied_parameter_takes_the_sum_of_its_gradients_once(make):
     """A layer used twice appears under two names: one array, one update, one state."""
     rng = np.random.default_rng(0)

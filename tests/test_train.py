@@ -107,15 +107,17 @@ def test_json_output_is_valid_json_when_the_loss_is_nan(capsys):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the run diverges on purpose
-def test_a_diverging_epoch_stops_before_the_step_that_would_spoil_the_model():
+def test_a_non_finite_loss_raises_diverged_without_a_step_on_it():
     model = train.build_model(rng=0)
     opt = optim.SGD(model.parameters(), lr=1e30)
     x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
     y = np.arange(64) % 10
-    with pytest.raises(train.Diverged, match=r"the loss of batch \d+ is (nan|inf)"):
+    with pytest.raises(train.Diverged, match=r"training diverged in batch (\d+): its loss is "
+                                             r"(nan|inf); a lower learning rate may help") as exc:
         train.train_epoch(model, opt, x, y, 8, np.random.default_rng(0))
+    batch = int(exc.value.args[0].split("batch ")[1].split(":")[0])
+    assert batch > 1 and opt.steps == batch - 1  # every batch before it stepped, it did not
     assert all(np.isfinite(v).all() for v in model.parameters().values())
-    assert opt.steps >= 1  # it diverged after some steps, not at the first
 
 
 def test_a_model_with_a_fixed_batch_size_trains():
@@ -135,7 +137,8 @@ def test_a_finite_loss_with_gradients_past_float32_is_a_divergence():
     params["0.weight"][...], params["1.weight"][...] = 1e-20, 1e19
     before = {k: v.copy() for k, v in params.items()}
     x = np.full((8, 4), 1e20, np.float32)
-    with pytest.raises(train.Diverged, match=r"batch 1: gradient '.*' holds .* infinite value"):
+    with pytest.raises(train.Diverged, match=r"diverged in batch 1: gradient '.*' holds .* "
+                                             r"infinite value"):
         train.train_epoch(model, optim.SGD(params, lr=0.1), x, np.zeros(8, int), 8,
                           np.random.default_rng(0))
     for k, v in params.items():

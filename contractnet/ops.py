@@ -5,6 +5,29 @@ reductions and shape operations.  Each is a :class:`~contractnet.trace.Primitive
 whose vjp is one entry of the table in :mod:`contractnet.autodiff`; anything
 that can be composed from these (``mean``, ``matmul``, ``sigmoid`` cross-
 entropies, layers) is composed and has no rule of its own.
+
+What holds for every op here, said once (each docstring below adds only what
+is its own):
+
+* **Operands** are array_like or :class:`~contractnet.trace.Traced`, and
+  broadcast as in numpy.  Pass a traced operand by position: the primitives
+  (all but ``where``, ``mean``, ``concatenate``, ``stack`` and ``matmul``)
+  look for one only there.
+* **Result**: a Traced when an operand is traced; else an ndarray, or a
+  numpy scalar where the numpy function behind the op returns one for a 0-d
+  result (the arithmetic and elementwise ops, ``sum``, ``mean``, ``max``,
+  ``min``, ``getitem`` of one element, ``matmul`` of two vectors, and
+  ``reshape`` or ``transpose`` of a numpy scalar).  Where they differ:
+  ``sigmoid``, ``where``, ``pad`` and ``astype`` always return an ndarray
+  (0-d for a 0-d result), and ``logsumexp`` returns a 0-d array for a
+  reduction to 0-d (a numpy scalar only for a 0-d ``a``).
+* **axis, keepdims** (the reductions ``sum``, ``mean``, ``max``, ``min``,
+  ``logsumexp``): ``axis`` is None (all axes, the default), an int, or a
+  tuple or list of ints, negative ones counting from the end (a 0-d integer
+  array is an int); ``keepdims=True`` keeps each reduced axis with length 1.
+  Any other axis (a bool, a float, an array of one or more dimensions) is
+  refused with a ValueError naming the function; one out of range or given
+  twice raises numpy's own error (an ``AxisError``, a ValueError).
 """
 from __future__ import annotations
 
@@ -29,76 +52,31 @@ Array = Any  # an ndarray, an array-like, or a Traced
 
 @primitive
 def add(a: Array, b: Array) -> np.ndarray:
-    """``a + b`` with broadcasting: :func:`numpy.add`, traced.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
-    """
+    """``a + b`` with broadcasting: :func:`numpy.add`, traced."""
     return np.add(a, b)
 
 
 @primitive
 def subtract(a: Array, b: Array) -> np.ndarray:
-    """``a - b`` with broadcasting: :func:`numpy.subtract`, traced.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
-    """
+    """``a - b`` with broadcasting: :func:`numpy.subtract`, traced."""
     return np.subtract(a, b)
 
 
 @primitive
 def multiply(a: Array, b: Array) -> np.ndarray:
-    """``a * b`` with broadcasting: :func:`numpy.multiply`, traced.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
-    """
+    """``a * b`` with broadcasting: :func:`numpy.multiply`, traced."""
     return np.multiply(a, b)
 
 
 @primitive
 def divide(a: Array, b: Array) -> np.ndarray:
-    """``a / b`` with broadcasting: :func:`numpy.divide`, traced.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
-    """
+    """``a / b`` with broadcasting: :func:`numpy.divide`, traced."""
     return np.divide(a, b)
 
 
 @primitive
 def negative(a: Array) -> np.ndarray:
-    """``-a``: :func:`numpy.negative`, traced.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-    """
+    """``-a``: :func:`numpy.negative`, traced."""
     return np.negative(a)
 
 
@@ -106,59 +84,28 @@ def negative(a: Array) -> np.ndarray:
 def power(a: Array, b: Array) -> np.ndarray:
     """``a ** b`` with broadcasting: :func:`numpy.power`, traced.
 
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
+    The gradient for ``a`` is 0 where ``b`` is 0 (even at ``a == 0``); the
+    gradient for ``b``, ``a ** b * log(a)``, is taken as 0 where a real answer
+    has ``a <= 0`` (a complex one uses the principal log, 0 at ``a == 0``).
     """
     return np.power(a, b)
 
 
 @primitive
 def exp(a: Array) -> np.ndarray:
-    """Elementwise exponential: :func:`numpy.exp`, traced.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-    """
+    """Elementwise exponential: :func:`numpy.exp`, traced."""
     return np.exp(a)
 
 
 @primitive
 def log(a: Array) -> np.ndarray:
-    """Elementwise natural logarithm: :func:`numpy.log`, traced.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-    """
+    """Elementwise natural logarithm: :func:`numpy.log`, traced."""
     return np.log(a)
 
 
 @primitive
 def tanh(a: Array) -> np.ndarray:
-    """Elementwise hyperbolic tangent: :func:`numpy.tanh`, traced.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-    """
+    """Elementwise hyperbolic tangent: :func:`numpy.tanh`, traced."""
     return np.tanh(a)
 
 
@@ -168,15 +115,7 @@ def sigmoid(a: Array) -> np.ndarray:
 
     Without overflow and to full relative precision on both sides of 0 (far
     below 0 it is ``exp(a) / (1 + exp(a))``, not 1 minus a number near 1); a
-    complex ``a`` splits on the sign of its real part.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (0-d for a scalar ``a``), or Traced when ``a`` is traced; in
+    complex ``a`` splits on the sign of its real part.  The result is in
     ``a``'s dtype when it is floating or complex, else (bools, integers) float64.
     """
     a = np.asarray(a)
@@ -192,13 +131,7 @@ def sigmoid(a: Array) -> np.ndarray:
 def relu(a: Array) -> np.ndarray:
     """Elementwise ``max(a, 0)``: ``numpy.maximum(a, 0)``, traced.
 
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    The gradient passes where ``a > 0`` only (it is 0 at 0).
     """
     return np.maximum(a, 0)
 
@@ -209,14 +142,6 @@ def maximum(a: Array, b: Array) -> np.ndarray:
 
     On ties the gradient goes to ``a``, and to whichever operand has the nan
     that numpy's maximum returns.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
     """
     return np.maximum(a, b)
 
@@ -227,14 +152,6 @@ def minimum(a: Array, b: Array) -> np.ndarray:
 
     On ties the gradient goes to ``a``, and to whichever operand has the nan
     that numpy's minimum returns.
-
-    Parameters
-    ----------
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when an operand is traced.
     """
     return np.minimum(a, b)
 
@@ -245,14 +162,6 @@ def absolute(a: Array) -> np.ndarray:
 
     Its gradient is ``sign(a)`` (0 at 0), and for a complex ``a`` the
     cotangent times ``conj(a) / |a|`` (jax's convention).
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
     """
     return np.absolute(a)
 
@@ -266,14 +175,6 @@ def sqrt(a: Array) -> np.ndarray:
 
     The principal root for a complex ``a``; the gradient at 0 is infinite
     (nan where the cotangent there is 0).
-
-    Parameters
-    ----------
-    a : array_like or Traced
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
     """
     return np.sqrt(a)
 
@@ -286,17 +187,13 @@ def _where(cond: Array, a: Array, b: Array) -> np.ndarray:
 def where(cond: Array, a: Array, b: Array) -> np.ndarray | Traced:
     """``a`` where ``cond`` holds, else ``b``: :func:`numpy.where`, traced.
 
-    ``cond`` is not differentiated: a traced ``cond`` is read as its value.
+    ``cond`` is not differentiated: a traced ``cond`` is read as its value, and
+    the result is a Traced only when ``a`` or ``b`` is traced.
 
     Parameters
     ----------
     cond : array_like or Traced
         Read as bool (nonzero is true); broadcasts with ``a`` and ``b``.
-    a, b : array_like or Traced
-
-    Returns
-    -------
-    ndarray, or Traced when ``a`` or ``b`` is traced.
     """
     cond = cond.value if isinstance(cond, Traced) else np.asarray(cond, dtype=bool)
     return _where(cond, a, b)
@@ -309,25 +206,6 @@ def sum(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
     As numpy sums: in the dtype of a floating ``a``, and bools and integers
     in at least the platform integer (a sum of bools counts them, int8 does
     not wrap at 127).
-
-    Parameters
-    ----------
-    a : array_like or Traced
-    axis : int or tuple of int, optional
-        The axes to reduce (negative ones count from the end); all by default.
-    keepdims : bool
-        Keep each reduced axis, with length 1.
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-
-    Raises
-    ------
-    ValueError
-        If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array of one or more dimensions is refused);
-        numpy's own for an axis out of range (an ``AxisError``) or given twice.
     """
     return np.sum(np.asarray(a), axis=_axis(axis, "sum"), keepdims=keepdims)
 
@@ -339,24 +217,8 @@ def mean(a: Array, axis: int | Sequence[int] | None = None,
     As in :func:`numpy.mean`, integers and bools average in float64, and
     float16 is summed in float32 (a float16 sum past 65504 would overflow
     where the mean does not) and returned in float16.  The mean of no
-    elements is nan.  Composed of :func:`sum` and :func:`multiply`.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-    axis : int or tuple of int, optional
-        The axes to reduce (negative ones count from the end); all by default.
-    keepdims : bool
-        Keep each reduced axis, with length 1.
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
-
-    Raises
-    ------
-    ValueError
-        As :func:`sum` raises for ``axis``.
+    elements is nan (without numpy's warning).  Composed of :func:`sum` and
+    :func:`multiply`.
     """
     _axis(axis, "mean")  # refused by its own name, not by sum's
     dtype = a.dtype if isinstance(a, Traced) else np.asarray(a).dtype
@@ -376,27 +238,14 @@ def mean(a: Array, axis: int | Sequence[int] | None = None,
 def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
     """Maximum over ``axis`` (all axes by default): :func:`numpy.max`, traced.
 
-    The gradient is shared equally among ties.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-    axis : int or tuple of int, optional
-        The axes to reduce (negative ones count from the end); all by default.
-    keepdims : bool
-        Keep each reduced axis, with length 1.
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    The gradient is shared equally among ties (among the nans, for a nan
+    maximum).
 
     Raises
     ------
     ValueError
-        If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array of one or more dimensions is refused);
-        numpy's own for an axis out of range (an ``AxisError``) or given
-        twice, and for the maximum of no elements.
+        numpy's own for the maximum of no elements (a reduced axis of
+        length 0), besides the shared ``axis`` errors.
     """
     return np.max(a, axis=_axis(axis, "max"), keepdims=keepdims)
 
@@ -405,27 +254,14 @@ def max(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = Fals
 def min(a: Array, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> np.ndarray:
     """Minimum over ``axis`` (all axes by default): :func:`numpy.min`, traced.
 
-    The gradient is shared equally among ties.
-
-    Parameters
-    ----------
-    a : array_like or Traced
-    axis : int or tuple of int, optional
-        The axes to reduce (negative ones count from the end); all by default.
-    keepdims : bool
-        Keep each reduced axis, with length 1.
-
-    Returns
-    -------
-    ndarray (a numpy scalar for a 0-d result), or Traced when ``a`` is traced.
+    The gradient is shared equally among ties (among the nans, for a nan
+    minimum).
 
     Raises
     ------
     ValueError
-        If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array of one or more dimensions is refused);
-        numpy's own for an axis out of range (an ``AxisError``) or given
-        twice, and for the minimum of no elements.
+        numpy's own for the minimum of no elements (a reduced axis of
+        length 0), besides the shared ``axis`` errors.
     """
     return np.min(a, axis=_axis(axis, "min"), keepdims=keepdims)
 
@@ -436,26 +272,15 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     """``log(sum(exp(a), axis))`` computed without overflow, traced.
 
     The largest element is subtracted before ``exp`` (where it is finite).
-
-    Parameters
-    ----------
-    a : array_like or Traced
-    axis : int or tuple of int, optional
-        The axes to reduce (negative ones count from the end); all by default.
-    keepdims : bool
-        Keep each reduced axis, with length 1.
-
-    Returns
-    -------
-    ndarray (0-d for a 0-d result), or Traced when ``a`` is traced.
+    The gradient is ``exp(a - logsumexp(a))``, the softmax over ``axis``.
+    In the floating dtype numpy's ``exp`` gives ``a`` (float16 for int8 or
+    uint8, float64 for int64); a bool ``a`` raises numpy's TypeError.
 
     Raises
     ------
     ValueError
-        If ``axis`` is not None, an integer, or a tuple or list of integers
-        (a bool, a float or an array of one or more dimensions is refused);
-        numpy's own for an axis out of range (an ``AxisError``) or given
-        twice, and for no elements.
+        As :func:`max`: numpy's own for no elements (a reduced axis of
+        length 0), besides the shared ``axis`` errors.
     """
     a = np.asarray(a)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
@@ -469,16 +294,12 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
 def reshape(a: Array, shape: int | Sequence[int]) -> np.ndarray:
     """``a`` in a new shape: :func:`numpy.reshape`, traced.
 
+    The result is a view of ``a`` unless numpy needs a copy.
+
     Parameters
     ----------
-    a : array_like or Traced
     shape : int or sequence of int
         The new shape, of as many elements; one entry may be -1.
-
-    Returns
-    -------
-    ndarray (a view of ``a`` unless numpy needs a copy), or Traced when
-    ``a`` is traced.
     """
     return np.reshape(a, shape)
 
@@ -487,15 +308,12 @@ def reshape(a: Array, shape: int | Sequence[int]) -> np.ndarray:
 def transpose(a: Array, axes: Sequence[int] | None = None) -> np.ndarray:
     """Permute the axes (reverse them by default): :func:`numpy.transpose`, traced.
 
+    The result is a view, as numpy's.
+
     Parameters
     ----------
-    a : array_like or Traced
     axes : sequence of int, optional
         A permutation of the axes; negative ones count from the end.
-
-    Returns
-    -------
-    ndarray (a view), or Traced when ``a`` is traced.
     """
     return np.transpose(a, axes)
 
@@ -504,17 +322,13 @@ def transpose(a: Array, axes: Sequence[int] | None = None) -> np.ndarray:
 def pad(a: Array, pad_width: int | Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
     """Zero padding: :func:`numpy.pad` with zeros, traced.
 
+    The result is a new array in ``a``'s dtype.
+
     Parameters
     ----------
-    a : array_like or Traced
     pad_width : int, (before, after), or one (before, after) pair per axis
         Integer widths ``>= 0`` that broadcast to ``(a.ndim, 2)``, as
         :func:`numpy.pad` reads them.
-
-    Returns
-    -------
-    ndarray
-        A new array in ``a``'s dtype; Traced when ``a`` is traced.
 
     Raises
     ------
@@ -554,16 +368,12 @@ def pad(a: Array, pad_width: int | Sequence[int] | Sequence[Sequence[int]]) -> n
 def getitem(a: Array, index: Any) -> np.ndarray:
     """``a[index]``: numpy's basic, integer-array and boolean indexing, traced.
 
-    An element that ``index`` picks more than once gets the sum of its cotangents.
+    The result is a view for basic indexing, as numpy's.  An element that
+    ``index`` picks more than once gets the sum of its cotangents.
 
     Parameters
     ----------
-    a : array_like or Traced
     index : int, slice, Ellipsis, None, int or bool array, or a tuple of these
-
-    Returns
-    -------
-    ndarray (a view for basic indexing, as numpy's), or Traced when ``a`` is traced.
     """
     return np.asarray(a)[index]
 
@@ -583,10 +393,6 @@ def concatenate(arrays: Sequence[Array], axis: int | None = 0) -> np.ndarray | T
     arrays : sequence of array_like or Traced
         A list, tuple or other sequence; plain and traced arrays may mix.
     axis : int or None
-
-    Returns
-    -------
-    ndarray, or Traced when one of ``arrays`` is traced.
 
     Raises
     ------
@@ -611,16 +417,12 @@ def stack(arrays: Sequence[Array], axis: int = 0) -> np.ndarray | Traced:
     axis : int
         Position of the new axis in the result.
 
-    Returns
-    -------
-    ndarray, or Traced when one of ``arrays`` is traced.
-
     Raises
     ------
     ValueError
-        For one array rather than a sequence of them, an empty sequence, a
-        non-integer ``axis`` or one out of range, and arrays of different
-        shapes (naming the first that differs).
+        For one array rather than a sequence of them or any other non-sequence
+        (a generator), an empty sequence, a non-integer ``axis`` or one out of
+        range, and arrays of different shapes (naming the first that differs).
     """
     _check_sequence(arrays, "stack")
     axis = _axis_number(axis, "stack")
@@ -649,13 +451,8 @@ def astype(a: Array, dtype: np.dtype | type | str) -> np.ndarray:
 
     Parameters
     ----------
-    a : array_like or Traced
     dtype : dtype, type or str
         Anything :class:`numpy.dtype` reads.
-
-    Returns
-    -------
-    ndarray, or Traced when ``a`` is traced.
 
     Examples
     --------
@@ -674,10 +471,6 @@ def matmul(a: Array, b: Array) -> np.ndarray | Traced:
     a, b : array_like or Traced
         Each at least 1-d.  As in :func:`numpy.matmul`, a 1-d operand is a
         vector, and the axes before the last two broadcast.
-
-    Returns
-    -------
-    ndarray (a numpy scalar for two vectors), or Traced when an operand is traced.
 
     Raises
     ------

@@ -17,6 +17,38 @@ path forms the full weight depends on the shapes and ranks: at the digits
 and CP acceptance shapes the CP head's path rebuilds it from the factors, the
 Tucker head's does not (``contractnet explain`` shows a path and its largest
 intermediate).
+
+Every head is built as ``Head(in_shape, classes, [its own arguments,] *,
+bias=True, init="glorot", rng=None, dtype=np.float32)``, maps ``(B, N, M,
+D)`` to ``(B, K)``, and shares these parameters and constructor errors;
+each head's docstring lists only its own.
+
+Parameters
+----------
+in_shape : (N, M, D)
+    Channels-last activation shape (without the batch).
+classes : int
+    Number of outputs ``K``.
+bias : bool
+    Add a learned bias of shape ``(K,)``, initialised to zero.
+init : {"glorot", "he"}
+    Initialisation scheme (see :func:`contractnet.nn.init.spec_weights`).
+    A head with one weight draws it by the scheme; the factorised heads
+    draw each factor normal, so that the effective weight gets the
+    scheme's variance.
+rng : numpy Generator, int or None
+    Source of the initial weights (an int seeds a new Generator).
+dtype : dtype
+    Floating dtype of the parameters.
+
+Raises
+------
+ValueError
+    If ``in_shape`` is not three positive integers, ``classes`` is not a
+    positive integer, ``init`` is unknown, ``dtype`` is not floating point,
+    or ``rng`` is not a Generator, a non-negative seed or None.
+MemoryBudgetError
+    If a parameter would exceed the memory budget.
 """
 from __future__ import annotations
 
@@ -76,28 +108,21 @@ class _Head(Einsum):
 class ContractHead(_Head):
     """The conv-to-FC head as one contraction, ``"bnmd,nmdk->bk"`` plus bias.
 
-    Its gradients are ``"bk,nmdk->bnmd"`` (input) and ``"bnmd,bk->nmdk"``
-    (weight), derived by the engine.
+    Its one weight, ``"weight"``, is ``(N, M, D, K)``.  Its gradients are
+    ``"bk,nmdk->bnmd"`` (input) and ``"bnmd,bk->nmdk"`` (weight), derived by
+    the engine.  A call on input other than ``(B, N, M, D)`` raises
+    ``ValueError``.
 
     Parameters
     ----------
-    in_shape : (N, M, D)
-        Channels-last activation shape (without the batch).
-    classes : int
-        Number of outputs ``K``.
-    bias : bool
-    init : {"glorot", "he"}
-    rng : numpy Generator, int or None
-    dtype : dtype
+    in_shape, classes, bias, init, rng, dtype
+        As every head takes them (see :mod:`contractnet.nn.heads`); ContractHead
+        has no arguments of its own.
 
     Raises
     ------
-    ValueError
-        If ``in_shape`` is not three positive integers, ``classes`` is not a
-        positive integer, ``init`` is unknown, ``dtype`` is not floating point,
-        or ``rng`` is not a Generator, a non-negative seed or None.
-    MemoryBudgetError
-        If a parameter would exceed the memory budget.
+    ValueError, MemoryBudgetError
+        As every head raises them (see :mod:`contractnet.nn.heads`).
 
     Examples
     --------
@@ -119,36 +144,23 @@ class CPHead(_Head):
     """Rank-``r`` CP head, ``"bnmd,nr,mr,dr,kr->bk"`` plus bias.
 
     The weight ``W[n,m,d,k] = sum_r A[n,r] B[m,r] C[d,r] E[k,r]`` has
-    ``r*(N+M+D+K)`` parameters instead of ``N*M*D*K``.
+    ``r*(N+M+D+K)`` parameters instead of ``N*M*D*K``: the factors
+    ``"factor_n"`` ``(N, r)``, ``"factor_m"`` ``(M, r)``, ``"factor_d"``
+    ``(D, r)`` and ``"factor_k"`` ``(K, r)``.
     A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
 
     Parameters
     ----------
-    in_shape : (N, M, D)
-        Channels-last activation shape (without the batch).
-    classes : int
-        Number of outputs ``K``.
+    in_shape, classes, bias, init, rng, dtype
+        As every head takes them (see :mod:`contractnet.nn.heads`).
     rank : int
         The CP rank ``r``.
-    bias : bool
-        Add a learned bias of shape ``(K,)``, initialised to zero.
-    init : {"glorot", "he"}
-        Scheme whose variance the effective weight gets; each factor is
-        normal (see :func:`contractnet.nn.init.spec_weights`).
-    rng : numpy Generator, int or None
-        Source of the initial weights (an int seeds a new Generator).
-    dtype : dtype
-        Floating dtype of the parameters.
 
     Raises
     ------
-    ValueError
-        If ``in_shape`` is not three positive integers, ``classes`` or ``rank``
-        is not a positive integer, ``init`` is unknown, ``dtype`` is not
-        floating point, or ``rng`` is not a Generator, a non-negative seed or
-        None.
-    MemoryBudgetError
-        If a parameter would exceed the memory budget.
+    ValueError, MemoryBudgetError
+        As every head raises them (see :mod:`contractnet.nn.heads`); and ValueError
+        if ``rank`` is not a positive integer.
 
     Examples
     --------
@@ -174,37 +186,23 @@ class CPHead(_Head):
 class TuckerHead(_Head):
     """Tucker (tensor-regression) head, ``"bnmd,np,mq,ds,pqsk->bk"`` plus bias.
 
-    Factors ``(N,p)``, ``(M,q)``, ``(D,s)`` project the activation to a
-    ``(p, q, s)`` core, which a ``(p, q, s, K)`` weight maps to the outputs.
+    Factors ``"factor_n"`` ``(N, p)``, ``"factor_m"`` ``(M, q)`` and
+    ``"factor_d"`` ``(D, s)`` project the activation to a ``(p, q, s)`` core,
+    which the ``"core"`` weight ``(p, q, s, K)`` maps to the outputs.
     A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
 
     Parameters
     ----------
-    in_shape : (N, M, D)
-        Channels-last activation shape (without the batch).
-    classes : int
-        Number of outputs ``K``.
+    in_shape, classes, bias, init, rng, dtype
+        As every head takes them (see :mod:`contractnet.nn.heads`).
     ranks : (p, q, s)
         Three positive ints: the core's shape.
-    bias : bool
-        Add a learned bias of shape ``(K,)``, initialised to zero.
-    init : {"glorot", "he"}
-        Scheme whose variance the effective weight gets; each factor is
-        normal (see :func:`contractnet.nn.init.spec_weights`).
-    rng : numpy Generator, int or None
-        Source of the initial weights (an int seeds a new Generator).
-    dtype : dtype
-        Floating dtype of the parameters.
 
     Raises
     ------
-    ValueError
-        If ``in_shape`` is not three positive integers, ``classes`` is not a
-        positive integer, ``ranks`` is not three positive integers, ``init`` is
-        unknown, ``dtype`` is not floating point, or ``rng`` is not a
-        Generator, a non-negative seed or None.
-    MemoryBudgetError
-        If a parameter would exceed the memory budget.
+    ValueError, MemoryBudgetError
+        As every head raises them (see :mod:`contractnet.nn.heads`); and ValueError
+        if ``ranks`` is not three positive integers.
 
     Examples
     --------
@@ -237,37 +235,23 @@ class FlattenDense(Einsum):
 
     With ``layout="NHWC"`` the flatten is a free reshape; ``"NCHW"`` first
     moves channels forward, as a PyTorch model's flatten does.  The weight
-    ``(N*M*D, K)`` relates to ContractHead's by
+    ``"weight"`` ``(N*M*D, K)`` relates to ContractHead's by
     :func:`~contractnet.nn.flat_weight` / :func:`~contractnet.nn.contraction_weight`.
     Seeded alike, FlattenDense("NHWC") and ContractHead draw the same weights.
     A call on input other than ``(B, N, M, D)`` raises ``ValueError``.
 
     Parameters
     ----------
-    in_shape : (N, M, D)
-        Channels-last activation shape (without the batch).
-    classes : int
-        Number of outputs ``K``.
+    in_shape, classes, bias, init, rng, dtype
+        As every head takes them (see :mod:`contractnet.nn.heads`).
     layout : {"NHWC", "NCHW"}
         Flatten order (see :func:`~contractnet.nn.flatten_activation`).
-    bias : bool
-        Add a learned bias of shape ``(K,)``, initialised to zero.
-    init : {"glorot", "he"}
-        Initialisation of the ``(N*M*D, K)`` weight.
-    rng : numpy Generator, int or None
-        Source of the initial weights (an int seeds a new Generator).
-    dtype : dtype
-        Floating dtype of the parameters.
 
     Raises
     ------
-    ValueError
-        If ``in_shape`` is not three positive integers, ``classes`` is not a
-        positive integer, the layout is unknown, ``init`` is unknown, ``dtype``
-        is not floating point, or ``rng`` is not a Generator, a non-negative
-        seed or None.
-    MemoryBudgetError
-        If a parameter would exceed the memory budget.
+    ValueError, MemoryBudgetError
+        As every head raises them (see :mod:`contractnet.nn.heads`); and ValueError
+        if ``layout`` is unknown.
 
     Examples
     --------

@@ -273,8 +273,8 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
 
     The largest element is subtracted before ``exp`` (where it is finite).
     The gradient is ``exp(a - logsumexp(a))``, the softmax over ``axis``.
-    In the floating dtype numpy's ``exp`` gives ``a`` (float16 for int8 or
-    uint8, float64 for int64); a bool ``a`` raises numpy's TypeError.
+    Integers and bools are reduced in float64, as :func:`mean` reduces them
+    (numpy's ``exp`` would give int8 float16).
 
     Raises
     ------
@@ -283,6 +283,8 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
         length 0), besides the shared ``axis`` errors.
     """
     a = np.asarray(a)
+    if a.dtype.kind in "biu":
+        a = a.astype(np.float64)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
     with np.errstate(divide="ignore"):  # all -inf: the log of 0 is -inf, the answer

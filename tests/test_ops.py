@@ -359,6 +359,14 @@ def test_logsumexp_is_stable():
     assert_close(cn.grad(lambda a: cn.logsumexp(a))(x), [0.5, 0.5])
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.bool_])
+def test_logsumexp_of_integers_and_bools_is_taken_in_float64(dtype):
+    x = np.array([[1, 0, 1], [0, 0, 1]], dtype)
+    out = cn.logsumexp(x, axis=1)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, np.log(np.exp(x.astype(np.float64)).sum(axis=1)), rtol=1e-15)
+
+
 @pytest.mark.filterwarnings("error")
 def test_logsumexp_of_nothing_but_minus_infinity_is_minus_infinity_without_a_warning():
     assert cn.logsumexp(np.array([-np.inf, -np.inf])) == -np.inf

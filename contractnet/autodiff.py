@@ -21,6 +21,7 @@ from .bind import Bound, bind
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
                      within_budget)
 from .pair import memory_owner, run_gemm
+from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
 from .transpose import transpose
 
@@ -290,46 +291,7 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
         g = grads.pop(id(value))
 
 
-# ------------------------------------------------------------------ pytrees
-def flatten_tree(tree: Any) -> tuple[list, Callable[[list], Any]]:
-    """Leaves of nested dicts/lists/tuples and a function rebuilding the tree.
-
-    Examples
-    --------
-    >>> leaves, rebuild = flatten_tree({"w": 1, "b": [2, 3]})
-    >>> leaves, rebuild([4, 5, 6])
-    ([1, 2, 3], {'w': 4, 'b': [5, 6]})
-    """
-    if isinstance(tree, dict):
-        keys = list(tree)
-        parts = [flatten_tree(tree[k]) for k in keys]
-        make = lambda out: dict(zip(keys, out))  # noqa: E731
-    elif isinstance(tree, (list, tuple)):
-        parts = [flatten_tree(t) for t in tree]
-        make = type(tree)
-    else:
-        return [tree], _only_leaf
-    return [leaf for leaves, _ in parts for leaf in leaves], _rebuilder(parts, make)
-
-
-def _rebuilder(parts: list, make: Callable[[list], Any]) -> Callable[[list], Any]:
-    """Rebuild a container from leaves: each part, a ``(leaves, rebuild)``
-    pair, takes its share in order, and ``make`` assembles the results."""
-    counts = [len(leaves) for leaves, _ in parts]
-
-    def rebuild(leaves: list):
-        out, start = [], 0
-        for (_, build), n in zip(parts, counts):
-            out.append(build(leaves[start:start + n]))
-            start += n
-        return make(out)
-    return rebuild
-
-
-def _only_leaf(leaves: list) -> Any:
-    return leaves[0]
-
-
+# ------------------------------------------------------------------ primals
 def _traced_leaves(primals: tuple) -> tuple[list[Traced], Callable[[list], tuple]]:
     """Every leaf of the (possibly nested) primals, checked and traced, and a
     function rebuilding the tuple of primals from such leaves."""
@@ -340,7 +302,7 @@ def _traced_leaves(primals: tuple) -> tuple[list[Traced], Callable[[list], tuple
     except DtypeError:
         refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))  # names the leaf
         raise
-    return leaves, _rebuilder(parts, tuple)
+    return leaves, rebuilder(parts, tuple)
 
 
 class DtypeError(TypeError, ValueError):
@@ -381,18 +343,8 @@ def refuse_non_float(named: Iterable[tuple[str, Any]]) -> None:
         and positions leading to it (``primal 0['b'][1]``).
     """
     for name, tree in named:
-        for leaf_name, leaf in _named_leaves(tree, name):
+        for leaf_name, leaf in named_leaves(tree, name):
             _as_primal(leaf, leaf_name)
-
-
-def _named_leaves(tree: Any, name: str) -> list[tuple[str, Any]]:
-    """Each leaf of ``tree`` in :func:`flatten_tree`'s order, named by ``name``
-    followed by the keys and positions leading to it."""
-    if isinstance(tree, dict):
-        return [pair for k in tree for pair in _named_leaves(tree[k], f"{name}[{k!r}]")]
-    if isinstance(tree, (list, tuple)):
-        return [pair for i, t in enumerate(tree) for pair in _named_leaves(t, f"{name}[{i}]")]
-    return [(name, tree)]
 
 
 def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:

@@ -13,7 +13,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from .arguments import non_negative_int, positive_int
-from .autodiff import flatten_tree, refuse_non_float, vjp
+from .autodiff import refuse_non_float, vjp
+from .pytree import flatten_tree
 from .trace import value_of
 
 #: The steps tried, as fractions of ``eps``.  A step that carries an input

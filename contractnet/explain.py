@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import opt_einsum
 
 from .api import backward_specs
+from .arguments import is_int
 from .bind import Bound, bind, check_operand_count
 from .engine import make_plan
 from .pair import c_strides, plan_pair
@@ -58,7 +59,7 @@ def _parse_sizes(text: str | None) -> dict[str, int]:
 def _default_shapes(spec: Spec, sizes: Mapping[str, int]) -> list[tuple[int, ...]]:
     """Shapes that give every index its size from ``sizes`` or a default."""
     if spec.has_ellipsis:
-        raise ValueError("a spec with '...' needs --shapes")
+        raise ValueError("a spec with '...' needs shapes (--shapes on the command line)")
     shapes = []
     for term in spec.inputs:
         shape = []
@@ -209,7 +210,8 @@ def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],
     inner = {w.inner for w in windows}
     for window in windows:
         length = _group_length(sizes, window)
-        if length is None or window.outer in given or window.outer in inner:
+        if (length is None or not is_int(length) or length < 0  # bind refuses those
+                or window.outer in given or window.outer in inner):
             continue
         fit = window.outer_extent(length, sizes[window.inner])
         if fit < 1:  # bind's words, for the length sizes= gives

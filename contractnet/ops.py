@@ -12,7 +12,8 @@ is its own):
 * **Operands** are array_like or :class:`~contractnet.trace.Traced`, and
   broadcast as in numpy.  Pass a traced operand by position: the primitives
   (all but ``where``, ``mean``, ``concatenate``, ``stack`` and ``matmul``)
-  look for one only there.
+  look for one only there, and refuse one given by keyword with a
+  ``TypeError``.
 * **Result**: a Traced when an operand is traced; else an ndarray, or a
   numpy scalar where the numpy function behind the op returns one for a 0-d
   result (the arithmetic and elementwise ops, ``sum``, ``mean``, ``max``,

@@ -366,6 +366,13 @@ def test_custom_shapes_are_named_by_their_numbers(capsys) -> None:
     assert "head custom 1,1,1,1,1 forward:" in out and "head custom 2,2,2,3,4 forward:" in out
 
 
+def test_a_custom_conv_is_named_with_its_stride_and_padding() -> None:
+    """Named by the parsed shape: two spellings of one conv share one name."""
+    shapes = ["8x14x14x16x3x3x32", "8,14,14,16,3,3,32,1,0", "2,9,9,1,3,3,4,2"]
+    names = [name for name, _ in select_shapes("conv", [], shapes)]
+    assert names == ["custom 8,14,14,16,3,3,32,1,0", "custom 2,9,9,1,3,3,4,2,0"]
+
+
 def test_all_says_which_kind_no_shape_fits(capsys) -> None:
     assert run_bench("all", "--shape", TINY_HEAD, "--ranks", "1", "--peers", "none") == 0
     out = capsys.readouterr().out

@@ -106,6 +106,13 @@ def test_an_index_that_is_also_a_windows_inner_index_keeps_its_size(spec, sizes,
     assert f"sizes     {line}\n" in explain(spec, sizes=sizes)
 
 
+@pytest.mark.parametrize("length, message", [(2.5, r"must be an int, got 2.5"),
+                                             (-3, r"must be a non-negative int, got -3")])
+def test_a_group_length_that_is_no_length_is_refused_as_bind_refuses_it(length, message):
+    with pytest.raises(cn.SpecError, match=message):
+        explain("b(2h+u)c,uck->bhk", sizes={"(2h+u)": length})
+
+
 def test_a_window_length_shorter_than_its_window_is_refused():
     with pytest.raises(cn.SpecError, match=r"window \(h\+u\) with 'u'=3 does not fit the "
                                            r"length 2 sizes= gives it\n"

@@ -353,6 +353,15 @@ def test_min_splits_gradient_among_ties_and_gives_a_nan_min_to_the_nans():
                                   [[0.0, 0.5, 0.5], [0.0, 2.0, 0.0]])
 
 
+@pytest.mark.parametrize("call", [lambda t: cn.exp(a=t), lambda t: cn.sum(a=t),
+                                  lambda t: cn.sigmoid(a=t), lambda t: cn.pad(a=t, pad_width=1)],
+                         ids=["exp", "sum", "sigmoid", "pad"])
+def test_a_traced_value_given_by_keyword_is_refused_by_name(call):
+    with pytest.raises(TypeError, match=r"pass the traced value a= by position; keyword "
+                                        r"arguments are not traced"):
+        cn.vjp(call, np.ones(3))
+
+
 def test_logsumexp_is_stable():
     x = np.array([1000.0, 1000.0])
     assert_close(cn.logsumexp(x), 1000.0 + np.log(2.0))

@@ -19,9 +19,10 @@ Tucker head's does not (``contractnet explain`` shows a path and its largest
 intermediate).
 
 Every head is built as ``Head(in_shape, classes, [its own arguments,] *,
-bias=True, init="glorot", rng=None, dtype=np.float32)``, maps ``(B, N, M,
-D)`` to ``(B, K)``, and shares these parameters and constructor errors;
-each head's docstring lists only its own.
+bias=True, init="glorot", rng=None, dtype=np.float32)`` (FlattenDense's own
+``layout`` is keyword-only), maps ``(B, N, M, D)`` to ``(B, K)``, and
+shares these parameters and constructor errors; each head's docstring
+lists only its own.
 
 Parameters
 ----------
@@ -59,7 +60,8 @@ import numpy as np
 import contractnet as cn
 
 from ..trace import Traced
-from .layers import DType, RNG, Einsum, positive_int
+from ..arguments import positive_int
+from .layers import DType, RNG, Einsum
 from .module import Module, Params
 from .weights import check_in_shape, check_layout, contraction_weight, flatten_activation
 

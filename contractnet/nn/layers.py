@@ -422,21 +422,8 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling, channels last, via :func:`contractnet.avg_pool2d`.
-
-    Parameters
-    ----------
-    size : int or pair
-        Window height and width.
-    stride : int or pair, optional
-        Defaults to ``size`` (non-overlapping windows).
-
-    Raises
-    ------
-    ConvError
-        If ``size`` or ``stride`` is not an int or two ints, each >= 1 (a
-        ``ConvError`` is a ``ValueError``).
-    """
+    """Average pooling, channels last, via :func:`contractnet.avg_pool2d`;
+    parameters and errors as :class:`MaxPool2d`'s."""
 
     reduce = "mean"
 

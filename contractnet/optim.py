@@ -16,13 +16,9 @@ import math
 from typing import Mapping
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from .pair import view_key
-
-try:
-    from numpy.lib.array_utils import byte_bounds
-except ImportError:  # numpy < 2.0
-    from numpy import byte_bounds
 
 
 class NonFiniteGradientError(ValueError):

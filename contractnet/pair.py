@@ -245,17 +245,10 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
 def _reshapes_as_view(x: np.ndarray, shape) -> bool:
     """Whether ``x.reshape(shape)`` is a view (no copy), found without copying."""
     try:
-        np.reshape(x, shape, copy=False)  # numpy >= 2.1: refuses to copy
+        np.reshape(x, shape, copy=False)  # refuses to copy (numpy >= 2.1)
         return True
     except ValueError:
         return False
-    except TypeError:  # an older numpy: setting the shape of a view refuses to copy
-        view = x.view()
-        try:
-            view.shape = shape
-        except AttributeError:
-            return False
-        return True
 
 
 def memory_owner(array: Any) -> Any:

@@ -63,10 +63,10 @@ class Primitive:
                 parents.append((i, a))
                 values[i] = a.value
             i += 1
-        if kwargs and any(type(v) is Traced for v in kwargs.values()):
-            name = next(k for k, v in kwargs.items() if type(v) is Traced)
-            raise TypeError(f"cn.{self.name}: pass the traced value {name}= by position; "
-                            f"keyword arguments are not traced")
+        for name, v in kwargs.items():  # usually none
+            if type(v) is Traced:
+                raise TypeError(f"cn.{self.name}: pass the traced value {name}= by position; "
+                                f"keyword arguments are not traced")
         if parents is None:
             return self.fn(*args, **kwargs)
         values = tuple(values)

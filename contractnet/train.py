@@ -73,6 +73,11 @@ class Diverged(ValueError):
     model unusable: the loss is only seen after the step that spoils it)."""
 
 
+#: numpy's floating-point warnings that training keeps quiet: what they spoil is
+#: reported as :class:`Diverged`.
+QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+
+
 def _diverged(batch: int, reason: str) -> Diverged:
     return Diverged(f"training diverged in batch {batch}: {reason}; a lower learning rate "
                     f"may help")
@@ -93,7 +98,9 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
         so the model is then unchanged.
     Diverged
         When a batch's loss or gradient holds a nan or an infinity; no step
-        is taken on that batch.
+        is taken on that batch.  numpy's floating-point warnings (overflow,
+        invalid value, division by zero) are not shown during the epoch:
+        this error reports what they would have spoiled.
     """
     loss_fn, params, total, count = cross_entropy_loss(model), model.parameters(), 0.0, 0
     _check_examples(x, "train_epoch")
@@ -102,15 +109,16 @@ def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.nda
     # the shuffle, so that a refusal leaves rng as it was
     classes = np.shape(model(x[:batch_size]))[-1]
     nn.losses.check_labels(y, (len(x), classes), "train_epoch")
-    for xb, yb in data.batches(x, y, batch_size, rng=rng):
-        loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
-        if not np.isfinite(loss):
-            raise _diverged(count + 1, f"its loss is {float(loss)}")
-        try:
-            opt.step(grads)
-        except optim.NonFiniteGradientError as exc:
-            raise _diverged(count + 1, str(exc)) from exc
-        total, count = total + float(loss), count + 1
+    with np.errstate(**QUIET):  # a loss or gradient these spoil raises Diverged
+        for xb, yb in data.batches(x, y, batch_size, rng=rng):
+            loss, grads = nn.loss_and_grads(loss_fn, params, xb, yb)
+            if not np.isfinite(loss):
+                raise _diverged(count + 1, f"its loss is {float(loss)}")
+            try:
+                opt.step(grads)
+            except optim.NonFiniteGradientError as exc:
+                raise _diverged(count + 1, str(exc)) from exc
+            total, count = total + float(loss), count + 1
     return total / count
 
 
@@ -220,7 +228,8 @@ def _train_epochs(model: nn.Module, opt: optim.Optimizer, split: data.Split, epo
         except Diverged as exc:
             loss, stop = math.nan, exc
         seconds = time.perf_counter() - start
-        acc = evaluate(model, split.x_test, split.y_test)
+        with np.errstate(**QUIET):  # a model that diverged may overflow here too
+            acc = evaluate(model, split.x_test, split.y_test)
         history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
                         "seconds": seconds})
         if log is not None:

@@ -94,7 +94,7 @@ def test_cli_bad_values_are_clean_errors(capsys, argv, match):
     assert match in err and "Traceback" not in err
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the run diverges on purpose
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # diverges on purpose, and quietly
 def test_json_output_is_valid_json_when_the_loss_is_nan(capsys):
     pytest.importorskip("sklearn")
     assert cli.main(["train", "digits", "--epochs", "1", "--lr", "1e30", "--json"]) == 0
@@ -106,18 +106,20 @@ def test_json_output_is_valid_json_when_the_loss_is_nan(capsys):
     assert len(result["history"]) == 1  # the run stops where it diverged
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the run diverges on purpose
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # diverges on purpose, and quietly
 def test_a_non_finite_loss_raises_diverged_without_a_step_on_it():
     model = train.build_model(rng=0)
     opt = optim.SGD(model.parameters(), lr=1e30)
     x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
     y = np.arange(64) % 10
+    before = np.geterr()
     with pytest.raises(train.Diverged, match=r"training diverged in batch (\d+): its loss is "
                                              r"(nan|inf); a lower learning rate may help") as exc:
         train.train_epoch(model, opt, x, y, 8, np.random.default_rng(0))
     batch = int(exc.value.args[0].split("batch ")[1].split(":")[0])
     assert batch > 1 and opt.steps == batch - 1  # every batch before it stepped, it did not
     assert all(np.isfinite(v).all() for v in model.parameters().values())
+    assert np.geterr() == before  # the warnings are silenced for the epoch only
 
 
 def test_a_model_with_a_fixed_batch_size_trains():
@@ -130,7 +132,7 @@ def test_a_model_with_a_fixed_batch_size_trains():
     assert np.isfinite(loss)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the gradients overflow on purpose
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # overflows on purpose, and quietly
 def test_a_finite_loss_with_gradients_past_float32_is_a_divergence():
     model = nn.Sequential(nn.Dense(4, 3, rng=0), nn.Dense(3, 2, rng=1))
     params = model.parameters()

@@ -18,7 +18,7 @@ from .arguments import is_int
 from .bind import Bound, bind, check_operand_count
 from .engine import make_plan
 from .pair import c_strides, plan_pair
-from .spec import Spec, SpecError, Term, Window, parse
+from .spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 
 DEFAULT_SIZE = 8
 
@@ -138,6 +138,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     if defaulted:
         lines.append(f"          (not given, so taken as defaults: "
                      f"{', '.join(sorted(defaulted))}; give --shapes or --sizes)")
+    lines += _lone_index_lines(parsed)
     lines += _path_lines(bound)
     lines.append("backward specs (the output takes the operand's place):")
     for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
@@ -145,6 +146,26 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         lines += _unreached_lines(bound.spec.inputs[i], bound.in_shapes[i], bound.size_map)
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
+
+
+def _lone_index_lines(spec: Spec) -> list[str]:
+    """Notes on indices found in one term only, each a common typo: an input
+    index summed away inside its operand, an output index the result is
+    broadcast along."""
+    lines = []
+    terms = [*spec.inputs, spec.output]
+    for i, term in enumerate(terms):
+        others = {k for j, t in enumerate(terms) if j != i for k in t.indices()}
+        lone = [k for k in term.axes if isinstance(k, str) and k != ELLIPSIS  # not windows
+                and k not in others and term.axes.count(k) == 1]
+        if term is not spec.output and len(spec.inputs) == 1:
+            continue  # summing an index away is what a one-operand spec is for
+        for k in lone:
+            lines.append(f"note      index '{k}' is only in the output: the result is "
+                         f"broadcast along it" if term is spec.output else
+                         f"note      index '{k}' is only in operand {i} '{term}': it is "
+                         f"summed there before anything else")
+    return lines
 
 
 def _unreached_lines(term: Term, shape: Sequence[int], sizes: Mapping[str, int]) -> list[str]:
@@ -237,7 +258,8 @@ def _path_lines(bound: Bound) -> list[str]:
     path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
     lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
              if any(plan.needs_view) else f"forward   {eq}",
-             f"  FLOPs (opt_einsum count) {int(info.opt_cost):,};  naive {int(info.naive_cost):,}",
+             f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
+                 f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
              f"  largest intermediate {int(info.largest_intermediate):,} elements"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {path}")

@@ -49,6 +49,30 @@ def test_default_sizes_reach_window_and_output_only_indices(spec, line):
     assert line in explain(spec).splitlines()
 
 
+@pytest.mark.parametrize("spec, notes", [
+    ("bnmd,nmdk->bk", []),
+    ("bnme,nmdk->bk", ["note      index 'e' is only in operand 0 'bnme': it is summed there "
+                       "before anything else",
+                       "note      index 'd' is only in operand 1 'nmdk': it is summed there "
+                       "before anything else"]),
+    ("bi,ik->bq", ["note      index 'k' is only in operand 1 'ik': it is summed there before "
+                   "anything else",
+                   "note      index 'q' is only in the output: the result is broadcast "
+                   "along it"]),
+    ("bi->b", []),  # summing away is what a one-operand spec does
+    ("ii,i->i", []),  # a diagonal, not a lone index
+    ("b(2h+u)c,uck->bhk", []),  # a window's inner index is in both operands
+])
+def test_an_index_in_one_term_only_gets_a_note(spec, notes):
+    lines = explain(spec).splitlines()
+    assert [line for line in lines if line.startswith("note")] == notes
+
+
+def test_naive_flops_are_shown_where_a_path_can_beat_them():
+    assert "naive" not in explain("bi,ik->bk") and "naive" not in explain("b(h+u)c->bhc")
+    assert "naive" in explain("bi,ij,jk->bk")
+
+
 def test_defaulted_sizes_are_named():
     lines = explain("bi,ik->bk", sizes={"b": 2, "i": 3}).splitlines()
     assert "          (not given, so taken as defaults: k; give --shapes or --sizes)" in lines

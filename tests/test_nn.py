@@ -106,6 +106,10 @@ def test_einsum_checks_input_sizes_it_was_given():
     ("b(h+u),(h+u)->bh", {"u": 2, "h": 2}, cn.SpecError, "must be plain"),
     ("bi,ii->bi", {"i": 2}, cn.SpecError, "must be plain"),
     ("bi,ik->bkz", {"i": 2, "k": 2}, cn.SpecError, "'z' appears in no operand"),
+    # a typo: 'd' only in the weight would be summed away inside it
+    ("bnme,nmdk->bk", {"n": 2, "m": 2, "d": 3, "k": 2}, cn.SpecError,
+     r"index 'd' of weight term 'nmdk' \(operand 1\) appears in no other term"),
+    ("bi,ik,jr->bk", {"i": 2, "k": 2, "j": 2, "r": 2}, cn.SpecError, "index 'j' of weight"),
     ("bi,ik->bk", {"i": 2}, ValueError, r"missing \['k'\]"),
     ("bi,ik->bk", {"i": 2, "k": 0}, ValueError, "positive integer"),
     ("bi,ik->bk", {"i": 2, "k": 2, "q": 3}, ValueError, "'q'"),
@@ -113,6 +117,19 @@ def test_einsum_checks_input_sizes_it_was_given():
 def test_einsum_layer_rejects_bad_specs_and_sizes(spec, sizes, error, match):
     with pytest.raises(error, match=match):
         nn.Einsum(spec, sizes=sizes, rng=0)
+
+
+def test_einsum_layer_error_points_at_the_lone_weight_index():
+    with pytest.raises(cn.SpecError) as exc:
+        nn.Einsum("bnme,nmdk->bk", sizes={"n": 2, "m": 2, "d": 3, "k": 2}, rng=0)
+    spec_line, caret_line = str(exc.value).splitlines()[-2:]
+    assert spec_line.strip() == "bnme,nmdk->bk" and spec_line[caret_line.index("^")] == "d"
+
+
+def test_einsum_layer_keeps_the_order_of_its_sizes():
+    layer = nn.Einsum("bnmd,nr,mr,dr,kr->bk", sizes={"n": 2, "m": 2, "d": 3, "r": 4, "k": 5})
+    assert list(layer.sizes) == ["n", "m", "d", "r", "k"]
+    assert "sizes={'n': 2, 'm': 2, 'd': 3, 'r': 4, 'k': 5}" in repr(layer)
 
 
 def test_einsum_layer_rejects_bad_weight_names_init_and_dtype():
@@ -339,6 +356,16 @@ def test_loss_and_grads_matches_value_and_grad_and_leaves_labels_alone():
     cn.check_grads(lambda p: loss_fn(p, x, y), net.parameters())
     np.testing.assert_allclose(loss, loss_fn(net.parameters(), x, y))
     assert set(grads) == set(net.parameters())
+
+
+def test_loss_and_grads_refuses_a_loss_that_reads_no_parameter():
+    net = small_net()
+    x, y = rng().standard_normal((3, 4, 4, 1)), np.array([2, 0, 1])
+    with pytest.raises(ValueError, match=r"does not depend on params.*model\.apply"):
+        nn.loss_and_grads(lambda p: nn.softmax_cross_entropy(net(x), y), net.parameters())
+    # a parameter the loss leaves out is fine: its gradient is zero
+    _, grads = nn.loss_and_grads(lambda p: cn.sum(p["0.weight"] * 2.0), net.parameters())
+    assert np.all(grads["0.weight"] == 2.0) and not np.any(grads["0.bias"])
 
 
 # -------------------------------------------------------------------- losses

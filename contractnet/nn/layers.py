@@ -54,7 +54,8 @@ class Einsum(Module):
     Raises
     ------
     SpecError
-        If the spec is malformed or not a learned layer (see above), or
+        If the spec is malformed or not a learned layer (see above), a weight
+        index appears in no other term (it would only be summed away), or
         ``inputs`` leaves no weight operand.
     ValueError
         If ``sizes`` is not a mapping, lacks a weight index or names an index
@@ -157,6 +158,7 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
         if i not in inputs and not term.is_plain:
             raise SpecError(f"weight term '{term}' (operand {i}) must be plain: "
                             "no window, ellipsis or repeated index", text, _term_start(spec, i))
+    _check_no_lone_weight_index(spec, inputs)
     known = {i for t in spec.inputs for i in t.indices()}
     col = text.index("->") + 2
     for axis in spec.output.axes:
@@ -165,6 +167,22 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
             if name != ELLIPSIS and name not in known:
                 raise SpecError(f"output index '{name}' appears in no operand", text, col)
         col += len(str(axis))
+
+
+def _check_no_lone_weight_index(spec: Spec, inputs: tuple[int, ...]) -> None:
+    """Refuse a weight index found in no other term: it would only be summed
+    away inside that weight, a redundant axis (and usually a typo)."""
+    terms = list(spec.inputs) + [spec.output]
+    for i, term in enumerate(spec.inputs):
+        if i in inputs:
+            continue
+        elsewhere = {k for j, t in enumerate(terms) if j != i for k in t.indices()}
+        for position, name in enumerate(term.axes):
+            if name not in elsewhere:
+                raise SpecError(f"index '{name}' of weight term '{term}' (operand {i}) appears "
+                                "in no other term: the layer would only sum the weight over "
+                                "it; a weight index must also be in an input, another weight "
+                                "or the output", str(spec), _term_start(spec, i) + position)
 
 
 def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str, int]:
@@ -180,7 +198,7 @@ def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str
     missing = sorted(set(weight_idx) - set(sizes))
     if missing:
         raise ValueError(f"sizes must give every weight index of '{spec}'; missing {missing}")
-    return {name: int(sizes[name]) for name in dict.fromkeys(weight_idx + list(sizes))}
+    return {name: int(n) for name, n in sizes.items()}  # in the caller's order
 
 
 def _weight_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ import contractnet as cn
 
 from . import serialization
 from ..pair import view_key
-from ..trace import value_of
+from ..trace import Traced, value_of
 
 Params = Mapping[str, Any]
 
@@ -316,7 +316,15 @@ def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
     loss : ndarray
         The 0-d loss value.
     grads : dict of str to ndarray
-        One gradient per parameter, same names, shapes and dtypes.
+        One gradient per parameter, same names, shapes and dtypes (zeros for
+        a parameter the loss does not read).
+
+    Raises
+    ------
+    ValueError
+        If ``params`` is empty, or the loss reads none of them (a loss that
+        calls ``model(x)``, which runs on the model's own arrays, instead of
+        ``model.apply(params, x)``).
 
     Examples
     --------
@@ -328,5 +336,14 @@ def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
     """
     if not isinstance(params, Mapping) or not params:
         raise ValueError("loss_and_grads needs a non-empty dict of name -> array")
-    value, grads = cn.value_and_grad(loss_fn, argnums=0)(dict(params), *args)
+
+    def traced_loss(traced_params: dict[str, Any], *rest: Any) -> Any:
+        loss = loss_fn(traced_params, *rest)
+        if type(loss) is not Traced:
+            raise ValueError(
+                "the loss does not depend on params, so every gradient would be 0: "
+                "inside the loss, run the model on the params it is given "
+                "(model.apply(params, x)), not on its own arrays (model(x))")
+        return loss
+    value, grads = cn.value_and_grad(traced_loss, argnums=0)(dict(params), *args)
     return value, grads

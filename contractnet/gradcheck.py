@@ -61,7 +61,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     whose difference bounds its truncation error.  The two numbers must
     agree to ``rtol`` of the larger, plus that truncation error, plus the
     rounding error of float64 in both (estimated from the sizes of the terms
-    summed), plus ``atol``, a small absolute slack for cancellation inside
+    summed; in the output's precision when ``fn`` returns a lower one, as
+    when it casts to float32), plus ``atol``, a small absolute slack for cancellation inside
     ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
     however small the function's values.  A trial tries steps 10^2, 10^4,
@@ -77,6 +78,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     much larger than the others' (positions near 1e6 beside features of
     size 1) dominate the pairing, and an error in the small ones' gradient
     can hide below ``rtol``: check such functions one primal at a time.
+    A function that computes in lower precision inside but returns float64
+    hides that rounding from the estimate and fails at small steps: give it
+    a larger ``eps``, or let it return its lower-precision result.
 
     Parameters
     ----------
@@ -85,7 +89,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     *primals : arrays, or nested dicts/lists/tuples of arrays
         Floating-point (or complex) inputs at which to check.
     eps : float
-        Relative size of the first step (default 1e-6).
+        Relative size of the first step (default 1e-6); at least the cube
+        root of the output's precision when ``fn`` returns a lower one than
+        float64 (about 5e-3 for float32).
     rtol, atol : float
         Relative and absolute tolerance of the comparison (above).
     trials : int
@@ -131,6 +137,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     xs = [[_promoted(x) for x in leaves] for leaves in own]
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
+    eps = _first_step(eps, out)
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
         u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
@@ -149,9 +156,19 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
             deciding = next((v for v in verdicts if v.sharp), verdicts[0])
             if deciding.sharp or not deciding.agrees:
                 raise AssertionError(
-                    f"vjp disagrees with finite differences (trial {trial}): {deciding.message}")
+                    f"vjp disagrees with finite differences (trial {trial}; steps of eps "
+                    f"{eps:.3g} times 1 down to {STEP_SHRINKS[-1]:g} tried): {deciding.message}")
     if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
+
+
+def _first_step(eps: float, out: np.ndarray) -> float:
+    """``eps``, raised for an output of lower precision than float64 (``fn``
+    casts down) to the cube root of that precision: the central difference's
+    best step there, where a smaller one only measures rounding."""
+    if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > np.finfo(np.float64).eps:
+        return max(eps, float(np.finfo(out.dtype).eps) ** (1 / 3))
+    return eps
 
 
 def _check_settings(eps: float, rtol: float, atol: float, trials: int) -> None:
@@ -226,7 +243,9 @@ def _central_difference(fn, build, xs, ds, u, multiple: int,
         f_minus = np.asarray(value_of(fn(*build(minus))))
         value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
         size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
-    return value, FLOAT64_SLACK * size
+    # an output in lower precision (fn casts its float64 probes down) is rounded as such
+    slack = 4 * np.finfo(f_plus.dtype).eps if f_plus.dtype.kind in "fc" else FLOAT64_SLACK
+    return value, max(slack, FLOAT64_SLACK) * size
 
 
 class _Verdict(NamedTuple):

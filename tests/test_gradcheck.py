@@ -132,6 +132,27 @@ def test_check_grads_catches_wrong_gradients_its_steps_barely_resolve(monkeypatc
         cn.check_grads(fn, x)
 
 
+@pytest.mark.parametrize("fn", [
+    lambda a: cn.sum(cn.tanh(a.astype(np.float32))),
+    lambda a: cn.sum(a.astype(np.float32)),
+    lambda a: cn.exp(a.astype(np.float32)) * 2.0,
+], ids=["tanh", "sum", "exp"])
+def test_a_function_returning_float32_is_checked_at_float32_steps(monkeypatch, fn):
+    """The probes are float64, but fn rounds them to float32: a step below
+    float32's resolution measures rounding, so the steps start at its cube
+    root; a gradient wrong by 1% still fails."""
+    from contractnet import autodiff, ops
+    x = 2 * _rng(6).standard_normal(5)
+    cn.check_grads(fn, x, seed=0)
+    cn.check_grads(fn, x, eps=1e-4, seed=0)
+    for primitive in (ops.tanh, ops.exp, ops.astype):
+        right = autodiff.VJP_RULES[primitive]
+        monkeypatch.setitem(autodiff.VJP_RULES, primitive,
+                            lambda *args, right=right: right(*args) * 1.01)
+    with pytest.raises(AssertionError, match=r"steps of eps 0.00492 times 1 down to 1e-10 tried"):
+        cn.check_grads(fn, x, seed=0)
+
+
 def test_check_grads_passes_a_log_of_inputs_far_below_the_step():
     """p of 1e-9 against a first step of 1e-6: only a step 10^6 times smaller resolves it."""
     p = np.array([0.5, 1e-9, 0.3, 2e-9])

@@ -119,6 +119,19 @@ def test_einsum_layer_rejects_bad_specs_and_sizes(spec, sizes, error, match):
         nn.Einsum(spec, sizes=sizes, rng=0)
 
 
+def test_a_layer_refusing_its_input_names_itself_and_its_operands():
+    net = nn.Sequential(nn.Dense(4, 3, rng=0), nn.ReLU(), nn.Dense(4, 2, rng=0))
+    with pytest.raises(cn.SpecError, match=r"^Dense\(4, 2, .*\) cannot take input shape\(s\) "
+                                           r"\(2, 3\): index 'i' has size 3 in operand 0 but 4 "
+                                           r"in operand 1 \(operand 0 is the input, the others "
+                                           r"its weights\)\n  bi,ik->bk\n     \^"):
+        net(np.ones((2, 4), np.float32))
+    bilinear = nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2))
+    with pytest.raises(cn.SpecError, match=r"\(2, 3\), \(2, 4\): .*operands \[0, 2\] are "
+                                           r"the inputs"):
+        bilinear(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32))
+
+
 def test_einsum_layer_error_points_at_the_lone_weight_index():
     with pytest.raises(cn.SpecError) as exc:
         nn.Einsum("bnme,nmdk->bk", sizes={"n": 2, "m": 2, "d": 3, "k": 2}, rng=0)

@@ -114,7 +114,15 @@ class Einsum(Module):
         data = iter(xs)
         operands = [next(data) if i in self.inputs else next(weights)
                     for i in range(len(self.inputs) + len(self.weight_names))]
-        y = cn.einsum(self.spec, *operands, sizes=self._input_sizes)
+        try:
+            y = cn.einsum(self.spec, *operands, sizes=self._input_sizes)
+        except SpecError as exc:  # say which layer, and which operands are its inputs
+            roles = "operand 0 is the input" if self.inputs == (0,) else \
+                f"operands {list(self.inputs)} are the inputs"
+            raise SpecError(f"{self!r} cannot take input shape(s) "
+                            f"{', '.join(str(np.shape(x)) for x in xs)}: {exc.reason} "
+                            f"({roles}, the others its weights)", exc.spec,
+                            exc.position) from None
         if "bias" not in self._params:
             return y
         b = params["bias"]

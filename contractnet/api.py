@@ -290,8 +290,9 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
     ----------
     spec : str
     *shapes : one shape per operand
-        Needed to resolve ``...`` and size-1 broadcasting; with neither in
-        the spec they only validate.
+        Always required.  They resolve ``...`` and size-1 broadcasting; in
+        a spec with neither, the backward specs do not depend on them, and
+        they are only checked against the spec.
     sizes : mapping, optional
         As for :func:`einsum`.
 

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Sequence
 
+from . import __version__
+
 SUBCOMMANDS = {
     "bench": ("contractnet.bench", "time the contraction head, conv2d and low-rank heads "
                                    "against flatten+matmul, PyTorch and numpy"),
@@ -22,6 +24,7 @@ SUBCOMMANDS = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, just that subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="contractnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"contractnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         if only is not None and name != only:

@@ -20,6 +20,8 @@ from numpy.lib.array_utils import byte_bounds
 
 from .pair import view_key
 
+__all__ = ["Optimizer", "SGD", "Adam", "NonFiniteGradientError"]
+
 
 class NonFiniteGradientError(ValueError):
     """A gradient holds a nan or an infinity: the step is refused."""
@@ -46,7 +48,10 @@ class Optimizer:
 
     def __init__(self, params: Mapping[str, np.ndarray]) -> None:
         if not isinstance(params, Mapping) or not params:
-            raise ValueError("an optimizer needs a non-empty dict of name -> ndarray")
+            hint = (f", got {type(params).__name__}; pass its .parameters()"
+                    if hasattr(params, "parameters") else
+                    "" if isinstance(params, Mapping) else f", got {type(params).__name__}")
+            raise ValueError(f"an optimizer needs a non-empty dict of name -> ndarray{hint}")
         for name, p in params.items():
             if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
                 raise ValueError(f"parameter {name!r} must be a floating ndarray, "
@@ -130,6 +135,13 @@ class Optimizer:
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
+
+    #: The settings :meth:`__repr__` shows, by attribute name.
+    _shown: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        settings = "".join(f", {name}={getattr(self, name)!r}" for name in self._shown)
+        return f"{type(self).__name__}({len(self.params)} parameter(s){settings})"
 
 
 def _non_finite(g: np.ndarray) -> str:
@@ -227,6 +239,8 @@ class SGD(Optimizer):
     [-0.45, 0.55]
     """
 
+    _shown = ("lr", "momentum", "weight_decay", "nesterov")
+
     def __init__(self, params: Mapping[str, np.ndarray], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(params)
@@ -290,6 +304,8 @@ class Adam(Optimizer):
     >>> Adam(p, lr=0.1).step({"w": np.array([3.0, -0.5])}); p["w"].round(6).tolist()
     [0.9, -0.9]
     """
+
+    _shown = ("lr", "betas", "eps", "weight_decay")
 
     def __init__(self, params: Mapping[str, np.ndarray], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -250,8 +250,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of split, weights, batches")
     parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    parser.add_argument("--rank", type=int, default=16, help="rank of the cp head (default: 16)")
-    parser.add_argument("--ranks", type=int, nargs=3, default=(3, 3, 8), metavar=("P", "Q", "S"),
+    parser.add_argument("--rank", type=int, help="rank of the cp head (default: 16)")
+    parser.add_argument("--ranks", type=int, nargs=3, metavar=("P", "Q", "S"),
                         help="ranks of the tucker head (default: 3 3 8)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON object on stdout "
@@ -261,9 +261,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``contractnet train``; returns the exit status."""
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    for option, value, head in (("--rank", args.rank, "cp"), ("--ranks", args.ranks, "tucker")):
+        if value is not None and args.head != head:
+            raise ValueError(f"{option} sets the {head} head's ranks; add --head {head}")
     try:
         result = train_digits(args.head, args.epochs, args.seed, args.batch_size, args.lr,
-                              args.rank, args.ranks, log=log)
+                              16 if args.rank is None else args.rank,
+                              (3, 3, 8) if args.ranks is None else args.ranks, log=log)
     except ImportError as exc:
         print(f"contractnet train: error: {exc}", file=sys.stderr)
         return 2

@@ -168,6 +168,13 @@ def test_cli_without_a_command_is_a_usage_error(capsys):
     assert "a command is required: bench, explain, train" in captured.err and not captured.out
 
 
+def test_cli_prints_its_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"contractnet {cn.__version__}\n"
+
+
 def test_cli_prints_the_explanation(capsys):
     assert main(["explain", "ij,jk->ik", "--shapes", "2x3", "3x4"]) == 0
     assert "d operand 0: ik,jk->ij" in capsys.readouterr().out

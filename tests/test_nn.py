@@ -260,6 +260,8 @@ def test_factorised_heads_equal_contract_head_with_full_weight(make, full):
 def test_head_repr_param_counts_and_shape_errors():
     assert repr(nn.ContractHead((4, 4, 16), 10)) == (
         "ContractHead((4, 4, 16), 10, spec='bnmd,nmdk->bk', bias=True)")
+    assert repr(nn.FlattenDense((4, 4, 16), 10, layout="NCHW")) == (
+        "FlattenDense((4, 4, 16), 10, layout='NCHW', spec='bi,ik->bk', bias=True)")
     assert nn.CPHead((4, 4, 16), 10, rank=8).num_parameters() == 8 * (4 + 4 + 16 + 10) + 10
     tucker = nn.TuckerHead((4, 4, 16), 10, ranks=(2, 3, 5))
     assert tucker.num_parameters() == 4 * 2 + 4 * 3 + 16 * 5 + 2 * 3 * 5 * 10 + 10
@@ -303,6 +305,24 @@ def small_net(dtype=np.float64) -> nn.Sequential:
     g = rng(0)
     return nn.Sequential(nn.Conv2d(1, 2, 3, padding="same", rng=g, dtype=dtype), nn.ReLU(),
                          nn.MaxPool2d(2), nn.ContractHead((2, 2, 2), 3, rng=g, dtype=dtype))
+
+
+def test_a_module_lists_its_children_in_its_repr():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_module("left", nn.Dense(3, 2, rng=0))
+            self.add_module("right", nn.Sequential(nn.ReLU(), nn.Dense(2, 2, rng=0)))
+
+    assert repr(Pair()) == (
+        "Pair(\n"
+        "  (left): Dense(3, 2, spec='bi,ik->bk', bias=True)\n"
+        "  (right): Sequential(\n"
+        "    (0): ReLU()\n"
+        "    (1): Dense(2, 2, spec='bi,ik->bk', bias=True)\n"
+        "  )\n"
+        ")")
+    assert repr(nn.Sequential()) == "Sequential()" and repr(nn.ReLU()) == "ReLU()"
 
 
 def test_sequential_names_apply_and_grads():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from contractnet import optim
+from contractnet.nn import Dense
 
 #: Each optimizer, built on a parameter dict: the cases every contract test runs.
 OPTIMIZERS = [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)]
@@ -193,10 +194,20 @@ def test_parameters_that_only_partly_overlap_are_refused():
     (lambda p: optim.Adam(p, eps=0), "eps"),
     (lambda p: optim.SGD({"w": np.ones(2, np.int64)}, lr=0.1), "floating"),
     (lambda p: optim.SGD({}, lr=0.1), "non-empty"),
+    (lambda p: optim.SGD([p["w"]], lr=0.1), "non-empty dict of name -> ndarray, got list$"),
+    (lambda p: optim.Adam(Dense(2, 1)), "got Dense; pass its .parameters()"),
 ])
 def test_bad_hyper_parameters_and_params_are_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make({"w": np.ones(2)})
+
+
+def test_an_optimizer_shows_its_settings():
+    params = {"w": np.ones(2), "b": np.ones(1)}
+    assert repr(optim.SGD(params, lr=0.1, momentum=0.9)) == \
+        "SGD(2 parameter(s), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)"
+    assert repr(optim.Adam(params, lr=0.01, betas=(0.8, 0.9))) == \
+        "Adam(2 parameter(s), lr=0.01, betas=(0.8, 0.9), eps=1e-08, weight_decay=0.0)"
 
 
 def test_read_only_params_are_refused():

@@ -286,4 +286,4 @@ class FlattenDense(Einsum):
 
     def extra_repr(self) -> str:
         return (f"{self.in_shape}, {self.classes}, layout={self.layout!r}, "
-                f"spec='flatten,{self.spec}', bias={'bias' in self._params}")
+                f"spec={self.spec!r}, bias={'bias' in self._params}")

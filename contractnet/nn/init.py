@@ -47,6 +47,8 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from contractnet.nn.init import normal
     >>> w = normal((3, 2), 0.1, rng=np.random.default_rng(0))
     >>> w.dtype, w.shape
     (dtype('float32'), (3, 2))
@@ -77,6 +79,8 @@ def he_normal(shape: Sequence[int], fan_in: int, *, rng: np.random.Generator,
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from contractnet.nn.init import he_normal
     >>> w = he_normal((1000, 50), 1000, rng=np.random.default_rng(0))
     >>> round(float(w.std()) * 1000 ** 0.5, 1)
     1.4

@@ -134,7 +134,8 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
     Examples
     --------
-    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
+    >>> import numpy as np, contractnet as cn
+    >>> cn.nn.accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
     logits = np.asarray(getattr(logits, "value", logits))

@@ -190,10 +190,17 @@ class Module:
         return self
 
     def extra_repr(self) -> str:
+        """The settings :meth:`__repr__` shows between the parentheses."""
         return ""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
+        """``Name(settings)``, then one indented line per child module, if any."""
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._children:
+            return head + ")"
+        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ")
+                 for name, child in self._children.items()]
+        return head + "\n" + "\n".join(lines) + "\n)"
 
 
 def _check_tied_values(targets: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]
@@ -290,9 +297,6 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._children.values())
 
-    def __repr__(self) -> str:
-        lines = [f"  ({name}): {layer!r}" for name, layer in self._children.items()]
-        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
 
 
 def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any

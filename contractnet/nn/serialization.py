@@ -56,7 +56,8 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import os, tempfile, numpy as np
+    >>> from contractnet.nn import load_parameters, save_parameters
     >>> path = os.path.join(tempfile.mkdtemp(), "w.npz")
     >>> save_parameters({"0.weight": np.ones((2, 2), np.float32)}, path)
     >>> load_parameters(path)["0.weight"].dtype

@@ -64,6 +64,8 @@ def flat_weight(w: np.ndarray, layout: str = "NHWC") -> np.ndarray:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from contractnet.nn import flat_weight
     >>> w = np.arange(2 * 1 * 3 * 1).reshape(2, 1, 3, 1)      # n=2, m=1, d=3
     >>> flat_weight(w, "NHWC").ravel().tolist()                 # n, m, d order
     [0, 1, 2, 3, 4, 5]
@@ -136,6 +138,8 @@ def flatten_activation(x: Any, layout: str = "NHWC") -> Any:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from contractnet.nn import flatten_activation
     >>> x = np.arange(6).reshape(1, 2, 1, 3)                    # n=2, m=1, d=3
     >>> flatten_activation(x, "NCHW").tolist()
     [[0, 3, 1, 4, 2, 5]]

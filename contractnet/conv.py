@@ -284,17 +284,20 @@ def conv3d(x: Array, w: Array, stride: IntOrTuple = 1, padding: Padding = 0,
 
 conv1d.__doc__ = _CONV_DOC.format(
     n=1, o="h", pos="S*h + D*u", i="u", spec=conv_spec(1), dims="L", kdims="KL", odims="Lo",
-    example=">>> import numpy as np, contractnet as cn\n    >>> cn.conv1d(np.ones((1, 5, 2)), "
+    example=">>> import numpy as np, contractnet as cn\n"
+            "    >>> cn.conv1d(np.ones((1, 5, 2)), "
             "np.ones((3, 2, 4)), padding='same').shape\n    (1, 5, 4)")
 conv2d.__doc__ = _CONV_DOC.format(
     n=2, o="h, w", pos="S*h + D*u, T*w + E*v", i="u, v", spec=conv_spec(2), dims="H, W",
     kdims="KH, KW", odims="Ho, Wo",
-    example=">>> import numpy as np, contractnet as cn\n    >>> cn.conv2d(np.ones((2, 8, 8, 3)), "
+    example=">>> import numpy as np, contractnet as cn\n"
+            "    >>> cn.conv2d(np.ones((2, 8, 8, 3)), "
             "np.ones((3, 3, 3, 4)), stride=2).shape\n    (2, 3, 3, 4)")
 conv3d.__doc__ = _CONV_DOC.format(
     n=3, o="d, h, w", pos="R*d + A*t, S*h + D*u, T*w + E*v", i="t, u, v", spec=conv_spec(3),
     dims="D, H, W", kdims="KD, KH, KW", odims="Do, Ho, Wo",
-    example=">>> import numpy as np, contractnet as cn\n    >>> cn.conv3d(np.ones((1, 4, 4, 4, 1)), "
+    example=">>> import numpy as np, contractnet as cn\n"
+            "    >>> cn.conv3d(np.ones((1, 4, 4, 4, 1)), "
             "np.ones((2, 2, 2, 1, 3))).shape\n    (1, 3, 3, 3, 3)")
 
 

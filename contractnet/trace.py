@@ -68,7 +68,16 @@ class Primitive:
                 raise TypeError(f"cn.{self.name}: pass the traced value {name}= by position; "
                                 f"keyword arguments are not traced")
         if parents is None:
-            return self.fn(*args, **kwargs)
+            try:
+                return self.fn(*args, **kwargs)
+            except TypeError as exc:  # a list of traced values, which numpy cannot read
+                held = [a for a in args if isinstance(a, (list, tuple))
+                        and any(type(v) is Traced for v in a)]
+                if held:
+                    raise TypeError(f"cn.{self.name}: an argument is a {type(held[0]).__name__} "
+                                    f"holding traced values, which is no array; make it "
+                                    f"one with cn.stack first") from exc
+                raise
         values = tuple(values)
         return Traced(self.fn(*values, **kwargs), Node(self, values, kwargs, parents))
 

@@ -132,6 +132,23 @@ def test_a_layer_refusing_its_input_names_itself_and_its_operands():
         bilinear(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.ReLU(), nn.ContractHead((2, 2, 2), 3)),
+    lambda: nn.Sequential(nn.FlattenDense((4, 4, 1), 3, rng=0)),
+    lambda: nn.Einsum("bhwc,hwck->bk", sizes={"h": 4, "w": 4, "c": 1, "k": 3}, rng=0),
+])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_])
+def test_integer_input_keeps_a_float32_model_float32(make, dtype):
+    model = make()
+    x = (np.arange(2 * 4 * 4).reshape(2, 4, 4, 1) % 3).astype(dtype)
+    y = model(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, model(x.astype(np.float32)), rtol=1e-6)
+    _, grads = nn.loss_and_grads(lambda p: cn.sum(model.apply(p, x)), model.parameters())
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert model(x.astype(np.float64)).dtype == np.float64  # floats promote as numpy does
+
+
 def test_einsum_layer_error_points_at_the_lone_weight_index():
     with pytest.raises(cn.SpecError) as exc:
         nn.Einsum("bnme,nmdk->bk", sizes={"n": 2, "m": 2, "d": 3, "k": 2}, rng=0)
@@ -433,6 +450,13 @@ def test_softmax_cross_entropy_takes_masked_logits():
 def test_softmax_cross_entropy_rejects_bad_labels(labels, match):
     with pytest.raises(ValueError, match=match):
         nn.softmax_cross_entropy(np.zeros((2, 3)), labels)
+
+
+def test_traced_labels_suggest_swapped_arguments():
+    logits, labels = np.zeros((2, 3)), np.array([0, 2])
+    with pytest.raises(ValueError, match=r"labels must be an integer array, got a traced value "
+                                         r"\(are the logits and the labels swapped\?\)"):
+        cn.grad(lambda z: nn.softmax_cross_entropy(labels, z))(logits)
 
 
 def test_mse_and_accuracy():

@@ -529,6 +529,15 @@ def test_numpy_functions_on_traced_values_are_refused_naming_contractnets_own(ca
         cn.vjp(call, np.ones(3))
 
 
+@pytest.mark.parametrize("holder", [list, tuple])
+def test_a_list_of_traced_values_is_refused_naming_the_op_and_cn_stack(holder):
+    with pytest.raises(TypeError, match=rf"^cn\.sum: an argument is a {holder.__name__} "
+                                        r"holding traced values.*cn\.stack"):
+        cn.grad(lambda x: cn.sum(x))(holder([1.0, 2.0]))
+    assert [float(g) for g in cn.grad(lambda x: cn.sum(cn.stack(x)))(holder([1.0, 2.0]))] == \
+        [1.0, 1.0]
+
+
 def test_an_in_place_operator_on_an_array_cannot_store_a_traced_value():
     target = np.ones(3)
 

@@ -13,6 +13,7 @@ import contractnet as cn
 
 from ..arguments import floating_dtype, is_int, positive_int
 from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
+from ..trace import Traced
 from . import init as initializers
 from .module import Module, Params
 from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
@@ -26,6 +27,8 @@ class Einsum(Module):
 
     The weight shapes follow from the spec and ``sizes``; the optional bias
     spans the output indices that a weight provides (``k`` in ``"bi,ik->bk"``).
+    Integer or boolean input is cast to ``dtype``; floating input computes
+    as numpy promotes it with the weights.
 
     Parameters
     ----------
@@ -111,7 +114,7 @@ class Einsum(Module):
             raise ValueError(f"{self.spec!r} takes {len(self.inputs)} input(s) (operands "
                              f"{list(self.inputs)}), got {len(xs)}")
         weights = iter(params[name] for name in self.weight_names)
-        data = iter(xs)
+        data = iter([as_layer_input(x, self.dtype) for x in xs])
         operands = [next(data) if i in self.inputs else next(weights)
                     for i in range(len(self.inputs) + len(self.weight_names))]
         try:
@@ -135,6 +138,16 @@ class Einsum(Module):
         if self.dtype != np.float32:
             text += f", dtype={self.dtype.name}"
         return text
+
+
+def as_layer_input(x: Any, dtype: np.dtype) -> Any:
+    """``x``, cast to a layer's ``dtype`` if it holds integers or booleans
+    (pixels as int64, say), which numpy would otherwise promote the layer's
+    float32 to float64 with; a floating input is left as it is."""
+    value = x.value if type(x) is Traced else x
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    return cn.astype(x, dtype) if value.dtype.kind in "biu" else x
 
 
 def _term_start(spec: Spec, operand: int) -> int:
@@ -307,7 +320,8 @@ class Conv2d(Module):
     ``"b(h+u)(w+v)c,uvck->bhwk"`` (with stride and dilation in the window).
     ``init="he"`` (the default) draws with fan-in ``KH*KW*C/groups``;
     ``init="glorot"`` with that fan-in and fan-out ``KH*KW*K``, as Keras and
-    PyTorch count a convolution's fans.
+    PyTorch count a convolution's fans.  Integer or boolean input is cast to
+    ``dtype``, as for :class:`Einsum`.
 
     Parameters
     ----------
@@ -387,7 +401,7 @@ class Conv2d(Module):
         self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
 
     def forward(self, params: Params, x: Any) -> Any:
-        y = cn.conv2d(x, params["weight"], **self._call_args)
+        y = cn.conv2d(as_layer_input(x, self.dtype), params["weight"], **self._call_args)
         return y + params["bias"] if "bias" in self._params else y
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 import contractnet as cn
-from ..trace import array_or_traced
+from ..trace import Traced, array_or_traced
 
 
 def check_labels(labels: Any, logits_shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -17,8 +17,12 @@ def check_labels(labels: Any, logits_shape: tuple[int, ...], what: str) -> np.nd
     ValueError
         Unless the logits are ``(B, K)`` with ``B >= 1`` (``what``, the
         caller, has no value for an empty batch) and ``labels`` holds ``B``
-        integers in ``[0, K)``.
+        integers in ``[0, K)`` (not a traced value: labels are not
+        differentiated).
     """
+    if isinstance(labels, Traced):
+        raise ValueError("labels must be an integer array, got a traced value (are the "
+                         "logits and the labels swapped?)")
     labels = np.asarray(labels)
     if len(logits_shape) != 2:
         raise ValueError(f"logits must be 2-d (B, K), got shape {tuple(logits_shape)}")

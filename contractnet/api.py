@@ -19,6 +19,7 @@ from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
                      run_path, run_plan, runs_as_one_gemm, within_budget)
 from .pair import Memo, run_gemm
+from .pytree import flatten_tree
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, primitive
 from .transpose import transpose
@@ -45,7 +46,16 @@ def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
     return out
 
 
-def _as_spec(spec: str | Spec) -> Spec:
+def _spec_text(spec: bytes) -> str:
+    try:
+        return spec.decode("ascii")
+    except UnicodeDecodeError:
+        raise SpecError(f"a spec given as bytes must be ASCII, got {spec!r}") from None
+
+
+def _as_spec(spec: str | bytes | Spec) -> Spec:
+    if isinstance(spec, bytes):
+        spec = _spec_text(spec)
     if isinstance(spec, str):
         return parse(spec)
     if isinstance(spec, Spec):
@@ -60,7 +70,8 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     Parameters
     ----------
     spec : str
-        numpy's einsum grammar plus windowed groups ``(s*h+d*u)``.  A first
+        numpy's einsum grammar plus windowed groups ``(s*h+d*u)`` (ASCII
+        bytes are read as text, as numpy reads them).  A first
         argument that is not a string starts numpy's interleaved form,
         ``einsum(op0, sublist0, op1, sublist1, ..., [output])``, with integer
         subscripts 0-25 read as ``A``-``Z`` and 26-51 as ``a``-``z``.
@@ -118,7 +129,9 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
                 if not parents:
                     return _as_numpy_returns(run_plan(plan, operands))  # nothing to record
                 return _record(plan, (av, bv), parents)
-    if not isinstance(spec, (str, Spec)) and operands:
+    if isinstance(spec, bytes):  # numpy takes ASCII bytes as spec text
+        spec = _spec_text(spec)
+    elif not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
     if reduce != "sum":
@@ -131,7 +144,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
             shapes.append(x.value.shape)
             continue
         if type(x) is not np.ndarray:
-            x = values[i] = np.asarray(x)
+            x = values[i] = _operand_array(x, i)
         if x.dtype.kind not in NUMERIC_KINDS:
             raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
                             str(parsed))
@@ -145,6 +158,21 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     if reduce == "mean" and np.result_type(*values) == np.float16:
         return _mean_in_float32(parsed, operands, shapes, sizes)
     return _run_and_record(make_plan(bound, reduce), operands, values, parents)
+
+
+def _operand_array(x: Any, operand: int) -> np.ndarray:
+    """Array-like operand ``x`` as an array; a list or tuple of traced
+    values (a list primal is a container, traced element by element) is
+    refused by its operand number."""
+    try:
+        return np.asarray(x)
+    except TypeError:
+        if isinstance(x, (list, tuple)) and any(
+                type(v) is Traced for v in flatten_tree(x)[0]):
+            raise TypeError(f"operand {operand} is a {type(x).__name__} holding traced values, "
+                            f"which is no array (a list primal is traced element by "
+                            f"element); make it one with cn.stack first") from None
+        raise
 
 
 def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int, ...]],

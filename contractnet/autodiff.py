@@ -561,9 +561,13 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
     """``(single, positions)`` from an int or a sequence of ints (not bools)."""
     def as_int(n) -> int:
-        if isinstance(n, bool) or not hasattr(n, "__index__"):
-            raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
-        return operator.index(n)
+        try:
+            if isinstance(n, bool):
+                raise TypeError
+            return operator.index(n)  # no float, no array of more than one element
+        except TypeError:
+            raise ValueError(f"argnums must be an int or a sequence of ints, "
+                             f"got {argnums!r}") from None
     if hasattr(argnums, "__index__") and not isinstance(argnums, (bool, np.ndarray)):
         return True, (operator.index(argnums),)
     if isinstance(argnums, bool) or not isinstance(argnums, (tuple, list)) or not argnums:

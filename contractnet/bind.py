@@ -271,11 +271,18 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     return letters, windows
 
 
+#: The most axes a numpy array can have.
+MAX_DIMS = 64
+
+
 def _size_value(key, value, text: str) -> int:
     """A size given in ``sizes=``: a non-negative int (not a bool or a float)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text)
-    value = operator.index(value)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)  # also a 0-d integer array; no float, no other array
+    except TypeError:
+        raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text) from None
     if value < 0:
         raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {value}", text)
     return value
@@ -415,6 +422,9 @@ def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
     concrete = _rename_broadcast_axes(concrete, shapes, size_map, text, cols)
     _window_sizes(concrete, shapes, cols, size_map, given_windows, text)
     shape = _output_sizes(concrete, size_map, given_windows, out_shape, text)
+    if len(shape) > MAX_DIMS:
+        raise SpecError(f"the output would have {len(shape)} axes; a numpy array holds at "
+                        f"most {MAX_DIMS}", text, text.index("->") + 2 if "->" in text else None)
     used = concrete.indices()
     return Bound(concrete, tuple(sorted((k, v) for k, v in size_map.items() if k in used)),
                  tuple(shapes), shape)

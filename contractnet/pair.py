@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backend import backend
-from .budget import check_allocation
+from .budget import MemoryBudgetError, check_allocation
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -157,9 +157,9 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
     if sum_a or sum_b:  # in the result's dtype: a bool summed as bool would be an "or"
         dtype = np.result_type(a.dtype, b.dtype)
         if sum_a:
-            a, an = a.sum(axis=sum_a, dtype=dtype), rest_a
+            a, an = _summed(a, sum_a, dtype), rest_a
         if sum_b:
-            b, bn = b.sum(axis=sum_b, dtype=dtype), rest_b
+            b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
     if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
@@ -167,9 +167,29 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
-    b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
+    try:
+        a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
+        b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
+    except MemoryBudgetError:
+        if not (_is_broadcast(a) or _is_broadcast(b)):
+            raise
+        # a broadcast operand's copy is over the budget; numpy's einsum reads it in place
+        eq = f"{an},{bn}->{plan.result_names}"
+        return backend.einsum(eq, a, b, order="C"), plan.result_names
     return run_gemm(plan, a2, b2), plan.result_names
+
+
+def _summed(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``x`` summed over ``axes`` in ``dtype``, checked against the memory
+    budget first (a broadcast or a widened dtype can make it outgrow ``x``)."""
+    check_allocation([n for i, n in enumerate(x.shape) if i not in axes], dtype,
+                     "the sum of an operand over the indices only it has")
+    return x.sum(axis=axes, dtype=dtype)
+
+
+def _is_broadcast(x: np.ndarray) -> bool:
+    """Whether ``x`` repeats memory along an axis (a zero stride)."""
+    return any(stride == 0 and n > 1 for stride, n in zip(x.strides, x.shape))
 
 
 def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -232,9 +252,9 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
             return hit[1]
     permuted = x if perm is None else x.transpose(perm)
     if not _reshapes_as_view(permuted, shape):  # a copy, as large as x's full shape
-        broadcast = any(st == 0 and n > 1 for st, n in zip(x.strides, x.shape))
-        check_allocation(x.shape, x.dtype, f"a copy of {'a broadcast' if broadcast else 'an'} "
-                                           f"operand (laid out for a matrix product)")
+        kind = "a broadcast" if _is_broadcast(x) else "an"
+        check_allocation(x.shape, x.dtype, f"a copy of {kind} operand (laid out for a matrix "
+                                           f"product)")
     matrix = permuted.reshape(shape)
     if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
             and not np.may_share_memory(matrix, x)):

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .pytree import flatten_tree
+
 
 class Node:
     """One recorded primitive call: the function, its plain arguments, the
@@ -72,7 +74,7 @@ class Primitive:
                 return self.fn(*args, **kwargs)
             except TypeError as exc:  # a list of traced values, which numpy cannot read
                 held = [a for a in args if isinstance(a, (list, tuple))
-                        and any(type(v) is Traced for v in a)]
+                        and any(type(v) is Traced for v in flatten_tree(a)[0])]
                 if held:
                     raise TypeError(f"cn.{self.name}: an argument is a {type(held[0]).__name__} "
                                     f"holding traced values, which is no array; make it "

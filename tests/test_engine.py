@@ -484,14 +484,45 @@ def test_a_broadcast_batch_axis_is_no_copy_and_no_refusal():
         np.testing.assert_allclose(cn.einsum("bij,bjk->bik", a, b), np.full((20000, 50, 1), 50.0))
 
 
-def test_memory_budget_counts_the_copy_of_a_broadcast_operand():
+@pytest.mark.parametrize("spec, want", [("ij,jk->ik", np.full((4000, 2), 1000.0)),
+                                        ("ij,ij->", 4e6), ("ij,ij->i", np.full(4000, 1000.0))])
+def test_a_broadcast_operand_too_large_to_copy_is_read_in_place(spec, want):
+    """A matrix product would copy the broadcast (32 MB); past the budget,
+    numpy's einsum reads it where it is instead."""
     a = np.broadcast_to(np.ones((1, 1)), (4000, 1000))  # 8 bytes, 32 MB as a matrix
+    b = np.ones((1000, 2)) if spec.startswith("ij,jk") else a
+    tracemalloc.start()
+    try:
+        with cn.memory_budget(10**7):
+            got = cn.einsum(spec, a, b)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10**6
+    np.testing.assert_allclose(got, want)
+
+
+def test_a_broadcast_operand_too_large_to_copy_still_gets_its_gradients():
+    a = np.broadcast_to(np.ones((1, 1)), (4000, 1000))
     b = np.ones((1000, 2))
     with cn.memory_budget(10**7):
-        assert _peak_bytes_while_refused(lambda: cn.einsum("ij,jk->ik", a, b)) < 10**6
-        with pytest.raises(cn.MemoryBudgetError, match="a copy of .*operand"):
-            cn.vjp(lambda b: cn.einsum("ij,jk->ik", a, b), b)
-    np.testing.assert_allclose(cn.einsum("ij,jk->ik", a, b), np.full((4000, 2), 1000.0))
+        out, vjp_fn = cn.vjp(lambda b: cn.einsum("ij,jk->ik", a, b), b)
+        (db,) = vjp_fn(np.ones((4000, 2)))
+    np.testing.assert_allclose(db, np.full((1000, 2), 4000.0))
+    np.testing.assert_allclose(out, np.full((4000, 2), 1000.0))
+
+
+def test_memory_budget_counts_the_sum_over_an_index_one_operand_has():
+    """Summed first, an index only one operand has can make an array larger
+    than the operand: from a broadcast, or in a wider dtype."""
+    c = np.ones((1000, 1000))
+    with cn.memory_budget(2 << 20):
+        for a in (np.ones((1, 1000, 1000), np.int8),  # 1 MB, summed into float64: 8 MB
+                  np.broadcast_to(1.0, (2, 1000, 1000))):  # 8 bytes, summed: 8 MB
+            assert _peak_bytes_while_refused(lambda: cn.einsum("xij,ij->i", a, c)) < 10**5
+            with pytest.raises(cn.MemoryBudgetError, match="the sum of an operand over the "
+                                                           "indices only it has"):
+                cn.einsum("xij,ij->i", a, c)
 
 
 def test_memory_budget_counts_the_copy_of_a_permuted_operand():

@@ -18,6 +18,7 @@ import numpy as np
 from . import ops
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
+from .budget import check_allocation
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
                      within_budget)
 from .pair import memory_owner, run_gemm
@@ -469,7 +470,8 @@ def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:
     the cotangent, a primal or another gradient are copied.
     """
     value, g = leaf.value, grads.pop(id(leaf), None)
-    if g is None:
+    if g is None:  # fn does not read this primal (a broadcast one may be large)
+        check_allocation(value.shape, value.dtype, "the zero gradient of an unused primal")
         g = np.zeros_like(value)
     elif type(g) is not np.ndarray:
         g = np.asarray(g)

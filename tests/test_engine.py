@@ -911,3 +911,13 @@ def test_an_empty_one_operand_result_is_its_own_writable_array(spec, shape):
     out = cn.einsum(spec, x)
     assert out is not x and (out.base is None or out.base.size == 0 and out.base is not x)
     assert out.flags.writeable
+
+
+def test_memory_budget_counts_the_zero_gradient_of_an_unused_primal():
+    unused = np.broadcast_to(1.0, (1000, 1000))  # 8 bytes; its gradient, 8 MB
+    _, vjp_fn = cn.vjp(lambda x, y: cn.sum(y), unused, np.ones(3))
+    with cn.memory_budget(1 << 20):
+        with pytest.raises(cn.MemoryBudgetError, match="the zero gradient of an unused primal"):
+            vjp_fn(np.float64(1.0))
+    dx, dy = vjp_fn(np.float64(1.0))
+    assert not dx.any() and dx.shape == (1000, 1000) and np.all(dy == 1.0)

@@ -701,6 +701,8 @@ def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
     ("ib", "jb", "bij"),      # the same, operands batch-last
     ("ib", "jb", "jbi"),      # in the caller's order, whatever it is
     ("bij", "bjk", "bik"),    # a tiny batched product
+    ("ib", "ib", "b"),        # dot products strided along their sums
+    ("ijb", "ijb", "b"),
 ])
 def test_a_numpy_einsum_pair_is_written_c_ordered_in_the_callers_order(an, bn, keep):
     sizes = dict(zip("bijk", (3, 4, 5, 2)))
@@ -921,3 +923,17 @@ def test_memory_budget_counts_the_zero_gradient_of_an_unused_primal():
             vjp_fn(np.float64(1.0))
     dx, dy = vjp_fn(np.float64(1.0))
     assert not dx.any() and dx.shape == (1000, 1000) and np.all(dy == 1.0)
+
+
+@pytest.mark.parametrize("an, bn, keep, einsum", [
+    ("ab", "ab", "b", True),     # the sums run across rows: one dot product per column
+    ("ab", "ab", "a", False),    # each row's dot product is contiguous: a batched GEMM
+    ("bhwc", "bhwc", "c", True),
+])
+def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, einsum):
+    sizes = dict(zip("abhwc", (40, 600, 4, 5, 16)))  # sums past the tiny products
+    a, b = _operands([tuple(sizes[c] for c in t) for t in (an, bn)])
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    assert (plan.einsum_eq is not None) == einsum
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b), what=keep)

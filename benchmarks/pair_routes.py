@@ -1,0 +1,86 @@
+"""Two-operand contractions off the head's path: contractnet against numpy.einsum.
+
+The engine routes a pair of operands to one (batched) GEMM or to
+``numpy.einsum``; this script checks that each route costs about what numpy
+itself does, on the shapes that once went the slow way:
+
+- reductions that keep a shared index (``"ab,ab->b"``, ``"bhwc,bhwc->c"``):
+  the gradient of a per-channel scale, and a step of many backward passes;
+- batched dot products contiguous along their sums (``"ab,ab->a"``);
+- an outer product and a small batched product.
+
+It also gives forward+backward over forward for two layers made of such
+steps (target of the core issue: about 3).  Run it on purpose, never by
+pytest::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/pair_routes.py [--pairs 9]
+
+Protocol: float32, answers compared first, then alternating pairs in one
+process; each figure is the median of the per-pair ratios, with its spread.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import contractnet as cn
+from contractnet.bench_timing import compare_pair
+from head_ratio import machine_lines  # this folder is on the path of a script run from it
+
+#: (spec, operand shapes): each timed as cn.einsum against numpy.einsum.
+PAIRS = [
+    ("ab,ab->b", [(64, 4096), (64, 4096)]),
+    ("ab,ab->b", [(512, 512), (512, 512)]),
+    ("ab,ab->a", [(512, 512), (512, 512)]),
+    ("bhwc,bhwc->c", [(64, 28, 28, 32), (64, 28, 28, 32)]),
+    ("i,j->ij", [(2048,), (2048,)]),
+    ("bij,bjk->bik", [(256, 4, 8), (256, 8, 4)]),
+]
+#: (spec, operand shapes): forward+backward through cn.vjp over the forward.
+LAYERS = [
+    ("bhwc,c->bhwc", [(64, 28, 28, 32), (32,)]),
+    ("ab,b,b->ab", [(512, 512), (512,), (512,)]),
+]
+
+
+def _arrays(shapes, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+
+
+def _row(name: str, result) -> str:
+    r = result.ratio
+    return (f"| {name} | {result.median_a * 1e3:.3f} | {result.median_b * 1e3:.3f} | "
+            f"{r.median:.2f} | {r.low:.2f}-{r.high:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=9, help="alternating pairs (default 9)")
+    args = parser.parse_args(argv)
+    print("\n".join(machine_lines()))
+    print("\n| spec and shapes | A = cn.einsum ms | B = numpy.einsum ms | median A/B | min-max |")
+    print("|---|---|---|---|---|")
+    for spec, shapes in PAIRS:
+        ops = _arrays(shapes)
+        np.testing.assert_allclose(cn.einsum(spec, *ops), np.einsum(spec, *ops),
+                                   rtol=1e-4, atol=1e-3)
+        result = compare_pair(lambda: cn.einsum(spec, *ops), lambda: np.einsum(spec, *ops),
+                              pairs=args.pairs, best_of=3)
+        print(_row(f"`{spec}` {' '.join(map(str, shapes))}", result))
+    print("\n| layer | A = fwd+bwd ms | B = fwd ms | median A/B | min-max |")
+    print("|---|---|---|---|---|")
+    for spec, shapes in LAYERS:
+        ops = _arrays(shapes)
+        dy = np.ones_like(np.einsum(spec, *ops))
+
+        def both(spec=spec, ops=ops, dy=dy):
+            return cn.vjp(lambda *xs: cn.einsum(spec, *xs), *ops)[1](dy)
+        result = compare_pair(both, lambda: cn.einsum(spec, *ops), pairs=args.pairs, best_of=3)
+        print(_row(f"`{spec}` {' '.join(map(str, shapes))}", result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

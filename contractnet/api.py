@@ -135,7 +135,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
     if reduce != "sum":
-        _check_reduce(parsed, reduce)
+        check_reduce(parsed, reduce)
     values, parents, shapes = list(operands), [], []
     for i, x in enumerate(operands):
         if type(x) is Traced:
@@ -259,7 +259,10 @@ def _from_interleaved(args: tuple, sizes: Mapping | None):
     return text, operands, sizes
 
 
-def _check_reduce(spec: Spec, reduce: str) -> None:
+def check_reduce(spec: Spec, reduce: str) -> None:
+    """Refuse (:class:`SpecError`) an unknown ``reduce``, a max of several
+    operands, and, for any ``reduce`` but "sum" (whose callers skip this
+    check), an output window."""
     text = str(spec)
     if reduce not in REDUCTIONS:
         raise SpecError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, "

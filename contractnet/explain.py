@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Mapping, Sequence
 
 import opt_einsum
 
-from .api import backward_specs
+from .api import backward_specs, check_reduce
 from .arguments import is_int
 from .bind import Bound, bind, check_operand_count
-from .engine import make_plan
+from .engine import REDUCTIONS, make_plan
 from .pair import c_strides, plan_pair
 from .spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
 
@@ -104,7 +105,7 @@ def _flatten_equivalent(bound: Bound) -> list[str]:
 
 
 def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
-            sizes: Mapping[str, int] | None = None) -> str:
+            sizes: Mapping[str, int] | None = None, reduce: str = "sum") -> str:
     """A readable account of ``spec``: indices, sizes, path, backward specs.
 
     Without ``shapes`` every index gets ``sizes[index]``; a window's outer
@@ -115,15 +116,21 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     leaving its last positions unread), it gives the ``sizes=`` that run
     the operand's backward spec by hand.
 
+    With ``reduce="mean"`` the backward specs are scaled as the forward is;
+    ``reduce="max"`` has no backward spec (its gradient is a routing).
+
     Raises
     ------
     SpecError
-        As :func:`contractnet.backward_specs` raises it, and for a group
-        length shorter than its window.
+        As :func:`contractnet.backward_specs` raises it, for a group length
+        shorter than its window, and for a ``reduce`` that
+        :func:`contractnet.einsum` refuses.
     ValueError
         For a spec with ``...`` and no ``shapes``.
     """
     parsed = parse(spec)
+    if reduce != "sum":
+        check_reduce(parsed, reduce)
     sizes = dict(sizes or {})
     defaulted: set[str] = set()
     if shapes is None:
@@ -140,10 +147,18 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
                      f"{', '.join(sorted(defaulted))}; give --shapes or --sizes)")
     lines += _lone_index_lines(parsed)
     lines += _path_lines(bound)
+    if reduce == "max":
+        lines.append("backward  reduce='max' has no backward spec: each output's cotangent goes "
+                     "to the first maximum among the elements it was taken from")
+        return "\n".join(lines)
     lines.append("backward specs (the output takes the operand's place):")
     for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
         lines.append(f"  d operand {i}: {text}")
         lines += _unreached_lines(bound.spec.inputs[i], bound.in_shapes[i], bound.size_map)
+    if reduce == "mean":
+        count = make_plan(bound, "mean").count
+        lines.append(f"  each times 1/{count:,} (reduce='mean' averages {count:,} terms per "
+                     f"output element)")
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
 
@@ -275,6 +290,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inner index 3)")
     parser.add_argument("--sizes", metavar="NAME=N,...", action=_Once,
                         help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
+    parser.add_argument("--reduce", choices=REDUCTIONS, default="sum",
+                        help="how contracted indices combine, as cn.einsum's reduce= "
+                             "(default: sum)")
 
 
 class _Once(argparse.Action):
@@ -290,5 +308,9 @@ class _Once(argparse.Action):
 def run(args: argparse.Namespace) -> int:
     """Print the explanation; bad specs raise ``SpecError`` (a ``ValueError``)."""
     shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
-    print(explain(args.spec, shapes, _parse_sizes(args.sizes)))
+    try:
+        print(explain(args.spec, shapes, _parse_sizes(args.sizes), args.reduce))
+    except SpecError as exc:  # hints written for Python, sizes={'z': n}, as the option
+        reason = re.sub(r"sizes=\{'([^']+)': n\}", r"--sizes \1=N", exc.reason)
+        raise SpecError(reason, exc.spec, exc.position) from None
     return 0

@@ -207,3 +207,27 @@ def test_python_dash_m_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "contractnet", "explain", "i,i->"],
                           capture_output=True, text=True, check=True)
     assert "d operand 1: i,->i" in done.stdout
+
+
+def test_a_mean_scales_its_backward_specs_and_a_max_has_none():
+    spec, shapes = "b(2h+u)(2w+v)c->bhwc", [(2, 4, 4, 3)]
+    mean = explain(spec, shapes, {"u": 2, "v": 2}, reduce="mean")
+    assert "d operand 0: bhwc->b(2h+u)(2w+v)c" in mean
+    assert "  each times 1/4 (reduce='mean' averages 4 terms per output element)" in mean
+    x = np.random.default_rng(0).standard_normal(shapes[0])
+    _, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes={"u": 2, "v": 2}, reduce="mean"), x)
+    g = np.ones((2, 2, 2, 3))
+    np.testing.assert_allclose(vjp_fn(g)[0], cn.einsum("bhwc->b(2h+u)(2w+v)c", g,
+                                                       sizes={"u": 2, "v": 2}) / 4)
+    most = explain(spec, shapes, {"u": 2, "v": 2}, reduce="max")
+    assert "reduce='max' has no backward spec" in most and "d operand" not in most
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ab,bc->ac", "--reduce", "max"], "reduce='max' takes one operand, got 2"),
+    (["ab,bc,cd->adz", "--shapes", "2x3", "3x4", "4x5"],
+     "output index 'z' appears in no operand; give its size with --sizes z=N"),
+])
+def test_cli_errors_speak_in_options(capsys, argv, message):
+    assert main(["explain", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -53,6 +53,21 @@ def _spec_text(spec: bytes) -> str:
         raise SpecError(f"a spec given as bytes must be ASCII, got {spec!r}") from None
 
 
+@primitive
+def read_through_view(plan: Plan, memo: Memo | None, x: np.ndarray) -> np.ndarray:
+    """Operand ``x`` read through its windows or diagonals: the first step of
+    a pairwise run (:func:`_contract_pairwise`).  Unlike :data:`contract`
+    it returns the engine's view where there is one (read-only, sharing
+    ``x``'s memory): the next step's GEMM copies it once, into the layout it
+    needs, and its backward pass reuses that copy.  Its rule is
+    :data:`contract`'s."""
+    out = run_plan(plan, (x,), memo)
+    if np.may_share_memory(out, x) and out.flags.writeable:
+        out = out.view()
+        out.flags.writeable = False
+    return out
+
+
 def _as_spec(spec: str | bytes | Spec) -> Spec:
     if isinstance(spec, bytes):
         spec = _spec_text(spec)
@@ -275,12 +290,13 @@ def check_reduce(spec: Spec, reduce: str) -> None:
 
 
 def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int] | None = None,
-         out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
-    """One recorded step of a pairwise run (operands are arrays or traced)."""
+         out_shape: tuple[int, ...] | None = None, step=contract) -> np.ndarray | Traced:
+    """One recorded step of a pairwise run (operands are arrays or traced),
+    recorded as ``step`` (:data:`contract`, or :func:`read_through_view`)."""
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return contract(make_plan(bound, "sum"), Memo(), *operands)
+    return step(make_plan(bound, "sum"), Memo(), *operands)
 
 
 def _contract_pairwise(plan: Plan, operands: Sequence):
@@ -291,7 +307,8 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     reads = []
     for term, names, x in zip(spec.inputs, plan.read_names, operands):
         same = term.is_plain and "".join(term.axes) == names
-        reads.append(x if same else _run(f"{term}->{names}", x, sizes=_only(sizes, names)))
+        reads.append(x if same else _run(f"{term}->{names}", x, sizes=_only(sizes, names),
+                                         step=read_through_view))
 
     def pair(a, an, b, bn, kept):
         return _run(f"{an},{bn}->{kept}", a, b), kept

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from . import ops
-from .api import NUMERIC_KINDS, contract
+from .api import NUMERIC_KINDS, contract, read_through_view
 from .bind import Bound, bind
 from .budget import check_allocation
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
@@ -213,6 +213,7 @@ def reads_answer(node: Node) -> bool:
 
 VJP_RULES: dict[Primitive, Rule] = {
     contract: _reads_its_answer(_contract_vjp, when=lambda node: node.args[0].reduce == "max"),
+    read_through_view: _contract_vjp,  # a pairwise run's reads: plain sums, never a max
     ops.add: _sides(lambda g, y, a, b: g, lambda g, y, a, b: g),
     ops.subtract: _sides(lambda g, y, a, b: g, lambda g, y, a, b: -g),
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),

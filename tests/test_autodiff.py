@@ -464,7 +464,7 @@ def test_vjp_output_is_read_only_where_a_rule_reads_it_again():
 def _rule_cases():
     """One call of every primitive with a vjp rule: ``(primitive, args, kwargs)``."""
     from contractnet import ops
-    from contractnet.api import contract
+    from contractnet.api import contract, read_through_view
     from contractnet.bind import bind, bind_text
     from contractnet.engine import make_plan
     from contractnet.spec import parse
@@ -473,12 +473,13 @@ def _rule_cases():
     # a windowed max routes its gradient through the maxima it found
     max_plan = make_plan(bind(parse("b(h+u)->bh"), [a.shape], {"u": 2}), "max")
     mean_plan = make_plan(bind_text("ij->j", (a.shape,)), "mean")
+    read_plan = make_plan(bind(parse("b(h+u)->bhu"), [a.shape], {"u": 2}), "sum")
     binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.minimum,
               ops.power]
     unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.absolute,
              ops.sqrt, ops.sum, ops.max, ops.min, ops.logsumexp, ops.transpose]
     return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {}),
-             (contract, (mean_plan, None, a), {})]
+             (contract, (mean_plan, None, a), {}), (read_through_view, (read_plan, None, a), {})]
             + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]
             + [(ops._where, (a > 1, a, b), {}), (ops.reshape, (a, (4,)), {}),
                (ops.pad, (a, 1), {}), (ops.getitem, (a, (slice(None), 0)), {}),
@@ -498,7 +499,7 @@ def _differs(rule, n, g, ans, args, kwargs, other) -> bool:
 
 def test_reads_answer_names_every_rule_that_reads_its_answer():
     from contractnet import autodiff
-    from contractnet.api import contract
+    from contractnet.api import contract, read_through_view
     from contractnet.trace import Node
     cases = _rule_cases()
     assert {p for p, _, _ in cases} == set(autodiff.VJP_RULES)
@@ -508,7 +509,7 @@ def test_reads_answer_names_every_rule_that_reads_its_answer():
         # vjp protects an output that is a view; one that is an argument itself it could not tell
         assert not any(ans is x for x in args), primitive.name
         g = np.ones(np.shape(ans))
-        first = 2 if primitive is contract else 0
+        first = 2 if primitive in (contract, read_through_view) else 0
         arrays = [n for n in range(first, len(args)) if isinstance(args[n], np.ndarray)
                   and args[n].dtype.kind == "f"]
         shape = np.shape(ans)
@@ -771,3 +772,29 @@ def test_a_window_over_an_empty_axis_has_an_empty_gradient():
     np.testing.assert_array_equal(y, np.zeros(2))
     dx, dh = vjp_fn(np.ones(2))
     assert dx.shape == (2, 0) and dh.shape == (2, 0)
+
+
+def test_a_traced_windowed_read_is_copied_once():
+    """A pairwise run reads a windowed operand through a view; the GEMM that
+    takes it copies it once (im2col) and keeps that copy for the backward
+    pass.  A copied read would double the traced forward's peak."""
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 14, 14, 8), dtype=np.float32)
+    factors = [rng.standard_normal(s, dtype=np.float32) for s in ((3, 4), (3, 4), (8, 4), (16, 4))]
+
+    def cp_conv(x, *fs):
+        return cn.einsum("b(h+u)(w+v)c,ur,vr,cr,kr->bhwk", x, *fs)
+
+    peaks = []
+    for call in (lambda: cp_conv(x, *factors), lambda: cn.vjp(cp_conv, x, *factors)):
+        call()
+        tracemalloc.start()
+        try:
+            call()
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    untraced, traced = peaks
+    assert traced < 1.5 * untraced, (untraced, traced)
+    cn.check_grads(cp_conv, x[:2, :6, :6].astype(np.float64), *factors, trials=1)

@@ -178,10 +178,11 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
         b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     except MemoryBudgetError:
-        if not (_is_broadcast(a) or _is_broadcast(b)):
+        if (not (_is_broadcast(a) or _is_broadcast(b))
+                or len(set(an + bn)) > len(EINSUM_LETTERS)):
             raise
         # a broadcast operand's copy is over the budget; numpy's einsum reads it in place
-        eq = f"{an},{bn}->{plan.result_names}"
+        eq = _ascii_equation([an, bn], plan.result_names)
         return _einsum_c_ordered(eq, a, b), plan.result_names
     return run_gemm(plan, a2, b2), plan.result_names
 

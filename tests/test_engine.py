@@ -485,12 +485,13 @@ def test_a_broadcast_batch_axis_is_no_copy_and_no_refusal():
 
 
 @pytest.mark.parametrize("spec, want", [("ij,jk->ik", np.full((4000, 2), 1000.0)),
-                                        ("ij,ij->", 4e6), ("ij,ij->i", np.full(4000, 1000.0))])
+                                        ("ij,ij->", 4e6), ("ij,ij->i", np.full(4000, 1000.0)),
+                                        ("αβ,αβ->α", np.full(4000, 1000.0))])
 def test_a_broadcast_operand_too_large_to_copy_is_read_in_place(spec, want):
     """A matrix product would copy the broadcast (32 MB); past the budget,
     numpy's einsum reads it where it is instead."""
     a = np.broadcast_to(np.ones((1, 1)), (4000, 1000))  # 8 bytes, 32 MB as a matrix
-    b = np.ones((1000, 2)) if spec.startswith("ij,jk") else a
+    b = np.ones((1000, 2)) if spec.startswith("ij,jk") else a  # letters numpy lacks, too
     tracemalloc.start()
     try:
         with cn.memory_budget(10**7):

@@ -3,8 +3,10 @@
 :func:`plan_pair` groups the indices of a pair of plain terms into batch,
 contracted, left and right, and lays each operand out as a matrix, a view
 wherever the operand's memory allows; :func:`contract_pair` runs the plan
-with one BLAS call.  A product that sums nothing (an outer product) or a
-tiny batched one is planned as a ``numpy.einsum`` equation instead.  A
+with one BLAS call.  Three kinds of product are planned as a
+``numpy.einsum`` equation instead: one that sums nothing (an outer
+product), a tiny batched one, and batched dot products strided along their
+sums; and a broadcast operand too large to copy is read in place by it.  A
 :class:`Memo` carries the operands that had to be copied (im2col of a window
 view) from a traced forward pass to its backward pass.
 """
@@ -18,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backend import backend
-from .budget import MemoryBudgetError, check_allocation
+from .budget import BUDGET, check_allocation
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -47,10 +49,15 @@ EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def _ascii_equation(terms: Sequence[str], out: str) -> str:
     """numpy.einsum only takes ASCII letters; rename the indices in order."""
     names = list(dict.fromkeys("".join(terms) + out))
-    assert len(names) <= len(EINSUM_LETTERS), "plan_pair keeps larger products off numpy.einsum"
+    assert fits_einsum(names), "larger products are kept off numpy.einsum"
     table = {n: EINSUM_LETTERS[i] for i, n in enumerate(names)}
     tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
     return ",".join(tr(t) for t in terms) + "->" + tr(out)
+
+
+def fits_einsum(names) -> bool:
+    """Whether numpy.einsum can name these indices (it has 52 letters)."""
+    return len(set(names)) <= len(EINSUM_LETTERS)
 
 
 def _memory_order(group: list[str], stride: dict[str, int]) -> list[str]:
@@ -108,15 +115,15 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                                    < _inversions(batch + left + right, prefer))
     result = "".join(batch + (right + left if flip else left + right))
     eq = None
-    # tiny batched products, and products that sum nothing (outer products, a
-    # GEMM with inner dimension 1, several times slower): numpy.einsum, which
-    # writes any order (it names at most 52 indices)
-    # and batched dot products (m = n = 1) strided along their sums (a batch index
-    # innermost: "ab,ab->b"), which a batched GEMM runs tens of times slower
+    # numpy.einsum, which writes any order, where a GEMM is slow:
+    # - products that sum nothing (outer products: a GEMM with inner dimension 1);
+    # - tiny batched products;
+    # - batched dot products (m = n = 1) strided along their sums, a batch index
+    #   innermost ("ab,ab->b"), tens of times slower as a batched GEMM
     strided_dots = m * n_ == 1 and (_innermost(a2, sa, size) in batch
                                     or _innermost(b2, sb, size) in batch)
     if ((not summed or (bt > 1 and (m * n_ * k < 512 or strided_dots)))
-            and len(size) <= len(EINSUM_LETTERS)):
+            and fits_einsum(size)):
         # in the order asked for, else the caller's own (then no transpose follows)
         result = "".join(sorted(result, key=(prefer or keep).index))
         eq, flip = _ascii_equation([a2, b2], result), False
@@ -174,16 +181,14 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         return _einsum_c_ordered(plan.einsum_eq, a, b), plan.result_names
-    try:
-        a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
-        b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
-    except MemoryBudgetError:
-        if (not (_is_broadcast(a) or _is_broadcast(b))
-                or len(set(an + bn)) > len(EINSUM_LETTERS)):
-            raise
-        # a broadcast operand's copy is over the budget; numpy's einsum reads it in place
+    if ((_is_broadcast(a) or _is_broadcast(b)) and fits_einsum(an + bn)
+            and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
+                 or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
+        # numpy.einsum reads a broadcast operand in place, where a GEMM would copy it
         eq = _ascii_equation([an, bn], plan.result_names)
         return _einsum_c_ordered(eq, a, b), plan.result_names
+    a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
+    b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names
 
 
@@ -202,6 +207,21 @@ def _summed(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray
     check_allocation([n for i, n in enumerate(x.shape) if i not in axes], dtype,
                      "the sum of an operand over the indices only it has")
     return x.sum(axis=axes, dtype=dtype)
+
+
+def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:
+    """Whether laying ``x`` out as its GEMM matrix copies it (see
+    :func:`_gemm_operand` and :func:`_blasable`), into more than the
+    memory budget."""
+    if x.nbytes <= BUDGET[0] and not _is_broadcast(x):
+        return False  # a copy is no larger than x itself
+    permuted = x if perm is None else x.transpose(perm)
+    try:
+        matrix = np.reshape(permuted, shape, copy=False)  # refuses to copy (numpy >= 2.1)
+    except ValueError:
+        matrix = None
+    copies = matrix is None or not _blas_reads(matrix)
+    return copies and math.prod(x.shape) * x.itemsize > BUDGET[0]
 
 
 def _is_broadcast(x: np.ndarray) -> bool:
@@ -330,13 +350,17 @@ def _blasable(x: np.ndarray) -> np.ndarray:
     """``x`` if BLAS can read its matrices in place (unit stride along rows or
     columns), else a C-contiguous copy: numpy's matmul would otherwise fall
     back to a slow loop that never reaches BLAS."""
-    flags = x.flags
-    if flags.c_contiguous or flags.f_contiguous:
-        return x
-    (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
-    if (cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item):
-        return x
-    if (rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item):
+    if _blas_reads(x):
         return x
     check_allocation(x.shape, x.dtype, "a copy of an operand (laid out for a matrix product)")
     return backend.ascontiguousarray(x)
+
+
+def _blas_reads(x: np.ndarray) -> bool:
+    """Whether BLAS reads the matrices of ``x`` in place (see :func:`_blasable`)."""
+    flags = x.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        return True
+    (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
+    return (((cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item))
+            or ((rows == 1 or s_row == item) and (cols == 1 or s_col >= rows * item)))

@@ -798,3 +798,14 @@ def test_a_traced_windowed_read_is_copied_once():
     untraced, traced = peaks
     assert traced < 1.5 * untraced, (untraced, traced)
     cn.check_grads(cp_conv, x[:2, :6, :6].astype(np.float64), *factors, trials=1)
+
+
+def test_memory_budget_counts_the_zero_gradient_of_an_unused_primal():
+    unused = np.broadcast_to(1.0, (1000, 1000))  # 8 bytes; its gradient, 8 MB
+    _, vjp_fn = cn.vjp(lambda x, y: cn.sum(y), unused, np.ones(3))
+    with cn.memory_budget(1 << 20):
+        with pytest.raises(cn.MemoryBudgetError, match="the zero gradient of an unused primal"):
+            vjp_fn(np.float64(1.0))
+    dx, dy = vjp_fn(np.float64(1.0))
+    assert not dx.any() and dx.shape == (1000, 1000) and np.all(dy == 1.0)
+

@@ -19,9 +19,8 @@ from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
                      run_path, run_plan, runs_as_one_gemm, within_budget)
 from .pair import Memo, run_gemm
-from .pytree import flatten_tree
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
-from .trace import Node, Traced, primitive
+from .trace import Node, Traced, holds_traced, primitive, traced_list_error
 from .transpose import transpose
 
 #: ``dtype.kind`` of the arrays einsum takes: bool, integers, floats, complex.
@@ -84,7 +83,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
 
     Parameters
     ----------
-    spec : str
+    spec : str or bytes
         numpy's einsum grammar plus windowed groups ``(s*h+d*u)`` (ASCII
         bytes are read as text, as numpy reads them).  A first
         argument that is not a string starts numpy's interleaved form,
@@ -112,6 +111,9 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         Malformed spec, wrong operand count, rank or size mismatch.
     MemoryBudgetError
         The result or an intermediate would exceed the memory budget.
+    TypeError
+        An operand is a list or tuple of traced values (a list primal is
+        traced element by element: make it one array with :func:`stack`).
 
     Examples
     --------
@@ -149,8 +151,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     elif not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
-    if reduce != "sum":
-        check_reduce(parsed, reduce)
+    check_reduce(parsed, reduce)
     values, parents, shapes = list(operands), [], []
     for i, x in enumerate(operands):
         if type(x) is Traced:
@@ -182,11 +183,8 @@ def _operand_array(x: Any, operand: int) -> np.ndarray:
     try:
         return np.asarray(x)
     except TypeError:
-        if isinstance(x, (list, tuple)) and any(
-                type(v) is Traced for v in flatten_tree(x)[0]):
-            raise TypeError(f"operand {operand} is a {type(x).__name__} holding traced values, "
-                            f"which is no array (a list primal is traced element by "
-                            f"element); make it one with cn.stack first") from None
+        if holds_traced(x):
+            raise traced_list_error(f"operand {operand}", x) from None
         raise
 
 
@@ -276,12 +274,13 @@ def _from_interleaved(args: tuple, sizes: Mapping | None):
 
 def check_reduce(spec: Spec, reduce: str) -> None:
     """Refuse (:class:`SpecError`) an unknown ``reduce``, a max of several
-    operands, and, for any ``reduce`` but "sum" (whose callers skip this
-    check), an output window."""
+    operands, and a mean or max written into an output window."""
     text = str(spec)
     if reduce not in REDUCTIONS:
         raise SpecError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, "
                         f"got {reduce!r}", text)
+    if reduce == "sum":
+        return
     if reduce == "max" and len(spec.inputs) != 1:
         raise SpecError(f"reduce='max' takes one operand, got {len(spec.inputs)}", text)
     if spec.output.windows:

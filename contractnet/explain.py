@@ -129,8 +129,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         For a spec with ``...`` and no ``shapes``.
     """
     parsed = parse(spec)
-    if reduce != "sum":
-        check_reduce(parsed, reduce)
+    check_reduce(parsed, reduce)
     sizes = dict(sizes or {})
     defaulted: set[str] = set()
     if shapes is None:

@@ -72,16 +72,25 @@ class Primitive:
         if parents is None:
             try:
                 return self.fn(*args, **kwargs)
-            except TypeError as exc:  # a list of traced values, which numpy cannot read
-                held = [a for a in args if isinstance(a, (list, tuple))
-                        and any(type(v) is Traced for v in flatten_tree(a)[0])]
-                if held:
-                    raise TypeError(f"cn.{self.name}: an argument is a {type(held[0]).__name__} "
-                                    f"holding traced values, which is no array; make it "
-                                    f"one with cn.stack first") from exc
+            except TypeError:  # a list of traced values, which numpy cannot read
+                held = next((a for a in args if holds_traced(a)), None)
+                if held is not None:
+                    raise traced_list_error(f"cn.{self.name}: an argument", held) from None
                 raise
         values = tuple(values)
         return Traced(self.fn(*values, **kwargs), Node(self, values, kwargs, parents))
+
+
+def holds_traced(x: Any) -> bool:
+    """Whether ``x`` is a list or tuple (nested or not) holding traced values."""
+    return isinstance(x, (list, tuple)) and any(type(v) is Traced for v in flatten_tree(x)[0])
+
+
+def traced_list_error(what: str, held: list | tuple) -> TypeError:
+    """The error for ``what``, a list or tuple of traced values given where an
+    array was wanted (a list primal is traced element by element)."""
+    return TypeError(f"{what} is a {type(held).__name__} of traced values, not an array (a "
+                     f"list primal is traced element by element); make it one with cn.stack")
 
 
 def primitive(fn: Callable) -> Primitive:

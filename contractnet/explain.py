@@ -19,7 +19,7 @@ from .arguments import is_int
 from .bind import Bound, bind, check_operand_count
 from .engine import REDUCTIONS, make_plan
 from .pair import c_strides, plan_pair
-from .spec import ELLIPSIS, Spec, SpecError, Term, Window, parse
+from .spec import Spec, SpecError, Term, Window, parse
 
 DEFAULT_SIZE = 8
 
@@ -163,22 +163,18 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
 
 
 def _lone_index_lines(spec: Spec) -> list[str]:
-    """Notes on indices found in one term only, each a common typo: an input
-    index summed away inside its operand, an output index the result is
-    broadcast along."""
+    """Notes on indices found in one term only (:meth:`Spec.lone_indices`),
+    each a common typo; not for a one-operand spec's inputs, whose summing
+    away is what the spec is for."""
     lines = []
-    terms = [*spec.inputs, spec.output]
-    for i, term in enumerate(terms):
-        others = {k for j, t in enumerate(terms) if j != i for k in t.indices()}
-        lone = [k for k in term.axes if isinstance(k, str) and k != ELLIPSIS  # not windows
-                and k not in others and term.axes.count(k) == 1]
-        if term is not spec.output and len(spec.inputs) == 1:
-            continue  # summing an index away is what a one-operand spec is for
-        for k in lone:
-            lines.append(f"note      index '{k}' is only in the output: the result is "
-                         f"broadcast along it" if term is spec.output else
-                         f"note      index '{k}' is only in operand {i} '{term}': it is "
-                         f"summed there before anything else")
+    for i, names in spec.lone_indices().items():
+        for k in names:
+            if i == len(spec.inputs):
+                lines.append(f"note      index '{k}' is only in the output: the result is "
+                             f"broadcast along it")
+            elif len(spec.inputs) > 1:
+                lines.append(f"note      index '{k}' is only in operand {i} "
+                             f"'{spec.inputs[i]}': it is summed there before anything else")
     return lines
 
 

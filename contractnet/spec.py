@@ -166,6 +166,25 @@ class Spec:
     def has_ellipsis(self) -> bool:
         return any(t.has_ellipsis for t in self.inputs + (self.output,))
 
+    def lone_indices(self) -> dict[int, tuple[str, ...]]:
+        """The plain indices that one term has, once, and no other term, by
+        term number (the output's is ``len(inputs)``): an input's is summed
+        inside its operand, the output's broadcast.  A window's indices and
+        a repeated index (a diagonal) are not lone.
+
+        >>> parse("bnme,nmdk->bkq").lone_indices()
+        {0: ('e',), 1: ('d',), 2: ('q',)}
+        """
+        terms = self.inputs + (self.output,)
+        lone = {}
+        for i, term in enumerate(terms):
+            others = {k for j, t in enumerate(terms) if j != i for k in t.indices()}
+            names = tuple(k for k in term.axes if isinstance(k, str) and k != ELLIPSIS
+                          and k not in others and term.axes.count(k) == 1)
+            if names:
+                lone[i] = names
+        return lone
+
 
 # --------------------------------------------------------------------- parsing
 def _error(text: str, position: int, message: str) -> SpecError:

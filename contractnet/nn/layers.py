@@ -193,17 +193,14 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
 def _check_no_lone_weight_index(spec: Spec, inputs: tuple[int, ...]) -> None:
     """Refuse a weight index found in no other term: it would only be summed
     away inside that weight, a redundant axis (and usually a typo)."""
-    terms = list(spec.inputs) + [spec.output]
-    for i, term in enumerate(spec.inputs):
-        if i in inputs:
+    for i, names in spec.lone_indices().items():
+        if i in inputs or i == len(spec.inputs):
             continue
-        elsewhere = {k for j, t in enumerate(terms) if j != i for k in t.indices()}
-        for position, name in enumerate(term.axes):
-            if name not in elsewhere:
-                raise SpecError(f"index '{name}' of weight term '{term}' (operand {i}) appears "
-                                "in no other term: the layer would only sum the weight over "
-                                "it; a weight index must also be in an input, another weight "
-                                "or the output", str(spec), _term_start(spec, i) + position)
+        term = spec.inputs[i]
+        raise SpecError(f"index '{names[0]}' of weight term '{term}' (operand {i}) appears "
+                        "in no other term: the layer would only sum the weight over it; a "
+                        "weight index must also be in an input, another weight or the output",
+                        str(spec), _term_start(spec, i) + term.axes.index(names[0]))
 
 
 def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str, int]:

@@ -193,8 +193,8 @@ def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int],
                                 f"operand {i} has length {length}", text, col)
             if axis.inner not in sizes:
                 raise SpecError(f"window index '{axis.inner}' in {axis} has no size: it "
-                                f"appears in no other operand; give sizes={{'{axis.inner}': n}}",
-                                text, col)
+                                f"appears in no other operand; give {size_hint(axis.inner)}",
+                                text, col, unsized=axis.inner)
             if sizes[axis.inner] < 1:
                 raise SpecError(f"window {axis} has size '{axis.inner}'={sizes[axis.inner]}; "
                                 f"a window holds at least one position", text, col)
@@ -230,7 +230,8 @@ def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
             for name in (axis.outer, axis.inner):
                 if name not in sizes:
                     raise SpecError(f"index '{name}' of output window {axis} appears in no "
-                                    f"operand; give sizes={{'{name}': n}}", text, out_col)
+                                    f"operand; give {size_hint(name)}", text, out_col,
+                                    unsized=name)
             if sizes[axis.inner] < 1:
                 raise SpecError(f"output window {axis} has size '{axis.inner}'="
                                 f"{sizes[axis.inner]}; a window holds at least one position",
@@ -245,7 +246,8 @@ def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
         if axis not in sizes:
             if wanted is None:
                 raise SpecError(f"output index '{axis}' appears in no operand; "
-                                f"give its size with sizes={{'{axis}': n}}", text, out_col)
+                                f"give its size with {size_hint(axis)}", text, out_col,
+                                unsized=axis)
             sizes[axis] = wanted
         if wanted is not None and wanted != sizes[axis]:
             raise SpecError(f"output index '{axis}' has size {sizes[axis]} but the requested "
@@ -271,8 +273,11 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     return letters, windows
 
 
-#: The most axes a numpy array can have.
-MAX_DIMS = 64
+def size_hint(name: str, option: bool = False) -> str:
+    """How to give index ``name`` a size: as :func:`~contractnet.einsum`'s
+    argument (``sizes={'z': n}``) or, with ``option``, as the command line's
+    (``--sizes z=N``)."""
+    return f"--sizes {name}=N" if option else f"sizes={{'{name}': n}}"
 
 
 def _size_value(key, value, text: str) -> int:
@@ -385,6 +390,10 @@ def _bind_cached(spec, shapes, sizes, out_shape) -> Bound:
     return bind_uncached(spec, shapes, None if sizes is None else dict(sizes), out_shape)
 
 
+#: The most axes a numpy array can have.
+MAX_DIMS = 64
+
+
 def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
                   sizes: Mapping[str, int] | None = None,
                   out_shape: Sequence[int] | None = None) -> Bound:
@@ -422,7 +431,7 @@ def bind_uncached(spec: Spec, shapes: Sequence[Sequence[int]],
     concrete = _rename_broadcast_axes(concrete, shapes, size_map, text, cols)
     _window_sizes(concrete, shapes, cols, size_map, given_windows, text)
     shape = _output_sizes(concrete, size_map, given_windows, out_shape, text)
-    if len(shape) > MAX_DIMS:
+    if len(shape) > MAX_DIMS:  # numpy >= 2 holds 64 axes, 1.x held 32
         raise SpecError(f"the output would have {len(shape)} axes; a numpy array holds at "
                         f"most {MAX_DIMS}", text, text.index("->") + 2 if "->" in text else None)
     used = concrete.indices()

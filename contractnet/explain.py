@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from typing import Mapping, Sequence
 
 import opt_einsum
 
 from .api import backward_specs, check_reduce
 from .arguments import is_int
-from .bind import Bound, bind, check_operand_count
+from .bind import Bound, bind, check_operand_count, size_hint
 from .engine import REDUCTIONS, make_plan
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
@@ -305,7 +304,10 @@ def run(args: argparse.Namespace) -> int:
     shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
     try:
         print(explain(args.spec, shapes, _parse_sizes(args.sizes), args.reduce))
-    except SpecError as exc:  # hints written for Python, sizes={'z': n}, as the option
-        reason = re.sub(r"sizes=\{'([^']+)': n\}", r"--sizes \1=N", exc.reason)
-        raise SpecError(reason, exc.spec, exc.position) from None
+    except SpecError as exc:
+        if exc.unsized is None:
+            raise
+        # the hint to give a size, as this command takes it
+        reason = exc.reason.replace(size_hint(exc.unsized), size_hint(exc.unsized, option=True))
+        raise SpecError(reason, exc.spec, exc.position, exc.unsized) from None
     return 0

@@ -30,10 +30,13 @@ class SpecError(ValueError):
                     ^
     """
 
-    def __init__(self, message: str, spec: str | None = None, position: int | None = None):
+    def __init__(self, message: str, spec: str | None = None, position: int | None = None,
+                 unsized: str | None = None):
         self.reason = message
         self.spec = spec
         self.position = position
+        #: The index whose missing size is the culprit, if that is the error.
+        self.unsized = unsized
         text = message
         if spec is not None:
             text += f"\n  {spec}"

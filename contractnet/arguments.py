@@ -4,6 +4,7 @@ was given.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,21 @@ def is_int(value: Any) -> bool:
     (True, True, False, False)
     """
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def as_index(value: Any) -> int | None:
+    """``value`` as an int where it is one: a Python or numpy integer, or a
+    0-d integer array, but not a bool; None for anything else.
+
+    >>> as_index(3), as_index(np.array(3)), as_index(True), as_index(np.array([3]))
+    (3, 3, None, None)
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def positive_int(value: Any, name: str) -> int:

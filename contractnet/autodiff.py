@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import heapq
 import math
-import operator
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import ops
+from .arguments import as_index
 from .api import NUMERIC_KINDS, contract, read_through_view
 from .bind import Bound, bind
 from .budget import check_allocation
@@ -563,19 +563,14 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
 def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
     """``(single, positions)`` from an int or a sequence of ints (not bools)."""
-    def as_int(n) -> int:
-        try:
-            if isinstance(n, bool):
-                raise TypeError
-            return operator.index(n)  # no float, no array of more than one element
-        except TypeError:
-            raise ValueError(f"argnums must be an int or a sequence of ints, "
-                             f"got {argnums!r}") from None
-    if hasattr(argnums, "__index__") and not isinstance(argnums, (bool, np.ndarray)):
-        return True, (operator.index(argnums),)
-    if isinstance(argnums, bool) or not isinstance(argnums, (tuple, list)) or not argnums:
+    single = None if isinstance(argnums, np.ndarray) else as_index(argnums)
+    if single is not None:
+        return True, (single,)
+    positions = (tuple(as_index(n) for n in argnums)
+                 if isinstance(argnums, (tuple, list)) else ())
+    if not positions or None in positions:
         raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
-    return False, tuple(as_int(n) for n in argnums)
+    return False, positions
 
 
 def grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:

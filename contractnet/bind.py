@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterator, Mapping, Sequence
 
+from .arguments import as_index
 from .spec import ELLIPSIS, Axis, Spec, SpecError, Term, Window, parse
 
 Shape = tuple[int, ...]
@@ -282,15 +283,12 @@ def size_hint(name: str, option: bool = False) -> str:
 
 def _size_value(key, value, text: str) -> int:
     """A size given in ``sizes=``: a non-negative int (not a bool or a float)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)  # also a 0-d integer array; no float, no other array
-    except TypeError:
-        raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text) from None
-    if value < 0:
-        raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {value}", text)
-    return value
+    size = as_index(value)
+    if size is None:
+        raise SpecError(f"sizes[{key!r}] must be an int, got {value!r}", text)
+    if size < 0:
+        raise SpecError(f"sizes[{key!r}] must be a non-negative int, got {size}", text)
+    return size
 
 
 def check_operand_count(spec: Spec, given: int, what: str) -> None:

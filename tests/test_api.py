@@ -407,23 +407,6 @@ def test_a_0d_result_is_a_numpy_scalar_as_in_numpy(spec, shapes):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("size", [np.array(3.0), np.array([3]), 3.0, True])
-def test_a_size_that_is_no_int_is_a_spec_error(size):
-    with pytest.raises(SpecError, match=r"sizes\['z'\] must be an int"):
-        cn.einsum("ij->ijz", np.ones((2, 3)), sizes={"z": size})
-
-
-@pytest.mark.parametrize("size", [np.array(3), np.int16(3)])
-def test_a_size_may_be_a_numpy_integer(size):
-    assert cn.einsum("ij->ijz", np.ones((2, 3)), sizes={"z": size}).shape == (2, 3, 3)
-
-
-@pytest.mark.parametrize("argnums", [[np.array([0])], np.array([0]), [True], [0.0]])
-def test_argnums_that_are_no_ints_are_a_value_error(argnums):
-    with pytest.raises(ValueError, match="argnums must be an int or a sequence of ints"):
-        cn.grad(lambda x: cn.sum(x), argnums=argnums)(np.ones(2))
-
-
 def test_a_spec_given_as_ascii_bytes_reads_as_text():
     a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
     np.testing.assert_array_equal(cn.einsum(b"ij,jk", a, b), np.einsum(b"ij,jk", a, b))
@@ -436,12 +419,3 @@ def test_a_list_primal_reaching_einsum_is_refused_by_operand_number():
                                         r"\(a list primal is traced element by element\); "
                                         r"make it one with cn\.stack$"):
         cn.vjp(lambda x: cn.einsum("ij->", x), [[1.0, 2.0]])
-
-
-def test_an_output_past_numpy_s_axis_limit_is_a_spec_error():
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
-    greek = "".join(chr(0x3B1 + i) for i in range(40))
-    a = np.ones((1,) * 40)
-    with pytest.raises(SpecError, match="the output would have 80 axes; a numpy array holds "
-                                        "at most 64"):
-        cn.einsum(f"{letters},{greek}->{letters}{greek}", a, a)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 
 from contractnet import bind as bind_module
+from contractnet import einsum as cn_einsum
 from contractnet.bind import bind, bind_text, clear_bind_cache
 from contractnet.engine import make_plan
 from contractnet.spec import ELLIPSIS, SpecError, Window, parse
@@ -238,3 +239,23 @@ def test_clearing_the_bind_cache_drops_derived_plans():
     fresh = bind_text("ij,jk->ik", shapes)
     assert fresh is not bound and fresh == bound
     assert make_plan(fresh, "sum") is not plan
+
+
+@pytest.mark.parametrize("size", [np.array(3.0), np.array([3]), 3.0, True])
+def test_a_size_that_is_no_int_is_a_spec_error(size):
+    with pytest.raises(SpecError, match=r"sizes\['z'\] must be an int"):
+        cn_einsum("ij->ijz", np.ones((2, 3)), sizes={"z": size})
+
+
+@pytest.mark.parametrize("size", [np.array(3), np.int16(3)])
+def test_a_size_may_be_a_numpy_integer(size):
+    assert cn_einsum("ij->ijz", np.ones((2, 3)), sizes={"z": size}).shape == (2, 3, 3)
+
+
+def test_an_output_past_numpy_s_axis_limit_is_a_spec_error():
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+    greek = "".join(chr(0x3B1 + i) for i in range(40))
+    a = np.ones((1,) * 40)
+    with pytest.raises(SpecError, match="the output would have 80 axes; a numpy array holds "
+                                        "at most 64"):
+        cn_einsum(f"{letters},{greek}->{letters}{greek}", a, a)

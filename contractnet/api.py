@@ -4,7 +4,8 @@
 binds the spec to the operands' shapes and runs it as one recorded
 primitive, :data:`contract`.  A spec with three or more operands runs
 pairwise along opt_einsum's path, each pair a recorded two-operand
-contraction, so that its backward pass reuses the forward's intermediates.
+contraction, so that its backward pass reuses the forward's intermediates
+(an operand with windows or a diagonal is first read, as a view).
 """
 from __future__ import annotations
 
@@ -26,22 +27,33 @@ from .transpose import transpose
 #: ``dtype.kind`` of the arrays einsum takes: bool, integers, floats, complex.
 NUMERIC_KINDS = "biufc"
 
+
 @primitive
-def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
-    """Run a planned spec; the result never shares memory with an operand.
+def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray, view: bool = False
+             ) -> np.ndarray:
+    """Run a planned spec; the result never shares memory with an operand,
+    unless ``view`` allows it.
 
     A traced call may pass a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
     :func:`contractnet.pair.contract_pair`); an untraced one passes None.
+    Only a one-operand spec can come back as a view (a transpose, a window,
+    a diagonal).  ``view=True`` returns it read-only instead of copying it:
+    a pairwise run's read of a windowed operand (:func:`_contract_pairwise`),
+    which its next step's GEMM copies once, into the layout it needs, and
+    whose backward pass reuses that copy.
     """
     out = run_plan(plan, arrays, memo)
     if memo is not None:
         memo.close()
-    # only a one-operand spec can come back as a view (a transpose, a diagonal);
-    # numpy sees no shared memory in an empty one, which is still a view
+    # numpy sees no shared memory in an empty view
     if len(arrays) == 1 and (np.may_share_memory(out, arrays[0])
                              or (out.size == 0 and out.base is not None)):
-        out = out.copy()
+        if not view:
+            return out.copy()
+        if out.flags.writeable:
+            out = out.view()
+            out.flags.writeable = False
     return out
 
 
@@ -50,21 +62,6 @@ def _spec_text(spec: bytes) -> str:
         return spec.decode("ascii")
     except UnicodeDecodeError:
         raise SpecError(f"a spec given as bytes must be ASCII, got {spec!r}") from None
-
-
-@primitive
-def read_through_view(plan: Plan, memo: Memo | None, x: np.ndarray) -> np.ndarray:
-    """Operand ``x`` read through its windows or diagonals: the first step of
-    a pairwise run (:func:`_contract_pairwise`).  Unlike :data:`contract`
-    it returns the engine's view where there is one (read-only, sharing
-    ``x``'s memory): the next step's GEMM copies it once, into the layout it
-    needs, and its backward pass reuses that copy.  Its rule is
-    :data:`contract`'s."""
-    out = run_plan(plan, (x,), memo)
-    if np.may_share_memory(out, x) and out.flags.writeable:
-        out = out.view()
-        out.flags.writeable = False
-    return out
 
 
 def _as_spec(spec: str | bytes | Spec) -> Spec:
@@ -289,13 +286,15 @@ def check_reduce(spec: Spec, reduce: str) -> None:
 
 
 def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int] | None = None,
-         out_shape: tuple[int, ...] | None = None, step=contract) -> np.ndarray | Traced:
-    """One recorded step of a pairwise run (operands are arrays or traced),
-    recorded as ``step`` (:data:`contract`, or :func:`read_through_view`)."""
+         out_shape: tuple[int, ...] | None = None, view: bool = False) -> np.ndarray | Traced:
+    """One recorded step of a pairwise run (operands are arrays or traced);
+    ``view`` as :func:`contract` takes it."""
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return step(make_plan(bound, "sum"), Memo(), *operands)
+    plan = make_plan(bound, "sum")
+    return contract(plan, Memo(), *operands, view=True) if view else \
+        contract(plan, Memo(), *operands)
 
 
 def _contract_pairwise(plan: Plan, operands: Sequence):
@@ -307,7 +306,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     for term, names, x in zip(spec.inputs, plan.read_names, operands):
         same = term.is_plain and "".join(term.axes) == names
         reads.append(x if same else _run(f"{term}->{names}", x, sizes=_only(sizes, names),
-                                         step=read_through_view))
+                                         view=True))
 
     def pair(a, an, b, bn, kept):
         return _run(f"{an},{bn}->{kept}", a, b), kept

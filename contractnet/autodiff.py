@@ -16,7 +16,7 @@ import numpy as np
 
 from . import ops
 from .arguments import as_index
-from .api import NUMERIC_KINDS, contract, read_through_view
+from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import check_allocation
 from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
@@ -39,9 +39,10 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
 
 
-def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
+def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays, view: bool = False):
     """The transposed spec of operand ``argnum - 2``, run by the engine
-    (reusing the forward pass's copied GEMM operands, ``memo``)."""
+    (reusing the forward pass's copied GEMM operands, ``memo``); whether the
+    forward returned a ``view`` makes no difference."""
     i = argnum - 2
     reduce = plan.reduce
     if reduce == "max":
@@ -213,7 +214,6 @@ def reads_answer(node: Node) -> bool:
 
 VJP_RULES: dict[Primitive, Rule] = {
     contract: _reads_its_answer(_contract_vjp, when=lambda node: node.args[0].reduce == "max"),
-    read_through_view: _contract_vjp,  # a pairwise run's reads: plain sums, never a max
     ops.add: _sides(lambda g, y, a, b: g, lambda g, y, a, b: g),
     ops.subtract: _sides(lambda g, y, a, b: g, lambda g, y, a, b: -g),
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),

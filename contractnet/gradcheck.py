@@ -29,7 +29,13 @@ STEP_SHRINKS = (1.0, 1e-2, 1e-4, 1e-6, 1e-8, 1e-10)
 SHARP = 1e-3
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms'
 #: sizes; rounding inside ``fn`` shows in the difference of two steps.
-FLOAT64_SLACK = 4 * np.finfo(np.float64).eps
+def rounding_slack(dtype) -> float:
+    """Rounding allowed per unit of a sum's terms' sizes in ``dtype`` (a
+    float or complex one), and never less than float64's."""
+    return 4 * float(max(np.finfo(dtype).eps, np.finfo(np.float64).eps))
+
+
+FLOAT64_SLACK = rounding_slack(np.float64)
 #: How far a gradient computed in lower precision may stray from the float64
 #: one, element by element: this share of the element, plus this many units
 #: of the coarsest precision times the largest element of all the gradients
@@ -156,8 +162,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
             deciding = next((v for v in verdicts if v.sharp), verdicts[0])
             if deciding.sharp or not deciding.agrees:
                 raise AssertionError(
-                    f"vjp disagrees with finite differences (trial {trial}; steps of eps "
-                    f"{eps:.3g} times 1 down to {STEP_SHRINKS[-1]:g} tried): {deciding.message}")
+                    f"vjp disagrees with finite differences (trial {trial}; relative steps "
+                    f"{eps:.3g} down to {eps * STEP_SHRINKS[-1]:.3g} tried): "
+                    f"{deciding.message}")
     if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
 
@@ -166,9 +173,14 @@ def _first_step(eps: float, out: np.ndarray) -> float:
     """``eps``, raised for an output of lower precision than float64 (``fn``
     casts down) to the cube root of that precision: the central difference's
     best step there, where a smaller one only measures rounding."""
-    if out.dtype.kind in "fc" and np.finfo(out.dtype).eps > np.finfo(np.float64).eps:
-        return max(eps, float(np.finfo(out.dtype).eps) ** (1 / 3))
-    return eps
+    precision = float(np.finfo(_output_dtype(out)).eps)
+    return max(eps, precision ** (1 / 3)) if precision > np.finfo(np.float64).eps else eps
+
+
+def _output_dtype(out: np.ndarray) -> np.dtype:
+    """The precision ``fn``'s output was rounded to: its own dtype if it is a
+    float or complex one, else float64."""
+    return out.dtype if out.dtype.kind in "fc" else np.dtype(np.float64)
 
 
 def _check_settings(eps: float, rtol: float, atol: float, trials: int) -> None:
@@ -244,8 +256,8 @@ def _central_difference(fn, build, xs, ds, u, multiple: int,
         value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
         size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
     # an output in lower precision (fn casts its float64 probes down) is rounded as such
-    slack = 4 * np.finfo(f_plus.dtype).eps if f_plus.dtype.kind in "fc" else FLOAT64_SLACK
-    return value, max(slack, FLOAT64_SLACK) * size
+    # an output of lower precision (fn casts its float64 probes down) is rounded in it
+    return value, rounding_slack(_output_dtype(f_plus)) * size
 
 
 class _Verdict(NamedTuple):

@@ -28,12 +28,14 @@ from .files import json_text
 from .pair import view_key
 
 HEADS = ("contract", "flatten", "cp", "tucker")
+#: The default rank of the CP head and ranks of the Tucker head.
+CP_RANK, TUCKER_RANKS = 16, (3, 3, 8)
 ACTIVATION = (4, 4, 16)
 CLASSES = 10
 
 
 def build_model(head: str = "contract", *, rng: np.random.Generator | int | None = 0,
-                rank: int = 16, ranks: Sequence[int] = (3, 3, 8),
+                rank: int = CP_RANK, ranks: Sequence[int] = TUCKER_RANKS,
                 dtype: np.dtype | type | str = np.float32) -> nn.Sequential:
     """The digits CNN with the chosen head.
 
@@ -160,7 +162,7 @@ def _check_examples(x: np.ndarray, fn: str) -> None:
 
 
 def train_digits(head: str = "contract", epochs: int = 8, seed: int = 0, batch_size: int = 32,
-                 lr: float = 0.01, rank: int = 16, ranks: Sequence[int] = (3, 3, 8),
+                 lr: float = 0.01, rank: int = CP_RANK, ranks: Sequence[int] = TUCKER_RANKS,
                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train the digits CNN and return its figures.
 
@@ -250,9 +252,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of split, weights, batches")
     parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    parser.add_argument("--rank", type=int, help="rank of the cp head (default: 16)")
+    parser.add_argument("--rank", type=int, help=f"rank of the cp head (default: {CP_RANK})")
     parser.add_argument("--ranks", type=int, nargs=3, metavar=("P", "Q", "S"),
-                        help="ranks of the tucker head (default: 3 3 8)")
+                        help="ranks of the tucker head (default: "
+                             f"{' '.join(map(str, TUCKER_RANKS))})")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON object on stdout "
                              "(progress goes to stderr)")
@@ -263,11 +266,11 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     for option, value, head in (("--rank", args.rank, "cp"), ("--ranks", args.ranks, "tucker")):
         if value is not None and args.head != head:
-            raise ValueError(f"{option} sets the {head} head's ranks; add --head {head}")
+            raise ValueError(f"{option} sets the {head} head's {option[2:]}; add --head {head}")
     try:
         result = train_digits(args.head, args.epochs, args.seed, args.batch_size, args.lr,
-                              16 if args.rank is None else args.rank,
-                              (3, 3, 8) if args.ranks is None else args.ranks, log=log)
+                              CP_RANK if args.rank is None else args.rank,
+                              TUCKER_RANKS if args.ranks is None else args.ranks, log=log)
     except ImportError as exc:
         print(f"contractnet train: error: {exc}", file=sys.stderr)
         return 2

@@ -87,7 +87,7 @@ def test_cli_json_is_all_of_stdout():
     (["--lr", "-1"], "lr must lie in"),
     (["--batch-size", "0"], "batch_size must be a positive integer"),
     (["--seed", "-1"], "seed must be a non-negative integer, got -1"),
-    (["--rank", "4"], "--rank sets the cp head's ranks; add --head cp"),
+    (["--rank", "4"], "--rank sets the cp head's rank; add --head cp"),
     (["--head", "cp", "--ranks", "1", "2", "3"], "--ranks sets the tucker head's ranks"),
 ])
 def test_cli_bad_values_are_clean_errors(capsys, argv, match):

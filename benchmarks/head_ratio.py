@@ -32,8 +32,7 @@ from contractnet.bench import compare
 from contractnet.bench_lowrank import CP_SPEC, lowrank_heads, lowrank_problem, reference_answer
 from contractnet.bench_methods import HEAD_SPEC, head_problem
 from contractnet.bench_presets import ACCEPTANCE_HEADS, HeadShape
-from contractnet.bench_timing import (OtherLoad, PairResult, blas_info, compare_pair,
-                                      machine_info)
+from contractnet.bench_timing import OtherLoad, PairResult, compare_pair, machine_lines
 from contractnet.files import check_writable, replaced_file, write_file
 
 HEAD_TARGET = 1.05
@@ -209,18 +208,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"head_ratio.py: cannot write the results: {exc}", file=sys.stderr)
             return 2
     return 1 if missed else 0
-
-
-def machine_lines() -> list[str]:
-    """CPU, libraries, BLAS kernel and threads, and any OpenBLAS overrides set."""
-    info, blas = machine_info(), blas_info()
-    lines = [f"CPU {info['cpu']}, {info['cores']} cores; Python {info['python']}, numpy "
-             f"{info['numpy']}, opt_einsum {info['opt_einsum']}, torch {info['torch']}",
-             f"BLAS {blas['blas']}, {blas['blas_threads']} thread(s)"]
-    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"):
-        if name in os.environ:
-            lines.append(f"note: {name}={os.environ[name]} is set in this environment")
-    return lines
 
 
 if __name__ == "__main__":

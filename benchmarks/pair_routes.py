@@ -25,8 +25,7 @@ import argparse
 import numpy as np
 
 import contractnet as cn
-from contractnet.bench_timing import compare_pair
-from head_ratio import machine_lines  # this folder is on the path of a script run from it
+from contractnet.bench_timing import compare_pair, machine_lines
 
 #: (spec, operand shapes): each timed as cn.einsum against numpy.einsum.
 PAIRS = [

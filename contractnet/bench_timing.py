@@ -399,6 +399,18 @@ def machine_info() -> dict[str, object]:
     return info
 
 
+def machine_lines() -> list[str]:
+    """CPU, libraries, BLAS kernel and threads, and any OpenBLAS overrides set."""
+    info, blas = machine_info(), blas_info()
+    lines = [f"CPU {info['cpu']}, {info['cores']} cores; Python {info['python']}, numpy "
+             f"{info['numpy']}, opt_einsum {info['opt_einsum']}, torch {info['torch']}",
+             f"BLAS {blas['blas']}, {blas['blas_threads']} thread(s)"]
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"):
+        if name in os.environ:
+            lines.append(f"note: {name}={os.environ[name]} is set in this environment")
+    return lines
+
+
 def _module_version(package: str) -> str:
     """Version from the imported module when the package is not installed."""
     try:

@@ -107,16 +107,25 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
             sizes: Mapping[str, int] | None = None, reduce: str = "sum") -> str:
     """A readable account of ``spec``: indices, sizes, path, backward specs.
 
-    Without ``shapes`` every index gets ``sizes[index]``; a window's outer
-    index not given there gets as many positions as fit a group length
-    given there (``sizes={"(2h+u)": 9}``); every other index a default (8,
-    and 3 for a window's inner index).  The account names the defaulted
-    ones.  Where an operand's windows stop short of its axis (a stride
-    leaving its last positions unread), it gives the ``sizes=`` that run
-    the operand's backward spec by hand.
+    Where an operand's windows stop short of its axis (a stride leaving its
+    last positions unread), it gives the ``sizes=`` that run the operand's
+    backward spec by hand; an index found in one term only gets a note.
 
-    With ``reduce="mean"`` the backward specs are scaled as the forward is;
-    ``reduce="max"`` has no backward spec (its gradient is a routing).
+    Parameters
+    ----------
+    spec : str
+    shapes : sequence of shapes, optional
+        One per operand.  Without them every index gets ``sizes[index]``;
+        a window's outer index not given there gets as many positions as
+        fit a group length given there (``sizes={"(2h+u)": 9}``); every
+        other index a default (8, and 3 for a window's inner index), and
+        the account names the defaulted ones.
+    sizes : mapping of str to int, optional
+        As :func:`contractnet.einsum` takes them, plus group lengths.
+    reduce : {"sum", "mean", "max"}
+        As :func:`contractnet.einsum` takes it.  For "mean" a line after
+        the backward specs gives the 1/N they are each multiplied by; "max"
+        has no backward spec (its gradient is a routing), and a line says so.
 
     Raises
     ------

@@ -46,12 +46,15 @@ class Optimizer:
         being the same array (two slices of one buffer that share elements).
     """
 
+    #: The settings :meth:`__repr__` shows, by attribute name.
+    _shown: tuple[str, ...] = ()
+
     def __init__(self, params: Mapping[str, np.ndarray]) -> None:
         if not isinstance(params, Mapping) or not params:
-            hint = (f", got {type(params).__name__}; pass its .parameters()"
-                    if hasattr(params, "parameters") else
-                    "" if isinstance(params, Mapping) else f", got {type(params).__name__}")
-            raise ValueError(f"an optimizer needs a non-empty dict of name -> ndarray{hint}")
+            got = "" if isinstance(params, Mapping) else f", got {type(params).__name__}"
+            if hasattr(params, "parameters"):  # a module
+                got += "; pass its .parameters()"
+            raise ValueError(f"an optimizer needs a non-empty dict of name -> ndarray{got}")
         for name, p in params.items():
             if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
                 raise ValueError(f"parameter {name!r} must be a floating ndarray, "
@@ -135,9 +138,6 @@ class Optimizer:
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
-
-    #: The settings :meth:`__repr__` shows, by attribute name.
-    _shown: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         settings = "".join(f", {name}={getattr(self, name)!r}" for name in self._shown)

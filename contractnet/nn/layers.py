@@ -114,7 +114,7 @@ class Einsum(Module):
             raise ValueError(f"{self.spec!r} takes {len(self.inputs)} input(s) (operands "
                              f"{list(self.inputs)}), got {len(xs)}")
         weights = iter(params[name] for name in self.weight_names)
-        data = iter([as_layer_input(x, self.dtype) for x in xs])
+        data = iter([_as_layer_input(x, self.dtype) for x in xs])
         operands = [next(data) if i in self.inputs else next(weights)
                     for i in range(len(self.inputs) + len(self.weight_names))]
         try:
@@ -140,7 +140,7 @@ class Einsum(Module):
         return text
 
 
-def as_layer_input(x: Any, dtype: np.dtype) -> Any:
+def _as_layer_input(x: Any, dtype: np.dtype) -> Any:
     """``x``, cast to a layer's ``dtype`` if it holds integers or booleans
     (pixels as int64, say), which numpy would otherwise promote the layer's
     float32 to float64 with; a floating input is left as it is."""
@@ -398,7 +398,7 @@ class Conv2d(Module):
         self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
 
     def forward(self, params: Params, x: Any) -> Any:
-        y = cn.conv2d(as_layer_input(x, self.dtype), params["weight"], **self._call_args)
+        y = cn.conv2d(_as_layer_input(x, self.dtype), params["weight"], **self._call_args)
         return y + params["bias"] if "bias" in self._params else y
 
     def extra_repr(self) -> str:

@@ -298,7 +298,6 @@ class Sequential(Module):
         return iter(self._children.values())
 
 
-
 def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Value and gradient of ``loss_fn(params, *args)`` with respect to ``params``.

@@ -123,7 +123,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     ValueError
         ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
         finite), ``trials`` not a positive integer, ``seed`` not a
-        non-negative integer or None, or ``own_dtype`` not a bool.
+        non-negative integer or None, or ``own_dtype`` not a bool; or
+        ``fn`` returns float16 (cast to it inside), whose rounding would let
+        any gradient pass.
     DtypeError
         A primal is not floating point.
 
@@ -143,6 +145,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     xs = [[_promoted(x) for x in leaves] for leaves in own]
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
+    _refuse_coarse_output(out)
     eps = _first_step(eps, out)
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
@@ -167,6 +170,17 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
                     f"{deciding.message}")
     if own_dtype and any(x.dtype != y.dtype for a, b in zip(own, xs) for x, y in zip(a, b)):
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
+
+
+def _refuse_coarse_output(out: np.ndarray) -> None:
+    """Refuse an output coarser than float32: its rounding would allow any
+    finite difference, so the check could not fail."""
+    dtype = _output_dtype(out)
+    if np.finfo(dtype).eps > np.finfo(np.float32).eps:
+        raise ValueError(f"fn returns {dtype}, whose rounding hides the derivative from finite "
+                         f"differences, so no check of it could fail; check the function "
+                         f"in float32 or float64 (own_dtype=True then compares the gradients "
+                         f"of lower-precision primals with those)")
 
 
 def _first_step(eps: float, out: np.ndarray) -> float:

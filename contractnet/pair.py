@@ -40,6 +40,7 @@ class PairPlan:
     result_names: str
     einsum_eq: str | None  # set for a tiny batched GEMM, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
+    strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
 
 
 #: The index names numpy.einsum takes.
@@ -119,9 +120,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     # - products that sum nothing (outer products: a GEMM with inner dimension 1);
     # - tiny batched products;
     # - batched dot products (m = n = 1) strided along their sums, a batch index
-    #   innermost ("ab,ab->b"), tens of times slower as a batched GEMM
-    strided_dots = m * n_ == 1 and (_innermost(a2, sa, size) in batch
-                                    or _innermost(b2, sb, size) in batch)
+    #   innermost ("ab,ab->b"), 8-30 times slower as a batched GEMM once there
+    #   are 16 or more of them (fewer are faster as GEMMs)
+    strided_dots = m * n_ == 1 and bt >= 16 and (_innermost(a2, sa, size) in batch
+                                                 or _innermost(b2, sb, size) in batch)
     if ((not summed or (bt > 1 and (m * n_ * k < 512 or strided_dots)))
             and fits_einsum(size)):
         # in the order asked for, else the caller's own (then no transpose follows)
@@ -135,7 +137,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     return PairPlan(None if perm_a == tuple(range(len(a2))) else perm_a,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
-                    swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq)
+                    swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
+                    eq is not None and bool(summed) and strided_dots)
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -180,24 +183,35 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             # outer product's result, corrupting the heap
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
-        return _einsum_c_ordered(plan.einsum_eq, a, b), plan.result_names
+        if plan.strided_dots:
+            return _strided_dots(plan.einsum_eq, a, b), plan.result_names
+        return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     if ((_is_broadcast(a) or _is_broadcast(b)) and fits_einsum(an + bn)
             and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
         # numpy.einsum reads a broadcast operand in place, where a GEMM would copy it
         eq = _ascii_equation([an, bn], plan.result_names)
-        return _einsum_c_ordered(eq, a, b), plan.result_names
+        return backend.einsum(eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names
 
 
-def _einsum_c_ordered(eq: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """numpy.einsum's result, C-ordered.  Asked for with ``order="C"``, numpy
-    takes a loop many times slower on a reduction (``ab,ab->b``: 0.80 ms
-    against 0.046 ms at (64, 4096)); its own choice is C-ordered in most
-    cases, and copied here in the others."""
-    out = backend.einsum(eq, a, b)
+#: The dtype batched dot products sum in, for the dtypes that have a wider one.
+WIDER_SUMS = {np.dtype(narrow): np.dtype(wide) for narrow, wide in
+              ((np.float16, np.float32), (np.float32, np.float64), (np.complex64, np.complex128))}
+
+
+def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched dot products strided along their sums, by numpy.einsum: C-ordered
+    as numpy writes the result anyway (asked for ``order="C"``, it takes a loop
+    many times slower here), and summed in a wider dtype, as numpy adds these
+    terms one by one (a float32 sum of 50,000 terms loses 5 digits of 7; a
+    GEMM's blocked sums, 1 or 2)."""
+    dtype = np.result_type(a.dtype, b.dtype)
+    wide = WIDER_SUMS.get(dtype)
+    out = (backend.einsum(eq, a, b) if wide is None else
+           backend.einsum(eq, a, b, dtype=wide).astype(dtype))
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 

@@ -257,3 +257,12 @@ def test_the_own_dtype_check_catches_rare_wrong_elements_and_overflow(monkeypatc
 def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         cn.check_grads(lambda a: cn.sum(a * a), np.ones(3), **kwargs)
+
+
+def test_a_function_returning_float16_is_refused_rather_than_checked_loosely():
+    """At float16's rounding a sign-flipped gradient of a large sum passes."""
+    x = 100 * _rng(7).standard_normal((50, 50))
+    with pytest.raises(ValueError, match="fn returns float16, whose rounding hides the "
+                                         "derivative"):
+        cn.check_grads(lambda a: a.astype(np.float16), x)
+    cn.check_grads(lambda a: a.astype(np.float32), x)

@@ -1,8 +1,9 @@
 """Two-operand contractions off the head's path: contractnet against numpy.einsum.
 
 The engine routes a pair of operands to one (batched) GEMM or to
-``numpy.einsum``; this script checks that each route costs about what numpy
-itself does, on the shapes that once went the slow way:
+``numpy.einsum``; this script times each route against numpy's own, on the
+shapes that once went the slow way, with the error of each against the
+float64 answer:
 
 - reductions that keep a shared index (``"ab,ab->b"``, ``"bhwc,bhwc->c"``):
   the gradient of a per-channel scale, and a step of many backward passes;

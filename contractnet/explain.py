@@ -165,7 +165,8 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     if reduce == "mean":
         count = make_plan(bound, "mean").count
         lines.append(f"  each times 1/{count:,} (reduce='mean' averages {count:,} terms per "
-                     f"output element)")
+                     f"output element)" if count else
+                     "  (reduce='mean' averages no terms here: the result is nan)")
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
 

@@ -89,8 +89,9 @@ def holds_traced(x: Any) -> bool:
 def traced_list_error(what: str, held: list | tuple) -> TypeError:
     """The error for ``what``, a list or tuple of traced values given where an
     array was wanted (a list primal is traced element by element)."""
-    return TypeError(f"{what} is a {type(held).__name__} of traced values, not an array (a "
-                     f"list primal is traced element by element); make it one with cn.stack")
+    return TypeError(f"{what} is a {type(held).__name__} of traced values, not an array; "
+                     f"make it one with cn.stack (a list given as a primal is traced element "
+                     f"by element)")
 
 
 def primitive(fn: Callable) -> Primitive:

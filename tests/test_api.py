@@ -415,7 +415,7 @@ def test_a_spec_given_as_ascii_bytes_reads_as_text():
 
 
 def test_a_list_primal_reaching_einsum_is_refused_by_operand_number():
-    with pytest.raises(TypeError, match=r"^operand 0 is a list of traced values, not an array "
-                                        r"\(a list primal is traced element by element\); "
-                                        r"make it one with cn\.stack$"):
+    with pytest.raises(TypeError, match=r"^operand 0 is a list of traced values, not an array; "
+                                        r"make it one with cn\.stack \(a list given as a "
+                                        r"primal is traced element by element\)$"):
         cn.vjp(lambda x: cn.einsum("ij->", x), [[1.0, 2.0]])

@@ -25,17 +25,15 @@ from .trace import value_of
 STEP_SHRINKS = (1.0, 1e-2, 1e-4, 1e-6, 1e-8, 1e-10)
 #: A step is sharp when all it allows (truncation and rounding) is at most
 #: this share of the derivative.  A trial passes when a sharp step agrees;
-#: when none is sharp, when the first step agrees, as a looser check.
+#: when none is sharp, when the first step with finite numbers agrees, as a
+#: looser check.
 SHARP = 1e-3
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms'
 #: sizes; rounding inside ``fn`` shows in the difference of two steps.
-def rounding_slack(dtype) -> float:
-    """Rounding allowed per unit of a sum's terms' sizes in ``dtype`` (a
-    float or complex one), and never less than float64's."""
-    return 4 * float(max(np.finfo(dtype).eps, np.finfo(np.float64).eps))
-
-
-FLOAT64_SLACK = rounding_slack(np.float64)
+FLOAT64_SLACK = 4 * float(np.finfo(np.float64).eps)
+#: How many standard deviations of a lower-precision output's rounding a
+#: finite difference is allowed (see :func:`_rounding_error`).
+ROUNDING_SIGMAS = 8.0
 #: How far a gradient computed in lower precision may stray from the float64
 #: one, element by element: this share of the element, plus this many units
 #: of the coarsest precision times the largest element of all the gradients
@@ -47,7 +45,7 @@ OWN_DTYPE_RTOL = 0.05
 OWN_DTYPE_SLACK = 256
 
 
-def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e-5,
+def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: float = 1e-5,
                 atol: float = 1e-12, trials: int = 3, seed: int | None = 0,
                 own_dtype: bool = False) -> None:
     """Compare ``vjp`` with central finite differences.
@@ -67,9 +65,10 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     whose difference bounds its truncation error.  The two numbers must
     agree to ``rtol`` of the larger, plus that truncation error, plus the
     rounding error of float64 in both (estimated from the sizes of the terms
-    summed; in the output's precision when ``fn`` returns a lower one, as
-    when it casts to float32), plus ``atol``, a small absolute slack for cancellation inside
-    ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
+    summed; when ``fn`` returns a lower precision, as when it casts to
+    float32, plus eight standard deviations of that precision's rounding of
+    the output), plus ``atol``, a small absolute slack for cancellation
+    inside ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
     however small the function's values.  A trial tries steps 10^2, 10^4,
     ..., 10^10 times smaller until one that resolves the derivative (all it
@@ -78,8 +77,10 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     against its features (positions near 1e12) needs a step far below its
     size, and a wrong gradient disagrees wherever the derivative is
     resolved.  When no step resolves it (values huge against the slope:
-    ``sum(tanh(x)) + 1e10``), the first step's agreement decides, and the
-    check is only as sharp as that step: it can pass a wrong gradient there.
+    ``sum(tanh(x)) + 1e10``), the first step's agreement decides (the first
+    with finite numbers: a step can carry a probe out of ``fn``'s domain),
+    and the check is only as sharp as that step: it can pass a wrong
+    gradient there.
     As directions scale with each element's size, the elements of a primal
     much larger than the others' (positions near 1e6 beside features of
     size 1) dominate the pairing, and an error in the small ones' gradient
@@ -94,9 +95,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         Built from contractnet operations, as for :func:`~contractnet.vjp`.
     *primals : arrays, or nested dicts/lists/tuples of arrays
         Floating-point (or complex) inputs at which to check.
-    eps : float
-        Relative size of the first step (default 1e-6); at least the cube
-        root of the output's precision when ``fn`` returns a lower one than
+    eps : float, optional
+        Relative size of the first step; by default 1e-6, or the cube root
+        of the output's precision when ``fn`` returns a lower one than
         float64 (about 5e-3 for float32).
     rtol, atol : float
         Relative and absolute tolerance of the comparison (above).
@@ -124,8 +125,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
         ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
         finite), ``trials`` not a positive integer, ``seed`` not a
         non-negative integer or None, or ``own_dtype`` not a bool; or
-        ``fn`` returns float16 (cast to it inside), whose rounding would let
-        any gradient pass.
+        ``fn`` returns float16 (cast to it inside), whose rounding lets wrong
+        gradients pass.
     DtypeError
         A primal is not floating point.
 
@@ -134,7 +135,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     >>> import numpy as np, contractnet as cn
     >>> cn.check_grads(lambda x: cn.sum(cn.tanh(x) * x), np.array([0.5, -2.0]))
     """
-    _check_settings(eps=eps, rtol=rtol, atol=atol, trials=trials)
+    _check_settings(eps=1e-6 if eps is None else eps, rtol=rtol, atol=atol, trials=trials)
     if not isinstance(own_dtype, (bool, np.bool_)):
         raise ValueError(f"own_dtype must be True or False, got {own_dtype!r}")
     non_negative_int(seed, "seed", none_ok=True)
@@ -146,7 +147,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
     _refuse_coarse_output(out)
-    eps = _first_step(eps, out)
+    eps = _first_step(out) if eps is None else eps
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
         u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
@@ -160,9 +161,10 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
             if verdicts[-1].agrees and verdicts[-1].sharp:
                 break  # a step that resolves the derivative agrees
         else:
-            # a sharp step that disagrees fails; with none, the first step's looser
-            # agreement decides
-            deciding = next((v for v in verdicts if v.sharp), verdicts[0])
+            # a sharp step that disagrees fails; with none, the looser agreement of
+            # the first step with finite numbers (one that left fn's domain has none)
+            deciding = next((v for v in verdicts if v.sharp),
+                            next((v for v in verdicts if v.finite), verdicts[0]))
             if deciding.sharp or not deciding.agrees:
                 raise AssertionError(
                     f"vjp disagrees with finite differences (trial {trial}; relative steps "
@@ -173,22 +175,22 @@ def check_grads(fn: Callable, *primals: Any, eps: float = 1e-6, rtol: float = 1e
 
 
 def _refuse_coarse_output(out: np.ndarray) -> None:
-    """Refuse an output coarser than float32: its rounding would allow any
-    finite difference, so the check could not fail."""
+    """Refuse an output coarser than float32: its rounding lets wrong
+    gradients pass, sign-flipped ones among them."""
     dtype = _output_dtype(out)
     if np.finfo(dtype).eps > np.finfo(np.float32).eps:
-        raise ValueError(f"fn returns {dtype}, whose rounding hides the derivative from finite "
-                         f"differences, so no check of it could fail; check the function "
+        raise ValueError(f"fn returns {dtype}, too coarse for finite differences: a wrong "
+                         f"gradient, even a sign-flipped one, can pass; check the function "
                          f"in float32 or float64 (own_dtype=True then compares the gradients "
                          f"of lower-precision primals with those)")
 
 
-def _first_step(eps: float, out: np.ndarray) -> float:
-    """``eps``, raised for an output of lower precision than float64 (``fn``
-    casts down) to the cube root of that precision: the central difference's
-    best step there, where a smaller one only measures rounding."""
+def _first_step(out: np.ndarray) -> float:
+    """The default ``eps``: 1e-6, or for an output of lower precision than
+    float64 (``fn`` casts down) the cube root of that precision, the central
+    difference's best step there (a smaller one only measures rounding)."""
     precision = float(np.finfo(_output_dtype(out)).eps)
-    return max(eps, precision ** (1 / 3)) if precision > np.finfo(np.float64).eps else eps
+    return precision ** (1 / 3) if precision > np.finfo(np.float64).eps else 1e-6
 
 
 def _output_dtype(out: np.ndarray) -> np.dtype:
@@ -233,7 +235,7 @@ def _direction(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
 def _derivative(fn, build, xs, vs, u, step: float) -> tuple[float, float, list]:
     """d/dt ``<u, f(x + t v)>`` at 0 by central differences at ``t = step``
     and ``2 step``; a bound on its error: the truncation error seen between
-    the two, plus float64's rounding of the outputs; and the direction the
+    the two, plus the rounding of the outputs; and the direction the
     differences took (the vjp is paired with that).
 
     The probes are ``x +- d`` and ``x +- 2d`` for the displacement ``d``
@@ -268,10 +270,23 @@ def _central_difference(fn, build, xs, ds, u, multiple: int,
         f_plus = np.asarray(value_of(fn(*build(plus))))
         f_minus = np.asarray(value_of(fn(*build(minus))))
         value = float(np.real(np.sum(u * (f_plus - f_minus)))) / (2 * h)
-        size = float(np.sum(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)))) / (2 * h)
-    # an output in lower precision (fn casts its float64 probes down) is rounded as such
-    # an output of lower precision (fn casts its float64 probes down) is rounded in it
-    return value, rounding_slack(_output_dtype(f_plus)) * size
+        error = _rounding_error(np.abs(u) * (np.abs(f_plus) + np.abs(f_minus)),
+                                _output_dtype(f_plus)) / (2 * h)
+    return value, error
+
+
+def _rounding_error(terms: np.ndarray, dtype: np.dtype) -> float:
+    """A bound on the rounding in ``<u, f+ - f->``, from its terms' sizes
+    ``|u| (|f+| + |f-|)``: float64's worst case (every term rounded the same
+    way), plus, for an output rounded to a lower precision (``fn`` casts its
+    float64 probes down), :data:`ROUNDING_SIGMAS` standard deviations of
+    that precision's rounding, which is independent from element to
+    element (its worst case would let any gradient of a large output pass)."""
+    error = FLOAT64_SLACK * float(np.sum(terms))
+    precision = float(np.finfo(dtype).eps)
+    if precision > np.finfo(np.float64).eps:
+        error += ROUNDING_SIGMAS * precision * float(np.sqrt(np.sum(np.square(terms))))
+    return error
 
 
 class _Verdict(NamedTuple):
@@ -281,6 +296,7 @@ class _Verdict(NamedTuple):
 
     agrees: bool
     sharp: bool
+    finite: bool
     message: str
 
 
@@ -292,7 +308,7 @@ def _compare(analytic: float, size: float, numeric: float, error: float, step: f
     agrees = bool(np.isfinite(analytic) and np.isfinite(numeric)
                   and abs(analytic - numeric) <= allowed)
     sharp = bool(np.isfinite(allowed) and allowed <= SHARP * scale)
-    return _Verdict(agrees, sharp,
+    return _Verdict(agrees, sharp, bool(np.isfinite(analytic) and np.isfinite(numeric)),
                     f"<vjp(u), v> = {analytic!r}, finite difference = {numeric!r} with "
                     f"step {step:.3g}, difference {abs(analytic - numeric):.3g} "
                     f"(allowed {allowed:.3g})")

@@ -41,6 +41,7 @@ class PairPlan:
     einsum_eq: str | None  # set for a tiny batched GEMM, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
     strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
+    wide_sums: bool = False     # ... long enough to be summed in a wider dtype
 
 
 #: The index names numpy.einsum takes.
@@ -83,7 +84,8 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
-              bstrides: tuple, keep: str, prefer: str | None = None) -> PairPlan:
+              bstrides: tuple, keep: str, prefer: str | None = None,
+              real: bool = True) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
     product that sums nothing, a tiny batched one, or batched dot products
@@ -97,6 +99,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     fastest-moving axis stays innermost, BLAS taking it transposed where that
     helps: a C-contiguous operand reshapes for free, and a window view copies
     with unit-stride inner loops.
+
+    ``real`` says the operands are not complex: complex batched dot
+    products stay GEMMs, as their wider sums in numpy.einsum cost about
+    twice as much.
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
@@ -119,13 +125,14 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     # numpy.einsum, which writes any order, where a GEMM is slow:
     # - products that sum nothing (outer products: a GEMM with inner dimension 1);
     # - tiny batched products;
-    # - batched dot products (m = n = 1) strided along their sums, a batch index
-    #   innermost ("ab,ab->b"), 8-30 times slower as a batched GEMM once there
-    #   are 16 or more of them (fewer are faster as GEMMs)
-    strided_dots = m * n_ == 1 and bt >= 16 and (_innermost(a2, sa, size) in batch
-                                                 or _innermost(b2, sb, size) in batch)
-    if ((not summed or (bt > 1 and (m * n_ * k < 512 or strided_dots)))
-            and fits_einsum(size)):
+    # - real batched dot products (m = n = 1) strided along their sums in both
+    #   operands (a batch index innermost: "ab,ab->b"), up to 30 times slower as
+    #   a batched GEMM once there are 12 or more of them and 4096 terms in all
+    #   (fewer are faster as GEMMs, or as tiny products)
+    tiny = bt > 1 and m * n_ * k < 512
+    strided_dots = (real and bool(summed) and m * n_ == 1 and bt >= 12 and bt * k >= 4096
+                    and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
+    if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows)
         result = "".join(sorted(result, key=(prefer or keep).index))
         eq, flip = _ascii_equation([a2, b2], result), False
@@ -138,7 +145,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
-                    eq is not None and bool(summed) and strided_dots)
+                    eq is not None and strided_dots, eq is not None and strided_dots and k >= 512)
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -177,16 +184,18 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             a, an = _summed(a, sum_a, dtype), rest_a
         if sum_b:
             b, bn = _summed(b, sum_b, dtype), rest_b
-    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer)
+    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
+                     a.dtype.kind != "c" and b.dtype.kind != "c")
     if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
             # outer product's result, corrupting the heap
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         if plan.strided_dots:
-            return _strided_dots(plan.einsum_eq, a, b), plan.result_names
+            return _strided_dots(plan.einsum_eq, a, b, plan.wide_sums), plan.result_names
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    if ((_is_broadcast(a) or _is_broadcast(b)) and fits_einsum(an + bn)
+    if ((0 in a.strides or 0 in b.strides) and (_is_broadcast(a) or _is_broadcast(b))
+            and fits_einsum(an + bn)
             and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
         # numpy.einsum reads a broadcast operand in place, where a GEMM would copy it
@@ -198,18 +207,20 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
 
 
 #: The dtype batched dot products sum in, for the dtypes that have a wider one.
-WIDER_SUMS = {np.dtype(narrow): np.dtype(wide) for narrow, wide in
-              ((np.float16, np.float32), (np.float32, np.float64), (np.complex64, np.complex128))}
+WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32),
+              np.dtype(np.float32): np.dtype(np.float64)}
 
 
-def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Batched dot products strided along their sums, by numpy.einsum: C-ordered
-    as numpy writes the result anyway (asked for ``order="C"``, it takes a loop
-    many times slower here), and summed in a wider dtype, as numpy adds these
-    terms one by one (a float32 sum of 50,000 terms loses 5 digits of 7; a
-    GEMM's blocked sums, 1 or 2)."""
+def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray, wide_sums: bool) -> np.ndarray:
+    """Batched dot products strided along their sums, by numpy.einsum:
+    C-ordered as numpy writes the result anyway (asked for ``order="C"``, it
+    takes a loop many times slower here), and with ``wide_sums`` (512 terms
+    or more), or in float16, summed in a wider dtype, as numpy adds these
+    terms one by one (a float32 sum of 50,000 terms keeps about five of its
+    seven digits; a GEMM's blocked sums keep nearly all)."""
     dtype = np.result_type(a.dtype, b.dtype)
-    wide = WIDER_SUMS.get(dtype)
+    # float16 always: numpy's float16 loop is no faster, and its sums lose more
+    wide = WIDER_SUMS.get(dtype) if wide_sums or dtype == np.float16 else None
     out = (backend.einsum(eq, a, b) if wide is None else
            backend.einsum(eq, a, b, dtype=wide).astype(dtype))
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)

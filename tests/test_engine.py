@@ -914,18 +914,19 @@ def test_an_empty_one_operand_result_is_its_own_writable_array(spec, shape):
     assert out.flags.writeable
 
 
-@pytest.mark.parametrize("an, bn, keep, shape, einsum", [
+@pytest.mark.parametrize("an, bn, keep, shapes, einsum", [
     # the sums run down the columns: one strided dot product per column
-    ("ab", "ab", "b", (600, 40), True),
-    ("ijb", "ijb", "b", (30, 20, 16), True),
-    ("bhwc", "bhwc", "c", (4, 6, 5, 16), True),
-    ("ab", "ab", "b", (600, 8), False),     # fewer than 16: faster as a batched GEMM
-    ("ab", "ab", "a", (40, 600), False),    # each row's sum is contiguous: a batched GEMM
+    ("ab", "ab", "b", [(600, 40)] * 2, True),
+    ("ijb", "ijb", "b", [(30, 20, 12)] * 2, True),
+    ("bhwc", "bhwc", "c", [(4, 12, 12, 16)] * 2, True),
+    ("ab", "ab", "b", [(600, 8)] * 2, False),     # fewer than 12: faster as a batched GEMM
+    ("ab", "ab", "a", [(40, 600)] * 2, False),    # each row's sum is contiguous: a batched GEMM
+    ("ab", "ba", "b", [(600, 40), (40, 600)], False),  # one operand's sums are contiguous
 ])
-def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, shape, einsum):
+def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, shapes, einsum):
     """Each sum is 512 long or more, past the tiny products that go to
     numpy.einsum whatever their layout."""
-    a, b = _operands([shape, shape])
+    a, b = _operands(shapes)
     plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     assert (plan.einsum_eq is not None) == einsum
     got, names = pair.contract_pair(a, an, b, bn, keep)

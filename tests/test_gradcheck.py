@@ -260,9 +260,34 @@ def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
 
 
 def test_a_function_returning_float16_is_refused_rather_than_checked_loosely():
-    """At float16's rounding a sign-flipped gradient of a large sum passes."""
+    """At float16's rounding, gradients 5% off pass, and in some functions
+    sign-flipped ones."""
     x = 100 * _rng(7).standard_normal((50, 50))
-    with pytest.raises(ValueError, match="fn returns float16, whose rounding hides the "
-                                         "derivative"):
+    with pytest.raises(ValueError, match="fn returns float16, too coarse for finite "
+                                         "differences: a wrong gradient, even a sign-flipped "
+                                         "one, can pass"):
         cn.check_grads(lambda a: a.astype(np.float16), x)
     cn.check_grads(lambda a: a.astype(np.float32), x)
+
+
+def test_a_float32_output_is_checked_against_its_rounding_not_its_worst_case(monkeypatch):
+    """Rounding to float32 is independent from element to element: bounded
+    by its worst case (every element off the same way), a sign-flipped
+    gradient of 100 values offset by 1000 passed."""
+    from contractnet import autodiff, ops
+    x = _rng(3).standard_normal(100)
+
+    def fn(a):
+        return cn.tanh(a.astype(np.float32)) + np.float32(1000)
+    cn.check_grads(fn, x)
+    right = autodiff.VJP_RULES[ops.tanh]
+    monkeypatch.setitem(autodiff.VJP_RULES, ops.tanh, lambda *args: -right(*args))
+    with pytest.raises(AssertionError, match="finite difference"):
+        cn.check_grads(fn, x)
+
+
+def test_a_step_out_of_the_domain_does_not_decide():
+    """log of values near 0 in float32: the first step (5e-3 of each value,
+    at least 5e-3) carries probes below 0, giving nan; the next one agrees."""
+    cn.check_grads(lambda a: cn.log(a.astype(np.float32)), np.linspace(0.005, 1, 200))
+    cn.check_grads(lambda a: cn.log(a.astype(np.float32)), np.linspace(0.005, 1, 200), eps=1e-4)

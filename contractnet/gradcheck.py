@@ -31,9 +31,11 @@ SHARP = 1e-3
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms'
 #: sizes; rounding inside ``fn`` shows in the difference of two steps.
 FLOAT64_SLACK = 4 * float(np.finfo(np.float64).eps)
-#: How many standard deviations of a lower-precision output's rounding a
-#: finite difference is allowed (see :func:`_rounding_error`).
-ROUNDING_SIGMAS = 8.0
+#: A lower-precision output's rounding is allowed this many times its
+#: precision times the root of the sum of the squared sizes of the terms
+#: (see :func:`_rounding_error`): far past the spread of independent
+#: rounding (a uniform rounding of 1 unit has a spread of 0.29 units).
+ROUNDING_SPREADS = 8.0
 #: How far a gradient computed in lower precision may stray from the float64
 #: one, element by element: this share of the element, plus this many units
 #: of the coarsest precision times the largest element of all the gradients
@@ -66,8 +68,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     agree to ``rtol`` of the larger, plus that truncation error, plus the
     rounding error of float64 in both (estimated from the sizes of the terms
     summed; when ``fn`` returns a lower precision, as when it casts to
-    float32, plus eight standard deviations of that precision's rounding of
-    the output), plus ``atol``, a small absolute slack for cancellation
+    float32, plus a generous multiple of the spread of that precision's
+    rounding of the output), plus ``atol``, a small absolute slack for cancellation
     inside ``fn`` or its vjp (a softmax that is one minus one).  So a gradient of
     the wrong size fails unless its pairing with ``v`` is below ``atol``,
     however small the function's values.  A trial tries steps 10^2, 10^4,
@@ -279,13 +281,13 @@ def _rounding_error(terms: np.ndarray, dtype: np.dtype) -> float:
     """A bound on the rounding in ``<u, f+ - f->``, from its terms' sizes
     ``|u| (|f+| + |f-|)``: float64's worst case (every term rounded the same
     way), plus, for an output rounded to a lower precision (``fn`` casts its
-    float64 probes down), :data:`ROUNDING_SIGMAS` standard deviations of
-    that precision's rounding, which is independent from element to
-    element (its worst case would let any gradient of a large output pass)."""
+    float64 probes down), :data:`ROUNDING_SPREADS` times that precision's
+    spread over the terms, which round independently of one another (their
+    worst case would let wrong gradients of a large output pass)."""
     error = FLOAT64_SLACK * float(np.sum(terms))
     precision = float(np.finfo(dtype).eps)
     if precision > np.finfo(np.float64).eps:
-        error += ROUNDING_SIGMAS * precision * float(np.sqrt(np.sum(np.square(terms))))
+        error += ROUNDING_SPREADS * precision * float(np.sqrt(np.sum(np.square(terms))))
     return error
 
 

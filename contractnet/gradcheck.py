@@ -25,8 +25,7 @@ from .trace import value_of
 STEP_SHRINKS = (1.0, 1e-2, 1e-4, 1e-6, 1e-8, 1e-10)
 #: A step is sharp when all it allows (truncation and rounding) is at most
 #: this share of the derivative.  A trial passes when a sharp step agrees;
-#: when none is sharp, when the first step with finite numbers agrees, as a
-#: looser check.
+#: when none is sharp, when the first step agrees, as a looser check.
 SHARP = 1e-3
 #: Rounding allowed in a float64 sum, per unit of the sum of its terms'
 #: sizes; rounding inside ``fn`` shows in the difference of two steps.
@@ -79,10 +78,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     against its features (positions near 1e12) needs a step far below its
     size, and a wrong gradient disagrees wherever the derivative is
     resolved.  When no step resolves it (values huge against the slope:
-    ``sum(tanh(x)) + 1e10``), the first step's agreement decides (the first
-    with finite numbers: a step can carry a probe out of ``fn``'s domain),
-    and the check is only as sharp as that step: it can pass a wrong
-    gradient there.
+    ``sum(tanh(x)) + 1e10``), the first step's agreement decides, and the
+    check is only as sharp as that step: it can pass a wrong gradient there.
     As directions scale with each element's size, the elements of a primal
     much larger than the others' (positions near 1e6 beside features of
     size 1) dominate the pairing, and an error in the small ones' gradient
@@ -98,9 +95,10 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     *primals : arrays, or nested dicts/lists/tuples of arrays
         Floating-point (or complex) inputs at which to check.
     eps : float, optional
-        Relative size of the first step; by default 1e-6, or the cube root
-        of the output's precision when ``fn`` returns a lower one than
-        float64 (about 5e-3 for float32).
+        Relative size of the first step, by default 1e-6; at least the cube
+        root of the output's precision when ``fn`` returns a lower one than
+        float64 (about 5e-3 for float32), so a step near the edge of ``fn``'s
+        domain can carry a probe out of it and fail a correct gradient.
     rtol, atol : float
         Relative and absolute tolerance of the comparison (above).
     trials : int
@@ -149,7 +147,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
     _refuse_coarse_output(out)
-    eps = _first_step(out) if eps is None else eps
+    eps = _first_step(out, eps)
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
         u = _random_like(rng, np.shape(out), np.result_type(out, np.float64))
@@ -163,10 +161,9 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
             if verdicts[-1].agrees and verdicts[-1].sharp:
                 break  # a step that resolves the derivative agrees
         else:
-            # a sharp step that disagrees fails; with none, the looser agreement of
-            # the first step with finite numbers (one that left fn's domain has none)
-            deciding = next((v for v in verdicts if v.sharp),
-                            next((v for v in verdicts if v.finite), verdicts[0]))
+            # a sharp step that disagrees fails; with none, the first step's looser
+            # agreement decides
+            deciding = next((v for v in verdicts if v.sharp), verdicts[0])
             if deciding.sharp or not deciding.agrees:
                 raise AssertionError(
                     f"vjp disagrees with finite differences (trial {trial}; relative steps "
@@ -187,12 +184,14 @@ def _refuse_coarse_output(out: np.ndarray) -> None:
                          f"of lower-precision primals with those)")
 
 
-def _first_step(out: np.ndarray) -> float:
-    """The default ``eps``: 1e-6, or for an output of lower precision than
-    float64 (``fn`` casts down) the cube root of that precision, the central
-    difference's best step there (a smaller one only measures rounding)."""
+def _first_step(out: np.ndarray, eps: float | None) -> float:
+    """``eps``, by default 1e-6; for an output of lower precision than
+    float64 (``fn`` casts down), at least the cube root of that precision,
+    the central difference's best step there: a smaller one only measures
+    rounding, and every step then passes on the first one's loose test."""
+    eps = 1e-6 if eps is None else eps
     precision = float(np.finfo(_output_dtype(out)).eps)
-    return precision ** (1 / 3) if precision > np.finfo(np.float64).eps else 1e-6
+    return max(eps, precision ** (1 / 3)) if precision > np.finfo(np.float64).eps else eps
 
 
 def _output_dtype(out: np.ndarray) -> np.dtype:
@@ -281,13 +280,16 @@ def _rounding_error(terms: np.ndarray, dtype: np.dtype) -> float:
     """A bound on the rounding in ``<u, f+ - f->``, from its terms' sizes
     ``|u| (|f+| + |f-|)``: float64's worst case (every term rounded the same
     way), plus, for an output rounded to a lower precision (``fn`` casts its
-    float64 probes down), :data:`ROUNDING_SPREADS` times that precision's
-    spread over the terms, which round independently of one another (their
-    worst case would let wrong gradients of a large output pass)."""
-    error = FLOAT64_SLACK * float(np.sum(terms))
+    float64 probes down), that precision's worst case or
+    :data:`ROUNDING_SPREADS` times its spread over the terms, whichever is
+    smaller: the terms round independently of one another, and the worst
+    case of many would let wrong gradients of a large output pass."""
+    total = float(np.sum(terms))
+    error = FLOAT64_SLACK * total
     precision = float(np.finfo(dtype).eps)
-    if precision > np.finfo(np.float64).eps:
-        error += ROUNDING_SPREADS * precision * float(np.sqrt(np.sum(np.square(terms))))
+    if precision > np.finfo(np.float64).eps:  # the worst case bounds a few terms better
+        error += precision * min(4 * total,
+                                 ROUNDING_SPREADS * float(np.sqrt(np.sum(np.square(terms)))))
     return error
 
 
@@ -298,7 +300,6 @@ class _Verdict(NamedTuple):
 
     agrees: bool
     sharp: bool
-    finite: bool
     message: str
 
 
@@ -310,7 +311,7 @@ def _compare(analytic: float, size: float, numeric: float, error: float, step: f
     agrees = bool(np.isfinite(analytic) and np.isfinite(numeric)
                   and abs(analytic - numeric) <= allowed)
     sharp = bool(np.isfinite(allowed) and allowed <= SHARP * scale)
-    return _Verdict(agrees, sharp, bool(np.isfinite(analytic) and np.isfinite(numeric)),
+    return _Verdict(agrees, sharp,
                     f"<vjp(u), v> = {analytic!r}, finite difference = {numeric!r} with "
                     f"step {step:.3g}, difference {abs(analytic - numeric):.3g} "
                     f"(allowed {allowed:.3g})")

@@ -41,7 +41,6 @@ class PairPlan:
     einsum_eq: str | None  # set for a tiny batched GEMM, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
     strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
-    wide_sums: bool = False     # ... long enough to be summed in a wider dtype
 
 
 #: The index names numpy.einsum takes.
@@ -85,7 +84,7 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               bstrides: tuple, keep: str, prefer: str | None = None,
-              real: bool = True) -> PairPlan:
+              widens: bool = False) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
     product that sums nothing, a tiny batched one, or batched dot products
@@ -100,9 +99,11 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     helps: a C-contiguous operand reshapes for free, and a window view copies
     with unit-stride inner loops.
 
-    ``real`` says the operands are not complex: complex batched dot
-    products stay GEMMs, as their wider sums in numpy.einsum cost about
-    twice as much.
+    ``widens`` says the operands' dtype has a wider one to sum in
+    (:data:`WIDER_SUMS`: float16, float32): only then do batched dot
+    products strided along their sums go to numpy.einsum, whose own sums
+    add the terms one by one (float64 ones lose up to five times the
+    GEMM's rounding; complex64 ones summed wider cost twice the GEMM).
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
@@ -125,12 +126,12 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     # numpy.einsum, which writes any order, where a GEMM is slow:
     # - products that sum nothing (outer products: a GEMM with inner dimension 1);
     # - tiny batched products;
-    # - real batched dot products (m = n = 1) strided along their sums in both
-    #   operands (a batch index innermost: "ab,ab->b"), up to 30 times slower as
-    #   a batched GEMM once there are 12 or more of them and 4096 terms in all
-    #   (fewer are faster as GEMMs, or as tiny products)
+    # - float32 and float16 batched dot products (m = n = 1) strided along their
+    #   sums in both operands (a batch index innermost: "ab,ab->b"), up to 30
+    #   times slower as a batched GEMM once there are 16 or more of them and
+    #   4096 terms in all (fewer are faster as GEMMs, or as tiny products)
     tiny = bt > 1 and m * n_ * k < 512
-    strided_dots = (real and bool(summed) and m * n_ == 1 and bt >= 12 and bt * k >= 4096
+    strided_dots = (widens and bool(summed) and m * n_ == 1 and bt >= 16 and bt * k >= 4096
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows)
@@ -145,7 +146,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
-                    eq is not None and strided_dots, eq is not None and strided_dots and k >= 512)
+                    eq is not None and strided_dots)
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -185,14 +186,14 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
-                     a.dtype.kind != "c" and b.dtype.kind != "c")
+                     np.result_type(a.dtype, b.dtype) in WIDER_SUMS)
     if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
             # outer product's result, corrupting the heap
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         if plan.strided_dots:
-            return _strided_dots(plan.einsum_eq, a, b, plan.wide_sums), plan.result_names
+            return _strided_dots(plan.einsum_eq, a, b), plan.result_names
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     if ((0 in a.strides or 0 in b.strides) and (_is_broadcast(a) or _is_broadcast(b))
             and fits_einsum(an + bn)
@@ -211,18 +212,15 @@ WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32),
               np.dtype(np.float32): np.dtype(np.float64)}
 
 
-def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray, wide_sums: bool) -> np.ndarray:
-    """Batched dot products strided along their sums, by numpy.einsum:
-    C-ordered as numpy writes the result anyway (asked for ``order="C"``, it
-    takes a loop many times slower here), and with ``wide_sums`` (512 terms
-    or more), or in float16, summed in a wider dtype, as numpy adds these
+def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched dot products strided along their sums, by numpy.einsum, for a
+    dtype of :data:`WIDER_SUMS`: summed in the wider one, as numpy adds these
     terms one by one (a float32 sum of 50,000 terms keeps about five of its
-    seven digits; a GEMM's blocked sums keep nearly all)."""
+    seven digits; a GEMM's blocked sums keep nearly all), and C-ordered as
+    numpy writes the result anyway (asked for ``order="C"``, it takes a loop
+    many times slower here)."""
     dtype = np.result_type(a.dtype, b.dtype)
-    # float16 always: numpy's float16 loop is no faster, and its sums lose more
-    wide = WIDER_SUMS.get(dtype) if wide_sums or dtype == np.float16 else None
-    out = (backend.einsum(eq, a, b) if wide is None else
-           backend.einsum(eq, a, b, dtype=wide).astype(dtype))
+    out = backend.einsum(eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 

@@ -917,9 +917,9 @@ def test_an_empty_one_operand_result_is_its_own_writable_array(spec, shape):
 @pytest.mark.parametrize("an, bn, keep, shapes, einsum", [
     # the sums run down the columns: one strided dot product per column
     ("ab", "ab", "b", [(600, 40)] * 2, True),
-    ("ijb", "ijb", "b", [(30, 20, 12)] * 2, True),
+    ("ijb", "ijb", "b", [(30, 20, 16)] * 2, True),
     ("bhwc", "bhwc", "c", [(4, 12, 12, 16)] * 2, True),
-    ("ab", "ab", "b", [(600, 8)] * 2, False),     # fewer than 12: faster as a batched GEMM
+    ("ab", "ab", "b", [(600, 12)] * 2, False),    # fewer than 16: faster as a batched GEMM
     ("ab", "ab", "a", [(40, 600)] * 2, False),    # each row's sum is contiguous: a batched GEMM
     ("ab", "ba", "b", [(600, 40), (40, 600)], False),  # one operand's sums are contiguous
     ("ab", "ab", "b", [(64, 4096)] * 2, True),    # short sums, but many
@@ -928,15 +928,16 @@ def test_an_empty_one_operand_result_is_its_own_writable_array(spec, shape):
 def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, shapes, einsum):
     """Each sum is 512 long or more, past the tiny products that go to
     numpy.einsum whatever their layout."""
-    a, b = _operands(shapes)
-    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    a, b = (x.astype(np.float32) for x in _operands(shapes))
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, widens=True)
     assert plan.strided_dots == einsum
-    # complex ones stay GEMMs: summed wider in numpy.einsum, they cost about twice as much
-    assert not pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep,
-                              real=False).strided_dots
+    # float64 and complex ones stay GEMMs: numpy.einsum's own sums lose digits, and
+    # complex64 ones summed wider cost twice as much
+    assert not pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep).strided_dots
     got, names = pair.contract_pair(a, an, b, bn, keep)
-    assert names == keep and got.flags.c_contiguous
-    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b), what=keep)
+    assert names == keep and got.flags.c_contiguous and got.dtype == np.float32
+    want = np.einsum(f"{an},{bn}->{names}", a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-7), (np.float16, 2e-3)])

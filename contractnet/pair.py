@@ -186,7 +186,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
-                     np.result_type(a.dtype, b.dtype) in WIDER_SUMS)
+                     a.dtype in WIDER_SUMS and b.dtype in WIDER_SUMS)  # so is their common one
     if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
             # outer product's result, corrupting the heap

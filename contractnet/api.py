@@ -292,9 +292,7 @@ def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    plan = make_plan(bound, "sum")
-    return contract(plan, Memo(), *operands, view=True) if view else \
-        contract(plan, Memo(), *operands)
+    return contract(make_plan(bound, "sum"), Memo(), *operands, view=view)
 
 
 def _contract_pairwise(plan: Plan, operands: Sequence):

@@ -239,11 +239,7 @@ def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:
     if x.nbytes <= BUDGET[0] and not _is_broadcast(x):
         return False  # a copy is no larger than x itself
     permuted = x if perm is None else x.transpose(perm)
-    try:
-        matrix = np.reshape(permuted, shape, copy=False)  # refuses to copy (numpy >= 2.1)
-    except ValueError:
-        matrix = None
-    copies = matrix is None or not _blas_reads(matrix)
+    copies = not _reshapes_as_view(permuted, shape) or not _blas_reads(permuted.reshape(shape))
     return copies and math.prod(x.shape) * x.itemsize > BUDGET[0]
 
 

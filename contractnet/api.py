@@ -18,8 +18,8 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from .budget import check_allocation
 from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
-                     run_path, run_plan, runs_as_one_gemm, within_budget)
-from .pair import Memo, run_gemm
+                     one_gemm, run_path, run_plan)
+from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
 from .transpose import transpose
@@ -234,19 +234,17 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     This is what calling the primitive records, built here because the
     traced operands are already known: ``parents`` holds their argument
     positions in ``contract(plan, memo, *values)`` and themselves.  The node
-    keeps a :class:`~contractnet.pair.Memo` for the copies its backward pass
-    can reuse, except when the plan runs as one GEMM on views of C-contiguous
-    operands: then nothing is copied.
+    keeps a :class:`~contractnet.pair.Memo` of the copies its backward pass
+    can reuse, or None when the forward pass copied nothing (always so when
+    the plan runs as one GEMM on views of C-contiguous operands).
     """
-    if runs_as_one_gemm(plan, values):
-        memo = None
-        if within_budget(plan):
-            out = run_gemm(plan.direct_gemm, *values)  # the common case: one BLAS call
-        else:
-            out = contract.fn(plan, None, *values)  # the exact budget check first
-    else:
+    memo = None
+    out = one_gemm(plan, values) if plan.direct_gemm is not None else None
+    if out is None:
         memo = Memo()
         out = contract.fn(plan, memo, *values)
+        if not memo.copies:  # nothing copied: nothing for the backward pass to reuse
+            memo = None
     return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))
 
 

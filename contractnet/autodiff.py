@@ -19,9 +19,8 @@ from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import check_allocation
-from .engine import (Plan, make_plan, route_to_max, run_plan, runs_as_one_gemm, scale_mean,
-                     within_budget)
-from .pair import memory_owner, run_gemm
+from .engine import Plan, make_plan, one_gemm, route_to_max, run_plan, scale_mean
+from .pair import memory_owner
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
 from .transpose import transpose
@@ -53,9 +52,8 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays, view: bool = F
     like = arrays[i]
     if len(arrays) == 2:
         a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
-        if runs_as_one_gemm(backward, (a, b), like) and within_budget(backward):
-            grad = run_gemm(backward.direct_gemm, a, b)  # the common case: one BLAS call
-        else:
+        grad = one_gemm(backward, (a, b), like)  # the common case: one BLAS call
+        if grad is None:
             grad = run_plan(backward, (a, b), memo, like)
     else:
         operands = list(arrays)

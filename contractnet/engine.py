@@ -52,14 +52,24 @@ def within_budget(plan: "Plan") -> bool:
     return plan.peak_elements * MAX_ITEMSIZE <= BUDGET[0]
 
 
-def runs_as_one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
-                     like: np.ndarray | None = None) -> bool:
-    """True when ``plan`` runs on ``operands`` as its one direct GEMM
-    (:attr:`Plan.direct_gemm`) on views: both operands, and ``like`` when
-    given, are C-contiguous.  Nothing is copied then.  The memory budget is
-    the caller's to check."""
-    return (plan.direct_gemm is not None and operands[0].flags.c_contiguous
-            and operands[1].flags.c_contiguous and (like is None or like.flags.c_contiguous))
+def one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
+             like: np.ndarray | None = None) -> np.ndarray | None:
+    """``plan`` run as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
+    of ``operands``, copying nothing: the common case of a contraction,
+    forward or backward, in one call.
+
+    Returns None, running nothing, when the plan has no direct GEMM, when an
+    operand (or ``like``, when given) is not C-contiguous, or when the plan
+    may not fit the memory budget (the quick test of :func:`within_budget`);
+    the caller runs :func:`run_plan` then.
+    """
+    gemm = plan.direct_gemm
+    if (gemm is None or not operands[0].flags.c_contiguous
+            or not operands[1].flags.c_contiguous
+            or (like is not None and not like.flags.c_contiguous)
+            or plan.peak_elements * MAX_ITEMSIZE > BUDGET[0]):
+        return None
+    return run_gemm(gemm, operands[0], operands[1])
 
 
 def check_budget(plan: "Plan", itemsize: int) -> None:
@@ -275,7 +285,7 @@ def run_path(operands: list, names: list[str], target: str, pair, unary,
 
 
 # ------------------------------------------------------------------ plans
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A bound spec made ready to run: read names, target, cost."""
 
@@ -576,8 +586,10 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     """
     if not within_budget(plan):  # cheap test first: most plans are small
         check_budget(plan, computed_dtype(plan, arrays).itemsize)
-    if runs_as_one_gemm(plan, arrays, like):
-        return run_gemm(plan.direct_gemm, *arrays)  # the common case: one BLAS call
+    elif plan.direct_gemm is not None:
+        out = one_gemm(plan, arrays, like)  # the common case: one BLAS call
+        if out is not None:
+            return out
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
         arrays = cast_to(arrays, computed_dtype(plan, arrays))
     gemm = plan.contiguous_gemm

@@ -25,7 +25,7 @@ from .budget import BUDGET, check_allocation
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PairPlan:
     """How to run a two-operand contraction of plain terms as one GEMM."""
 

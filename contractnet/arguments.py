@@ -34,6 +34,18 @@ def as_index(value: Any) -> int | None:
         return None
 
 
+def as_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool when it is a Python or numpy bool; a ValueError
+    naming ``name`` for anything else (``"no"`` and ``0`` are not read as false).
+
+    >>> as_flag(np.True_, "bias")
+    True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an int ``>= 1``; a ValueError naming ``name`` otherwise."""
     if not is_int(value) or value < 1:

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .arguments import non_negative_int, positive_int
+from .arguments import as_flag, non_negative_int, positive_int
 from .autodiff import refuse_non_float, vjp
 from .pytree import flatten_tree
 from .trace import value_of
@@ -136,8 +136,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     >>> cn.check_grads(lambda x: cn.sum(cn.tanh(x) * x), np.array([0.5, -2.0]))
     """
     _check_settings(eps=1e-6 if eps is None else eps, rtol=rtol, atol=atol, trials=trials)
-    if not isinstance(own_dtype, (bool, np.bool_)):
-        raise ValueError(f"own_dtype must be True or False, got {own_dtype!r}")
+    as_flag(own_dtype, "own_dtype")
     non_negative_int(seed, "seed", none_ok=True)
     refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
     rng = np.random.default_rng(seed)

@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
+from .arguments import as_flag
 from .pair import view_key
 
 __all__ = ["Optimizer", "SGD", "Adam", "NonFiniteGradientError"]
@@ -247,11 +248,9 @@ class SGD(Optimizer):
         self.lr = _check_rate(lr, "lr", 0.0, open_low=True)
         self.momentum = _check_rate(momentum, "momentum", 0.0, 1.0)
         self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
-        if nesterov and self.momentum == 0.0:
+        self.nesterov = as_flag(nesterov, "nesterov")
+        if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov needs a momentum > 0")
-        self.nesterov = bool(nesterov)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         if self.weight_decay:

@@ -175,6 +175,8 @@ def test_einsum_layer_rejects_bad_weight_names_init_and_dtype():
 def test_dense_forward_repr_and_grads():
     layer = nn.Dense(4, 3, rng=0)
     assert repr(layer) == "Dense(4, 3, spec='bi,ik->bk', bias=True)"
+    assert repr(nn.Dense(4, 3, bias=np.False_, dtype=np.float64)) == (
+        "Dense(4, 3, spec='bi,ik->bk', bias=False, dtype=float64)")
     params = randomize(layer)
     x = rng().standard_normal((2, 4))
     np.testing.assert_allclose(layer.apply(params, x), x @ params["weight"] + params["bias"])
@@ -218,6 +220,7 @@ def test_conv2d_repr_and_validation():
     for zero in (0, (0, 0), ((0, 0), (0, 0)), "valid"):  # no padding: not shown
         assert "padding" not in repr(nn.Conv2d(1, 2, 3, padding=zero))
     assert "padding=((0, 0), (0, 1))" in repr(nn.Conv2d(1, 2, 3, padding=((0, 0), (0, 1))))
+    assert repr(nn.Conv2d(1, 2, 3, dtype=np.float64)).endswith("bias=True, dtype=float64)")
     for bad, match in [({"kernel_size": 0}, "kernel_size"), ({"padding": "full"}, "padding"),
                        ({"padding": np.array([1, 1])}, "padding must be an int"),
                        ({"groups": 3}, "groups"), ({"stride": (1, 2, 3)}, "stride")]:
@@ -283,6 +286,10 @@ def test_head_repr_param_counts_and_shape_errors():
     tucker = nn.TuckerHead((4, 4, 16), 10, ranks=(2, 3, 5))
     assert tucker.num_parameters() == 4 * 2 + 4 * 3 + 16 * 5 + 2 * 3 * 5 * 10 + 10
     assert "ranks=(2, 3, 5)" in repr(tucker)
+    assert repr(nn.CPHead((4, 4, 16), 10, rank=2, dtype=np.float64)).endswith(
+        "bias=True, dtype=float64)")
+    assert repr(nn.FlattenDense((4, 4, 16), 10, dtype=np.float16)).endswith(
+        "bias=True, dtype=float16)")
     with pytest.raises(ValueError, match=r"expects input \(B, 4, 4, 16\)"):
         nn.ContractHead((4, 4, 16), 10)(np.ones((2, 4, 16, 4), np.float32))
     with pytest.raises(ValueError, match="in_shape"):
@@ -296,6 +303,8 @@ def test_head_repr_param_counts_and_shape_errors():
         nn.CPHead((4, 4, 16), 10, rank=10**10)
     with pytest.raises(ValueError, match="ranks"):
         nn.TuckerHead((4, 4, 16), 10, ranks=(2, 2))
+    with pytest.raises(ValueError, match=r"\(p, q, s\), got 2$"):  # as given, not as a tuple
+        nn.TuckerHead((4, 4, 16), 10, ranks=2)
     with pytest.raises(ValueError, match=r"ranks\[1\] \(q\) must be a positive integer, got 0"):
         nn.TuckerHead((4, 4, 16), 10, ranks=(2, 0, 5))
     with pytest.raises(ValueError, match="rank"):
@@ -466,6 +475,15 @@ def test_mse_and_accuracy():
     with pytest.raises(ValueError, match="shape"):
         nn.mse(p, t[:2])
     assert nn.accuracy(np.array([[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]), np.array([1, 0, 0])) == 2 / 3
+
+
+def test_mse_of_two_integer_arrays_does_not_wrap_around():
+    # the difference and its square in the integers' own dtype would wrap (uint8: 0 - 20 is 236)
+    assert nn.mse(np.array([0], np.uint8), np.array([20], np.uint8)) == 400.0
+    assert nn.mse(np.array([100], np.int8), np.array([-100], np.int8)) == 40000.0
+    assert nn.mse(np.array([2**32]), np.array([0])) == pytest.approx(2.0**64)
+    assert nn.mse(np.array([True, False]), np.array([False, False])) == 0.5
+    assert nn.mse(np.array([3], np.uint8), np.array([1.0], np.float32)).dtype == np.float32
 
 
 def test_mse_of_complex_numbers_is_the_mean_squared_magnitude():
@@ -753,6 +771,7 @@ def test_bilinear_einsum_layer_takes_two_inputs():
 
 
 @pytest.mark.parametrize("inputs, match", [((0, 0), "distinct"), ((0, 3), "distinct"),
+                                           ((2, 0), "increasing order"),
                                            ((0, 1, 2), "at least one weight")])
 def test_einsum_layer_refuses_bad_input_positions(inputs, match):
     with pytest.raises(ValueError, match=match):
@@ -778,7 +797,11 @@ def test_einsum_layer_without_bias_accepts_any_output_layout():
     # the second weight is over the budget: the first must not be drawn either
     (lambda g: cn.nn.Einsum("bi,ir,rk->bk", sizes={"i": 3, "r": 2, "k": 10**12}, rng=g),
      cn.MemoryBudgetError),
-], ids=["spec", "weight-name", "budget"])
+    # a string is no bool ("no" would read as true)
+    (lambda g: cn.nn.Dense(3, 2, bias="no", rng=g), ValueError),
+    (lambda g: cn.nn.Conv2d(1, 2, 3, bias="False", rng=g), ValueError),
+    (lambda g: cn.nn.CPHead((2, 2, 3), 4, rank=2, bias=1, rng=g), ValueError),
+], ids=["spec", "weight-name", "budget", "dense-bias", "conv-bias", "head-bias"])
 def test_refused_layer_leaves_the_generator_untouched(make, error):
     g = np.random.default_rng(0)
     state = g.bit_generator.state
@@ -1036,6 +1059,18 @@ def test_set_parameters_checks_values_as_numpy_reads_them():
         net.set_parameters({**{k: v + 1 for k, v in params.items()}, "2.weight": ClaimsOneShape()})
     for k in before:
         np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_a_central_directory_missing_members_is_a_value_error(tmp_path):
+    # a damaged comment length in one directory entry swallows the entries after it:
+    # zipfile then lists fewer members, which the end record's count contradicts
+    nn.save_parameters({"a": np.ones(2), "b": np.zeros(3), "c": np.ones(1)}, tmp_path / "p.npz")
+    raw = bytearray((tmp_path / "p.npz").read_bytes())
+    entry = raw.index(b"PK\x01\x02")
+    raw[entry + 32:entry + 34] = (0x2000).to_bytes(2, "little")  # its comment length
+    (tmp_path / "p.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="end record lists 3 members but its directory holds 1"):
+        nn.load_parameters(tmp_path / "p.npz")
 
 
 def test_a_damaged_central_directory_is_a_value_error(tmp_path):

@@ -46,8 +46,9 @@ Raises
 ------
 ValueError
     If ``in_shape`` is not three positive integers, ``classes`` is not a
-    positive integer, ``init`` is unknown, ``dtype`` is not floating point,
-    or ``rng`` is not a Generator, a non-negative seed or None.
+    positive integer, ``bias`` is not a bool, ``init`` is unknown, ``dtype``
+    is not floating point, or ``rng`` is not a Generator, a non-negative seed
+    or None.
 MemoryBudgetError
     If a parameter would exceed the memory budget.
 """
@@ -61,7 +62,7 @@ import contractnet as cn
 
 from ..trace import Traced
 from ..arguments import positive_int
-from .layers import DType, RNG, Einsum
+from .layers import DType, RNG, Einsum, learned_repr_end
 from .module import Module, Params
 from .weights import check_in_shape, check_layout, contraction_weight, flatten_activation
 
@@ -101,7 +102,7 @@ class _Head(Einsum):
 
     def extra_repr(self) -> str:
         return (f"{self.in_shape}, {self.classes}{self._rank_repr()}, spec={self.spec!r}, "
-                f"bias={'bias' in self._params}")
+                f"{learned_repr_end(self)}")
 
     def _rank_repr(self) -> str:
         return ""
@@ -219,9 +220,10 @@ class TuckerHead(_Head):
     def __init__(self, in_shape: Sequence[int], classes: int, ranks: Sequence[int], *,
                  bias: bool = True, init: str = "glorot", rng: RNG = None,
                  dtype: DType = np.float32) -> None:
+        given = ranks
         ranks = tuple(ranks) if isinstance(ranks, (tuple, list)) or np.ndim(ranks) else (ranks,)
         if len(ranks) != 3:
-            raise ValueError(f"ranks must be three positive ints (p, q, s), got {ranks!r}")
+            raise ValueError(f"ranks must be three positive ints (p, q, s), got {given!r}")
         self.ranks = tuple(positive_int(r, f"ranks[{i}] ({'pqs'[i]})") for i, r in enumerate(ranks))
         p, q, s = self.ranks
         super().__init__("bnmd,np,mq,ds,pqsk->bk", in_shape, classes, {"p": p, "q": q, "s": s},
@@ -286,4 +288,4 @@ class FlattenDense(Einsum):
 
     def extra_repr(self) -> str:
         return (f"{self.in_shape}, {self.classes}, layout={self.layout!r}, "
-                f"spec={self.spec!r}, bias={'bias' in self._params}")
+                f"spec={self.spec!r}, {learned_repr_end(self)}")

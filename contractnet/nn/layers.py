@@ -11,7 +11,7 @@ import numpy as np
 
 import contractnet as cn
 
-from ..arguments import floating_dtype, is_int, positive_int
+from ..arguments import as_flag, floating_dtype, is_int, positive_int
 from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
 from ..trace import Traced
 from . import init as initializers
@@ -41,9 +41,10 @@ class Einsum(Module):
     bias : bool
         Add a learned bias, initialised to zero.
     inputs : int or sequence of int
-        Positions of the data operands (default 0); every other operand is a
-        weight.  A bilinear layer ``"bi,ikj,bj->bk"`` has ``inputs=(0, 2)``
-        and is called as ``layer(x1, x2)``.
+        Positions of the data operands, in increasing order (default 0);
+        every other operand is a weight.  The layer takes its inputs in that
+        order: a bilinear layer ``"bi,ikj,bj->bk"`` has ``inputs=(0, 2)`` and
+        is called as ``layer(x1, x2)``, ``x1`` for ``bi`` and ``x2`` for ``bj``.
     weight_names : sequence of str, optional
         Names of the weights; default ``"weight"`` for one, else
         ``"weight1"``, ``"weight2"``, ... in operand order.
@@ -63,9 +64,10 @@ class Einsum(Module):
     ValueError
         If ``sizes`` is not a mapping, lacks a weight index or names an index
         the spec does not use, or a size is not a positive integer; if
-        ``inputs`` is not distinct operand positions of the spec (a bool is
-        refused); if ``weight_names`` is not one distinct, non-empty, undotted
-        string per weight, other than ``"bias"``; or if ``init`` is unknown,
+        ``inputs`` is not distinct operand positions of the spec in
+        increasing order (a bool is refused); if ``bias`` is not a bool; if
+        ``weight_names`` is not one distinct, non-empty, undotted string per
+        weight, other than ``"bias"``; or if ``init`` is unknown,
         ``dtype`` is not floating point, or ``rng`` is not a Generator, a
         non-negative seed or None.
     MemoryBudgetError
@@ -88,6 +90,7 @@ class Einsum(Module):
                  inputs: int | Sequence[int] = 0, weight_names: Sequence[str] | None = None,
                  init: str = "glorot", rng: RNG = None, dtype: DType = np.float32) -> None:
         super().__init__()
+        bias = as_flag(bias, "bias")
         parsed = parse(spec)
         self.inputs = _data_positions(parsed, inputs)
         weight_terms = [t for i, t in enumerate(parsed.inputs) if i not in self.inputs]
@@ -132,12 +135,15 @@ class Einsum(Module):
         return y + (b if self._bias_view is None else cn.reshape(b, self._bias_view))
 
     def extra_repr(self) -> str:
-        text = f"{self.spec!r}, sizes={self.sizes}, bias={'bias' in self._params}"
-        if self.inputs != (0,):
-            text += f", inputs={self.inputs}"
-        if self.dtype != np.float32:
-            text += f", dtype={self.dtype.name}"
-        return text
+        inputs = "" if self.inputs == (0,) else f", inputs={self.inputs}"
+        return f"{self.spec!r}, sizes={self.sizes}{inputs}, {learned_repr_end(self)}"
+
+
+def learned_repr_end(layer: Module) -> str:
+    """How a learned layer's repr ends: whether it has a bias, then its
+    dtype unless float32 (the default)."""
+    text = f"bias={'bias' in layer._params}"
+    return text if layer.dtype == np.float32 else f"{text}, dtype={layer.dtype.name}"
 
 
 def _as_layer_input(x: Any, dtype: np.dtype) -> Any:
@@ -156,7 +162,8 @@ def _term_start(spec: Spec, operand: int) -> int:
 
 
 def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
-    """Check ``inputs``: distinct operand positions, leaving at least one weight."""
+    """Check ``inputs``: operand positions in increasing order (a layer takes
+    its inputs in operand order), leaving at least one weight."""
     given = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs  # int or list
     positions = (tuple(given) if isinstance(given, Sequence) and not isinstance(given, str)
                  else (given,) if isinstance(given, (int, np.integer)) else ())
@@ -164,13 +171,14 @@ def _data_positions(spec: Spec, inputs: int | Sequence[int]) -> tuple[int, ...]:
     if (not positions  # the type of each first: a nested list cannot go into a set
             or not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
                        and 0 <= i < n for i in positions)
-            or len(set(positions)) != len(positions)):
+            or any(a >= b for a, b in zip(positions, positions[1:]))):
         raise ValueError(f"inputs must be distinct operand positions of '{spec}' "
-                         f"(0 to {n - 1}), got {inputs!r}")
+                         f"(0 to {n - 1}) in increasing order, the order the layer takes "
+                         f"its inputs in, got {inputs!r}")
     if len(positions) >= n:
         raise SpecError("a learned layer needs at least one weight term besides its "
                         f"inputs {list(positions)}", str(spec))
-    return tuple(sorted(int(i) for i in positions))
+    return tuple(int(i) for i in positions)
 
 
 def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
@@ -292,7 +300,7 @@ class Dense(Einsum):
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, spec={self.spec!r}, "
-                f"bias={'bias' in self._params}")
+                f"{learned_repr_end(self)}")
 
 
 def pair(value: Any, name: str, minimum: int = 1, owner: str = "layer") -> tuple[int, int]:
@@ -347,9 +355,9 @@ class Conv2d(Module):
         one of the forms above (a ``ConvError`` is a ``ValueError``).
     ValueError
         If a channel count or ``groups`` is not a positive integer, ``groups``
-        does not divide both channel counts, ``init`` is unknown, ``dtype`` is
-        not floating point, or ``rng`` is not a Generator, a non-negative seed
-        or None.
+        does not divide both channel counts, ``bias`` is not a bool, ``init``
+        is unknown, ``dtype`` is not floating point, or ``rng`` is not a
+        Generator, a non-negative seed or None.
     MemoryBudgetError
         If a parameter would exceed the memory budget.
 
@@ -372,6 +380,7 @@ class Conv2d(Module):
         self.stride = pair(stride, "stride", owner="Conv2d")
         self.dilation = pair(dilation, "dilation", owner="Conv2d")
         self.padding, self.groups = padding, positive_int(groups, "groups")
+        bias = as_flag(bias, "bias")
         self._pads = _pads_anything(padding)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
@@ -408,7 +417,7 @@ class Conv2d(Module):
         for name, show in shown.items():
             if show:
                 text += f", {name}={getattr(self, name)!r}"
-        return text + f", spec={self.spec!r}, bias={'bias' in self._params}"
+        return text + f", spec={self.spec!r}, {learned_repr_end(self)}"
 
 
 class _Pool2d(Module):

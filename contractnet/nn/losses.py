@@ -107,6 +107,10 @@ def mse(prediction: Any, target: Any) -> Any:
     if tuple(prediction.shape) != target_shape:
         raise ValueError(f"mse: prediction shape {tuple(prediction.shape)} differs from "
                          f"target shape {target_shape}")
+    if prediction.dtype.kind in "biu" and target.dtype.kind in "biu":
+        # in float64, as numpy.mean computes on integers: an integer difference or
+        # square wraps around (uint8: 0 - 20 is 236)
+        prediction, target = cn.astype(prediction, np.float64), cn.astype(target, np.float64)
     diff = prediction - target
     if diff.dtype.kind == "c":  # diff * diff would be complex, not a distance
         diff = cn.abs(diff)

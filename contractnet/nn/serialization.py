@@ -127,6 +127,11 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path!r} is a directory, not an .npz archive of parameters")
     try:
         with zipfile.ZipFile(path) as archive:
+            listed = _listed_members(path)
+            if listed is not None and listed != len(archive.infolist()):
+                raise ValueError(f"{path!r} is a damaged .npz archive: its end record lists "
+                                 f"{listed} members but its directory holds "
+                                 f"{len(archive.infolist())}")
             return _read_npz(archive, path)
     except zipfile.BadZipFile as exc:
         with open(path, "rb") as f:
@@ -137,6 +142,31 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path!r} is not a readable .npz archive: {exc}") from exc
     except (EOFError, NotImplementedError) as exc:  # the central directory
         raise ValueError(f"{path!r} is a damaged or unsupported .npz archive: {exc}") from exc
+
+
+#: The zip end-of-central-directory record: its signature, its least size
+#: (no comment), and where it holds the total count of members.
+_END_SIGNATURE, _END_SIZE, _END_TOTAL = b"PK\x05\x06", 22, slice(10, 12)
+
+
+def _listed_members(path: str) -> int | None:
+    """How many members the archive's end record says it has; None where it
+    does not say (a zip64 archive, or no record found).
+
+    :mod:`zipfile` trusts the central directory: a damaged comment length in
+    one of its entries can swallow the entries after it, which would then
+    be silently missing.  The end record's count catches that.
+    """
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        tail = min(size, _END_SIZE + 0xFFFF)  # the record, and a comment of at most 64 KiB
+        handle.seek(size - tail)
+        data = handle.read(tail)
+    at = data.rfind(_END_SIGNATURE)
+    if at < 0 or len(data) - at < _END_SIZE:
+        return None
+    total = int.from_bytes(data[at:][_END_TOTAL], "little")
+    return None if total == 0xFFFF else total  # 0xFFFF: the count is in a zip64 record
 
 
 def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:

@@ -286,7 +286,8 @@ class Adam(Optimizer):
     betas : pair of float
         Decay rates ``(b1, b2)`` of the two moments, each in ``[0, 1)``.
     eps : float
-        Added to the denominator, > 0.
+        Added to the denominator, > 0, and not 0 in any parameter's dtype
+        (the default 1e-8 is 0 in float16).
     weight_decay : float
         L2 penalty, >= 0, added to the gradient.
 
@@ -294,7 +295,8 @@ class Adam(Optimizer):
     ------
     ValueError
         For ``params`` as :class:`Optimizer` says, or a rate that is not a
-        real number in its range (``betas`` not a pair included).
+        real number in its range (``betas`` not a pair included), or an
+        ``eps`` that rounds to 0 in a parameter's dtype.
 
     Examples
     --------
@@ -316,6 +318,11 @@ class Adam(Optimizer):
         self.betas = (_check_rate(betas[0], "betas[0]", 0.0, 1.0),
                       _check_rate(betas[1], "betas[1]", 0.0, 1.0))
         self.eps = _check_rate(eps, "eps", 0.0, open_low=True)
+        for name, p in self.params.items():
+            if p.dtype.type(self.eps) == 0:  # 0 / (0 + eps) would be 0 / 0
+                raise ValueError(f"eps={self.eps:g} is 0 in {p.dtype} (parameter {name!r}): "
+                                 f"a zero gradient would step it to nan; give an eps "
+                                 f"{p.dtype.name} holds (1e-4 is usual for float16)")
         self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:

@@ -71,6 +71,17 @@ def test_adam_preserves_float32_and_casts_gradients():
     np.testing.assert_allclose(p["w"], 0.9, rtol=1e-6)
 
 
+def test_adam_refuses_an_eps_that_is_zero_in_a_parameters_dtype():
+    # 1e-8 is 0 in float16: a zero gradient would step the parameter to 0 / 0
+    p = {"a": np.ones(2, np.float32), "h": np.ones(2, np.float16)}
+    with pytest.raises(ValueError, match=r"eps=1e-08 is 0 in float16 \(parameter 'h'\)"):
+        optim.Adam(p)
+    opt = optim.Adam(p, eps=1e-4)
+    opt.step({"a": np.zeros(2), "h": np.zeros(2)})
+    opt.step({"a": np.ones(2), "h": np.full(2, 1e-4)})
+    assert np.isfinite(p["h"]).all() and p["h"].dtype == np.float16
+
+
 @pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 def test_step_checks_everything_before_changing_anything(make):
     p = {"a": np.ones(2), "b": np.ones(3)}

@@ -101,8 +101,15 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     hit = x == ans
     if x.dtype.kind in "fc":  # a nan extremum came from the nans: they share its cotangent
         hit |= np.isnan(x) & np.isnan(ans)
-    share = hit / hit.sum(axis=ops._axis(axis), keepdims=True, dtype=np.asarray(x).dtype)
-    return _expand(g, x, axis, keepdims) * share
+    ties = hit.sum(axis=ops._axis(axis), keepdims=True, dtype=x.dtype)
+    return _passes(hit, _expand(g, x, axis, keepdims) / ties)
+
+
+def _transpose_rule(argnum, g, ans, x, axes=None):
+    if axes is None:
+        return np.transpose(g)
+    axes = (axes,) if isinstance(axes, (int, np.integer)) else axes  # a 1-d x's one axis
+    return np.transpose(g, np.argsort([a % np.ndim(x) for a in axes]))
 
 
 def _logsumexp_rule(argnum, g, ans, x, axis=None, keepdims=False):
@@ -137,7 +144,8 @@ def _power_rule(argnum, g, ans, a, b):
     dtype = np.asarray(ans).dtype
     defined = np.not_equal(a, 0) if dtype.kind == "c" else np.greater(a, 0)
     log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
-    return unbroadcast(g * ans * log_a * defined, np.shape(b))
+    with np.errstate(invalid="ignore"):  # where not defined, ans may be inf and log_a 0
+        return unbroadcast(_passes(defined, g * ans * log_a), np.shape(b))
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:
@@ -145,6 +153,13 @@ def _cast_back(g, dtype: np.dtype) -> np.ndarray:
     real value's is real: the real part of a complex one)."""
     g = np.asarray(g)
     return (g.real if g.dtype.kind == "c" and dtype.kind != "c" else g).astype(dtype)
+
+
+def _passes(where: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``g`` where ``where`` holds, else 0: the vjp of a selection.  Selected,
+    not multiplied by the mask: an infinite cotangent (``sqrt``'s at 0, say)
+    times a mask's 0 would be nan where the gradient is 0."""
+    return np.where(where, g, 0)
 
 
 def _picks_left(a, b, prefers=np.greater_equal) -> np.ndarray:
@@ -217,10 +232,10 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),
     ops.divide: _reads_its_answer(_sides(lambda g, y, a, b: g / b,
                                          lambda g, y, a, b: -g * y / b)),
-    ops.maximum: _sides(lambda g, y, a, b: g * _picks_left(a, b),
-                        lambda g, y, a, b: g * ~_picks_left(a, b)),
-    ops.minimum: _sides(lambda g, y, a, b: g * _picks_left(a, b, np.less_equal),
-                        lambda g, y, a, b: g * ~_picks_left(a, b, np.less_equal)),
+    ops.maximum: _sides(lambda g, y, a, b: _passes(_picks_left(a, b), g),
+                        lambda g, y, a, b: _passes(~_picks_left(a, b), g)),
+    ops.minimum: _sides(lambda g, y, a, b: _passes(_picks_left(a, b, np.less_equal), g),
+                        lambda g, y, a, b: _passes(~_picks_left(a, b, np.less_equal), g)),
     ops.absolute: _absolute_rule,
     ops.sqrt: _reads_its_answer(_sqrt_rule),
     ops._concatenate: _concatenate_rule,
@@ -232,15 +247,14 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.log: lambda n, g, y, a: g / a,
     ops.tanh: _reads_its_answer(lambda n, g, y, a: g * (1 - y * y)),
     ops.sigmoid: _reads_its_answer(lambda n, g, y, a: g * y * (1 - y)),
-    ops.relu: lambda n, g, y, a: g * (np.asarray(a) > 0),
+    ops.relu: lambda n, g, y, a: _passes(np.asarray(a) > 0, g),
     ops.sum: lambda n, g, y, x, axis=None, keepdims=False: np.broadcast_to(
         _expand(g, x, axis, keepdims), np.shape(x)),
     ops.max: _reads_its_answer(_extremum_rule),
     ops.min: _reads_its_answer(_extremum_rule),
     ops.logsumexp: _reads_its_answer(_logsumexp_rule),
     ops.reshape: lambda n, g, y, x, shape: np.reshape(g, np.shape(x)),
-    ops.transpose: lambda n, g, y, x, axes=None: np.transpose(
-        g, None if axes is None else np.argsort([a % np.ndim(x) for a in axes])),
+    ops.transpose: _transpose_rule,
     ops.pad: _pad_rule,
     ops.astype: lambda n, g, y, a, dtype: (
         _cast_back(g, np.asarray(a).dtype) if np.dtype(dtype).kind in "fc"

@@ -451,7 +451,8 @@ def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
     kept = len(plan.target)
     flat = block.reshape(block.shape[:kept] + (math.prod(block.shape[kept:]),))
     chosen = flat.argmax(axis=-1)[..., None] == np.arange(flat.shape[-1])
-    routed = (chosen * g_core[..., None]).reshape(block.shape)
+    # selected, not multiplied: an infinite cotangent times False would be nan
+    routed = np.where(chosen, g_core[..., None], 0).reshape(block.shape)
     return write_output(routed, order, bound.spec.inputs[0], x.shape, sizes)
 
 
@@ -486,10 +487,11 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
             if taken is not None:
                 np.greater(hit, taken, out=hit)  # hit and not taken
         dest = full[_index(full_names, fixed)]
+        # selected, not multiplied: an infinite cotangent times False would be nan
         if plan.disjoint_windows:  # each input position gets one offset's value at most
-            np.multiply(g_kept, hit, out=dest)
+            np.copyto(dest, g_kept, where=hit)
         else:
-            dest += g_kept * hit
+            np.add(dest, g_kept, out=dest, where=hit)
         if taken is None:
             taken = hit
         elif k < len(offsets) - 1:

@@ -126,7 +126,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
         finite), ``trials`` not a positive integer, ``seed`` not a
         non-negative integer or None, or ``own_dtype`` not a bool; or
         ``fn`` returns float16 (cast to it inside), whose rounding lets wrong
-        gradients pass.
+        gradients pass, or bools.
     DtypeError
         A primal is not floating point.
 
@@ -145,7 +145,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     xs = [[_promoted(x) for x in leaves] for leaves in own]
     build = lambda leaves: [b(ls) for (_, b), ls in zip(flats, leaves)]  # noqa: E731
     out, vjp_fn = vjp(fn, *build(xs))
-    _refuse_coarse_output(out)
+    _refuse_unfit_output(out)
     eps = _first_step(out, eps)
     for trial in range(trials):
         vs = [[_direction(rng, x) for x in leaves] for leaves in xs]
@@ -172,9 +172,13 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
         _check_own_dtypes(fn, build, own, vjp_fn, rng, atol)
 
 
-def _refuse_coarse_output(out: np.ndarray) -> None:
-    """Refuse an output coarser than float32: its rounding lets wrong
-    gradients pass, sign-flipped ones among them."""
+def _refuse_unfit_output(out: np.ndarray) -> None:
+    """Refuse a bool output (no differences to take), and an output coarser
+    than float32: its rounding lets wrong gradients pass, sign-flipped ones
+    among them."""
+    if out.dtype.kind == "b":
+        raise ValueError("fn returns bools, which finite differences cannot subtract; "
+                         "check the numbers the comparison is made from")
     dtype = _output_dtype(out)
     if np.finfo(dtype).eps > np.finfo(np.float32).eps:
         raise ValueError(f"fn returns {dtype}, too coarse for finite differences: a wrong "

@@ -19,13 +19,24 @@ def flatten_tree(tree: Any) -> tuple[list, Callable[[list], Any]]:
     if isinstance(tree, dict):
         keys = list(tree)
         parts = [flatten_tree(tree[k]) for k in keys]
-        make = lambda out: dict(zip(keys, out))  # noqa: E731
+        make = lambda out: _refilled(tree, keys, out)  # noqa: E731
     elif isinstance(tree, (list, tuple)):
         parts = [flatten_tree(t) for t in tree]
-        make = type(tree)
+        kind = type(tree)
+        make = (lambda out: kind(*out)) if hasattr(kind, "_fields") else kind  # a namedtuple
     else:
         return [tree], _only_leaf
     return [leaf for leaves, _ in parts for leaf in leaves], rebuilder(parts, make)
+
+
+def _refilled(tree: dict, keys: list, values: list) -> dict:
+    """``tree``'s keys with new values, in a dict of its type where its
+    ``copy`` keeps that (``OrderedDict``, ``defaultdict``), else a dict."""
+    if type(tree) is dict:
+        return dict(zip(keys, values))
+    out = tree.copy()
+    out.update(zip(keys, values))
+    return out
 
 
 def rebuilder(parts: list, make: Callable[[list], Any]) -> Callable[[list], Any]:

@@ -132,6 +132,13 @@ class Traced:
     def __len__(self) -> int:
         return len(self.value)
 
+    def __iter__(self):
+        """The traced rows ``self[0], self[1], ...``; a 0-d value is refused, as
+        numpy refuses it (iterating through ``__getitem__`` would end silently)."""
+        if self.value.ndim == 0:
+            raise TypeError("iteration over a 0-d traced value")
+        return (self[i] for i in range(len(self.value)))
+
     def __bool__(self) -> bool:
         return bool(self.value)  # numpy's rule: one element, else ambiguous
 

@@ -2,6 +2,8 @@
 differences for windows and max, and the rules of vjp/grad themselves."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -415,6 +417,16 @@ def test_vjp_accepts_nested_primals():
     assert set(g) == {"w", "b"}
     assert_close(g["w"], x.T @ dy)
     assert_close(g["b"], dy.sum(axis=0))
+
+
+def test_a_namedtuple_primal_gets_a_namedtuple_of_gradients():
+    Params = collections.namedtuple("Params", "w b")
+    p = Params(_rng().standard_normal(3), _rng(1).standard_normal(3))
+    g = cn.grad(lambda p: cn.sum(p.w * p.b))(p)
+    assert type(g) is Params
+    assert_close(g.w, p.b)
+    assert_close(g.b, p.w)
+    cn.check_grads(lambda p: cn.sum(p.w * cn.exp(p.b)), p)
 
 
 def test_gradients_do_not_alias_the_cotangent_or_each_other():

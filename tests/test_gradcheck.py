@@ -259,6 +259,11 @@ def test_check_grads_refuses_its_own_bad_arguments(kwargs, message):
         cn.check_grads(lambda a: cn.sum(a * a), np.ones(3), **kwargs)
 
 
+def test_a_function_returning_bools_is_refused_by_name():
+    with pytest.raises(ValueError, match="fn returns bools"):
+        cn.check_grads(lambda x: x > 0, np.ones(3))
+
+
 def test_a_function_returning_float16_is_refused_rather_than_checked_loosely():
     """At float16's rounding, gradients 5% off pass, and in some functions
     sign-flipped ones."""

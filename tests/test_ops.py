@@ -142,6 +142,17 @@ def test_mean_of_integers_and_bools_is_numpys():
     np.testing.assert_array_equal(vjp_fn(1.0)[0], np.ones(3))
 
 
+def test_power_exponent_gradient_is_0_where_the_base_is_0_even_when_the_answer_is_inf():
+    # documented as 0 where a <= 0 (a real answer) or a == 0 (a complex one); 0**-1 is inf,
+    # and inf times the mask's 0 would be nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = cn.grad(lambda b: cn.sum(cn.power(np.array([0.0, 2.0]), b)))(np.array([-1.0, -1.0]))
+        (complex_grad,) = cn.vjp(lambda b: cn.power(np.array([0j]), b),
+                                 np.array([-1 + 0j]))[1](np.array([1 + 0j]))
+    np.testing.assert_allclose(grad, [0.0, np.log(2.0) / 2])
+    np.testing.assert_array_equal(complex_grad, [0j])
+
+
 def test_power_gradient_of_an_integer_base_to_a_zero_exponent():
     # the rule must not form int ** -1 (numpy refuses negative integer powers)
     exponents = np.array([0, 1, 2])
@@ -394,6 +405,57 @@ def test_reshape(shape):
 def test_transpose(axes):
     x = _rng().standard_normal((2, 3, 4))
     _check(lambda a: cn.transpose(a, axes), x, reference=lambda a: np.transpose(a, axes))
+
+
+@pytest.mark.parametrize("transposed", [lambda a: a.transpose(0), lambda a: cn.transpose(a, -1)],
+                         ids=["method", "function"])
+def test_a_1d_value_transposed_by_its_one_axis_as_an_int(transposed):
+    # numpy takes an int for a 1-d array's axes; the backward pass must too
+    grad = cn.grad(lambda a: cn.sum(transposed(a) * np.arange(3.0)))(np.ones(3))
+    np.testing.assert_array_equal(grad, [0.0, 1.0, 2.0])
+
+
+def test_a_traced_value_iterates_over_its_rows_but_not_when_0d():
+    np.testing.assert_array_equal(cn.grad(lambda a: sum(a))(np.array([3.0, 4.0])), [1.0, 1.0])
+    rows = cn.grad(lambda a: cn.sum(sum(r * k for k, r in enumerate(a))))(np.ones((3, 2)))
+    np.testing.assert_array_equal(rows, [[0, 0], [1, 1], [2, 2]])
+    # without __iter__, Python would iterate through __getitem__ and stop silently at t[0]
+    with pytest.raises(TypeError, match="iteration over a 0-d traced value"):
+        cn.grad(lambda a: sum(a) + cn.sum(a))(np.array(3.0))
+
+
+# sqrt's derivative at 0 is infinite: a selection must pass 0, not inf * 0 = nan, where it
+# does not select (PyTorch's relu and maximum give 0 there too)
+X_AT_ZERO = np.array([-1.0, 4.0])  # the first is 0 after each selection, the second is 4
+CONSTANT_ZEROS = np.zeros(2)
+
+
+@pytest.mark.parametrize("selection", [
+    lambda a: cn.relu(a),
+    lambda a: cn.maximum(a, 0.0),
+    lambda a: cn.maximum(0.0, a),
+    lambda a: -cn.minimum(-a, 0.0),
+    lambda a: cn.max(cn.stack([a, CONSTANT_ZEROS]), axis=0),
+    lambda a: cn.einsum("ij->j", cn.stack([a, CONSTANT_ZEROS]), reduce="max"),
+    lambda a: cn.reshape(cn.max_pool2d(cn.reshape(cn.stack([a, CONSTANT_ZEROS]), (1, 2, 2, 1)),
+                                       (2, 1)), (2,)),
+], ids=["relu", "maximum-left", "maximum-right", "minimum", "max", "einsum-max", "max-pool"])
+def test_a_selection_passes_an_infinite_cotangent_only_where_it_selects(selection):
+    with np.errstate(divide="ignore"):
+        grad = cn.grad(lambda a: cn.sum(cn.sqrt(selection(a))))(X_AT_ZERO)
+    np.testing.assert_array_equal(grad, [0.0, 0.25])
+
+
+@pytest.mark.parametrize("stride", [2, 1], ids=["disjoint", "overlapping"])
+def test_max_pooling_offset_by_offset_passes_an_infinite_cotangent_only_to_the_maxima(stride):
+    # large enough to route offset by offset; the zeros' windows get sqrt's infinite cotangent
+    x = np.zeros((1, 512, 512, 1))
+    x[0, ::2, ::2, 0] = 4.0
+    x[0, :8] = -1.0  # a few windows whose max is 0 (from a -1 and 0 mix, or all -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = cn.grad(lambda a: cn.sum(cn.sqrt(cn.relu(cn.max_pool2d(a, 2, stride=stride)))))(x)
+    assert not np.isnan(grad).any()
+    assert (grad[x != 4.0] == 0).all() and (grad[x == 4.0] > 0).all()
 
 
 @pytest.mark.parametrize("pad_width", [1, ((1, 2), (0, 3)), (1, 2), ((0, 0), (2, 0))], ids=str)

@@ -1,6 +1,8 @@
 """Nested primals taken apart into leaves and put back in the same structure."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from contractnet.pytree import flatten_tree, named_leaves, rebuilder
@@ -13,6 +15,19 @@ def test_flatten_and_rebuild_keep_the_containers_their_order_and_their_keys():
     back = rebuild(["a", "b", "c", "d", "e"])
     assert back == {"w": "a", "layers": [("b", "c"), ["d"]], "b": "e"}
     assert type(back["layers"][0]) is tuple and type(back["layers"][1]) is list
+
+
+def test_namedtuples_ordered_and_default_dicts_come_back_as_themselves():
+    Pair = collections.namedtuple("Pair", "w b")
+    leaves, rebuild = flatten_tree(Pair(1, [2, 3]))
+    assert leaves == [1, 2, 3] and rebuild([4, 5, 6]) == Pair(4, [5, 6])
+    ordered = collections.OrderedDict([("b", 1), ("a", 2)])
+    back = flatten_tree(ordered)[1](["x", "y"])
+    assert type(back) is collections.OrderedDict and list(back.items()) == [("b", "x"), ("a", "y")]
+    default = collections.defaultdict(list, a=1)
+    back = flatten_tree(default)[1](["z"])
+    assert type(back) is collections.defaultdict and back.default_factory is list
+    assert back == {"a": "z"} and default == {"a": 1}
 
 
 def test_a_leaf_and_empty_containers_round_trip():

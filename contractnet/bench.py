@@ -34,6 +34,7 @@ from .bench_report import progress, write_csv, write_json, write_markdown, write
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
 from .budget import check_allocation
+from .cli import Once
 from .files import check_writable, replaced_file
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
@@ -81,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[], metavar="DIMS",
                         help="custom shape: B,N,M,D,K (head) or B,H,W,C,KH,KW,K[,stride[,pad]]"
                              " (conv); repeat the option for more")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="floating dtype of every array (default float32)")
     parser.add_argument("--repeat", type=int, default=9, metavar="N",
                         help="timed rounds per method (default 9)")
     parser.add_argument("--best-of", type=int, default=3, metavar="K",
@@ -94,11 +96,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranks", nargs="+", type=int, default=[8, 32], metavar="R",
                         help="ranks for 'bench heads' (default 8 32)")
     parser.add_argument("--max-seconds", type=float, default=5.0, metavar="S",
-                        help="stop timing a method after S seconds per case and pass")
-    parser.add_argument("--json", metavar="PATH", help="write one record per method/shape/pass")
-    parser.add_argument("--csv", metavar="PATH", help="write the records as CSV")
-    parser.add_argument("--plot", metavar="PATH", help="plot GFLOP/s against size (matplotlib)")
-    parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
+                        help="stop timing a method after S seconds per case and pass "
+                             "(default 5)")
+    parser.add_argument("--json", metavar="PATH", action=Once,
+                        help="write one record per method/shape/pass")
+    parser.add_argument("--csv", metavar="PATH", action=Once, help="write the records as CSV")
+    parser.add_argument("--plot", metavar="PATH", action=Once,
+                        help="plot GFLOP/s against size (matplotlib)")
+    parser.add_argument("--markdown", metavar="PATH", action=Once,
+                        help="write the tables as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -317,7 +323,11 @@ def _fill_times(record: Record, samples: list[float], base: list[float], gemm: f
 
 # ------------------------------------------------------------------ running
 def run(args: argparse.Namespace) -> int:
-    """Run ``contractnet bench``; returns the exit status.
+    """Run ``contractnet bench``; returns the exit status: 0 when every case
+    ran, whatever the verdicts on the targets; 1 when an output file could
+    not be written (the others are written, the tables printed), or when
+    the baseline or contractnet failed or disagreed in a case (a peer's
+    failure is shown in the table, and is no failure of the run).
 
     Raises
     ------
@@ -327,8 +337,6 @@ def run(args: argparse.Namespace) -> int:
         ``--threads``/``--ranks``, an output file that cannot be written, a
         ``--plot`` format matplotlib cannot write (or no matplotlib), or a
         shape or weight over the memory budget.
-    OSError
-        When writing an output file fails after the timing.
     """
     plan = _validate(args)
     peers = _peers(args.peers)
@@ -341,6 +349,9 @@ def run(args: argparse.Namespace) -> int:
     plan = [(kind, cases) for kind, cases in plan if cases]
     with blas_threads(args.threads, torch_too=bool(peers & {"torch", "torch-einsum"})):
         machine = machine_info() | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+        if args.threads is not None and machine["blas_threads"] != args.threads:
+            notes.append(f"--threads {args.threads}: BLAS runs {machine['blas_threads']} "
+                         f"thread(s), its limit")
         settings = Settings(args.dtype, args.repeat, args.best_of, args.max_seconds,
                             gemm_rate(args.dtype), machine)
         steps = sum(len(cases) for _, cases in plan) * len(PASSES)
@@ -350,8 +361,10 @@ def run(args: argparse.Namespace) -> int:
                 found, lines = _run_kind(kind, cases, args, peers, settings, notes, bar)
                 records += found
                 summaries += lines
-    _report(records, summaries, notes, settings, args)
-    return 0
+    failed_files = _report(records, summaries, notes, settings, args)
+    failed_runs = [r for r in records if r.status != "ok"
+                   and r.method in (BASELINE[r.kind], "contractnet")]
+    return 1 if failed_files or failed_runs else 0
 
 
 def _run_kind(kind: str, cases: list, args, peers: set[str], settings: Settings,
@@ -399,9 +412,11 @@ def _summary(kind: str, case: str, pass_: str, times: dict[str, list[float]],
 
 
 def _report(records: list[Record], summaries: list[str], notes: list[str],
-            settings: Settings, args) -> None:
+            settings: Settings, args) -> list[str]:
     """Write the requested files, then print the tables, summary and notes
-    (files first: a closed or full standard output must not lose them)."""
+    (files first: a closed or full standard output must not lose them).
+    Returns the errors of the files that could not be written, each also
+    printed to stderr."""
     m = settings.machine
     loads = [r.other_load for r in records if r.other_load is not None]
     busy = f", other processes used {100 * max(loads):.0f}% of the CPUs at worst" if loads else ""
@@ -409,7 +424,7 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
               f"thread(s), numpy {m['numpy']}, {settings.dtype}, best GEMM rate "
               f"{settings.gemm:.1f} GFLOP/s, up to {settings.repeat} rounds "
               f"(best of {settings.best_of}){busy}")
-    _write_files(records, notes, summaries, settings, header, args)
+    failed = _write_files(records, notes, summaries, settings, header, args)
     print(header)
     for note in notes:
         print(f"note: {note}")
@@ -421,19 +436,32 @@ def _report(records: list[Record], summaries: list[str], notes: list[str],
                   f"{record.method}: {record.note}")
     for line in summaries:
         print(line)
+    for error in failed:
+        print(f"contractnet bench: error: {error}", file=sys.stderr)
+    return failed
 
 
 def _write_files(records: list[Record], notes: list[str], summaries: list[str],
-                 settings: Settings, header: str, args) -> None:
-    """Write the ``--json``, ``--csv``, ``--plot`` and ``--markdown`` files asked for."""
+                 settings: Settings, header: str, args) -> list[str]:
+    """Write the ``--json``, ``--csv``, ``--plot`` and ``--markdown`` files asked
+    for; a file that cannot be written (a full disk) does not stop the others.
+    Returns an error naming the option and path of each that failed."""
     meta = {"machine": settings.machine, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
             "repeat": settings.repeat, "best_of": settings.best_of, "notes": notes,
             "summary": summaries}
-    if args.json:
-        write_json(args.json, records, meta)
-    if args.csv:
-        write_csv(args.csv, records)
-    if args.plot:
-        write_plot(args.plot, records, header)
-    if args.markdown:
-        write_markdown(args.markdown, records, TITLES, [header] + notes + summaries, args.plot)
+    writers = {
+        "--json": lambda path: write_json(path, records, meta),
+        "--csv": lambda path: write_csv(path, records),
+        "--plot": lambda path: write_plot(path, records, header),
+        "--markdown": lambda path: write_markdown(path, records, TITLES,
+                                                  [header] + notes + summaries, args.plot),
+    }
+    failed = []
+    for option, write in writers.items():
+        path = getattr(args, option[2:])
+        if path:
+            try:
+                write(path)
+            except OSError as exc:
+                failed.append(f"{option} {path}: {exc.strerror or exc}")
+    return failed

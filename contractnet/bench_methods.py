@@ -82,9 +82,14 @@ def input_shapes(shape: HeadShape | ConvShape) -> tuple[tuple[int, ...], ...]:
 
 def check_fits(shape: HeadShape | ConvShape, dtype: str) -> None:
     """Raise :class:`~contractnet.budget.MemoryBudgetError` when one of the
-    problem's arrays would exceed the memory budget (before any is made)."""
+    problem's arrays, or the patch matrix of the im2col baseline for a conv
+    shape, would exceed the memory budget (before any is made)."""
     for dims in input_shapes(shape):
         check_allocation(dims, dtype, f"benchmark shape {shape.label} needs an array")
+    if isinstance(shape, ConvShape):
+        ho, wo = shape.output_hw
+        check_allocation((shape.B * ho * wo, shape.KH * shape.KW * shape.C), dtype,
+                         f"benchmark shape {shape.label} needs an im2col patch matrix")
 
 
 def head_problem(shape: HeadShape, dtype: str, seed: int = 0) -> Problem:

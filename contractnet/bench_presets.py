@@ -167,7 +167,7 @@ def parse_shape(text: str) -> HeadShape | ConvShape:
     1
     """
     parts = re.split(r"\s*[,x]\s*|\s+", text.strip())  # one separator between numbers
-    if not all(p.isascii() and p.isdigit() for p in parts):
+    if not all(re.fullmatch("-?[0-9]+", p) for p in parts):  # a negative one: its own error
         raise ValueError(f"bad --shape {text!r}: expected integers separated by ',' or 'x', "
                          "B,N,M,D,K for a head or B,H,W,C,KH,KW,K[,stride[,padding]] for a conv")
     values = [int(p) for p in parts]
@@ -185,6 +185,8 @@ def _conv_shape(text: str, values: list[int]) -> ConvShape:
     """Check and build a conv shape from 7-9 parsed integers."""
     if min(values[:7]) < 1 or (len(values) > 7 and values[7] < 1):
         raise ValueError(f"bad --shape {text!r}: sizes and stride must be at least 1")
+    if len(values) > 8 and values[8] < 0:
+        raise ValueError(f"bad --shape {text!r}: padding must be at least 0")
     shape = ConvShape(*values)
     if min(shape.output_hw) < 1:
         raise ValueError(f"bad --shape {text!r}: a {shape.KH}x{shape.KW} kernel does not fit "

@@ -286,8 +286,9 @@ class _Bar:
 @contextlib.contextmanager
 def progress(total: int, enabled: bool = True) -> Iterator:
     """A transient progress bar on stderr (rich); yields an object with
-    ``start(description)`` and ``done()``, which do nothing without rich."""
-    if not enabled or _rich() is None:
+    ``start(description)`` and ``done()``, which do nothing without rich or
+    when stderr is no terminal (a log file would keep the bar's last line)."""
+    if not enabled or not sys.stderr.isatty() or _rich() is None:
         yield _Silent()
         return
     from rich.console import Console

@@ -340,33 +340,43 @@ def _inside(path: str, numpy_dir: str) -> bool:
             or folder.startswith(numpy_dir + os.sep))
 
 
+#: The most threads ``--threads`` takes (BLAS libraries cap far lower: OpenBLAS
+#: builds at 64 or so; the run reports the count BLAS really uses).
+MAX_THREADS = 1024
+
+
 @contextlib.contextmanager
 def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]:
     """Limit BLAS and PyTorch to ``threads`` threads inside the block.
 
-    ``None`` changes nothing.  PyTorch is limited when it is already imported,
-    or, with ``torch_too``, imported for the purpose if it is installed.
+    ``None`` leaves BLAS as it is, and gives PyTorch as many threads as BLAS
+    runs, so that the two compare on equal terms.  PyTorch is limited when it
+    is already imported, or, with ``torch_too``, imported for the purpose if
+    it is installed.
 
     Raises
     ------
     ValueError
-        If ``threads`` is not positive, or threadpoolctl is missing.
+        If ``threads`` is not between 1 and :data:`MAX_THREADS`, or
+        threadpoolctl is missing.
     """
-    if threads is None:
-        yield
-        return
-    if threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        raise ValueError("--threads needs threadpoolctl: "
-                         "pip install 'contractnet[bench]'") from None
+        if threads is not None:
+            raise ValueError("--threads needs threadpoolctl: "
+                             "pip install 'contractnet[bench]'") from None
+        threadpool_limits = None
     torch = sys.modules.get("torch") or (_import_torch() if torch_too else None)
     previous = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=threads, user_api="blas"):
-        if torch is not None:
-            torch.set_num_threads(threads)
+    limits = (contextlib.nullcontext() if threads is None or threadpool_limits is None
+              else threadpool_limits(limits=threads, user_api="blas"))
+    with limits:
+        running = blas_info()["blas_threads"]  # what BLAS runs (it may cap what was asked)
+        if torch is not None and isinstance(running, int):
+            torch.set_num_threads(running)
         try:
             yield
         finally:

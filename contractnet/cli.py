@@ -21,6 +21,16 @@ SUBCOMMANDS = {
 }
 
 
+class Once(argparse.Action):
+    """Store an option's value, refusing the option a second time (argparse
+    would keep the last and drop the first silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} was given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, just that subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="contractnet", description=__doc__.splitlines()[0])
@@ -42,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     if chosen == "explain":  # a spec such as "->" would read as an option; a space
         argv = [" " + a if a.startswith("->") else a for a in argv]  # is no change to it
+    argv = _attach_negative_shapes(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"a command is required: {', '.join(SUBCOMMANDS)}")
@@ -59,3 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: files are written whole or not at all
         print(f"contractnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as exc:  # arrays that each fit the budget, but not together
+        print(f"contractnet {args.command}: error: out of memory ({exc}); try smaller sizes",
+              file=sys.stderr)
+        return 1
+
+
+def _attach_negative_shapes(argv: list[str]) -> list[str]:
+    """``--shape -1,2`` as ``--shape=-1,2``: argparse takes a value starting with
+    ``-`` for an option unless it is one number, and would say the shape is
+    missing, not that a size is negative."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--shape" and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"--shape={arg}"
+        else:
+            out.append(arg)
+    return out

@@ -16,6 +16,7 @@ import opt_einsum
 from .api import backward_specs, check_reduce
 from .arguments import is_int
 from .bind import Bound, bind, check_operand_count, size_hint
+from .cli import Once
 from .engine import REDUCTIONS, make_plan
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
@@ -39,6 +40,11 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     if any(n < 0 for n in shape):
         raise ValueError(f"bad shape {given!r}: sizes must be >= 0")
     return shape
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``"1 element"``, ``"2,048 elements"``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _parse_sizes(text: str | None) -> dict[str, int]:
@@ -164,8 +170,8 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         lines += _unreached_lines(bound.spec.inputs[i], bound.in_shapes[i], bound.size_map)
     if reduce == "mean":
         count = make_plan(bound, "mean").count
-        lines.append(f"  each times 1/{count:,} (reduce='mean' averages {count:,} terms per "
-                     f"output element)" if count else
+        lines.append(f"  each times 1/{count:,} (reduce='mean' averages "
+                     f"{_count(count, 'term')} per output element)" if count else
                      "  (reduce='mean' averages no terms here: the result is nan)")
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)
@@ -279,7 +285,7 @@ def _path_lines(bound: Bound) -> list[str]:
              if any(plan.needs_view) else f"forward   {eq}",
              f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
                  f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
-             f"  largest intermediate {int(info.largest_intermediate):,} elements"]
+             f"  largest intermediate {_count(int(info.largest_intermediate), 'element')}"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {path}")
     return lines
@@ -287,33 +293,33 @@ def _path_lines(bound: Bound) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``explain`` subcommand's arguments."""
-    parser.add_argument("spec", help='einsum spec, e.g. "bnmd,nmdk->bk"')
-    parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=_Once,
+    parser.add_argument("spec", nargs="?", help='einsum spec, e.g. "bnmd,nmdk->bk"')
+    parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=Once,
                         help="one shape per operand, e.g. 128x4x4x50 4x4x50x500 (without "
                              "shapes, an index not in --sizes has size 8, a window's "
                              "inner index 3)")
-    parser.add_argument("--sizes", metavar="NAME=N,...", action=_Once,
+    parser.add_argument("--sizes", metavar="NAME=N,...", action=Once,
                         help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
     parser.add_argument("--reduce", choices=REDUCTIONS, default="sum",
                         help="how contracted indices combine, as cn.einsum's reduce= "
                              "(default: sum)")
 
 
-class _Once(argparse.Action):
-    """Store an option's value, refusing the option a second time (argparse
-    would keep the last and drop the first silently)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest) is not None:
-            parser.error(f"{option_string} was given twice; give it once")
-        setattr(namespace, self.dest, values)
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the explanation; bad specs raise ``SpecError`` (a ``ValueError``)."""
-    shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
+    spec, given = args.spec, None if args.shapes is None else list(args.shapes)
+    if spec is None:  # `--shapes 2x3 3x4 "ij,jk->ik"`: --shapes took the spec as a shape
+        last = given.pop() if given else None
+        try:
+            _parse_shape(last or "")
+        except ValueError:
+            spec = last
+        if spec is None:
+            raise ValueError("a spec is required, e.g. contractnet explain "
+                             "\"bnmd,nmdk->bk\" --shapes 128x4x4x50 4x4x50x500")
+    shapes = None if given is None else [_parse_shape(s) for s in given]
     try:
-        print(explain(args.spec, shapes, _parse_sizes(args.sizes), args.reduce))
+        print(explain(spec, shapes, _parse_sizes(args.sizes), args.reduce))
     except SpecError as exc:
         if exc.unsized is None:
             raise

@@ -267,6 +267,12 @@ def run(args: argparse.Namespace) -> int:
     for option, value, head in (("--rank", args.rank, "cp"), ("--ranks", args.ranks, "tucker")):
         if value is not None and args.head != head:
             raise ValueError(f"{option} sets the {head} head's {option[2:]}; add --head {head}")
+    # checked here too, to be named as options (train_digits names its parameters)
+    positive_int(args.epochs, "--epochs")
+    positive_int(args.batch_size, "--batch-size")
+    non_negative_int(args.seed, "--seed")
+    if not 0 < args.lr < math.inf:
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
     try:
         result = train_digits(args.head, args.epochs, args.seed, args.batch_size, args.lr,
                               CP_RANK if args.rank is None else args.rank,

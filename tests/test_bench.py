@@ -120,6 +120,11 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["--shape", "2,,2,2,3,4"], "bad --shape '2,,2,2,3,4'"),
     (["--shape", "2,2,2,3,\u00b2"], "bad --shape"),
     (["--shape", "0,2,2,3,4"], "at least 1"),
+    (["--shape=-1,2,2,3,4"], "every head size must be at least 1"),
+    (["conv", "--shape", "1,5,5,1,3,3,1,1,-1"], "padding must be at least 0"),
+    (["conv", "--shape", "64,512,512,64,7,7,64,1,3"], "needs an im2col patch matrix"),
+    (["--threads", "0"], "--threads must be between 1 and 1024, got 0"),
+    (["--threads", str(10**20)], r"--threads must be between 1 and 1024, got 1000000000"),
     (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
@@ -151,6 +156,78 @@ def test_bad_shape_is_a_clean_cli_error(capsys) -> None:
     err = capsys.readouterr().err
     assert "contractnet bench: error: bad --shape '1,2,3'" in err
     assert "Traceback" not in err
+
+
+def test_a_negative_shape_gets_the_size_error_not_a_missing_value(capsys) -> None:
+    # argparse reads "-1,2,..." as an option, not as --shape's value
+    assert cli.main(["bench", "--shape", "-1,2,2,3,4"]) == 2
+    assert "every head size must be at least 1" in capsys.readouterr().err
+
+
+def test_an_output_option_given_twice_is_refused(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--json", str(tmp_path / "a.json"), "--json", str(tmp_path / "b")])
+    assert "--json was given twice; give it once" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys) -> None:
+    # arrays that each fit the budget may not fit together
+    def no_memory(args):
+        raise MemoryError("Unable to allocate 1.12 GiB")
+    monkeypatch.setattr(bench, "run", no_memory)
+    assert cli.main(["bench"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("contractnet bench: error: out of memory (Unable to allocate")
+    assert "Traceback" not in err
+
+
+def test_a_file_that_fails_to_write_is_named_and_the_rest_still_written(tmp_path, monkeypatch,
+                                                                         capsys) -> None:
+    def full_disk(path, records, meta):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(bench, "write_json", full_disk)
+    status = run_bench("head", "--shape", TINY_HEAD, "--peers", "none",
+                       "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"))
+    out, err = capsys.readouterr()
+    assert status == 1 and (tmp_path / "r.csv").read_text().startswith("kind,")
+    assert f"--json {tmp_path / 'r.json'}: No space left on device" in err
+    assert "forward+backward: contractnet/flatten" in out  # the tables are printed
+
+
+def test_a_run_whose_baseline_fails_exits_1(monkeypatch) -> None:
+    def broken(problem, backward):
+        raise MemoryError("no memory for the baseline")
+    monkeypatch.setattr(bench, "HEAD_METHODS", (Method("flatten", "broken", broken),)
+                        + bench.HEAD_METHODS[1:])
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none") == 1
+
+
+def test_a_missed_target_is_no_failure_of_the_run(capsys) -> None:
+    # a tiny head misses 1.05 (its fixed cost dominates): the verdict is in the output
+    assert run_bench("head", "--shape", "1,1,1,1,1", "--peers", "none") == 0
+    assert "(target <= 1.05:" in capsys.readouterr().out
+
+
+def test_pytorch_runs_as_many_threads_as_blas_when_none_are_given() -> None:
+    torch = pytest.importorskip("torch")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        with bench_timing.blas_threads(None, torch_too=True):
+            assert torch.get_num_threads() == 1  # else % GEMM compares 1 thread with several
+    assert torch.get_num_threads() == before
+
+
+def test_threads_beyond_what_blas_runs_get_a_note(capsys) -> None:
+    pytest.importorskip("threadpoolctl")
+    running = bench_timing.blas_info()["blas_threads"]
+    if not isinstance(running, int):
+        pytest.skip("no BLAS thread count to compare with")
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none", "--threads", "1024") == 0
+    out = capsys.readouterr().out
+    capped = bench_timing.blas_info()["blas_threads"]  # outside the block: as it was
+    assert capped == running
+    assert "note: --threads 1024: BLAS runs" in out or " with 1024 thread(s)" in out
 
 
 def test_missing_output_directory_fails_before_timing(tmp_path: pathlib.Path) -> None:

@@ -180,6 +180,20 @@ def test_cli_prints_the_explanation(capsys):
     assert "d operand 0: ik,jk->ij" in capsys.readouterr().out
 
 
+def test_a_spec_after_the_shapes_is_read_as_the_spec(capsys):
+    # --shapes takes every value after it, the spec too: that one is no shape
+    assert main(["explain", "--shapes", "2x3", "3x4", "ij,jk->ik"]) == 0
+    assert "d operand 0: ik,jk->ij" in capsys.readouterr().out
+    assert main(["explain", "--shapes", "2x3", "3x4"]) == 2
+    assert "a spec is required" in capsys.readouterr().err
+
+
+def test_one_element_or_term_is_not_plural():
+    text = explain("i->", [(1,)], {}, reduce="mean")
+    assert "averages 1 term per output element" in text
+    assert "largest intermediate 1 element\n" in text + "\n"
+
+
 @pytest.mark.parametrize("argv, match", [
     (["explain", "ij,j(k->ik"], "not closed"),
     (["explain", "ij,jk->ik", "--shapes", "2x3", "4x5"], "index 'j' has size 3"),

@@ -83,10 +83,12 @@ def test_cli_json_is_all_of_stdout():
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--epochs", "0"], "epochs must be a positive integer"),
-    (["--lr", "-1"], "lr must lie in"),
-    (["--batch-size", "0"], "batch_size must be a positive integer"),
-    (["--seed", "-1"], "seed must be a non-negative integer, got -1"),
+    # named as the options are written
+    (["--epochs", "0"], "--epochs must be a positive integer"),
+    (["--lr", "-1"], "--lr must be a positive number, got -1.0"),
+    (["--lr", "inf"], "--lr must be a positive number, got inf"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
     (["--rank", "4"], "--rank sets the cp head's rank; add --head cp"),
     (["--head", "cp", "--ranks", "1", "2", "3"], "--ranks sets the tucker head's ranks"),
 ])

@@ -239,7 +239,7 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     the plan runs as one GEMM on views of C-contiguous operands).
     """
     memo = None
-    out = one_gemm(plan, values) if plan.direct_gemm is not None else None
+    out = one_gemm(plan, values)
     if out is None:
         memo = Memo()
         out = contract.fn(plan, memo, *values)

@@ -108,7 +108,8 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
 def _transpose_rule(argnum, g, ans, x, axes=None):
     if axes is None:
         return np.transpose(g)
-    axes = (axes,) if isinstance(axes, (int, np.integer)) else axes  # a 1-d x's one axis
+    one = as_index(axes)  # a 1-d x's one axis, as numpy takes it: an int
+    axes = axes if one is None else (one,)
     return np.transpose(g, np.argsort([a % np.ndim(x) for a in axes]))
 
 
@@ -144,8 +145,8 @@ def _power_rule(argnum, g, ans, a, b):
     dtype = np.asarray(ans).dtype
     defined = np.not_equal(a, 0) if dtype.kind == "c" else np.greater(a, 0)
     log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
-    with np.errstate(invalid="ignore"):  # where not defined, ans may be inf and log_a 0
-        return unbroadcast(_passes(defined, g * ans * log_a), np.shape(b))
+    local = np.where(defined, ans, 0) * log_a  # 0 where not defined, where ans may be inf
+    return unbroadcast(_passes(defined, g * local), np.shape(b))
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:

@@ -350,7 +350,9 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
     """Limit BLAS and PyTorch to ``threads`` threads inside the block.
 
     ``None`` leaves BLAS as it is, and gives PyTorch as many threads as BLAS
-    runs, so that the two compare on equal terms.  PyTorch is limited when it
+    runs, so that the two compare on equal terms (where threadpoolctl can
+    read BLAS's count; where it cannot, PyTorch gets ``threads``, or is left
+    as it is).  PyTorch is limited when it
     is already imported, or, with ``torch_too``, imported for the purpose if
     it is installed.
 
@@ -375,8 +377,9 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
               else threadpool_limits(limits=threads, user_api="blas"))
     with limits:
         running = blas_info()["blas_threads"]  # what BLAS runs (it may cap what was asked)
-        if torch is not None and isinstance(running, int):
-            torch.set_num_threads(running)
+        count = running if isinstance(running, int) else threads  # unknown: as asked
+        if torch is not None and count is not None:
+            torch.set_num_threads(count)
         try:
             yield
         finally:

@@ -66,8 +66,7 @@ def one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
     gemm = plan.direct_gemm
     if (gemm is None or not operands[0].flags.c_contiguous
             or not operands[1].flags.c_contiguous
-            or (like is not None and not like.flags.c_contiguous)
-            or plan.peak_elements * MAX_ITEMSIZE > BUDGET[0]):
+            or (like is not None and not like.flags.c_contiguous) or not within_budget(plan)):
         return None
     return run_gemm(gemm, operands[0], operands[1])
 
@@ -586,12 +585,11 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    if not within_budget(plan):  # cheap test first: most plans are small
+    out = one_gemm(plan, arrays, like)  # the common case: one BLAS call
+    if out is not None:
+        return out
+    if not within_budget(plan):  # the cheap test first: most plans are small
         check_budget(plan, computed_dtype(plan, arrays).itemsize)
-    elif plan.direct_gemm is not None:
-        out = one_gemm(plan, arrays, like)  # the common case: one BLAS call
-        if out is not None:
-            return out
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
         arrays = cast_to(arrays, computed_dtype(plan, arrays))
     gemm = plan.contiguous_gemm

@@ -4,6 +4,7 @@ back together in the same structure.
 """
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable
 
 
@@ -30,13 +31,15 @@ def flatten_tree(tree: Any) -> tuple[list, Callable[[list], Any]]:
 
 
 def _refilled(tree: dict, keys: list, values: list) -> dict:
-    """``tree``'s keys with new values, in a dict of its type where its
-    ``copy`` keeps that (``OrderedDict``, ``defaultdict``), else a dict."""
-    if type(tree) is dict:
-        return dict(zip(keys, values))
-    out = tree.copy()
-    out.update(zip(keys, values))
-    return out
+    """``tree``'s keys with new values: an ``OrderedDict`` or a ``defaultdict``
+    (with its factory) as itself, any other dict as a plain dict (a subclass's
+    constructor may take other arguments)."""
+    pairs = zip(keys, values)
+    if type(tree) is collections.OrderedDict:
+        return collections.OrderedDict(pairs)
+    if type(tree) is collections.defaultdict:
+        return collections.defaultdict(tree.default_factory, pairs)
+    return dict(pairs)
 
 
 def rebuilder(parts: list, make: Callable[[list], Any]) -> Callable[[list], Any]:

@@ -9,9 +9,12 @@ This module touches no arrays: only strings, ints and shapes.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence as SequenceType
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterable, Sequence, Union
+
+import numpy as np
 
 ELLIPSIS = "..."
 #: The largest stride or dilation a window may have: a step in memory this
@@ -393,7 +396,10 @@ _INTERLEAVED = ("numpy's interleaved form (operand, sublist, ..., [output sublis
 def _sublist_term(sublist: Iterable, what: str) -> str:
     """One sublist as a term's text; ``what`` names it in errors."""
     shown = _short_repr(sublist)
-    if isinstance(sublist, (str, bytes)) or not hasattr(sublist, "__iter__"):
+    # a list, tuple, range or array (numpy's own sublists); not a string, nor any
+    # iterable (a traced value iterates, but is an operand put where a sublist goes)
+    if (isinstance(sublist, (str, bytes))
+            or not isinstance(sublist, (SequenceType, np.ndarray))):
         raise SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
                         f"in {_INTERLEAVED}")
     letters = []

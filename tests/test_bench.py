@@ -202,10 +202,26 @@ def test_a_run_whose_baseline_fails_exits_1(monkeypatch) -> None:
     assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none") == 1
 
 
-def test_a_missed_target_is_no_failure_of_the_run(capsys) -> None:
-    # a tiny head misses 1.05 (its fixed cost dominates): the verdict is in the output
-    assert run_bench("head", "--shape", "1,1,1,1,1", "--peers", "none") == 0
-    assert "(target <= 1.05:" in capsys.readouterr().out
+def test_a_missed_target_is_no_failure_of_the_run(monkeypatch, capsys) -> None:
+    contraction = bench.HEAD_METHODS[1]
+
+    def slow_build(problem, backward):  # a contraction 5 ms slower: surely a miss
+        call, convert = contraction.build(problem, backward)
+        return (lambda: (time.sleep(0.005), call())[1]), convert
+    monkeypatch.setattr(bench, "HEAD_METHODS", (bench.HEAD_METHODS[0], Method(
+        "contractnet", contraction.label, slow_build)) + bench.HEAD_METHODS[2:])
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none") == 0
+    assert "(target <= 1.05: MISSED at" in capsys.readouterr().out
+
+
+def test_a_disagreeing_low_rank_head_fails_the_run(monkeypatch) -> None:
+    real = bench.lowrank.reference_answer
+
+    def off(spec, problem, backward):  # every CP head now disagrees with its reference
+        answer = real(spec, problem, backward)
+        return tuple(a + 1 for a in answer) if spec == CP_SPEC else answer
+    monkeypatch.setattr(bench.lowrank, "reference_answer", off)
+    assert run_bench("heads", "--shape", TINY_HEAD, "--ranks", "2") == 1
 
 
 def test_pytorch_runs_as_many_threads_as_blas_when_none_are_given() -> None:
@@ -215,6 +231,19 @@ def test_pytorch_runs_as_many_threads_as_blas_when_none_are_given() -> None:
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         with bench_timing.blas_threads(None, torch_too=True):
             assert torch.get_num_threads() == 1  # else % GEMM compares 1 thread with several
+    assert torch.get_num_threads() == before
+
+
+def test_pytorch_takes_the_threads_asked_for_when_blas_cannot_say(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(bench_timing, "blas_info",
+                        lambda: {"blas": "none found", "blas_threads": "unknown"})
+    before = torch.get_num_threads()
+    with bench_timing.blas_threads(1, torch_too=True):
+        assert torch.get_num_threads() == 1
+    with bench_timing.blas_threads(None, torch_too=True):
+        assert torch.get_num_threads() == before  # nothing to follow: left as it is
     assert torch.get_num_threads() == before
 
 

@@ -407,8 +407,9 @@ def test_transpose(axes):
     _check(lambda a: cn.transpose(a, axes), x, reference=lambda a: np.transpose(a, axes))
 
 
-@pytest.mark.parametrize("transposed", [lambda a: a.transpose(0), lambda a: cn.transpose(a, -1)],
-                         ids=["method", "function"])
+@pytest.mark.parametrize("transposed", [lambda a: a.transpose(0), lambda a: cn.transpose(a, -1),
+                                        lambda a: cn.transpose(a, np.array(0))],
+                         ids=["method", "function", "0d-array"])
 def test_a_1d_value_transposed_by_its_one_axis_as_an_int(transposed):
     # numpy takes an int for a 1-d array's axes; the backward pass must too
     grad = cn.grad(lambda a: cn.sum(transposed(a) * np.arange(3.0)))(np.ones(3))

@@ -30,6 +30,17 @@ def test_namedtuples_ordered_and_default_dicts_come_back_as_themselves():
     assert back == {"a": "z"} and default == {"a": 1}
 
 
+def test_another_dict_subclass_comes_back_as_a_plain_dict():
+    class Named(collections.OrderedDict):  # its constructor takes other arguments
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+    tree = Named("x")
+    tree["a"] = 1
+    back = flatten_tree(tree)[1](["y"])
+    assert type(back) is dict and back == {"a": "y"}
+
+
 def test_a_leaf_and_empty_containers_round_trip():
     leaves, rebuild = flatten_tree(7)
     assert leaves == [7] and rebuild(["x"]) == "x"

@@ -191,3 +191,12 @@ def test_interleaved_spec_text(sublists, output, text):
 def test_interleaved_spec_refuses_bad_subscripts(sublist, match):
     with pytest.raises(SpecError, match=match):
         interleaved_spec([sublist])
+
+
+def test_a_traced_value_where_a_sublist_goes_is_no_sequence_of_subscripts():
+    # a traced value iterates, but it is an operand (the spec string was forgotten)
+    import contractnet as cn
+    for value in (np.array(2.0), np.arange(3.0)):
+        with pytest.raises(SpecError, match="is not a sequence of integers and Ellipsis"):
+            cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(value)
+    assert interleaved_spec([range(2), np.array([1, 2])]) == "AB,BC"  # numpy's sublists

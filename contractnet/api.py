@@ -90,10 +90,12 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     sizes : mapping, optional
         Sizes of indices no operand fixes: output-only indices, window sizes
         (keyed by integer subscript in the interleaved form, or by letter).
-        A size given for an index an operand has must agree with it (an
-        axis of size 1 broadcasts).  A key naming a window group, such as
-        ``"2h+u"``, gives the length of that axis; in the output it sets
-        how long the written axis is (positions no window reaches are 0).
+        A size given for an index an operand has must agree with the size
+        the operands give it after broadcasting (an axis of size 1 takes
+        another operand's size; ``sizes=`` cannot enlarge it).  A key
+        naming a window group, such as ``"2h+u"``, gives the length of that
+        axis; in the output it sets how long the written axis is (positions
+        no window reaches are 0).
     reduce : {"sum", "mean", "max"}
         How contracted indices are combined; ``"max"`` takes one operand.
 

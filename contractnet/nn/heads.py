@@ -14,9 +14,10 @@ weight is :func:`~contractnet.nn.flat_weight` of the contraction weight; the
 factorised heads are ContractHead with a low-rank weight
 (:meth:`full_weight`), contracted along opt_einsum's path.  Whether that
 path forms the full weight depends on the shapes and ranks: at the digits
-and CP acceptance shapes the CP head's path rebuilds it from the factors, the
-Tucker head's does not (``contractnet explain`` shows a path and its largest
-intermediate).
+and CP acceptance shapes the CP head's path rebuilds it from the factors;
+the Tucker head's does not at the digits shape (ranks (3, 3, 8)), but does
+at the CP acceptance shape with ranks (7, 7, 32) (``contractnet explain``
+shows a path and its largest intermediate).
 
 Every head is built as ``Head(in_shape, classes, [its own arguments,] *,
 bias=True, init="glorot", rng=None, dtype=np.float32)`` (FlattenDense's own

@@ -1,11 +1,13 @@
 """Weight initialisation with an explicit random generator and dtype.
 
 A weight larger than the memory budget (:mod:`contractnet.budget`) is
-refused before it is drawn.
+refused before it is drawn, counted in the dtype it is drawn in.
 
-Every function draws from the ``np.random.Generator`` it is given, directly
-in the requested dtype (no float64 draw followed by a cast), so that a seed
-fixes the weights and float32 models never hold float64 temporaries.
+Every function draws from the ``np.random.Generator`` it is given, in the
+requested dtype when the generator draws it (float32, float64), else in
+float32 and then cast (float16): never a float64 draw followed by a cast,
+so that a seed fixes the weights and float32 models never hold float64
+temporaries.
 
 For a learned spec, :func:`spec_fans` reads fan-in and fan-out off the index
 names: the fan-in is the product of the sizes of the weight indices summed
@@ -53,9 +55,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     >>> w.dtype, w.shape
     (dtype('float32'), (3, 2))
     """
-    dt = floating_dtype(dtype)
-    check_allocation(shape, dt, "a weight")
-    draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
+    dt, draw_dt = _draw_dtypes(dtype, shape)
     out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(std)
     return out
@@ -64,13 +64,20 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
 def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Draw ``U(-limit, limit)`` in ``dtype``."""
-    dt = floating_dtype(dtype)
-    check_allocation(shape, dt, "a weight")
-    draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
+    dt, draw_dt = _draw_dtypes(dtype, shape)
     out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(2 * limit)
     out -= dt.type(limit)
     return out
+
+
+def _draw_dtypes(dtype, shape: Sequence[int]) -> tuple[np.dtype, np.dtype]:
+    """The weight's dtype and the one the generator draws it in (float32 for
+    float16, which it does not draw), the draw checked against the budget."""
+    dt = floating_dtype(dtype)
+    draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
+    check_allocation(shape, draw_dt, "a weight")
+    return dt, draw_dt
 
 
 def he_normal(shape: Sequence[int], fan_in: int, *, rng: np.random.Generator,

@@ -31,8 +31,8 @@ NUMERIC_KINDS = "biufc"
 @primitive
 def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray, view: bool = False
              ) -> np.ndarray:
-    """Run a planned spec; the result never shares memory with an operand,
-    unless ``view`` allows it.
+    """Run a planned spec; the result never shares memory with an operand
+    and is writeable, unless ``view`` allows a read-only view.
 
     A traced call may pass a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
@@ -54,6 +54,10 @@ def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray, view: bool = Fa
         if out.flags.writeable:
             out = out.view()
             out.flags.writeable = False
+    elif not out.flags.writeable and not view:
+        # a read-only view of a private array: a diagonal or window of an integer
+        # operand cast to float64 for a mean (it would also keep that whole copy alive)
+        return out.copy()
     return out
 
 

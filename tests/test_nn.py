@@ -299,6 +299,9 @@ def test_head_repr_param_counts_and_shape_errors():
     assert nn.TuckerHead((4, 4, 16), 10, ranks=np.array([2, 3, 5])).ranks == (2, 3, 5)
     with pytest.raises(ValueError, match="ranks"):
         nn.TuckerHead((4, 4, 16), 10, ranks=np.array(2))
+    with cn.memory_budget(3 * 10**6), pytest.raises(  # drawn in float32: 4 MB, not 2 MB
+            cn.MemoryBudgetError, match="a float16 weight, drawn in float32 and then cast"):
+        nn.Dense(1000, 1000, dtype=np.float16)
     with pytest.raises(cn.MemoryBudgetError, match="a weight of shape"):
         nn.CPHead((4, 4, 16), 10, rank=10**10)
     with pytest.raises(ValueError, match="ranks"):

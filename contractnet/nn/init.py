@@ -76,7 +76,8 @@ def _draw_dtypes(dtype, shape: Sequence[int]) -> tuple[np.dtype, np.dtype]:
     float16, which it does not draw), the draw checked against the budget."""
     dt = floating_dtype(dtype)
     draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
-    check_allocation(shape, draw_dt, "a weight")
+    check_allocation(shape, draw_dt, "a weight" if draw_dt == dt else
+                     f"a {dt} weight, drawn in {draw_dt} and then cast,")
     return dt, draw_dt
 
 

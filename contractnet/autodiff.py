@@ -146,7 +146,7 @@ def _power_rule(argnum, g, ans, a, b):
     defined = np.not_equal(a, 0) if dtype.kind == "c" else np.greater(a, 0)
     log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
     local = np.where(defined, ans, 0) * log_a  # 0 where not defined, where ans may be inf
-    return unbroadcast(_passes(defined, g * local), np.shape(b))
+    return unbroadcast(_passes(defined, g) * local, np.shape(b))  # and g too (sqrt's at 0)
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:

@@ -9,12 +9,9 @@ This module touches no arrays: only strings, ints and shapes.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence as SequenceType
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterable, Sequence, Union
-
-import numpy as np
 
 ELLIPSIS = "..."
 #: The largest stride or dilation a window may have: a step in memory this
@@ -396,14 +393,15 @@ _INTERLEAVED = ("numpy's interleaved form (operand, sublist, ..., [output sublis
 def _sublist_term(sublist: Iterable, what: str) -> str:
     """One sublist as a term's text; ``what`` names it in errors."""
     shown = _short_repr(sublist)
-    # a list, tuple, range or array (numpy's own sublists); not a string, nor any
-    # iterable (a traced value iterates, but is an operand put where a sublist goes)
-    if (isinstance(sublist, (str, bytes))
-            or not isinstance(sublist, (SequenceType, np.ndarray))):
+    try:
+        if isinstance(sublist, (str, bytes)):
+            raise TypeError
+        items = list(sublist)  # any iterable, read once (a generator too), as numpy reads it
+    except TypeError:  # no iterable, or one refusing to be read (a 0-d array or traced value)
         raise SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
-                        f"in {_INTERLEAVED}")
+                        f"in {_INTERLEAVED}") from None
     letters = []
-    for item in sublist:
+    for item in items:
         if item is Ellipsis:
             letters.append(ELLIPSIS)
             continue

@@ -792,6 +792,22 @@ def test_einsum_layer_without_bias_accepts_any_output_layout():
     assert layer(np.ones((2, 3), np.float32)).shape == (4, 2)
 
 
+def _under_budget(budget, make):
+    with cn.memory_budget(budget):
+        return make()
+
+
+def test_a_longdouble_weight_is_counted_at_its_own_size_and_drawn_in_float64():
+    wide = np.dtype(np.longdouble)  # float128 here, float64 on some platforms
+    refusal = pytest.raises(cn.MemoryBudgetError, match=f"a {wide} weight, drawn in float64"
+                            if wide != np.float64 else "a weight of shape")
+    with cn.memory_budget(5 * 10**6), refusal:
+        nn.init.normal((1000, 1000), 0.1, rng=np.random.default_rng(0), dtype=np.longdouble)
+    w = nn.init.normal((2, 3), 0.1, rng=np.random.default_rng(0), dtype=np.longdouble)
+    want = 0.1 * np.random.default_rng(0).standard_normal((2, 3))
+    assert w.dtype == np.longdouble and np.allclose(w, want, rtol=1e-15, atol=0)
+
+
 @pytest.mark.parametrize("make, error", [
     (lambda g: cn.nn.Einsum("bi,ik->bkk", sizes={"i": 3, "k": 4}, bias=True, rng=g),
      cn.SpecError),
@@ -804,8 +820,13 @@ def test_einsum_layer_without_bias_accepts_any_output_layout():
     (lambda g: cn.nn.Dense(3, 2, bias="no", rng=g), ValueError),
     (lambda g: cn.nn.Conv2d(1, 2, 3, bias="False", rng=g), ValueError),
     (lambda g: cn.nn.CPHead((2, 2, 3), 4, rank=2, bias=1, rng=g), ValueError),
-], ids=["spec", "weight-name", "budget", "dense-bias", "conv-bias", "head-bias"])
+    # float16 weights are drawn in float32: all are checked so before the first draw
+    (lambda g: _under_budget(6 * 10**6, lambda: cn.nn.Einsum(
+        "bi,ir,rk->bk", sizes={"i": 3, "r": 2, "k": 10**6}, dtype=np.float16, rng=g)),
+     cn.MemoryBudgetError),
+], ids=["spec", "weight-name", "budget", "dense-bias", "conv-bias", "head-bias", "float16"])
 def test_refused_layer_leaves_the_generator_untouched(make, error):
+    """A refusal draws nothing from ``rng``."""
     g = np.random.default_rng(0)
     state = g.bit_generator.state
     with pytest.raises(error):

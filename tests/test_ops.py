@@ -153,6 +153,16 @@ def test_power_exponent_gradient_is_0_where_the_base_is_0_even_when_the_answer_i
     np.testing.assert_array_equal(complex_grad, [0j])
 
 
+def test_power_exponent_gradient_takes_an_infinite_cotangent_at_a_zero_base_quietly():
+    # sqrt(0 ** 2): sqrt's cotangent at 0 is inf, and the exponent's gradient there is 0
+    a = np.array([0.0, 2.0])
+    with np.errstate(divide="ignore"):
+        _, vjp_fn = cn.vjp(lambda b: cn.sqrt(cn.power(a, b)), np.array([2.0, 2.0]))
+    with np.errstate(all="raise"):  # the rule itself neither warns nor makes a nan
+        (grad,) = vjp_fn(np.ones(2))
+    np.testing.assert_allclose(grad, [0.0, np.log(2.0)])
+
+
 def test_power_gradient_of_an_integer_base_to_a_zero_exponent():
     # the rule must not form int ** -1 (numpy refuses negative integer powers)
     exponents = np.array([0, 1, 2])

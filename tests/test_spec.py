@@ -193,10 +193,18 @@ def test_interleaved_spec_refuses_bad_subscripts(sublist, match):
         interleaved_spec([sublist])
 
 
-def test_a_traced_value_where_a_sublist_goes_is_no_sequence_of_subscripts():
-    # a traced value iterates, but it is an operand (the spec string was forgotten)
+def test_a_value_where_a_sublist_goes_is_named_as_the_culprit():
+    # a traced value or an array put where a sublist goes (the spec string forgotten)
     import contractnet as cn
-    for value in (np.array(2.0), np.arange(3.0)):
-        with pytest.raises(SpecError, match="is not a sequence of integers and Ellipsis"):
-            cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(value)
-    assert interleaved_spec([range(2), np.array([1, 2])]) == "AB,BC"  # numpy's sublists
+    with pytest.raises(SpecError, match="is not a sequence of integers and Ellipsis"):
+        cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(np.array(2.0))
+    with pytest.raises(SpecError, match="has subscript Traced"):
+        cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(np.arange(3.0))
+    with pytest.raises(SpecError, match="is not a sequence of integers and Ellipsis"):
+        interleaved_spec([np.array(0)])  # a 0-d array iterates no more than a number
+
+
+def test_any_iterable_numpy_takes_is_a_sublist():
+    assert interleaved_spec([range(2), np.array([1, 2])]) == "AB,BC"
+    assert interleaved_spec([(i for i in (0, 1)), map(int, "12")], iter([0, 2])) == "AB,BC->AC"
+    assert interleaved_spec([{0: 0, 1: 0}.keys()]) == "AB"

@@ -1,13 +1,14 @@
 """Weight initialisation with an explicit random generator and dtype.
 
 A weight larger than the memory budget (:mod:`contractnet.budget`) is
-refused before it is drawn, counted in the dtype it is drawn in.
+refused before it is drawn, counted in the wider of its dtype and the one
+it is drawn in.
 
 Every function draws from the ``np.random.Generator`` it is given, in the
 requested dtype when the generator draws it (float32, float64), else in
-float32 and then cast (float16): never a float64 draw followed by a cast,
-so that a seed fixes the weights and float32 models never hold float64
-temporaries.
+the nearest one it does, then cast (float16 from float32, longdouble from
+float64), so that a seed fixes the weights and float32 models never hold
+float64 temporaries.
 
 For a learned spec, :func:`spec_fans` reads fan-in and fan-out off the index
 names: the fan-in is the product of the sizes of the weight indices summed
@@ -55,7 +56,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     >>> w.dtype, w.shape
     (dtype('float32'), (3, 2))
     """
-    dt, draw_dt = _draw_dtypes(dtype, shape)
+    dt, draw_dt = _check_weight(shape, dtype)
     out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(std)
     return out
@@ -64,20 +65,22 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
 def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Draw ``U(-limit, limit)`` in ``dtype``."""
-    dt, draw_dt = _draw_dtypes(dtype, shape)
+    dt, draw_dt = _check_weight(shape, dtype)
     out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(2 * limit)
     out -= dt.type(limit)
     return out
 
 
-def _draw_dtypes(dtype, shape: Sequence[int]) -> tuple[np.dtype, np.dtype]:
-    """The weight's dtype and the one the generator draws it in (float32 for
-    float16, which it does not draw), the draw checked against the budget."""
+def _check_weight(shape: Sequence[int], dtype) -> tuple[np.dtype, np.dtype]:
+    """The weight's dtype and the one the generator draws it in (it draws
+    float32 and float64 only: float16 comes from float32, longdouble from
+    float64), after checking the wider of the two against the memory budget."""
     dt = floating_dtype(dtype)
-    draw_dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
-    check_allocation(shape, draw_dt, "a weight" if draw_dt == dt else
-                     f"a {dt} weight, drawn in {draw_dt} and then cast,")
+    draw_dt = (dt if dt in (np.float32, np.float64)
+               else np.dtype(np.float32) if dt.itemsize < 4 else np.dtype(np.float64))
+    what = "a weight" if draw_dt == dt else f"a {dt} weight, drawn in {draw_dt} and then cast,"
+    check_allocation(shape, max(dt, draw_dt, key=lambda d: d.itemsize), what)
     return dt, draw_dt
 
 
@@ -163,7 +166,7 @@ def spec_weights(spec: Spec, sizes: Mapping[str, int], scheme: str, *,
     shapes = [tuple(sizes[i] for i in term.indices())
               for k, term in enumerate(spec.inputs) if k not in inputs]
     for shape in shapes:  # all before the first draw: a refusal leaves ``rng`` untouched
-        check_allocation(shape, dtype, "a weight")
+        _check_weight(shape, dtype)
     if len(shapes) == 1 and scheme == "glorot":
         return [glorot_uniform(shapes[0], fan_in, fan_out, rng=rng, dtype=dtype)]
     if len(shapes) == 1:

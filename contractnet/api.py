@@ -18,7 +18,7 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from .budget import check_allocation
 from . import ops
 from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
-                     one_gemm, run_path, run_plan)
+                     run_direct_gemm, run_path, run_plan)
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -245,7 +245,7 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Tra
     the plan runs as one GEMM on views of C-contiguous operands).
     """
     memo = None
-    out = one_gemm(plan, values)
+    out = run_direct_gemm(plan, values)  # the head's case, without contract's set-up
     if out is None:
         memo = Memo()
         out = contract.fn(plan, memo, *values)

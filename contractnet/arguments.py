@@ -1,9 +1,11 @@
-"""Checks of the plain arguments users pass (counts, seeds, dtypes), with one
-wording for each kind: a ``ValueError`` naming the argument and quoting what
-was given.
+"""Checks of the plain arguments users pass (counts, seeds, flags, dtypes),
+with one wording for each kind: a ``ValueError`` naming the argument and
+quoting what was given; and :class:`Once`, the command line's refusal of an
+option given twice.
 """
 from __future__ import annotations
 
+import argparse
 import operator
 from typing import Any
 
@@ -78,3 +80,13 @@ def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     if not np.issubdtype(dt, np.floating):
         raise ValueError(f"{name} must be a floating dtype, got {dt}")
     return dt
+
+
+class Once(argparse.Action):
+    """An option's value stored, the option refused a second time (argparse
+    would keep the last and drop the first silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} was given twice; give it once")
+        setattr(namespace, self.dest, values)

@@ -19,7 +19,7 @@ from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import check_allocation
-from .engine import Plan, make_plan, one_gemm, route_to_max, run_plan, scale_mean
+from .engine import Plan, make_plan, run_direct_gemm, route_to_max, run_plan, scale_mean
 from .pair import memory_owner
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -52,7 +52,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays, view: bool = F
     like = arrays[i]
     if len(arrays) == 2:
         a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
-        grad = one_gemm(backward, (a, b), like)  # the common case: one BLAS call
+        grad = run_direct_gemm(backward, (a, b), like)  # the head's case, without run_plan
         if grad is None:
             grad = run_plan(backward, (a, b), memo, like)
     else:
@@ -146,7 +146,8 @@ def _power_rule(argnum, g, ans, a, b):
     defined = np.not_equal(a, 0) if dtype.kind == "c" else np.greater(a, 0)
     log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
     local = np.where(defined, ans, 0) * log_a  # 0 where not defined, where ans may be inf
-    return unbroadcast(_passes(defined, g) * local, np.shape(b))  # and g too (sqrt's at 0)
+    # g masked too: an infinite cotangent (sqrt's at 0) times local's 0 would warn
+    return unbroadcast(_passes(defined, g) * local, np.shape(b))
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:

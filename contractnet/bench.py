@@ -33,8 +33,8 @@ from .bench_report import PASSES, Record, plot_format, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
+from .arguments import Once
 from .budget import check_allocation
-from .cli import Once
 from .files import check_writable, replaced_file
 
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
@@ -352,8 +352,7 @@ def run(args: argparse.Namespace) -> int:
         machine = machine_info() | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         running = machine["blas_threads"]
         if args.threads is not None and isinstance(running, int) and running != args.threads:
-            notes.append(f"--threads {args.threads}: BLAS runs {machine['blas_threads']} "
-                         f"thread(s), its limit")
+            notes.append(f"--threads {args.threads}: BLAS runs {running} thread(s), its limit")
         settings = Settings(args.dtype, args.repeat, args.best_of, args.max_seconds,
                             gemm_rate(args.dtype), machine)
         steps = sum(len(cases) for _, cases in plan) * len(PASSES)

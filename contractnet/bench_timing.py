@@ -347,14 +347,13 @@ MAX_THREADS = 1024
 
 @contextlib.contextmanager
 def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]:
-    """Limit BLAS and PyTorch to ``threads`` threads inside the block.
+    """Run BLAS with ``threads`` threads inside the block (``None``: as it is),
+    and PyTorch with as many as BLAS then runs, so that the two compare on
+    equal terms.
 
-    ``None`` leaves BLAS as it is, and gives PyTorch as many threads as BLAS
-    runs, so that the two compare on equal terms (where threadpoolctl can
-    read BLAS's count; where it cannot, PyTorch gets ``threads``, or is left
-    as it is).  PyTorch is limited when it
-    is already imported, or, with ``torch_too``, imported for the purpose if
-    it is installed.
+    Where threadpoolctl cannot read BLAS's count, PyTorch gets ``threads``,
+    or is left as it is.  PyTorch is set when it is already imported, or,
+    with ``torch_too``, imported for the purpose if it is installed.
 
     Raises
     ------
@@ -362,19 +361,18 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
         If ``threads`` is not between 1 and :data:`MAX_THREADS`, or
         threadpoolctl is missing.
     """
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        if threads is not None:
+    limits = contextlib.nullcontext()
+    if threads is not None:
+        if not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
             raise ValueError("--threads needs threadpoolctl: "
                              "pip install 'contractnet[bench]'") from None
-        threadpool_limits = None
+        limits = threadpool_limits(limits=threads, user_api="blas")
     torch = sys.modules.get("torch") or (_import_torch() if torch_too else None)
     previous = torch.get_num_threads() if torch is not None else None
-    limits = (contextlib.nullcontext() if threads is None or threadpool_limits is None
-              else threadpool_limits(limits=threads, user_api="blas"))
     with limits:
         running = blas_info()["blas_threads"]  # what BLAS runs (it may cap what was asked)
         count = running if isinstance(running, int) else threads  # unknown: as asked

@@ -21,16 +21,6 @@ SUBCOMMANDS = {
 }
 
 
-class Once(argparse.Action):
-    """Store an option's value, refusing the option a second time (argparse
-    would keep the last and drop the first silently)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest) is not None:
-            parser.error(f"{option_string} was given twice; give it once")
-        setattr(namespace, self.dest, values)
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, just that subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="contractnet", description=__doc__.splitlines()[0])
@@ -50,10 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
-    if chosen == "explain":  # a spec such as "->" would read as an option; a space
-        argv = [" " + a if a.startswith("->") else a for a in argv]  # is no change to it
-    argv = _attach_negative_shapes(argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_values_not_options(argv, chosen))
     if args.command is None:
         parser.error(f"a command is required: {', '.join(SUBCOMMANDS)}")
     try:
@@ -76,13 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _attach_negative_shapes(argv: list[str]) -> list[str]:
-    """``--shape -1,2`` as ``--shape=-1,2``: argparse takes a value starting with
-    ``-`` for an option unless it is one number, and would say the shape is
-    missing, not that a size is negative."""
+def _values_not_options(argv: list[str], command: str | None) -> list[str]:
+    """``argv`` with the values argparse would take for options, because they
+    start with ``-`` (it only spares a lone number), made plain values:
+
+    - ``explain``'s spec ``"->"`` (an output with no operands) gets a leading
+      space, which is no change to a spec;
+    - ``--shape -1,2`` becomes ``--shape=-1,2``, so that the shape's own
+      check says a size is negative, not argparse that the shape is missing.
+    """
     out: list[str] = []
     for arg in argv:
-        if out and out[-1] == "--shape" and arg[:1] == "-" and arg[1:2].isdigit():
+        if command == "explain" and arg.startswith("->"):
+            out.append(" " + arg)
+        elif out and out[-1] == "--shape" and arg[:1] == "-" and arg[1:2].isdigit():
             out[-1] = f"--shape={arg}"
         else:
             out.append(arg)

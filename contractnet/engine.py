@@ -52,16 +52,19 @@ def within_budget(plan: "Plan") -> bool:
     return plan.peak_elements * MAX_ITEMSIZE <= BUDGET[0]
 
 
-def one_gemm(plan: "Plan", operands: Sequence[np.ndarray],
+def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
              like: np.ndarray | None = None) -> np.ndarray | None:
-    """``plan`` run as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
+    """Run ``plan`` as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
     of ``operands``, copying nothing: the common case of a contraction,
     forward or backward, in one call.
 
     Returns None, running nothing, when the plan has no direct GEMM, when an
     operand (or ``like``, when given) is not C-contiguous, or when the plan
-    may not fit the memory budget (the quick test of :func:`within_budget`);
-    the caller runs :func:`run_plan` then.
+    may not fit the memory budget (the quick test of :func:`within_budget`).
+    :func:`run_plan` tries it first; the traced head's forward and backward
+    (:func:`contractnet.api._record`, the contraction's vjp rule) call it
+    before :func:`run_plan` to skip that function's and the ``contract``
+    primitive's set-up, and call :func:`run_plan` when it returns None.
     """
     gemm = plan.direct_gemm
     if (gemm is None or not operands[0].flags.c_contiguous
@@ -585,7 +588,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).
     """
-    out = one_gemm(plan, arrays, like)  # the common case: one BLAS call
+    out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
     if not within_budget(plan):  # the cheap test first: most plans are small

@@ -14,9 +14,8 @@ from typing import Mapping, Sequence
 import opt_einsum
 
 from .api import backward_specs, check_reduce
-from .arguments import is_int
+from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, size_hint
-from .cli import Once
 from .engine import REDUCTIONS, make_plan
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
@@ -293,7 +292,8 @@ def _path_lines(bound: Bound) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``explain`` subcommand's arguments."""
-    parser.add_argument("spec", nargs="?", help='einsum spec, e.g. "bnmd,nmdk->bk"')
+    parser.add_argument("spec", nargs="?",  # required; run() says where it goes if missing
+                        help='einsum spec (required, before --shapes), e.g. "bnmd,nmdk->bk"')
     parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=Once,
                         help="one shape per operand, e.g. 128x4x4x50 4x4x50x500 (without "
                              "shapes, an index not in --sizes has size 8, a window's "
@@ -307,19 +307,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the explanation; bad specs raise ``SpecError`` (a ``ValueError``)."""
-    spec, given = args.spec, None if args.shapes is None else list(args.shapes)
-    if spec is None:  # `--shapes 2x3 3x4 "ij,jk->ik"`: --shapes took the spec as a shape
-        last = given.pop() if given else None
-        try:
-            _parse_shape(last or "")
-        except ValueError:
-            spec = last
-        if spec is None:
-            raise ValueError("a spec is required, e.g. contractnet explain "
-                             "\"bnmd,nmdk->bk\" --shapes 128x4x4x50 4x4x50x500")
-    shapes = None if given is None else [_parse_shape(s) for s in given]
+    if args.spec is None:  # argparse's own error would not say where it goes
+        raise ValueError("a spec is required, before --shapes (which takes every value "
+                         "after it): contractnet explain \"bnmd,nmdk->bk\" --shapes "
+                         "128x4x4x50 4x4x50x500")
+    shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
     try:
-        print(explain(spec, shapes, _parse_sizes(args.sizes), args.reduce))
+        print(explain(args.spec, shapes, _parse_sizes(args.sizes), args.reduce))
     except SpecError as exc:
         if exc.unsized is None:
             raise

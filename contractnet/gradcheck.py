@@ -125,8 +125,8 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
         ``eps`` not a positive number, ``rtol`` or ``atol`` negative (or not
         finite), ``trials`` not a positive integer, ``seed`` not a
         non-negative integer or None, or ``own_dtype`` not a bool; or
-        ``fn`` returns float16 (cast to it inside), whose rounding lets wrong
-        gradients pass, or bools.
+        ``fn`` returns bools (nothing to take differences of), or float16
+        (cast to it inside), whose rounding lets wrong gradients pass.
     DtypeError
         A primal is not floating point.
 
@@ -136,7 +136,7 @@ def check_grads(fn: Callable, *primals: Any, eps: float | None = None, rtol: flo
     >>> cn.check_grads(lambda x: cn.sum(cn.tanh(x) * x), np.array([0.5, -2.0]))
     """
     _check_settings(eps=1e-6 if eps is None else eps, rtol=rtol, atol=atol, trials=trials)
-    as_flag(own_dtype, "own_dtype")
+    own_dtype = as_flag(own_dtype, "own_dtype")
     non_negative_int(seed, "seed", none_ok=True)
     refuse_non_float((f"primal {i}", p) for i, p in enumerate(primals))
     rng = np.random.default_rng(seed)

@@ -393,13 +393,14 @@ _INTERLEAVED = ("numpy's interleaved form (operand, sublist, ..., [output sublis
 def _sublist_term(sublist: Iterable, what: str) -> str:
     """One sublist as a term's text; ``what`` names it in errors."""
     shown = _short_repr(sublist)
-    try:
-        if isinstance(sublist, (str, bytes)):
-            raise TypeError
-        items = list(sublist)  # any iterable, read once (a generator too), as numpy reads it
-    except TypeError:  # no iterable, or one refusing to be read (a 0-d array or traced value)
-        raise SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
-                        f"in {_INTERLEAVED}") from None
+    refusal = SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
+                        f"in {_INTERLEAVED}")
+    if isinstance(sublist, (str, bytes)):
+        raise refusal
+    try:  # any iterable, as numpy reads it (a generator too, read once)
+        items = iter(sublist)
+    except TypeError:  # none, or one refusing to be read (a 0-d array or traced value)
+        raise refusal from None
     letters = []
     for item in items:
         if item is Ellipsis:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class Traced:
     def __len__(self) -> int:
         return len(self.value)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator["Traced"]:
         """The traced rows ``self[0], self[1], ...``; a 0-d value is refused, as
         numpy refuses it (iterating through ``__getitem__`` would end silently)."""
         if self.value.ndim == 0:

@@ -66,6 +66,15 @@ def test_traced_truth_value_follows_numpy():
     assert seen == [(False, True)]
 
 
+def test_a_traced_value_iterates_over_its_rows_but_not_when_0d():
+    np.testing.assert_array_equal(cn.grad(lambda a: sum(a))(np.array([3.0, 4.0])), [1.0, 1.0])
+    rows = cn.grad(lambda a: cn.sum(sum(r * k for k, r in enumerate(a))))(np.ones((3, 2)))
+    np.testing.assert_array_equal(rows, [[0, 0], [1, 1], [2, 2]])
+    # without __iter__, Python would iterate through __getitem__ and stop silently at t[0]
+    with pytest.raises(TypeError, match="iteration over a 0-d traced value"):
+        cn.grad(lambda a: sum(a) + cn.sum(a))(np.array(3.0))
+
+
 def _backward_sizes(back: str, shape) -> dict:
     """sizes= for a backward spec: its output term read against the operand shape."""
     out = back.split("->")[1]
@@ -378,6 +387,16 @@ def test_interleaved_form_is_differentiable():
 def test_interleaved_form_errors_name_the_culprit(args, match):
     with pytest.raises(cn.SpecError, match=match):
         cn.einsum(*args)
+
+
+def test_a_value_where_a_sublist_goes_is_named_as_the_culprit():
+    # a traced value put where a sublist goes (the spec string forgotten)
+    with pytest.raises(SpecError, match=r"operand 0's sublist Traced\(array\(2\.\)\) is not a "
+                                        r"sequence of integers and Ellipsis"):
+        cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(np.array(2.0))
+    with pytest.raises(SpecError, match=r"sublist Traced\(array\(\[0\., 1\., 2\.\]\)\) has "
+                                        r"subscript Traced\(array\(0\.\)\)"):
+        cn.grad(lambda a: cn.sum(cn.einsum(np.ones(3), a)))(np.arange(3.0))
 
 
 def test_interleaved_form_sizes_by_subscript():

@@ -124,7 +124,7 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["conv", "--shape", "1,5,5,1,3,3,1,1,-1"], "padding must be at least 0"),
     (["conv", "--shape", "64,512,512,64,7,7,64,1,3"], "needs an im2col patch matrix"),
     (["--threads", "0"], "--threads must be between 1 and 1024, got 0"),
-    (["--threads", str(10**20)], r"--threads must be between 1 and 1024, got 1000000000"),
+    (["--threads", str(10**20)], f"--threads must be between 1 and 1024, got {10**20}$"),
     (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
@@ -203,13 +203,9 @@ def test_a_run_whose_baseline_fails_exits_1(monkeypatch) -> None:
 
 
 def test_a_missed_target_is_no_failure_of_the_run(monkeypatch, capsys) -> None:
-    contraction = bench.HEAD_METHODS[1]
-
-    def slow_build(problem, backward):  # a contraction 5 ms slower: surely a miss
-        call, convert = contraction.build(problem, backward)
-        return (lambda: (time.sleep(0.005), call())[1]), convert
-    monkeypatch.setattr(bench, "HEAD_METHODS", (bench.HEAD_METHODS[0], Method(
-        "contractnet", contraction.label, slow_build)) + bench.HEAD_METHODS[2:])
+    # every ratio measured as 1.5: the head's target is missed, whatever the timings
+    monkeypatch.setattr(bench, "paired_ratio",
+                        lambda a, b: bench_timing.RatioSummary(1.5, 1.5, 1.5, len(a)))
     assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none") == 0
     assert "(target <= 1.05: MISSED at" in capsys.readouterr().out
 
@@ -247,16 +243,13 @@ def test_pytorch_takes_the_threads_asked_for_when_blas_cannot_say(monkeypatch) -
     assert torch.get_num_threads() == before
 
 
-def test_threads_beyond_what_blas_runs_get_a_note(capsys) -> None:
+def test_threads_beyond_what_blas_runs_get_a_note(monkeypatch, capsys) -> None:
     pytest.importorskip("threadpoolctl")
-    running = bench_timing.blas_info()["blas_threads"]
-    if not isinstance(running, int):
-        pytest.skip("no BLAS thread count to compare with")
-    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none", "--threads", "1024") == 0
-    out = capsys.readouterr().out
-    capped = bench_timing.blas_info()["blas_threads"]  # outside the block: as it was
-    assert capped == running
-    assert "note: --threads 1024: BLAS runs" in out or " with 1024 thread(s)" in out
+    # a BLAS that runs one thread whatever it is asked for
+    monkeypatch.setattr(bench_timing, "blas_info",
+                        lambda: {"blas": "capped blas", "blas_threads": 1})
+    assert run_bench("head", "--shape", TINY_HEAD, "--peers", "none", "--threads", "2") == 0
+    assert "note: --threads 2: BLAS runs 1 thread(s), its limit" in capsys.readouterr().out
 
 
 def test_missing_output_directory_fails_before_timing(tmp_path: pathlib.Path) -> None:

@@ -229,11 +229,10 @@ def test_a_mean_of_integers_read_through_a_view_is_a_writeable_array_of_its_own(
     # the operand is cast to float64 first; the diagonal or window of that copy is a
     # read-only view, which must not be the result (nor keep the whole copy alive)
     got = cn.einsum(spec, x, sizes=sizes, reduce="mean")
-    want = np.einsum(spec.replace("(h+u)", "h"), x.astype(float)) if sizes is None else \
+    want = np.einsum(spec, x.astype(float)) if sizes is None else \
         np.lib.stride_tricks.sliding_window_view(x.astype(float), 3)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == np.float64 and got.flags.writeable and got.base is None
-    got[...] = 0  # writeable, and no position written twice
 
 
 def test_mean_over_an_empty_axis_is_nan_or_a_clear_error():

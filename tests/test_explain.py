@@ -180,12 +180,12 @@ def test_cli_prints_the_explanation(capsys):
     assert "d operand 0: ik,jk->ij" in capsys.readouterr().out
 
 
-def test_a_spec_after_the_shapes_is_read_as_the_spec(capsys):
-    # --shapes takes every value after it, the spec too: that one is no shape
-    assert main(["explain", "--shapes", "2x3", "3x4", "ij,jk->ik"]) == 0
-    assert "d operand 0: ik,jk->ij" in capsys.readouterr().out
-    assert main(["explain", "--shapes", "2x3", "3x4"]) == 2
-    assert "a spec is required" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [["--shapes", "2x3", "3x4"],
+                                  ["--shapes", "2x3", "3x4", "ij,jk->ik"]])
+def test_a_missing_spec_says_where_it_goes(argv, capsys):
+    # --shapes takes every value after it, a spec written there too
+    assert main(["explain", *argv]) == 2
+    assert "a spec is required, before --shapes" in capsys.readouterr().err
 
 
 def test_one_element_or_term_is_not_plural():

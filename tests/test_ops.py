@@ -426,15 +426,6 @@ def test_a_1d_value_transposed_by_its_one_axis_as_an_int(transposed):
     np.testing.assert_array_equal(grad, [0.0, 1.0, 2.0])
 
 
-def test_a_traced_value_iterates_over_its_rows_but_not_when_0d():
-    np.testing.assert_array_equal(cn.grad(lambda a: sum(a))(np.array([3.0, 4.0])), [1.0, 1.0])
-    rows = cn.grad(lambda a: cn.sum(sum(r * k for k, r in enumerate(a))))(np.ones((3, 2)))
-    np.testing.assert_array_equal(rows, [[0, 0], [1, 1], [2, 2]])
-    # without __iter__, Python would iterate through __getitem__ and stop silently at t[0]
-    with pytest.raises(TypeError, match="iteration over a 0-d traced value"):
-        cn.grad(lambda a: sum(a) + cn.sum(a))(np.array(3.0))
-
-
 # sqrt's derivative at 0 is infinite: a selection must pass 0, not inf * 0 = nan, where it
 # does not select (PyTorch's relu and maximum give 0 there too)
 X_AT_ZERO = np.array([-1.0, 4.0])  # the first is 0 after each selection, the second is 4
@@ -459,10 +450,11 @@ def test_a_selection_passes_an_infinite_cotangent_only_where_it_selects(selectio
 
 @pytest.mark.parametrize("stride", [2, 1], ids=["disjoint", "overlapping"])
 def test_max_pooling_offset_by_offset_passes_an_infinite_cotangent_only_to_the_maxima(stride):
-    # large enough to route offset by offset; the zeros' windows get sqrt's infinite cotangent
-    x = np.zeros((1, 512, 512, 1))
+    # every reduced index a window offset: routed offset by offset; the windows whose
+    # max is 0 get sqrt's infinite cotangent
+    x = np.zeros((1, 8, 8, 1))
     x[0, ::2, ::2, 0] = 4.0
-    x[0, :8] = -1.0  # a few windows whose max is 0 (from a -1 and 0 mix, or all -1)
+    x[0, :2] = -1.0  # windows whose max is 0 (a mix of -1 and 0) or -1 (all -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         grad = cn.grad(lambda a: cn.sum(cn.sqrt(cn.relu(cn.max_pool2d(a, 2, stride=stride)))))(x)
     assert not np.isnan(grad).any()

@@ -56,7 +56,7 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     >>> w.dtype, w.shape
     (dtype('float32'), (3, 2))
     """
-    dt, draw_dt = _check_weight(shape, dtype)
+    dt, draw_dt = _draw_dtypes(shape, dtype)
     out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(std)
     return out
@@ -65,22 +65,25 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
 def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
     """Draw ``U(-limit, limit)`` in ``dtype``."""
-    dt, draw_dt = _check_weight(shape, dtype)
+    dt, draw_dt = _draw_dtypes(shape, dtype)
     out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(2 * limit)
     out -= dt.type(limit)
     return out
 
 
-def _check_weight(shape: Sequence[int], dtype) -> tuple[np.dtype, np.dtype]:
+def _draw_dtypes(shape: Sequence[int], dtype) -> tuple[np.dtype, np.dtype]:
     """The weight's dtype and the one the generator draws it in (it draws
     float32 and float64 only: float16 comes from float32, longdouble from
-    float64), after checking the wider of the two against the memory budget."""
+    float64), once the larger of the two arrays is checked against the
+    memory budget."""
     dt = floating_dtype(dtype)
     draw_dt = (dt if dt in (np.float32, np.float64)
                else np.dtype(np.float32) if dt.itemsize < 4 else np.dtype(np.float64))
-    what = "a weight" if draw_dt == dt else f"a {dt} weight, drawn in {draw_dt} and then cast,"
-    check_allocation(shape, max(dt, draw_dt, key=lambda d: d.itemsize), what)
+    if draw_dt.itemsize > dt.itemsize:
+        check_allocation(shape, draw_dt, f"the {draw_dt} draw of a {dt} weight")
+    else:
+        check_allocation(shape, dt, "a weight")
     return dt, draw_dt
 
 
@@ -166,7 +169,7 @@ def spec_weights(spec: Spec, sizes: Mapping[str, int], scheme: str, *,
     shapes = [tuple(sizes[i] for i in term.indices())
               for k, term in enumerate(spec.inputs) if k not in inputs]
     for shape in shapes:  # all before the first draw: a refusal leaves ``rng`` untouched
-        _check_weight(shape, dtype)
+        _draw_dtypes(shape, dtype)
     if len(shapes) == 1 and scheme == "glorot":
         return [glorot_uniform(shapes[0], fan_in, fan_out, rng=rng, dtype=dtype)]
     if len(shapes) == 1:

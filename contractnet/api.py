@@ -266,6 +266,13 @@ def _from_interleaved(args: tuple, sizes: Mapping | None):
     output = None
     if len(args) % 2:
         operands, output = operands[:-1], args[-1]
+    named = [(f"operand {i}'s sublist", s) for i, s in enumerate(sublists)]
+    for what, sublist in named + [("the output sublist", output)]:
+        if type(sublist) is Traced:  # an operand where a sublist goes (it iterates, even
+            # as no subscripts at all when empty)
+            raise SpecError(f"{what} is a traced value, not integers and Ellipsis, in numpy's "
+                            f"interleaved form (operand, sublist, ..., [output sublist]); "
+                            f"was the spec string left out?")
     text = interleaved_spec(sublists, output)
     if isinstance(sizes, Mapping):
         sizes = {subscript_letter(k) if type(k) is int and 0 <= k < 52 else k: v

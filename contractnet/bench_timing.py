@@ -361,7 +361,7 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
         If ``threads`` is not between 1 and :data:`MAX_THREADS`, or
         threadpoolctl is missing.
     """
-    limits = contextlib.nullcontext()
+    threadpool_limits = None
     if threads is not None:
         if not 1 <= threads <= MAX_THREADS:
             raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
@@ -370,10 +370,11 @@ def blas_threads(threads: int | None, torch_too: bool = False) -> Iterator[None]
         except ImportError:
             raise ValueError("--threads needs threadpoolctl: "
                              "pip install 'contractnet[bench]'") from None
-        limits = threadpool_limits(limits=threads, user_api="blas")
     torch = sys.modules.get("torch") or (_import_torch() if torch_too else None)
     previous = torch.get_num_threads() if torch is not None else None
-    with limits:
+    # the limit applies once made: made last, inside the block that undoes it
+    with (contextlib.nullcontext() if threadpool_limits is None
+          else threadpool_limits(limits=threads, user_api="blas")):
         running = blas_info()["blas_threads"]  # what BLAS runs (it may cap what was asked)
         count = running if isinstance(running, int) else threads  # unknown: as asked
         if torch is not None and count is not None:

@@ -53,7 +53,7 @@ def within_budget(plan: "Plan") -> bool:
 
 
 def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
-             like: np.ndarray | None = None) -> np.ndarray | None:
+                    like: np.ndarray | None = None) -> np.ndarray | None:
     """Run ``plan`` as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
     of ``operands``, copying nothing: the common case of a contraction,
     forward or backward, in one call.

@@ -292,6 +292,9 @@ def _path_lines(bound: Bound) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``explain`` subcommand's arguments."""
+    # the usage argparse would write shows the spec optional, and last
+    parser.usage = ("contractnet explain [-h] spec [--shapes SHAPE [SHAPE ...]] "
+                    "[--sizes NAME=N,...] [--reduce {sum,mean,max}]")
     parser.add_argument("spec", nargs="?",  # required; run() says where it goes if missing
                         help='einsum spec (required, before --shapes), e.g. "bnmd,nmdk->bk"')
     parser.add_argument("--shapes", nargs="+", metavar="SHAPE", action=Once,

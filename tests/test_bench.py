@@ -243,6 +243,24 @@ def test_pytorch_takes_the_threads_asked_for_when_blas_cannot_say(monkeypatch) -
     assert torch.get_num_threads() == before
 
 
+def test_a_failure_before_the_block_leaves_blas_threads_as_they_were(monkeypatch) -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_counts():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"]
+    before = blas_counts()
+
+    def broken_torch():
+        raise RuntimeError("torch failed to load")
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(bench_timing, "_import_torch", broken_torch)
+    with pytest.raises(RuntimeError, match="torch failed to load"):
+        with bench_timing.blas_threads(1, torch_too=True):
+            pass
+    assert blas_counts() == before
+
+
 def test_threads_beyond_what_blas_runs_get_a_note(monkeypatch, capsys) -> None:
     pytest.importorskip("threadpoolctl")
     # a BLAS that runs one thread whatever it is asked for

@@ -188,6 +188,12 @@ def test_a_missing_spec_says_where_it_goes(argv, capsys):
     assert "a spec is required, before --shapes" in capsys.readouterr().err
 
 
+def test_the_usage_puts_the_spec_first_and_required(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    assert "usage: contractnet explain [-h] spec [--shapes" in capsys.readouterr().out
+
+
 def test_one_element_or_term_is_not_plural():
     text = explain("i->", [(1,)], {}, reduce="mean")
     assert "averages 1 term per output element" in text

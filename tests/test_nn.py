@@ -515,6 +515,13 @@ def test_a_float16_weight_is_budgeted_as_its_float32_draw():
         nn.Dense(1000, 1000, dtype=np.float16)
 
 
+def test_a_byte_swapped_float32_weight_is_drawn_as_float32():
+    swapped = nn.init.normal((3,), 1.0, rng=np.random.default_rng(0), dtype=np.dtype(">f4"))
+    native = nn.init.normal((3,), 1.0, rng=np.random.default_rng(0), dtype=np.float32)
+    assert swapped.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(swapped, native)
+
+
 def test_a_longdouble_weight_is_budgeted_at_its_own_size_and_drawn_in_float64():
     wide = np.dtype(np.longdouble)  # float128 here, float64 on some platforms
     with cn.memory_budget(5 * 10**6), pytest.raises(

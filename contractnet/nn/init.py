@@ -78,7 +78,8 @@ def _draw_dtypes(shape: Sequence[int], dtype) -> tuple[np.dtype, np.dtype]:
     float64), once the larger of the two arrays is checked against the
     memory budget."""
     dt = floating_dtype(dtype)
-    draw_dt = (dt if dt in (np.float32, np.float64)
+    native = dt.newbyteorder("=")  # a byte-swapped float32 is drawn as float32
+    draw_dt = (native if native in (np.float32, np.float64)
                else np.dtype(np.float32) if dt.itemsize < 4 else np.dtype(np.float64))
     if draw_dt.itemsize > dt.itemsize:
         check_allocation(shape, draw_dt, f"the {draw_dt} draw of a {dt} weight")

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from . import bench_lowrank as lowrank
+from .arguments import Once
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
                             check_fits, contractnet_method, conv_problem, head_problem)
 from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
@@ -33,7 +34,6 @@ from .bench_report import PASSES, Record, plot_format, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
                            machine_info, paired_ratio, peak_memory)
-from .arguments import Once
 from .budget import check_allocation
 from .files import check_writable, replaced_file
 

@@ -147,6 +147,18 @@ class Traced:
                         "being differentiated use contractnet's ops; .value is the plain "
                         "array (which stops tracing)")
 
+    def _to_python(self, *args: Any) -> Any:
+        raise TypeError("a traced value cannot become a Python number (float(), int(), "
+                        ".item(), the math module): inside a function being differentiated "
+                        "use contractnet's ops; .value is the plain array (which stops "
+                        "tracing)")
+
+    __float__ = __int__ = __complex__ = item = _to_python
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise TypeError("a traced value cannot be changed in place: build a new one "
+                        "(cn.where, cn.concatenate, cn.pad)")
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # an operator with an ndarray or numpy scalar on the left (x + t) reaches
         # here as a ufunc call: the ufuncs of Python's operators trace, as the

@@ -66,6 +66,25 @@ def test_traced_truth_value_follows_numpy():
     assert seen == [(False, True)]
 
 
+@pytest.mark.parametrize("convert", [float, int, complex, lambda t: t.item()],
+                         ids=["float", "int", "complex", "item"])
+def test_a_traced_value_refuses_to_become_a_python_number_with_a_hint(convert):
+    def fn(a):
+        with pytest.raises(TypeError, match="cannot become a Python number .* use "
+                                            "contractnet's ops; .value is the plain array"):
+            convert(cn.sum(a))
+        return cn.sum(a)
+    cn.grad(fn)(np.ones(3))
+
+
+def test_a_traced_value_refuses_assignment_with_a_hint():
+    def fn(a):
+        with pytest.raises(TypeError, match="cannot be changed in place: build a new one"):
+            a[0] = 1.0
+        return cn.sum(a)
+    cn.grad(fn)(np.ones(3))
+
+
 def test_a_traced_value_iterates_over_its_rows_but_not_when_0d():
     np.testing.assert_array_equal(cn.grad(lambda a: sum(a))(np.array([3.0, 4.0])), [1.0, 1.0])
     rows = cn.grad(lambda a: cn.sum(sum(r * k for k, r in enumerate(a))))(np.ones((3, 2)))

@@ -105,7 +105,8 @@ def test_einsum_checks_input_sizes_it_was_given():
     ("bi->b", {"i": 2}, cn.SpecError, "at least one weight"),
     ("b(h+u),(h+u)->bh", {"u": 2, "h": 2}, cn.SpecError, "must be plain"),
     ("bi,ii->bi", {"i": 2}, cn.SpecError, "must be plain"),
-    ("bi,ik->bkz", {"i": 2, "k": 2}, cn.SpecError, "'z' appears in no operand"),
+    ("bi,ik->bkz", {"i": 2, "k": 2}, cn.SpecError,
+     "'z' appears in no operand: a learned layer's output would only repeat along it"),
     # a typo: 'd' only in the weight would be summed away inside it
     ("bnme,nmdk->bk", {"n": 2, "m": 2, "d": 3, "k": 2}, cn.SpecError,
      r"index 'd' of weight term 'nmdk' \(operand 1\) appears in no other term"),
@@ -415,6 +416,29 @@ def test_loss_and_grads_matches_value_and_grad_and_leaves_labels_alone():
     cn.check_grads(lambda p: loss_fn(p, x, y), net.parameters())
     np.testing.assert_allclose(loss, loss_fn(net.parameters(), x, y))
     assert set(grads) == set(net.parameters())
+
+
+def test_loss_and_grads_given_a_module_says_to_pass_its_parameters():
+    layer = nn.Dense(3, 2, rng=0)
+    with pytest.raises(ValueError, match="got Dense; pass its .parameters()"):
+        nn.loss_and_grads(lambda p, x: cn.sum(layer.apply(p, x)), layer, np.ones((1, 3)))
+
+
+def test_sequential_passes_several_inputs_to_its_first_layer():
+    bilinear = nn.Einsum("bi,ikj,bj->bk", sizes={"i": 3, "k": 4, "j": 5}, inputs=(0, 2), rng=0)
+    net = nn.Sequential(bilinear, nn.ReLU())
+    x1, x2 = rng().standard_normal((2, 3)), rng(1).standard_normal((2, 5))
+    np.testing.assert_allclose(net(x1, x2), np.maximum(bilinear(x1, x2), 0))
+    cn.check_grads(lambda p: net.apply(p, x1, x2), dict(net.parameters()))
+    with pytest.raises(ValueError, match="a Sequential with no layers takes one input, got 2"):
+        nn.Sequential()(x1, x2)
+
+
+@pytest.mark.parametrize("layer, hint", [(cn.relu, r"cn.nn.ReLU\(\) rather than cn.relu"),
+                                         ([nn.ReLU()], r"one by one: Sequential\(\*layers\)")])
+def test_sequential_refuses_a_non_module_with_a_hint(layer, hint):
+    with pytest.raises(ValueError, match=hint):
+        nn.Sequential(layer)
 
 
 def test_loss_and_grads_refuses_a_loss_that_reads_no_parameter():

@@ -37,7 +37,8 @@ class Einsum(Module):
         (no window, ellipsis or repeated index).
     sizes : mapping of str to int
         The size of every weight index.  Sizes of other indices are allowed
-        and then checked against the input at each call.
+        and then checked against the input at each call, except a window's
+        outer index, which they set: the first windows that many are read.
     bias : bool
         Add a learned bias, initialised to zero.
     inputs : int or sequence of int
@@ -59,8 +60,9 @@ class Einsum(Module):
     ------
     SpecError
         If the spec is malformed or not a learned layer (see above), a weight
-        index appears in no other term (it would only be summed away), or
-        ``inputs`` leaves no weight operand.
+        index appears in no other term (it would only be summed away), an
+        output index in no operand (the output would only repeat along it),
+        or ``inputs`` leaves no weight operand.
     ValueError
         If ``sizes`` is not a mapping, lacks a weight index or names an index
         the spec does not use, or a size is not a positive integer; if
@@ -194,7 +196,10 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
         names = [axis.outer, axis.inner] if isinstance(axis, Window) else [axis]
         for name in names:
             if name != ELLIPSIS and name not in known:
-                raise SpecError(f"output index '{name}' appears in no operand", text, col)
+                raise SpecError(f"output index '{name}' appears in no operand: a learned "
+                                f"layer's output would only repeat along it (cn.einsum "
+                                f"broadcasts along such an index given its size; a layer "
+                                f"does not)", text, col)
         col += len(str(axis))
 
 

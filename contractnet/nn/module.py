@@ -58,7 +58,10 @@ class Module:
         """Register a sub-module; its parameters appear as ``name.<param>``."""
         self._check_new_name("module", name)
         if not isinstance(module, Module):
-            raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}")
+            hint = ("; layers are modules, e.g. cn.nn.ReLU() rather than cn.relu"
+                    if callable(module) else "; give the layers one by one: Sequential(*layers)"
+                    if isinstance(module, (list, tuple)) else "")
+            raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}{hint}")
         self._children[name] = module
         return module
 
@@ -260,9 +263,10 @@ class Sequential(Module):
     Parameters
     ----------
     *layers : Module
-        Each is called on the previous one's output (with none, the input
-        is returned as it is).  A layer given twice shares its arrays
-        under both positions' names.
+        The first is called on the inputs (several, for a layer that takes
+        several), each next one on the previous one's output (with no
+        layers, the one input is returned as it is).  A layer given twice
+        shares its arrays under both positions' names.
 
     Raises
     ------
@@ -283,10 +287,14 @@ class Sequential(Module):
         for i, layer in enumerate(layers):
             self.add_module(str(i), layer)
 
-    def forward(self, params: Params, x: Any) -> Any:
+    def forward(self, params: Params, *xs: Any) -> Any:
+        if not self._children:
+            if len(xs) != 1:
+                raise ValueError(f"a Sequential with no layers takes one input, got {len(xs)}")
+            return xs[0]
         for name, layer in self._children.items():
-            x = layer.forward(self.child_params(params, name), x)
-        return x
+            xs = (layer.forward(self.child_params(params, name), *xs),)
+        return xs[0]
 
     def __getitem__(self, i: int) -> Module:
         return list(self._children.values())[i]
@@ -338,7 +346,10 @@ def loss_and_grads(loss_fn: Callable[..., Any], params: Params, *args: Any
     (15.0, [6.0, 12.0])
     """
     if not isinstance(params, Mapping) or not params:
-        raise ValueError("loss_and_grads needs a non-empty dict of name -> array")
+        got = "" if isinstance(params, Mapping) else f", got {type(params).__name__}"
+        if hasattr(params, "parameters"):  # a module
+            got += "; pass its .parameters()"
+        raise ValueError(f"loss_and_grads needs a non-empty dict of name -> array{got}")
 
     def traced_loss(traced_params: dict[str, Any], *rest: Any) -> Any:
         loss = loss_fn(traced_params, *rest)

@@ -11,6 +11,8 @@ below, which bound both.
 """
 from __future__ import annotations
 
+import itertools
+
 import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -219,40 +221,48 @@ def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int],
 
 def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
     """Sizes of the output's axes, from inputs, ``sizes=`` or ``out_shape``."""
-    out_col = len(text) - len(str(spec.output))
+    written = str(spec.output)
+    if text.endswith("->" + written):  # the output as written: a caret under each axis
+        out_col = len(text) - len(written)
+        starts = list(itertools.accumulate((len(str(a)) for a in spec.output.axes[:-1]),
+                                           initial=out_col))
+    else:  # written with '...', or implicit: a caret where the output starts
+        out_col = text.index("->") + 2 if "->" in text else len(text)
+        starts = [out_col] * len(spec.output.axes)
     axes = spec.output.axes
     if out_shape is not None and len(out_shape) != len(axes):
         raise SpecError(f"output term '{spec.output}' has rank {len(axes)} but the "
                         f"requested output shape is {tuple(out_shape)}", text, out_col)
     shape = []
     for j, axis in enumerate(axes):
+        at = starts[j]
         wanted = None if out_shape is None else int(out_shape[j])
         if isinstance(axis, Window):
             for name in (axis.outer, axis.inner):
                 if name not in sizes:
                     raise SpecError(f"index '{name}' of output window {axis} appears in no "
-                                    f"operand; give {size_hint(name)}", text, out_col,
+                                    f"operand; give {size_hint(name)}", text, at,
                                     unsized=name)
             if sizes[axis.inner] < 1:
                 raise SpecError(f"output window {axis} has size '{axis.inner}'="
                                 f"{sizes[axis.inner]}; a window holds at least one position",
-                                text, out_col)
+                                text, at)
             span = axis.span(sizes[axis.outer], sizes[axis.inner])
             length = wanted if wanted is not None else given_windows.get(str(axis), span)
             if length < span:
                 raise SpecError(f"output window {axis} needs length >= {span}, "
-                                f"got {length}", text, out_col)
+                                f"got {length}", text, at)
             shape.append(length)
             continue
         if axis not in sizes:
             if wanted is None:
                 raise SpecError(f"output index '{axis}' appears in no operand; "
-                                f"give its size with {size_hint(axis)}", text, out_col,
+                                f"give its size with {size_hint(axis)}", text, at,
                                 unsized=axis)
             sizes[axis] = wanted
         if wanted is not None and wanted != sizes[axis]:
             raise SpecError(f"output index '{axis}' has size {sizes[axis]} but the requested "
-                            f"output shape has {wanted}", text, out_col)
+                            f"output shape has {wanted}", text, at)
         shape.append(sizes[axis])
     return tuple(shape)
 

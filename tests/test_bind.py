@@ -105,6 +105,18 @@ def test_rank_mismatch_names_operand_and_term():
     assert _caret_column(e.value) == 5
 
 
+@pytest.mark.parametrize("spec, shapes, column", [
+    ("bi,ik->bkj", [(2, 3), (3, 2)], 9),       # under the unsized 'j'
+    ("bi,ik->jbk", [(2, 3), (3, 2)], 7),
+    ("i->i(h+u)", [(3,)], 4),                  # under the window that lacks a size
+    ("...i->j...i", [(2, 3)], 6),              # written with '...': the output's start
+])
+def test_an_unsized_output_index_gets_the_caret(spec, shapes, column):
+    with pytest.raises(SpecError, match="appears in no operand") as e:
+        bind(parse(spec), shapes)
+    assert _caret_column(e.value) == column
+
+
 def test_rank_too_small_for_ellipsis_term():
     with pytest.raises(SpecError, match=r"operand 0 has rank 1 .*'\.\.\.ij' needs rank at least 2"):
         bind(parse("...ij->...i"), [(3,)])

@@ -149,11 +149,10 @@ class Traced:
 
     def _to_python(self, *args: Any) -> Any:
         raise TypeError("a traced value cannot become a Python number (float(), int(), "
-                        ".item(), the math module): inside a function being differentiated "
-                        "use contractnet's ops; .value is the plain array (which stops "
-                        "tracing)")
+                        "the math module): inside a function being differentiated use "
+                        "contractnet's ops; .value is the plain array (which stops tracing)")
 
-    __float__ = __int__ = __complex__ = item = _to_python
+    __float__ = __int__ = __complex__ = _to_python
 
     def __setitem__(self, index: Any, value: Any) -> None:
         raise TypeError("a traced value cannot be changed in place: build a new one "

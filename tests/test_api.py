@@ -66,8 +66,7 @@ def test_traced_truth_value_follows_numpy():
     assert seen == [(False, True)]
 
 
-@pytest.mark.parametrize("convert", [float, int, complex, lambda t: t.item()],
-                         ids=["float", "int", "complex", "item"])
+@pytest.mark.parametrize("convert", [float, int, complex], ids=["float", "int", "complex"])
 def test_a_traced_value_refuses_to_become_a_python_number_with_a_hint(convert):
     def fn(a):
         with pytest.raises(TypeError, match="cannot become a Python number .* use "

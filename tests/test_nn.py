@@ -432,9 +432,12 @@ def test_sequential_passes_several_inputs_to_its_first_layer():
     cn.check_grads(lambda p: net.apply(p, x1, x2), dict(net.parameters()))
     with pytest.raises(ValueError, match="a Sequential with no layers takes one input, got 2"):
         nn.Sequential()(x1, x2)
+    one = nn.Sequential(nn.Dense(3, 4, rng=0))
+    np.testing.assert_array_equal(one.forward(one.parameters(), x=x1), one(x1))  # by keyword
 
 
 @pytest.mark.parametrize("layer, hint", [(cn.relu, r"cn.nn.ReLU\(\) rather than cn.relu"),
+                                         (nn.ReLU, r"got type; make one: ReLU\(...\)"),
                                          ([nn.ReLU()], r"one by one: Sequential\(\*layers\)")])
 def test_sequential_refuses_a_non_module_with_a_hint(layer, hint):
     with pytest.raises(ValueError, match=hint):

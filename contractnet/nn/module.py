@@ -58,9 +58,14 @@ class Module:
         """Register a sub-module; its parameters appear as ``name.<param>``."""
         self._check_new_name("module", name)
         if not isinstance(module, Module):
-            hint = ("; layers are modules, e.g. cn.nn.ReLU() rather than cn.relu"
-                    if callable(module) else "; give the layers one by one: Sequential(*layers)"
-                    if isinstance(module, (list, tuple)) else "")
+            if isinstance(module, type) and issubclass(module, Module):
+                hint = f"; make one: {module.__name__}(...)"
+            elif callable(module):
+                hint = "; layers are modules, e.g. cn.nn.ReLU() rather than cn.relu"
+            elif isinstance(module, (list, tuple)):
+                hint = "; give the layers one by one: Sequential(*layers)"
+            else:
+                hint = ""
             raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}{hint}")
         self._children[name] = module
         return module
@@ -287,11 +292,12 @@ class Sequential(Module):
         for i, layer in enumerate(layers):
             self.add_module(str(i), layer)
 
-    def forward(self, params: Params, *xs: Any) -> Any:
+    def forward(self, params: Params, x: Any, *more: Any) -> Any:
+        xs = (x, *more)  # several for a first layer that takes several
         if not self._children:
-            if len(xs) != 1:
+            if more:
                 raise ValueError(f"a Sequential with no layers takes one input, got {len(xs)}")
-            return xs[0]
+            return x
         for name, layer in self._children.items():
             xs = (layer.forward(self.child_params(params, name), *xs),)
         return xs[0]

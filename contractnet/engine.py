@@ -34,7 +34,8 @@ import opt_einsum
 from .backend import backend
 from .bind import Bound
 from .budget import BUDGET, MemoryBudgetError, check_allocation
-from .pair import Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm
+from .pair import (Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm,
+                   sum_over)
 from .spec import Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
@@ -188,7 +189,7 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
         else:
             # einsum sums in its operand's dtype (numpy's reductions take no byte order)
             dtype = view.dtype if view.dtype.isnative else view.dtype.newbyteorder("=")
-            view = view.sum(axis=axes, dtype=dtype)
+            view = sum_over(view, axes, dtype)
         names = kept
     return view.transpose([names.index(n) for n in target])
 

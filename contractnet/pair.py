@@ -5,8 +5,9 @@ contracted, left and right, and lays each operand out as a matrix, a view
 wherever the operand's memory allows; :func:`contract_pair` runs the plan
 with one BLAS call.  Three kinds of product are planned as a
 ``numpy.einsum`` equation instead: one that sums nothing (an outer
-product), a tiny batched one, and batched dot products strided along their
-sums; and a broadcast operand too large to copy is read in place by it.  A
+product), a tiny batched vector product, and batched dot products strided
+along their sums; and a broadcast operand too large to copy is read in
+place by it.  A
 :class:`Memo` carries the operands that had to be copied (im2col of a window
 view) from a traced forward pass to its backward pass.
 """
@@ -38,9 +39,10 @@ class PairPlan:
     flip: bool            # compute the transposed product: the result is (batch, right, left)
     result_shape: tuple[int, ...]
     result_names: str
-    einsum_eq: str | None  # set for a tiny batched GEMM, strided batched dot products,
+    einsum_eq: str | None  # set for a tiny batched vector product, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
     strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
+    long_sums: bool = False     # ... each of more than LONG_SUM terms
 
 
 #: The index names numpy.einsum takes.
@@ -87,8 +89,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               widens: bool = False) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
-    product that sums nothing, a tiny batched one, or batched dot products
-    whose batch index is innermost in memory.
+    product that sums nothing, a tiny batched vector product, or batched dot
+    products (a matrix times a vector is a set of them) whose batch index is
+    innermost in memory.
 
     The operands have no index of their own that is not kept (the caller
     sums those first).  The indices are batch (both operands, kept),
@@ -125,13 +128,18 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     eq = None
     # numpy.einsum, which writes any order, where a GEMM is slow:
     # - products that sum nothing (outer products: a GEMM with inner dimension 1);
-    # - tiny batched products;
-    # - float32 and float16 batched dot products (m = n = 1) strided along their
-    #   sums in both operands (a batch index innermost: "ab,ab->b"), up to 30
-    #   times slower as a batched GEMM once there are 16 or more of them and
-    #   4096 terms in all (fewer are faster as GEMMs, or as tiny products)
-    tiny = bt > 1 and m * n_ * k < 512
-    strided_dots = (widens and bool(summed) and m * n_ == 1 and bt >= 16 and bt * k >= 4096
+    # - tiny batched vector products (m or n is 1, the other at most 2, at most 32
+    #   terms each), for which numpy's matmul makes one BLAS call apiece, two to
+    #   three times slower than einsum's one loop; a batched GEMM of 2x2 matrices
+    #   or larger runs five times faster than einsum's loop;
+    # - float32 and float16 batched vector products (m or n is 1: dot products)
+    #   strided along their sums in both operands (a batch index innermost:
+    #   "ab,ab->b", "kdu,dk->ku" with k innermost), whose GEMM copies both operands
+    #   batch-outermost first, up to 30 times slower, once there are 16 or more of
+    #   them and 4096 terms in all (fewer are faster as GEMMs, or as tiny products)
+    vector = min(m, n_) == 1
+    tiny = bt > 1 and vector and max(m, n_) <= 2 and k <= 32
+    strided_dots = (widens and bool(summed) and vector and bt >= 16 and bt * m * n_ * k >= 4096
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows)
@@ -146,7 +154,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
-                    eq is not None and strided_dots)
+                    eq is not None and strided_dots, k > LONG_SUM)
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -193,7 +201,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         if plan.strided_dots:
-            return _strided_dots(plan.einsum_eq, a, b), plan.result_names
+            return _strided_dots(plan.einsum_eq, a, b, plan.long_sums), plan.result_names
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
     if ((0 in a.strides or 0 in b.strides) and (_is_broadcast(a) or _is_broadcast(b))
             and fits_einsum(an + bn)
@@ -210,17 +218,28 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
 #: The dtype batched dot products sum in, for the dtypes that have a wider one.
 WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32),
               np.dtype(np.float32): np.dtype(np.float64)}
+#: Strided float32 dot products longer than this sum in float64.
+LONG_SUM = 64
 
 
-def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray, long_sums: bool) -> np.ndarray:
     """Batched dot products strided along their sums, by numpy.einsum, for a
-    dtype of :data:`WIDER_SUMS`: summed in the wider one, as numpy adds these
-    terms one by one (a float32 sum of 50,000 terms keeps about five of its
-    seven digits; a GEMM's blocked sums keep nearly all), and C-ordered as
-    numpy writes the result anyway (asked for ``order="C"``, it takes a loop
-    many times slower here)."""
+    dtype of :data:`WIDER_SUMS`, C-ordered as numpy writes the result anyway
+    (asked for ``order="C"``, it takes a loop many times slower here).
+
+    numpy adds these terms one by one, in the operands' dtype: a float32 sum
+    of 50,000 terms keeps about five of its seven digits, where a GEMM's
+    blocked sums keep nearly all.  So sums longer than :data:`LONG_SUM` terms
+    (and all float16 ones, which numpy rounds to float16 at every term) add
+    up in the wider dtype, which takes about four times as long.  Shorter
+    float32 sums stay within a few units in the last place (a largest error
+    of about 2.5e-7 of the largest result at 64 terms, as numpy.einsum's,
+    against 0.9e-7 for a GEMM's)."""
     dtype = np.result_type(a.dtype, b.dtype)
-    out = backend.einsum(eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
+    if long_sums or dtype == np.float16:
+        out = backend.einsum(eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
+    else:
+        out = backend.einsum(eq, a, b)
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 
@@ -229,7 +248,33 @@ def _summed(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray
     budget first (a broadcast or a widened dtype can make it outgrow ``x``)."""
     check_allocation([n for i, n in enumerate(x.shape) if i not in axes], dtype,
                      "the sum of an operand over the indices only it has")
-    return x.sum(axis=axes, dtype=dtype)
+    return sum_over(x, axes, dtype)
+
+
+#: numpy's sums switch to pairwise summation past this many contiguous terms.
+PAIRWISE_BLOCK = 128
+
+
+def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``x`` summed over ``axes`` in ``dtype`` (its result keeps the other axes
+    in order).
+
+    By numpy.einsum, in one pass over ``x``: ``ndarray.sum`` reads short or
+    scattered axes slowly (a bias gradient ``"bhwc->c"`` takes it 2.6 times
+    as long, a sum over a middle axis of length 10 five times).  Both add
+    the terms one by one, with the same errors, except where ``ndarray.sum``
+    runs along the innermost axis for more than :data:`PAIRWISE_BLOCK` terms:
+    it adds those pairwise, about six times more accurately over 12,288
+    float32 terms, so such sums stay with it.
+    """
+    moving = [i for i, n in enumerate(x.shape) if n > 1]
+    inner = min(moving, key=lambda i: abs(x.strides[i])) if moving else None
+    pairwise = inner in axes and math.prod(x.shape[i] for i in axes) > PAIRWISE_BLOCK
+    if pairwise or x.size == 0 or x.ndim > len(EINSUM_LETTERS) or x.dtype.hasobject:
+        return x.sum(axis=axes, dtype=dtype)
+    letters = EINSUM_LETTERS[:x.ndim]
+    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    return backend.einsum(f"{letters}->{kept}", x, dtype=dtype)
 
 
 def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:
@@ -376,9 +421,11 @@ def _blasable(x: np.ndarray) -> np.ndarray:
 
 
 def _blas_reads(x: np.ndarray) -> bool:
-    """Whether BLAS reads the matrices of ``x`` in place (see :func:`_blasable`)."""
-    flags = x.flags
-    if flags.c_contiguous or flags.f_contiguous:
+    """Whether BLAS reads the matrices of ``x`` in place (see :func:`_blasable`).
+
+    A Fortran-ordered stack of matrices does not qualify: its unit stride is
+    along the stack, not along a matrix's rows or columns."""
+    if x.flags.c_contiguous:
         return True
     (rows, cols), (s_row, s_col), item = x.shape[-2:], x.strides[-2:], x.itemsize
     return (((cols == 1 or s_col == item) and (rows == 1 or s_row >= cols * item))

@@ -716,7 +716,8 @@ def test_pair_planner_lays_the_result_out_as_preferred(spec, prefer, layout):
     ("bi", "bj", "bij"),      # an outer product per batch element
     ("ib", "jb", "bij"),      # the same, operands batch-last
     ("ib", "jb", "jbi"),      # in the caller's order, whatever it is
-    ("bij", "bjk", "bik"),    # a tiny batched product
+    ("bj", "bjk", "bk"),      # a tiny batched vector product
+    ("bj", "kjb", "kb"),      # the same, operands batch-last
 ])
 def test_a_numpy_einsum_pair_is_written_c_ordered_in_the_callers_order(an, bn, keep):
     sizes = dict(zip("bijk", (3, 4, 5, 2)))
@@ -953,6 +954,115 @@ def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, shapes, einsu
     assert names == keep and got.flags.c_contiguous and got.dtype == np.float32
     want = np.einsum(f"{an},{bn}->{names}", a.astype(np.float64), b.astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("an, bn, keep, shapes, einsum", [
+    ("bj", "bjk", "bk", [(1000, 2), (1000, 2, 2)], True),       # vector products, 2 terms
+    ("bij", "bj", "bi", [(1000, 2, 8), (1000, 8)], True),       # 2 rows of 8 terms
+    ("bi", "bi", "b", [(1000, 32)] * 2, True),                  # dot products of 32 terms
+    ("bi", "bi", "b", [(512, 256)] * 2, False),                 # of 256 terms: a batched GEMM
+    ("bij", "bj", "bi", [(1000, 8, 2), (1000, 2)], False),      # 8 rows: a batched GEMM
+    ("bij", "bjk", "bik", [(1000, 2, 2), (1000, 2, 2)], False),  # 2x2 matrices: batched GEMM
+    ("bij", "bjk", "bik", [(256, 4, 8), (256, 8, 4)], False),
+    ("ijs", "jsl", "isl", [(6, 3, 1000), (3, 1000, 16)], False),  # batch innermost in one
+])
+def test_only_tiny_batched_vector_products_leave_the_gemm(an, bn, keep, shapes, einsum):
+    """numpy's matmul makes one BLAS call per vector product, slow for tiny
+    ones; a batched product of matrices, however small, it runs in one
+    loop several times faster than numpy.einsum's."""
+    a, b = _operands(shapes)
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    assert (plan.einsum_eq is not None) == einsum
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b), what=f"{an},{bn}")
+
+
+def test_a_fortran_ordered_stack_of_matrices_is_copied_before_blas(monkeypatch):
+    """Its unit stride runs along the stack, so numpy's matmul could not hand
+    its matrices to BLAS and would take its own loop, many times slower."""
+    a = np.asfortranarray(_operands([(40, 8, 12)])[0])
+    b = _operands([(40, 12, 6)], seed=1)[0]
+    assert not pair._blas_reads(a) and pair._blas_reads(np.asfortranarray(a[0]))
+    matmul = pair.backend.matmul
+
+    def blas_only(x, y, *args, **kwargs):
+        for m in (x, y):
+            rows, cols = m.strides[-2:]
+            assert m.itemsize in (rows, cols), f"matmul given strides {m.strides}"
+        return matmul(x, y, *args, **kwargs)
+    monkeypatch.setattr(pair.backend, "matmul", blas_only)
+    assert_close(cn.einsum("bij,bjk->bik", a, b), np.einsum("bij,bjk->bik", a, b))
+
+
+@pytest.mark.parametrize("spec, shapes, axes", [
+    ("kdu,dk->ku", [(48, 32, 384), (48, 384)], (2, 0, 1)),  # k innermost in both
+    ("yimc,ic->mcy", [(5, 48, 10, 256), (48, 256)], None),
+    ("ab,ab->b", [(600, 40)] * 2, None),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_vector_products_strided_along_their_sums(spec, shapes, axes, dtype):
+    """float32 ones go to numpy.einsum, which reads them in place; a GEMM
+    would first copy both operands batch-outermost.  float64 ones stay
+    GEMMs, whose blocked sums keep more digits."""
+    (an, bn), keep = spec.split("->")[0].split(","), spec.split("->")[1]
+    a, b = _operands(shapes, dtype=dtype)
+    if axes is not None:
+        a = a.transpose(axes)
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep,
+                          widens=np.dtype(dtype) in pair.WIDER_SUMS)
+    assert plan.strided_dots == (dtype == np.float32)
+    got = cn.einsum(spec, a, b)
+    assert got.dtype == dtype and (got.flags.c_contiguous or dtype == np.float64)
+    want = np.einsum(spec, a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_long_strided_float32_dot_products_sum_wider():
+    """Up to LONG_SUM terms numpy.einsum's float32 sums stay within a few
+    units in the last place; longer ones add up in float64."""
+    for k, long_sums in ((pair.LONG_SUM, False), (pair.LONG_SUM + 1, True)):
+        a, b = _operands([(k, 600)] * 2, dtype=np.float32)
+        plan = pair.plan_pair("ab", a.shape, a.strides, "ab", b.shape, b.strides, "b",
+                              widens=True)
+        assert plan.strided_dots and plan.long_sums == long_sums
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("spec", ["bhwc->c", "abcd->abd", "bij->b", "bij->j", "bij,b->b",
+                                  "ijk,k->k", "ij->"])
+def test_sums_over_an_operands_axes_match_numpy_in_every_layout(spec, layout):
+    terms = spec.split("->")[0].split(",")
+    sizes = dict(zip("abcdhijkw", (3, 5, 7, 2, 4, 6, 5, 3, 4)))
+    operands = [relayout(x, layout) for x in
+                _operands([tuple(sizes[c] for c in t) for t in terms])]
+    assert_close(cn.einsum(spec, *operands), np.einsum(spec, *operands), what=spec)
+
+
+def test_long_contiguous_float32_sums_stay_pairwise():
+    """ndarray.sum adds a long run of contiguous terms pairwise; numpy.einsum
+    would lose about ten times as many digits (4e-7 of the sum here)."""
+    x = np.random.default_rng(0).random((4, 100_000)).astype(np.float32)
+    exact = x.astype(np.float64).sum(axis=1)
+    for spec in ("ij->i", "ij,i->i"):
+        got = cn.einsum(spec, x, np.ones(4, np.float32)) if "," in spec else cn.einsum(spec, x)
+        assert np.max(np.abs(got - exact)) <= 1e-7 * np.max(exact), spec
+
+
+def test_sums_off_the_innermost_axis_go_to_numpy_einsum(monkeypatch):
+    """One pass, several times faster than ndarray.sum over scattered axes."""
+    calls = []
+    einsum = pair.backend.einsum
+
+    def spy(eq, *args, **kwargs):
+        calls.append(eq)
+        return einsum(eq, *args, **kwargs)
+    monkeypatch.setattr(pair.backend, "einsum", spy)
+    x = _operands([(4, 5, 6, 3)], dtype=np.float32)[0]
+    assert_close(pair.sum_over(x, (0, 1, 2), np.dtype(np.float32)), x.sum(axis=(0, 1, 2)))
+    assert calls == ["abcd->d"]
+    pair.sum_over(x, (3,), np.dtype(np.float32))  # 3 contiguous terms: as pairwise sums add them
+    assert calls[-1] == "abcd->abc"
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-7), (np.float16, 2e-3)])

@@ -10,7 +10,13 @@ float64 answer:
   contractnet sums these in a wider dtype than numpy.einsum does, so the
   table gives both errors against float64;
 - batched dot products contiguous along their sums (``"ab,ab->a"``);
-- an outer product and a small batched product.
+- a batched matrix-vector product with its batch index innermost
+  (``"yimc,ic->mcy"``), which a GEMM would copy batch-outermost first;
+- an outer product, small batched products (a GEMM for matrices, numpy.einsum
+  for tiny vector products) and one whose batch index is innermost in one
+  operand;
+- sums over an operand's axes (a bias gradient ``"bhwc->c"``, a middle axis,
+  and a long contiguous run that ndarray.sum adds pairwise).
 
 It also gives forward+backward over forward for two layers made of such
 steps (target of the core issue: about 3).  Run it on purpose, never by
@@ -37,8 +43,15 @@ PAIRS = [
     ("ab,ab->a", [(512, 512), (512, 512)]),
     ("bhwc,bhwc->c", [(64, 28, 28, 32), (64, 28, 28, 32)]),
     ("ab,ab->b", [(200000, 2), (200000, 2)]),
+    ("yimc,ic->mcy", [(5, 48, 10, 256), (48, 256)]),
     ("i,j->ij", [(2048,), (2048,)]),
     ("bij,bjk->bik", [(256, 4, 8), (256, 8, 4)]),
+    ("bij,bjk->bik", [(1000, 2, 2), (1000, 2, 2)]),
+    ("bj,bjk->bk", [(1000, 2), (1000, 2, 2)]),
+    ("ijs,jsl->isl", [(6, 3, 1000), (3, 1000, 16)]),
+    ("bhwc->c", [(64, 28, 28, 32)]),
+    ("abcd->abd", [(8, 384, 10, 2)]),
+    ("bij->b", [(64, 128, 96)]),
 ]
 #: (spec, operand shapes): forward+backward through cn.vjp over the forward.
 LAYERS = [

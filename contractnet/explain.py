@@ -11,12 +11,11 @@ import argparse
 import math
 from typing import Mapping, Sequence
 
-import opt_einsum
 
 from .api import backward_specs, check_reduce
 from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, size_hint
-from .engine import REDUCTIONS, make_plan
+from .engine import REDUCTIONS, contraction_path, make_plan
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
 
@@ -279,14 +278,16 @@ def _path_lines(bound: Bound) -> list[str]:
     terms = plan.read_names
     shapes = [tuple(size[n] for n in t) for t in terms]
     eq = ",".join(terms) + "->" + plan.target
-    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
     lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
-             if any(plan.needs_view) else f"forward   {eq}",
-             f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
-                 f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
-             f"  largest intermediate {_count(int(info.largest_intermediate), 'element')}"]
+             if any(plan.needs_view) else f"forward   {eq}"]
+    _, info = contraction_path(tuple(terms), tuple(shapes), plan.target)
+    if info.eq != eq:
+        lines.append(f"  pairs, after the sums of indices only one operand has: {info.eq}")
+    lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
+                  f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
+              f"  largest intermediate {_count(int(info.largest_intermediate), 'element')}"]
     if len(terms) > 2:
-        lines.append(f"  pairwise path {path}")
+        lines.append(f"  pairwise path {info.path}")
     return lines
 
 

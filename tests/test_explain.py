@@ -68,6 +68,13 @@ def test_an_index_in_one_term_only_gets_a_note(spec, notes):
     assert [line for line in lines if line.startswith("note")] == notes
 
 
+def test_the_path_shown_is_planned_after_the_sums_of_lone_indices():
+    text = explain("jvoh,jos,hjs->os", [(7, 64, 100, 10), (7, 100, 256), (10, 7, 256)])
+    assert "pairs, after the sums of indices only one operand has: jos,hjs,joh->os" in text
+    assert "FLOPs (opt_einsum count) 3,942,400" in text  # 233 million planned with v
+    assert "pairs, after" not in explain("bi,ij,jk->bk")
+
+
 def test_naive_flops_are_shown_where_a_path_can_beat_them():
     assert "naive" not in explain("bi,ik->bk") and "naive" not in explain("b(h+u)c->bhc")
     assert "naive" in explain("bi,ij,jk->bk")

@@ -2,7 +2,7 @@
 dispatch on its arguments' type.
 
 The functions listed on :class:`NumpyBackend` go through :data:`backend`:
-zeroed outputs, strided views, contiguous copies and the contractions
+new outputs (zeroed or not), strided views, contiguous copies and the contractions
 themselves (``matmul``, ``einsum``).  Everything else the engine does is an
 array method (``reshape``, ``transpose``, ``sum``, ``max``), a numpy ufunc
 (``add``, ``maximum``, ``multiply``) or a small helper (``asarray``,
@@ -19,6 +19,7 @@ class NumpyBackend:
     """The numpy functions the engine calls through the seam."""
 
     zeros = staticmethod(np.zeros)
+    empty = staticmethod(np.empty)
     matmul = staticmethod(np.matmul)
     einsum = staticmethod(np.einsum)
     as_strided = staticmethod(np.lib.stride_tricks.as_strided)

@@ -1091,6 +1091,30 @@ def test_an_index_only_one_operand_has_is_summed_before_the_path_is_planned(
         assert_close(got, want, what=spec)
 
 
+@pytest.mark.parametrize("spec, shape, sizes, forward, backward", [
+    ("bij->b", (3, 4, 5), None, lambda x: x.sum(axis=(1, 2)),
+     lambda g: np.broadcast_to(g[:, None, None], (3, 4, 5))),
+    ("bj->bij", (3, 5), {"i": 4}, lambda x: np.broadcast_to(x[:, None], (3, 4, 5)),
+     lambda g: g.sum(axis=1)),
+    ("ij->jki", (2, 3), {"k": 4}, lambda x: np.broadcast_to(x.T[:, None], (3, 4, 2)),
+     lambda g: g.sum(axis=1).T),
+])
+def test_an_output_every_element_of_which_is_written_is_not_zeroed_first(
+        spec, shape, sizes, forward, backward, monkeypatch):
+    """A broadcast gradient (or output) is written once, not zeroed and
+    added to; an output with a diagonal still starts from zeros."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("zeroed")
+    x = _operands([shape])[0]
+    y, vjp_fn = cn.vjp(lambda a: cn.einsum(spec, a, sizes=sizes), x)
+    g = _operands([y.shape], seed=3)[0]
+    monkeypatch.setattr(engine.backend, "zeros", refuse)
+    assert_close(cn.einsum(spec, x, sizes=sizes), forward(x))
+    assert_close(vjp_fn(g)[0], backward(g))
+    with pytest.raises(AssertionError, match="zeroed"):
+        cn.einsum("i->ii", np.ones(3))
+
+
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-7), (np.float16, 2e-3)])
 def test_strided_dot_products_sum_in_a_wider_dtype(dtype, tol):
     """numpy.einsum adds their terms one by one; in float32 that keeps about

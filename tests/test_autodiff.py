@@ -826,3 +826,35 @@ def test_memory_budget_counts_the_zero_gradient_of_an_unused_primal():
 def test_argnums_that_are_no_ints_are_a_value_error(argnums):
     with pytest.raises(ValueError, match="argnums must be an int or a sequence of ints"):
         cn.grad(lambda x: cn.sum(x), argnums=argnums)(np.ones(2))
+
+
+def test_gradients_at_the_edges_of_their_rules():
+    # power's exponent gradient where the base is negative: 0, as the log is not real
+    g = cn.grad(lambda b: cn.sum(cn.power(np.array([-2.0, 3.0]), b)))(np.array([2.0, 2.0]))
+    assert_close(g, [0.0, 9.0 * np.log(3.0)])
+    # abs of a complex zero: 0, not nan
+    np.testing.assert_allclose(cn.grad(lambda z: cn.sum(cn.abs(z)))(np.array([0j, 3 + 4j])),
+                               [0, 0.6 - 0.8j], rtol=1e-14)
+    # relu at 0: 0
+    assert_close(cn.grad(lambda x: cn.sum(cn.relu(x)))(np.array([-1.0, 0.0, 2.0])), [0, 0, 1])
+
+
+def test_a_gradient_through_a_broadcast_sum_is_a_writable_array():
+    g = cn.grad(lambda x: cn.sum(cn.sum(x, axis=0) * 2.0))(np.ones((2, 3)))
+    assert g.flags.writeable
+    assert_close(g, np.full((2, 3), 2.0))
+
+
+def test_a_real_primal_through_complex_values_raises_no_complex_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = cn.grad(lambda x: cn.sum(cn.abs(cn.astype(x, np.complex128) * (1 + 2j))))(
+            np.array([1.0, -2.0]))
+    assert g.dtype == np.float64
+    assert_close(g, np.sqrt(5.0) * np.array([1.0, -1.0]))
+
+
+def test_the_identity_function_passes_its_cotangent_through():
+    (g,) = cn.vjp(lambda x: x, np.arange(3.0))[1](np.array([1.0, 2.0, 3.0]))
+    assert_close(g, [1.0, 2.0, 3.0])

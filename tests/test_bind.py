@@ -271,3 +271,48 @@ def test_an_output_past_numpy_s_axis_limit_is_a_spec_error():
     with pytest.raises(SpecError, match="the output would have 80 axes; a numpy array holds "
                                         "at most 64"):
         cn_einsum(f"{letters},{greek}->{letters}{greek}", a, a)
+
+
+def test_a_repeated_index_of_size_one_does_not_broadcast_against_its_partner():
+    # numpy refuses it too: "ii" of shape (1, 3) is no diagonal
+    with pytest.raises(SpecError, match="repeated in operand 0 with sizes"):
+        cn_einsum("ii,i->i", np.ones((1, 3)), np.arange(3.0))
+
+
+def test_windows_sharing_an_outer_index_read_only_positions_both_hold():
+    x, y = np.arange(5.0), np.arange(6.0)
+    got = cn_einsum("(h+u),(h+u)->h", x, y, sizes={"u": 2})
+    np.testing.assert_allclose(got, sum(x[u:u + 4] * y[u:u + 4] for u in range(2)))
+
+
+def test_an_output_window_one_short_of_its_span_is_refused():
+    with pytest.raises(SpecError, match="needs length >= 4, got 3"):
+        cn_einsum("hk,uk->(h+u)", np.ones((3, 2)), np.ones((2, 2)), sizes={"h+u": 3})
+
+
+@pytest.mark.parametrize("spec, sizes, out_shape, message", [
+    ("i->ii", None, (3, 4), "'i' has size 3 but the requested output shape has 4"),
+    ("i->iq", {"q": 2}, (3, 5), "'q' has size 2 but the requested output shape has 5"),
+])
+def test_a_requested_output_shape_that_disagrees_is_refused(spec, sizes, out_shape, message):
+    with pytest.raises(SpecError, match=message):
+        bind(parse(spec), [(3,)], sizes=sizes, out_shape=out_shape)
+
+
+def test_an_operand_of_64_axes_binds():
+    assert cn_einsum("...->...", np.ones((1,) * 64)).shape == (1,) * 64
+
+
+@pytest.mark.parametrize("shape, message", [((2.5, 3), "must be a sequence of ints"),
+                                            ((True, 3), "not bools")])
+def test_a_shape_of_non_integers_is_refused(shape, message):
+    with pytest.raises(SpecError, match=message):
+        bind(parse("ij->ij"), [shape])
+
+
+def test_the_cache_of_bound_spec_texts_stays_bounded():
+    clear_bind_cache()
+    for n in range(bind_module._BOUND_BY_TEXT_MAX + 10):
+        bind_text("i->i", ((n + 1,),))
+    assert 0 < len(bind_module.bound_by_text) <= bind_module._BOUND_BY_TEXT_MAX
+    clear_bind_cache()

@@ -1126,3 +1126,62 @@ def test_strided_dot_products_sum_in_a_wider_dtype(dtype, tol):
     got = cn.einsum("ab,ab->b", x.astype(dtype), g.astype(dtype))
     assert got.dtype == dtype and got.flags.c_contiguous
     assert np.max(np.abs(got - exact)) <= tol * np.max(np.abs(exact))
+
+
+def test_a_backward_pass_reuses_no_copy_of_an_earlier_cotangent():
+    # the memo serves the forward pass's copies only: a cotangent changed in
+    # place between two backward passes is read afresh
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 8, 3)), rng.standard_normal((3, 3, 4))
+    _, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(h+u)c,uck->bhk", a, b), x, w)
+    g = rng.standard_normal((2, 13, 4))[:, :12:2]  # strided: copied for BLAS
+    first = [d.copy() for d in vjp_fn(g)]
+    g *= 2
+    for again, once in zip(vjp_fn(g), first):
+        assert_close(again, 2 * once)
+
+
+def test_an_operand_blas_reads_in_place_is_not_copied_under_a_tight_budget():
+    a = np.ones((4, 10, 50))[::2]  # every other matrix: each still BLAS-readable
+    with cn.memory_budget(1000):
+        got = cn.einsum("bij,bjk->bik", a, np.ones((2, 50, 2)))
+    assert_close(got, np.full((2, 10, 2), 50.0))
+
+
+def test_strided_dot_products_come_back_c_ordered():
+    x = np.random.default_rng(0).standard_normal((600, 8, 4)).astype(np.float32)
+    got = cn.einsum("abc,abc->cb", x, x)
+    assert got.flags.c_contiguous
+    assert_close(got, np.einsum("abc,abc->cb", x, x), tol=1e-3)
+
+
+def test_a_budget_exactly_the_outputs_size_is_enough():
+    with cn.memory_budget(128):  # 4 x 4 float64
+        assert cn.einsum("i,j->ij", np.ones(4), np.ones(4)).shape == (4, 4)
+    with cn.memory_budget(127), pytest.raises(cn.MemoryBudgetError):
+        cn.einsum("i,j->ij", np.ones(4), np.ones(4))
+
+
+def test_the_budget_counts_a_paths_intermediates():
+    a = np.ones((100, 100))
+    with cn.memory_budget(50_000), pytest.raises(cn.MemoryBudgetError, match="80,000 bytes"):
+        cn.einsum("ab,bc,ac->", a, a, a)  # an output of 8 bytes, an intermediate of 80 kB
+
+
+@pytest.mark.parametrize("x", [np.ones((2, 200), np.int8),
+                               np.array([[True, True], [False, False]])])
+def test_sums_keep_numpys_dtype_and_its_wrapping(x):
+    got, want = cn.einsum("ij->i", x), np.einsum("ij->i", x)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_max_gradient_with_a_broadcast_output_index():
+    x = np.random.default_rng(0).standard_normal(9)
+    _, vjp_fn = cn.vjp(lambda a: cn.einsum("(2h+u)->hz", a, sizes={"u": 2, "z": 3},
+                                           reduce="max"), x)
+    (g,) = vjp_fn(np.ones((4, 3)))
+    want = np.zeros(9)
+    for h in range(4):
+        want[2 * h + np.argmax(x[2 * h:2 * h + 2])] += 3
+    assert_close(g, want)

@@ -692,3 +692,17 @@ def test_shape_ops_alias_exactly_as_numpy_does(name, fn, numpy_fn):
     a = _rng().standard_normal((3, 3))
     assert np.shares_memory(fn(a), a) == np.shares_memory(numpy_fn(a), a), name
     np.testing.assert_array_equal(fn(a), numpy_fn(a))
+
+
+def test_ops_match_numpy_at_their_edges():
+    with pytest.raises(ValueError, match="pad widths must be >= 0"):
+        cn.pad(np.ones((2, 1)), ((0, 0), (1, -1)))
+    with pytest.raises(ValueError, match="got generator"):
+        cn.concatenate(x for x in [np.ones(2), np.zeros(1)])
+    assert cn.sum(np.ones((2, 3)), axis=[0, 1]) == 6.0
+    assert cn.matmul(np.ones((2, 3, 4)), np.arange(4.0)).shape == (2, 3)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        want = np.mean(np.ones((0, 3)), axis=0)
+    got = cn.mean(np.ones((0, 3)), axis=0)
+    assert np.isnan(got).all() and got.shape == want.shape
+    assert cn.logsumexp(np.zeros((1, 3)), axis=1).shape == (1,)

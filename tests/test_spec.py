@@ -202,3 +202,13 @@ def test_any_iterable_numpy_takes_is_a_sublist():
     assert interleaved_spec([range(2), np.array([1, 2])]) == "AB,BC"
     assert interleaved_spec([(i for i in (0, 1)), map(int, "12")], iter([0, 2])) == "AB,BC->AC"
     assert interleaved_spec([{0: 0, 1: 0}.keys()]) == "AB"
+
+
+def test_a_repeated_index_is_not_an_index_one_operand_has_alone():
+    # a diagonal "ii" is read as one axis of two; explain's notes rest on this
+    assert parse("ii,j->j").lone_indices() == {}
+    assert parse("iij,k->k").lone_indices() == {0: ("j",)}
+
+
+def test_the_largest_accepted_window_coefficient():
+    assert parse("(2147483647h+u)->hu").inputs[0].axes[0].stride == 2147483647

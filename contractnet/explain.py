@@ -11,7 +11,6 @@ import argparse
 import math
 from typing import Mapping, Sequence
 
-
 from .api import backward_specs, check_reduce
 from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, size_hint
@@ -280,12 +279,12 @@ def _path_lines(bound: Bound) -> list[str]:
     eq = ",".join(terms) + "->" + plan.target
     lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
              if any(plan.needs_view) else f"forward   {eq}"]
-    _, info = contraction_path(tuple(terms), tuple(shapes), plan.target)
+    _, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target)
     if info.eq != eq:
         lines.append(f"  pairs, after the sums of indices only one operand has: {info.eq}")
     lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
                   f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
-              f"  largest intermediate {_count(int(info.largest_intermediate), 'element')}"]
+              f"  largest intermediate {_count(largest, 'element')}"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {info.path}")
     return lines

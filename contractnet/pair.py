@@ -6,10 +6,9 @@ wherever the operand's memory allows; :func:`contract_pair` runs the plan
 with one BLAS call.  Three kinds of product are planned as a
 ``numpy.einsum`` equation instead: one that sums nothing (an outer
 product), a tiny batched vector product, and batched dot products strided
-along their sums; and a broadcast operand too large to copy is read in
-place by it.  A
-:class:`Memo` carries the operands that had to be copied (im2col of a window
-view) from a traced forward pass to its backward pass.
+along their sums; and an operand too large to copy is read in place by
+it.  A :class:`Memo` carries the operands that had to be copied (im2col of
+a window view) from a traced forward pass to its backward pass.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ class PairPlan:
     einsum_eq: str | None  # set for a tiny batched vector product, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
     strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
-    long_sums: bool = False     # ... each of more than LONG_SUM terms
+    long_sums: bool = False     # strided dot products of more than LONG_SUM terms each
 
 
 #: The index names numpy.einsum takes.
@@ -154,7 +153,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
-                    eq is not None and strided_dots, k > LONG_SUM)
+                    eq is not None and strided_dots, strided_dots and k > LONG_SUM)
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -201,13 +200,13 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
                     plan.result_names)
         if plan.strided_dots:
-            return _strided_dots(plan.einsum_eq, a, b, plan.long_sums), plan.result_names
+            return _strided_dots(plan, a, b), plan.result_names
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    if ((0 in a.strides or 0 in b.strides) and (_is_broadcast(a) or _is_broadcast(b))
-            and fits_einsum(an + bn)
+    if ((a.nbytes > BUDGET[0] or b.nbytes > BUDGET[0]) and fits_einsum(an + bn)
             and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
-        # numpy.einsum reads a broadcast operand in place, where a GEMM would copy it
+        # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
+        # would copy into more than the memory budget
         eq = _ascii_equation([an, bn], plan.result_names)
         return backend.einsum(eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
@@ -222,7 +221,7 @@ WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32),
 LONG_SUM = 64
 
 
-def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray, long_sums: bool) -> np.ndarray:
+def _strided_dots(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Batched dot products strided along their sums, by numpy.einsum, for a
     dtype of :data:`WIDER_SUMS`, C-ordered as numpy writes the result anyway
     (asked for ``order="C"``, it takes a loop many times slower here).
@@ -232,14 +231,16 @@ def _strided_dots(eq: str, a: np.ndarray, b: np.ndarray, long_sums: bool) -> np.
     blocked sums keep nearly all.  So sums longer than :data:`LONG_SUM` terms
     (and all float16 ones, which numpy rounds to float16 at every term) add
     up in the wider dtype, which takes about four times as long.  Shorter
-    float32 sums stay within a few units in the last place (a largest error
-    of about 2.5e-7 of the largest result at 64 terms, as numpy.einsum's,
-    against 0.9e-7 for a GEMM's)."""
+    float32 sums stay within a few units in the last place (largest errors
+    of 2.5e-7 to 5e-7 of the largest result at 64 terms, as numpy.einsum's,
+    against about 1e-7 for a GEMM's)."""
     dtype = np.result_type(a.dtype, b.dtype)
-    if long_sums or dtype == np.float16:
-        out = backend.einsum(eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
+    if plan.long_sums or dtype == np.float16:
+        check_allocation(plan.result_shape, WIDER_SUMS[dtype],
+                         "the wider sums of dot products strided along their sums")
+        out = backend.einsum(plan.einsum_eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
     else:
-        out = backend.einsum(eq, a, b)
+        out = backend.einsum(plan.einsum_eq, a, b)
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 
@@ -262,15 +263,16 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     By numpy.einsum, in one pass over ``x``: ``ndarray.sum`` reads short or
     scattered axes slowly (a bias gradient ``"bhwc->c"`` takes it 2.6 times
     as long, a sum over a middle axis of length 10 five times).  Both add
-    the terms one by one, with the same errors, except where ``ndarray.sum``
-    runs along the innermost axis for more than :data:`PAIRWISE_BLOCK` terms:
-    it adds those pairwise, about six times more accurately over 12,288
-    float32 terms, so such sums stay with it.
+    the terms one by one, with errors of the same size, except where
+    ``ndarray.sum`` runs along the innermost axis: over more than
+    :data:`PAIRWISE_BLOCK` contiguous terms it adds pairwise, about six
+    times more accurately over 12,288 float32 terms.  So sums that include
+    the innermost axis and add more than that many terms each stay with it.
     """
     moving = [i for i, n in enumerate(x.shape) if n > 1]
     inner = min(moving, key=lambda i: abs(x.strides[i])) if moving else None
     pairwise = inner in axes and math.prod(x.shape[i] for i in axes) > PAIRWISE_BLOCK
-    if pairwise or x.size == 0 or x.ndim > len(EINSUM_LETTERS) or x.dtype.hasobject:
+    if pairwise or x.size == 0 or x.ndim > len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
     letters = EINSUM_LETTERS[:x.ndim]
     kept = "".join(c for i, c in enumerate(letters) if i not in axes)
@@ -326,8 +328,20 @@ def run_gemm(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = b.swapaxes(-1, -2), a.swapaxes(-1, -2)
     if a.dtype != b.dtype:
         _check_cast_copy(a, b)
+    if not (a.dtype.isnative and b.dtype.isnative):
+        a, b = _native(a), _native(b)
     out = backend.matmul(a, b)
     return out if out.shape == plan.result_shape else out.reshape(plan.result_shape)
+
+
+def _native(x: np.ndarray) -> np.ndarray:
+    """``x`` in native byte order: the copy numpy's matmul would otherwise
+    make of it itself, checked against the memory budget first."""
+    if x.dtype.isnative:
+        return x
+    check_allocation(x.shape, x.dtype, "a copy of an operand in native byte order (for a "
+                                       "matrix product)")
+    return x.astype(x.dtype.newbyteorder("="))
 
 
 def _check_cast_copy(a: np.ndarray, b: np.ndarray) -> None:

@@ -541,11 +541,30 @@ def test_memory_budget_counts_the_sum_over_an_index_one_operand_has():
                 cn.einsum("xij,ij->i", a, c)
 
 
-def test_memory_budget_counts_the_copy_of_a_permuted_operand():
+def test_an_operand_a_gemm_would_copy_past_the_budget_is_read_in_place():
     x, e = np.ones((100, 100, 100)), np.ones(100)  # 'c' and 'b' cannot be one group: a copy
-    with cn.memory_budget(10**6):
-        assert _peak_bytes_while_refused(lambda: cn.einsum("ceb,e->cb", x, e)) < 10**5
-    np.testing.assert_allclose(cn.einsum("ceb,e->cb", x, e), np.full((100, 100), 100.0))
+    with cn.memory_budget(10**6):  # x is 8 MB; numpy.einsum reads it where it is
+        tracemalloc.start()
+        try:
+            got = cn.einsum("ceb,e->cb", x, e)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 2 * 10**5  # the 80 kB result and no copy
+    np.testing.assert_allclose(got, np.full((100, 100), 100.0))
+    a = np.ones((2000, 60))[:, ::-1]  # reversed: a GEMM would copy it
+    with cn.memory_budget(60_000):
+        np.testing.assert_allclose(cn.einsum("wi,wi->w", a, np.ones((2000, 60))), 60.0)
+
+
+def test_an_operand_in_foreign_byte_order_is_copied_for_blas_only_within_the_budget():
+    # numpy's matmul would byte-swap it itself, unbudgeted
+    x, v = np.ones((1000, 8, 40), ">f8"), np.ones((1000, 40), ">f8")
+    with cn.memory_budget(10**6), pytest.raises(cn.MemoryBudgetError, match="native byte"):
+        cn.einsum("bij,bj->bi", x, v)
+    got = cn.einsum("bij,bj->bi", x, v)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.full((1000, 8), 40.0))
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
@@ -1185,3 +1204,13 @@ def test_max_gradient_with_a_broadcast_output_index():
     for h in range(4):
         want[2 * h + np.argmax(x[2 * h:2 * h + 2])] += 3
     assert_close(g, want)
+
+
+def test_the_budget_counts_the_sums_of_lone_indices_before_a_path():
+    x, ones = np.random.default_rng(0).standard_normal((500, 500, 8)), np.ones(500)
+    with cn.memory_budget(1_000_000), pytest.raises(cn.MemoryBudgetError, match="2,000,000"):
+        cn.einsum("abz,a,b->", x, ones, ones)  # the sum over z: 2 MB
+    huge = np.broadcast_to(np.ones(8), (100_000, 100_000, 8))  # its sum over z: 80 GB
+    with cn.memory_budget(1 << 30), pytest.raises(cn.MemoryBudgetError):
+        cn.einsum("abz,a,b->", huge, np.ones(100_000), np.ones(100_000))
+    assert engine.plan_path(("abz", "a", "b"), ((500, 500, 8), (500,), (500,)), "")[1] == 250_000

@@ -73,6 +73,9 @@ def test_the_path_shown_is_planned_after_the_sums_of_lone_indices():
     assert "pairs, after the sums of indices only one operand has: jos,hjs,joh->os" in text
     assert "FLOPs (opt_einsum count) 3,942,400" in text  # 233 million planned with v
     assert "pairs, after" not in explain("bi,ij,jk->bk")
+    # the largest intermediate counts the sums
+    assert "largest intermediate 250,000 elements" in explain(
+        "abz,a,b->", [(500, 500, 8), (500,), (500,)])
 
 
 def test_naive_flops_are_shown_where_a_path_can_beat_them():

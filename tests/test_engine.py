@@ -1214,3 +1214,11 @@ def test_the_budget_counts_the_sums_of_lone_indices_before_a_path():
     with cn.memory_budget(1 << 30), pytest.raises(cn.MemoryBudgetError):
         cn.einsum("abz,a,b->", huge, np.ones(100_000), np.ones(100_000))
     assert engine.plan_path(("abz", "a", "b"), ((500, 500, 8), (500,), (500,)), "")[1] == 250_000
+
+
+def test_the_wider_sums_of_strided_dot_products_count_against_the_budget():
+    a = np.ones((100, 20_000), np.float32)  # 100-term sums down the columns: summed in float64
+    with cn.memory_budget(100_000):  # the float32 result fits (80 kB), its float64 sums do not
+        with pytest.raises(cn.MemoryBudgetError, match="wider sums"):
+            cn.einsum("ab,ab->b", a, a)
+    np.testing.assert_array_equal(cn.einsum("ab,ab->b", a, a), np.full(20_000, 100.0))

@@ -150,7 +150,7 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     written once rather than zeroed and added to (a broadcast gradient in
     a third of the time).
     """
-    fills = not term.windows and len(set(term.axes)) == len(term.axes)
+    fills = term.is_plain
     out = (backend.empty if fills else backend.zeros)(out_shape, dtype=dtype)
     # a window whose offsets never collide (stride >= span, as in most pooling)
     # needs no loop: its view is one-to-one, written in one go

@@ -269,13 +269,14 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     times more accurately over 12,288 float32 terms.  So sums that include
     the innermost axis and add more than that many terms each stay with it.
     """
-    moving = [i for i, n in enumerate(x.shape) if n > 1]
-    inner = min(moving, key=lambda i: abs(x.strides[i])) if moving else None
-    pairwise = inner in axes and math.prod(x.shape[i] for i in axes) > PAIRWISE_BLOCK
-    if pairwise or x.size == 0 or x.ndim > len(EINSUM_LETTERS):
+    if x.size == 0 or x.ndim > len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
     letters = EINSUM_LETTERS[:x.ndim]
-    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    summed = {letters[i] for i in axes}
+    inner = _innermost(letters, dict(zip(letters, x.strides)), dict(zip(letters, x.shape)))
+    if inner in summed and math.prod(x.shape[i] for i in axes) > PAIRWISE_BLOCK:
+        return x.sum(axis=axes, dtype=dtype)
+    kept = "".join(c for c in letters if c not in summed)
     return backend.einsum(f"{letters}->{kept}", x, dtype=dtype)
 
 

@@ -26,7 +26,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -602,8 +602,11 @@ def _preferred_layout(plan: Plan, like: np.ndarray | None) -> str | None:
 
 
 def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
-              prefer: str | None) -> np.ndarray:
-    """The contraction of ``plan`` on plain views, indices ``plan.target``."""
+              prefer: str | None, any_layout: bool) -> np.ndarray:
+    """The contraction of ``plan`` on plain views, indices ``plan.target``;
+    ``prefer`` and ``any_layout`` as :func:`contract_pair` takes them (a
+    path of three or more operands takes ``any_layout`` at every step, and
+    ignores ``prefer``)."""
     names = plan.read_names
     if len(views) == 1:
         if plan.offset_loop:
@@ -612,10 +615,11 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
         return reduce_unary(views[0], names[0], plan.target, plan.reduce)
     if len(views) == 2:
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
-                                  prefer)
+                                  prefer, any_layout=any_layout)
         return core if got == plan.target else reduce_unary(core, got, plan.target, "sum")
     unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
-    return run_path(views, list(names), plan.target, contract_pair, unary)[0]
+    pair = partial(contract_pair, any_layout=True) if any_layout else contract_pair
+    return run_path(views, list(names), plan.target, pair, unary)[0]
 
 
 # ------------------------------------------------------------------ execute
@@ -636,7 +640,11 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     forward pass and its backward pass).  ``like``, an array of the output's
     shape, asks for a result laid out in memory as it is where that is free
     (a backward pass gives each gradient its primal's layout, which the
-    transposed contractions reading it next expect).
+    transposed contractions reading it next expect).  Without ``like`` (a
+    forward pass), a product that numpy.einsum computes is written in the
+    order its operands lie in memory, which is fastest (see
+    :func:`~contractnet.pair.plan_pair`), and so may come back
+    non-contiguous, as numpy.einsum's own result may.
     """
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
@@ -655,7 +663,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     elif plan.scatter_per_offset:
         return _scatter_pair(_read_views(plan, arrays), plan)
     else:
-        core = _contract(plan, _read_views(plan, arrays), memo, prefer)
+        core = _contract(plan, _read_views(plan, arrays), memo, prefer, like is None)
     if plan.reduce == "mean":
         core = scale_mean(core, plan)
     if plan.plain_output:

@@ -85,7 +85,8 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               bstrides: tuple, keep: str, prefer: str | None = None,
-              widens: bool = False) -> PairPlan:
+              widens: bool = False, any_layout: bool = False,
+              itemsizes: tuple[int, int] = (1, 1)) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
     product that sums nothing, a tiny batched vector product, or batched dot
@@ -110,7 +111,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
     then computed transposed, which costs nothing); numpy.einsum writes it
-    C-ordered in ``prefer``'s order when given, else in ``keep``'s.
+    C-ordered in ``prefer``'s order when given, else in ``keep``'s, or, with
+    ``any_layout`` (the caller reads any layout: a forward pass, a step
+    inside a path), in the order of :func:`_written_order`, which reads the
+    operands' strides in elements (``itemsizes``: a's and b's).
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
     sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
@@ -142,7 +146,11 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows)
-        result = "".join(sorted(result, key=(prefer or keep).index))
+        if any_layout and prefer is None:
+            result = _written_order(keep, size, (a2, sa, ashape, itemsizes[0]),
+                                    (b2, sb, bshape, itemsizes[1]))
+        else:
+            result = "".join(sorted(result, key=(prefer or keep).index))
         eq, flip = _ascii_equation([a2, b2], result), False
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
@@ -154,6 +162,67 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
                     eq is not None and strided_dots, strided_dots and k > LONG_SUM)
+
+
+#: An inner run of fewer elements than this does not pay for numpy.einsum's
+#: loop set-up (see :func:`_written_order`).
+MIN_RUN = 16
+
+
+def _written_order(keep: str, size: dict, a: tuple, b: tuple) -> str:
+    """The order, outermost first, in which numpy.einsum writes the indices
+    ``keep`` of the product of ``a`` and ``b`` fast; each is given as (names,
+    strides by name, shape, itemsize).
+
+    numpy's loop is fastest where, along its innermost index, every operand
+    is contiguous or absent (a stride of 0) and the result is written in
+    order; it joins such indices into one longer run.  So the order is
+    ``keep``'s own where it ends in such a run (:func:`_contiguous_run`) of
+    at least :data:`MIN_RUN` elements (a product of C-ordered operands
+    then comes back C-ordered); else one operand's order in memory,
+    innermost, under the other operand's own indices in theirs, the
+    larger operand's first, where that ends in such a run; else
+    ``keep``'s.  Broadcast axes (stride 0) count as outermost."""
+    big, small = (a, b) if math.prod(a[2]) >= math.prod(b[2]) else (b, a)
+    for order in (keep, _inner_order(big, small, keep), _inner_order(small, big, keep)):
+        if _contiguous_run(order, (a, b), size) >= MIN_RUN:
+            return order
+    return keep
+
+
+def _inner_order(inner: tuple, outer: tuple, keep: str) -> str:
+    """The indices in ``keep``, ``inner``'s innermost as laid out in its
+    memory, ``outer``'s own outside them as laid out in its."""
+    laid_in, laid_out = _kept_in_memory_order(inner, keep), _kept_in_memory_order(outer, keep)
+    return "".join([n for n in laid_out if n not in laid_in] + laid_in)
+
+
+def _kept_in_memory_order(operand: tuple, keep: str) -> list[str]:
+    """The indices of ``operand`` (names, strides, ...) in ``keep``,
+    outermost first as laid out in memory, broadcast ones outermost."""
+    names, stride = operand[0], operand[1]
+    return [n for n in sorted(names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
+            if n in keep]
+
+
+def _contiguous_run(order: str, operands: Sequence[tuple], size: dict) -> int:
+    """How many elements the innermost indices of ``order`` span as one run
+    that each operand either lacks throughout or holds contiguously
+    throughout, so that numpy.einsum's innermost loop joins them into one
+    and reads every operand in order."""
+    run, steps, holders = 1, [op[3] for op in operands], None
+    for n in reversed(order):
+        if size[n] == 1:
+            continue
+        held = [i for i, op in enumerate(operands) if n in op[0]]
+        if (holders is not None and held != holders) or any(
+                operands[i][1][n] != steps[i] for i in held):
+            break
+        holders = held
+        run *= size[n]
+        for i in held:
+            steps[i] *= size[n]
+    return run
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:
@@ -174,10 +243,13 @@ def lone_indices(an: str, bn: str, keep: str):
 
 
 def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
-                  memo: Memo | None = None, prefer: str | None = None):
+                  memo: Memo | None = None, prefer: str | None = None,
+                  any_layout: bool = False):
     """Contract two plain operands; returns the result and its index names.
 
-    ``prefer`` asks for a memory layout of the result (see :func:`plan_pair`).
+    ``prefer`` asks for a memory layout of the result (index names,
+    outermost first), and ``any_layout`` lets the plan choose the order
+    numpy.einsum writes fastest (see :func:`plan_pair`).
 
     With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
     view laid out as a matrix: im2col) is recorded there, and one recorded
@@ -193,8 +265,9 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
-                     a.dtype in WIDER_SUMS and b.dtype in WIDER_SUMS)  # so is their common one
-    if plan.einsum_eq is not None:  # C-ordered, in the plan's order, as a GEMM's would be
+                     a.dtype in WIDER_SUMS and b.dtype in WIDER_SUMS,  # so is their common one
+                     any_layout, (a.itemsize, b.itemsize))
+    if plan.einsum_eq is not None:  # C-ordered in the plan's order
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
             # outer product's result, corrupting the heap
             return (backend.zeros(plan.result_shape, np.result_type(a.dtype, b.dtype)),
@@ -208,7 +281,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
         # would copy into more than the memory budget
         eq = _ascii_equation([an, bn], plan.result_names)
-        return backend.einsum(eq, a, b, order="C"), plan.result_names
+        return backend.einsum(eq, a, b, order="K" if any_layout else "C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names

@@ -1,6 +1,7 @@
 """Forward execution: numpy.einsum for plain specs, loops for windowed ones."""
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
@@ -1031,7 +1032,7 @@ def test_batched_vector_products_strided_along_their_sums(spec, shapes, axes, dt
                           widens=np.dtype(dtype) in pair.WIDER_SUMS)
     assert plan.strided_dots == (dtype == np.float32)
     got = cn.einsum(spec, a, b)
-    assert got.dtype == dtype and (got.flags.c_contiguous or dtype == np.float64)
+    assert got.dtype == dtype
     want = np.einsum(spec, a.astype(np.float64), b.astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 * np.abs(want).max())
@@ -1167,11 +1168,99 @@ def test_an_operand_blas_reads_in_place_is_not_copied_under_a_tight_budget():
     assert_close(got, np.full((2, 10, 2), 50.0))
 
 
-def test_strided_dot_products_come_back_c_ordered():
+@pytest.mark.parametrize("any_layout", [False, True])
+def test_strided_dot_products_come_back_c_ordered(any_layout):
+    """In the caller's order, or with any layout, in the operands' order."""
     x = np.random.default_rng(0).standard_normal((600, 8, 4)).astype(np.float32)
-    got = cn.einsum("abc,abc->cb", x, x)
-    assert got.flags.c_contiguous
-    assert_close(got, np.einsum("abc,abc->cb", x, x), tol=1e-3)
+    assert pair.plan_pair("abc", x.shape, x.strides, "abc", x.shape, x.strides, "cb",
+                          widens=True).strided_dots
+    got, names = pair.contract_pair(x, "abc", x, "abc", "cb", any_layout=any_layout)
+    assert names == ("bc" if any_layout else "cb") and got.flags.c_contiguous
+    assert_close(got, np.einsum(f"abc,abc->{names}", x, x), tol=1e-3)
+
+
+def _laid_out(shape, memory_order, step=1):
+    """A float32 array of ``shape`` whose axes lie in memory in
+    ``memory_order`` (axis numbers, outermost first), taking every
+    ``step``-th element along the innermost."""
+    stored = [shape[i] for i in memory_order]
+    stored[-1] *= step
+    x = np.arange(math.prod(stored), dtype=np.float32).reshape(stored)[..., ::step]
+    return x.transpose(np.argsort(memory_order))
+
+
+@pytest.mark.parametrize("an, ashape, alaid, bn, bshape, blaid, keep, written", [
+    # the larger operand's order innermost, the other's own indices outside it
+    ("lo", (5, 32), (0, 1), "op", (32, 4), (1, 0), "lop", "plo"),
+    ("lo", (5, 32), (0, 1), "op", (32, 40), (1, 0), "lop", "lpo"),
+    # ...where that ends in a run of at least MIN_RUN elements; else keep's order
+    ("lo", (5, 6), (0, 1), "op", (6, 40), (1, 0), "lop", "lop"),
+    # the larger one's innermost index is strided in the other: the smaller
+    # one's run (r, then z, contiguous in both) goes innermost instead
+    ("yz", (50, 64), (0, 1), "zr", (64, 32), (0, 1), "zry", "yzr"),
+    # ...and so where the larger one is strided along its innermost itself
+    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 32), (0, 1), "zry", "yzr"),
+    # ...but not when that run is shorter than MIN_RUN (r only: yz holds z, not r)
+    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "zry"),
+    # the caller's order where it ends in such a run: C-ordered operands, C-ordered result
+    ("bi", (64, 128), (0, 1), "bj", (64, 96), (0, 1), "bij", "bij"),
+    ("jq", (64, 384), ((0, 1), 2), "qr", (384, 32), (0, 1), "qjr", "qjr"),
+])
+def test_a_product_in_any_layout_is_written_in_its_operands_order(
+        an, ashape, alaid, bn, bshape, blaid, keep, written):
+    a, b = (_laid_out(shape, *(laid if isinstance(laid[0], tuple) else (laid,)))
+            for shape, laid in ((ashape, alaid), (bshape, blaid)))
+    assert pair.MIN_RUN == 16
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep,
+                          any_layout=True, itemsizes=(a.itemsize, b.itemsize))
+    assert plan.einsum_eq is not None and plan.result_names == written
+    got, names = pair.contract_pair(a, an, b, bn, keep, any_layout=True)
+    assert names == written and got.flags.c_contiguous
+    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b))
+    # asked for no layout, the same product comes back C-ordered in keep's order
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert names == keep and got.flags.c_contiguous
+
+
+def _outer_with_transposed_operand():
+    """Operands of ``"lo,op->lop"``; the second is transposed in memory."""
+    a, b = _operands([(5, 6), (4, 6)], dtype=np.float32)
+    return a, b.T
+
+
+def test_a_gradient_of_a_c_ordered_primal_is_c_ordered_from_a_numpy_product():
+    a, b = _outer_with_transposed_operand()
+    c = np.ascontiguousarray(np.einsum("lo,op->lop", a, b))
+    dy = _operands([(4, 6, 5)], seed=1, dtype=np.float32)[0]
+    # "pol,op->lop" (c's gradient) sums nothing: numpy.einsum writes it, asked for C
+    _, vjp_fn = cn.vjp(lambda x, y, z: cn.einsum("lo,op,lop->pol", x, y, z), a, b, c)
+    ga, gb, gc = vjp_fn(dy)
+    assert gc.flags.c_contiguous
+    assert_close(gc, np.einsum("pol,lo,op->lop", dy, a, b), tol=1e-5)
+    assert_close(gb, np.einsum("pol,lo,lop->op", dy, a, c), tol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["lo,op->lop", "lo,op,lop->pol"])
+def test_a_forward_pass_takes_any_layout_and_a_gradient_its_primals(spec, monkeypatch):
+    """Every step of a forward pass, the last included, takes any layout;
+    a gradient asks for its primal's."""
+    a, b = _outer_with_transposed_operand()
+    operands = [a, b, np.einsum("lo,op->lop", a, b)][:spec.count(",") + 1]
+    asked = []
+    real = engine.contract_pair
+
+    def recording(*args, any_layout=False, **kwargs):
+        asked.append(any_layout)
+        return real(*args, any_layout=any_layout, **kwargs)
+
+    monkeypatch.setattr(engine, "contract_pair", recording)
+    got = cn.einsum(spec, *operands)
+    assert asked and all(asked), asked
+    assert_close(got, np.einsum(spec, *operands))
+    asked.clear()
+    bound = bind(parse(spec), [x.shape for x in operands])
+    engine.execute(bound, operands, like=np.empty(got.shape, got.dtype))
+    assert asked and not asked[-1], asked
 
 
 def test_a_budget_exactly_the_outputs_size_is_enough():

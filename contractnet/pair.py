@@ -146,11 +146,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows)
+        result = "".join(sorted(result, key=(prefer or keep).index))
         if any_layout and prefer is None:
-            result = _written_order(keep, size, (a2, sa, ashape, itemsizes[0]),
+            result = _written_order(result, size, (a2, sa, ashape, itemsizes[0]),
                                     (b2, sb, bshape, itemsizes[1]))
-        else:
-            result = "".join(sorted(result, key=(prefer or keep).index))
         eq, flip = _ascii_equation([a2, b2], result), False
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed

@@ -642,9 +642,9 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     (a backward pass gives each gradient its primal's layout, which the
     transposed contractions reading it next expect).  Without ``like`` (a
     forward pass), a product that numpy.einsum computes is written in the
-    order its operands lie in memory, which is fastest (see
-    :func:`~contractnet.pair.plan_pair`), and so may come back
-    non-contiguous, as numpy.einsum's own result may.
+    caller's order where numpy reads that order well, else in the order
+    its operands lie in memory (see :func:`~contractnet.pair.plan_pair`),
+    and so may come back non-contiguous.
     """
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:

@@ -86,7 +86,7 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               bstrides: tuple, keep: str, prefer: str | None = None,
               widens: bool = False, any_layout: bool = False,
-              itemsizes: tuple[int, int] = (1, 1)) -> PairPlan:
+              itemsizes: tuple[int, int] | None = None) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
     product that sums nothing, a tiny batched vector product, or batched dot
@@ -114,7 +114,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     C-ordered in ``prefer``'s order when given, else in ``keep``'s, or, with
     ``any_layout`` (the caller reads any layout: a forward pass, a step
     inside a path), in the order of :func:`_written_order`, which reads the
-    operands' strides in elements (``itemsizes``: a's and b's).
+    operands' strides in elements (``itemsizes``: a's and b's, required
+    with ``any_layout``).
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
     sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
@@ -145,7 +146,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     strided_dots = (widens and bool(summed) and vector and bt >= 16 and bt * m * n_ * k >= 4096
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
     if (not summed or tiny or strided_dots) and fits_einsum(size):
-        # in the order asked for, else the caller's own (then no transpose follows)
+        # in the order asked for, else the caller's own (then no transpose follows),
+        # else, with any layout, the one numpy writes fastest
         result = "".join(sorted(result, key=(prefer or keep).index))
         if any_layout and prefer is None:
             result = _written_order(result, size, (a2, sa, ashape, itemsizes[0]),
@@ -174,16 +176,20 @@ def _written_order(keep: str, size: dict, a: tuple, b: tuple) -> str:
     strides by name, shape, itemsize).
 
     numpy's loop is fastest where, along its innermost index, every operand
-    is contiguous or absent (a stride of 0) and the result is written in
-    order; it joins such indices into one longer run.  So the order is
-    ``keep``'s own where it ends in such a run (:func:`_contiguous_run`) of
-    at least :data:`MIN_RUN` elements (a product of C-ordered operands
-    then comes back C-ordered); else one operand's order in memory,
-    innermost, under the other operand's own indices in theirs, the
-    larger operand's first, where that ends in such a run; else
-    ``keep``'s.  Broadcast axes (stride 0) count as outermost."""
+    either lacks that index or holds it contiguously, and the result is
+    written in order; it joins such indices into one longer run (an
+    operand holding an index at stride 0, a broadcast, breaks it).  So the
+    order is ``keep``'s own where its innermost index is read so (the
+    product of C-ordered operands numpy.einsum would write C-ordered stays
+    C-ordered); else one operand's order in memory, innermost, under the
+    other operand's own indices in theirs, the larger operand's first,
+    where that ends in such a run (:func:`_contiguous_run`) of at least
+    :data:`MIN_RUN` elements; else ``keep``'s.  Broadcast axes count as
+    outermost in an operand's memory order."""
+    if _contiguous_run(keep, (a, b), size) > 1:
+        return keep
     big, small = (a, b) if math.prod(a[2]) >= math.prod(b[2]) else (b, a)
-    for order in (keep, _inner_order(big, small, keep), _inner_order(small, big, keep)):
+    for order in (_inner_order(big, small, keep), _inner_order(small, big, keep)):
         if _contiguous_run(order, (a, b), size) >= MIN_RUN:
             return order
     return keep
@@ -265,7 +271,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
                      a.dtype in WIDER_SUMS and b.dtype in WIDER_SUMS,  # so is their common one
-                     any_layout, (a.itemsize, b.itemsize))
+                     any_layout, (a.itemsize, b.itemsize) if any_layout else None)
     if plan.einsum_eq is not None:  # C-ordered in the plan's order
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
             # outer product's result, corrupting the heap
@@ -280,7 +286,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
         # would copy into more than the memory budget
         eq = _ascii_equation([an, bn], plan.result_names)
-        return backend.einsum(eq, a, b, order="K" if any_layout else "C"), plan.result_names
+        return backend.einsum(eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names

@@ -1202,7 +1202,9 @@ def _laid_out(shape, memory_order, step=1):
     ("yz", (50, 64), ((0, 1), 2), "zr", (64, 32), (0, 1), "zry", "yzr"),
     # ...but not when that run is shorter than MIN_RUN (r only: yz holds z, not r)
     ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "zry"),
-    # the caller's order where it ends in such a run: C-ordered operands, C-ordered result
+    # the caller's order where every operand holding its innermost index reads it
+    # contiguously, however short: C-ordered operands, C-ordered result
+    ("ij", (20, 30), (0, 1), "k", (8,), (0,), "ijk", "ijk"),
     ("bi", (64, 128), (0, 1), "bj", (64, 96), (0, 1), "bij", "bij"),
     ("jq", (64, 384), ((0, 1), 2), "qr", (384, 32), (0, 1), "qjr", "qjr"),
 ])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -150,8 +150,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
         # else, with any layout, the one numpy writes fastest
         result = "".join(sorted(result, key=(prefer or keep).index))
         if any_layout and prefer is None:
-            result = _written_order(result, size, (a2, sa, ashape, itemsizes[0]),
-                                    (b2, sb, bshape, itemsizes[1]))
+            result = _written_order(result, size,
+                                    _Laid(a2, sa, math.prod(ashape), itemsizes[0]),
+                                    _Laid(b2, sb, math.prod(bshape), itemsizes[1]))
         eq, flip = _ascii_equation([a2, b2], result), False
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
@@ -170,10 +171,18 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
 MIN_RUN = 16
 
 
-def _written_order(keep: str, size: dict, a: tuple, b: tuple) -> str:
+class _Laid(NamedTuple):
+    """An operand as :func:`_written_order` reads it."""
+
+    names: str
+    stride: dict    # bytes, by index name
+    count: int      # elements
+    itemsize: int
+
+
+def _written_order(keep: str, size: dict, a: _Laid, b: _Laid) -> str:
     """The order, outermost first, in which numpy.einsum writes the indices
-    ``keep`` of the product of ``a`` and ``b`` fast; each is given as (names,
-    strides by name, shape, itemsize).
+    ``keep`` of the product of ``a`` and ``b`` fast.
 
     numpy's loop is fastest where, along its innermost index, every operand
     either lacks that index or holds it contiguously, and the result is
@@ -188,40 +197,40 @@ def _written_order(keep: str, size: dict, a: tuple, b: tuple) -> str:
     outermost in an operand's memory order."""
     if _contiguous_run(keep, (a, b), size) > 1:
         return keep
-    big, small = (a, b) if math.prod(a[2]) >= math.prod(b[2]) else (b, a)
+    big, small = (a, b) if a.count >= b.count else (b, a)
     for order in (_inner_order(big, small, keep), _inner_order(small, big, keep)):
         if _contiguous_run(order, (a, b), size) >= MIN_RUN:
             return order
     return keep
 
 
-def _inner_order(inner: tuple, outer: tuple, keep: str) -> str:
+def _inner_order(inner: _Laid, outer: _Laid, keep: str) -> str:
     """The indices in ``keep``, ``inner``'s innermost as laid out in its
     memory, ``outer``'s own outside them as laid out in its."""
     laid_in, laid_out = _kept_in_memory_order(inner, keep), _kept_in_memory_order(outer, keep)
     return "".join([n for n in laid_out if n not in laid_in] + laid_in)
 
 
-def _kept_in_memory_order(operand: tuple, keep: str) -> list[str]:
-    """The indices of ``operand`` (names, strides, ...) in ``keep``,
-    outermost first as laid out in memory, broadcast ones outermost."""
-    names, stride = operand[0], operand[1]
-    return [n for n in sorted(names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
+def _kept_in_memory_order(operand: _Laid, keep: str) -> list[str]:
+    """The indices of ``operand`` in ``keep``, outermost first as laid out
+    in memory (as :func:`_memory_order`), broadcast ones outermost."""
+    stride = operand.stride
+    return [n for n in sorted(operand.names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
             if n in keep]
 
 
-def _contiguous_run(order: str, operands: Sequence[tuple], size: dict) -> int:
+def _contiguous_run(order: str, operands: Sequence[_Laid], size: dict) -> int:
     """How many elements the innermost indices of ``order`` span as one run
     that each operand either lacks throughout or holds contiguously
     throughout, so that numpy.einsum's innermost loop joins them into one
     and reads every operand in order."""
-    run, steps, holders = 1, [op[3] for op in operands], None
+    run, steps, holders = 1, [op.itemsize for op in operands], None
     for n in reversed(order):
         if size[n] == 1:
             continue
-        held = [i for i, op in enumerate(operands) if n in op[0]]
+        held = [i for i, op in enumerate(operands) if n in op.names]
         if (holders is not None and held != holders) or any(
-                operands[i][1][n] != steps[i] for i in held):
+                operands[i].stride[n] != steps[i] for i in held):
             break
         holders = held
         run *= size[n]

@@ -458,9 +458,7 @@ def _contiguous_gemm(bound: Bound, reads, target: str, needs_view, reduce: str):
     sum_a, _, sum_b, _ = lone_indices(an, bn, target)
     if sum_a or sum_b:
         return None, None
-    # widens=True: strided dot products are no GEMM in the dtypes that widen
-    pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target,
-                     widens=True)
+    pair = plan_pair(an, ashape, c_strides(ashape), bn, bshape, c_strides(bshape), target)
     if pair.einsum_eq is not None or pair.perm_a is not None or pair.perm_b is not None:
         return None, None  # a product for numpy.einsum, or an operand that needs a copy
     perm = tuple(pair.result_names.index(n) for n in target)

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from .backend import backend
+from .blocks import (EINSUM_LETTERS, LONG_SUM, SumBlocks, ascii_equation, fits_einsum, plan_blocks,
+                     sum_in_blocks)
 from .budget import BUDGET, check_allocation
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
@@ -41,25 +43,7 @@ class PairPlan:
     einsum_eq: str | None  # set for a tiny batched vector product, strided batched dot products,
     #                        or a product summing nothing: numpy.einsum
     strided_dots: bool = False  # einsum_eq's are batched dot products strided along their sums
-    long_sums: bool = False     # strided dot products of more than LONG_SUM terms each
-
-
-#: The index names numpy.einsum takes.
-EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def _ascii_equation(terms: Sequence[str], out: str) -> str:
-    """numpy.einsum only takes ASCII letters; rename the indices in order."""
-    names = list(dict.fromkeys("".join(terms) + out))
-    assert fits_einsum(names), "larger products are kept off numpy.einsum"
-    table = {n: EINSUM_LETTERS[i] for i, n in enumerate(names)}
-    tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
-    return ",".join(tr(t) for t in terms) + "->" + tr(out)
-
-
-def fits_einsum(names) -> bool:
-    """Whether numpy.einsum can name these indices (it has 52 letters)."""
-    return len(set(names)) <= len(EINSUM_LETTERS)
+    sum_blocks: SumBlocks | None = None  # strided dot products of more than LONG_SUM terms each
 
 
 def _memory_order(group: list[str], stride: dict[str, int]) -> list[str]:
@@ -85,7 +69,7 @@ def _innermost(names: str, stride: dict[str, int], size: dict[str, int]) -> str 
 @lru_cache(maxsize=2048)
 def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
               bstrides: tuple, keep: str, prefer: str | None = None,
-              widens: bool = False, any_layout: bool = False,
+              any_layout: bool = False,
               itemsizes: tuple[int, int] | None = None) -> PairPlan:
     """Plan ``an,bn->(indices of keep)`` as one (batched) GEMM on reshaped views,
     or as a ``numpy.einsum`` equation (:attr:`PairPlan.einsum_eq`) for a
@@ -102,11 +86,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     helps: a C-contiguous operand reshapes for free, and a window view copies
     with unit-stride inner loops.
 
-    ``widens`` says the operands' dtype has a wider one to sum in
-    (:data:`WIDER_SUMS`: float16, float32): only then do batched dot
-    products strided along their sums go to numpy.einsum, whose own sums
-    add the terms one by one (float64 ones lose up to five times the
-    GEMM's rounding; complex64 ones summed wider cost twice the GEMM).
+    Batched dot products strided along their sums go to numpy.einsum,
+    which adds each one's terms one by one: sums of more than
+    :data:`LONG_SUM` terms it adds in blocks (:attr:`PairPlan.sum_blocks`,
+    see :mod:`contractnet.blocks`), to keep a GEMM's digits.
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
@@ -136,15 +119,20 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     #   terms each), for which numpy's matmul makes one BLAS call apiece, two to
     #   three times slower than einsum's one loop; a batched GEMM of 2x2 matrices
     #   or larger runs five times faster than einsum's loop;
-    # - float32 and float16 batched vector products (m or n is 1: dot products)
-    #   strided along their sums in both operands (a batch index innermost:
-    #   "ab,ab->b", "kdu,dk->ku" with k innermost), whose GEMM copies both operands
-    #   batch-outermost first, up to 30 times slower, once there are 16 or more of
-    #   them and 4096 terms in all (fewer are faster as GEMMs, or as tiny products)
+    # - batched vector products (m or n is 1: dot products) strided along their
+    #   sums in both operands (a batch index innermost: "ab,ab->b", "kdu,dk->ku"
+    #   with k innermost), whose GEMM copies both operands batch-outermost first,
+    #   up to 30 times slower, once there are 16 or more of them and 4096 terms in
+    #   all (fewer are faster as GEMMs, or as tiny products); sums of more than
+    #   LONG_SUM terms add up in blocks (blocks.py), which cut an index both
+    #   operands hold at one size, and take one more of einsum's letters
     vector = min(m, n_) == 1
     tiny = bt > 1 and vector and max(m, n_) <= 2 and k <= 32
-    strided_dots = (widens and bool(summed) and vector and bt >= 16 and bt * m * n_ * k >= 4096
-                    and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch)
+    strided_dots = (bool(summed) and vector and bt >= 16 and bt * m * n_ * k >= 4096
+                    and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch
+                    and (k <= LONG_SUM or (len(size) < len(EINSUM_LETTERS) and all(
+                        ashape[a2.index(n)] == bshape[b2.index(n)] for n in summed))))
+    blocks = None
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows),
         # else, with any layout, the one numpy writes fastest
@@ -153,7 +141,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
             result = _written_order(result, size,
                                     _Laid(a2, sa, math.prod(ashape), itemsizes[0]),
                                     _Laid(b2, sb, math.prod(bshape), itemsizes[1]))
-        eq, flip = _ascii_equation([a2, b2], result), False
+        eq, flip = ascii_equation([a2, b2], result), False
+        if strided_dots:
+            blocks = plan_blocks([a2, b2], size, summed, result)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
     lead = (bt,) if batch else ()
@@ -163,7 +153,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     None if perm_b == tuple(range(len(b2))) else perm_b,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
-                    eq is not None and strided_dots, strided_dots and k > LONG_SUM)
+                    eq is not None and strided_dots, blocks)
 
 
 #: An inner run of fewer elements than this does not pay for numpy.einsum's
@@ -279,7 +269,6 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
         if sum_b:
             b, bn = _summed(b, sum_b, dtype), rest_b
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
-                     a.dtype in WIDER_SUMS and b.dtype in WIDER_SUMS,  # so is their common one
                      any_layout, (a.itemsize, b.itemsize) if any_layout else None)
     if plan.einsum_eq is not None:  # C-ordered in the plan's order
         if a.size == 0 or b.size == 0:  # all zeros; numpy 2.4's einsum writes past an empty
@@ -294,40 +283,40 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
         # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
         # would copy into more than the memory budget
-        eq = _ascii_equation([an, bn], plan.result_names)
+        eq = ascii_equation([an, bn], plan.result_names)
         return backend.einsum(eq, a, b, order="C"), plan.result_names
     a2 = _blasable(_gemm_operand(a, plan.perm_a, plan.shape_a, memo))
     b2 = _blasable(_gemm_operand(b, plan.perm_b, plan.shape_b, memo))
     return run_gemm(plan, a2, b2), plan.result_names
 
 
-#: The dtype batched dot products sum in, for the dtypes that have a wider one.
-WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32),
-              np.dtype(np.float32): np.dtype(np.float64)}
-#: Strided float32 dot products longer than this sum in float64.
-LONG_SUM = 64
+#: numpy.einsum rounds a float16 sum to float16 at every term: these dtypes
+#: sum in a wider one.
+WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32)}
 
 
 def _strided_dots(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Batched dot products strided along their sums, by numpy.einsum, for a
-    dtype of :data:`WIDER_SUMS`, C-ordered as numpy writes the result anyway
-    (asked for ``order="C"``, it takes a loop many times slower here).
+    """Batched dot products strided along their sums, by numpy.einsum,
+    C-ordered as numpy writes the result anyway (asked for ``order="C"``, it
+    takes a loop many times slower here).
 
-    numpy adds these terms one by one, in the operands' dtype: a float32 sum
-    of 50,000 terms keeps about five of its seven digits, where a GEMM's
-    blocked sums keep nearly all.  So sums longer than :data:`LONG_SUM` terms
-    (and all float16 ones, which numpy rounds to float16 at every term) add
-    up in the wider dtype, which takes about four times as long.  Shorter
-    float32 sums stay within a few units in the last place (largest errors
-    of 2.5e-7 to 5e-7 of the largest result at 64 terms, as numpy.einsum's,
-    against about 1e-7 for a GEMM's)."""
+    numpy adds each one's terms one by one: up to :data:`LONG_SUM` of them
+    stay within a few units in the last place (largest errors of 2.5e-7 to
+    5e-7 of the largest result at 64 float32 terms, 4e-16 to 7e-16 at 64
+    float64 ones, against about 1e-7 and 2e-16 for a GEMM's), and longer
+    sums add up in blocks of at most that many (:mod:`contractnet.blocks`).
+    float16 ones sum in float32."""
     dtype = np.result_type(a.dtype, b.dtype)
-    if plan.long_sums or dtype == np.float16:
-        check_allocation(plan.result_shape, WIDER_SUMS[dtype],
-                         "the wider sums of dot products strided along their sums")
-        out = backend.einsum(plan.einsum_eq, a, b, dtype=WIDER_SUMS[dtype]).astype(dtype)
+    wider = WIDER_SUMS.get(dtype)
+    if plan.sum_blocks is not None:
+        out = sum_in_blocks(plan.sum_blocks, (a, b), plan.result_shape, wider)
+    elif wider is not None:
+        check_allocation(plan.result_shape, wider, "the wider sums of dot products")
+        out = backend.einsum(plan.einsum_eq, a, b, dtype=wider)
     else:
         out = backend.einsum(plan.einsum_eq, a, b)
+    if wider is not None:
+        out = out.astype(dtype)
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 
@@ -350,21 +339,38 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     By numpy.einsum, in one pass over ``x``: ``ndarray.sum`` reads short or
     scattered axes slowly (a bias gradient ``"bhwc->c"`` takes it 2.6 times
     as long, a sum over a middle axis of length 10 five times).  Both add
-    the terms one by one, with errors of the same size, except where
-    ``ndarray.sum`` runs along the innermost axis: over more than
-    :data:`PAIRWISE_BLOCK` contiguous terms it adds pairwise, about six
-    times more accurately over 12,288 float32 terms.  So sums that include
-    the innermost axis and add more than that many terms each stay with it.
+    the terms one by one, except where ``ndarray.sum`` runs along the
+    innermost axis: over more than :data:`PAIRWISE_BLOCK` contiguous terms
+    it adds pairwise, about six times more accurately over 12,288 float32
+    terms.  So sums that include the innermost axis and add more than that
+    many terms each stay with it; other sums of more than :data:`LONG_SUM`
+    terms add up in blocks (:mod:`contractnet.blocks`): over the 50,176
+    terms of ``"bhwc->c"`` at (64, 28, 28, 32), 1e-7 of the largest result
+    in float32 where one-by-one sums are 7.5e-6 off, in about 10% more time.
     """
-    if x.size == 0 or x.ndim > len(EINSUM_LETTERS):
+    if x.size == 0 or x.ndim >= len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
-    letters = EINSUM_LETTERS[:x.ndim]
-    summed = {letters[i] for i in axes}
-    inner = _innermost(letters, dict(zip(letters, x.strides)), dict(zip(letters, x.shape)))
-    if inner in summed and math.prod(x.shape[i] for i in axes) > PAIRWISE_BLOCK:
+    equation, blocks = _sum_route(x.shape, x.strides, axes)
+    if equation is None:
         return x.sum(axis=axes, dtype=dtype)
+    if blocks is not None:
+        return sum_in_blocks(blocks, (x,), tuple(n for i, n in enumerate(x.shape)
+                                                 if i not in axes), dtype)
+    return backend.einsum(equation, x, dtype=dtype)
+
+
+@lru_cache(maxsize=2048)
+def _sum_route(shape: tuple, strides: tuple, axes: tuple) -> tuple[str | None, SumBlocks | None]:
+    """How :func:`sum_over` sums: ``(None, None)`` for ``ndarray.sum``, else
+    numpy.einsum's equation and the blocks it adds up in, if any."""
+    letters = EINSUM_LETTERS[:len(shape)]
+    summed = [letters[i] for i in axes]
+    stride, size = dict(zip(letters, strides)), dict(zip(letters, shape))
+    if (_innermost(letters, stride, size) in summed
+            and math.prod(shape[i] for i in axes) > PAIRWISE_BLOCK):
+        return None, None
     kept = "".join(c for c in letters if c not in summed)
-    return backend.einsum(f"{letters}->{kept}", x, dtype=dtype)
+    return f"{letters}->{kept}", plan_blocks([letters], size, _memory_order(summed, stride), kept)
 
 
 def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:

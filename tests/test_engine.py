@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -965,11 +966,15 @@ def test_batched_dot_products_go_where_they_run_fast(an, bn, keep, shapes, einsu
     """Each sum is 512 long or more, past the tiny products that go to
     numpy.einsum whatever their layout."""
     a, b = (x.astype(np.float32) for x in _operands(shapes))
-    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, widens=True)
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     assert plan.strided_dots == einsum
-    # float64 and complex ones stay GEMMs: numpy.einsum's own sums lose digits, and
-    # complex64 ones summed wider cost twice as much
-    assert not pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep).strided_dots
+    # sums of more than LONG_SUM terms add up in blocks
+    terms = math.prod(a.shape) // math.prod(plan.result_shape)
+    assert (plan.sum_blocks is not None) == (einsum and terms > pair.LONG_SUM)
+    # whatever the dtype
+    wide = [x.astype(np.float64) for x in (a, b)]
+    assert pair.plan_pair(an, wide[0].shape, wide[0].strides, bn, wide[1].shape,
+                          wide[1].strides, keep).strided_dots == einsum
     got, names = pair.contract_pair(a, an, b, bn, keep)
     assert names == keep and got.flags.c_contiguous and got.dtype == np.float32
     want = np.einsum(f"{an},{bn}->{names}", a.astype(np.float64), b.astype(np.float64))
@@ -1021,16 +1026,14 @@ def test_a_fortran_ordered_stack_of_matrices_is_copied_before_blas(monkeypatch):
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batched_vector_products_strided_along_their_sums(spec, shapes, axes, dtype):
-    """float32 ones go to numpy.einsum, which reads them in place; a GEMM
-    would first copy both operands batch-outermost.  float64 ones stay
-    GEMMs, whose blocked sums keep more digits."""
+    """They go to numpy.einsum, which reads them in place; a GEMM would
+    first copy both operands batch-outermost."""
     (an, bn), keep = spec.split("->")[0].split(","), spec.split("->")[1]
     a, b = _operands(shapes, dtype=dtype)
     if axes is not None:
         a = a.transpose(axes)
-    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep,
-                          widens=np.dtype(dtype) in pair.WIDER_SUMS)
-    assert plan.strided_dots == (dtype == np.float32)
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    assert plan.strided_dots
     got = cn.einsum(spec, a, b)
     assert got.dtype == dtype
     want = np.einsum(spec, a.astype(np.float64), b.astype(np.float64))
@@ -1038,14 +1041,55 @@ def test_batched_vector_products_strided_along_their_sums(spec, shapes, axes, dt
                                atol=1e-5 * np.abs(want).max())
 
 
-def test_long_strided_float32_dot_products_sum_wider():
-    """Up to LONG_SUM terms numpy.einsum's float32 sums stay within a few
-    units in the last place; longer ones add up in float64."""
-    for k, long_sums in ((pair.LONG_SUM, False), (pair.LONG_SUM + 1, True)):
-        a, b = _operands([(k, 600)] * 2, dtype=np.float32)
-        plan = pair.plan_pair("ab", a.shape, a.strides, "ab", b.shape, b.strides, "b",
-                              widens=True)
-        assert plan.strided_dots and plan.long_sums == long_sums
+def _exact_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``"ab,ab->b"`` summed exactly, then rounded to float64."""
+    return np.array([float(sum(Fraction(x) * Fraction(y) for x, y in zip(col_a, col_b)))
+                     for col_a, col_b in zip(a.T.tolist(), b.T.tolist())])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [pair.LONG_SUM, pair.LONG_SUM + 1, 3000])
+def test_long_strided_dot_products_add_up_in_blocks(k, dtype):
+    """Up to LONG_SUM terms numpy.einsum's one-by-one sums stay within a few
+    units in the last place; longer ones add up in blocks of at most that
+    many, which keeps them so (numpy.einsum's own sums of 3000 positive
+    terms lose more)."""
+    rng = np.random.default_rng(k)
+    columns = max(16, -(-4096 // k))  # as many as make a strided product
+    a, b = (rng.random((k, columns)).astype(dtype) for _ in range(2))
+    plan = pair.plan_pair("ab", a.shape, a.strides, "ab", b.shape, b.strides, "b")
+    assert plan.strided_dots and (plan.sum_blocks is None) == (k <= pair.LONG_SUM)
+    exact = _exact_dots(a, b)
+    bound = 4 * np.finfo(dtype).eps * np.abs(exact).max()
+    got = cn.einsum("ab,ab->b", a, b)
+    assert got.dtype == dtype and np.abs(got - exact).max() <= bound
+    if k == 3000:
+        assert np.abs(np.einsum("ab,ab->b", a, b) - exact).max() > bound
+
+
+@pytest.mark.parametrize("shape, cut", [
+    ((30, 20, 16), 3),     # rows of 20 terms: blocks of three of them
+    ((5, 3, 70, 16), 35),  # rows of 70 terms: cut into two blocks of 35
+    ((5, 3, 67, 16), 64),  # rows of 67: cut into a block of 64, and what is left
+    ((3, 2, 40, 32), 1),   # rows of 40 terms: each row a block
+])
+def test_blocks_cut_the_sums_where_they_fit(shape, cut):
+    terms = "ijkb"[4 - len(shape):]
+    spec = f"{terms},{terms}->b"
+    a, b = _operands([shape] * 2, dtype=np.float64)
+    plan = pair.plan_pair(terms, a.shape, a.strides, terms, b.shape, b.strides, "b")
+    assert plan.sum_blocks.factor == cut
+    assert_close(cn.einsum(spec, a, b), np.einsum(spec, a, b), what=spec)
+    for dtype in (np.float16, np.complex64):
+        x, y = a.astype(dtype), b.astype(dtype)
+        got = cn.einsum(spec, x, y)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, np.einsum(spec, x, y, dtype=np.complex128),
+                                   rtol=2e-3 if dtype == np.float16 else 1e-5)
+    for x, y in ((a * 4).astype(np.int64), (b * 4).astype(np.int64)), (a > 1, b > 1):
+        got = cn.einsum(spec, x, y)  # exact sums, and a bool's is an "or"
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got, np.einsum(spec, x, y))
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -1078,11 +1122,31 @@ def test_sums_off_the_innermost_axis_go_to_numpy_einsum(monkeypatch):
         calls.append(eq)
         return einsum(eq, *args, **kwargs)
     monkeypatch.setattr(pair.backend, "einsum", spy)
-    x = _operands([(4, 5, 6, 3)], dtype=np.float32)[0]
+    x = _operands([(2, 5, 6, 3)], dtype=np.float32)[0]
     assert_close(pair.sum_over(x, (0, 1, 2), np.dtype(np.float32)), x.sum(axis=(0, 1, 2)))
     assert calls == ["abcd->d"]
     pair.sum_over(x, (3,), np.dtype(np.float32))  # 3 contiguous terms: as pairwise sums add them
     assert calls[-1] == "abcd->abc"
+    # more than LONG_SUM terms: one call for the partial sums of blocks of 60
+    pair.sum_over(np.concatenate([x, x]), (0, 1, 2), np.dtype(np.float32))
+    assert calls[-1] == "abcde->ae"
+
+
+@pytest.mark.parametrize("spec, shape", [("bhwc->c", (64, 28, 28, 32)), ("nc->c", (20000, 16)),
+                                         ("ij,i->i", (16, 20000))])
+def test_long_sums_off_the_innermost_axis_add_up_in_blocks(spec, shape):
+    """A bias gradient's sum: numpy.einsum and ndarray.sum add its terms one
+    by one (7.5e-6 of the largest result off at the first shape, in float32),
+    blocks of at most LONG_SUM terms keep about a GEMM's digits."""
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    if "," in spec:
+        x = np.asfortranarray(x)  # the sums along j run across rows
+    operands = (x, np.ones(shape[0], np.float32)) if "," in spec else (x,)
+    exact = np.einsum(spec, *(o.astype(np.float64) for o in operands))
+    got = cn.einsum(spec, *operands)
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got - exact)) <= 2e-7 * np.max(np.abs(exact))
+    assert np.max(np.abs(np.einsum(spec, *operands) - exact)) > 1e-6 * np.max(np.abs(exact))
 
 
 @pytest.mark.parametrize("spec, sizes, sums", [
@@ -1135,17 +1199,24 @@ def test_an_output_every_element_of_which_is_written_is_not_zeroed_first(
         cn.einsum("i->ii", np.ones(3))
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-7), (np.float16, 2e-3)])
-def test_strided_dot_products_sum_in_a_wider_dtype(dtype, tol):
-    """numpy.einsum adds their terms one by one; in float32 that keeps about
-    five of seven digits over 50,000 terms (relative error 6e-6), in float16
-    it is 2% off."""
+def test_long_strided_dot_products_keep_a_gemms_digits():
+    """numpy.einsum adds their terms one by one: in float32 that keeps about
+    five of seven digits over 50,000 terms (relative error 6e-6), where a
+    GEMM's error is about 5e-7; added up in blocks, they keep the GEMM's.
+    float16 ones sum in float32 (numpy's own are 2% off)."""
     rng = np.random.default_rng(0)
-    x, g = rng.standard_normal((2, 50000, 32))
-    exact = np.einsum("ab,ab->b", x, g)
-    got = cn.einsum("ab,ab->b", x.astype(dtype), g.astype(dtype))
-    assert got.dtype == dtype and got.flags.c_contiguous
-    assert np.max(np.abs(got - exact)) <= tol * np.max(np.abs(exact))
+    x, g = (v.astype(np.float32) for v in rng.standard_normal((2, 50000, 32)))
+    exact = np.einsum("ab,ab->b", x.astype(np.float64), g.astype(np.float64))
+    gemm = np.matmul(x.T[:, None, :].copy(), g.T[:, :, None].copy())[:, 0, 0]
+    scale = np.max(np.abs(exact))
+    got = cn.einsum("ab,ab->b", x, g)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.max(np.abs(got - exact)) <= max(np.max(np.abs(gemm - exact)), 2e-7 * scale)
+    assert np.max(np.abs(np.einsum("ab,ab->b", x, g) - exact)) > 4e-6 * scale
+    half = cn.einsum("ab,ab->b", x.astype(np.float16), g.astype(np.float16))
+    exact = np.einsum("ab,ab->b", x.astype(np.float16).astype(np.float64),
+                      g.astype(np.float16).astype(np.float64))
+    assert half.dtype == np.float16 and np.max(np.abs(half - exact)) <= 2e-3 * scale
 
 
 def test_a_backward_pass_reuses_no_copy_of_an_earlier_cotangent():
@@ -1172,8 +1243,8 @@ def test_an_operand_blas_reads_in_place_is_not_copied_under_a_tight_budget():
 def test_strided_dot_products_come_back_c_ordered(any_layout):
     """In the caller's order, or with any layout, in the operands' order."""
     x = np.random.default_rng(0).standard_normal((600, 8, 4)).astype(np.float32)
-    assert pair.plan_pair("abc", x.shape, x.strides, "abc", x.shape, x.strides, "cb",
-                          widens=True).strided_dots
+    assert pair.plan_pair("abc", x.shape, x.strides, "abc", x.shape, x.strides,
+                          "cb").strided_dots
     got, names = pair.contract_pair(x, "abc", x, "abc", "cb", any_layout=any_layout)
     assert names == ("bc" if any_layout else "cb") and got.flags.c_contiguous
     assert_close(got, np.einsum(f"abc,abc->{names}", x, x), tol=1e-3)
@@ -1307,9 +1378,13 @@ def test_the_budget_counts_the_sums_of_lone_indices_before_a_path():
     assert engine.plan_path(("abz", "a", "b"), ((500, 500, 8), (500,), (500,)), "")[1] == 250_000
 
 
-def test_the_wider_sums_of_strided_dot_products_count_against_the_budget():
-    a = np.ones((100, 20_000), np.float32)  # 100-term sums down the columns: summed in float64
-    with cn.memory_budget(100_000):  # the float32 result fits (80 kB), its float64 sums do not
-        with pytest.raises(cn.MemoryBudgetError, match="wider sums"):
+def test_the_partial_and_wider_sums_of_strided_dot_products_count_against_the_budget():
+    a = np.ones((100, 20_000), np.float32)  # 100-term sums down the columns: two blocks
+    with cn.memory_budget(100_000):  # the float32 result fits (80 kB), its partial sums do not
+        with pytest.raises(cn.MemoryBudgetError, match="partial sums"):
             cn.einsum("ab,ab->b", a, a)
     np.testing.assert_array_equal(cn.einsum("ab,ab->b", a, a), np.full(20_000, 100.0))
+    h = np.ones((30, 20_000), np.float16)  # float16 sums in float32
+    with cn.memory_budget(60_000):  # the float16 result fits (40 kB), its float32 sums do not
+        with pytest.raises(cn.MemoryBudgetError, match="wider sums"):
+            cn.einsum("ab,ab->b", h, h)

@@ -1,0 +1,142 @@
+"""numpy.einsum's equations, and its long sums added up in blocks.
+
+numpy.einsum names indices with 52 ASCII letters only
+(:func:`ascii_equation` renames a product's indices to them).  It adds the
+terms of each sum one by one in the operands' dtype, so its rounding error
+grows with the number of terms: over 50,000 float32 terms it keeps about
+five of seven digits, where a GEMM's blocked sums keep nearly all.  A sum
+of more than :data:`LONG_SUM` terms is therefore cut into blocks of at most
+that many: one einsum call writes every block's partial sum (the outer
+summed indices become axes of its result), and the partial sums are added
+:data:`LONG_SUM` at a time, in as many rounds as needed.  No value then
+passes through more than :data:`LONG_SUM` additions in a round, which keeps
+the error at about a GEMM's or below, at about einsum's speed: every block
+but a last, partial one adds more than half of :data:`LONG_SUM` terms, so
+the partial sums are few next to the terms.
+
+:func:`plan_blocks` decides the cut from index names and sizes (so plans can
+be cached); :func:`sum_in_blocks` runs it.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .backend import backend
+from .budget import check_allocation
+
+#: The most terms numpy.einsum adds one by one into a value: sums of up to
+#: this many stay within a few units in the last place of the exact sum.
+LONG_SUM = 64
+#: The index names numpy.einsum takes.
+EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def ascii_equation(terms: Sequence[str], out: str) -> str:
+    """numpy.einsum only takes ASCII letters; rename the indices in order."""
+    names = list(dict.fromkeys("".join(terms) + out))
+    assert fits_einsum(names), "larger products are kept off numpy.einsum"
+    table = {n: EINSUM_LETTERS[i] for i, n in enumerate(names)}
+    tr = lambda t: "".join(table[c] for c in t)  # noqa: E731
+    return ",".join(tr(t) for t in terms) + "->" + tr(out)
+
+
+def fits_einsum(names) -> bool:
+    """Whether numpy.einsum can name these indices (it has 52 letters)."""
+    return len(set(names)) <= len(EINSUM_LETTERS)
+
+
+class SumBlocks(NamedTuple):
+    """How to cut an einsum's long sums into blocks of at most :data:`LONG_SUM` terms."""
+
+    equation: str       # the partial sums: their block axes first, then the result's
+    kept: int           # how many block axes lead the partial sums
+    axes: tuple         # per operand, its axis cut into (blocks, factor); () if none is
+    factor: int         # how many rows of the cut axis one block takes
+    tail: str | None    # the partial sums of the rows past the last whole block, if any
+    parts: int          # how many partial sums each result element has, in all
+
+
+def plan_blocks(terms: Sequence[str], size: dict, summed: Sequence[str],
+                out: str) -> SumBlocks | None:
+    """Blocks for ``terms -> out`` summing ``summed`` (outermost first as laid
+    out in memory), or None when each sum has at most :data:`LONG_SUM` terms,
+    or the cut cannot be made (numpy.einsum's letters run out, or a term
+    holds the cut index twice).  The operands must hold each index at one
+    size (none broadcast from size 1).
+
+    The innermost summed indices whose sizes multiply to at most
+    :data:`LONG_SUM` make up one block; the next index out is cut into
+    rows of as many of those as fit (unless only one fits; a few fewer
+    where that divides it evenly), and the summed indices outside it stay
+    axes of the partial sums.
+    """
+    if math.prod(size[n] for n in summed) <= LONG_SUM:
+        return None
+    inner, i = 1, len(summed)
+    while size[summed[i - 1]] * inner <= LONG_SUM:
+        i -= 1
+        inner *= size[summed[i]]
+    outer, cut, fit = "".join(summed[:i - 1]), summed[i - 1], LONG_SUM // inner
+    # as many rows as fit, or fewer but more than half as many if that leaves
+    # no rows over (a call less)
+    factor = next((f for f in range(fit, fit // 2, -1) if size[cut] % f == 0), fit)
+    if factor < 2:  # the cut index's every row is a block already
+        outer, factor = outer + cut, 1
+    names = set("".join(terms) + out)
+    block = next(chr(c) for c in range(0x100, 0x200) if chr(c) not in names)
+    if not fits_einsum(names | {block}):
+        return None
+    whole, rows = divmod(size[cut], factor)
+    parts = math.prod(size[n] for n in outer) * (whole + (rows > 0) if factor > 1 else 1)
+    if factor == 1:
+        return SumBlocks(ascii_equation(terms, outer + out), len(outer), (), 1, None, parts)
+    if any(len(t) != len(set(t)) or t.count(cut) != 1 for t in terms):
+        return None
+    cut_terms = [t.replace(cut, block + cut) for t in terms]
+    return SumBlocks(ascii_equation(cut_terms, outer + block + out), len(outer) + 1,
+                     tuple(t.index(cut) for t in terms), factor,
+                     ascii_equation(terms, outer + out) if rows else None, parts)
+
+
+def sum_in_blocks(blocks: SumBlocks, operands: Sequence[np.ndarray], shape: tuple,
+                  dtype=None) -> np.ndarray:
+    """The contraction ``blocks`` was planned for, of ``shape``, summed in
+    ``dtype`` (default: the operands' common dtype)."""
+    dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
+    check_allocation((blocks.parts,) + tuple(shape), dtype,
+                     "the partial sums of a long sum cut into blocks")
+    if not blocks.axes:
+        return _add_up(backend.einsum(blocks.equation, *operands, dtype=dtype), blocks.kept)
+    cut = operands[0].shape[blocks.axes[0]]
+    if any(x.shape[axis] != cut for x, axis in zip(operands, blocks.axes)):
+        raise AssertionError("the cut index has one size in every operand")
+    whole = cut - cut % blocks.factor
+    total = _add_up(backend.einsum(blocks.equation, *(
+        _cut(x, axis, whole, blocks.factor) for x, axis in zip(operands, blocks.axes)),
+        dtype=dtype), blocks.kept)
+    if blocks.tail is not None:
+        rest = backend.einsum(blocks.tail, *(
+            x[(slice(None),) * axis + (slice(whole, None),)]
+            for x, axis in zip(operands, blocks.axes)), dtype=dtype)
+        np.add(total, _add_up(rest, blocks.kept - 1), out=total)
+    return total
+
+
+def _cut(x: np.ndarray, axis: int, whole: int, factor: int) -> np.ndarray:
+    """``x``'s first ``whole`` rows along ``axis`` as (blocks, ``factor``): a view."""
+    rows = x[(slice(None),) * axis + (slice(0, whole),)]
+    return rows.reshape(x.shape[:axis] + (whole // factor, factor) + x.shape[axis + 1:])
+
+
+def _add_up(parts: np.ndarray, kept: int) -> np.ndarray:
+    """``parts`` summed over its ``kept`` leading axes, :data:`LONG_SUM` at a time."""
+    if kept == 0:
+        return parts
+    parts = parts.reshape((math.prod(parts.shape[:kept]),) + parts.shape[kept:])
+    while parts.shape[0] > LONG_SUM:
+        parts = np.add.reduceat(parts, np.arange(0, parts.shape[0], LONG_SUM), axis=0,
+                                dtype=parts.dtype)
+    return np.add.reduce(parts, axis=0, dtype=parts.dtype)

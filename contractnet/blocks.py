@@ -139,4 +139,5 @@ def _add_up(parts: np.ndarray, kept: int) -> np.ndarray:
     while parts.shape[0] > LONG_SUM:
         parts = np.add.reduceat(parts, np.arange(0, parts.shape[0], LONG_SUM), axis=0,
                                 dtype=parts.dtype)
-    return np.add.reduce(parts, axis=0, dtype=parts.dtype)
+    # (keepdims, then reshape: a full sum stays a 0-d array, not a scalar)
+    return np.add.reduce(parts, axis=0, dtype=parts.dtype, keepdims=True).reshape(parts.shape[1:])

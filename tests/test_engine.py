@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import contractnet as cn
@@ -662,6 +662,7 @@ def test_a_cached_spec_still_refuses_non_numeric_operands():
 # ------------------------------------------------------------- planner cases
 # Each fast path of the engine is checked against the general route.
 from contractnet import engine, pair  # noqa: E402
+from contractnet.blocks import plan_blocks, sum_in_blocks  # noqa: E402
 from contractnet.bind import bind, clear_bind_cache  # noqa: E402
 from contractnet.spec import parse  # noqa: E402
 
@@ -1090,6 +1091,40 @@ def test_blocks_cut_the_sums_where_they_fit(shape, cut):
         got = cn.einsum(spec, x, y)  # exact sums, and a bool's is an "or"
         assert got.dtype == x.dtype
         np.testing.assert_array_equal(got, np.einsum(spec, x, y))
+
+
+@pytest.mark.parametrize("x", [np.arange(67.0), np.asfortranarray(np.ones((67, 1))),
+                               np.arange(135.0).reshape(5, 27)[:, ::2]])
+def test_a_full_sum_cut_into_blocks_is_a_value(x):
+    """Sums of all terms, more than LONG_SUM but too few for the pairwise route:
+    the blocks' rows past the last whole block add to a 0-d result."""
+    spec = "ij->" if x.ndim == 2 else "i->"
+    got = cn.einsum(spec, x)
+    assert np.ndim(got) == 0 and got == np.einsum(spec, x)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_sums_cut_into_blocks_add_up_to_numpys(data):
+    """Any sizes, summed axes, order of the sums, layout and operand count:
+    the blocks' sums equal numpy.einsum's (and sum_over's, ndarray.sum's)."""
+    ndim = data.draw(st.integers(1, 4), label="ndim")
+    shape = tuple(data.draw(st.lists(st.integers(1, 70), min_size=ndim, max_size=ndim)))
+    assume(math.prod(shape) <= 40_000)
+    axes = tuple(sorted(data.draw(st.lists(st.integers(0, ndim - 1), min_size=1, unique=True))))
+    x = relayout(np.random.default_rng(0).standard_normal(shape),
+                 data.draw(st.sampled_from(LAYOUTS)))
+    letters = "abcd"[:ndim]
+    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    summed = data.draw(st.permutations([letters[i] for i in axes]))
+    terms = [letters] * data.draw(st.integers(1, 2))
+    blocks = plan_blocks(terms, dict(zip(letters, shape)), summed, kept)
+    want = np.einsum(",".join(terms) + "->" + kept, *[x] * len(terms))
+    if blocks is not None:
+        got = sum_in_blocks(blocks, [x] * len(terms), want.shape)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert_close(got, want, what=f"{terms}->{kept} {shape}")
+    assert_close(pair.sum_over(x, axes, x.dtype), x.sum(axis=axes), what=f"sum {axes}")
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

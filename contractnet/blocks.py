@@ -20,7 +20,7 @@ be cached); :func:`sum_in_blocks` runs it.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def ascii_equation(terms: Sequence[str], out: str) -> str:
     return ",".join(tr(t) for t in terms) + "->" + tr(out)
 
 
-def fits_einsum(names) -> bool:
+def fits_einsum(names: Iterable[str]) -> bool:
     """Whether numpy.einsum can name these indices (it has 52 letters)."""
     return len(set(names)) <= len(EINSUM_LETTERS)
 
@@ -56,22 +56,45 @@ class SumBlocks(NamedTuple):
     axes: tuple         # per operand, its axis cut into (blocks, factor); () if none is
     factor: int         # how many rows of the cut axis one block takes
     tail: str | None    # the partial sums of the rows past the last whole block, if any
-    parts: int          # how many partial sums each result element has, in all
+    parts: int          # partial sums per result element in the larger of the two calls
 
 
 def plan_blocks(terms: Sequence[str], size: dict, summed: Sequence[str],
                 out: str) -> SumBlocks | None:
-    """Blocks for ``terms -> out`` summing ``summed`` (outermost first as laid
-    out in memory), or None when each sum has at most :data:`LONG_SUM` terms,
-    or the cut cannot be made (numpy.einsum's letters run out, or a term
-    holds the cut index twice).  The operands must hold each index at one
-    size (none broadcast from size 1).
+    """Plan the blocks of the contraction ``terms -> out``.
 
     The innermost summed indices whose sizes multiply to at most
-    :data:`LONG_SUM` make up one block; the next index out is cut into
-    rows of as many of those as fit (unless only one fits; a few fewer
-    where that divides it evenly), and the summed indices outside it stay
-    axes of the partial sums.
+    :data:`LONG_SUM` make up one block; the next index out is cut into rows
+    of as many of those as fit (unless only one fits; down to half as many
+    where that divides it evenly, which saves the call for the rows left
+    over), and the summed indices outside it stay axes of the partial sums.
+
+    Parameters
+    ----------
+    terms : sequence of str
+        Each operand's index names, none repeated within a term.
+    size : dict
+        Each index's size, the same in every operand holding it.
+    summed : sequence of str
+        The summed indices, outermost first as laid out in memory.
+    out : str
+        The result's indices.
+
+    Returns
+    -------
+    SumBlocks or None
+        None when each sum has at most :data:`LONG_SUM` terms, or where the
+        cut cannot be made: a term repeats an index or lacks the cut one, or
+        numpy.einsum's letters run out.
+
+    Examples
+    --------
+    Sums over ``h`` and ``w``, 30 x 28 terms each: a block takes two rows of
+    ``h`` (56 terms), so ``h`` is cut into 15 blocks of 2, none left over:
+
+    >>> blocks = plan_blocks(["bhw"], {"b": 20, "h": 30, "w": 28}, "hw", "b")
+    >>> blocks.equation, blocks.factor, blocks.tail, blocks.parts
+    ('abcd->ba', 2, None, 15)
     """
     if math.prod(size[n] for n in summed) <= LONG_SUM:
         return None
@@ -80,39 +103,58 @@ def plan_blocks(terms: Sequence[str], size: dict, summed: Sequence[str],
         i -= 1
         inner *= size[summed[i]]
     outer, cut, fit = "".join(summed[:i - 1]), summed[i - 1], LONG_SUM // inner
-    # as many rows as fit, or fewer but more than half as many if that leaves
-    # no rows over (a call less)
     factor = next((f for f in range(fit, fit // 2, -1) if size[cut] % f == 0), fit)
+    if any(len(t) != len(set(t)) for t in terms):
+        return None
     if factor < 2:  # the cut index's every row is a block already
-        outer, factor = outer + cut, 1
+        outer += cut
+        return SumBlocks(ascii_equation(terms, outer + out), len(outer), (), 1, None,
+                         math.prod(size[n] for n in outer))
     names = set("".join(terms) + out)
     block = next(chr(c) for c in range(0x100, 0x200) if chr(c) not in names)
-    if not fits_einsum(names | {block}):
+    if not fits_einsum(names | {block}) or any(cut not in t for t in terms):
         return None
     whole, rows = divmod(size[cut], factor)
-    parts = math.prod(size[n] for n in outer) * (whole + (rows > 0) if factor > 1 else 1)
-    if factor == 1:
-        return SumBlocks(ascii_equation(terms, outer + out), len(outer), (), 1, None, parts)
-    if any(len(t) != len(set(t)) or t.count(cut) != 1 for t in terms):
-        return None
     cut_terms = [t.replace(cut, block + cut) for t in terms]
     return SumBlocks(ascii_equation(cut_terms, outer + block + out), len(outer) + 1,
                      tuple(t.index(cut) for t in terms), factor,
-                     ascii_equation(terms, outer + out) if rows else None, parts)
+                     ascii_equation(terms, outer + out) if rows else None,
+                     math.prod(size[n] for n in outer) * whole)
 
 
 def sum_in_blocks(blocks: SumBlocks, operands: Sequence[np.ndarray], shape: tuple,
                   dtype=None) -> np.ndarray:
-    """The contraction ``blocks`` was planned for, of ``shape``, summed in
-    ``dtype`` (default: the operands' common dtype)."""
+    """Run the contraction ``blocks`` was planned for.
+
+    Parameters
+    ----------
+    blocks : SumBlocks
+        From :func:`plan_blocks`.
+    operands : sequence of ndarray
+        Laid out as planned for (the cut index at one size in each).
+    shape : tuple of int
+        The result's shape.
+    dtype : dtype, optional
+        The dtype to sum in (default: the operands' common dtype).
+
+    Returns
+    -------
+    ndarray
+        The result, a new array (0-d for a sum of everything).
+
+    Raises
+    ------
+    MemoryBudgetError
+        If the largest call's partial sums would exceed the memory budget.
+    """
     dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
     check_allocation((blocks.parts,) + tuple(shape), dtype,
                      "the partial sums of a long sum cut into blocks")
     if not blocks.axes:
         return _add_up(backend.einsum(blocks.equation, *operands, dtype=dtype), blocks.kept)
     cut = operands[0].shape[blocks.axes[0]]
-    if any(x.shape[axis] != cut for x, axis in zip(operands, blocks.axes)):
-        raise AssertionError("the cut index has one size in every operand")
+    assert all(x.shape[axis] == cut for x, axis in zip(operands, blocks.axes)), \
+        "the cut index has one size in every operand"
     whole = cut - cut % blocks.factor
     total = _add_up(backend.einsum(blocks.equation, *(
         _cut(x, axis, whole, blocks.factor) for x, axis in zip(operands, blocks.axes)),

@@ -87,9 +87,10 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     with unit-stride inner loops.
 
     Batched dot products strided along their sums go to numpy.einsum,
-    which adds each one's terms one by one: sums of more than
-    :data:`LONG_SUM` terms it adds in blocks (:attr:`PairPlan.sum_blocks`,
-    see :mod:`contractnet.blocks`), to keep a GEMM's digits.
+    which adds each one's terms one by one; sums of more than
+    :data:`LONG_SUM` terms are cut into blocks for it
+    (:attr:`PairPlan.sum_blocks`, see :mod:`contractnet.blocks`), to keep
+    about a GEMM's digits.
 
     The result is laid out (batch, left, right), or (batch, right, left) when
     that is nearer ``prefer`` (index names outermost-first; the product is
@@ -124,14 +125,13 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     #   with k innermost), whose GEMM copies both operands batch-outermost first,
     #   up to 30 times slower, once there are 16 or more of them and 4096 terms in
     #   all (fewer are faster as GEMMs, or as tiny products); sums of more than
-    #   LONG_SUM terms add up in blocks (blocks.py), which cut an index both
-    #   operands hold at one size, and take one more of einsum's letters
+    #   LONG_SUM terms add up in blocks (blocks.py), which take one more of
+    #   einsum's letters
     vector = min(m, n_) == 1
     tiny = bt > 1 and vector and max(m, n_) <= 2 and k <= 32
     strided_dots = (bool(summed) and vector and bt >= 16 and bt * m * n_ * k >= 4096
                     and _innermost(a2, sa, size) in batch and _innermost(b2, sb, size) in batch
-                    and (k <= LONG_SUM or (len(size) < len(EINSUM_LETTERS) and all(
-                        ashape[a2.index(n)] == bshape[b2.index(n)] for n in summed))))
+                    and (k <= LONG_SUM or len(size) < len(EINSUM_LETTERS)))
     blocks = None
     if (not summed or tiny or strided_dots) and fits_einsum(size):
         # in the order asked for, else the caller's own (then no transpose follows),
@@ -339,18 +339,19 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     By numpy.einsum, in one pass over ``x``: ``ndarray.sum`` reads short or
     scattered axes slowly (a bias gradient ``"bhwc->c"`` takes it 2.6 times
     as long, a sum over a middle axis of length 10 five times).  Both add
-    the terms one by one, except where ``ndarray.sum`` runs along the
-    innermost axis: over more than :data:`PAIRWISE_BLOCK` contiguous terms
-    it adds pairwise, about six times more accurately over 12,288 float32
-    terms.  So sums that include the innermost axis and add more than that
-    many terms each stay with it; other sums of more than :data:`LONG_SUM`
-    terms add up in blocks (:mod:`contractnet.blocks`): over the 50,176
-    terms of ``"bhwc->c"`` at (64, 28, 28, 32), 1e-7 of the largest result
-    in float32 where one-by-one sums are 7.5e-6 off, in about 10% more time.
+    the terms one by one, except where the summed axes are exactly ``x``'s
+    innermost ones and lie contiguously: numpy joins them into one run and,
+    over more than :data:`PAIRWISE_BLOCK` terms, adds it pairwise, about six
+    times more accurately over 12,288 float32 terms.  Such sums stay with
+    ``ndarray.sum``; other sums of more than :data:`LONG_SUM` terms add up in
+    blocks (:mod:`contractnet.blocks`): over the 50,176 terms of
+    ``"bhwc->c"`` at (64, 28, 28, 32), 1e-7 of the largest result in float32
+    where one-by-one sums are 7.5e-6 off, in about 10% more time.
     """
+    # (one letter to spare: blocks name one more index)
     if x.size == 0 or x.ndim >= len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
-    equation, blocks = _sum_route(x.shape, x.strides, axes)
+    equation, blocks = _sum_route(x.shape, x.strides, x.itemsize, axes)
     if equation is None:
         return x.sum(axis=axes, dtype=dtype)
     if blocks is not None:
@@ -360,15 +361,21 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
 
 
 @lru_cache(maxsize=2048)
-def _sum_route(shape: tuple, strides: tuple, axes: tuple) -> tuple[str | None, SumBlocks | None]:
+def _sum_route(shape: tuple, strides: tuple, itemsize: int,
+               axes: tuple) -> tuple[str | None, SumBlocks | None]:
     """How :func:`sum_over` sums: ``(None, None)`` for ``ndarray.sum``, else
     numpy.einsum's equation and the blocks it adds up in, if any."""
+    moving = sorted((i for i, n in enumerate(shape) if n > 1), key=lambda i: abs(strides[i]))
+    run, step = 1, itemsize
+    for i in moving:  # innermost first: the summed axes numpy joins into one run
+        if i not in axes or abs(strides[i]) != step:
+            break
+        run, step = run * shape[i], step * shape[i]
+    if run > PAIRWISE_BLOCK and run == math.prod(shape[i] for i in axes):
+        return None, None
     letters = EINSUM_LETTERS[:len(shape)]
     summed = [letters[i] for i in axes]
     stride, size = dict(zip(letters, strides)), dict(zip(letters, shape))
-    if (_innermost(letters, stride, size) in summed
-            and math.prod(shape[i] for i in axes) > PAIRWISE_BLOCK):
-        return None, None
     kept = "".join(c for c in letters if c not in summed)
     return f"{letters}->{kept}", plan_blocks([letters], size, _memory_order(summed, stride), kept)
 

@@ -10,7 +10,7 @@ that many: one einsum call writes every block's partial sum (the outer
 summed indices become axes of its result), and the partial sums are added
 :data:`LONG_SUM` at a time, in as many rounds as needed.  No value then
 passes through more than :data:`LONG_SUM` additions in a round, which keeps
-the error at about a GEMM's or below, at about einsum's speed: every block
+the error at about a GEMM's, at about einsum's speed: every block
 but a last, partial one adds more than half of :data:`LONG_SUM` terms, so
 the partial sums are few next to the terms.
 

@@ -169,7 +169,7 @@ def sum_in_blocks(blocks: SumBlocks, operands: Sequence[np.ndarray], shape: tupl
 
 def _cut(x: np.ndarray, axis: int, whole: int, factor: int) -> np.ndarray:
     """``x``'s first ``whole`` rows along ``axis`` as (blocks, ``factor``): a view."""
-    rows = x[(slice(None),) * axis + (slice(0, whole),)]
+    rows = x if whole == x.shape[axis] else x[(slice(None),) * axis + (slice(0, whole),)]
     return rows.reshape(x.shape[:axis] + (whole // factor, factor) + x.shape[axis + 1:])
 
 
@@ -181,5 +181,6 @@ def _add_up(parts: np.ndarray, kept: int) -> np.ndarray:
     while parts.shape[0] > LONG_SUM:
         parts = np.add.reduceat(parts, np.arange(0, parts.shape[0], LONG_SUM), axis=0,
                                 dtype=parts.dtype)
-    # (keepdims, then reshape: a full sum stays a 0-d array, not a scalar)
-    return np.add.reduce(parts, axis=0, dtype=parts.dtype, keepdims=True).reshape(parts.shape[1:])
+    if parts.ndim == 1:  # a full sum: keep a 0-d array, not a scalar
+        return np.add.reduce(parts, axis=0, dtype=parts.dtype, keepdims=True).reshape(())
+    return np.add.reduce(parts, axis=0, dtype=parts.dtype)

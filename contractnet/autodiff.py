@@ -20,8 +20,7 @@ from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import check_allocation
 from .engine import Plan, make_plan, run_direct_gemm, route_to_max, run_plan, scale_mean
-from .blocks import LONG_SUM, sum_rows
-from .pair import memory_owner, sum_over
+from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
 from .transpose import transpose
@@ -30,45 +29,30 @@ Rule = Callable[..., np.ndarray]
 
 
 # ------------------------------------------------------------------ rules
-#: Rows of fewer elements than this are summed by numpy.einsum, not ndarray.sum.
-NARROW_ROWS = 128
-
-
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` back to ``shape``, undoing numpy broadcasting.
 
-    Leading summed axes (those ``shape`` lacks, then those it holds at size
-    1 in front) are summed one at a time, each in blocks of rows
-    (:func:`~contractnet.blocks.sum_rows`: ``ndarray.sum`` adds wide rows
-    fast), or, where there are more than :data:`LONG_SUM` rows narrower
-    than :data:`NARROW_ROWS` elements, by :func:`~contractnet.pair.sum_over`
-    (numpy adds narrow rows slowly: over 100,000 rows of 16, 2.0 ms against
-    0.47 ms).  The other axes broadcast from size 1 go to
-    :func:`~contractnet.pair.sum_over` too; ``ndarray.sum`` would add their
-    terms one by one (over (64, 28, 28, 32) to (1, 1, 1, 32) in float32,
-    6.8e-6 of the largest result off, against 1.5e-7, and 2.2 times as
-    slow).
+    Sums of more than :data:`~contractnet.pair.PAIRWISE_BLOCK` terms go to
+    :func:`~contractnet.pair.sum_over` (leading axes row by row, others in
+    blocks), where ``ndarray.sum`` would add most of their terms one by
+    one: over (64, 28, 28, 32) to (1, 1, 1, 32) in float32, 6.8e-6 of the
+    largest result off, against 2.0e-7, and 5 times as slow.  Shorter ones
+    stay with ``ndarray.sum``, the fewest calls.
     """
     g = np.asarray(g)
-    dtype = g.dtype if g.dtype.isnative else g.dtype.newbyteorder("=")
-    for _ in range(g.ndim - len(shape)):
-        g = _sum_first_axis(g, dtype)
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead))
+    if 1 in shape:
+        axes += tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     if not axes:
         return g
-    first = 0  # how many of them lead
-    while first < len(axes) and axes[first] == first:
-        g, first = _sum_first_axis(g, dtype), first + 1
-    if first < len(axes):
-        g = sum_over(g, tuple(a - first for a in axes[first:]), dtype)
-    return g.reshape(shape)
-
-
-def _sum_first_axis(g: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``g`` summed over its first axis, as :func:`unbroadcast` says."""
-    if len(g) <= LONG_SUM or math.prod(g.shape[1:]) >= NARROW_ROWS:
-        return sum_rows(g, dtype)
-    return sum_over(g, (0,), dtype)
+    if g.size > PAIRWISE_BLOCK * math.prod(shape):  # terms per result element
+        summed = sum_over(g, axes, g.dtype if g.dtype.isnative else g.dtype.newbyteorder("="))
+    elif not lead:
+        return g.sum(axis=axes, dtype=g.dtype, keepdims=True)
+    else:
+        summed = g.sum(axis=axes, dtype=g.dtype)
+    return summed if len(axes) == lead else summed.reshape(shape)
 
 
 def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays, view: bool = False):

@@ -1062,6 +1062,23 @@ def test_long_contiguous_float32_sums_stay_pairwise():
         assert np.max(np.abs(got - exact)) <= 1e-7 * np.max(exact), spec
 
 
+@pytest.mark.parametrize("shape, axes, layout, kind", [
+    ((64, 28, 28, 32), (0, 1, 2), "contiguous", "rows"),     # a bias gradient: rows of 25,088
+    ((100000, 16), (0,), "contiguous", "einsum"),            # narrow rows: numpy adds them slowly
+    ((64, 28, 28, 32), (0, 1, 2), "reversed", "einsum"),     # rows laid out backwards
+    ((64, 28, 28, 32), (0, 1, 2), "fortran", "pairwise"),    # the summed axes innermost
+    ((64, 28, 28, 32), (1, 2), "contiguous", "einsum"),      # not leading
+    ((64, 128, 96), (1, 2), "contiguous", "pairwise"),       # one contiguous run at the end
+])
+def test_sums_of_one_operand_take_the_route_its_layout_reads_fastest(shape, axes, layout, kind):
+    x = relayout(np.random.default_rng(0).random(shape).astype(np.float32), layout)
+    assert pair._sum_route(x.shape, x.strides, x.itemsize, axes).kind == kind
+    exact = x.astype(np.float64).sum(axis=axes)
+    got = pair.sum_over(x, axes, x.dtype)
+    assert got.dtype == np.float32 and got.shape == exact.shape
+    assert np.abs(got - exact).max() <= 4e-7 * np.abs(exact).max()
+
+
 def test_a_long_sum_over_a_broadcast_axis_adds_up_in_blocks():
     """A stride-0 axis is no contiguous run for numpy's pairwise sums: they
     would add its 100,000 terms one by one (9998.557 for 10000)."""

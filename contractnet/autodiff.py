@@ -46,12 +46,13 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         axes += tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     if not axes:
         return g
+    dtype = g.dtype if g.dtype.isnative else g.dtype.newbyteorder("=")
     if g.size > PAIRWISE_BLOCK * math.prod(shape):  # terms per result element
-        summed = sum_over(g, axes, g.dtype if g.dtype.isnative else g.dtype.newbyteorder("="))
+        summed = sum_over(g, axes, dtype)
     elif not lead:
-        return g.sum(axis=axes, dtype=g.dtype, keepdims=True)
+        return g.sum(axis=axes, dtype=dtype, keepdims=True)
     else:
-        summed = g.sum(axis=axes, dtype=g.dtype)
+        summed = g.sum(axis=axes, dtype=dtype)
     return summed if len(axes) == lead else summed.reshape(shape)
 
 

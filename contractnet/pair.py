@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -330,6 +330,8 @@ def _summed(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray
 
 #: numpy's sums switch to pairwise summation past this many contiguous terms.
 PAIRWISE_BLOCK = 128
+#: Rows of fewer elements than this are not summed row by row by ndarray.sum.
+NARROW_ROWS = 128
 
 
 def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -353,13 +355,18 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
       a time (:func:`sum_first_axis`).
 
     Other sums of more than :data:`LONG_SUM` terms add up in blocks
-    (:mod:`contractnet.blocks`): over the 50,176 terms of ``"bhwc->c"``,
-    1e-7 of the largest result in float32 where one-by-one sums are 7.5e-6
-    off.
+    (:mod:`contractnet.blocks`): over the 50,176 terms of ``"bhwc->c"`` in
+    float32, as blocks or by rows, about 1e-7 to 2e-7 of the largest result
+    off, where one-by-one sums are 7.5e-6 off.  Axes of length 1 are
+    dropped first.
     """
     # (one letter to spare: blocks name one more index)
     if x.size == 0 or x.ndim >= len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
+    if any(x.shape[a] == 1 for a in axes):  # nothing to add up along those: drop them
+        axes, x = _dropped_ones(x, axes)
+        if not axes:
+            return x.astype(dtype)  # a new array, as a sum would be
     route = _sum_route(x.shape, x.strides, x.itemsize, axes)
     if route.kind == "pairwise":
         return x.sum(axis=axes, dtype=dtype)
@@ -373,25 +380,43 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     return backend.einsum(route.equation, x, dtype=dtype)
 
 
+def _dropped_ones(x: np.ndarray, axes: tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
+    """``axes`` without those of length 1, renumbered, and ``x`` without them (a view)."""
+    ones = [a for a in axes if x.shape[a] == 1]
+    kept = tuple(a - sum(o < a for o in ones) for a in axes if a not in ones)
+    return kept, x.squeeze(tuple(ones))
+
+
 def sum_first_axis(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``x`` summed over its first axis in ``dtype``: by ``ndarray.sum``,
-    :data:`LONG_SUM` rows at a time (:func:`~contractnet.blocks.sum_rows`),
-    unless there are more rows than that, narrower than :data:`NARROW_ROWS`
-    elements (numpy adds narrow rows slowly: 100,000 rows of 16 take it
-    2.0 ms, the blocks of :func:`sum_over` 0.47 ms)."""
+    """``x`` summed over its first axis.
+
+    By ``ndarray.sum``, :data:`LONG_SUM` rows at a time
+    (:func:`~contractnet.blocks.sum_rows`), unless there are more rows than
+    that, narrower than :data:`NARROW_ROWS` elements: numpy adds narrow rows
+    slowly (100,000 rows of 16 take it 2.0 ms, the blocks of
+    :func:`sum_over` 0.47 ms).
+
+    Parameters
+    ----------
+    x : ndarray
+        At least one axis.
+    dtype : dtype
+        The dtype to sum in (native byte order).
+
+    Returns
+    -------
+    ndarray
+        ``x.shape[1:]``, a new array.
+    """
     if len(x) <= LONG_SUM or math.prod(x.shape[1:]) >= NARROW_ROWS:
         return sum_rows(x, dtype)
     return sum_over(x, (0,), dtype)
 
 
-#: Rows of fewer elements than this are not summed row by row by ndarray.sum.
-NARROW_ROWS = 128
-
-
 class _SumRoute(NamedTuple):
     """How :func:`sum_over` sums."""
 
-    kind: str                   # "pairwise" or "rows" (ndarray.sum), or "einsum"
+    kind: Literal["pairwise", "rows", "einsum"]  # ndarray.sum twice, or numpy.einsum
     equation: str | None = None
     blocks: SumBlocks | None = None
 

@@ -161,4 +161,3 @@ def test_rows_summed_in_blocks_keep_a_gemms_digits():
     assert got.dtype == np.float32
     assert np.abs(got - exact).max() <= 4e-7 * exact.max()
     assert np.abs(x.sum(axis=0) - exact).max() > 1e-6 * exact.max()
-

@@ -1065,6 +1065,7 @@ def test_long_contiguous_float32_sums_stay_pairwise():
 @pytest.mark.parametrize("shape, axes, layout, kind", [
     ((64, 28, 28, 32), (0, 1, 2), "contiguous", "rows"),     # a bias gradient: rows of 25,088
     ((100000, 16), (0,), "contiguous", "einsum"),            # narrow rows: numpy adds them slowly
+    ((3, 200, 10), (0, 1), "contiguous", "rows"),            # then 200 narrow rows: by einsum
     ((64, 28, 28, 32), (0, 1, 2), "reversed", "einsum"),     # rows laid out backwards
     ((64, 28, 28, 32), (0, 1, 2), "fortran", "pairwise"),    # the summed axes innermost
     ((64, 28, 28, 32), (1, 2), "contiguous", "einsum"),      # not leading

@@ -1080,6 +1080,22 @@ def test_sums_of_one_operand_take_the_route_its_layout_reads_fastest(shape, axes
     assert np.abs(got - exact).max() <= 4e-7 * np.abs(exact).max()
 
 
+def test_summed_axes_of_length_one_are_dropped_not_summed(monkeypatch):
+    """Summing one along the row route would copy the whole operand."""
+    lengths = []
+    sum_rows = pair.sum_rows
+
+    def spy(x, dtype):
+        lengths.append(len(x))
+        return sum_rows(x, dtype)
+    monkeypatch.setattr(pair, "sum_rows", spy)
+    x = np.random.default_rng(0).random((1, 1, 300, 200))
+    assert_close(pair.sum_over(x, (0, 1, 2), x.dtype), x.sum(axis=(0, 1, 2)))
+    assert lengths == [300]
+    only_ones = pair.sum_over(x, (0, 1), x.dtype)
+    assert only_ones.shape == (300, 200) and not np.shares_memory(only_ones, x)
+
+
 def test_a_long_sum_over_a_broadcast_axis_adds_up_in_blocks():
     """A stride-0 axis is no contiguous run for numpy's pairwise sums: they
     would add its 100,000 terms one by one (9998.557 for 10000)."""

@@ -175,16 +175,12 @@ def _cut(x: np.ndarray, axis: int, whole: int, factor: int) -> np.ndarray:
 
 
 def _add_up(parts: np.ndarray, kept: int) -> np.ndarray:
-    """``parts`` summed over its ``kept`` leading axes, :data:`LONG_SUM` at a time."""
+    """``parts`` summed over its ``kept`` leading axes (:func:`sum_rows`);
+    a full sum is a 0-d array, not a scalar."""
     if kept == 0:
         return parts
     parts = parts.reshape((math.prod(parts.shape[:kept]),) + parts.shape[kept:])
-    while parts.shape[0] > LONG_SUM:
-        parts = np.add.reduceat(parts, np.arange(0, parts.shape[0], LONG_SUM), axis=0,
-                                dtype=parts.dtype)
-    if parts.ndim == 1:  # a full sum: keep a 0-d array, not a scalar
-        return np.add.reduce(parts, axis=0, dtype=parts.dtype, keepdims=True).reshape(())
-    return np.add.reduce(parts, axis=0, dtype=parts.dtype)
+    return np.asarray(sum_rows(parts, parts.dtype))
 
 
 def sum_rows(x: np.ndarray, dtype: np.dtype) -> np.ndarray:

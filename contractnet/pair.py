@@ -363,28 +363,20 @@ def sum_over(x: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     # (one letter to spare: blocks name one more index)
     if x.size == 0 or x.ndim >= len(EINSUM_LETTERS):
         return x.sum(axis=axes, dtype=dtype)
-    if any(x.shape[a] == 1 for a in axes):  # nothing to add up along those: drop them
-        axes, x = _dropped_ones(x, axes)
-        if not axes:
-            return x.astype(dtype)  # a new array, as a sum would be
     route = _sum_route(x.shape, x.strides, x.itemsize, axes)
+    if route.ones:  # nothing to add up along those: a view without them
+        x = x.squeeze(route.ones)
+    if route.kind == "copy":
+        return x.astype(dtype)  # a new array, as a sum would be
     if route.kind == "pairwise":
-        return x.sum(axis=axes, dtype=dtype)
+        return x.sum(axis=route.axes, dtype=dtype)
     if route.kind == "rows":
-        for _ in axes:
+        for _ in route.axes:
             x = sum_first_axis(x, dtype)
         return x
     if route.blocks is not None:
-        return sum_in_blocks(route.blocks, (x,), tuple(n for i, n in enumerate(x.shape)
-                                                       if i not in axes), dtype)
+        return sum_in_blocks(route.blocks, (x,), route.shape, dtype)
     return backend.einsum(route.equation, x, dtype=dtype)
-
-
-def _dropped_ones(x: np.ndarray, axes: tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
-    """``axes`` without those of length 1, renumbered, and ``x`` without them (a view)."""
-    ones = [a for a in axes if x.shape[a] == 1]
-    kept = tuple(a - sum(o < a for o in ones) for a in axes if a not in ones)
-    return kept, x.squeeze(tuple(ones))
 
 
 def sum_first_axis(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -416,7 +408,11 @@ def sum_first_axis(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 class _SumRoute(NamedTuple):
     """How :func:`sum_over` sums."""
 
-    kind: Literal["pairwise", "rows", "einsum"]  # ndarray.sum twice, or numpy.einsum
+    # ndarray.sum (twice), numpy.einsum, or a copy (only axes of length 1 summed)
+    kind: Literal["pairwise", "rows", "einsum", "copy"]
+    ones: tuple[int, ...]       # summed axes of length 1, squeezed out first
+    axes: tuple[int, ...]       # the other summed axes, numbered once those are gone
+    shape: tuple[int, ...]      # the result's
     equation: str | None = None
     blocks: SumBlocks | None = None
 
@@ -424,6 +420,14 @@ class _SumRoute(NamedTuple):
 @lru_cache(maxsize=2048)
 def _sum_route(shape: tuple, strides: tuple, itemsize: int, axes: tuple) -> _SumRoute:
     """The route of :func:`sum_over` for an operand so laid out."""
+    ones = tuple(a for a in axes if shape[a] == 1)
+    if ones:
+        axes = tuple(a - sum(o < a for o in ones) for a in axes if a not in ones)
+        shape, strides = (tuple(v for i, v in enumerate(t) if i not in ones)
+                          for t in (shape, strides))
+    result = tuple(n for i, n in enumerate(shape) if i not in axes)
+    if not axes:
+        return _SumRoute("copy", ones, axes, result)
     moving = sorted((i for i, n in enumerate(shape) if n > 1), key=lambda i: abs(strides[i]))
     run, step = 1, itemsize
     for i in moving:  # innermost first: the summed axes numpy joins into one run
@@ -431,16 +435,16 @@ def _sum_route(shape: tuple, strides: tuple, itemsize: int, axes: tuple) -> _Sum
             break
         run, step = run * shape[i], step * shape[i]
     if run > PAIRWISE_BLOCK and run == math.prod(shape[i] for i in axes):
-        return _SumRoute("pairwise")
+        return _SumRoute("pairwise", ones, axes, result)
     if (axes == tuple(range(len(axes))) and math.prod(shape[1:]) >= NARROW_ROWS
             and all(s == c for s, c, n in zip(strides, c_strides(shape, itemsize), shape)
                     if n > 1)):
-        return _SumRoute("rows")
+        return _SumRoute("rows", ones, axes, result)
     letters = EINSUM_LETTERS[:len(shape)]
     summed = [letters[i] for i in axes]
     stride, size = dict(zip(letters, strides)), dict(zip(letters, shape))
     kept = "".join(c for c in letters if c not in summed)
-    return _SumRoute("einsum", f"{letters}->{kept}",
+    return _SumRoute("einsum", ones, axes, result, f"{letters}->{kept}",
                      plan_blocks([letters], size, _memory_order(summed, stride), kept))
 
 

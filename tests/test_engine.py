@@ -1002,6 +1002,69 @@ def test_only_tiny_batched_vector_products_leave_the_gemm(an, bn, keep, shapes, 
     assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b), what=f"{an},{bn}")
 
 
+def _plan_order(names: str, perm) -> str:
+    """An operand's index names in the order a pair plan lays it out."""
+    return names if perm is None else "".join(names[i] for i in perm)
+
+
+def _short_axis_cases():
+    """Operands whose innermost axis holds 2 or 3 elements, as (a, an, b,
+    bn, keep, a's layout, b's layout) with the layouts a plan should pick."""
+    rng = np.random.default_rng(RNG_SEED)
+    # b's own axes (b, h) are innermost in its matrix; h (3) is contiguous, but
+    # u is sliced, so h is not nested in b and b is copied whatever the order
+    duk = rng.standard_normal((4, 8, 64))
+    dkbuh = rng.standard_normal((4, 64, 17, 16, 3))[:, :, :, ::2]
+    # a's own axes (i, b) are innermost in its matrix; b (2) is contiguous
+    bjhip = rng.standard_normal((5, 4, 40, 7, 2)).transpose(4, 1, 3, 2, 0)
+    hkjp = rng.standard_normal((7, 8, 4, 5))
+    bkij = rng.standard_normal((2, 8, 40, 4))
+    # nested: (i, p) is one contiguous run, laid out as a view
+    kip, kj = rng.standard_normal((32, 64, 3)), rng.standard_normal((32, 16))
+    # broadcast along its innermost axis: a copy reads it as fast either way
+    kip_broadcast = np.broadcast_to(rng.standard_normal((32, 64, 1)), (32, 64, 3))
+    # i's elements lie 4320 bytes apart: read along i, every read is a page away
+    ikp, kj_far = rng.standard_normal((32, 180, 3)), rng.standard_normal((180, 16))
+    return [
+        (duk, "duk", dkbuh, "dkbuh", "khb", "kdu", "kduhb"),   # was kdubh
+        (bjhip, "bjhip", hkjp, "hkjp", "bkij", "jphbi", "jkph"),  # was jphib
+        # the shared summed group (i, b) follows the smaller operand, which
+        # holds i innermost: (b, i), as the forward pass above laid a out
+        (bjhip, "bjhip", bkij, "bkij", "hkjp", "jphbi", "jbik"),  # was jphib, jibk
+        (kip, "kip", kj, "kj", "ipj", "kip", "kj"),
+        (kip_broadcast, "kip", kj, "kj", "ipj", "kip", "kj"),
+        (ikp, "ikp", kj_far, "kj", "ipj", "kip", "kj"),
+    ]
+
+
+@pytest.mark.parametrize("case", _short_axis_cases(),
+                         ids=["own-right", "own-left", "summed", "nested", "broadcast", "far"])
+def test_a_copied_operand_runs_its_copy_along_a_long_axis(case):
+    """A GEMM operand copied with a short innermost axis (of 2-4 elements)
+    runs numpy's copy a few elements per inner loop, several times slower
+    than along a long axis: its own axes, or the summed ones, are ordered
+    so that the copy's inner loop runs along their longest.  An operand
+    read as a view, broadcast along its short axis, or whose long axis
+    has its elements a page or more apart, keeps its order."""
+    a, an, b, bn, keep, a_laid, b_laid = case
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    assert plan.einsum_eq is None
+    assert (_plan_order(an, plan.perm_a), _plan_order(bn, plan.perm_b)) == (a_laid, b_laid)
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b), what=f"{an},{bn}->{keep}")
+
+
+def test_a_gradient_lays_a_copied_operand_out_as_its_forward_pass_did():
+    """So that the backward pass reuses the forward pass's copy (a Memo):
+    ``bjhip`` times ``hkjp`` gives ``bkij``, whose product with ``bjhip``
+    is the gradient of ``hkjp``."""
+    (a, an, b, bn, keep, *_), (_, _, grad, gn, wrt, *_) = _short_axis_cases()[1:3]
+    forward = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
+    backward = pair.plan_pair(an, a.shape, a.strides, gn, grad.shape, grad.strides, wrt)
+    assert forward.perm_a is not None
+    assert (forward.perm_a, forward.shape_a) == (backward.perm_a, backward.shape_a)
+
+
 def test_a_fortran_ordered_stack_of_matrices_is_copied_before_blas(monkeypatch):
     """Its unit stride runs along the stack, so numpy's matmul could not hand
     its matrices to BLAS and would take its own loop, many times slower."""

@@ -1,21 +1,25 @@
 """The order in which a GEMM operand is copied: short against long inner loops.
 
 A two-operand contraction whose operand is not a view of a matrix copies
-that operand first.  numpy's copy runs its inner loop along the copy's
+that operand first, laid out as the GEMM asks: its batch axes, then its own
+axes and the summed ones, the group holding its fastest axis innermost,
+each group in memory order.  numpy's copy runs its inner loop along the
 innermost axis; where the operand's fastest axis holds 2-4 elements and is
-not nested in the next one out, the copy in memory order runs a loop per
-few elements.  ``plan_pair`` then puts a long axis of the same group
-innermost instead, where its elements lie less than a page apart
-(``contractnet.pair._copies_fast_along``).
+not nested in the next one out, that loop covers a few elements.
+``plan_pair`` then changes the layout (``contractnet.pair._copy_layout``):
+its own group goes innermost with its longest axis last, or the summed
+group goes innermost, where that puts innermost an axis of 16 or more
+elements less than a page apart.
 
-This script draws random such copies (3-5 axes of 2-255 elements, float32
-and float64, some with a sliced axis), times ``numpy.ascontiguousarray`` of
-the operand in memory order and with its group's longest axis innermost,
-and reports the ratio, split by whether the rule takes the second order.
-Run it on purpose, never by pytest::
+This script draws random such operands (3-5 axes of 2-255 elements, each
+a batch, own or summed axis at random, float32 and float64, some with a
+sliced axis) and times ``numpy.ascontiguousarray`` in the layout asked for
+against the layout the rule picks; where the rule keeps the layout, against
+the inner group's longest axis moved innermost, page or no page.  Run it
+on purpose, never by pytest::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
-        python benchmarks/copy_order.py [--cases 260] [--seed 5]
+        python benchmarks/copy_order.py [--cases 300] [--seed 5]
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import time
 import numpy as np
 
 from contractnet.bench_timing import machine_lines
-from contractnet.pair import LONG_AXIS, _copies_fast_along, _short_inner_loop
+from contractnet.pair import _copy_layout, _innermost, _memory_order, _short_inner_loop
 
 SIZES = (2, 3, 4, 5, 7, 8, 12, 16, 17, 32, 50, 64, 96, 128, 255)
 
@@ -47,10 +51,10 @@ def best_time(fn, repeats: int = 5, floor: float = 2e-3) -> float:
     return best * 1e6
 
 
-def draw_copy(rng: np.random.Generator):
-    """A random operand laid out for a copy with a short inner loop, as
-    (view in the copy's order, position of its group's longest axis), or
-    None where the draw does not qualify."""
+def draw_operand(rng: np.random.Generator):
+    """A random GEMM operand whose layout asked for copies it with a short
+    inner loop, as (array, names, batch, own, summed, own_inner), or None
+    where the draw does not qualify."""
     rank = int(rng.integers(3, 6))
     shape = [int(rng.choice(SIZES)) for _ in range(rank)]
     while math.prod(shape) > 3_000_000:
@@ -63,51 +67,70 @@ def draw_copy(rng: np.random.Generator):
         cut[int(rng.integers(rank))] = slice(None, None, 2)
         x = x[tuple(cut)]
     x = x.transpose(rng.permutation(rank))
-    # the group: the trailing axes, ordered as laid out in memory
-    start = rank - int(rng.integers(2, rank + 1))
-    group = sorted(range(start, rank), key=lambda i: -abs(x.strides[i]))
-    x = x.transpose(list(range(start)) + group)
     names = "abcde"[:rank]
-    size = dict(zip(names, x.shape))
-    stride = dict(zip(names, x.strides))
-    inner = list(names[start:])
-    if not _short_inner_loop(inner, stride, size):
+    size, stride = dict(zip(names, x.shape)), dict(zip(names, x.strides))
+    role = rng.choice(["batch", "own", "summed"], size=rank, p=[0.2, 0.4, 0.4])
+    batch, own, summed = ([n for n, r in zip(names, role) if r == kind]
+                          for kind in ("batch", "own", "summed"))
+    if not own or not summed:
         return None
-    longest = max(range(start, rank), key=lambda i: x.shape[i])
-    if x.shape[longest] < LONG_AXIS:
+    fastest = _innermost(names, stride, size)
+    if fastest in batch:
         return None
-    return x, longest, _copies_fast_along(names[longest], stride, size)
+    own, summed = _memory_order(own, stride), _memory_order(summed, stride)
+    own_inner = fastest in own
+    if not _short_inner_loop(own if own_inner else summed, stride, size):
+        return None
+    return x, names, batch, own, summed, own_inner
+
+
+def copy_time(x: np.ndarray, names: str, order: list[str]) -> float:
+    """µs to copy ``x`` C-ordered with its axes in ``order``."""
+    view = x.transpose([names.index(n) for n in order])
+    return best_time(lambda: np.ascontiguousarray(view))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=260)
+    parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    rows = {True: [], False: []}
+    rows: dict[str, list] = {"reordered": [], "own": [], "summed": [], "kept": []}
     while sum(map(len, rows.values())) < args.cases:
-        drawn = draw_copy(rng)
+        drawn = draw_operand(rng)
         if drawn is None:
             continue
-        x, longest, taken = drawn
-        moved = x.transpose([i for i in range(x.ndim) if i != longest] + [longest])
-        plain = best_time(lambda: np.ascontiguousarray(x))
-        reordered = best_time(lambda: np.ascontiguousarray(moved))
-        rows[taken].append((reordered / plain, plain, reordered))
+        x, names, batch, own, summed, own_inner = drawn
+        asked = batch + (summed + own if own_inner else own + summed)
+        new_own, new_inner = _copy_layout(own, summed, dict(zip(names, x.strides)),
+                                          dict(zip(names, x.shape)), own_inner)
+        if (new_own, new_inner) != (own, own_inner):
+            kind = "reordered" if new_inner == own_inner else "own" if new_inner else "summed"
+            other = batch + (summed + new_own if new_inner else new_own + summed)
+        else:  # what putting the inner group's longest axis innermost would have cost
+            inner = own if own_inner else summed
+            longest = max(inner, key=lambda n: x.shape[names.index(n)])
+            kind, other = "kept", [n for n in asked if n != longest] + [longest]
+        plain = copy_time(x, names, asked)
+        rows[kind].append((copy_time(x, names, other) / plain, plain, copy_time(x, names, other)))
     for line in machine_lines():
         print(line)
-    print(f"{'longest axis':<28} {'copies':>6} {'median':>7} {'faster':>7} {'slower':>7} "
+    print(f"{'layout':<34} {'copies':>6} {'median':>7} {'faster':>7} {'slower':>7} "
           f"{'worst':>6} {'total ms':>17}")
-    for taken, label in ((True, "< a page apart (taken)"), (False, ">= a page apart (kept)")):
-        if not rows[taken]:
+    labels = {"reordered": "own group, longest axis innermost",
+              "own": "own group innermost, not summed",
+              "summed": "summed group innermost, not own",
+              "kept": "kept (vs longest axis innermost)"}
+    for kind, label in labels.items():
+        if not rows[kind]:
             continue
-        ratio = np.array([r[0] for r in rows[taken]])
-        plain = sum(r[1] for r in rows[taken]) / 1e3
-        reordered = sum(r[2] for r in rows[taken]) / 1e3
-        print(f"{label:<28} {len(ratio):>6} {np.median(ratio):>7.2f} {(ratio < 0.9).sum():>7} "
-              f"{(ratio > 1.1).sum():>7} {ratio.max():>6.2f} {plain:>8.1f} -> {reordered:<7.1f}")
-    print("ratio: time with the longest axis innermost over time in memory order; "
+        ratio = np.array([r[0] for r in rows[kind]])
+        plain = sum(r[1] for r in rows[kind]) / 1e3
+        other = sum(r[2] for r in rows[kind]) / 1e3
+        print(f"{label:<34} {len(ratio):>6} {np.median(ratio):>7.2f} {(ratio < 0.9).sum():>7} "
+              f"{(ratio > 1.1).sum():>7} {ratio.max():>6.2f} {plain:>8.1f} -> {other:<7.1f}")
+    print("ratio: copy time in the other layout over copy time in the layout asked for; "
           "faster < 0.9, slower > 1.1")
 
 

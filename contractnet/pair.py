@@ -116,17 +116,17 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     right = _memory_order([n for n in b2 if n not in a2], sb)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
-    # an operand copied with a short inner loop (see _short_inner_loop): its own
-    # group's longest axis goes innermost; the shared summed group takes the
-    # smaller operand's order where that ends in a long axis (_copies_fast_along)
-    if swap_a and _short_inner_loop(left, sa, size):
-        left = _longest_last(left, sa, size)
-    if not swap_b and _short_inner_loop(right, sb, size):
-        right = _longest_last(right, sb, size)
+    # an operand copied with a short inner loop (see _short_inner_loop): the
+    # shared summed group takes the smaller operand's order where that ends in
+    # an axis the larger one copies fast along (_copies_fast_along); then each
+    # operand takes a layout of its own that does (_copy_layout)
     if (swap_b if b_larger else not swap_a) and _short_inner_loop(summed, s_large, size):
         theirs = _memory_order(summed, s_small)
         if _copies_fast_along(_last_moving(theirs, size), s_large, size):
             summed = theirs
+    left, swap_a = _copy_layout(left, summed, sa, size, swap_a)
+    right, own_inner_b = _copy_layout(right, summed, sb, size, not swap_b)
+    swap_b = not own_inner_b
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
     flip = prefer is not None and (_inversions(batch + right + left, prefer)
                                    < _inversions(batch + left + right, prefer))
@@ -212,24 +212,47 @@ def _copies_fast_along(name: str, stride: dict[str, int], size: dict[str, int]) 
     """Whether a copy's inner loop runs fast along axis ``name``: it holds at
     least :data:`LONG_AXIS` elements, less than :data:`NEAR` bytes apart.
 
-    Over 260 random copies with a short inner loop (:func:`_short_inner_loop`;
-    ``benchmarks/copy_order.py``), the 158 whose longest axis meets this ran
-    faster with that axis innermost in 153, at a median of 0.31 of the
-    time, and at most 1.05 times as long.  Of the other 102, whose every
-    read along it lands a page or more from the last, 37 ran more than 1.1
-    times as long, up to 2.6 times.
+    Over 300 random GEMM operands copied with a short inner loop
+    (``benchmarks/copy_order.py``), the 234 that :func:`_copy_layout` laid
+    out along such an axis instead copied faster in 231, at a median of
+    0.26 of the time; one took 1.8 times as long.  An axis whose elements
+    lie a page or more apart, each read landing on another page, is left
+    out: of 102 random copies with such a longest axis, 37 ran more slowly
+    with it innermost, up to 2.6 times as long.
     """
     return size[name] >= LONG_AXIS and abs(stride[name]) < NEAR
 
 
-def _longest_last(group: list[str], stride: dict[str, int], size: dict[str, int]) -> list[str]:
-    """``group`` with its longest axis moved innermost, where a copy runs
-    fast along it (:func:`_copies_fast_along`); the others keep their
-    order."""
-    longest = max(group, key=lambda n: size[n])
-    if not _copies_fast_along(longest, stride, size):
+def _longest_last(group: list[str], size: dict[str, int]) -> list[str]:
+    """``group`` with its longest axis moved innermost, the others in order."""
+    if not group:
         return group
+    longest = max(group, key=lambda n: size[n])
     return [n for n in group if n != longest] + [longest]
+
+
+def _copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
+                 size: dict[str, int], own_inner: bool) -> tuple[list[str], bool]:
+    """An operand's own group of indices, and whether it goes innermost in
+    the operand's GEMM matrix (else the summed group does), changed where
+    the layout asked for would copy the operand with a short inner loop
+    (:func:`_short_inner_loop`).
+
+    The own group goes innermost, in memory order or with its longest axis
+    moved innermost, where a copy runs fast along that axis
+    (:func:`_copies_fast_along`); else the summed group does, where its
+    innermost axis is such an axis; else the layout stays as asked.
+    """
+    if not _short_inner_loop(own if own_inner else summed, stride, size):
+        return own, own_inner
+    for order in (own, _longest_last(own, size)):
+        last = _last_moving(order, size)
+        if last is not None and _copies_fast_along(last, stride, size):
+            return order, True
+    last = _last_moving(summed, size)
+    if own_inner and last is not None and _copies_fast_along(last, stride, size):
+        return own, False
+    return own, own_inner
 
 
 #: An inner run of fewer elements than this does not pay for numpy.einsum's

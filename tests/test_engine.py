@@ -1023,8 +1023,15 @@ def _short_axis_cases():
     kip, kj = rng.standard_normal((32, 64, 3)), rng.standard_normal((32, 16))
     # broadcast along its innermost axis: a copy reads it as fast either way
     kip_broadcast = np.broadcast_to(rng.standard_normal((32, 64, 1)), (32, 64, 3))
-    # i's elements lie 4320 bytes apart: read along i, every read is a page away
-    ikp, kj_far = rng.standard_normal((32, 180, 3)), rng.standard_normal((180, 16))
+    # i's elements lie 4320 bytes apart (every read a page away from the
+    # last), so a's summed k (180, contiguous but for p) goes innermost ...
+    ikp, kj_long = rng.standard_normal((32, 180, 3)), rng.standard_normal((180, 16))
+    # ... unless it is short too
+    ikp_short_k, kj_short = ikp[:, :8], rng.standard_normal((8, 16))
+    # b's summed (d, g) would go innermost, g (4) contiguous and d not nested:
+    # its own c (50) goes innermost instead
+    gduxy = rng.standard_normal((4, 7, 40, 12, 2))
+    ducg = rng.standard_normal((7, 40, 50, 4))
     return [
         (duk, "duk", dkbuh, "dkbuh", "khb", "kdu", "kduhb"),   # was kdubh
         (bjhip, "bjhip", hkjp, "hkjp", "bkij", "jphbi", "jkph"),  # was jphib
@@ -1033,19 +1040,23 @@ def _short_axis_cases():
         (bjhip, "bjhip", bkij, "bkij", "hkjp", "jphbi", "jbik"),  # was jphib, jibk
         (kip, "kip", kj, "kj", "ipj", "kip", "kj"),
         (kip_broadcast, "kip", kj, "kj", "ipj", "kip", "kj"),
-        (ikp, "ikp", kj_far, "kj", "ipj", "kip", "kj"),
+        (ikp, "ikp", kj_long, "kj", "ipj", "ipk", "kj"),   # was kip
+        (ikp_short_k, "ikp", kj_short, "kj", "ipj", "kip", "kj"),
+        (gduxy, "gduxy", ducg, "ducg", "yuxc", "udgxy", "udgc"),  # was udgxy, ucdg
     ]
 
 
 @pytest.mark.parametrize("case", _short_axis_cases(),
-                         ids=["own-right", "own-left", "summed", "nested", "broadcast", "far"])
+                         ids=["own-right", "own-left", "summed", "nested", "broadcast",
+                              "summed-inner", "far", "own-inner"])
 def test_a_copied_operand_runs_its_copy_along_a_long_axis(case):
     """A GEMM operand copied with a short innermost axis (of 2-4 elements)
     runs numpy's copy a few elements per inner loop, several times slower
     than along a long axis: its own axes, or the summed ones, are ordered
-    so that the copy's inner loop runs along their longest.  An operand
-    read as a view, broadcast along its short axis, or whose long axis
-    has its elements a page or more apart, keeps its order."""
+    so that the copy's inner loop runs along their longest, or the other
+    group goes innermost.  An operand read as a view, broadcast along its
+    short axis, or with no long axis whose elements lie less than a page
+    apart, keeps its layout."""
     a, an, b, bn, keep, a_laid, b_laid = case
     plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep)
     assert plan.einsum_eq is None

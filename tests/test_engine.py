@@ -1338,8 +1338,13 @@ def _laid_out(shape, memory_order, step=1):
     ("yz", (50, 64), (0, 1), "zr", (64, 32), (0, 1), "zry", "yzr"),
     # ...and so where the larger one is strided along its innermost itself
     ("yz", (50, 64), ((0, 1), 2), "zr", (64, 32), (0, 1), "zry", "yzr"),
-    # ...but not when that run is shorter than MIN_RUN (r only: yz holds z, not r)
-    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "zry"),
+    # ...but not when that run is shorter than MIN_RUN (r only: yz holds z, not r):
+    # then the larger one's order, whose inner loop (z, 64) is longer than
+    # keep's (y, 50), though it reads the smaller one strided
+    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "ryz"),
+    ("ij", (48, 256), (1, 0), "ilj", (48, 12, 256), (0, 1, 2), "lji", "ilj"),
+    # ...and keep's order where its inner loop is as long (y, 100)
+    ("yz", (100, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "rzy", "rzy"),
     # the caller's order where every operand holding its innermost index reads it
     # contiguously, however short: C-ordered operands, C-ordered result
     ("ij", (20, 30), (0, 1), "k", (8,), (0,), "ijk", "ijk"),

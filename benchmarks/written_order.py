@@ -1,0 +1,124 @@
+"""The order in which numpy.einsum writes a product that sums nothing.
+
+A pair of operands that sums nothing (an outer product, or a Hadamard
+product with batch indices) goes to ``numpy.einsum``; in a forward pass
+the plan may pick the order of the result (``contractnet.pair
+._written_order``).  Where no order reads every operand in order, it
+takes the larger operand's memory order innermost, where numpy's inner
+loop along it covers at least 16 elements and more than along the
+caller's order.
+
+This script draws random such products (1-3 batch indices, 0-2 own indices
+per operand, sizes 2-255, 20,000 to 3 million result elements, float32 and
+float64, each operand in a random memory order) where no order reads every
+operand in order, and times ``numpy.einsum(..., order="C")`` in the
+caller's order against the larger operand's order, split by whether the
+rule takes the second.  Run it on purpose, never by pytest::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
+        python benchmarks/written_order.py [--cases 500] [--seed 11]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from contractnet.bench_timing import machine_lines
+from contractnet.blocks import ascii_equation
+from contractnet.pair import (MIN_RUN, _contiguous_run, _inner_order, _Laid,
+                              _written_order)
+
+SIZES = (2, 3, 4, 6, 8, 10, 16, 17, 32, 50, 64, 96, 128, 255)
+
+
+def best_time(fn, repeats: int = 5, floor: float = 2e-3) -> float:
+    """Best mean time of ``fn`` in µs over ``repeats`` rounds of at least
+    ``floor`` seconds."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    calls = max(1, int(floor / max(time.perf_counter() - start, 1e-7)))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+def laid(rng: np.random.Generator, names: list[str], size: dict, dtype) -> np.ndarray:
+    """A random operand with indices ``names``, its axes in a random memory order."""
+    stored = list(names)
+    rng.shuffle(stored)
+    x = rng.standard_normal([size[n] for n in stored]).astype(dtype)
+    return x.transpose([stored.index(n) for n in names])
+
+
+def draw_product(rng: np.random.Generator):
+    """A random product that sums nothing, as (a, an, b, bn, keep, size), or
+    None where its size is out of range."""
+    n_batch, n_a, n_b = int(rng.integers(1, 4)), int(rng.integers(0, 3)), int(rng.integers(0, 3))
+    names = list("abcdefgh"[:n_batch + n_a + n_b])
+    rng.shuffle(names)
+    batch, own_a, own_b = (names[:n_batch], names[n_batch:n_batch + n_a],
+                           names[n_batch + n_a:])
+    size = {n: int(rng.choice(SIZES)) for n in names}
+    if not 20_000 <= math.prod(size.values()) <= 3_000_000:
+        return None
+    an, bn, keep = batch + own_a, batch + own_b, list(names)
+    for group in (an, bn, keep):
+        rng.shuffle(group)
+    dtype = rng.choice([np.float32, np.float64])
+    a, b = laid(rng, an, size, dtype), laid(rng, bn, size, dtype)
+    return a, "".join(an), b, "".join(bn), "".join(keep), size
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    rows: dict[bool, list] = {True: [], False: []}
+    while sum(map(len, rows.values())) < args.cases:
+        drawn = draw_product(rng)
+        if drawn is None:
+            continue
+        a, an, b, bn, keep, size = drawn
+        la, lb = (_Laid(names, dict(zip(names, x.strides)), x.size, x.itemsize)
+                  for x, names in ((a, an), (b, bn)))
+        chosen = _written_order(keep, size, la, lb)
+        if chosen != keep and _contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
+            continue  # an order that reads every operand in order: not this rule's
+        if _contiguous_run(keep, (la, lb), size) > 1:
+            continue
+        big, small = (la, lb) if la.count >= lb.count else (lb, la)
+        larger = _inner_order(big, small, keep)
+        if larger == keep:
+            continue
+        taken = chosen == larger
+        plain = best_time(lambda: np.einsum(ascii_equation([an, bn], keep), a, b, order="C"))
+        other = best_time(lambda: np.einsum(ascii_equation([an, bn], larger), a, b, order="C"))
+        rows[taken].append((other / plain, plain, other))
+    for line in machine_lines():
+        print(line)
+    print(f"{'larger operand order':<22} {'products':>8} {'median':>7} {'faster':>7} "
+          f"{'slower':>7} {'worst':>6} {'total ms':>17}")
+    for taken, label in ((True, "taken"), (False, "kept caller's")):
+        if not rows[taken]:
+            continue
+        ratio = np.array([r[0] for r in rows[taken]])
+        plain = sum(r[1] for r in rows[taken]) / 1e3
+        other = sum(r[2] for r in rows[taken]) / 1e3
+        print(f"{label:<22} {len(ratio):>8} {np.median(ratio):>7.2f} {(ratio < 0.9).sum():>7} "
+              f"{(ratio > 1.1).sum():>7} {ratio.max():>6.2f} {plain:>8.1f} -> {other:<7.1f}")
+    print("ratio: time written in the larger operand's order over time in the caller's; "
+          "faster < 0.9, slower > 1.1")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,18 +4,20 @@ A two-operand contraction whose operand is not a view of a matrix copies
 that operand first, laid out as the GEMM asks: its batch axes, then its own
 axes and the summed ones, the group holding its fastest axis innermost,
 each group in memory order.  numpy's copy runs its inner loop along the
-innermost axis; where the operand's fastest axis holds 2-4 elements and is
-not nested in the next one out, that loop covers a few elements.
-``plan_pair`` then changes the layout (``contractnet.pair._copy_layout``):
-its own group goes innermost with its longest axis last, or the summed
-group goes innermost, where that puts innermost an axis of 16 or more
-elements less than a page apart.
+innermost axis; where the operand's fastest axis holds 2-4 elements and the
+copy cannot join it with the next axis out, that loop covers a few
+elements.  ``plan_pair`` then changes the layout
+(``contractnet.copy_order.copy_layout``): its own group goes innermost, in
+memory order or with a long axis moved innermost, or the summed group
+goes innermost, where that puts innermost an axis of 16 or more elements
+less than a page apart.
 
 This script draws random such operands (3-5 axes of 2-255 elements, each
 a batch, own or summed axis at random, float32 and float64, some with a
 sliced axis) and times ``numpy.ascontiguousarray`` in the layout asked for
 against the layout the rule picks; where the rule keeps the layout, against
-the inner group's longest axis moved innermost, page or no page.  Run it
+the inner group's longest axis moved innermost, page or no page (where
+that is another layout).  Run it
 on purpose, never by pytest::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
@@ -30,7 +32,8 @@ import time
 import numpy as np
 
 from contractnet.bench_timing import machine_lines
-from contractnet.pair import _copy_layout, _innermost, _memory_order, _short_inner_loop
+from contractnet.copy_order import copy_layout, short_inner_loop
+from contractnet.pair import _innermost, _memory_order
 
 SIZES = (2, 3, 4, 5, 7, 8, 12, 16, 17, 32, 50, 64, 96, 128, 255)
 
@@ -79,7 +82,8 @@ def draw_operand(rng: np.random.Generator):
         return None
     own, summed = _memory_order(own, stride), _memory_order(summed, stride)
     own_inner = fastest in own
-    if not _short_inner_loop(own if own_inner else summed, stride, size):
+    inner, outer = (own, summed) if own_inner else (summed, own)
+    if not short_inner_loop(inner, stride, size, (outer, batch)):
         return None
     return x, names, batch, own, summed, own_inner
 
@@ -103,8 +107,8 @@ def main(argv=None) -> None:
             continue
         x, names, batch, own, summed, own_inner = drawn
         asked = batch + (summed + own if own_inner else own + summed)
-        new_own, new_inner = _copy_layout(own, summed, dict(zip(names, x.strides)),
-                                          dict(zip(names, x.shape)), own_inner)
+        new_own, new_inner = copy_layout(own, summed, dict(zip(names, x.strides)),
+                                         dict(zip(names, x.shape)), own_inner, batch)
         if (new_own, new_inner) != (own, own_inner):
             kind = "reordered" if new_inner == own_inner else "own" if new_inner else "summed"
             other = batch + (summed + new_own if new_inner else new_own + summed)
@@ -112,8 +116,10 @@ def main(argv=None) -> None:
             inner = own if own_inner else summed
             longest = max(inner, key=lambda n: x.shape[names.index(n)])
             kind, other = "kept", [n for n in asked if n != longest] + [longest]
-        plain = copy_time(x, names, asked)
-        rows[kind].append((copy_time(x, names, other) / plain, plain, copy_time(x, names, other)))
+            if other == asked:
+                continue
+        plain, changed = copy_time(x, names, asked), copy_time(x, names, other)
+        rows[kind].append((changed / plain, plain, changed))
     for line in machine_lines():
         print(line)
     print(f"{'layout':<34} {'copies':>6} {'median':>7} {'faster':>7} {'slower':>7} "

@@ -23,6 +23,7 @@ from .backend import backend
 from .blocks import (EINSUM_LETTERS, LONG_SUM, SumBlocks, ascii_equation, fits_einsum, plan_blocks,
                      sum_in_blocks, sum_rows)
 from .budget import BUDGET, check_allocation
+from .copy_order import copy_layout, fast_last, short_inner_loop
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -87,7 +88,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     with unit-stride inner loops.  An operand copied whatever its order,
     whose fastest axis is short (2-4 elements), is laid out with a long
     axis innermost instead, so that the copy runs long inner loops (see
-    :func:`_short_inner_loop`).
+    :mod:`contractnet.copy_order`).
 
     Batched dot products strided along their sums go to numpy.einsum,
     which adds each one's terms one by one; sums of more than
@@ -110,22 +111,19 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     batch = _memory_order([n for n in a2 if n in b2 and n in keep], sa)
     summed = [n for n in a2 if n in b2 and n not in keep]
     b_larger = math.prod(bshape) > math.prod(ashape)
-    s_large, s_small = (sb, sa) if b_larger else (sa, sb)
-    summed = _memory_order(summed, s_large)
+    summed = _memory_order(summed, sb if b_larger else sa)
     left = _memory_order([n for n in a2 if n not in b2], sa)
     right = _memory_order([n for n in b2 if n not in a2], sb)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
-    # an operand copied with a short inner loop (see _short_inner_loop): the
-    # shared summed group takes the smaller operand's order where that ends in
-    # an axis the larger one copies fast along (_copies_fast_along); then each
-    # operand takes a layout of its own that does (_copy_layout)
-    if (swap_b if b_larger else not swap_a) and _short_inner_loop(summed, s_large, size):
-        theirs = _memory_order(summed, s_small)
-        if _copies_fast_along(_last_moving(theirs, size), s_large, size):
-            summed = theirs
-    left, swap_a = _copy_layout(left, summed, sa, size, swap_a)
-    right, own_inner_b = _copy_layout(right, summed, sb, size, not swap_b)
+    # an operand copied with a short inner loop (copy_order.py): the summed group,
+    # innermost in the larger operand, moves an axis that operand copies fast
+    # along innermost; then each operand takes a layout of its own
+    large, large_own, summed_inner = (sb, right, swap_b) if b_larger else (sa, left, not swap_a)
+    if summed_inner and short_inner_loop(summed, large, size, (large_own, batch)):
+        summed = fast_last(summed, large, size) or summed
+    left, swap_a = copy_layout(left, summed, sa, size, swap_a, batch)
+    right, own_inner_b = copy_layout(right, summed, sb, size, not swap_b, batch)
     swap_b = not own_inner_b
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
     flip = prefer is not None and (_inversions(batch + right + left, prefer)
@@ -170,89 +168,6 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
                     eq is not None and strided_dots, blocks)
-
-
-#: A GEMM operand copied with an innermost axis of at most this many
-#: elements runs a short inner loop (see :func:`_short_inner_loop`) ...
-SHORT_AXIS = 4
-#: ... which an axis of at least this many elements ...
-LONG_AXIS = 16
-#: ... whose elements lie less than this many bytes (a page) apart, put
-#: innermost instead, saves.
-NEAR = 4096
-
-
-def _last_moving(group: Sequence[str], size: dict[str, int]) -> str | None:
-    """The innermost index of ``group`` longer than 1."""
-    return next((n for n in reversed(group) if size[n] > 1), None)
-
-
-def _short_inner_loop(group: list[str], stride: dict[str, int], size: dict[str, int]) -> bool:
-    """Whether an operand laid out as a GEMM matrix with ``group`` innermost,
-    in this order, is copied with an inner loop of at most
-    :data:`SHORT_AXIS` elements.
-
-    That is so where the group's innermost axis is that short and is not
-    nested in the group's next axis out: the group cannot then be a view
-    (the operand is copied whatever its order), and numpy's copy cannot
-    join the two axes into one loop.  Such a copy costs several times one
-    whose inner loop runs along a long axis, even a strided one: a float32
-    (512, 4, 8, 17, 3) view, its 8-axis sliced, copied in 1.48 ms, and in
-    0.41 ms with its 17-axis innermost.
-    """
-    moving = [n for n in group if size[n] > 1]
-    if len(moving) < 2:
-        return False
-    last, outer = moving[-1], moving[-2]
-    return (size[last] <= SHORT_AXIS and stride[last] != 0
-            and stride[outer] != stride[last] * size[last])
-
-
-def _copies_fast_along(name: str, stride: dict[str, int], size: dict[str, int]) -> bool:
-    """Whether a copy's inner loop runs fast along axis ``name``: it holds at
-    least :data:`LONG_AXIS` elements, less than :data:`NEAR` bytes apart.
-
-    Over 300 random GEMM operands copied with a short inner loop
-    (``benchmarks/copy_order.py``), the 234 that :func:`_copy_layout` laid
-    out along such an axis instead copied faster in 231, at a median of
-    0.26 of the time; one took 1.8 times as long.  An axis whose elements
-    lie a page or more apart, each read landing on another page, is left
-    out: of 102 random copies with such a longest axis, 37 ran more slowly
-    with it innermost, up to 2.6 times as long.
-    """
-    return size[name] >= LONG_AXIS and abs(stride[name]) < NEAR
-
-
-def _longest_last(group: list[str], size: dict[str, int]) -> list[str]:
-    """``group`` with its longest axis moved innermost, the others in order."""
-    if not group:
-        return group
-    longest = max(group, key=lambda n: size[n])
-    return [n for n in group if n != longest] + [longest]
-
-
-def _copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
-                 size: dict[str, int], own_inner: bool) -> tuple[list[str], bool]:
-    """An operand's own group of indices, and whether it goes innermost in
-    the operand's GEMM matrix (else the summed group does), changed where
-    the layout asked for would copy the operand with a short inner loop
-    (:func:`_short_inner_loop`).
-
-    The own group goes innermost, in memory order or with its longest axis
-    moved innermost, where a copy runs fast along that axis
-    (:func:`_copies_fast_along`); else the summed group does, where its
-    innermost axis is such an axis; else the layout stays as asked.
-    """
-    if not _short_inner_loop(own if own_inner else summed, stride, size):
-        return own, own_inner
-    for order in (own, _longest_last(own, size)):
-        last = _last_moving(order, size)
-        if last is not None and _copies_fast_along(last, stride, size):
-            return order, True
-    last = _last_moving(summed, size)
-    if own_inner and last is not None and _copies_fast_along(last, stride, size):
-        return own, False
-    return own, own_inner
 
 
 #: An inner run of fewer elements than this does not pay for numpy.einsum's

@@ -21,6 +21,7 @@ the forward pass's copy of it.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 #: An innermost axis of at most this many elements makes a short inner loop.
@@ -139,3 +140,50 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
     if own_inner and last is not None and copies_fast_along(last, stride, size):
         return own, False
     return own, own_inner
+
+
+def copy_layouts(batch: list[str], summed: list[str], own: tuple[list[str], list[str]],
+                 stride: tuple[dict, dict], size: dict[str, int],
+                 own_inner: tuple[bool, bool]) -> tuple[list[str], list, list]:
+    """Both operands' layouts for their copies.
+
+    Where the larger operand has the summed group innermost with a short
+    inner loop, that group first takes its longest near axis innermost
+    (:func:`fast_last`), as an operand's own group would: a backward pass
+    that holds the same operand with those indices as its own then lays
+    it out as the forward pass did, and reuses its copy.  The summed
+    group's order is shared, so this happens only where the smaller
+    operand is copied anyway or holds at most a quarter of the larger's
+    elements (a view of it then becomes a copy).  Then each operand takes
+    a layout of its own (:func:`copy_layout`).
+
+    Parameters
+    ----------
+    batch, summed : list of str
+        The batch and summed indices, in the order planned.
+    own, stride, own_inner : pairs
+        Each operand's own indices, strides in bytes, and whether its
+        layout asked for has its own group innermost.
+    size : dict
+        Every index's size.
+
+    Returns
+    -------
+    summed : list of str
+        The summed group, perhaps reordered.
+    own, own_inner : lists
+        Each operand's own group and whether it goes innermost.
+    """
+    own, own_inner = list(own), list(own_inner)
+    count = [math.prod(size[n] for n in batch + summed + group) for group in own]
+    big = 0 if count[0] >= count[1] else 1
+    small = 1 - big
+    if not own_inner[big] and short_inner_loop(summed, stride[big], size, (own[big], batch)):
+        reordered = fast_last(summed, stride[big], size)
+        copied = not all(merges(group, stride[small], size)
+                         for group in (batch, own[small], summed))
+        if reordered is not None and (copied or 4 * count[small] <= count[big]):
+            summed = reordered
+    for i in (big, small):
+        own[i], own_inner[i] = copy_layout(own[i], summed, stride[i], size, own_inner[i], batch)
+    return summed, own, own_inner

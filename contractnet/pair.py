@@ -23,7 +23,7 @@ from .backend import backend
 from .blocks import (EINSUM_LETTERS, LONG_SUM, SumBlocks, ascii_equation, fits_einsum, plan_blocks,
                      sum_in_blocks, sum_rows)
 from .budget import BUDGET, check_allocation
-from .copy_order import copy_layout, fast_last, short_inner_loop
+from .copy_order import copy_layouts
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -110,20 +110,14 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     a2, b2 = an, bn
     batch = _memory_order([n for n in a2 if n in b2 and n in keep], sa)
     summed = [n for n in a2 if n in b2 and n not in keep]
-    b_larger = math.prod(bshape) > math.prod(ashape)
-    summed = _memory_order(summed, sb if b_larger else sa)
+    summed = _memory_order(summed, sb if math.prod(bshape) > math.prod(ashape) else sa)
     left = _memory_order([n for n in a2 if n not in b2], sa)
     right = _memory_order([n for n in b2 if n not in a2], sb)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
-    # an operand copied with a short inner loop (copy_order.py): the summed group,
-    # innermost in the larger operand, moves an axis that operand copies fast
-    # along innermost; then each operand takes a layout of its own
-    large, large_own, summed_inner = (sb, right, swap_b) if b_larger else (sa, left, not swap_a)
-    if summed_inner and short_inner_loop(summed, large, size, (large_own, batch)):
-        summed = fast_last(summed, large, size) or summed
-    left, swap_a = copy_layout(left, summed, sa, size, swap_a, batch)
-    right, own_inner_b = copy_layout(right, summed, sb, size, not swap_b, batch)
+    # an operand copied with a short inner loop is laid out along a long axis instead
+    summed, (left, right), (swap_a, own_inner_b) = copy_layouts(
+        batch, summed, (left, right), (sa, sb), size, (swap_a, not swap_b))
     swap_b = not own_inner_b
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
     flip = prefer is not None and (_inversions(batch + right + left, prefer)

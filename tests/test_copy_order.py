@@ -47,6 +47,11 @@ def _short_axis_cases():
     bhwc, ck = rng.standard_normal((8, 32, 32, 3))[:, ::2, ::2], rng.standard_normal((3, 8))
     # p and q both hold 17, but p's elements lie 6528 bytes apart: q goes innermost
     pkqr, kj_tie = rng.standard_normal((17, 4, 68, 3))[:, :, ::4], rng.standard_normal((4, 6))
+    # b, the larger, has its summed (f, d) innermost, d (2) not nested in f:
+    # a (a view) holds more than a quarter of b's elements, so b's own e goes
+    # innermost; a smaller a is copied with the summed group reordered
+    ifd, fed = rng.standard_normal((96, 64, 2)), rng.standard_normal((64, 128, 2))
+    ifd_small = rng.standard_normal((16, 64, 2))
     return [
         (duk, "duk", dkbuh, "dkbuh", "khb", "kdu", "kduhb"),   # was kdubh
         (bjhip, "bjhip", hkjp, "hkjp", "bkij", "jphbi", "jkph"),  # was jphib
@@ -60,12 +65,15 @@ def _short_axis_cases():
         (gduxy, "gduxy", ducg, "ducg", "yuxc", "udgxy", "udgc"),  # was udgxy, ucdg
         (bhwc, "bhwc", ck, "ck", "bhwk", "cbhw", "ck"),           # was bhwc
         (pkqr, "pkqr", kj_tie, "kj", "pqrj", "kprq", "kj"),       # was kpqr
+        (ifd, "ifd", fed, "fed", "ei", "ifd", "fde"),             # was ifd, efd
+        (ifd_small, "ifd", fed, "fed", "ei", "idf", "edf"),       # was ifd, efd
     ]
 
 
 @pytest.mark.parametrize("case", _short_axis_cases(),
                          ids=["own-right", "own-left", "summed", "nested", "broadcast",
-                              "summed-inner", "far", "own-inner", "one-axis", "tie"])
+                              "summed-inner", "far", "own-inner", "one-axis", "tie",
+                              "smaller-view", "smaller-copied"])
 def test_a_copied_operand_runs_its_copy_along_a_long_axis(case):
     """A GEMM operand copied with a short innermost axis (of 2-4 elements)
     runs numpy's copy a few elements per inner loop, several times slower

@@ -2,11 +2,10 @@
 
 A pair of operands that sums nothing (an outer product, or a Hadamard
 product with batch indices) goes to ``numpy.einsum``; in a forward pass
-the plan may pick the order of the result (``contractnet.pair
-._written_order``).  Where no order reads every operand in order, it
-takes the larger operand's memory order innermost, where numpy's inner
-loop along it covers at least 16 elements and more than along the
-caller's order.
+the plan may pick the order of the result (``contractnet.written_order``).
+Where no order reads every operand in order, it takes the larger
+operand's memory order innermost, where numpy's inner loop along it
+covers at least 16 elements and more than along the caller's order.
 
 This script draws random such products (1-3 batch indices, 0-2 own indices
 per operand, sizes 2-255, 20,000 to 3 million result elements, float32 and
@@ -28,8 +27,7 @@ import numpy as np
 
 from contractnet.bench_timing import machine_lines
 from contractnet.blocks import ascii_equation
-from contractnet.pair import (MIN_RUN, _contiguous_run, _inner_order, _Laid,
-                              _written_order)
+from contractnet.written_order import MIN_RUN, Laid, contiguous_run, inner_order, written_order
 
 SIZES = (2, 3, 4, 6, 8, 10, 16, 17, 32, 50, 64, 96, 128, 255)
 
@@ -89,15 +87,15 @@ def main(argv=None) -> None:
         if drawn is None:
             continue
         a, an, b, bn, keep, size = drawn
-        la, lb = (_Laid(names, dict(zip(names, x.strides)), x.size, x.itemsize)
+        la, lb = (Laid(names, dict(zip(names, x.strides)), x.size, x.itemsize)
                   for x, names in ((a, an), (b, bn)))
-        chosen = _written_order(keep, size, la, lb)
-        if chosen != keep and _contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
+        chosen = written_order(keep, size, la, lb)
+        if chosen != keep and contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
             continue  # an order that reads every operand in order: not this rule's
-        if _contiguous_run(keep, (la, lb), size) > 1:
+        if contiguous_run(keep, (la, lb), size) > 1:
             continue
         big, small = (la, lb) if la.count >= lb.count else (lb, la)
-        larger = _inner_order(big, small, keep)
+        larger = inner_order(big, small, keep)
         if larger == keep:
             continue
         taken = chosen == larger

@@ -12,9 +12,10 @@ a long axis, even a strided one (:func:`short_inner_loop`).  The plan then
 lays the operand out along a long axis whose elements lie near each other
 (:func:`copies_fast_along`): the same group's, moved innermost
 (:func:`fast_last`), or the other group's, that group going innermost
-instead (:func:`copy_layout`).  The layout of an operand depends on its
-own strides alone, so a backward pass lays out an operand as its forward
-pass did wherever the operand's groups line up the same way, and reuses
+instead (:func:`copy_layout`).  A group is reordered the same way
+whether it holds the operand's own indices or summed ones
+(:func:`copy_layouts`), so a backward pass, in which an operand's own
+indices are summed, mostly lays it out as its forward pass did and reuses
 the forward pass's copy of it.
 
 ``benchmarks/copy_order.py`` times these layouts against the ones asked for.

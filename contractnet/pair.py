@@ -24,6 +24,7 @@ from .blocks import (EINSUM_LETTERS, LONG_SUM, SumBlocks, ascii_equation, fits_e
                      sum_in_blocks, sum_rows)
 from .budget import BUDGET, check_allocation
 from .copy_order import copy_layouts
+from .written_order import Laid, written_order
 
 MEMO_MAX_BYTES = 1 << 28  # larger copies are not kept for the backward pass
 
@@ -101,9 +102,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     then computed transposed, which costs nothing); numpy.einsum writes it
     C-ordered in ``prefer``'s order when given, else in ``keep``'s, or, with
     ``any_layout`` (the caller reads any layout: a forward pass, a step
-    inside a path), in the order of :func:`_written_order`, which reads the
-    operands' strides in elements (``itemsizes``: a's and b's, required
-    with ``any_layout``).
+    inside a path), in the order :mod:`contractnet.written_order` picks,
+    which reads the operands' strides in elements (``itemsizes``: a's and
+    b's, required with ``any_layout``).
     """
     size = dict(zip(an, ashape)) | dict(zip(bn, bshape))
     sa, sb = dict(zip(an, astrides)), dict(zip(bn, bstrides))
@@ -148,9 +149,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
         # else, with any layout, the one numpy writes fastest
         result = "".join(sorted(result, key=(prefer or keep).index))
         if any_layout and prefer is None:
-            result = _written_order(result, size,
-                                    _Laid(a2, sa, math.prod(ashape), itemsizes[0]),
-                                    _Laid(b2, sb, math.prod(bshape), itemsizes[1]))
+            result = written_order(result, size,
+                                   Laid(a2, sa, math.prod(ashape), itemsizes[0]),
+                                   Laid(b2, sb, math.prod(bshape), itemsizes[1]))
         eq, flip = ascii_equation([a2, b2], result), False
         if strided_dots:
             blocks = plan_blocks([a2, b2], size, summed, result)
@@ -162,111 +163,6 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
                     lead + ((k, m) if swap_a else (m, k)), lead + ((n_, k) if swap_b else (k, n_)),
                     swap_a, swap_b, flip, tuple(size[i] for i in result), result, eq,
                     eq is not None and strided_dots, blocks)
-
-
-#: An inner run of fewer elements than this does not pay for numpy.einsum's
-#: loop set-up (see :func:`_written_order`).
-MIN_RUN = 16
-
-
-class _Laid(NamedTuple):
-    """An operand as :func:`_written_order` reads it."""
-
-    names: str
-    stride: dict    # bytes, by index name
-    count: int      # elements
-    itemsize: int
-
-
-def _written_order(keep: str, size: dict, a: _Laid, b: _Laid) -> str:
-    """The order, outermost first, in which numpy.einsum writes the indices
-    ``keep`` of the product of ``a`` and ``b`` fast.
-
-    numpy's loop is fastest where, along its innermost index, every operand
-    either lacks that index or holds it contiguously, and the result is
-    written in order; it joins such indices into one longer run (an
-    operand holding an index at stride 0, a broadcast, breaks it).  So the
-    order is ``keep``'s own where its innermost index is read so (the
-    product of C-ordered operands numpy.einsum would write C-ordered stays
-    C-ordered); else one operand's order in memory, innermost, under the
-    other operand's own indices in theirs, the larger operand's first,
-    where that ends in such a run (:func:`_contiguous_run`) of at least
-    :data:`MIN_RUN` elements.  Where no order reads every operand in
-    order, the larger operand's order innermost, where numpy's inner loop
-    along it (:func:`_inner_loop`) covers at least :data:`MIN_RUN`
-    elements and more than along ``keep``'s; else ``keep``'s.  Broadcast
-    axes count as outermost in an operand's memory order.
-
-    That last step reads the larger operand in order and the smaller one
-    strided.  Of 500 random products no order of which reads every operand
-    in order (``benchmarks/written_order.py``), it took 124, and wrote them
-    in a median of 0.43 of the time in ``keep``'s order, more than 1.1
-    times as long in 4 (up to 1.9 times).  The larger operand's order would
-    have taken up to 5.9 times as long on the others.
-    """
-    if _contiguous_run(keep, (a, b), size) > 1:
-        return keep
-    big, small = (a, b) if a.count >= b.count else (b, a)
-    for order in (_inner_order(big, small, keep), _inner_order(small, big, keep)):
-        if _contiguous_run(order, (a, b), size) >= MIN_RUN:
-            return order
-    order = _inner_order(big, small, keep)
-    if _inner_loop(order, (a, b), size) >= max(MIN_RUN, _inner_loop(keep, (a, b), size) + 1):
-        return order
-    return keep
-
-
-def _inner_order(inner: _Laid, outer: _Laid, keep: str) -> str:
-    """The indices in ``keep``, ``inner``'s innermost as laid out in its
-    memory, ``outer``'s own outside them as laid out in its."""
-    laid_in, laid_out = _kept_in_memory_order(inner, keep), _kept_in_memory_order(outer, keep)
-    return "".join([n for n in laid_out if n not in laid_in] + laid_in)
-
-
-def _kept_in_memory_order(operand: _Laid, keep: str) -> list[str]:
-    """The indices of ``operand`` in ``keep``, outermost first as laid out
-    in memory (as :func:`_memory_order`), broadcast ones outermost."""
-    stride = operand.stride
-    return [n for n in sorted(operand.names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
-            if n in keep]
-
-
-def _contiguous_run(order: str, operands: Sequence[_Laid], size: dict) -> int:
-    """How many elements the innermost indices of ``order`` span as one run
-    that each operand either lacks throughout or holds contiguously
-    throughout, so that numpy.einsum's innermost loop joins them into one
-    and reads every operand in order."""
-    run, steps, holders = 1, [op.itemsize for op in operands], None
-    for n in reversed(order):
-        if size[n] == 1:
-            continue
-        held = [i for i, op in enumerate(operands) if n in op.names]
-        if (holders is not None and held != holders) or any(
-                operands[i].stride[n] != steps[i] for i in held):
-            break
-        holders = held
-        run *= size[n]
-        for i in held:
-            steps[i] *= size[n]
-    return run
-
-
-def _inner_loop(order: str, operands: Sequence[_Laid], size: dict) -> int:
-    """How many elements numpy.einsum's inner loop covers writing the
-    result C-ordered in ``order``: its innermost index, at whatever
-    strides the operands hold it, joined with the next ones out while
-    every operand's stride nests (an operand lacking an index holds it at
-    stride 0 throughout)."""
-    run, steps = 1, None
-    for n in reversed(order):
-        if size[n] == 1:
-            continue
-        strides = [op.stride.get(n, 0) for op in operands]
-        if steps is not None and strides != steps:
-            break
-        run *= size[n]
-        steps = [stride * size[n] for stride in strides]
-    return run
 
 
 def _inversions(order: Sequence[str], prefer: str) -> int:

@@ -1,0 +1,116 @@
+"""The order in which numpy.einsum writes a product the pair planner hands it.
+
+Where the caller reads any layout (a forward pass, a step inside a path),
+:func:`contractnet.pair.plan_pair` lets the order of a product that
+``numpy.einsum`` computes be chosen: :func:`written_order` picks one that
+numpy's loop writes fast, reading each operand's strides
+(:class:`Laid`).  ``benchmarks/written_order.py`` times its last rule.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+
+#: An inner run of fewer elements than this does not pay for numpy.einsum's
+#: loop set-up (see :func:`written_order`).
+MIN_RUN = 16
+
+
+class Laid(NamedTuple):
+    """An operand as :func:`written_order` reads it."""
+
+    names: str
+    stride: dict    # bytes, by index name
+    count: int      # elements
+    itemsize: int
+
+
+def written_order(keep: str, size: dict, a: Laid, b: Laid) -> str:
+    """The order, outermost first, in which numpy.einsum writes the indices
+    ``keep`` of the product of ``a`` and ``b`` fast.
+
+    numpy's loop is fastest where, along its innermost index, every operand
+    either lacks that index or holds it contiguously, and the result is
+    written in order; it joins such indices into one longer run (an
+    operand holding an index at stride 0, a broadcast, breaks it).  So the
+    order is ``keep``'s own where its innermost index is read so (the
+    product of C-ordered operands numpy.einsum would write C-ordered stays
+    C-ordered); else one operand's order in memory, innermost, under the
+    other operand's own indices in theirs, the larger operand's first,
+    where that ends in such a run (:func:`contiguous_run`) of at least
+    :data:`MIN_RUN` elements.  Where no order reads every operand in
+    order, the larger operand's order innermost, where numpy's inner loop
+    along it (:func:`inner_loop`) covers at least :data:`MIN_RUN`
+    elements and more than along ``keep``'s; else ``keep``'s.  Broadcast
+    axes count as outermost in an operand's memory order.
+
+    That last step reads the larger operand in order and the smaller one
+    strided.  Of 500 random products no order of which reads every operand
+    in order (``benchmarks/written_order.py``), it took 124, and wrote them
+    in a median of 0.43 of the time in ``keep``'s order, more than 1.1
+    times as long in 4 (up to 1.9 times).  The larger operand's order would
+    have taken up to 5.9 times as long on the others.
+    """
+    if contiguous_run(keep, (a, b), size) > 1:
+        return keep
+    big, small = (a, b) if a.count >= b.count else (b, a)
+    for order in (inner_order(big, small, keep), inner_order(small, big, keep)):
+        if contiguous_run(order, (a, b), size) >= MIN_RUN:
+            return order
+    order = inner_order(big, small, keep)
+    if inner_loop(order, (a, b), size) >= max(MIN_RUN, inner_loop(keep, (a, b), size) + 1):
+        return order
+    return keep
+
+
+def inner_order(inner: Laid, outer: Laid, keep: str) -> str:
+    """The indices in ``keep``, ``inner``'s innermost as laid out in its
+    memory, ``outer``'s own outside them as laid out in its."""
+    laid_in, laid_out = kept_in_memory_order(inner, keep), kept_in_memory_order(outer, keep)
+    return "".join([n for n in laid_out if n not in laid_in] + laid_in)
+
+
+def kept_in_memory_order(operand: Laid, keep: str) -> list[str]:
+    """The indices of ``operand`` in ``keep``, outermost first as laid out
+    in memory (as :func:`contractnet.pair._memory_order`), broadcast ones outermost."""
+    stride = operand.stride
+    return [n for n in sorted(operand.names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
+            if n in keep]
+
+
+def contiguous_run(order: str, operands: Sequence[Laid], size: dict) -> int:
+    """How many elements the innermost indices of ``order`` span as one run
+    that each operand either lacks throughout or holds contiguously
+    throughout, so that numpy.einsum's innermost loop joins them into one
+    and reads every operand in order."""
+    run, steps, holders = 1, [op.itemsize for op in operands], None
+    for n in reversed(order):
+        if size[n] == 1:
+            continue
+        held = [i for i, op in enumerate(operands) if n in op.names]
+        if (holders is not None and held != holders) or any(
+                operands[i].stride[n] != steps[i] for i in held):
+            break
+        holders = held
+        run *= size[n]
+        for i in held:
+            steps[i] *= size[n]
+    return run
+
+
+def inner_loop(order: str, operands: Sequence[Laid], size: dict) -> int:
+    """How many elements numpy.einsum's inner loop covers writing the
+    result C-ordered in ``order``: its innermost index, at whatever
+    strides the operands hold it, joined with the next ones out while
+    every operand's stride nests (an operand lacking an index holds it at
+    stride 0 throughout)."""
+    run, steps = 1, None
+    for n in reversed(order):
+        if size[n] == 1:
+            continue
+        strides = [op.stride.get(n, 0) for op in operands]
+        if steps is not None and strides != steps:
+            break
+        run *= size[n]
+        steps = [stride * size[n] for stride in strides]
+    return run

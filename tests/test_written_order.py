@@ -1,0 +1,60 @@
+"""The order numpy.einsum writes a product in (contractnet.written_order)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from contractnet import pair, written_order
+from oracles import assert_close
+
+
+def _laid_out(shape, memory_order, step=1):
+    """A float32 array of ``shape`` whose axes lie in memory in
+    ``memory_order`` (axis numbers, outermost first), taking every
+    ``step``-th element along the innermost."""
+    stored = [shape[i] for i in memory_order]
+    stored[-1] *= step
+    x = np.arange(math.prod(stored), dtype=np.float32).reshape(stored)[..., ::step]
+    return x.transpose(np.argsort(memory_order))
+
+
+@pytest.mark.parametrize("an, ashape, alaid, bn, bshape, blaid, keep, written", [
+    # the larger operand's order innermost, the other's own indices outside it
+    ("lo", (5, 32), (0, 1), "op", (32, 4), (1, 0), "lop", "plo"),
+    ("lo", (5, 32), (0, 1), "op", (32, 40), (1, 0), "lop", "lpo"),
+    # ...where that ends in a run of at least MIN_RUN elements; else keep's order
+    ("lo", (5, 6), (0, 1), "op", (6, 40), (1, 0), "lop", "lop"),
+    # the larger one's innermost index is strided in the other: the smaller
+    # one's run (r, then z, contiguous in both) goes innermost instead
+    ("yz", (50, 64), (0, 1), "zr", (64, 32), (0, 1), "zry", "yzr"),
+    # ...and so where the larger one is strided along its innermost itself
+    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 32), (0, 1), "zry", "yzr"),
+    # ...but not when that run is shorter than MIN_RUN (r only: yz holds z, not r):
+    # then the larger one's order, whose inner loop (z, 64) is longer than
+    # keep's (y, 50), though it reads the smaller one strided
+    ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "ryz"),
+    ("ij", (48, 256), (1, 0), "ilj", (48, 12, 256), (0, 1, 2), "lji", "ilj"),
+    # ...and keep's order where its inner loop is as long (y, 100)
+    ("yz", (100, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "rzy", "rzy"),
+    # the caller's order where every operand holding its innermost index reads it
+    # contiguously, however short: C-ordered operands, C-ordered result
+    ("ij", (20, 30), (0, 1), "k", (8,), (0,), "ijk", "ijk"),
+    ("bi", (64, 128), (0, 1), "bj", (64, 96), (0, 1), "bij", "bij"),
+    ("jq", (64, 384), ((0, 1), 2), "qr", (384, 32), (0, 1), "qjr", "qjr"),
+])
+def test_a_product_in_any_layout_is_written_in_its_operands_order(
+        an, ashape, alaid, bn, bshape, blaid, keep, written):
+    a, b = (_laid_out(shape, *(laid if isinstance(laid[0], tuple) else (laid,)))
+            for shape, laid in ((ashape, alaid), (bshape, blaid)))
+    assert written_order.MIN_RUN == 16
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep,
+                          any_layout=True, itemsizes=(a.itemsize, b.itemsize))
+    assert plan.einsum_eq is not None and plan.result_names == written
+    got, names = pair.contract_pair(a, an, b, bn, keep, any_layout=True)
+    assert names == written and got.flags.c_contiguous
+    assert_close(got, np.einsum(f"{an},{bn}->{names}", a, b))
+    # asked for no layout, the same product comes back C-ordered in keep's order
+    got, names = pair.contract_pair(a, an, b, bn, keep)
+    assert names == keep and got.flags.c_contiguous

@@ -27,31 +27,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 
-from contractnet.bench_timing import machine_lines
+from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.copy_order import copy_layout, short_inner_loop
 from contractnet.pair import _innermost, _memory_order
 
 SIZES = (2, 3, 4, 5, 7, 8, 12, 16, 17, 32, 50, 64, 96, 128, 255)
 
 
-def best_time(fn, repeats: int = 5, floor: float = 2e-3) -> float:
-    """Best mean time of ``fn`` in µs over ``repeats`` rounds of at least
-    ``floor`` seconds."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    calls = max(1, int(floor / max(time.perf_counter() - start, 1e-7)))
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
+def best_time(fn) -> float:
+    """Best of 5 mean times of ``fn`` in µs, each over calls lasting 2 ms."""
+    return time_sample(fn, calls_per_sample(fn, 2e-3), best_of=5) * 1e6
 
 
 def draw_operand(rng: np.random.Generator):
@@ -118,24 +106,15 @@ def main(argv=None) -> None:
             kind, other = "kept", [n for n in asked if n != longest] + [longest]
             if other == asked:
                 continue
-        plain, changed = copy_time(x, names, asked), copy_time(x, names, other)
-        rows[kind].append((changed / plain, plain, changed))
+        rows[kind].append((copy_time(x, names, asked), copy_time(x, names, other)))
     for line in machine_lines():
         print(line)
-    print(f"{'layout':<34} {'copies':>6} {'median':>7} {'faster':>7} {'slower':>7} "
-          f"{'worst':>6} {'total ms':>17}")
-    labels = {"reordered": "own group, longest axis innermost",
+    labels = {"reordered": "own group, longest near axis innermost",
               "own": "own group innermost, not summed",
               "summed": "summed group innermost, not own",
               "kept": "kept (vs longest axis innermost)"}
-    for kind, label in labels.items():
-        if not rows[kind]:
-            continue
-        ratio = np.array([r[0] for r in rows[kind]])
-        plain = sum(r[1] for r in rows[kind]) / 1e3
-        other = sum(r[2] for r in rows[kind]) / 1e3
-        print(f"{label:<34} {len(ratio):>6} {np.median(ratio):>7.2f} {(ratio < 0.9).sum():>7} "
-              f"{(ratio > 1.1).sum():>7} {ratio.max():>6.2f} {plain:>8.1f} -> {other:<7.1f}")
+    for line in ratio_table({labels[kind]: times for kind, times in rows.items()}, "layout"):
+        print(line)
     print("ratio: copy time in the other layout over copy time in the layout asked for; "
           "faster < 0.9, slower > 1.1")
 

@@ -21,31 +21,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 
-from contractnet.bench_timing import machine_lines
+from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.blocks import ascii_equation
 from contractnet.written_order import MIN_RUN, Laid, contiguous_run, inner_order, written_order
 
 SIZES = (2, 3, 4, 6, 8, 10, 16, 17, 32, 50, 64, 96, 128, 255)
 
 
-def best_time(fn, repeats: int = 5, floor: float = 2e-3) -> float:
-    """Best mean time of ``fn`` in µs over ``repeats`` rounds of at least
-    ``floor`` seconds."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    calls = max(1, int(floor / max(time.perf_counter() - start, 1e-7)))
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
+def best_time(fn) -> float:
+    """Best of 5 mean times of ``fn`` in µs, each over calls lasting 2 ms."""
+    return time_sample(fn, calls_per_sample(fn, 2e-3), best_of=5) * 1e6
 
 
 def laid(rng: np.random.Generator, names: list[str], size: dict, dtype) -> np.ndarray:
@@ -99,21 +87,16 @@ def main(argv=None) -> None:
         if larger == keep:
             continue
         taken = chosen == larger
-        plain = best_time(lambda: np.einsum(ascii_equation([an, bn], keep), a, b, order="C"))
-        other = best_time(lambda: np.einsum(ascii_equation([an, bn], larger), a, b, order="C"))
-        rows[taken].append((other / plain, plain, other))
+        rows[taken].append(tuple(
+            best_time(lambda order=order: np.einsum(ascii_equation([an, bn], order), a, b,
+                                                    order="C"))
+            for order in (keep, larger)))
     for line in machine_lines():
         print(line)
-    print(f"{'larger operand order':<22} {'products':>8} {'median':>7} {'faster':>7} "
-          f"{'slower':>7} {'worst':>6} {'total ms':>17}")
-    for taken, label in ((True, "taken"), (False, "kept caller's")):
-        if not rows[taken]:
-            continue
-        ratio = np.array([r[0] for r in rows[taken]])
-        plain = sum(r[1] for r in rows[taken]) / 1e3
-        other = sum(r[2] for r in rows[taken]) / 1e3
-        print(f"{label:<22} {len(ratio):>8} {np.median(ratio):>7.2f} {(ratio < 0.9).sum():>7} "
-              f"{(ratio > 1.1).sum():>7} {ratio.max():>6.2f} {plain:>8.1f} -> {other:<7.1f}")
+    labels = {True: "larger operand's order taken", False: "caller's order kept"}
+    for line in ratio_table({labels[taken]: times for taken, times in rows.items()},
+                            "rule"):
+        print(line)
     print("ratio: time written in the larger operand's order over time in the caller's; "
           "faster < 0.9, slower > 1.1")
 

@@ -100,6 +100,32 @@ def time_sample(fn: Call, calls: int = 1, best_of: int = 1) -> float:
     return best
 
 
+def ratio_table(groups: Mapping[str, Sequence[tuple[float, float]]], what: str) -> list[str]:
+    """Lines of a table of timed alternatives over random draws.
+
+    ``groups`` maps a row label to (µs before, µs after) pairs, one per
+    draw; each row gives the draws, the median ratio (after over before),
+    how many ran faster (ratio < 0.9) and slower (> 1.1), the worst ratio
+    and the total times in ms.  ``what`` heads the label column.  Empty
+    groups are left out.
+
+    >>> ratio_table({"a": [(2.0, 1.0), (4.0, 5.0)]}, "rule")[1].split()
+    ['a', '2', '0.88', '1', '1', '1.25', '0.0', '->', '0.0']
+    """
+    width = max([len(what), *map(len, groups)])
+    lines = [f"{what:<{width}} {'draws':>6} {'median':>7} {'faster':>7} {'slower':>7} "
+             f"{'worst':>6} {'total ms':>17}"]
+    for label, times in groups.items():
+        if not times:
+            continue
+        ratio = np.array([after / before for before, after in times])
+        before, after = (sum(t[i] for t in times) / 1e3 for i in (0, 1))
+        lines.append(f"{label:<{width}} {len(ratio):>6} {np.median(ratio):>7.2f} "
+                     f"{(ratio < 0.9).sum():>7} {(ratio > 1.1).sum():>7} {ratio.max():>6.2f} "
+                     f"{before:>8.1f} -> {after:<7.1f}")
+    return lines
+
+
 def round_order(names: Sequence[str], rnd: int) -> list[str]:
     """The order of round ``rnd``: the names rotated by one every second round
     and reversed every odd round, so that each name takes every place equally

@@ -47,9 +47,9 @@ def written_order(keep: str, size: dict, a: Laid, b: Laid) -> str:
     That last step reads the larger operand in order and the smaller one
     strided.  Of 500 random products no order of which reads every operand
     in order (``benchmarks/written_order.py``), it took 124, and wrote them
-    in a median of 0.43 of the time in ``keep``'s order, more than 1.1
+    in a median of 0.44 of the time in ``keep``'s order, more than 1.1
     times as long in 4 (up to 1.9 times).  The larger operand's order would
-    have taken up to 5.9 times as long on the others.
+    have taken up to 6.1 times as long on the others.
     """
     if contiguous_run(keep, (a, b), size) > 1:
         return keep

@@ -1,16 +1,17 @@
-"""The order in which a GEMM operand is copied: short against long inner loops.
+"""The order in which a GEMM operand is copied: slow against fast inner loops.
 
 A two-operand contraction whose operand is not a view of a matrix copies
 that operand first, laid out as the GEMM asks: its batch axes, then its own
 axes and the summed ones, the group holding its fastest axis innermost,
 each group in memory order.  numpy's copy runs its inner loop along the
-innermost axis; where the operand's fastest axis holds 2-4 elements and the
-copy cannot join it with the next axis out, that loop covers a few
-elements.  ``plan_pair`` then changes the layout
-(``contractnet.copy_order.copy_layout``): its own group goes innermost, in
-memory order or with a long axis moved innermost, or the summed group
-goes innermost, where that puts innermost an axis of 16 or more elements
-less than a page apart.
+innermost axis.  Where the operand's fastest axis holds 2-4 elements and
+the copy cannot join it with the next axis out, that loop covers a few
+elements ("short"); where the innermost axis's elements lie a page or more
+apart, every read lands on another page ("far").  ``plan_pair`` then
+changes the layout (``contractnet.copy_order.copy_layout``): its own group
+goes innermost, in memory order or with a long axis moved innermost, or
+the summed group goes innermost, where that puts innermost an axis of 16
+or more elements less than a page apart.
 
 This script draws random such operands (3-5 axes of 2-255 elements, each
 a batch, own or summed axis at random, float32 and float64, some with a
@@ -31,7 +32,7 @@ import math
 import numpy as np
 
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
-from contractnet.copy_order import copy_layout, short_inner_loop
+from contractnet.copy_order import copy_layout, short_inner_loop, slow_inner_loop
 from contractnet.pair import _innermost, _memory_order
 
 SIZES = (2, 3, 4, 5, 7, 8, 12, 16, 17, 32, 50, 64, 96, 128, 255)
@@ -43,7 +44,7 @@ def best_time(fn) -> float:
 
 
 def draw_operand(rng: np.random.Generator):
-    """A random GEMM operand whose layout asked for copies it with a short
+    """A random GEMM operand whose layout asked for copies it with a slow
     inner loop, as (array, names, batch, own, summed, own_inner), or None
     where the draw does not qualify."""
     rank = int(rng.integers(3, 6))
@@ -65,13 +66,13 @@ def draw_operand(rng: np.random.Generator):
                           for kind in ("batch", "own", "summed"))
     if not own or not summed:
         return None
-    fastest = _innermost(names, stride, size)
-    if fastest in batch:
-        return None
     own, summed = _memory_order(own, stride), _memory_order(summed, stride)
-    own_inner = fastest in own
+    # the group holding the fastest axis goes innermost; where that is a batch
+    # axis, the summed group does in a first operand and the own group in a second
+    fastest = _innermost(names, stride, size)
+    own_inner = fastest in own if fastest not in batch else bool(rng.integers(2))
     inner, outer = (own, summed) if own_inner else (summed, own)
-    if not short_inner_loop(inner, stride, size, (outer, batch)):
+    if not slow_inner_loop(inner, stride, size, (outer, batch)):
         return None
     return x, names, batch, own, summed, own_inner
 
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    rows: dict[str, list] = {"reordered": [], "own": [], "summed": [], "kept": []}
+    rows: dict[tuple[str, str], list] = {}
     while sum(map(len, rows.values())) < args.cases:
         drawn = draw_operand(rng)
         if drawn is None:
@@ -106,14 +107,21 @@ def main(argv=None) -> None:
             kind, other = "kept", [n for n in asked if n != longest] + [longest]
             if other == asked:
                 continue
-        rows[kind].append((copy_time(x, names, asked), copy_time(x, names, other)))
+        inner = own if own_inner else summed
+        stride, size = dict(zip(names, x.strides)), dict(zip(names, x.shape))
+        slow = "short" if short_inner_loop(inner, stride, size, (own if inner is summed
+                                                               else summed, batch)) else "far"
+        rows.setdefault((slow, kind), []).append((copy_time(x, names, asked),
+                                                  copy_time(x, names, other)))
     for line in machine_lines():
         print(line)
     labels = {"reordered": "own group, longest near axis innermost",
               "own": "own group innermost, not summed",
               "summed": "summed group innermost, not own",
               "kept": "kept (vs longest axis innermost)"}
-    for line in ratio_table({labels[kind]: times for kind, times in rows.items()}, "layout"):
+    table = {f"{slow}: {labels[kind]}": rows[slow, kind]
+             for slow in ("short", "far") for kind in labels if (slow, kind) in rows}
+    for line in ratio_table(table, "slow loop: layout"):
         print(line)
     print("ratio: copy time in the other layout over copy time in the layout asked for; "
           "faster < 0.9, slower > 1.1")

@@ -8,7 +8,9 @@ not a view of that matrix is copied into it, and numpy's copy runs one
 inner loop along the innermost axis.  Where that axis holds 2-4 elements
 and the copy cannot join it with the next axis out, the loop covers a few
 elements at a time, and the copy costs several times one that runs along
-a long axis, even a strided one (:func:`short_inner_loop`).  The plan then
+a long axis, even a strided one (:func:`short_inner_loop`); where its
+elements lie a page or more apart, every read lands on another page
+(:func:`slow_inner_loop`).  In either case the plan then
 lays the operand out along a long axis whose elements lie near each other
 (:func:`copies_fast_along`): the same group's, moved innermost
 (:func:`fast_last`), or the other group's, that group going innermost
@@ -44,6 +46,25 @@ def merges(group: Sequence[str], stride: dict[str, int], size: dict[str, int]) -
     moving = [n for n in group if size[n] > 1]
     return all(stride[outer] == stride[inner] * size[inner]
                for outer, inner in zip(moving, moving[1:]))
+
+
+def slow_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[str, int],
+                    rest: Sequence[Sequence[str]] = ()) -> bool:
+    """Whether an operand laid out as a GEMM matrix with ``group`` innermost,
+    in this order, and its other groups ``rest`` outside it (innermost
+    first), is copied with a slow inner loop: a short one
+    (:func:`short_inner_loop`), or one along an axis whose elements lie a
+    page or more (:data:`NEAR` bytes) apart, each read on another page
+    than the last.
+
+    ``group`` is the one holding the operand's fastest axis (or the one
+    innermost when that axis is a batch axis), so where its innermost axis
+    lies that far apart, no axis of the matrix has unit stride and the
+    operand is copied whatever its order.
+    """
+    last = last_moving(group, size)
+    return last is not None and (abs(stride[last]) >= NEAR
+                                 or short_inner_loop(group, stride, size, rest))
 
 
 def short_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[str, int],
@@ -100,8 +121,8 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
                 batch: Sequence[str] = ()) -> tuple[list[str], bool]:
     """An operand's own group of indices, and whether it goes innermost in
     the operand's GEMM matrix (else the summed group does), changed where
-    the layout asked for would copy the operand with a short inner loop
-    (:func:`short_inner_loop`).
+    the layout asked for would copy the operand with a slow inner loop
+    (:func:`slow_inner_loop`).
 
     The own group goes innermost, in memory order if a copy runs fast
     along its innermost axis (:func:`copies_fast_along`), else with such
@@ -129,7 +150,7 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
         Whether it goes innermost.
     """
     inner, outer = (own, summed) if own_inner else (summed, own)
-    if not short_inner_loop(inner, stride, size, (outer, batch)):
+    if not slow_inner_loop(inner, stride, size, (outer, batch)):
         return own, own_inner
     last = last_moving(own, size)
     if last is not None and copies_fast_along(last, stride, size):
@@ -148,8 +169,8 @@ def copy_layouts(batch: list[str], summed: list[str], own: tuple[list[str], list
                  own_inner: tuple[bool, bool]) -> tuple[list[str], list, list]:
     """Both operands' layouts for their copies.
 
-    Where the larger operand has the summed group innermost with a short
-    inner loop, that group first takes its longest near axis innermost
+    Where the larger operand has the summed group innermost with a slow
+    inner loop (:func:`slow_inner_loop`), that group first takes its longest near axis innermost
     (:func:`fast_last`), as an operand's own group would: a backward pass
     that holds the same operand with those indices as its own then lays
     it out as the forward pass did, and reuses its copy.  The summed
@@ -179,7 +200,7 @@ def copy_layouts(batch: list[str], summed: list[str], own: tuple[list[str], list
     count = [math.prod(size[n] for n in batch + summed + group) for group in own]
     big = 0 if count[0] >= count[1] else 1
     small = 1 - big
-    if not own_inner[big] and short_inner_loop(summed, stride[big], size, (own[big], batch)):
+    if not own_inner[big] and slow_inner_loop(summed, stride[big], size, (own[big], batch)):
         reordered = fast_last(summed, stride[big], size)
         copied = not all(merges(group, stride[small], size)
                          for group in (batch, own[small], summed))

@@ -52,6 +52,9 @@ def _short_axis_cases():
     # innermost; a smaller a is copied with the summed group reordered
     ifd, fed = rng.standard_normal((96, 64, 2)), rng.standard_normal((64, 128, 2))
     ifd_small = rng.standard_normal((16, 64, 2))
+    # a's fastest axis is its batch index q (4 of 12 padded), so its summed h,
+    # innermost, lies 6144 bytes apart: its own b (96 bytes apart) goes innermost
+    hbq, wqh = rng.standard_normal((160, 64, 12))[:, :, :4], rng.standard_normal((17, 4, 160))
     return [
         (duk, "duk", dkbuh, "dkbuh", "khb", "kdu", "kduhb"),   # was kdubh
         (bjhip, "bjhip", hkjp, "hkjp", "bkij", "jphbi", "jkph"),  # was jphib
@@ -67,13 +70,14 @@ def _short_axis_cases():
         (pkqr, "pkqr", kj_tie, "kj", "pqrj", "kprq", "kj"),       # was kpqr
         (ifd, "ifd", fed, "fed", "ei", "ifd", "fde"),             # was ifd, efd
         (ifd_small, "ifd", fed, "fed", "ei", "idf", "edf"),       # was ifd, efd
+        (hbq, "hbq", wqh, "wqh", "wbq", "qhb", "qwh"),            # was qbh
     ]
 
 
 @pytest.mark.parametrize("case", _short_axis_cases(),
                          ids=["own-right", "own-left", "summed", "nested", "broadcast",
-                              "summed-inner", "far", "own-inner", "one-axis", "tie",
-                              "smaller-view", "smaller-copied"])
+                              "summed-inner", "far-own", "own-inner", "one-axis", "tie",
+                              "smaller-view", "smaller-copied", "far"])
 def test_a_copied_operand_runs_its_copy_along_a_long_axis(case):
     """A GEMM operand copied with a short innermost axis (of 2-4 elements)
     runs numpy's copy a few elements per inner loop, several times slower
@@ -145,6 +149,18 @@ def test_a_short_inner_loop_is_one_of_at_most_four_elements_copied_anyway(
         size |= dict(zip(names, other_sizes))
         others.append(names)
     assert copy_order.short_inner_loop(group, stride, size, others) == short
+    # a short loop is a slow one
+    assert copy_order.slow_inner_loop(group, stride, size, others) >= short
+
+
+@pytest.mark.parametrize("strides, slow", [
+    ((8192, 4096), True),      # b's elements a page apart
+    ((-8192, -4096), True),    # read backwards
+    ((8192, 4000), False),
+])
+def test_a_slow_inner_loop_is_also_one_along_an_axis_a_page_apart(strides, slow):
+    stride, size = dict(zip("ab", strides)), {"a": 20, "b": 20}
+    assert copy_order.slow_inner_loop("ab", stride, size) == slow
 
 
 @pytest.mark.parametrize("strides, sizes, moved", [

@@ -117,8 +117,8 @@ def fast_last(group: Sequence[str], stride: dict[str, int],
 
 
 def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
-                size: dict[str, int], own_inner: bool, batch: Sequence[str] = (),
-                summed_inner_ok: bool = True) -> tuple[list[str], bool]:
+                size: dict[str, int], own_inner: bool,
+                batch: Sequence[str] = ()) -> tuple[list[str], bool]:
     """An operand's own group of indices, and whether it goes innermost in
     the operand's GEMM matrix (else the summed group does), changed where
     the layout asked for would copy the operand with a slow inner loop
@@ -127,10 +127,9 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
     The own group goes innermost, in memory order if a copy runs fast
     along its innermost axis (:func:`copies_fast_along`), else with such
     an axis moved innermost (:func:`fast_last`); else the summed group
-    does, where a copy runs fast along its innermost axis and
-    ``summed_inner_ok``; else the layout stays as asked.  (The summed group
-    is shared with the other operand: its order is the caller's to
-    choose.)
+    does, where a copy runs fast along its innermost axis; else the layout
+    stays as asked.  (The summed group is shared with the other operand:
+    its order is the caller's to choose.)
 
     Parameters
     ----------
@@ -142,13 +141,6 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
         Whether the layout asked for has the own group innermost.
     batch : sequence of str
         The operand's batch indices, outermost.
-    summed_inner_ok : bool
-        Whether the summed group may go innermost where the own group was
-        asked for.  For the second operand of the product that hands the
-        matrix product a transposed right operand, which numpy's batched
-        matmul multiplies up to 2.4 times as slowly in small matrices
-        (248 products of (7, 24) and (24, 16) float64 matrices: 84 µs
-        against 36; a transposed left operand costs nothing).
 
     Returns
     -------
@@ -167,8 +159,7 @@ def copy_layout(own: list[str], summed: list[str], stride: dict[str, int],
     if reordered is not None:
         return reordered, True
     last = last_moving(summed, size)
-    if (own_inner and summed_inner_ok and last is not None
-            and copies_fast_along(last, stride, size)):
+    if own_inner and last is not None and copies_fast_along(last, stride, size):
         return own, False
     return own, own_inner
 
@@ -179,9 +170,8 @@ def copy_layouts(batch: list[str], summed: list[str], own: tuple[list[str], list
     """Both operands' layouts for their copies.
 
     Where the larger operand has the summed group innermost with a slow
-    inner loop (:func:`slow_inner_loop`), that group first takes its
-    longest near axis innermost (:func:`fast_last`), as an operand's own
-    group would: a backward pass
+    inner loop (:func:`slow_inner_loop`), that group first takes its longest near axis innermost
+    (:func:`fast_last`), as an operand's own group would: a backward pass
     that holds the same operand with those indices as its own then lays
     it out as the forward pass did, and reuses its copy.  The summed
     group's order is shared, so this happens only where the smaller
@@ -216,7 +206,6 @@ def copy_layouts(batch: list[str], summed: list[str], own: tuple[list[str], list
                          for group in (batch, own[small], summed))
         if reordered is not None and (copied or 4 * count[small] <= count[big]):
             summed = reordered
-    for i in (big, small):  # the second operand's summed group innermost: see copy_layout
-        own[i], own_inner[i] = copy_layout(own[i], summed, stride[i], size, own_inner[i], batch,
-                                           summed_inner_ok=i == 0)
+    for i in (big, small):
+        own[i], own_inner[i] = copy_layout(own[i], summed, stride[i], size, own_inner[i], batch)
     return summed, own, own_inner

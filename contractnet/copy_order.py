@@ -3,7 +3,8 @@
 :func:`contractnet.pair.plan_pair` lays each operand of a pair out as a
 (batched) matrix: its batch indices, then its own indices (those the other
 operand lacks) and the summed ones, the group holding the operand's
-fastest axis innermost, each group in memory order.  An operand that is
+fastest axis innermost, each group in memory order (the summed group, which
+both operands share, in the larger operand's).  An operand that is
 not a view of that matrix is copied into it, and numpy's copy runs one
 inner loop along the innermost axis.  Where that axis holds 2-4 elements
 and the copy cannot join it with the next axis out, the loop covers a few
@@ -60,11 +61,16 @@ def slow_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[str
     ``group`` is the one holding the operand's fastest axis (or the one
     innermost when that axis is a batch axis), so where its innermost axis
     lies that far apart, no axis of the matrix has unit stride and the
-    operand is copied whatever its order.
+    operand is copied whatever its order; unless the operand is broadcast
+    (its "fastest" axis a stride-0 one), which counts as slow only for a
+    short loop.
     """
     last = last_moving(group, size)
-    return last is not None and (abs(stride[last]) >= NEAR
-                                 or short_inner_loop(group, stride, size, rest))
+    if last is None:
+        return False
+    broadcast = any(stride[n] == 0 and size[n] > 1 for names in (group, *rest) for n in names)
+    return ((abs(stride[last]) >= NEAR and not broadcast)
+            or short_inner_loop(group, stride, size, rest))
 
 
 def short_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[str, int],
@@ -97,6 +103,8 @@ def short_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[st
     if next_out is not None and merges([next_out, moving[-1]], stride, size):
         return False
     return not all(merges(other, stride, size) for other in rest)
+
+
 def copies_fast_along(name: str, stride: dict[str, int], size: dict[str, int]) -> bool:
     """Whether a copy's inner loop runs fast along axis ``name``: it holds at
     least :data:`LONG_AXIS` elements, less than :data:`NEAR` bytes apart

@@ -86,9 +86,11 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     as in the larger operand), and each operand is grouped so that its
     fastest-moving axis stays innermost, BLAS taking it transposed where that
     helps: a C-contiguous operand reshapes for free, and a window view copies
-    with unit-stride inner loops.  An operand copied whatever its order,
-    whose fastest axis is short (2-4 elements), is laid out with a long
-    axis innermost instead, so that the copy runs long inner loops (see
+    with unit-stride inner loops.  An operand copied whatever its order
+    whose copy would run a slow inner loop (an innermost axis of 2-4
+    elements, or one whose elements lie a page apart) is laid out along a
+    long, near axis instead; the summed group's order may then change,
+    and with it a smaller operand's view become a copy (see
     :mod:`contractnet.copy_order`).
 
     Batched dot products strided along their sums go to numpy.einsum,
@@ -151,7 +153,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
         if any_layout and prefer is None:
             result = written_order(result, size,
                                    Laid(a2, sa, math.prod(ashape), itemsizes[0]),
-                                   Laid(b2, sb, math.prod(bshape), itemsizes[1]))
+                                   Laid(b2, sb, math.prod(bshape), itemsizes[1]),
+                                   sums=bool(summed))
         eq, flip = ascii_equation([a2, b2], result), False
         if strided_dots:
             blocks = plan_blocks([a2, b2], size, summed, result)

@@ -25,7 +25,8 @@ class Laid(NamedTuple):
     itemsize: int
 
 
-def written_order(keep: str, size: dict, a: Laid, b: Laid) -> str:
+def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
+                  sums: bool = False) -> str:
     """The order, outermost first, in which numpy.einsum writes the indices
     ``keep`` of the product of ``a`` and ``b`` fast.
 
@@ -39,13 +40,18 @@ def written_order(keep: str, size: dict, a: Laid, b: Laid) -> str:
     other operand's own indices in theirs, the larger operand's first,
     where that ends in such a run (:func:`contiguous_run`) of at least
     :data:`MIN_RUN` elements.  Where no order reads every operand in
-    order, the larger operand's order innermost, where numpy's inner loop
-    along it (:func:`inner_loop`) covers at least :data:`MIN_RUN`
-    elements and more than along ``keep``'s; else ``keep``'s.  Broadcast
-    axes count as outermost in an operand's memory order.
+    order and the product sums nothing (not ``sums``: numpy loops over
+    summed indices innermost), the larger operand's order innermost, where
+    numpy's unbuffered inner loop along it (:func:`inner_loop`) covers at
+    least :data:`MIN_RUN` elements and more than along ``keep``'s; else
+    ``keep``'s.  Broadcast axes count as outermost in an operand's memory
+    order.
 
-    That last step reads the larger operand in order and the smaller one
-    strided.  Of 500 random products no order of which reads every operand
+    That last step reads the larger operand (in elements) in order and the
+    smaller one strided.  (numpy buffers some strided loops, of operands of
+    mixed dtypes or merging into four or more axes, which lengthens them;
+    the step still paid on such products, but with mixed dtypes it was up
+    to 2.7 times slower in 2 of 53.)  Of 500 random products no order of which reads every operand
     in order (``benchmarks/written_order.py``), it took 124, and wrote them
     in a median of 0.44 of the time in ``keep``'s order, more than 1.1
     times as long in 4 (up to 1.9 times).  The larger operand's order would
@@ -54,12 +60,13 @@ def written_order(keep: str, size: dict, a: Laid, b: Laid) -> str:
     if contiguous_run(keep, (a, b), size) > 1:
         return keep
     big, small = (a, b) if a.count >= b.count else (b, a)
-    for order in (inner_order(big, small, keep), inner_order(small, big, keep)):
+    larger = inner_order(big, small, keep)
+    for order in (larger, inner_order(small, big, keep)):
         if contiguous_run(order, (a, b), size) >= MIN_RUN:
             return order
-    order = inner_order(big, small, keep)
-    if inner_loop(order, (a, b), size) >= max(MIN_RUN, inner_loop(keep, (a, b), size) + 1):
-        return order
+    if not sums and inner_loop(larger, (a, b), size) >= max(MIN_RUN,
+                                                            inner_loop(keep, (a, b), size) + 1):
+        return larger
     return keep
 
 
@@ -72,7 +79,8 @@ def inner_order(inner: Laid, outer: Laid, keep: str) -> str:
 
 def kept_in_memory_order(operand: Laid, keep: str) -> list[str]:
     """The indices of ``operand`` in ``keep``, outermost first as laid out
-    in memory (as :func:`contractnet.pair._memory_order`), broadcast ones outermost."""
+    in memory (as :func:`contractnet.pair._memory_order`), broadcast ones
+    outermost."""
     stride = operand.stride
     return [n for n in sorted(operand.names, key=lambda n: (stride[n] != 0, -abs(stride[n])))
             if n in keep]

@@ -52,6 +52,7 @@ def _short_axis_cases():
     # innermost; a smaller a is copied with the summed group reordered
     ifd, fed = rng.standard_normal((96, 64, 2)), rng.standard_normal((64, 128, 2))
     ifd_small = rng.standard_normal((16, 64, 2))
+    ifd_strided = rng.standard_normal((96, 128, 2))[:, ::2]   # copied whatever its order
     # a's fastest axis is its batch index q (4 of 12 padded), so its summed h,
     # innermost, lies 6144 bytes apart: its own b (96 bytes apart) goes innermost
     hbq, wqh = rng.standard_normal((160, 64, 12))[:, :, :4], rng.standard_normal((17, 4, 160))
@@ -70,6 +71,7 @@ def _short_axis_cases():
         (pkqr, "pkqr", kj_tie, "kj", "pqrj", "kprq", "kj"),       # was kpqr
         (ifd, "ifd", fed, "fed", "ei", "ifd", "fde"),             # was ifd, efd
         (ifd_small, "ifd", fed, "fed", "ei", "idf", "edf"),       # was ifd, efd
+        (ifd_strided, "ifd", fed, "fed", "ei", "idf", "edf"),     # was ifd, efd
         (hbq, "hbq", wqh, "wqh", "wbq", "qhb", "qwh"),            # was qbh
     ]
 
@@ -77,7 +79,7 @@ def _short_axis_cases():
 @pytest.mark.parametrize("case", _short_axis_cases(),
                          ids=["own-right", "own-left", "summed", "nested", "broadcast",
                               "summed-inner", "far-own", "own-inner", "one-axis", "tie",
-                              "smaller-view", "smaller-copied", "far"])
+                              "smaller-view", "smaller-quarter", "smaller-copied", "far"])
 def test_a_copied_operand_runs_its_copy_along_a_long_axis(case):
     """A GEMM operand copied with a short innermost axis (of 2-4 elements)
     runs numpy's copy a few elements per inner loop, several times slower
@@ -132,7 +134,7 @@ def test_a_backward_pass_reuses_the_forward_pass_copy_of_an_operand(spec, x_firs
 @pytest.mark.parametrize("group, strides, sizes, rest, short", [
     ("ab", (40, 8), (20, 3), (), True),        # b not nested in a
     ("ab", (24, 8), (20, 3), (), False),       # nested: one axis of a view
-    ("ab", (40, 8), (20, 5), (), False),       # b holds 5
+    ("ab", (48, 8), (20, 5), (), False),       # b holds 5
     ("ab", (40, 0), (20, 3), (), False),       # b broadcast
     ("ab", (40, 8), (20, 1), (), False),       # b is length 1: a alone, 20 long
     # b is its group's only axis: the next one out is the other group's y
@@ -153,14 +155,18 @@ def test_a_short_inner_loop_is_one_of_at_most_four_elements_copied_anyway(
     assert copy_order.slow_inner_loop(group, stride, size, others) >= short
 
 
-@pytest.mark.parametrize("strides, slow", [
-    ((8192, 4096), True),      # b's elements a page apart
-    ((-8192, -4096), True),    # read backwards
-    ((8192, 4000), False),
+@pytest.mark.parametrize("strides, rest, slow", [
+    ((8192, 4096), (), True),            # b's elements a page apart
+    ((-8192, -4096), (), True),          # read backwards
+    ((8192, 4000), (), False),
+    ((8192, 4096), (("x", 0),), False),  # broadcast along x: maybe a view
 ])
-def test_a_slow_inner_loop_is_also_one_along_an_axis_a_page_apart(strides, slow):
+def test_a_slow_inner_loop_is_also_one_along_an_axis_a_page_apart(strides, rest, slow):
     stride, size = dict(zip("ab", strides)), {"a": 20, "b": 20}
-    assert copy_order.slow_inner_loop("ab", stride, size) == slow
+    for name, other in rest:
+        stride[name], size[name] = other, 4
+    others = [name for name, _ in rest]
+    assert copy_order.slow_inner_loop("ab", stride, size, (others,)) == slow
 
 
 @pytest.mark.parametrize("strides, sizes, moved", [

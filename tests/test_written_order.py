@@ -36,7 +36,7 @@ def _laid_out(shape, memory_order, step=1):
     # keep's (y, 50), though it reads the smaller one strided
     ("yz", (50, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "zry", "ryz"),
     ("ij", (48, 256), (1, 0), "ilj", (48, 12, 256), (0, 1, 2), "lji", "ilj"),
-    # ...and keep's order where its inner loop is as long (y, 100)
+    # ...and keep's order where its inner loop is longer (y, 100, against z, 64)
     ("yz", (100, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "rzy", "rzy"),
     # the caller's order where every operand holding its innermost index reads it
     # contiguously, however short: C-ordered operands, C-ordered result
@@ -58,3 +58,18 @@ def test_a_product_in_any_layout_is_written_in_its_operands_order(
     # asked for no layout, the same product comes back C-ordered in keep's order
     got, names = pair.contract_pair(a, an, b, bn, keep)
     assert names == keep and got.flags.c_contiguous
+
+
+def test_products_that_sum_keep_the_callers_order_where_no_order_reads_in_order():
+    """numpy.einsum loops over summed indices innermost: the inner loop of
+    the written order says nothing of theirs.  Strided dot products, e and
+    b summed, written in the larger operand's order took 4 times as long."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 20, 3, 80)).astype(np.float32)[..., ::2]          # b f d e
+    a = np.broadcast_to(x.transpose(1, 3, 0, 2)[..., None], (20, 40, 6, 3, 3))   # f e b d h
+    b = rng.standard_normal((80, 6, 3)).astype(np.float32)[::-2].transpose(2, 0, 1)  # h e b
+    plan = pair.plan_pair("febdh", a.shape, a.strides, "heb", b.shape, b.strides, "edhf",
+                          any_layout=True, itemsizes=(a.itemsize, b.itemsize))
+    assert plan.strided_dots and plan.result_names == "edhf"
+    got, names = pair.contract_pair(a, "febdh", b, "heb", "edhf", any_layout=True)
+    assert_close(got, np.einsum(f"febdh,heb->{names}", a, b), tol=1e-4)

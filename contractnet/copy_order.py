@@ -116,7 +116,11 @@ def fast_last(group: Sequence[str], stride: dict[str, int],
               size: dict[str, int]) -> list[str] | None:
     """``group`` with its longest axis that a copy runs fast along
     (:func:`copies_fast_along`; the nearer of two as long) moved innermost,
-    the others in order; None where it has no such axis."""
+    the others in order; None where it has no such axis.
+
+    >>> fast_last(["a", "b", "c"], {"a": 8000, "b": 96, "c": 8}, {"a": 32, "b": 17, "c": 3})
+    ['a', 'c', 'b']
+    """
     fast = [n for n in group if copies_fast_along(n, stride, size)]
     if not fast:
         return None

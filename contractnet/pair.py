@@ -118,7 +118,7 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     right = _memory_order([n for n in b2 if n not in a2], sb)
     swap_a = _innermost(a2, sa, size) in left
     swap_b = _innermost(b2, sb, size) in summed
-    # an operand copied with a short inner loop is laid out along a long axis instead
+    # an operand copied with a slow inner loop is laid out along a long, near axis instead
     summed, (left, right), (swap_a, own_inner_b) = copy_layouts(
         batch, summed, (left, right), (sa, sb), size, (swap_a, not swap_b))
     swap_b = not own_inner_b

@@ -37,13 +37,23 @@ NEAR = 4096
 
 
 def last_moving(group: Sequence[str], size: dict[str, int]) -> str | None:
-    """The innermost index of ``group`` longer than 1, if any."""
+    """The innermost index of ``group`` longer than 1, if any.
+
+    >>> last_moving("abc", {"a": 4, "b": 7, "c": 1})
+    'b'
+    """
     return next((n for n in reversed(group) if size[n] > 1), None)
 
 
 def merges(group: Sequence[str], stride: dict[str, int], size: dict[str, int]) -> bool:
     """Whether the axes of ``group``, in this order, join into one axis of
-    a view: each (longer than 1) nested in the next one out."""
+    a view: each (longer than 1) nested in the next one out.
+
+    >>> merges("ab", {"a": 24, "b": 8}, {"a": 20, "b": 3})
+    True
+    >>> merges("ab", {"a": 40, "b": 8}, {"a": 20, "b": 3})
+    False
+    """
     moving = [n for n in group if size[n] > 1]
     return all(stride[outer] == stride[inner] * size[inner]
                for outer, inner in zip(moving, moving[1:]))
@@ -64,6 +74,24 @@ def slow_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[str
     operand is copied whatever its order; unless the operand is broadcast
     (its "fastest" axis a stride-0 one), which counts as slow only for a
     short loop.
+
+    Parameters
+    ----------
+    group : sequence of str
+        The innermost group's indices, outermost first.
+    stride, size : dict
+        The operand's strides in bytes and its indices' sizes.
+    rest : sequence of sequences of str
+        The operand's other groups, innermost first.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> slow_inner_loop("ab", {"a": 8192, "b": 4096}, {"a": 20, "b": 20})
+    True
     """
     last = last_moving(group, size)
     if last is None:
@@ -92,6 +120,22 @@ def short_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[st
     8-axis, taken from 16 with a step of 2, lies between them in memory)
     copied in 1.29 ms with its 3-axis innermost and in 0.37 ms with its
     17-axis.
+
+    Parameters
+    ----------
+    group, stride, size, rest
+        As for :func:`slow_inner_loop`.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> short_inner_loop("ab", {"a": 40, "b": 8}, {"a": 20, "b": 3})
+    True
+    >>> short_inner_loop("ab", {"a": 24, "b": 8}, {"a": 20, "b": 3})  # nested
+    False
     """
     moving = [n for n in group if size[n] > 1]
     if not moving or size[moving[-1]] > SHORT_AXIS or stride[moving[-1]] == 0:
@@ -108,7 +152,11 @@ def short_inner_loop(group: Sequence[str], stride: dict[str, int], size: dict[st
 def copies_fast_along(name: str, stride: dict[str, int], size: dict[str, int]) -> bool:
     """Whether a copy's inner loop runs fast along axis ``name``: it holds at
     least :data:`LONG_AXIS` elements, less than :data:`NEAR` bytes apart
-    (farther apart, each read lands on another page than the last)."""
+    (farther apart, each read lands on another page than the last).
+
+    >>> copies_fast_along("a", {"a": 96}, {"a": 17}), copies_fast_along("a", {"a": 8000}, {"a": 17})
+    (True, False)
+    """
     return size[name] >= LONG_AXIS and abs(stride[name]) < NEAR
 
 

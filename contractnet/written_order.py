@@ -56,6 +56,32 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     in a median of 0.44 of the time in ``keep``'s order, more than 1.1
     times as long in 4 (up to 1.9 times).  The larger operand's order would
     have taken up to 6.1 times as long on the others.
+
+    Parameters
+    ----------
+    keep : str
+        The result's indices, in the caller's order.
+    size : dict
+        Every index's size.
+    a, b : Laid
+        The operands.
+    sums : bool
+        Whether the product sums over some indices.
+
+    Returns
+    -------
+    str
+        ``keep``'s indices, outermost first.
+
+    Examples
+    --------
+    A transposed matrix times a C-ordered stack of them, written in the
+    stack's order:
+
+    >>> ij = Laid("ij", {"i": 8, "j": 384}, 48 * 256, 8)
+    >>> ilj = Laid("ilj", {"i": 24576, "l": 2048, "j": 8}, 48 * 12 * 256, 8)
+    >>> written_order("lji", {"i": 48, "l": 12, "j": 256}, ij, ilj)
+    'ilj'
     """
     if contiguous_run(keep, (a, b), size) > 1:
         return keep
@@ -72,7 +98,12 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
 
 def inner_order(inner: Laid, outer: Laid, keep: str) -> str:
     """The indices in ``keep``, ``inner``'s innermost as laid out in its
-    memory, ``outer``'s own outside them as laid out in its."""
+    memory, ``outer``'s own outside them as laid out in its.
+
+    >>> inner_order(Laid("ab", {"a": 8, "b": 80}, 100, 8), Laid("bc", {"b": 40, "c": 8}, 50, 8),
+    ...             "abc")
+    'cba'
+    """
     laid_in, laid_out = kept_in_memory_order(inner, keep), kept_in_memory_order(outer, keep)
     return "".join([n for n in laid_out if n not in laid_in] + laid_in)
 
@@ -111,7 +142,16 @@ def inner_loop(order: str, operands: Sequence[Laid], size: dict) -> int:
     result C-ordered in ``order``: its innermost index, at whatever
     strides the operands hold it, joined with the next ones out while
     every operand's stride nests (an operand lacking an index holds it at
-    stride 0 throughout)."""
+    stride 0 throughout).
+
+    Every other element of a (10, 100) float64 matrix: its rows join into
+    one loop of 500, read at a stride of two elements, which
+    :func:`contiguous_run` does not count.
+
+    >>> x = Laid("ij", {"i": 800, "j": 16}, 500, 8)
+    >>> inner_loop("ij", (x,), {"i": 10, "j": 50}), contiguous_run("ij", (x,), {"i": 10, "j": 50})
+    (500, 1)
+    """
     run, steps = 1, None
     for n in reversed(order):
         if size[n] == 1:

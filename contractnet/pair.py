@@ -116,11 +116,12 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     summed = _memory_order(summed, sb if math.prod(bshape) > math.prod(ashape) else sa)
     left = _memory_order([n for n in a2 if n not in b2], sa)
     right = _memory_order([n for n in b2 if n not in a2], sb)
-    swap_a = _innermost(a2, sa, size) in left
-    swap_b = _innermost(b2, sb, size) in summed
-    # an operand copied with a slow inner loop is laid out along a long, near axis instead
+    # each operand's fastest axis innermost, BLAS taking A transposed where its
+    # own group is innermost and B where its summed group is; an operand copied
+    # with a slow inner loop is laid out along a long, near axis instead
     summed, (left, right), (swap_a, own_inner_b) = copy_layouts(
-        batch, summed, (left, right), (sa, sb), size, (swap_a, not swap_b))
+        batch, summed, (left, right), (sa, sb), size,
+        (_innermost(a2, sa, size) in left, _innermost(b2, sb, size) not in summed))
     swap_b = not own_inner_b
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
     flip = prefer is not None and (_inversions(batch + right + left, prefer)

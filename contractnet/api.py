@@ -5,11 +5,13 @@ binds the spec to the operands' shapes and runs it as one recorded
 primitive, :data:`contract`.  A spec with three or more operands runs
 pairwise along opt_einsum's path, each pair a recorded two-operand
 contraction, so that its backward pass reuses the forward's intermediates
-(an operand with windows or a diagonal is first read, as a view).
+(an operand with windows or a diagonal enters its first step through its
+own term, so that step's backward adds its gradient back through it).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -17,8 +19,8 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
                    checked_shape)
 from .budget import check_allocation
 from . import ops
-from .engine import (REDUCTIONS, Plan, check_budget, computed_dtype, make_plan, mean_scale,
-                     run_direct_gemm, run_path, run_plan)
+from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
+                     mean_scale, run_direct_gemm, run_path, run_plan)
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -29,19 +31,15 @@ NUMERIC_KINDS = "biufc"
 
 
 @primitive
-def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray, view: bool = False
-             ) -> np.ndarray:
+def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
     """Run a planned spec; the result never shares memory with an operand
-    and is writeable, unless ``view`` allows a read-only view.
+    and is writeable.
 
     A traced call may pass a fresh :class:`~contractnet.pair.Memo`, which its
     node keeps, closed, for the backward pass (see
     :func:`contractnet.pair.contract_pair`); an untraced one passes None.
     Only a one-operand spec can come back as a view (a transpose, a window,
-    a diagonal).  ``view=True`` returns it read-only instead of copying it:
-    a pairwise run's read of a windowed operand (:func:`_contract_pairwise`),
-    which its next step's GEMM copies once, into the layout it needs, and
-    whose backward pass reuses that copy.
+    a diagonal), which is copied.
     """
     out = run_plan(plan, arrays, memo)
     if memo is not None:
@@ -49,12 +47,8 @@ def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray, view: bool = Fa
     # numpy sees no shared memory in an empty view
     if len(arrays) == 1 and (np.may_share_memory(out, arrays[0])
                              or (out.size == 0 and out.base is not None)):
-        if not view:
-            return out.copy()
-        if out.flags.writeable:
-            out = out.view()
-            out.flags.writeable = False
-    elif not out.flags.writeable and not view:
+        return out.copy()
+    if not out.flags.writeable:
         # a read-only view of a private array: a diagonal or window of an integer
         # operand cast to float64 for a mean (it would also keep that whole copy alive)
         return out.copy()
@@ -297,39 +291,79 @@ def check_reduce(spec: Spec, reduce: str) -> None:
 
 
 def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int] | None = None,
-         out_shape: tuple[int, ...] | None = None, view: bool = False) -> np.ndarray | Traced:
-    """One recorded step of a pairwise run (operands are arrays or traced);
-    ``view`` as :func:`contract` takes it."""
+         out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
+    """One recorded step of a pairwise run (operands are arrays or traced)."""
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return contract(make_plan(bound, "sum"), Memo(), *operands, view=view)
+    return contract(make_plan(bound, "sum"), Memo(), *operands)
 
 
 def _contract_pairwise(plan: Plan, operands: Sequence):
-    """Run a 3+ operand spec pairwise along its path, each step recorded."""
+    """Run a 3+ operand spec pairwise along its path, each step recorded.
+
+    An operand whose term is not plain (windows, a diagonal) enters its
+    first step through that term (see :class:`_Whole`), unless it must be
+    cast to the operands' common dtype and its read has fewer elements (a
+    diagonal, windows with gaps): that read is then made first, and cast.
+    """
     check_budget(plan, computed_dtype(plan, operands).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
-    reads = []
+    dtype = np.result_type(*(x.dtype for x in operands))
+    reads, kept_whole = [], []
     for term, names, x in zip(spec.inputs, plan.read_names, operands):
-        same = term.is_plain and "".join(term.axes) == names
-        reads.append(x if same else _run(f"{term}->{names}", x, sizes=_only(sizes, names),
-                                         view=True))
+        shape = tuple(sizes[n] for n in names)
+        plain = term.is_plain and "".join(term.axes) == names
+        if not plain and x.dtype != dtype and math.prod(shape) < x.size:
+            x, plain = _run(f"{term}->{names}", x, sizes=_only(sizes, names)), True
+        reads.append(x)
+        kept_whole.append(None if plain else (str(term), shape))
+    # cast here, as run_path would: it cannot cast a whole operand
+    reads = [x if whole is None else _Whole(x, *whole, dtype)
+             for x, whole in zip(cast_to(reads, dtype, ops.astype), kept_whole)]
 
     def pair(a, an, b, bn, kept):
-        return _run(f"{an},{bn}->{kept}", a, b), kept
+        (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
+        return _run(f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
 
     def unary(a, an, kept):
-        return a if an == kept else _run(f"{an}->{kept}", a)
+        if type(a) is not _Whole and an == kept:
+            return a
+        a, at = _spelled(a, an)
+        return _run(f"{at}->{kept}", a, sizes=_only(sizes, an))
 
-    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype)
+    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary)
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)
     return core
+
+
+class _Whole(NamedTuple):
+    """An operand of a pairwise run whose term is not plain, held whole.
+
+    Read first as a view of its ``names`` (the indices the path plans
+    with), its backward pass would build the gradient of that view in full
+    and then add it back into the operand: for a window, an array as many
+    times the operand's size as the window has offsets.  Held whole, it
+    enters the step that first contracts it through its own ``term``, and
+    that step's transposed spec writes the gradient back through the term
+    (a window offset by offset).  ``shape`` and ``dtype`` are those of the
+    read, as the path plans it.
+    """
+
+    value: Any
+    term: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _spelled(x, names: str):
+    """An operand of a pairwise step and the term it enters it with."""
+    return (x.value, x.term) if type(x) is _Whole else (x, names)
 
 
 def _only(sizes: Mapping[str, int], names) -> dict[str, int]:

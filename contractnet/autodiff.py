@@ -56,10 +56,9 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return summed if len(axes) == lead else summed.reshape(shape)
 
 
-def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays, view: bool = False):
+def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     """The transposed spec of operand ``argnum - 2``, run by the engine
-    (reusing the forward pass's copied GEMM operands, ``memo``); whether the
-    forward returned a ``view`` makes no difference."""
+    (reusing the forward pass's copied GEMM operands, ``memo``)."""
     i = argnum - 2
     reduce = plan.reduce
     if reduce == "max":

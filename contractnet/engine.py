@@ -169,6 +169,7 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
             np.copyto(full, aligned)
         else:
             full[_index(full_names, fixed)] += aligned
+        del part_values, aligned  # before the next part is made: one part at a time
     return out
 
 

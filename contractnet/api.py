@@ -333,7 +333,8 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         a, at = _spelled(a, an)
         return _run(f"{at}->{kept}", a, sizes=_only(sizes, an))
 
-    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary)
+    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary,
+                       window_offsets=plan.window_offsets)
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)

@@ -226,7 +226,8 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
 
 
 @lru_cache(maxsize=512)
-def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
+def plan_path(terms: tuple[str, ...], shapes: tuple, target: str,
+              window_offsets: tuple[tuple[int, str], ...] = ()):
     """The pairwise path for plain terms (see :func:`contraction_path`).
 
     Returns ``(steps, largest)``: each step is ``(positions, kept)``: pop the
@@ -234,11 +235,12 @@ def plan_path(terms: tuple[str, ...], shapes: tuple, target: str):
     them (or sum the one) keeping the indices ``kept``, append the result.
     ``largest`` is the element count of the largest intermediate.
     """
-    steps, _, largest = contraction_path(terms, shapes, target)
+    steps, _, largest = contraction_path(terms, shapes, target, window_offsets)
     return steps, largest
 
 
-def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str
+def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str,
+                     window_offsets: tuple[tuple[int, str], ...] = ()
                      ) -> tuple[tuple, PathInfo, int]:
     """The steps of :func:`plan_path`, opt_einsum's account of the pairs (its
     ``PathInfo``: FLOPs, largest intermediate, the equation it planned), and
@@ -246,6 +248,13 @@ def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str
 
     With three or more terms, each term first sums the indices only it has
     (:func:`lone_sums`); opt_einsum's ``"auto"`` path then pairs the results.
+    ``window_offsets`` names the terms read through windows of several
+    offsets: each one's position and its offset indices.  opt_einsum counts
+    such a term as its full read, every offset an axis, and may keep
+    offsets past the product that reads it: an intermediate, and a
+    gradient, that can be as large as the window's copy, a cost its FLOP
+    count does not see.  Where there is one such term, :func:`_window_path`
+    may take a path that sums them in that product instead.
     """
     size = {n: d for t, shape in zip(terms, shapes) for n, d in zip(t, shape)}
     summed = lone_sums(terms, target) if len(terms) > 2 else {}
@@ -259,6 +268,11 @@ def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str
     eq = ",".join(current) + "->" + target
     path, info = opt_einsum.contract_path(
         eq, *(tuple(size[n] for n in t) for t in current), shapes=True, optimize="auto")
+    if len(window_offsets) == 1 and len(current) > 2:
+        (position, offsets), = window_offsets
+        order = [i for i in range(len(terms)) if i not in summed] + list(summed)
+        path, info = _window_path(path, info, current, target, size, order.index(position),
+                                  offsets)
     for positions in path:
         positions = tuple(sorted(positions, reverse=True))
         assert len(positions) <= 2, "opt_einsum paths are pairwise"
@@ -272,10 +286,104 @@ def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str
             b = _consumer_order(b, a, kept)
             steps[makers[0]] = (steps[makers[0]][0], b)
             kept = "".join(dict.fromkeys(n for t in (a, b) for n in t if n in rest))
+        if not current:  # the last step: written in the target's order, not permuted after
+            kept = target
         steps.append((positions, kept))
         current.append(kept)
         made_by.append(len(steps) - 1)
     return tuple(steps), info, max(largest, int(info.largest_intermediate))
+
+
+def _window_path(path: list, info: PathInfo, terms: list[str], target: str,
+                 size: dict[str, int], x: int, offsets: str) -> tuple[list, PathInfo]:
+    """opt_einsum's ``path`` for ``terms`` (and its ``info``), or the path
+    that reads window term ``x`` in one product (:func:`_one_window_step`).
+
+    The second is taken where the first keeps any of the window's
+    ``offsets`` past the product that reads ``x``, in an intermediate larger
+    than the operand the window slides over (the product of its kept indices
+    and the window's offsets), and where it costs no more FLOPs.
+    """
+    kept = _read_product(path, terms, target, x)
+    volume = lambda names: math.prod(size[n] for n in names)  # noqa: E731
+    if not set(offsets) & set(kept) or volume(kept) * volume(offsets) <= volume(terms[x]):
+        return path, info
+    read_once = _one_window_step(terms, target, size, x)
+    if read_once is None:
+        return path, info
+    _, once = opt_einsum.contract_path(",".join(terms) + "->" + target,
+                                       *(tuple(size[n] for n in t) for t in terms),
+                                       shapes=True, optimize=read_once)
+    return (read_once, once) if once.opt_cost <= info.opt_cost else (path, info)
+
+
+def _read_product(path, terms: list[str], target: str, x: int) -> str:
+    """The indices kept by the product of ``path`` (opt_einsum's form) that
+    takes term ``x``."""
+    current = [(i, t) for i, t in enumerate(terms)]
+    for positions in path:
+        picked = [current[p] for p in positions]
+        for p in sorted(positions, reverse=True):
+            current.pop(p)
+        rest = "".join(t for _, t in current) + target
+        kept = "".join(dict.fromkeys(n for _, t in picked for n in t if n in rest))
+        if any(i == x for i, _ in picked):
+            return kept
+        current.append((None, kept))
+    return terms[x]
+
+
+def _one_window_step(terms: list[str], target: str, size: dict[str, int], x: int
+                     ) -> list[tuple[int, ...]] | None:
+    """A path (opt_einsum's form) in which window term ``x`` takes part in
+    one product, which sums all its indices the target lacks: a convolution's
+    single GEMM over the window's copy.
+
+    The terms that share those indices are contracted first, among
+    themselves (a kernel, or the part of one they make), then ``x`` with
+    their result, then the rest, each part along opt_einsum's ``"auto"``
+    path.  None when no other term shares the indices ``x`` sums.
+    """
+    summed = set(terms[x]) - set(target)
+    kernel = [j for j, t in enumerate(terms) if j != x and summed & set(t)]
+    if not kernel:
+        return None
+    ids, path, fresh = list(range(len(terms))), [], len(terms)
+    names = dict(enumerate(terms))
+
+    def contract(picked: list[int]) -> int:
+        nonlocal fresh
+        positions = tuple(ids.index(i) for i in picked)
+        path.append(positions)
+        for p in sorted(positions, reverse=True):
+            ids.pop(p)
+        rest = "".join(names[i] for i in ids) + target
+        names[fresh] = "".join(dict.fromkeys(n for i in picked for n in names[i] if n in rest))
+        ids.append(fresh)
+        fresh += 1
+        return fresh - 1
+
+    def along_auto(group: list[int], keep: str) -> int:
+        """Contract ``group`` into one term along opt_einsum's path."""
+        if len(group) == 1:
+            return group[0]
+        eq = ",".join(names[i] for i in group) + "->" + keep
+        sub, _ = opt_einsum.contract_path(
+            eq, *(tuple(size[n] for n in names[i]) for i in group), shapes=True,
+            optimize="auto")
+        group = list(group)
+        for positions in sub:
+            picked = [group[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                group.pop(p)
+            group.append(contract(picked))
+        return group[0]
+
+    outside = "".join(names[i] for i in ids if i not in kernel) + target
+    keep = "".join(dict.fromkeys(n for j in kernel for n in terms[j] if n in outside))
+    made = contract([x, along_auto(kernel, keep)])
+    along_auto([i for i in ids if i != made] + [made], target)
+    return path
 
 
 def lone_sums(terms: tuple[str, ...], target: str) -> dict[int, str]:
@@ -307,13 +415,15 @@ def _consumer_order(b: str, a: str, kept: str) -> str:
 
 
 def run_path(operands: list, names: list[str], target: str, pair, unary,
-             cast: Callable | None = None):
+             cast: Callable | None = None,
+             window_offsets: tuple[tuple[int, str], ...] = ()):
     """Contract plain operands along :func:`plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
     ``unary(a, an, kept) -> array`` do the work, so that the same path runs
     on arrays (here) and on traced values (autodiff), where every step is a
     recorded einsum whose vjp is its own transposed spec.
+    ``window_offsets`` as :func:`contraction_path` takes it.
 
     Operands of different dtypes are first cast to their common dtype
     (:func:`cast_to`, with ``cast``), as numpy computes the whole sum of
@@ -323,7 +433,7 @@ def run_path(operands: list, names: list[str], target: str, pair, unary,
     """
     operands = cast_to(operands, np.result_type(*(op.dtype for op in operands)), cast)
     shapes = tuple(tuple(op.shape) for op in operands)
-    steps, _ = plan_path(tuple(names), shapes, target)
+    steps, _ = plan_path(tuple(names), shapes, target, window_offsets)
     stack = list(zip(operands, names))
     for positions, kept in steps:
         picked = [stack.pop(p) for p in positions]
@@ -361,6 +471,8 @@ class Plan:
                                           # combined slice by slice (see reduce_offsets)
     route_per_offset: bool                # max's vjp may go offset by offset too
     disjoint_windows: bool                # no two window offsets reach one input position
+    window_offsets: tuple[tuple[int, str], ...]  # operands read through windows of
+                                                 # several offsets: position, offsets
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -397,9 +509,13 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     loop = _offset_loop(spec, reads, target, sizes)
     peak = max(math.prod(bound.out_shape), math.prod(sizes[n] for n in target),
                _window_copy_elements(spec, reads, loop, sizes))
+    # a window of one offset reads no more than its operand: it counts as plain
+    window_offsets = tuple(
+        (i, offsets) for i, t in enumerate(spec.inputs)
+        if (offsets := "".join(w.inner for w in t.windows if sizes[w.inner] > 1)))
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
-        peak = max(peak, plan_path(reads, shapes, target)[1])
+        peak = max(peak, plan_path(reads, shapes, target, window_offsets)[1])
     needs_view = tuple(not t.is_plain for t in spec.inputs)
     out = spec.output
     plain = out.is_plain and sorted(out.axes) == sorted(target)
@@ -422,7 +538,8 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     direct = pair if (pair is not None and pair_perm is None and plain and perm is None
                       and reduce == "sum") else None
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, pair, pair_perm, direct, loop, route, disjoint)
+                perm, per_offset, pair, pair_perm, direct, loop, route, disjoint,
+                window_offsets)
 
 
 def _window_copy_elements(spec, reads: tuple[str, ...], loop: str, sizes) -> int:
@@ -618,7 +735,8 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
         return core if got == plan.target else reduce_unary(core, got, plan.target, "sum")
     unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
     pair = partial(contract_pair, any_layout=True) if any_layout else contract_pair
-    return run_path(views, list(names), plan.target, pair, unary)[0]
+    return run_path(views, list(names), plan.target, pair, unary,
+                    window_offsets=plan.window_offsets)[0]
 
 
 # ------------------------------------------------------------------ execute

@@ -279,7 +279,8 @@ def _path_lines(bound: Bound) -> list[str]:
     eq = ",".join(terms) + "->" + plan.target
     lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
              if any(plan.needs_view) else f"forward   {eq}"]
-    _, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target)
+    _, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target,
+                                        plan.window_offsets)
     if info.eq != eq:
         lines.append(f"  pairs, after the sums of indices only one operand has: {info.eq}")
     lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (

@@ -662,7 +662,8 @@ def test_a_cached_spec_still_refuses_non_numeric_operands():
 # Each fast path of the engine is checked against the general route.
 from contractnet import engine, pair  # noqa: E402
 from contractnet.blocks import LONG_SUM  # noqa: E402
-from contractnet.bind import bind, clear_bind_cache  # noqa: E402
+from contractnet.bind import bind, bind_text, clear_bind_cache  # noqa: E402
+from contractnet.explain import explain  # noqa: E402
 from contractnet.spec import parse  # noqa: E402
 
 
@@ -1166,6 +1167,95 @@ def test_an_index_only_one_operand_has_is_summed_before_the_path_is_planned(
     _, vjp_fn = cn.vjp(lambda *ops: cn.einsum(spec, *ops), *operands)
     for got, want in zip(vjp_fn(cotangent), einsum_vjp(spec, operands, cotangent)):
         assert_close(got, want, what=spec)
+
+
+def _path_kept(spec: str, shapes) -> list[str]:
+    """The indices each step of ``spec``'s planned path keeps."""
+    plan = engine.make_plan(bind_text(spec, tuple(shapes)), "sum")
+    sizes = plan.bound.size_map
+    read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
+    steps, _ = engine.plan_path(plan.read_names, read_shapes, plan.target, plan.window_offsets)
+    return [kept for _, kept in steps]
+
+
+CP_CONV = "b(h+u)(w+v)c,ur,vr,cr,kr->bhwk"
+
+
+@pytest.mark.parametrize("shapes, auto, planned", [
+    # opt_einsum's path sums c first and keeps the offsets u, v next to h, w:
+    # an intermediate (and gradient) 9 * 4 / 32 of the window's copy, 1.1 times x
+    (((8, 32, 32, 32), (3, 4), (3, 4), (32, 4), (16, 4)),
+     ["bhuwvr", "ruv", "rbhw", "bhwk"], ["ruv", "uvcr", "rbhw", "bhwk"]),
+    # one offset: the window is x itself, opt_einsum's path stays
+    (((8, 32, 32, 32), (1, 4), (1, 4), (32, 4), (16, 4)),
+     ["bhuwvr", "ruv", "uvrk", "bhwk"], ["bhuwvr", "ruv", "uvrk", "bhwk"]),
+    # the kept offsets make a product smaller than x (9 * 2 < 64): opt_einsum's path stays
+    (((8, 32, 32, 64), (3, 2), (3, 2), (64, 2), (16, 2)),
+     ["bhuwvr", "ruv", "rbhw", "bhwk"], ["bhuwvr", "ruv", "rbhw", "bhwk"]),
+])
+def test_a_window_is_read_by_one_product_that_sums_its_offsets(shapes, auto, planned):
+    """Where opt_einsum's path would keep a window's offsets past the product
+    that reads it, the plan takes the path that contracts the terms sharing
+    the window's summed indices first (part of the kernel) and sums them all
+    in one product, at no more FLOPs."""
+    plan = engine.make_plan(bind_text(CP_CONV, shapes), "sum")
+    sizes = plan.bound.size_map
+    read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
+    assert plan.window_offsets == (((0, "uv"),) if shapes[1][0] > 1 else ())
+    steps, _ = engine.plan_path(plan.read_names, read_shapes, plan.target)
+    assert [kept for _, kept in steps] == auto
+    assert _path_kept(CP_CONV, shapes) == planned
+    _, auto_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
+    _, info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target,
+                                         plan.window_offsets)
+    assert info.opt_cost <= auto_info.opt_cost
+    assert f"pairwise path {info.path}" in explain(CP_CONV, shapes=shapes)
+
+
+def test_the_one_product_path_is_refused_where_it_costs_more_flops():
+    """A Tucker kernel's core shares no index with the input: its factors,
+    contracted first, make a kernel part of u*v*c*p*q*s elements whose
+    product with the window costs 52 times the FLOPs of opt_einsum's path."""
+    spec = "b(h+u)(w+v)c,up,vq,cs,pqsk->bhwk"
+    shapes = ((8, 16, 16, 64), (3, 8), (3, 8), (64, 8), (8, 8, 8, 16))
+    plan = engine.make_plan(bind_text(spec, shapes), "sum")
+    sizes = plan.bound.size_map
+    read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
+    offsets_kept = engine._read_product(engine.contraction_path(
+        plan.read_names, read_shapes, plan.target)[1].path, list(plan.read_names),
+        plan.target, 0)
+    assert set("uv") & set(offsets_kept)  # the rule looks at this path ...
+    once = engine._one_window_step(list(plan.read_names), plan.target, sizes, 0)
+    _, once_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
+    eq = ",".join(plan.read_names) + "->" + plan.target
+    cost = engine.opt_einsum.contract_path(eq, *read_shapes, shapes=True, optimize=once)[1].opt_cost
+    assert cost > 2 * once_info.opt_cost  # ... and finds the one-product path dearer
+    assert _path_kept(spec, shapes) == [kept for _, kept in engine.plan_path(
+        plan.read_names, read_shapes, plan.target)[0]]
+
+
+@pytest.mark.parametrize("shapes", [
+    ((2, 9, 9, 4), (3, 2), (3, 2), (4, 2), (5, 2)),
+    ((2, 9, 9, 8), (3, 3), (3, 3), (8, 3), (4, 3)),
+])
+def test_the_one_product_path_gives_the_values_and_gradients(shapes):
+    operands = _operands(shapes)
+    exact = conv2d_loop(operands[0], np.einsum("ur,vr,cr,kr->uvck", *operands[1:]))
+    assert_close(cn.einsum(CP_CONV, *operands), exact)
+    cotangent = _operands([exact.shape], seed=3)[0]
+    _, vjp_fn = cn.vjp(lambda *ops: cn.einsum(CP_CONV, *ops), *operands)
+    _, conv_vjp = cn.vjp(lambda x, *fs: cn.einsum(
+        "b(h+u)(w+v)c,uvck->bhwk", x, cn.einsum("ur,vr,cr,kr->uvck", *fs)), *operands)
+    for got, want in zip(vjp_fn(cotangent), conv_vjp(cotangent)):
+        assert_close(got, want)
+
+
+def test_the_last_pairwise_step_writes_the_target_order():
+    """Kept in its operands' order, the last product's result was then copied
+    into the output's order by a step of its own."""
+    assert _path_kept("bnmd,nr,mr,dr,kr->bk", ((4, 2, 3, 5), (2, 6), (3, 6), (5, 6),
+                                              (7, 6)))[-1] == "bk"
+    assert _path_kept(CP_CONV, ((8, 32, 32, 32), (3, 4), (3, 4), (32, 4), (16, 4)))[-1] == "bhwk"
 
 
 @pytest.mark.parametrize("spec, shape, sizes, forward, backward", [

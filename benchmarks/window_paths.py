@@ -14,10 +14,11 @@ of one) and takes it when it costs no more FLOPs
 This script draws random convolutions with factored kernels (CP, Tucker,
 depthwise and 1x1 parts, a dense layer after; 2-D and 1-D, strides 1 and
 2, float32) until ``--cases`` of them take the one-product path, and
-times each one's forward+backward through ``cn.vjp``, and its forward
-alone, along the plan's path and along opt_einsum's.  Both run through
-the same pairwise code (``contractnet.api._contract_pairwise``).  Run it on
-purpose, never by pytest::
+times each one's forward+backward through ``cn.vjp`` (the pairwise steps
+recorded by ``contractnet.api._contract_pairwise``), and its untraced
+forward (``contractnet.engine.run_plan``, as ``cn.einsum`` runs it), along
+the plan's path and along opt_einsum's.  Run it on purpose, never by
+pytest::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
         python benchmarks/window_paths.py [--cases 60] [--seed 7]
@@ -33,7 +34,7 @@ import contractnet as cn
 from contractnet.api import _contract_pairwise
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.bind import bind_text
-from contractnet.engine import make_plan, plan_path
+from contractnet.engine import make_plan, plan_path, run_plan
 
 
 def best_time(fn) -> float:
@@ -90,7 +91,7 @@ def main(argv=None) -> None:
             return pullback(dy)
 
         for pass_, call in (("forward+backward", forward_backward),
-                            ("forward", lambda p: _contract_pairwise(p, operands))):
+                            ("forward", lambda p: run_plan(p, operands))):
             rows[pass_].append(tuple(best_time(lambda p=p: call(p)) for p in (auto, plan)))
     for line in machine_lines():
         print(line)

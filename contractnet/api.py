@@ -311,29 +311,29 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
     dtype = np.result_type(*(x.dtype for x in operands))
-    reads, kept_whole = [], []
-    for term, names, x in zip(spec.inputs, plan.read_names, operands):
+    reads = []
+    for i, (term, names, x) in enumerate(zip(spec.inputs, plan.read_names, operands)):
         shape = tuple(sizes[n] for n in names)
-        plain = term.is_plain and "".join(term.axes) == names
-        if not plain and x.dtype != dtype and math.prod(shape) < x.size:
-            x, plain = _run(f"{term}->{names}", x, sizes=_only(sizes, names)), True
-        reads.append(x)
-        kept_whole.append(None if plain else (str(term), shape))
-    # cast here, as run_path would: it cannot cast a whole operand
-    reads = [x if whole is None else _Whole(x, *whole, dtype)
-             for x, whole in zip(cast_to(reads, dtype, ops.astype), kept_whole)]
+        if term.is_plain and "".join(term.axes) == names:
+            reads.append(x)
+        elif x.dtype != dtype and math.prod(shape) < x.size:
+            reads.append(_run(f"{term}->{names}", x, sizes=_only(sizes, names)))
+        else:  # cast here, as run_path casts the others: it cannot cast a whole one
+            x, = cast_to([x], dtype, ops.astype, first=i)
+            reads.append(_Whole(x, str(term), shape, dtype))
 
     def pair(a, an, b, bn, kept):
+        if type(a) is not _Whole and type(b) is not _Whole:  # shapes tell all sizes
+            return _run(f"{an},{bn}->{kept}", a, b), kept
         (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
         return _run(f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
 
     def unary(a, an, kept):
-        if type(a) is not _Whole and an == kept:
-            return a
-        a, at = _spelled(a, an)
-        return _run(f"{at}->{kept}", a, sizes=_only(sizes, an))
+        if type(a) is not _Whole:
+            return a if an == kept else _run(f"{an}->{kept}", a)
+        return _run(f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
 
-    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary,
+    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
                        window_offsets=plan.window_offsets)
     if str(spec.output) != plan.target:
         core = _run(f"{plan.target}->{spec.output}", core,
@@ -352,8 +352,9 @@ class _Whole(NamedTuple):
     times the operand's size as the window has offsets.  Held whole, it
     enters the step that first contracts it through its own ``term``, and
     that step's transposed spec writes the gradient back through the term
-    (a window offset by offset).  ``shape`` and ``dtype`` are those of the
-    read, as the path plans it.
+    (a large window offset by offset, see :func:`~contractnet.engine.run_plan`),
+    where the step sums the window's offsets.  ``shape`` and ``dtype`` are
+    those of the read, as the path plans it.
     """
 
     value: Any

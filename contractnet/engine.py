@@ -301,8 +301,9 @@ def _window_path(path: list, info: PathInfo, terms: list[str], target: str,
 
     The second is taken where the first keeps any of the window's
     ``offsets`` past the product that reads ``x``, in an intermediate larger
-    than the operand the window slides over (the product of its kept indices
-    and the window's offsets), and where it costs no more FLOPs.
+    than the read divided by its offsets (at stride 1, about the operand
+    the window slides over), and where it costs no more FLOPs and has no
+    larger intermediate.
     """
     kept = _read_product(path, terms, target, x)
     volume = lambda names: math.prod(size[n] for n in names)  # noqa: E731
@@ -314,7 +315,9 @@ def _window_path(path: list, info: PathInfo, terms: list[str], target: str,
     _, once = opt_einsum.contract_path(",".join(terms) + "->" + target,
                                        *(tuple(size[n] for n in t) for t in terms),
                                        shapes=True, optimize=read_once)
-    return (read_once, once) if once.opt_cost <= info.opt_cost else (path, info)
+    cheaper = (once.opt_cost <= info.opt_cost
+               and once.largest_intermediate <= info.largest_intermediate)
+    return (read_once, once) if cheaper else (path, info)
 
 
 def _read_product(path, terms: list[str], target: str, x: int) -> str:
@@ -351,7 +354,8 @@ def _one_window_step(terms: list[str], target: str, size: dict[str, int], x: int
     ids, path, fresh = list(range(len(terms))), [], len(terms)
     names = dict(enumerate(terms))
 
-    def contract(picked: list[int]) -> int:
+    def take(picked: list[int]) -> int:
+        """Contract the terms ``picked`` (by id); the id of their result."""
         nonlocal fresh
         positions = tuple(ids.index(i) for i in picked)
         path.append(positions)
@@ -376,12 +380,12 @@ def _one_window_step(terms: list[str], target: str, size: dict[str, int], x: int
             picked = [group[p] for p in positions]
             for p in sorted(positions, reverse=True):
                 group.pop(p)
-            group.append(contract(picked))
+            group.append(take(picked))
         return group[0]
 
     outside = "".join(names[i] for i in ids if i not in kernel) + target
     keep = "".join(dict.fromkeys(n for j in kernel for n in terms[j] if n in outside))
-    made = contract([x, along_auto(kernel, keep)])
+    made = take([x, along_auto(kernel, keep)])
     along_auto([i for i in ids if i != made] + [made], target)
     return path
 
@@ -512,7 +516,8 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     # a window of one offset reads no more than its operand: it counts as plain
     window_offsets = tuple(
         (i, offsets) for i, t in enumerate(spec.inputs)
-        if (offsets := "".join(w.inner for w in t.windows if sizes[w.inner] > 1)))
+        if (offsets := "".join(dict.fromkeys(w.inner for w in t.windows
+                                             if sizes[w.inner] > 1))))
     if len(reads) > 2:
         shapes = tuple(tuple(sizes[n] for n in r) for r in reads)
         peak = max(peak, plan_path(reads, shapes, target, window_offsets)[1])
@@ -667,15 +672,17 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     return out
 
 
-def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None) -> list:
+def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
+            first: int = 0) -> list:
     """``operands`` in ``dtype``: each one in another dtype is cast, a new
     array checked against the memory budget first (a broadcast view becomes
-    a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``)."""
+    a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``).
+    Errors number the operands from ``first``."""
     out = list(operands)
-    for i, op in enumerate(out):
+    for i, op in enumerate(out, first):
         if op.dtype != dtype:
             check_allocation(op.shape, dtype, f"a copy of operand {i} in {dtype}")
-            out[i] = op.astype(dtype) if cast is None else cast(op, dtype)
+            out[i - first] = op.astype(dtype) if cast is None else cast(op, dtype)
     return out
 
 

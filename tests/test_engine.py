@@ -1183,7 +1183,8 @@ CP_CONV = "b(h+u)(w+v)c,ur,vr,cr,kr->bhwk"
 
 @pytest.mark.parametrize("shapes, auto, planned", [
     # opt_einsum's path sums c first and keeps the offsets u, v next to h, w:
-    # an intermediate (and gradient) 9 * 4 / 32 of the window's copy, 1.1 times x
+    # an intermediate (and gradient) 4 / 32 of the window's read, and 9 * 4 / 32
+    # times the read over its offsets
     (((8, 32, 32, 32), (3, 4), (3, 4), (32, 4), (16, 4)),
      ["bhuwvr", "ruv", "rbhw", "bhwk"], ["ruv", "uvcr", "rbhw", "bhwk"]),
     # one offset: the window is x itself, opt_einsum's path stays
@@ -1226,19 +1227,23 @@ def test_the_one_product_path_is_refused_where_it_costs_more_flops():
         plan.target, 0)
     assert set("uv") & set(offsets_kept)  # the rule looks at this path ...
     once = engine._one_window_step(list(plan.read_names), plan.target, sizes, 0)
-    _, once_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
+    _, auto_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
     eq = ",".join(plan.read_names) + "->" + plan.target
     cost = engine.opt_einsum.contract_path(eq, *read_shapes, shapes=True, optimize=once)[1].opt_cost
-    assert cost > 2 * once_info.opt_cost  # ... and finds the one-product path dearer
+    assert cost > 2 * auto_info.opt_cost  # ... and finds the one-product path dearer
     assert _path_kept(spec, shapes) == [kept for _, kept in engine.plan_path(
         plan.read_names, read_shapes, plan.target)[0]]
 
 
 @pytest.mark.parametrize("shapes", [
-    ((2, 9, 9, 4), (3, 2), (3, 2), (4, 2), (5, 2)),
-    ((2, 9, 9, 8), (3, 3), (3, 3), (8, 3), (4, 3)),
+    ((2, 6, 6, 2), (3, 2), (3, 2), (2, 2), (3, 2)),   # opt_einsum's path keeps v
+    ((2, 6, 6, 16), (3, 4), (3, 4), (16, 4), (5, 4)),  # ... keeps u and v
 ])
 def test_the_one_product_path_gives_the_values_and_gradients(shapes):
+    plan = engine.make_plan(bind_text(CP_CONV, shapes), "sum")
+    read_shapes = tuple(tuple(plan.bound.size_map[n] for n in t) for t in plan.read_names)
+    assert _path_kept(CP_CONV, shapes) != [kept for _, kept in engine.plan_path(
+        plan.read_names, read_shapes, plan.target)[0]]  # the one-product path is taken
     operands = _operands(shapes)
     exact = conv2d_loop(operands[0], np.einsum("ur,vr,cr,kr->uvck", *operands[1:]))
     assert_close(cn.einsum(CP_CONV, *operands), exact)
@@ -1250,9 +1255,22 @@ def test_the_one_product_path_gives_the_values_and_gradients(shapes):
         assert_close(got, want)
 
 
+def test_the_one_product_path_is_refused_where_its_intermediate_is_larger():
+    """Fewer FLOPs, but a larger intermediate: the plan's peak, and so the
+    memory budget it must fit, would grow."""
+    spec = "b(2h+u)c,su,u,ku,ckr->bhk"
+    operands = _operands([(2, 12, 16), (2, 2), (2,), (16, 2), (16, 16, 4)])
+    with cn.memory_budget(3072):
+        got = cn.einsum(spec, *operands)
+    x = np.lib.stride_tricks.sliding_window_view(operands[0], 2, axis=1)[:, ::2]
+    assert_close(got, np.einsum("bhcu,su,u,ku,ckr->bhk", x, *operands[1:]))
+
+
 def test_the_last_pairwise_step_writes_the_target_order():
     """Kept in its operands' order, the last product's result was then copied
-    into the output's order by a step of its own."""
+    into the output's order by a step of its own.  Now the product names the
+    target's order and comes back in its own layout (a transposed view where
+    its GEMM writes another order), as a two-operand spec does."""
     assert _path_kept("bnmd,nr,mr,dr,kr->bk", ((4, 2, 3, 5), (2, 6), (3, 6), (5, 6),
                                               (7, 6)))[-1] == "bk"
     assert _path_kept(CP_CONV, ((8, 32, 32, 32), (3, 4), (3, 4), (32, 4), (16, 4)))[-1] == "bhwk"

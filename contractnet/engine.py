@@ -279,19 +279,25 @@ def contraction_path(terms: tuple[str, ...], shapes: tuple, target: str,
         picked = [current.pop(p) for p in positions]
         makers = [made_by.pop(p) for p in positions]
         rest = "".join(current) + target
-        kept = "".join(dict.fromkeys(n for t in reversed(picked) for n in t if n in rest))
+        kept = _kept(reversed(picked), rest)
         if len(picked) == 2 and makers[0] is not None:
             # the later operand is an intermediate: lay it out as this step reads it
             b, a = picked
             b = _consumer_order(b, a, kept)
             steps[makers[0]] = (steps[makers[0]][0], b)
-            kept = "".join(dict.fromkeys(n for t in (a, b) for n in t if n in rest))
+            kept = _kept((a, b), rest)
         if not current:  # the last step: written in the target's order, not permuted after
             kept = target
         steps.append((positions, kept))
         current.append(kept)
         made_by.append(len(steps) - 1)
     return tuple(steps), info, max(largest, int(info.largest_intermediate))
+
+
+def _kept(terms, rest: str) -> str:
+    """The indices of ``terms`` that ``rest`` (the other terms and the
+    target) still needs: what contracting ``terms`` keeps, in order."""
+    return "".join(dict.fromkeys(n for t in terms for n in t if n in rest))
 
 
 def _window_path(path: list, info: PathInfo, terms: list[str], target: str,
@@ -329,7 +335,7 @@ def _read_product(path, terms: list[str], target: str, x: int) -> str:
         for p in sorted(positions, reverse=True):
             current.pop(p)
         rest = "".join(t for _, t in current) + target
-        kept = "".join(dict.fromkeys(n for _, t in picked for n in t if n in rest))
+        kept = _kept((t for _, t in picked), rest)
         if any(i == x for i, _ in picked):
             return kept
         current.append((None, kept))
@@ -362,7 +368,7 @@ def _one_window_step(terms: list[str], target: str, size: dict[str, int], x: int
         for p in sorted(positions, reverse=True):
             ids.pop(p)
         rest = "".join(names[i] for i in ids) + target
-        names[fresh] = "".join(dict.fromkeys(n for i in picked for n in names[i] if n in rest))
+        names[fresh] = _kept((names[i] for i in picked), rest)
         ids.append(fresh)
         fresh += 1
         return fresh - 1
@@ -384,7 +390,7 @@ def _one_window_step(terms: list[str], target: str, size: dict[str, int], x: int
         return group[0]
 
     outside = "".join(names[i] for i in ids if i not in kernel) + target
-    keep = "".join(dict.fromkeys(n for j in kernel for n in terms[j] if n in outside))
+    keep = _kept((terms[j] for j in kernel), outside)
     made = take([x, along_auto(kernel, keep)])
     along_auto([i for i in ids if i != made] + [made], target)
     return path

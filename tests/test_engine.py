@@ -893,6 +893,34 @@ def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, mon
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("spec, sizes, shape", [
+    ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 5, 3)),      # disjoint windows
+    ("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2)),       # overlapping ones
+], ids=["disjoint", "overlapping"])
+@pytest.mark.parametrize("infinite", [False, True], ids=["finite", "an-inf"])
+def test_max_routed_per_offset_sends_negative_cotangents_as_the_general_route(
+        spec, sizes, shape, infinite, monkeypatch):
+    # a finite cotangent is multiplied by the hit mask: the zeros it leaves must
+    # still be +0, as the general route's selection writes them, and an infinite
+    # one must not turn the others into nan (both routes compared bit for bit)
+    x = np.random.default_rng(10).integers(0, 3, shape).astype(np.float64)
+
+    def grad():
+        clear_bind_cache()
+        out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce="max"), x)
+        cot = -np.arange(1.0, out.size + 1).reshape(out.shape)
+        if infinite:
+            cot.flat[1] = -np.inf
+        return vjp_fn(cot)[0]
+    fast = grad()
+    monkeypatch.setattr(engine, "MAX_REDUCE_OFFSETS", 0)
+    general = grad()
+    clear_bind_cache()
+    np.testing.assert_array_equal(fast, general)
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(general))
+    assert (np.signbit(fast) == (fast < 0)).all()  # no -0
+
+
 @pytest.mark.parametrize("spec", ["ij->j", "ij->", "ii->", "ij->i", "ij,k->k", "ij,ij->i",
                                   "ij,j,k->k"])
 def test_big_endian_operands_run_as_numpy_runs_them(spec):

@@ -19,7 +19,8 @@ from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import check_allocation
-from .engine import Plan, make_plan, run_direct_gemm, route_to_max, run_plan, scale_mean
+from .engine import (Plan, make_plan, passes, route_to_max, run_direct_gemm, run_plan,
+                     scale_mean)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -119,7 +120,7 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     if x.dtype.kind in "fc":  # a nan extremum came from the nans: they share its cotangent
         hit |= np.isnan(x) & np.isnan(ans)
     ties = hit.sum(axis=ops._axis(axis), keepdims=True, dtype=x.dtype)
-    return _passes(hit, _expand(g, x, axis, keepdims) / ties)
+    return passes(hit, _expand(g, x, axis, keepdims) / ties)
 
 
 def _transpose_rule(argnum, g, ans, x, axes=None):
@@ -164,7 +165,7 @@ def _power_rule(argnum, g, ans, a, b):
     log_a = np.log(np.where(defined, a, 1).astype(dtype, copy=False))
     local = np.where(defined, ans, 0) * log_a  # 0 where not defined, where ans may be inf
     # g masked too: an infinite cotangent (sqrt's at 0) times local's 0 would warn
-    return unbroadcast(_passes(defined, g) * local, np.shape(b))
+    return unbroadcast(passes(defined, g) * local, np.shape(b))
 
 
 def _cast_back(g, dtype: np.dtype) -> np.ndarray:
@@ -172,13 +173,6 @@ def _cast_back(g, dtype: np.dtype) -> np.ndarray:
     real value's is real: the real part of a complex one)."""
     g = np.asarray(g)
     return (g.real if g.dtype.kind == "c" and dtype.kind != "c" else g).astype(dtype)
-
-
-def _passes(where: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``g`` where ``where`` holds, else 0: the vjp of a selection.  Selected,
-    not multiplied by the mask: an infinite cotangent (``sqrt``'s at 0, say)
-    times a mask's 0 would be nan where the gradient is 0."""
-    return np.where(where, g, 0)
 
 
 def _picks_left(a, b, prefers=np.greater_equal) -> np.ndarray:
@@ -251,22 +245,23 @@ VJP_RULES: dict[Primitive, Rule] = {
     ops.multiply: _sides(lambda g, y, a, b: g * b, lambda g, y, a, b: g * a),
     ops.divide: _reads_its_answer(_sides(lambda g, y, a, b: g / b,
                                          lambda g, y, a, b: -g * y / b)),
-    ops.maximum: _sides(lambda g, y, a, b: _passes(_picks_left(a, b), g),
-                        lambda g, y, a, b: _passes(~_picks_left(a, b), g)),
-    ops.minimum: _sides(lambda g, y, a, b: _passes(_picks_left(a, b, np.less_equal), g),
-                        lambda g, y, a, b: _passes(~_picks_left(a, b, np.less_equal), g)),
+    ops.maximum: _sides(lambda g, y, a, b: passes(_picks_left(a, b), g),
+                        lambda g, y, a, b: passes(~_picks_left(a, b), g)),
+    ops.minimum: _sides(lambda g, y, a, b: passes(_picks_left(a, b, np.less_equal), g),
+                        lambda g, y, a, b: passes(~_picks_left(a, b, np.less_equal), g)),
     ops.absolute: _absolute_rule,
     ops.sqrt: _reads_its_answer(_sqrt_rule),
     ops._concatenate: _concatenate_rule,
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
-        np.where(c, g, 0) if n == 1 else np.where(c, 0, g), np.shape(a if n == 1 else b)),
+        passes(np.asarray(c, dtype=bool) if n == 1 else ~np.asarray(c, dtype=bool), g),
+        np.shape(a if n == 1 else b)),
     ops.power: _reads_its_answer(_power_rule),
     ops.negative: lambda n, g, y, a: -g,
     ops.exp: _reads_its_answer(lambda n, g, y, a: g * y),
     ops.log: lambda n, g, y, a: g / a,
     ops.tanh: _reads_its_answer(lambda n, g, y, a: g * (1 - y * y)),
     ops.sigmoid: _reads_its_answer(lambda n, g, y, a: g * y * (1 - y)),
-    ops.relu: lambda n, g, y, a: _passes(np.asarray(a) > 0, g),
+    ops.relu: lambda n, g, y, a: passes(np.asarray(a) > 0, g),
     ops.sum: lambda n, g, y, x, axis=None, keepdims=False: np.broadcast_to(
         _expand(g, x, axis, keepdims), np.shape(x)),
     ops.max: _reads_its_answer(_extremum_rule),

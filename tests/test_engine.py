@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -1472,3 +1473,22 @@ def test_the_partial_and_wider_sums_of_strided_dot_products_count_against_the_bu
     with cn.memory_budget(60_000):  # the float16 result fits (40 kB), its float32 sums do not
         with pytest.raises(cn.MemoryBudgetError, match="wider sums"):
             cn.einsum("ab,ab->b", h, h)
+
+
+@pytest.mark.parametrize("values, finite", [
+    ([1.0, -2.0, 3e38, 3e38], False),  # finite, but their sum overflows: read as not finite
+    ([1.0, -2.0, np.inf, 0.0], False),
+    ([np.inf, -np.inf, 1.0, 0.0], False),
+    ([np.nan, 1.0, 1.0, 1.0], False),
+    ([1.0, -2.0, 3.0, -0.0], True),
+])
+def test_a_selection_multiplies_by_its_mask_only_a_cotangent_found_finite(values, finite):
+    g = np.resize(np.array(values, dtype=np.float32), 2 * engine.MASK_PRODUCT_MIN)
+    where = np.arange(g.size) % 3 == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflowing test sum warns nothing
+        assert engine.all_finite(g) is finite
+        got = engine.passes(where, g)
+    want = np.where(where, g, 0)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and not np.signbit(got[~where]).any()

@@ -448,6 +448,42 @@ def test_a_selection_passes_an_infinite_cotangent_only_where_it_selects(selectio
     np.testing.assert_array_equal(grad, [0.0, 0.25])
 
 
+LARGE_SELECTIONS = {  # each selects about half of 6,000 elements (above MASK_PRODUCT_MIN)
+    "relu": lambda a: cn.relu(a),
+    "maximum": lambda a: cn.maximum(a, 0.0) + cn.maximum(0.0, a),
+    "minimum": lambda a: cn.minimum(a, 0.0),
+    "where": lambda a: cn.where(np.arange(a.size).reshape(a.shape) % 2, a, 0.0),  # int cond
+    "where-else": lambda a: cn.where(np.arange(a.size).reshape(a.shape) % 2, 0.0, a),
+    "max": lambda a: cn.max(a, axis=0),
+    "einsum-max": lambda a: cn.einsum("ij->j", a, reduce="max"),
+    "power": lambda a: cn.relu(a) ** a,  # its exponent's gradient selects a > 0
+}
+
+
+@pytest.mark.parametrize("cotangent", ["finite", "an-inf", "a-nan"])
+@pytest.mark.parametrize("selection", list(LARGE_SELECTIONS), ids=str)
+def test_a_large_selection_passes_the_cotangent_as_numpy_where_does(selection, cotangent,
+                                                                    monkeypatch):
+    # from MASK_PRODUCT_MIN elements on, a finite cotangent is multiplied by the mask;
+    # the result must equal the selection bit for bit, +0 where it selects nothing
+    from contractnet import engine
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3000))
+    x[0, :5] = 0.0  # ties in max, relu at 0
+    fn = LARGE_SELECTIONS[selection]
+    with np.errstate(invalid="ignore", divide="ignore"):  # power: 0 ** -x is inf
+        out, vjp_fn = cn.vjp(fn, x)
+        cot = rng.standard_normal(out.shape)
+        cot.flat[7] = {"finite": -0.0, "an-inf": -np.inf, "a-nan": np.nan}[cotangent]
+        fast = vjp_fn(cot)[0]
+        monkeypatch.setattr(engine, "MASK_PRODUCT_MIN", np.inf)  # always numpy.where
+        selected = cn.vjp(fn, x)[1](cot)[0]
+    np.testing.assert_array_equal(fast, selected)
+    zeros = fast == 0
+    assert zeros.sum() > 1000
+    assert not np.signbit(fast[zeros]).any()
+
+
 @pytest.mark.parametrize("stride", [2, 1], ids=["disjoint", "overlapping"])
 def test_max_pooling_offset_by_offset_passes_an_infinite_cotangent_only_to_the_maxima(stride):
     # every reduced index a window offset: routed offset by offset; the windows whose

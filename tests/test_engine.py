@@ -751,6 +751,33 @@ def test_a_numpy_einsum_pair_is_written_c_ordered_in_the_callers_order(an, bn, k
     assert_close(got, np.einsum(f"{an},{bn}->{keep}", a, b), what=keep)
 
 
+@pytest.mark.parametrize("an, bn, keep, sizes, layouts, copied", [
+    # a gradient's outer product in its primal's order: v strided in the result's
+    ("vA", "eA", "Aev", {"v": 24, "A": 768, "e": 50}, ("contiguous",) * 2, (True, True)),
+    ("kldn", "lwk", "wkldn", {"k": 16, "l": 96, "d": 6, "n": 10, "w": 10},
+     ("fortran", "contiguous"), (True, True)),
+    ("ab", "c", "acb", {"a": 64, "b": 32, "c": 40}, ("fortran", "reversed"), (True, True)),
+    ("ab", "c", "acb", {"a": 64, "b": 32, "c": 40}, ("strided", "contiguous"), (True, False)),
+    ("ab", "c", "abc", {"a": 64, "b": 32, "c": 40}, ("fortran", "contiguous"), None),  # c inner
+    ("ab", "c", "acb", {"a": 64, "b": 32, "c": 40}, ("contiguous",) * 2, None),  # read in runs
+    ("ab", "c", "abc", {"a": 8, "b": 32, "c": 40}, ("fortran", "contiguous"), None),  # small
+    ("ab", "c", "acb", {"a": 64, "b": 8, "c": 64}, ("fortran", "contiguous"), None),  # run 8
+    ("ab", "bc", "cab", {"a": 64, "b": 64, "c": 8}, ("fortran", "contiguous"), (True, True)),
+])
+def test_an_outer_product_copies_operands_read_strided_into_the_results_order(
+        an, bn, keep, sizes, layouts, copied):
+    a, b = (relayout(np.random.default_rng(i).standard_normal([sizes[n] for n in t]), lay)
+            for i, (t, lay) in enumerate(zip((an, bn), layouts)))
+    plan = pair.plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, keep,
+                          itemsizes=(a.itemsize, b.itemsize))
+    got_copies = None if plan.einsum_copies is None else \
+        tuple(p is not None for p in plan.einsum_copies)
+    assert got_copies == copied
+    got, names = pair.contract_pair(a, an, b, bn, keep, prefer=keep)
+    assert names == keep and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, np.einsum(f"{an},{bn}->{keep}", a, b))  # one product each
+
+
 @pytest.mark.parametrize("spec, shapes", [
     ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)]),
     ("bk,nmdk->bnmd", [(3, 5), (2, 2, 4, 5)]),

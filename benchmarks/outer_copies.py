@@ -5,18 +5,20 @@ product with batch indices) goes to ``numpy.einsum``, written in an order
 the caller may fix (a backward pass asks for its primal's).  numpy's loop
 runs along that order's innermost index, and reads an operand that holds
 the index at a stride other than its item size element by element.
-``contractnet.pair.result_order_copies`` then copies such operands into the
-result's order first, when numpy's loop gets a run of at least 16 elements
-(``MIN_COPIED_RUN``), the result has at least ``MIN_COPIED_PRODUCT``
-elements and no copied operand is more than half of it.
+``contractnet.pair.result_order_copies`` then copies the operands not laid
+out in the result's order into it first, when numpy's loop gets a run of
+at least 16 elements (``MIN_COPIED_RUN``), the result has at least
+``MIN_COPIED_PRODUCT`` elements and no copied operand is more than half
+of it.
 
 This script draws random such products (0-2 batch indices, 1-2 own indices
 per operand, sizes 1-256, ``MIN_COPIED_PRODUCT`` to 3 million result
 elements, float32 and float64, each operand C-ordered, Fortran-ordered, in
 a random axis order or every other element) whose result's innermost index
 an operand holds strided, and times ``numpy.einsum(..., order="C")`` on
-the operands as they are against the same after copying every operand not
-laid out in the result's order, split by whether the rule copies.  Run it
+the operands as they are against the same after copying them into the
+result's order (the operands the rule copies where it copies, else every
+operand not laid out so), split by whether the rule copies.  Run it
 on purpose, never by pytest::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
@@ -98,14 +100,17 @@ def main(argv=None) -> None:
                for x, names in ((a, an), (b, bn))):
             continue  # numpy reads every operand in runs already: not this rule's
         strides = [dict(zip(names, x.strides)) for x, names in ((a, an), (b, bn))]
-        taken = result_order_copies(an, strides[0], bn, strides[1], size,
-                                    (a.itemsize, b.itemsize), keep) is not None
-        as_they_are = ascii_equation([an, bn], keep)
-        copied = ascii_equation(["".join(n for n in keep if n in t) for t in (an, bn)], keep)
-        rows[taken].append((
+        rule = result_order_copies(an, strides[0], bn, strides[1], size,
+                                   (a.itemsize, b.itemsize), keep)
+        # what the rule copies where it copies, else every operand out of order
+        copy = (True, True) if rule is None else tuple(p is not None for p in rule)
+        terms = ["".join(n for n in keep if n in t) if c else t for t, c in zip((an, bn), copy)]
+        as_they_are, copied = ascii_equation([an, bn], keep), ascii_equation(terms, keep)
+        rows[rule is not None].append((
             best_time(lambda: np.einsum(as_they_are, a, b, order="C")),
-            best_time(lambda: np.einsum(copied, in_result_order(a, an, keep),
-                                        in_result_order(b, bn, keep), order="C"))))
+            best_time(lambda: np.einsum(
+                copied, *(in_result_order(x, t, keep) if c else x
+                          for x, t, c in zip((a, b), (an, bn), copy)), order="C"))))
     for line in machine_lines():
         print(line)
     labels = {True: "copied by the rule", False: "read as they are"}

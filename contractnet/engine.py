@@ -36,8 +36,8 @@ from opt_einsum.contract import PathInfo
 from .backend import backend
 from .bind import Bound
 from .budget import BUDGET, MemoryBudgetError, check_allocation
-from .pair import (Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair, run_gemm,
-                   sum_over)
+from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair,
+                   run_gemm, sum_over)
 from .spec import Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
@@ -168,8 +168,9 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
             aligned = backend.expand_dims(aligned, new_axes)
         if fills:
             np.copyto(full, aligned)
-        elif first:  # nothing written there yet: a sum would read the fresh zeros
-            np.copyto(full[_index(full_names, fixed)], aligned)  # first (two page faults)
+        elif first:  # nothing written there yet: a sum would read the fresh zeros first
+            # (two page faults); 0 is added all the same, which turns a -0 into +0
+            np.add(aligned, 0, out=full[_index(full_names, fixed)])
         else:
             full[_index(full_names, fixed)] += aligned
         first = False
@@ -646,8 +647,9 @@ def all_finite(g: np.ndarray) -> bool:
     more costs page faults first): their sum is finite only if they all are.
     A finite sum too large for the dtype reads as not finite, which sends
     the caller the slower, selecting way."""
+    wider = WIDER_SUMS.get(g.dtype)  # float16's range ends at 65504
     with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.sum(g)))
+        return bool(np.isfinite(np.sum(g, dtype=wider)))
 
 
 def route_to_max(bound: Bound, x: np.ndarray, g: np.ndarray,
@@ -691,13 +693,38 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     check_allocation(x.shape, g_core.dtype, f"the gradient of max '{plan.bound.spec}'")
     out = backend.zeros(x.shape, dtype=g_core.dtype)
     full, full_names = _output_view(out, term, sizes)
-    offsets = list(itertools.product(*(range(sizes[n]) for n in loop)))
     # a finite cotangent times the hit mask is the cotangent or a zero (made +0: a -0
     # plus 0 is +0), written straight into the gradient where nothing was written
     # yet (a sum would first read the fresh zeros there, which page-faults twice),
     # else added; numpy's masked ufuncs (where=) are five to ten times slower.  The
     # masks and the product reuse buffers: new ones would page-fault each time
     finite, shares = all_finite(g_kept), None
+    for k, (fixed, hit) in enumerate(_first_hits(view, names, top, loop, sizes, nan)):
+        dest = full[_index(full_names, fixed)]
+        if finite and (k == 0 or plan.disjoint_windows):
+            np.multiply(g_kept, hit, out=dest)
+            dest += 0
+        elif finite:
+            if shares is None:
+                shares = backend.empty(np.broadcast_shapes(g_kept.shape, hit.shape), dest.dtype)
+            np.add(dest, np.multiply(g_kept, hit, out=shares), out=dest)
+        # selected, not multiplied: an infinite cotangent times False would be nan
+        elif plan.disjoint_windows:  # each input position gets one offset's value at most
+            np.copyto(dest, g_kept, where=hit)
+            dest += 0  # a -0 as +0, as everywhere else
+        else:
+            np.add(dest, g_kept, out=dest, where=hit)
+    return out
+
+
+def _first_hits(view: np.ndarray, names: str, top: np.ndarray, loop: str,
+                sizes: dict[str, int], nan: bool):
+    """For each assignment of the window offsets ``loop``, in order: the
+    assignment and the mask of the maxima ``top`` its slice of ``view``
+    holds that no earlier one took (with ``nan``, a nan takes a nan
+    maximum).  The masks live in two buffers reused from one assignment to
+    the next: read each before asking for the next."""
+    offsets = list(itertools.product(*(range(sizes[n]) for n in loop)))
     taken = hit = None
     for k, values in enumerate(offsets):
         fixed = dict(zip(loop, values))
@@ -712,24 +739,11 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
                 hit |= np.isnan(part) & np.isnan(top)
             if taken is not None:
                 np.greater(hit, taken, out=hit)  # hit and not taken
-        dest = full[_index(full_names, fixed)]
-        if finite and (k == 0 or plan.disjoint_windows):
-            np.multiply(g_kept, hit, out=dest)
-            dest += 0
-        elif finite:
-            if shares is None:
-                shares = np.empty(np.broadcast_shapes(g_kept.shape, hit.shape), dest.dtype)
-            np.add(dest, np.multiply(g_kept, hit, out=shares), out=dest)
-        # selected, not multiplied: an infinite cotangent times False would be nan
-        elif plan.disjoint_windows:  # each input position gets one offset's value at most
-            np.copyto(dest, g_kept, where=hit)
-        else:
-            np.add(dest, g_kept, out=dest, where=hit)
+        yield fixed, hit
         if taken is None:
             taken, hit = hit, None  # the next offset's mask is a buffer of its own
         elif k < len(offsets) - 1:
             taken |= hit
-    return out
 
 
 def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,

@@ -188,7 +188,8 @@ MIN_COPIED_PRODUCT = 1 << 14
 
 
 def result_order_copies(an: str, sa: dict, bn: str, sb: dict, size: dict[str, int],
-                        itemsizes: tuple[int, int], result: str):
+                        itemsizes: tuple[int, int], result: str
+                        ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None] | None:
     """For a product that sums nothing, written in the order ``result``: the
     axis orders into which to copy the operands before numpy.einsum reads
     them (a permutation of an operand's axes, or None to read it as it is),
@@ -203,9 +204,9 @@ def result_order_copies(an: str, sa: dict, bn: str, sb: dict, size: dict[str, in
     :data:`MIN_COPIED_RUN` elements, and the result at least
     :data:`MIN_COPIED_PRODUCT` (below that the copies' fixed costs weigh).
     Over 300 random such products whose innermost index an operand holds
-    strided (``benchmarks/outer_copies.py``, two seeds), it copied in 198
-    and 208, which then took a median of 0.60 and 0.62 of the time (2 and 5
-    more than 1.1 times as long, at worst 1.45 times), all of them together
+    strided (``benchmarks/outer_copies.py``, two seeds), it copied in 208
+    and 198, which then took a median of 0.64 and 0.62 of the time (7 and 4
+    more than 1.1 times as long, at worst 1.28 times), all of them together
     about half.
     """
     total = math.prod(size[n] for n in result)

@@ -763,6 +763,7 @@ def test_a_numpy_einsum_pair_is_written_c_ordered_in_the_callers_order(an, bn, k
     ("ab", "c", "abc", {"a": 8, "b": 32, "c": 40}, ("fortran", "contiguous"), None),  # small
     ("ab", "c", "acb", {"a": 64, "b": 8, "c": 64}, ("fortran", "contiguous"), None),  # run 8
     ("ab", "bc", "cab", {"a": 64, "b": 64, "c": 8}, ("fortran", "contiguous"), (True, True)),
+    ("ab", "b", "ab", {"a": 64, "b": 256}, ("fortran", "contiguous"), None),  # a: all of it
 ])
 def test_an_outer_product_copies_operands_read_strided_into_the_results_order(
         an, bn, keep, sizes, layouts, copied):
@@ -773,6 +774,9 @@ def test_an_outer_product_copies_operands_read_strided_into_the_results_order(
     got_copies = None if plan.einsum_copies is None else \
         tuple(p is not None for p in plan.einsum_copies)
     assert got_copies == copied
+    for names, perm in zip((an, bn), plan.einsum_copies or ()):
+        if perm is not None:  # the copy's axes in the result's order
+            assert [names[i] for i in perm] == [n for n in keep if n in names]
     got, names = pair.contract_pair(a, an, b, bn, keep, prefer=keep)
     assert names == keep and got.flags.c_contiguous
     np.testing.assert_array_equal(got, np.einsum(f"{an},{bn}->{keep}", a, b))  # one product each
@@ -936,7 +940,7 @@ def test_max_routed_per_offset_sends_negative_cotangents_as_the_general_route(
     def grad():
         clear_bind_cache()
         out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce="max"), x)
-        cot = -np.arange(1.0, out.size + 1).reshape(out.shape)
+        cot = -np.arange(0.0, out.size).reshape(out.shape)  # its first is -0
         if infinite:
             cot.flat[1] = -np.inf
         return vjp_fn(cot)[0]
@@ -1519,3 +1523,13 @@ def test_a_selection_multiplies_by_its_mask_only_a_cotangent_found_finite(values
     want = np.where(where, g, 0)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == np.float32 and not np.signbit(got[~where]).any()
+
+
+def test_a_scattered_output_writes_plus_zero_where_numpy_adds_into_zeros():
+    # the first part is written, not added into fresh zeros, yet a -0 still becomes +0
+    # (as 0 + -0 is): on a diagonal output and in a window's gradient
+    diagonal = cn.einsum("i->ii", np.array([-0.0, 1.0, -0.0]))
+    assert not np.signbit(diagonal).any()
+    _, vjp_fn = cn.vjp(lambda a: cn.einsum("(i+k)->ik", a, sizes={"k": 2}), np.ones(3))
+    grad = vjp_fn(np.full((2, 2), -0.0))[0]
+    assert not np.signbit(grad).any()

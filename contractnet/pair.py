@@ -200,9 +200,10 @@ def result_order_copies(an: str, sa: dict, bn: str, sb: dict, size: dict[str, in
     that holds that index at a stride other than its item size element by
     element.  Copying the operands not laid out in the result's order into
     it (each no more than half the result, as the operands of a large outer
-    product are) lets the loop read them in runs; it pays when the loop's run is then at least
-    :data:`MIN_COPIED_RUN` elements, and the result at least
-    :data:`MIN_COPIED_PRODUCT` (below that the copies' fixed costs weigh).
+    product are) lets the loop read them in runs; it pays when the loop's
+    run is then at least :data:`MIN_COPIED_RUN` elements, and the result at
+    least :data:`MIN_COPIED_PRODUCT` (below that the copies' fixed costs
+    weigh).
     Over 300 random such products whose innermost index an operand holds
     strided (``benchmarks/outer_copies.py``, two seeds), it copied in 208
     and 198, which then took a median of 0.64 and 0.62 of the time (7 and 4

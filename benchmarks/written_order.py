@@ -6,13 +6,20 @@ the plan may pick the order of the result (``contractnet.written_order``).
 Where no order reads every operand in order, it takes the larger
 operand's memory order innermost, where numpy's inner loop along it
 covers at least 16 elements and more than along the caller's order.
+Where the caller's order reads every operand in order but in a run of
+fewer than 16 elements, it takes an operand's order that does so in a
+longer run, else the larger operand's where numpy's inner loop along it
+is at least as long.
 
 This script draws random such products (1-3 batch indices, 0-2 own indices
 per operand, sizes 2-255, 20,000 to 3 million result elements, float32 and
-float64, each operand in a random memory order) where no order reads every
-operand in order, and times ``numpy.einsum(..., order="C")`` in the
-caller's order against the larger operand's order, split by whether the
-rule takes the second.  Run it on purpose, never by pytest::
+float64, each operand in a random memory order) and times
+``numpy.einsum(..., order="C")`` in the caller's order against the other,
+in two tables: products no order reads in order (the larger operand's
+order against the caller's, split by whether the rule takes it) and
+products the caller's order reads in order in a short run (the order
+taken against the caller's; where the caller's is kept, the larger
+operand's).  Run it on purpose, never by pytest::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
         python benchmarks/written_order.py [--cases 500] [--seed 11]
@@ -63,42 +70,68 @@ def draw_product(rng: np.random.Generator):
     return a, "".join(an), b, "".join(bn), "".join(keep), size
 
 
+def laid_operands(a, an, b, bn) -> tuple[Laid, Laid]:
+    """``a`` and ``b`` as :func:`written_order` reads them."""
+    return tuple(Laid(names, dict(zip(names, x.strides)), x.size, x.itemsize)
+                 for x, names in ((a, an), (b, bn)))
+
+
+def time_orders(a, an, b, bn, orders) -> tuple[float, ...]:
+    """The best times of numpy.einsum writing the product in each of ``orders``."""
+    return tuple(best_time(lambda order=order: np.einsum(ascii_equation([an, bn], order), a, b,
+                                                         order="C"))
+                 for order in orders)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=500)
+    parser.add_argument("--cases", type=int, default=500,
+                        help="products timed in each of the two tables")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    rows: dict[bool, list] = {True: [], False: []}
-    while sum(map(len, rows.values())) < args.cases:
+    # out of order: no order reads every operand in order; short: the
+    # caller's order does, in a run of 2 to MIN_RUN - 1 elements
+    out_of_order: dict[bool, list] = {True: [], False: []}
+    short: dict[bool, list] = {True: [], False: []}
+    while (sum(map(len, out_of_order.values())) < args.cases
+           or sum(map(len, short.values())) < args.cases):
         drawn = draw_product(rng)
         if drawn is None:
             continue
         a, an, b, bn, keep, size = drawn
-        la, lb = (Laid(names, dict(zip(names, x.strides)), x.size, x.itemsize)
-                  for x, names in ((a, an), (b, bn)))
+        la, lb = laid_operands(a, an, b, bn)
         chosen = written_order(keep, size, la, lb)
-        if chosen != keep and contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
-            continue  # an order that reads every operand in order: not this rule's
-        if contiguous_run(keep, (la, lb), size) > 1:
-            continue
+        keep_run = contiguous_run(keep, (la, lb), size)
         big, small = (la, lb) if la.count >= lb.count else (lb, la)
         larger = inner_order(big, small, keep)
-        if larger == keep:
+        if 2 <= keep_run < MIN_RUN:
+            other = chosen if chosen != keep else larger
+            if other != keep and sum(map(len, short.values())) < args.cases:
+                short[chosen != keep].append(time_orders(a, an, b, bn, (keep, other)))
             continue
-        taken = chosen == larger
-        rows[taken].append(tuple(
-            best_time(lambda order=order: np.einsum(ascii_equation([an, bn], order), a, b,
-                                                    order="C"))
-            for order in (keep, larger)))
+        if chosen != keep and contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
+            continue  # an order that reads every operand in order: not this rule's
+        if keep_run > 1 or larger == keep:
+            continue
+        if sum(map(len, out_of_order.values())) < args.cases:
+            out_of_order[chosen == larger].append(time_orders(a, an, b, bn, (keep, larger)))
     for line in machine_lines():
         print(line)
+    print("no order reads every operand in order:")
     labels = {True: "larger operand's order taken", False: "caller's order kept"}
-    for line in ratio_table({labels[taken]: times for taken, times in rows.items()},
+    for line in ratio_table({labels[taken]: times for taken, times in out_of_order.items()},
                             "rule"):
         print(line)
-    print("ratio: time written in the larger operand's order over time in the caller's; "
-          "faster < 0.9, slower > 1.1")
+    print("ratio: time written in the larger operand's order over time in the caller's")
+    print()
+    print(f"the caller's order reads every operand in order, in a run of 2 to {MIN_RUN - 1}:")
+    labels = {True: "another order taken", False: "caller's order kept"}
+    for line in ratio_table({labels[taken]: times for taken, times in short.items()}, "rule"):
+        print(line)
+    print("ratio: time written in the order taken (where kept, the larger operand's) "
+          "over time in the caller's")
+    print("faster < 0.9, slower > 1.1")
 
 
 if __name__ == "__main__":

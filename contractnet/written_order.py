@@ -8,12 +8,17 @@ numpy's loop writes fast, reading each operand's strides
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 
 #: An inner run of fewer elements than this does not pay for numpy.einsum's
 #: loop set-up (see :func:`written_order`).
 MIN_RUN = 16
+
+#: A product of fewer elements than this, which the caller's order reads in
+#: order in a short run, keeps that order (see :func:`written_order`).
+MIN_REORDERED = 16384
 
 
 class Laid(NamedTuple):
@@ -36,26 +41,36 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     operand holding an index at stride 0, a broadcast, breaks it).  So the
     order is ``keep``'s own where its innermost index is read so (the
     product of C-ordered operands numpy.einsum would write C-ordered stays
-    C-ordered); else one operand's order in memory, innermost, under the
-    other operand's own indices in theirs, the larger operand's first,
-    where that ends in such a run (:func:`contiguous_run`) of at least
-    :data:`MIN_RUN` elements.  Where no order reads every operand in
-    order and the product sums nothing (not ``sums``: numpy loops over
-    summed indices innermost), the larger operand's order innermost, where
+    C-ordered): in any run where the product sums over some indices
+    (``sums``: numpy loops over those innermost) or has fewer than
+    :data:`MIN_REORDERED` elements (another order gains it little, and its
+    order carries into the steps of a path that read it: reordered, small
+    first steps of three-operand products made later ones up to 2.2 times
+    slower), else in a run of at least :data:`MIN_RUN` elements.  Else one operand's
+    order in memory, innermost, under the other operand's own indices in
+    theirs, the larger operand's first, where that ends in such a run
+    (:func:`contiguous_run`) of at least :data:`MIN_RUN` elements.  Else,
+    for a product that sums nothing, the larger operand's order where
     numpy's unbuffered inner loop along it (:func:`inner_loop`) covers at
-    least :data:`MIN_RUN` elements and more than along ``keep``'s; else
+    least as many elements as along ``keep``'s, where ``keep``'s reads
+    every operand in order in a shorter run, or, where it does not, at
+    least :data:`MIN_RUN` elements and more than along ``keep``'s.  Else
     ``keep``'s.  Broadcast axes count as outermost in an operand's memory
     order.
 
-    That last step reads the larger operand (in elements) in order and the
-    smaller one strided.  (numpy buffers some strided loops, of operands of
-    mixed dtypes or merging into four or more axes, which lengthens them;
-    the step still paid on such products, but with mixed dtypes it was up
-    to 2.7 times slower in 2 of 53.)  Of 500 random products no order of which reads every operand
-    in order (``benchmarks/written_order.py``), it took 124, and wrote them
-    in a median of 0.44 of the time in ``keep``'s order, more than 1.1
-    times as long in 4 (up to 1.9 times).  The larger operand's order would
-    have taken up to 6.1 times as long on the others.
+    Those last steps read the larger operand (in elements) in order and
+    the smaller one strided.  ``benchmarks/written_order.py`` times them
+    over random products that sum nothing.  Of 500 that no order reads in
+    order, the last step took 124 and wrote them in a median of 0.45 of the
+    time in ``keep``'s order (up to 1.9 times as long, in 5); the larger
+    operand's order would have taken up to 6 times as long on the others.
+    (numpy buffers some strided loops, of operands of mixed dtypes or
+    merging into four or more axes, which lengthens them; the step still
+    paid on such products, but with mixed dtypes it was up to 2.7 times
+    slower in 2 of 53.)  Of 500 that ``keep``'s order reads in order in a
+    run of 2 to 15 elements, another order was taken for 486 (484 with
+    another seed) and written in a median of 0.43 (0.41) of the time,
+    more than 1.1 times as long in 2 (up to 1.14 and 2.1 times).
 
     Parameters
     ----------
@@ -83,17 +98,22 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     >>> written_order("lji", {"i": 48, "l": 12, "j": 256}, ij, ilj)
     'ilj'
     """
-    if contiguous_run(keep, (a, b), size) > 1:
+    keep_run = contiguous_run(keep, (a, b), size)
+    # numpy loops over a product's sums innermost: there keep's order needs no
+    # long run; nor where the product is small (its order carries into later steps)
+    long_run = MIN_RUN if not sums and math.prod(size[n] for n in keep) >= MIN_REORDERED else 2
+    if keep_run >= long_run:
         return keep
     big, small = (a, b) if a.count >= b.count else (b, a)
     larger = inner_order(big, small, keep)
     for order in (larger, inner_order(small, big, keep)):
         if contiguous_run(order, (a, b), size) >= MIN_RUN:
             return order
-    if not sums and inner_loop(larger, (a, b), size) >= max(MIN_RUN,
-                                                            inner_loop(keep, (a, b), size) + 1):
-        return larger
-    return keep
+    if sums:
+        return keep
+    keep_loop = inner_loop(keep, (a, b), size)
+    needed = keep_loop if keep_run > 1 else max(MIN_RUN, keep_loop + 1)
+    return larger if inner_loop(larger, (a, b), size) >= needed else keep
 
 
 def inner_order(inner: Laid, outer: Laid, keep: str) -> str:

@@ -39,9 +39,18 @@ def _laid_out(shape, memory_order, step=1):
     # ...and keep's order where its inner loop is longer (y, 100, against z, 64)
     ("yz", (100, 64), ((0, 1), 2), "zr", (64, 8), (0, 1), "rzy", "rzy"),
     # the caller's order where every operand holding its innermost index reads it
-    # contiguously, however short: C-ordered operands, C-ordered result
-    ("ij", (20, 30), (0, 1), "k", (8,), (0,), "ijk", "ijk"),
+    # contiguously, in a run of MIN_RUN or more: C-ordered operands, C-ordered result
     ("bi", (64, 128), (0, 1), "bj", (64, 96), (0, 1), "bij", "bij"),
+    ("ij", (20, 30), (0, 1), "k", (16,), (0,), "ijk", "ijk"),
+    # ...and a shorter run (k, 8) gives way to the larger operand's (ij, 4096)...
+    ("ij", (64, 64), (0, 1), "k", (8,), (0,), "ijk", "kij"),
+    # ...but not in a product of fewer than MIN_REORDERED elements
+    ("ij", (20, 30), (0, 1), "k", (8,), (0,), "ijk", "ijk"),
+    # a short run (x, 12) in keep's order and none of MIN_RUN in either
+    # operand's: the larger operand's, where numpy's inner loop is as long...
+    ("yzx", (12, 24, 12), (0, 1, 2), "wx", (12, 12), (0, 1), "zwyx", "wyzx"),
+    # ...or longer (y, 24, against w, 4)
+    ("yxz", (24, 24, 24), (1, 2, 0), "yw", (24, 4), (0, 1), "yxzw", "wxzy"),
     ("jq", (64, 384), ((0, 1), 2), "qr", (384, 32), (0, 1), "qjr", "qjr"),
 ])
 def test_a_product_in_any_layout_is_written_in_its_operands_order(

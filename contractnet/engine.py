@@ -148,14 +148,18 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     part is added there.  With no output window there is one part, and
     with no repeated index either it fills the output, which is then
     written once rather than zeroed and added to (a broadcast gradient in
-    a third of the time).
+    a third of the time); so is an output whose windows tile it (no two
+    offsets reach one position, and every position is reached).
     """
     fills = term.is_plain
-    out = (backend.empty if fills else backend.zeros)(out_shape, dtype=dtype)
     # a window whose offsets never collide (stride >= span, as in most pooling)
     # needs no loop: its view is one-to-one, written in one go
     loop = list(dict.fromkeys(w.inner for w in term.windows
                               if w.dilation * (sizes[w.inner] - 1) >= w.stride))
+    # ...and where it has as many elements as the output (the windows tile it),
+    # it writes every position: nothing needs zeros first
+    tiled = not loop and math.prod(sizes[n] for n in _read_names(term)) == math.prod(out_shape)
+    out = (backend.empty if fills or tiled else backend.zeros)(out_shape, dtype=dtype)
     full, full_names = _output_view(out, term, sizes)
     free = "".join(n for n in full_names if n not in loop)
     first = True
@@ -691,19 +695,21 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     top, g_kept = top.transpose(to_kept), g_core.transpose(to_kept)
     nan = top.dtype.kind in "fc" and bool(np.isnan(top).any())  # argmax picks the first nan
     check_allocation(x.shape, g_core.dtype, f"the gradient of max '{plan.bound.spec}'")
-    out = backend.zeros(x.shape, dtype=g_core.dtype)
-    full, full_names = _output_view(out, term, sizes)
-    # a finite cotangent times the hit mask is the cotangent or a zero (made +0: a -0
-    # plus 0 is +0), written straight into the gradient where nothing was written
-    # yet (a sum would first read the fresh zeros there, which page-faults twice),
-    # else added; numpy's masked ufuncs (where=) are five to ten times slower.  The
-    # masks and the product reuse buffers: new ones would page-fault each time
+    # a finite cotangent times the hit mask is the cotangent or a zero, written
+    # straight into the gradient where nothing was written yet (a sum would first
+    # read the fresh zeros there, which page-faults twice), else added; numpy's
+    # masked ufuncs (where=) are five to ten times slower.  Where the windows tile
+    # the input (disjoint, as many positions as the view has elements: each is
+    # written once), the gradient needs no zeros first.  The masks and the product
+    # reuse buffers: new ones would page-fault each time
     finite, shares = all_finite(g_kept), None
+    tiled = plan.disjoint_windows and view.size == x.size
+    out = (backend.empty if finite and tiled else backend.zeros)(x.shape, dtype=g_core.dtype)
+    full, full_names = _output_view(out, term, sizes)
     for k, (fixed, hit) in enumerate(_first_hits(view, names, top, loop, sizes, nan)):
         dest = full[_index(full_names, fixed)]
         if finite and (k == 0 or plan.disjoint_windows):
             np.multiply(g_kept, hit, out=dest)
-            dest += 0
         elif finite:
             if shares is None:
                 shares = backend.empty(np.broadcast_shapes(g_kept.shape, hit.shape), dest.dtype)
@@ -711,9 +717,9 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
         # selected, not multiplied: an infinite cotangent times False would be nan
         elif plan.disjoint_windows:  # each input position gets one offset's value at most
             np.copyto(dest, g_kept, where=hit)
-            dest += 0  # a -0 as +0, as everywhere else
         else:
             np.add(dest, g_kept, out=dest, where=hit)
+    out += 0  # a -0 (a negative cotangent times False) as +0, in one contiguous pass
     return out
 
 

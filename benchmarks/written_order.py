@@ -7,9 +7,10 @@ Where no order reads every operand in order, it takes the larger
 operand's memory order innermost, where numpy's inner loop along it
 covers at least 16 elements and more than along the caller's order.
 Where the caller's order reads every operand in order but in a run of
-fewer than 16 elements, it takes an operand's order that does so in a
-longer run, else the larger operand's where numpy's inner loop along it
-is at least as long.
+fewer than 16 elements, in a product of 16,384 elements or more (all
+drawn here are), it takes an operand's order that reads every operand in
+order in a run of 16 or more, else the larger operand's where numpy's
+inner loop along it is at least as long.
 
 This script draws random such products (1-3 batch indices, 0-2 own indices
 per operand, sizes 2-255, 20,000 to 3 million result elements, float32 and

@@ -156,10 +156,8 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
     # needs no loop: its view is one-to-one, written in one go
     loop = list(dict.fromkeys(w.inner for w in term.windows
                               if w.dilation * (sizes[w.inner] - 1) >= w.stride))
-    # ...and where it has as many elements as the output (the windows tile it),
-    # it writes every position: nothing needs zeros first
-    tiled = not loop and math.prod(sizes[n] for n in _read_names(term)) == math.prod(out_shape)
-    out = (backend.empty if fills or tiled else backend.zeros)(out_shape, dtype=dtype)
+    writes_all = fills or windows_tile(term, sizes, out_shape)  # nothing needs zeros first
+    out = (backend.empty if writes_all else backend.zeros)(out_shape, dtype=dtype)
     full, full_names = _output_view(out, term, sizes)
     free = "".join(n for n in full_names if n not in loop)
     first = True
@@ -180,6 +178,22 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
         first = False
         del part_values, aligned  # before the next part is made: one part at a time
     return out
+
+
+def windows_tile(term: Term, sizes: dict[str, int], shape: tuple[int, ...]) -> bool:
+    """Whether the view of an array of ``shape`` with an axis per index of
+    ``term`` reaches each of its positions exactly once: no window's offsets
+    collide (stride >= span), so no two sets of index values meet at one
+    position, and the view has as many elements as the array.
+
+    >>> from contractnet.spec import parse
+    >>> pool = parse("b(2h+u)->bh").inputs[0]
+    >>> windows_tile(pool, {"b": 1, "h": 3, "u": 2}, (1, 6)), windows_tile(
+    ...     pool, {"b": 1, "h": 3, "u": 2}, (1, 7))
+    (True, False)
+    """
+    return (all(w.dilation * (sizes[w.inner] - 1) < w.stride for w in term.windows)
+            and math.prod(sizes[n] for n in _read_names(term)) == math.prod(shape))
 
 
 def _output_view(out: np.ndarray, term: Term, sizes) -> tuple[np.ndarray, str]:
@@ -699,12 +713,12 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     # straight into the gradient where nothing was written yet (a sum would first
     # read the fresh zeros there, which page-faults twice), else added; numpy's
     # masked ufuncs (where=) are five to ten times slower.  Where the windows tile
-    # the input (disjoint, as many positions as the view has elements: each is
-    # written once), the gradient needs no zeros first.  The masks and the product
-    # reuse buffers: new ones would page-fault each time
+    # the input, those products write every position: the gradient needs no zeros
+    # first (a non-finite cotangent is selected, written at the hits only).  The
+    # masks and the product reuse buffers: new ones would page-fault each time
     finite, shares = all_finite(g_kept), None
-    tiled = plan.disjoint_windows and view.size == x.size
-    out = (backend.empty if finite and tiled else backend.zeros)(x.shape, dtype=g_core.dtype)
+    writes_all = finite and windows_tile(term, sizes, x.shape)
+    out = (backend.empty if writes_all else backend.zeros)(x.shape, dtype=g_core.dtype)
     full, full_names = _output_view(out, term, sizes)
     for k, (fixed, hit) in enumerate(_first_hits(view, names, top, loop, sizes, nan)):
         dest = full[_index(full_names, fixed)]

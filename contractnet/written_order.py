@@ -4,7 +4,7 @@ Where the caller reads any layout (a forward pass, a step inside a path),
 :func:`contractnet.pair.plan_pair` lets the order of a product that
 ``numpy.einsum`` computes be chosen: :func:`written_order` picks one that
 numpy's loop writes fast, reading each operand's strides
-(:class:`Laid`).  ``benchmarks/written_order.py`` times its last rule.
+(:class:`Laid`).  ``benchmarks/written_order.py`` times its last two rules.
 """
 from __future__ import annotations
 
@@ -44,12 +44,13 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     C-ordered): in any run where the product sums over some indices
     (``sums``: numpy loops over those innermost) or has fewer than
     :data:`MIN_REORDERED` elements (another order gains it little, and its
-    order carries into the steps of a path that read it: reordered, small
-    first steps of three-operand products made later ones up to 2.2 times
-    slower), else in a run of at least :data:`MIN_RUN` elements.  Else one operand's
-    order in memory, innermost, under the other operand's own indices in
-    theirs, the larger operand's first, where that ends in such a run
-    (:func:`contiguous_run`) of at least :data:`MIN_RUN` elements.  Else,
+    order carries into the steps of a path that read it: in two of 229
+    random three-operand specs, a reordered small first step made the
+    next one 1.7 and 2.2 times slower), else in a run of at least
+    :data:`MIN_RUN` elements.  Else one operand's order in memory,
+    innermost, under the other operand's own indices in theirs, the larger
+    operand's first, where that ends in such a run (:func:`contiguous_run`)
+    of at least :data:`MIN_RUN` elements.  Else,
     for a product that sums nothing, the larger operand's order where
     numpy's unbuffered inner loop along it (:func:`inner_loop`) covers at
     least as many elements as along ``keep``'s, where ``keep``'s reads
@@ -58,19 +59,23 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     ``keep``'s.  Broadcast axes count as outermost in an operand's memory
     order.
 
-    Those last steps read the larger operand (in elements) in order and
-    the smaller one strided.  ``benchmarks/written_order.py`` times them
-    over random products that sum nothing.  Of 500 that no order reads in
-    order, the last step took 124 and wrote them in a median of 0.45 of the
-    time in ``keep``'s order (up to 1.9 times as long, in 5); the larger
-    operand's order would have taken up to 6 times as long on the others.
+    That last step reads the larger operand (in elements) in order and the
+    smaller one strided.  ``benchmarks/written_order.py`` times the last
+    two steps over random products that sum nothing.  Of 500 that no order
+    reads in order, the last step took 124 and wrote them in a median of
+    0.44 of the time in ``keep``'s order (up to 1.9 times as long, in 4);
+    the larger operand's order would have taken up to 6.1 times as long on
+    the others.
     (numpy buffers some strided loops, of operands of mixed dtypes or
     merging into four or more axes, which lengthens them; the step still
     paid on such products, but with mixed dtypes it was up to 2.7 times
     slower in 2 of 53.)  Of 500 that ``keep``'s order reads in order in a
-    run of 2 to 15 elements, another order was taken for 486 (484 with
-    another seed) and written in a median of 0.43 (0.41) of the time,
-    more than 1.1 times as long in 2 (up to 1.14 and 2.1 times).
+    run of 2 to 15 elements, another order (an operand's with a run of
+    :data:`MIN_RUN`, or the larger operand's) was taken for 486 (484 with
+    another seed) and written in a median of 0.43 (0.41) of the time, more
+    than 1.1 times as long in 2 (up to 1.14 and 2.1 times); on the 14 (16)
+    left in ``keep``'s order, the larger operand's would have taken a
+    median 0.71 (1.39) of the time, up to 2.7 (3.1) times as long.
 
     Parameters
     ----------
@@ -101,8 +106,9 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     keep_run = contiguous_run(keep, (a, b), size)
     # numpy loops over a product's sums innermost: there keep's order needs no
     # long run; nor where the product is small (its order carries into later steps)
-    long_run = MIN_RUN if not sums and math.prod(size[n] for n in keep) >= MIN_REORDERED else 2
-    if keep_run >= long_run:
+    min_keep_run = (MIN_RUN if not sums and math.prod(size[n] for n in keep) >= MIN_REORDERED
+                    else 2)
+    if keep_run >= min_keep_run:
         return keep
     big, small = (a, b) if a.count >= b.count else (b, a)
     larger = inner_order(big, small, keep)

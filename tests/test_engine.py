@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 import contractnet as cn
 from failed_specs import FAILED_SPECS
-from oracles import (assert_close, conv2d_loop, distinct_values, einsum_vjp, pattern_einsum,
-                     pool2d_loop, reduce_window_loop, scatter2d_loop)
+from oracles import (assert_close, conv2d_loop, distinct_values, einsum_vjp, linear_vjp,
+                     numeric_vjp, pattern_einsum, pool2d_loop, reduce_window_loop,
+                     scatter2d_loop)
 from strategies import (HARD_CASES, LAYOUTS, Case, conv_cases, einsum_cases, relayout,
                         window_cases, window_group)
 
@@ -927,8 +928,9 @@ def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, mon
 
 @pytest.mark.parametrize("spec, sizes, shape", [
     ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 5, 3)),      # disjoint windows
+    ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 4, 3)),      # ...tiling the input
     ("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2)),       # overlapping ones
-], ids=["disjoint", "overlapping"])
+], ids=["disjoint", "tiling", "overlapping"])
 @pytest.mark.parametrize("infinite", [False, True], ids=["finite", "an-inf"])
 def test_max_routed_per_offset_sends_negative_cotangents_as_the_general_route(
         spec, sizes, shape, infinite, monkeypatch):
@@ -953,66 +955,41 @@ def test_max_routed_per_offset_sends_negative_cotangents_as_the_general_route(
     assert (np.signbit(fast) == (fast < 0)).all()  # no -0
 
 
-WINDOW_COVERS = [
-    ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 4, 3), True),
-    ("b(3h+u)(w+v)->bhw", {"u": 3, "v": 1}, (2, 9, 5), True),
-    ("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 5, 3), False),  # column 4 unread
-    ("b(3h+u)(3w+v)->bhw", {"u": 2, "v": 2}, (1, 9, 9), False),       # gaps between windows
-    ("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2), False),   # overlapping windows
-]
-WINDOW_COVER_IDS = ["2x2-on-6x4", "3x1-on-9x5", "2x2-on-6x5", "2x2-stride-3", "overlapping"]
-
-
-def _gradient_on_clean_and_dirty_memory(spec, sizes, x, reduce, monkeypatch, clean_patch=()):
-    """The gradient of ``einsum(spec, x)`` for one random cotangent: on clean
-    memory (with ``clean_patch``'s (object, name, value) settings), then with
-    ``backend.empty`` handing out arrays full of nan, so that a position
-    left unwritten shows; and the shapes asked of ``backend.empty`` then."""
-    cot = None
-
-    def grad():
-        nonlocal cot
-        clear_bind_cache()
-        out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce=reduce), x)
-        if cot is None:
-            cot = np.random.default_rng(4).standard_normal(out.shape)
-        return vjp_fn(cot)[0]
-    with monkeypatch.context() as patch:
-        for setting in clean_patch:
-            patch.setattr(*setting)
-        clean = grad()
+@pytest.mark.parametrize("spec, sizes, shape, tiled", [
+    pytest.param("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 4, 3), True, id="2x2-on-6x4"),
+    pytest.param("b(3h+u)(w+v)->bhw", {"u": 3, "v": 1}, (2, 9, 5), True, id="3x1-on-9x5"),
+    pytest.param("b(2h+u)(2w+v)c->bhwc", {"u": 2, "v": 2}, (2, 6, 5, 3), False,
+                 id="2x2-on-6x5"),   # column 4 unread
+    pytest.param("b(3h+u)(3w+v)->bhw", {"u": 2, "v": 2}, (1, 9, 9), False,
+                 id="2x2-stride-3"),  # gaps between the windows
+    pytest.param("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2), False,
+                 id="overlapping"),
+])
+@pytest.mark.parametrize("reduce", ["max", "mean"])
+def test_a_windowed_gradient_is_written_at_every_position(
+        spec, sizes, shape, tiled, reduce, monkeypatch):
+    # the gradient (max's routed per offset, mean's scattered) starts
+    # uninitialised only where the windows tile the input; fresh memory
+    # here is full of nan, so a position left unwritten shows
+    x = distinct_values(np.random.default_rng(3), shape)
     fresh = []
 
     def dirty(shape, dtype=float, **kwargs):
         fresh.append(tuple(shape))
         return np.full(shape, np.nan, dtype=dtype)
-    with monkeypatch.context() as patch:
-        patch.setattr(engine.backend, "empty", dirty)
-        got = grad()
+    monkeypatch.setattr(engine.backend, "empty", dirty)
     clear_bind_cache()
-    return clean, got, fresh
-
-
-@pytest.mark.parametrize("spec, sizes, shape, tiled", WINDOW_COVERS, ids=WINDOW_COVER_IDS)
-def test_max_routed_per_offset_writes_every_position_of_its_gradient(
-        spec, sizes, shape, tiled, monkeypatch):
-    # the gradient starts uninitialised only where the windows tile the input;
-    # the general route, on clean memory, is the reference
-    x = distinct_values(np.random.default_rng(3), shape)
-    want, got, fresh = _gradient_on_clean_and_dirty_memory(
-        spec, sizes, x, "max", monkeypatch, [(engine, "MAX_REDUCE_OFFSETS", 0)])
-    np.testing.assert_array_equal(got, want)
+    out, vjp_fn = cn.vjp(lambda x: cn.einsum(spec, x, sizes=sizes, reduce=reduce), x)
+    cot = np.random.default_rng(4).standard_normal(out.shape)
+    (got,) = vjp_fn(cot)
+    clear_bind_cache()
+    # distinct values: max is linear near x, as the mean is everywhere
+    window = lambda a: reduce_window_loop(spec, a, sizes, reduce)  # noqa: E731
+    want = (numeric_vjp(window, [x], cot)[0] if reduce == "max"
+            else linear_vjp(window, [x], 0, cot))
+    assert not np.isnan(got).any()
+    assert_close(got, want, tol=1e-6)
     assert (shape in fresh) == tiled  # the gradient itself was left uninitialised
-
-
-@pytest.mark.parametrize("spec, sizes, shape, tiled", WINDOW_COVERS, ids=WINDOW_COVER_IDS)
-def test_a_windowed_operands_gradient_is_scattered_into_every_position(
-        spec, sizes, shape, tiled, monkeypatch):
-    # as above, for the mean's gradient, scattered back through the windows
-    x = np.random.default_rng(3).standard_normal(shape)
-    want, got, fresh = _gradient_on_clean_and_dirty_memory(spec, sizes, x, "mean", monkeypatch)
-    np.testing.assert_array_equal(got, want)
-    assert (shape in fresh) == tiled
 
 
 @pytest.mark.parametrize("spec", ["ij->j", "ij->", "ii->", "ij->i", "ij,k->k", "ij,ij->i",

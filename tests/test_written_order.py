@@ -41,7 +41,7 @@ def _laid_out(shape, memory_order, step=1):
     # the caller's order where every operand holding its innermost index reads it
     # contiguously, in a run of MIN_RUN or more: C-ordered operands, C-ordered result
     ("bi", (64, 128), (0, 1), "bj", (64, 96), (0, 1), "bij", "bij"),
-    ("ij", (20, 30), (0, 1), "k", (16,), (0,), "ijk", "ijk"),
+    ("ij", (64, 64), (0, 1), "k", (16,), (0,), "ijk", "ijk"),
     # ...and a shorter run (k, 8) gives way to the larger operand's (ij, 4096)...
     ("ij", (64, 64), (0, 1), "k", (8,), (0,), "ijk", "kij"),
     # ...but not in a product of fewer than MIN_REORDERED elements

@@ -68,6 +68,13 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     # backward_plan's own cache lookup, inline: this runs once per operand per step
     backward = plan.bound.derived.get((i, shape)) or backward_plan(plan, i, shape)
     like = arrays[i]
+    # a mean's gradient is the sum's, scaled: the smaller of the cotangent and
+    # the gradient is (a pool's cotangent is a quarter of its gradient at 2x2),
+    # the cotangent where it has the gradient's dtype (its scale is in its own)
+    scale_first = (reduce == "mean" and math.prod(shape) < like.size
+                   and np.result_type(g) == like.dtype)
+    if scale_first:
+        g = scale_mean(g, plan)
     if len(arrays) == 2:
         a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
         grad = run_direct_gemm(backward, (a, b), like)  # the head's case, without run_plan
@@ -77,7 +84,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
         operands = list(arrays)
         operands[i] = g
         grad = run_plan(backward, operands, memo, like)
-    if reduce == "mean":
+    if reduce == "mean" and not scale_first:
         grad = scale_mean(grad, plan)
     return grad
 

@@ -294,6 +294,27 @@ def test_mean_reduce_gradient_with_two_operands():
         assert_close(g, linear_vjp(oracle, [a, b], i, dy))
 
 
+@pytest.mark.parametrize("spec, shapes, count", [
+    ("ij,jk->ik", [(3, 40), (40, 2)], 40),   # each cotangent smaller than its gradient
+    ("ik,j->ij", [(3, 5), (4,)], 5),         # the second's larger: its gradient is scaled
+    ("b(2h+u)c->bhc", [(2, 6, 3)], 2),       # a pool's cotangent, a half of its gradient
+])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float64)],
+                         ids=["float64", "mixed"])
+def test_a_means_gradient_is_the_sums_scaled(spec, shapes, count, dtypes):
+    # scaled before the transposed contraction where the cotangent is the smaller
+    # and has the gradient's dtype, after it otherwise: the same gradient
+    sizes = {"u": 2} if "u" in spec else None
+    ops = [_rng(i).standard_normal(s).astype(d) for i, (s, d) in enumerate(zip(shapes, dtypes))]
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(spec, *xs, sizes=sizes, reduce="mean"), *ops)
+    dy = _rng(9).standard_normal(out.shape).astype(out.dtype)
+    tol = 1e-10 if out.dtype == np.float64 and ops[0].dtype == np.float64 else 1e-5
+    oracle = lambda *xs: pattern_einsum(spec, *xs, sizes=sizes) / count  # noqa: E731
+    for i, g in enumerate(vjp_fn(dy)):
+        assert g.dtype == ops[i].dtype
+        assert_close(g, linear_vjp(oracle, ops, i, dy), tol=tol)
+
+
 def test_plain_max_reduce_gradient():
     x = distinct_values(_rng(), (3, 4))
     out, vjp_fn = cn.vjp(lambda a: cn.einsum("ij->i", a, reduce="max"), x)

@@ -50,14 +50,13 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     :data:`MIN_RUN` elements.  Else one operand's order in memory,
     innermost, under the other operand's own indices in theirs, the larger
     operand's first, where that ends in such a run (:func:`contiguous_run`)
-    of at least :data:`MIN_RUN` elements.  Else,
-    for a product that sums nothing, the larger operand's order where
-    numpy's unbuffered inner loop along it (:func:`inner_loop`) covers at
-    least as many elements as along ``keep``'s, where ``keep``'s reads
-    every operand in order in a shorter run, or, where it does not, at
-    least :data:`MIN_RUN` elements and more than along ``keep``'s.  Else
-    ``keep``'s.  Broadcast axes count as outermost in an operand's memory
-    order.
+    of at least :data:`MIN_RUN` elements.  Else, for a product that sums
+    nothing, the larger operand's order where numpy's unbuffered inner
+    loop along it (:func:`inner_loop`) covers at least as many elements as
+    along ``keep``'s, where ``keep``'s reads every operand in order in a
+    shorter run, or, where it does not, at least :data:`MIN_RUN` elements
+    and more than along ``keep``'s.  Else ``keep``'s.  Broadcast axes count
+    as outermost in an operand's memory order.
 
     That last step reads the larger operand (in elements) in order and the
     smaller one strided.  ``benchmarks/written_order.py`` times the last
@@ -65,16 +64,15 @@ def written_order(keep: str, size: dict[str, int], a: Laid, b: Laid,
     reads in order, the last step took 124 and wrote them in a median of
     0.44 of the time in ``keep``'s order (up to 1.9 times as long, in 4);
     the larger operand's order would have taken up to 6.1 times as long on
-    the others.
-    (numpy buffers some strided loops, of operands of mixed dtypes or
-    merging into four or more axes, which lengthens them; the step still
-    paid on such products, but with mixed dtypes it was up to 2.7 times
-    slower in 2 of 53.)  Of 500 that ``keep``'s order reads in order in a
-    run of 2 to 15 elements, another order (an operand's with a run of
-    :data:`MIN_RUN`, or the larger operand's) was taken for 486 (484 with
-    another seed) and written in a median of 0.43 (0.41) of the time, more
-    than 1.1 times as long in 2 (up to 1.14 and 2.1 times); on the 14 (16)
-    left in ``keep``'s order, the larger operand's would have taken a
+    the others.  (numpy buffers some strided loops, of operands of mixed
+    dtypes or merging into four or more axes, which lengthens them; the
+    step still paid on such products, but with mixed dtypes it was up to
+    2.7 times slower in 2 of 53.)  Of 500 that ``keep``'s order reads in
+    order in a run of 2 to 15 elements, another order (an operand's with a
+    run of :data:`MIN_RUN`, or the larger operand's) was taken for 486 (484
+    with another seed) and written in a median of 0.43 (0.41) of the time,
+    more than 1.1 times as long in 2 (up to 1.14 and 2.1 times); on the 14
+    (16) left in ``keep``'s order, the larger operand's would have taken a
     median 0.71 (1.39) of the time, up to 2.7 (3.1) times as long.
 
     Parameters

@@ -9,6 +9,7 @@ the spec as a transposed contraction::
 """
 from .spec import SpecError, Spec, Term, Window, parse
 from .budget import MemoryBudgetError, get_memory_budget, memory_budget, set_memory_budget
+from .freed_memory import keep_freed_memory
 from .autodiff import DtypeError, vjp, grad, value_and_grad
 from .gradcheck import check_grads
 from .api import einsum, backward_specs
@@ -24,5 +25,6 @@ __version__ = "0.1.0"
 __all__ = [
     "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse",
     "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
-    "get_memory_budget", "memory_budget", "set_memory_budget", "nn", "optim",
+    "get_memory_budget", "memory_budget", "set_memory_budget", "keep_freed_memory", "nn",
+    "optim",
 ] + list(_ops_all) + list(_conv_all)

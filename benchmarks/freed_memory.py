@@ -68,15 +68,15 @@ def main(argv=None) -> None:
     print(f"{args.rounds} processes per setting, {args.calls} calls per case; median ms "
           f"(range over processes), page faults per call")
     for name in runs["default"][0]:
-        cells = []
+        cells, medians = [], {}
         for setting in ("default", "kept"):
             ms = [run[name][0] for run in runs[setting]]
             faults = [run[name][1] for run in runs[setting]]
-            cells.append(f"{setting} {np.median(ms):.2f} ms ({min(ms):.2f}-{max(ms):.2f}), "
+            medians[setting] = np.median(ms)
+            cells.append(f"{setting} {medians[setting]:.2f} ms ({min(ms):.2f}-{max(ms):.2f}), "
                          f"{np.median(faults):.0f} faults")
-        ratio = (np.median([run[name][0] for run in runs["kept"]])
-                 / np.median([run[name][0] for run in runs["default"]]))
-        print(f"{name}: " + "; ".join(cells) + f"; kept/default {ratio:.2f}")
+        print(f"{name}: " + "; ".join(cells)
+              + f"; kept/default {medians['kept'] / medians['default']:.2f}")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def main(argv=None) -> None:
     # caller's order does, in a run of 2 to MIN_RUN - 1 elements
     out_of_order: dict[bool, list] = {True: [], False: []}
     short: dict[bool, list] = {True: [], False: []}
-    while (sum(map(len, out_of_order.values())) < args.cases
-           or sum(map(len, short.values())) < args.cases):
+    wanted = lambda rows: sum(map(len, rows.values())) < args.cases  # noqa: E731
+    while wanted(out_of_order) or wanted(short):
         drawn = draw_product(rng)
         if drawn is None:
             continue
@@ -108,14 +108,14 @@ def main(argv=None) -> None:
         larger = inner_order(big, small, keep)
         if 2 <= keep_run < MIN_RUN:
             other = chosen if chosen != keep else larger
-            if other != keep and sum(map(len, short.values())) < args.cases:
+            if other != keep and wanted(short):
                 short[chosen != keep].append(time_orders(a, an, b, bn, (keep, other)))
             continue
         if chosen != keep and contiguous_run(chosen, (la, lb), size) >= MIN_RUN:
             continue  # an order that reads every operand in order: not this rule's
         if keep_run > 1 or larger == keep:
             continue
-        if sum(map(len, out_of_order.values())) < args.cases:
+        if wanted(out_of_order):
             out_of_order[chosen == larger].append(time_orders(a, an, b, bn, (keep, larger)))
     for line in machine_lines():
         print(line)

@@ -506,6 +506,8 @@ class Plan:
     disjoint_windows: bool                # no two window offsets reach one input position
     window_offsets: tuple[tuple[int, str], ...]  # operands read through windows of
                                                  # several offsets: position, offsets
+    input_tiled: bool                     # one operand, its windows reaching each of its
+                                          # positions once (see windows_tile)
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -571,9 +573,10 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
                      for w in windows))
     direct = pair if (pair is not None and pair_perm is None and plain and perm is None
                       and reduce == "sum") else None
+    tiled = len(reads) == 1 and windows_tile(spec.inputs[0], sizes, bound.in_shapes[0])
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
                 perm, per_offset, pair, pair_perm, direct, loop, route, disjoint,
-                window_offsets)
+                window_offsets, tiled)
 
 
 def _window_copy_elements(spec, reads: tuple[str, ...], loop: str, sizes) -> int:
@@ -717,7 +720,7 @@ def _route_per_offset(plan: Plan, view: np.ndarray, names: str, x: np.ndarray,
     # first (a non-finite cotangent is selected, written at the hits only).  The
     # masks and the product reuse buffers: new ones would page-fault each time
     finite, shares = all_finite(g_kept), None
-    writes_all = finite and windows_tile(term, sizes, x.shape)
+    writes_all = finite and plan.input_tiled
     out = (backend.empty if writes_all else backend.zeros)(x.shape, dtype=g_core.dtype)
     full, full_names = _output_view(out, term, sizes)
     for k, (fixed, hit) in enumerate(_first_hits(view, names, top, loop, sizes, nan)):

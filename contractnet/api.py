@@ -22,7 +22,7 @@ from . import ops
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
                      mean_scale, run_direct_gemm, run_path, run_plan)
 from .pair import Memo
-from .spec import Spec, SpecError, interleaved_spec, parse, subscript_letter
+from .spec import Spec, SpecError, interleaved_spec, parse, subscript_index, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
 from .transpose import transpose
 
@@ -269,9 +269,15 @@ def _from_interleaved(args: tuple, sizes: Mapping | None):
                             f"was the spec string left out?")
     text = interleaved_spec(sublists, output)
     if isinstance(sizes, Mapping):
-        sizes = {subscript_letter(k) if type(k) is int and 0 <= k < 52 else k: v
-                 for k, v in sizes.items()}
+        sizes = {_size_key(k): v for k, v in sizes.items()}
     return text, operands, sizes
+
+
+def _size_key(key: object) -> object:
+    """A ``sizes`` key of the interleaved form: an integer subscript (a numpy
+    integer too, not a bool) as its letter; anything else as given."""
+    n = subscript_index(key)
+    return subscript_letter(n) if n is not None and 0 <= n < 52 else key
 
 
 def check_reduce(spec: Spec, reduce: str) -> None:

@@ -310,8 +310,9 @@ def backprop(root: Traced, cotangent: np.ndarray) -> dict[int, np.ndarray]:
             if contribution.dtype.kind == "c" and parent.value.dtype.kind != "c":
                 # a real value's cotangent is real: the rules before it may be
                 # complex-linear (abs, a cast from complex), so project it here
-                # (into an array of its own, not a strided view of the complex one)
-                contribution = np.ascontiguousarray(contribution.real)
+                # (into an array of its own, not a strided view of the complex one;
+                # copy keeps a 0-d gradient 0-d, where ascontiguousarray would not)
+                contribution = contribution.real.copy()
             key = id(parent)
             previous = grads.get(key)
             if previous is None:

@@ -106,8 +106,9 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
     about a GEMM's digits.
 
     The result is laid out (batch, left, right), or (batch, right, left) when
-    that is nearer ``prefer`` (index names outermost-first; the product is
-    then computed transposed, which costs nothing); numpy.einsum writes it
+    that is nearer ``prefer``, or without it ``keep`` (index names
+    outermost-first; the product is then computed transposed, one BLAS call
+    as well, and is not transposed after); numpy.einsum writes it
     C-ordered in ``prefer``'s order when given, else in ``keep``'s, or, with
     ``any_layout`` (the caller reads any layout: a forward pass, a step
     inside a path), in the order :mod:`contractnet.written_order` picks,
@@ -131,8 +132,8 @@ def plan_pair(an: str, ashape: tuple, astrides: tuple, bn: str, bshape: tuple,
         (_innermost(a2, sa, size) in left, _innermost(b2, sb, size) not in summed))
     swap_b = not own_inner_b
     bt, m, k, n_ = (math.prod(size[i] for i in g) for g in (batch, left, summed, right))
-    flip = prefer is not None and (_inversions(batch + right + left, prefer)
-                                   < _inversions(batch + left + right, prefer))
+    wanted = keep if prefer is None else prefer
+    flip = _inversions(batch + right + left, wanted) < _inversions(batch + left + right, wanted)
     result = "".join(batch + (right + left if flip else left + right))
     eq = None
     # numpy.einsum, which writes any order, where a GEMM is slow:

@@ -194,6 +194,9 @@ def _error(text: str, position: int, message: str) -> SpecError:
     return SpecError(message, text, position)
 
 
+ASCII_DIGITS = frozenset("0123456789")
+
+
 def _read_int(text: str, pos: int) -> tuple[int | None, int]:
     """Read an optional positive integer, allowing spaces and a trailing ``*``.
 
@@ -201,7 +204,7 @@ def _read_int(text: str, pos: int) -> tuple[int | None, int]:
     (12, 2)
     """
     start = pos
-    while pos < len(text) and text[pos].isdigit():
+    while pos < len(text) and text[pos] in ASCII_DIGITS:  # not str.isdigit: '²' is one
         pos += 1
     if pos == start:
         return None, pos
@@ -406,7 +409,7 @@ def _sublist_term(sublist: Iterable, what: str) -> str:
         if item is Ellipsis:
             letters.append(ELLIPSIS)
             continue
-        n = _subscript(item)
+        n = subscript_index(item)
         if n is None or not 0 <= n < 52:
             raise SpecError(f"{what} {shown} has subscript {_short_repr(item)}: subscripts "
                             f"are integers in [0, 52) or Ellipsis, in {_INTERLEAVED}")
@@ -414,7 +417,7 @@ def _sublist_term(sublist: Iterable, what: str) -> str:
     return "".join(letters)
 
 
-def _subscript(item: object) -> int | None:
+def subscript_index(item: object) -> int | None:
     """``item`` as an int when it is an integer (not a bool), else None."""
     if isinstance(item, bool):
         return None

@@ -422,8 +422,12 @@ def test_interleaved_form_sizes_by_subscript():
     x = np.arange(6.0).reshape(2, 3)
     by_int = cn.einsum(x, [0, 1], [0, 1, 2], sizes={2: 4})
     by_letter = cn.einsum(x, [0, 1], [0, 1, 2], sizes={"C": 4})
+    by_numpy_int = cn.einsum(x, [0, 1], [0, 1, 2], sizes={np.int64(2): 4})
     np.testing.assert_array_equal(by_int, np.broadcast_to(x[..., None], (2, 3, 4)))
     np.testing.assert_array_equal(by_letter, by_int)
+    np.testing.assert_array_equal(by_numpy_int, by_int)
+    with pytest.raises(SpecError, match="True"):  # a bool is no subscript, as numpy's sublists
+        cn.einsum(x, [0, 1], [0, 1, 2], sizes={True: 4})
 
 
 def test_output_ellipsis_with_no_input_ellipsis_stands_for_no_axes():

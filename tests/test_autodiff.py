@@ -679,6 +679,28 @@ def test_real_primal_gets_a_real_gradient_from_a_complex_output():
     assert g.flags.c_contiguous and g.flags.writeable and g.base is None  # its own array
 
 
+
+@pytest.mark.parametrize("fn", [lambda s, v: cn.einsum(",i->i", s, v), lambda s, v: s * v,
+                                lambda s, v: cn.einsum("i->", v) * s],
+                         ids=["einsum", "multiply", "sum-times"])
+def test_a_real_0d_primal_next_to_complex_values_gets_a_0d_real_gradient(fn):
+    s, v = np.array(2.0), np.array([1 + 2j, 3 - 1j])
+    _, vjp_fn = cn.vjp(fn, s, v)
+    g_s, g_v = vjp_fn(np.ones(2, complex) if fn(s, v).ndim else np.array(1 + 0j))
+    oracle = np.vdot(np.ones(2), v).real  # d/ds of Re(sum(s * v)) for a real s
+    assert g_s.shape == () and g_s.dtype == np.float64
+    np.testing.assert_allclose(g_s, oracle, rtol=1e-15)
+    assert g_v.shape == (2,)
+
+
+def test_a_real_0d_primal_scaling_complex_values_passes_the_gradient_check():
+    v = np.array([0.6 + 0.8j, -1.0 + 2.0j])
+    g = cn.grad(lambda s: cn.sum(cn.abs(s * v)))(np.array(1.5))
+    assert g.shape == ()
+    np.testing.assert_allclose(g, np.sum(np.abs(v)), rtol=1e-15)  # |s v| = s |v| for s > 0
+    cn.check_grads(lambda s: cn.sum(cn.abs(s * v)), np.array(1.5))
+
+
 # ------------------------------------------------------------- forward copies reused backward
 def test_kernel_gradient_reuses_the_forward_im2col_and_stays_exact():
     rng = np.random.default_rng(7)

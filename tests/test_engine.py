@@ -807,7 +807,8 @@ def test_contiguous_gemm_fast_path_matches_the_general_pair_path(spec, shapes):
     ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)], "sum", True),
     ("bk,nmdk->bnmd", [(3, 5), (2, 2, 4, 5)], "sum", True),
     ("bnmd,bk->nmdk", [(3, 2, 2, 4), (3, 5)], "sum", True),
-    ("bij,bjk->bki", [(2, 8, 8), (2, 8, 9)], "sum", False),   # the result needs a transpose
+    ("bij,bjk->bki", [(2, 8, 8), (2, 8, 9)], "sum", True),    # computed transposed
+    ("bij,bjk->kbi", [(2, 8, 8), (2, 8, 9)], "sum", False),   # the result needs a transpose
     ("bnmd,nmdk->bk", [(3, 2, 2, 4), (2, 2, 4, 5)], "mean", False),  # and a scale
 ])
 def test_direct_gemm_is_planned_only_when_the_product_is_the_output(spec, shapes, reduce,
@@ -1572,3 +1573,26 @@ def test_a_scattered_output_writes_plus_zero_where_numpy_adds_into_zeros():
     _, vjp_fn = cn.vjp(lambda a: cn.einsum("(i+k)->ik", a, sizes={"k": 2}), np.ones(3))
     grad = vjp_fn(np.full((2, 2), -0.0))[0]
     assert not np.signbit(grad).any()
+
+
+@pytest.mark.parametrize("spec, shapes, first", [
+    # the outer product writes b innermost in a run of 1 (both operands hold b
+    # outermost): the next GEMM takes it as (b, ij), written in a run of 32
+    ("bi,bj,ijk->bk", [(128, 32), (128, 32), (32, 32, 16)], "bij"),
+    # here the contracted-first order is written in a long run: kept
+    ("ib,jb,ijk->bk", [(32, 128), (32, 128), (32, 32, 16)], "ijb"),
+])
+def test_a_path_intermediate_is_written_as_its_gemm_reads_it_without_a_copy(spec, shapes,
+                                                                             first):
+    terms, target = spec.split("->")[0].split(","), spec.split("->")[1]
+    steps, _ = engine.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
+    assert [kept for _, kept in steps] == [first, target]
+    x, y, w = _operands(shapes, dtype=np.float32)
+    made, names = pair.contract_pair(x, terms[0], y, terms[1], first, any_layout=True)
+    assert names == first and made.flags.c_contiguous  # numpy.einsum wrote the order asked
+    gemm = pair.plan_pair(terms[2], w.shape, w.strides, names, made.shape, made.strides,
+                          target, None, True, (4, 4))
+    assert gemm.einsum_eq is None and gemm.perm_a is None and gemm.perm_b is None  # no copy
+    assert gemm.result_names == target  # computed in the target's order: no transpose after
+    x, y, w = _operands(shapes)
+    assert_close(cn.einsum(spec, x, y, w), np.einsum(spec, x, y, w), tol=1e-9, what=spec)

@@ -144,6 +144,9 @@ def _caret_column(err: SpecError) -> int:
     ("b(h+0u)c->bhuc", r"positive integer, got 0", 4),
     ("b(99999999999999999999h+u)c->bhuc", r"99999999999999999999 is too large \(at most", 2),
     ("b(h+h)c->bhc", r"index 'h' twice", 1),
+    ("b(\u00b2h+u)c->bhuc", r"expected an index letter in window group, found '\u00b2'", 2),
+    ("b(\uff12h+u)c->bhuc", r"expected an index letter in window group, found '\uff12'", 2),
+    ("ij,j\u00b2->i", r"invalid character '\u00b2'", 4),
     ("i->i,i", r"single term", 4),
 ])
 def test_malformed_spec_raises_with_caret(text, match, column):

@@ -51,11 +51,13 @@ def _parse_sizes(text: str | None) -> dict[str, int]:
         if not part.strip():
             continue
         name, _, value = part.partition("=")
-        if not value.strip().isdigit():
-            raise ValueError(f"bad size {part!r}: write it as name=int, e.g. b=128")
+        digits = value.strip().removeprefix("+")
+        if not (digits.isascii() and digits.isdigit()):  # '²' is a digit to isdigit()
+            raise ValueError(f"bad size {part!r} in --sizes: write it as name=N, N a "
+                             "non-negative integer, e.g. b=128")
         if name.strip() in sizes:
-            raise ValueError(f"index {name.strip()!r} is given two sizes in {text!r}")
-        sizes[name.strip()] = int(value)
+            raise ValueError(f"index {name.strip()!r} is given two sizes in --sizes {text!r}")
+        sizes[name.strip()] = int(digits)
     return sizes
 
 

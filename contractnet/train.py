@@ -267,6 +267,11 @@ def run(args: argparse.Namespace) -> int:
     for option, value, head in (("--rank", args.rank, "cp"), ("--ranks", args.ranks, "tucker")):
         if value is not None and args.head != head:
             raise ValueError(f"{option} sets the {head} head's {option[2:]}; add --head {head}")
+    if args.rank is not None:
+        positive_int(args.rank, "--rank")
+    if args.ranks is not None and not all(r >= 1 for r in args.ranks):
+        raise ValueError("--ranks must be three positive integers (P Q S), got "
+                         f"{' '.join(map(str, args.ranks))}")
     # checked here too, to be named as options (train_digits names its parameters)
     positive_int(args.epochs, "--epochs")
     positive_int(args.batch_size, "--batch-size")

@@ -91,6 +91,9 @@ def test_cli_json_is_all_of_stdout():
     (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
     (["--rank", "4"], "--rank sets the cp head's rank; add --head cp"),
     (["--head", "cp", "--ranks", "1", "2", "3"], "--ranks sets the tucker head's ranks"),
+    (["--head", "cp", "--rank", "0"], "--rank must be a positive integer, got 0"),
+    (["--head", "tucker", "--ranks", "2", "-1", "2"],
+     "--ranks must be three positive integers (P Q S), got 2 -1 2"),
 ])
 def test_cli_bad_values_are_clean_errors(capsys, argv, match):
     assert cli.main(["train", "digits", *argv]) == 2

@@ -103,6 +103,20 @@ def contraction_weight(w_flat: np.ndarray, in_shape: Sequence[int],
     ValueError
         If ``in_shape`` is not three positive integers, ``w_flat`` is not
         2-d with ``N*M*D`` rows, or the layout is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from contractnet.nn import contraction_weight, flatten_activation
+    >>> rng = np.random.default_rng(0)
+    >>> w_flat = rng.standard_normal((2 * 1 * 3, 4)).astype(np.float32)  # K=4
+    >>> w = contraction_weight(w_flat, (2, 1, 3), "NCHW")
+    >>> w.shape, w.dtype
+    ((2, 1, 3, 4), dtype('float32'))
+    >>> x = rng.standard_normal((5, 2, 1, 3)).astype(np.float32)
+    >>> np.allclose(np.einsum("bnmd,nmdk->bk", x, w),
+    ...             flatten_activation(x, "NCHW") @ w_flat)
+    True
     """
     order, shape = check_layout(layout), check_in_shape(in_shape)
     w_flat = np.asarray(w_flat)

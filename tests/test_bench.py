@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+import contractnet as cn
 from contractnet import bench, bench_timing, cli
 from contractnet.bench_lowrank import (CP_SPEC, TUCKER_SPEC, gradient_spec, lowrank_heads,
                                        path_flops)
@@ -616,11 +617,16 @@ def test_other_load_does_not_wait_when_it_cannot_measure(monkeypatch) -> None:
     assert load.fraction is None and time.perf_counter() - start < 0.1
 
 
-def test_head_ratio_script_checks_before_timing() -> None:
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "head_ratio.py"
-    spec = importlib.util.spec_from_file_location("head_ratio", path)
+def _benchmark_script(name: str):
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_head_ratio_script_checks_before_timing() -> None:
+    module = _benchmark_script("head_ratio")
     contraction, flatten = module.head_calls(HeadShape(2, 2, 2, 3, 4), "float32")
     for got, want in zip(contraction(), flatten()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -633,10 +639,7 @@ def test_head_ratio_script_checks_before_timing() -> None:
 
 def test_head_ratio_script_exits_2_when_the_results_cannot_be_written(tmp_path, monkeypatch,
                                                                       capsys) -> None:
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "head_ratio.py"
-    spec = importlib.util.spec_from_file_location("head_ratio", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("head_ratio")
     monkeypatch.setattr(module, "acceptance_table", lambda args: (["| a table |"], 0))
 
     def disk_full(*args):
@@ -645,6 +648,43 @@ def test_head_ratio_script_exits_2_when_the_results_cannot_be_written(tmp_path, 
     assert module.main(["--results", str(tmp_path / "RESULTS.md")]) == 2
     assert "cannot write the results: [Errno 28] No space" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("ab,bc->ac", [(3, 4), (4, 5)]),
+    ("ab,cd->ad", [(3, 4), (2, 5)]),        # b and c only in their own operands: broadcasts
+    ("abc,cd,bd->a", [(2, 3, 4), (4, 5), (3, 5)]),
+])
+def test_spec_fuzz_baselines_compute_what_contractnet_does(spec, shapes):
+    """The fuzz script's baselines for a forward and for each transposed spec
+    give contractnet's forward and gradients: the ratios compare equal work."""
+    module = _benchmark_script("spec_fuzz")
+    rng = np.random.default_rng(3)
+    operands = [rng.standard_normal(s) for s in shapes]
+    out = cn.einsum(spec, *operands)
+    for call in module.fastest_einsum(spec, operands).values():
+        np.testing.assert_allclose(call(), out, rtol=1e-12, atol=1e-12)
+    cotangent = rng.standard_normal(out.shape)
+    grads = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *operands)[1](cotangent)
+    for i, transposed in enumerate(cn.backward_specs(spec, *shapes)):
+        reads = list(operands)
+        reads[i] = cotangent
+        for call in module.gradient_baselines(transposed, reads, shapes[i]).values():
+            np.testing.assert_allclose(call(), grads[i], rtol=1e-12, atol=1e-12)
+    assert module.gradient_baselines("i->ii", [np.ones(3)], (3, 3)) is None  # a diagonal
+
+
+def test_spec_fuzz_draws_cases_within_its_bounds(monkeypatch):
+    module = _benchmark_script("spec_fuzz")
+    monkeypatch.setattr(module, "MIN_SECONDS", 0.0)  # no timing floor: any drawn size
+    rng = np.random.default_rng(0)
+    cases = [c for c in (module.draw_case(rng) for _ in range(40)) if c is not None]
+    assert cases
+    for case in cases:
+        assert all(x.size <= module.MAX_OPERAND for x in case.operands)
+        assert len(case.operands) in (2, 3) and len(case.layouts) == len(case.operands)
+        np.testing.assert_allclose(cn.einsum(case.spec, *case.operands),
+                                   np.einsum(case.spec, *case.operands), rtol=1e-3, atol=1e-3)
+    assert {"C", "transposed", "strided"} <= {layout for c in cases for layout in c.layouts}
 
 def test_blas_info_names_numpys_blas_when_another_is_loaded(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")

@@ -549,22 +549,24 @@ def _copy_in_order(x: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
 
 def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
     """``x`` permuted and grouped into a (batched) matrix: a view when the
-    memory allows, else a copy, which ``memo`` records or serves."""
+    memory allows, else a copy, which ``memo`` records or serves (a window
+    view's im2col, a C-ordered operand whose batch index is not outermost:
+    attention's keys, read by the forward GEMM and by a gradient's)."""
+    permuted = x if perm is None else x.transpose(perm)
+    if _reshapes_as_view(permuted, shape):
+        return permuted.reshape(shape)
     key = owner = None
-    if memo is not None and not (x.flags.c_contiguous or x.flags.f_contiguous):
+    if memo is not None:
         key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str, perm, shape)
         owner = memory_owner(x)
         hit = memo.copies.get(key)
         if hit is not None and hit[0] is owner:
             return hit[1]
-    permuted = x if perm is None else x.transpose(perm)
-    if not _reshapes_as_view(permuted, shape):  # a copy, as large as x's full shape
-        kind = "a broadcast" if _is_broadcast(x) else "an"
-        check_allocation(x.shape, x.dtype, f"a copy of {kind} operand (laid out for a matrix "
-                                           f"product)")
+    kind = "a broadcast" if _is_broadcast(x) else "an"  # a copy, as large as x's full shape
+    check_allocation(x.shape, x.dtype, f"a copy of {kind} operand (laid out for a matrix "
+                                       f"product)")
     matrix = permuted.reshape(shape)
-    if (key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES
-            and not np.may_share_memory(matrix, x)):
+    if key is not None and memo.record and matrix.nbytes <= MEMO_MAX_BYTES:
         memo.copies[key] = (owner, matrix)
     return matrix
 

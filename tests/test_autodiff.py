@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import contractnet as cn
+from contractnet import pair
 from failed_specs import FAILED_SPECS
 from oracles import (assert_close, distinct_values, einsum_vjp, linear_vjp,
                      max_pool2d_vjp_loop, numeric_grad, pattern_einsum, pool2d_loop,
@@ -156,7 +157,6 @@ def test_cp_backward_copies_no_reconstructed_weight(monkeypatch):
     # the pairwise path rebuilds the full (N, M, D, K) weight from the factors;
     # its gradient is produced in the weight's own layout, so that the
     # transposed contractions reading it next take it as it is
-    from contractnet import pair
     shapes = [(4, 7, 7, 64), (7, 32), (7, 32), (64, 32), (10, 32)]  # the acceptance CP head
     x, *factors = (_rng(i).standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes))
     dy = _rng(9).standard_normal((4, 10), dtype=np.float32)
@@ -713,6 +713,27 @@ def test_kernel_gradient_reuses_the_forward_im2col_and_stays_exact():
         np.testing.assert_allclose(dw, cn.einsum("b(h+u)(w+v)c,bhwk->uvck", x, dy,
                                                  sizes={"u": 3, "v": 2}), atol=1e-12)
         np.testing.assert_allclose(dx, cn.einsum("bhwk,uvck->b(h+u)(w+v)c", dy, w), atol=1e-12)
+
+
+def test_a_gradient_reuses_the_forward_copy_of_a_c_ordered_operand(monkeypatch):
+    """Attention's scores: the forward GEMM copies q and k into (b, h, ., d);
+    the gradient of q reads k in that layout again, and that of k, q: the
+    forward's memo serves both, and the gradients stay exact."""
+    spec = "bqhd,bkhd->bhqk"
+    q, k = _rng(3).standard_normal((2, 5, 3, 4)), _rng(4).standard_normal((2, 6, 3, 4))
+    copied = []  # the shapes of the operands the GEMMs copy
+    check = pair.check_allocation
+    monkeypatch.setattr(pair, "check_allocation",
+                        lambda shape, *args: copied.append(shape) or check(shape, *args))
+    out, vjp_fn = cn.vjp(lambda a, b: cn.einsum(spec, a, b), q, k)
+    assert sorted(copied) == [q.shape, k.shape]
+    for seed in (5, 6):  # twice: the memo serves every call of vjp_fn
+        copied.clear()
+        dy = _rng(seed).standard_normal(out.shape)
+        dq, dk = vjp_fn(dy)
+        assert_close(dq, np.einsum("bhqk,bkhd->bqhd", dy, k))
+        assert_close(dk, np.einsum("bhqk,bqhd->bkhd", dy, q))
+        assert q.shape not in copied and k.shape not in copied, copied
 
 
 @pytest.mark.parametrize("permuted", [False, True])

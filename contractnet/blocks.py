@@ -175,11 +175,22 @@ def _cut(x: np.ndarray, axis: int, whole: int, factor: int) -> np.ndarray:
 
 
 def _add_up(parts: np.ndarray, kept: int) -> np.ndarray:
-    """``parts`` summed over its ``kept`` leading axes (:func:`sum_rows`);
-    a full sum is a 0-d array, not a scalar."""
+    """``parts`` summed over its ``kept`` leading axes; a full sum is a 0-d
+    array, not a scalar.
+
+    numpy.einsum writes the partial sums in its operands' memory order, so
+    their leading axis lies innermost where the cut axis does in an operand.
+    ``ndarray.sum`` adds along such an axis slowly, one short run per result
+    element: up to :data:`LONG_SUM` parts laid out so are added by
+    numpy.einsum, in one pass (2 parts over a (12, 48, 5) float32 result: 15
+    us against 43 us); others row by row (:func:`sum_rows`).
+    """
     if kept == 0:
         return parts
     parts = parts.reshape((math.prod(parts.shape[:kept]),) + parts.shape[kept:])
+    if (parts.ndim > 1 and len(parts) <= LONG_SUM
+            and abs(parts.strides[0]) < max(abs(s) for s in parts.strides[1:])):
+        return backend.einsum("a...->...", parts)
     return np.asarray(sum_rows(parts, parts.dtype))
 
 

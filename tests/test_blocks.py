@@ -107,6 +107,30 @@ def test_long_sums_stay_within_a_few_units_in_the_last_place(k, dtype):
         assert np.abs(np.einsum("ab,ab->b", a, b) - exact).max() > bound
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_sums_laid_out_innermost_add_up_by_einsum_and_keep_their_digits(
+        dtype, monkeypatch):
+    """A sum over the first axis of a transposed array, 100 terms (too few
+    for ndarray.sum's pairwise sums): the cut axis is innermost in memory,
+    and so is the partial sums' block axis, which numpy.einsum adds up (not
+    ndarray.sum, slow along it); the sum stays within a few units in the
+    last place of the exact one."""
+    rng = np.random.default_rng(5)
+    x = rng.random((6, 7, 100)).astype(dtype).T  # (100, 7, 6), the 100 innermost
+    rows = []
+    monkeypatch.setattr("contractnet.blocks.sum_rows",
+                        lambda parts, dtype: rows.append(parts.shape) or parts.sum(0))
+    got = pair.sum_over(x, (0,), x.dtype)
+    assert rows == []  # the parts were added up by numpy.einsum
+    exact = np.array([[float(sum(map(Fraction, x[:, i, j].tolist()))) for j in range(6)]
+                      for i in range(7)])
+    assert got.shape == (7, 6) and got.dtype == dtype
+    assert np.abs(got - exact).max() <= 4 * np.finfo(dtype).eps * np.abs(exact).max()
+    rows_first = np.ascontiguousarray(x)  # the cut axis outermost: parts summed as rows
+    assert_close(pair.sum_over(rows_first, (0,), x.dtype), got, tol=1e-4)
+    assert rows
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_any_sums_cut_into_blocks_add_up_to_numpys(data):

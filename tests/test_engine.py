@@ -1596,3 +1596,26 @@ def test_a_path_intermediate_is_written_as_its_gemm_reads_it_without_a_copy(spec
     assert gemm.result_names == target  # computed in the target's order: no transpose after
     x, y, w = _operands(shapes)
     assert_close(cn.einsum(spec, x, y, w), np.einsum(spec, x, y, w), tol=1e-9, what=spec)
+
+
+@pytest.mark.parametrize("spec, shapes, first", [
+    # opt_einsum's own path scales ced by one d first: 393,216 products, not 64
+    ("d,ced,d->ce", [(64,), (96, 64, 64), (64,)], ((2, 0), "d")),
+    # the same index set in another order; the pair's product keeps what
+    # the rest reads
+    ("ij,jk,ji->ik", [(3, 4), (4, 5), (4, 3)], ((2, 0), "ij")),
+    # indices nobody else reads are summed in that product
+    ("ab,c,ba->c", [(3, 4), (5,), (4, 3)], ((2, 0), "")),
+])
+def test_terms_of_the_same_indices_are_multiplied_first(spec, shapes, first):
+    terms, target = spec.split("->")[0].split(","), spec.split("->")[1]
+    steps, _ = engine.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
+    assert steps[0][0] == first[0] and set(steps[0][1]) == set(first[1])
+    small = [tuple(min(n, 5) for n in shape) for shape in shapes]  # for the exact oracle
+    ops = _operands(small)
+    out = cn.einsum(spec, *ops)
+    assert_close(out, np.einsum(spec, *ops), tol=1e-9, what=spec)
+    cotangent = _operands([out.shape], seed=9)[0]
+    grads = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *ops)[1](cotangent)
+    for got, want in zip(grads, einsum_vjp(spec, ops, cotangent)):
+        assert_close(got, want, tol=1e-9, what=spec)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import opt_einsum
@@ -65,7 +65,8 @@ class Case(NamedTuple):
 
 
 def draw_case(rng: np.random.Generator) -> Case | None:
-    """A random case, or None where its sizes fall outside the bounds."""
+    """A random case, or None where its sizes fall outside the bounds
+    (:func:`worth_timing` tells whether it is large enough to time)."""
     n_ops, n_idx = int(rng.integers(2, 4)), int(rng.integers(2, 7))
     names = LETTERS[:n_idx]
     size = {n: int(rng.choice(SIZES)) for n in names}
@@ -86,8 +87,13 @@ def draw_case(rng: np.random.Generator) -> Case | None:
     dtype = rng.choice([np.float32, np.float64])
     layouts = tuple(str(rng.choice(LAYOUTS)) for _ in terms)
     operands = tuple(laid_out(rng, shape, dtype, layout) for shape, layout in zip(shapes, layouts))
-    fastest = min(time_sample(f, best_of=3) for f in fastest_einsum(spec, operands).values())
-    return Case(spec, operands, layouts) if fastest >= MIN_SECONDS else None
+    return Case(spec, operands, layouts)
+
+
+def worth_timing(case: Case) -> bool:
+    """Whether the fastest baseline forward of ``case`` takes MIN_SECONDS or more."""
+    calls = fastest_einsum(case.spec, case.operands).values()
+    return min(time_sample(f, best_of=3) for f in calls) >= MIN_SECONDS
 
 
 def laid_out(rng: np.random.Generator, shape: list[int], dtype, layout: str) -> np.ndarray:
@@ -104,14 +110,15 @@ def laid_out(rng: np.random.Generator, shape: list[int], dtype, layout: str) -> 
     return rng.standard_normal(shape).astype(dtype)
 
 
-def fastest_einsum(spec: str, operands) -> dict[str, callable]:
+def fastest_einsum(spec: str, operands) -> dict[str, Callable[[], np.ndarray]]:
     """The three baselines for ``spec`` on ``operands``, each a call."""
     return {"numpy": lambda: np.einsum(spec, *operands),
             "numpy greedy": lambda: np.einsum(spec, *operands, optimize="greedy"),
             "opt_einsum": lambda: opt_einsum.contract(spec, *operands)}
 
 
-def gradient_baselines(transposed: str, reads, shape) -> dict[str, callable] | None:
+def gradient_baselines(transposed: str, reads, shape
+                       ) -> dict[str, Callable[[], np.ndarray]] | None:
     """The three baselines for a transposed spec, writing its indices that
     no other term has by a broadcast copy; None for a repeated output index."""
     inputs, out = transposed.split("->")
@@ -188,7 +195,7 @@ def main(argv=None) -> None:
             print(line)
         while len(rows) < args.cases:
             case = draw_case(rng)
-            if case is not None:
+            if case is not None and worth_timing(case):
                 rows.append((case, *time_case(case, args.rounds, args.best_of)))
     forward = [f for _, f, _ in rows]
     both = [b for _, _, b in rows if b is not None]

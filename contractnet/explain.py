@@ -281,15 +281,29 @@ def _path_lines(bound: Bound) -> list[str]:
     eq = ",".join(terms) + "->" + plan.target
     lines = [f"forward   {eq}  (operands read through views: windows split, diagonals taken)"
              if any(plan.needs_view) else f"forward   {eq}"]
-    _, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target,
-                                        plan.window_offsets)
+    steps, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target,
+                                            plan.window_offsets)
     if info.eq != eq:
-        lines.append(f"  pairs, after the sums of indices only one operand has: {info.eq}")
+        lines += _first_steps(terms, steps[:len(steps) - len(info.path)])
+        lines.append(f"  then pairs of {info.eq}")
     lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
                   f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
               f"  largest intermediate {_count(largest, 'element')}"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {info.path}")
+    return lines
+
+
+def _first_steps(terms: Sequence[str], steps) -> list[str]:
+    """Lines for the steps a path takes before opt_einsum's pairs: a term's
+    sum over the indices only it has, a product of terms of the same indices."""
+    stack, lines = list(terms), []
+    for positions, kept in steps:
+        picked = [stack.pop(p) for p in positions]
+        why = ("the indices only it has, summed" if len(picked) == 1
+               else "terms of the same indices, multiplied")
+        lines.append(f"  first {','.join(reversed(picked))}->{kept}  ({why})")
+        stack.append(kept)
     return lines
 
 

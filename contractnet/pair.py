@@ -270,10 +270,12 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
     numpy.einsum writes fastest (see :func:`plan_pair`).
 
     With ``memo`` (a :class:`Memo`), a GEMM operand that had to be copied (a window
-    view laid out as a matrix: im2col) is recorded there, and one recorded
-    earlier for the same memory and layout is reused: a traced forward pass
-    hands its dict to its own backward pass, whose kernel gradient reads the
-    input through the same window.
+    view laid out as a matrix: im2col; a C-ordered operand permuted to put
+    its batch indices outermost) is recorded there, and one recorded earlier
+    for the same memory and layout is reused: a traced forward pass hands
+    its memo to its own backward pass, whose kernel gradient reads the input
+    through the same window, and whose gradients of attention's queries and
+    keys read the keys and the queries in the forward's layout.
     """
     sum_a, rest_a, sum_b, rest_b = lone_indices(an, bn, keep)
     if sum_a or sum_b:  # in the result's dtype: a bool summed as bool would be an "or"

@@ -17,6 +17,8 @@ ELLIPSIS = "..."
 #: The largest stride or dilation a window may have: a step in memory this
 #: many elements long must still fit numpy's 64-bit strides.
 MAX_COEFFICIENT = 2**31 - 1
+#: The digits of a window coefficient (``str.isdigit`` also takes '²' and '２').
+_ASCII_DIGITS = frozenset("0123456789")
 
 
 class SpecError(ValueError):
@@ -194,9 +196,6 @@ def _error(text: str, position: int, message: str) -> SpecError:
     return SpecError(message, text, position)
 
 
-ASCII_DIGITS = frozenset("0123456789")
-
-
 def _read_int(text: str, pos: int) -> tuple[int | None, int]:
     """Read an optional positive integer, allowing spaces and a trailing ``*``.
 
@@ -204,7 +203,7 @@ def _read_int(text: str, pos: int) -> tuple[int | None, int]:
     (12, 2)
     """
     start = pos
-    while pos < len(text) and text[pos] in ASCII_DIGITS:  # not str.isdigit: '²' is one
+    while pos < len(text) and text[pos] in _ASCII_DIGITS:  # not str.isdigit: '²' is one
         pos += 1
     if pos == start:
         return None, pos

@@ -679,7 +679,6 @@ def test_real_primal_gets_a_real_gradient_from_a_complex_output():
     assert g.flags.c_contiguous and g.flags.writeable and g.base is None  # its own array
 
 
-
 @pytest.mark.parametrize("fn", [lambda s, v: cn.einsum(",i->i", s, v), lambda s, v: s * v,
                                 lambda s, v: cn.einsum("i->", v) * s],
                          ids=["einsum", "multiply", "sum-times"])

@@ -107,7 +107,6 @@ def test_long_sums_stay_within_a_few_units_in_the_last_place(k, dtype):
         assert np.abs(np.einsum("ab,ab->b", a, b) - exact).max() > bound
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_partial_sums_laid_out_innermost_add_up_by_einsum_and_keep_their_digits(
         dtype, monkeypatch):
@@ -130,6 +129,7 @@ def test_partial_sums_laid_out_innermost_add_up_by_einsum_and_keep_their_digits(
     rows_first = np.ascontiguousarray(x)  # the cut axis outermost: parts summed as rows
     assert_close(pair.sum_over(rows_first, (0,), x.dtype), got, tol=1e-4)
     assert rows
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())

@@ -1619,3 +1619,13 @@ def test_terms_of_the_same_indices_are_multiplied_first(spec, shapes, first):
     grads = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *ops)[1](cotangent)
     for got, want in zip(grads, einsum_vjp(spec, ops, cotangent)):
         assert_close(got, want, tol=1e-9, what=spec)
+
+
+@pytest.mark.parametrize("spec", ["ij,ij,jk->ik", "ij,ji,jk->ik"])
+def test_a_product_of_terms_of_the_same_indices_counts_against_the_budget(spec):
+    """Broadcast operands hold little memory; their product is a full (3000,
+    3000) array, which the plan's budget check must see before allocating."""
+    a = np.broadcast_to(np.ones((1, 1)), (3000, 3000))
+    with cn.memory_budget(8_000_000):
+        with pytest.raises(cn.MemoryBudgetError, match="72,000,000 bytes"):
+            cn.einsum(spec, a, a, np.ones((3000, 2)))

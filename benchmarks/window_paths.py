@@ -9,7 +9,7 @@ operand's own summed indices is batched over them.  So the plan also
 builds a path that reads the window in one product summing all it sums
 (the other terms sharing those indices contracted first: a kernel, or part
 of one) and takes it when it costs no more FLOPs
-(``contractnet.engine.contraction_path``).
+(``contractnet.path.contraction_path``).
 
 This script draws random convolutions with factored kernels (CP, Tucker,
 depthwise and 1x1 parts, a dense layer after; 2-D and 1-D, strides 1 and
@@ -34,7 +34,8 @@ import contractnet as cn
 from contractnet.api import _contract_pairwise
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.bind import bind_text
-from contractnet.engine import make_plan, plan_path, run_plan
+from contractnet.engine import make_plan, run_plan
+from contractnet.path import plan_path
 
 
 def best_time(fn) -> float:

@@ -14,7 +14,8 @@ from typing import Mapping, Sequence
 from .api import backward_specs, check_reduce
 from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, size_hint
-from .engine import REDUCTIONS, contraction_path, make_plan
+from .engine import REDUCTIONS, make_plan
+from .path import contraction_path
 from .pair import c_strides, plan_pair
 from .spec import Spec, SpecError, Term, Window, parse
 

@@ -662,7 +662,7 @@ def test_a_cached_spec_still_refuses_non_numeric_operands():
 
 # ------------------------------------------------------------- planner cases
 # Each fast path of the engine is checked against the general route.
-from contractnet import engine, pair  # noqa: E402
+from contractnet import engine, pair, path  # noqa: E402
 from contractnet.blocks import LONG_SUM  # noqa: E402
 from contractnet.bind import bind, bind_text, clear_bind_cache  # noqa: E402
 from contractnet.explain import explain  # noqa: E402
@@ -1255,7 +1255,7 @@ def test_an_index_only_one_operand_has_is_summed_before_the_path_is_planned(
     lhs, target = spec.split("->")
     terms = tuple(lhs.split(","))
     shapes = tuple(tuple(sizes[n] for n in t) for t in terms)
-    steps, largest = engine.plan_path(terms, shapes, target)
+    steps, largest = path.plan_path(terms, shapes, target)
     # each sum keeps the term's other indices (in the order the next step reads them)
     assert [(p, set(kept)) for p, kept in steps[:len(sums)]] == [(p, set(k)) for p, k in sums]
     if spec.startswith("jvoh"):
@@ -1274,7 +1274,7 @@ def _path_kept(spec: str, shapes) -> list[str]:
     plan = engine.make_plan(bind_text(spec, tuple(shapes)), "sum")
     sizes = plan.bound.size_map
     read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
-    steps, _ = engine.plan_path(plan.read_names, read_shapes, plan.target, plan.window_offsets)
+    steps, _ = path.plan_path(plan.read_names, read_shapes, plan.target, plan.window_offsets)
     return [kept for _, kept in steps]
 
 
@@ -1303,11 +1303,11 @@ def test_a_window_is_read_by_one_product_that_sums_its_offsets(shapes, auto, pla
     sizes = plan.bound.size_map
     read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
     assert plan.window_offsets == (((0, "uv"),) if shapes[1][0] > 1 else ())
-    steps, _ = engine.plan_path(plan.read_names, read_shapes, plan.target)
+    steps, _ = path.plan_path(plan.read_names, read_shapes, plan.target)
     assert [kept for _, kept in steps] == auto
     assert _path_kept(CP_CONV, shapes) == planned
-    _, auto_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
-    _, info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target,
+    _, auto_info, _ = path.contraction_path(plan.read_names, read_shapes, plan.target)
+    _, info, _ = path.contraction_path(plan.read_names, read_shapes, plan.target,
                                          plan.window_offsets)
     assert info.opt_cost <= auto_info.opt_cost
     assert f"pairwise path {info.path}" in explain(CP_CONV, shapes=shapes)
@@ -1322,16 +1322,16 @@ def test_the_one_product_path_is_refused_where_it_costs_more_flops():
     plan = engine.make_plan(bind_text(spec, shapes), "sum")
     sizes = plan.bound.size_map
     read_shapes = tuple(tuple(sizes[n] for n in t) for t in plan.read_names)
-    offsets_kept = engine._read_product(engine.contraction_path(
+    offsets_kept = path._read_product(path.contraction_path(
         plan.read_names, read_shapes, plan.target)[1].path, list(plan.read_names),
         plan.target, 0)
     assert set("uv") & set(offsets_kept)  # the rule looks at this path ...
-    once = engine._one_window_step(list(plan.read_names), plan.target, sizes, 0)
-    _, auto_info, _ = engine.contraction_path(plan.read_names, read_shapes, plan.target)
+    once = path._one_window_step(list(plan.read_names), plan.target, sizes, 0)
+    _, auto_info, _ = path.contraction_path(plan.read_names, read_shapes, plan.target)
     eq = ",".join(plan.read_names) + "->" + plan.target
-    cost = engine.opt_einsum.contract_path(eq, *read_shapes, shapes=True, optimize=once)[1].opt_cost
+    cost = path.opt_einsum.contract_path(eq, *read_shapes, shapes=True, optimize=once)[1].opt_cost
     assert cost > 2 * auto_info.opt_cost  # ... and finds the one-product path dearer
-    assert _path_kept(spec, shapes) == [kept for _, kept in engine.plan_path(
+    assert _path_kept(spec, shapes) == [kept for _, kept in path.plan_path(
         plan.read_names, read_shapes, plan.target)[0]]
 
 
@@ -1342,7 +1342,7 @@ def test_the_one_product_path_is_refused_where_it_costs_more_flops():
 def test_the_one_product_path_gives_the_values_and_gradients(shapes):
     plan = engine.make_plan(bind_text(CP_CONV, shapes), "sum")
     read_shapes = tuple(tuple(plan.bound.size_map[n] for n in t) for t in plan.read_names)
-    assert _path_kept(CP_CONV, shapes) != [kept for _, kept in engine.plan_path(
+    assert _path_kept(CP_CONV, shapes) != [kept for _, kept in path.plan_path(
         plan.read_names, read_shapes, plan.target)[0]]  # the one-product path is taken
     operands = _operands(shapes)
     exact = conv2d_loop(operands[0], np.einsum("ur,vr,cr,kr->uvck", *operands[1:]))
@@ -1531,7 +1531,7 @@ def test_the_budget_counts_the_sums_of_lone_indices_before_a_path():
     huge = np.broadcast_to(np.ones(8), (100_000, 100_000, 8))  # its sum over z: 80 GB
     with cn.memory_budget(1 << 30), pytest.raises(cn.MemoryBudgetError):
         cn.einsum("abz,a,b->", huge, np.ones(100_000), np.ones(100_000))
-    assert engine.plan_path(("abz", "a", "b"), ((500, 500, 8), (500,), (500,)), "")[1] == 250_000
+    assert path.plan_path(("abz", "a", "b"), ((500, 500, 8), (500,), (500,)), "")[1] == 250_000
 
 
 def test_the_partial_and_wider_sums_of_strided_dot_products_count_against_the_budget():
@@ -1585,7 +1585,7 @@ def test_a_scattered_output_writes_plus_zero_where_numpy_adds_into_zeros():
 def test_a_path_intermediate_is_written_as_its_gemm_reads_it_without_a_copy(spec, shapes,
                                                                              first):
     terms, target = spec.split("->")[0].split(","), spec.split("->")[1]
-    steps, _ = engine.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
+    steps, _ = path.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
     assert [kept for _, kept in steps] == [first, target]
     x, y, w = _operands(shapes, dtype=np.float32)
     made, names = pair.contract_pair(x, terms[0], y, terms[1], first, any_layout=True)
@@ -1609,7 +1609,7 @@ def test_a_path_intermediate_is_written_as_its_gemm_reads_it_without_a_copy(spec
 ])
 def test_terms_of_the_same_indices_are_multiplied_first(spec, shapes, first):
     terms, target = spec.split("->")[0].split(","), spec.split("->")[1]
-    steps, _ = engine.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
+    steps, _ = path.plan_path(tuple(terms), tuple(map(tuple, shapes)), target)
     assert steps[0][0] == first[0] and set(steps[0][1]) == set(first[1])
     small = [tuple(min(n, 5) for n in shape) for shape in shapes]  # for the exact oracle
     ops = _operands(small)

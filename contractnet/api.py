@@ -3,7 +3,7 @@
 ``einsum`` validates at the boundary (spec, operands, sizes, reduction),
 binds the spec to the operands' shapes and runs it as one recorded
 primitive, :data:`contract`.  A spec with three or more operands runs
-pairwise along opt_einsum's path, each pair a recorded two-operand
+pairwise along the path :mod:`contractnet.path` plans, each pair a recorded two-operand
 contraction, so that its backward pass reuses the forward's intermediates
 (an operand with windows or a diagonal enters its first step through its
 own term, so that step's backward adds its gradient back through it).

@@ -249,7 +249,7 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
 def run_path(operands: list, names: list[str], target: str, pair, unary,
              cast: Callable | None = None,
              window_offsets: tuple[tuple[int, str], ...] = ()):
-    """Contract plain operands along :func:`plan_path`.
+    """Contract plain operands along :func:`~contractnet.path.plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
     ``unary(a, an, kept) -> array`` do the work, so that the same path runs

@@ -285,8 +285,8 @@ def _path_lines(bound: Bound) -> list[str]:
     steps, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target,
                                             plan.window_offsets)
     if info.eq != eq:
-        lines += _first_steps(terms, steps[:len(steps) - len(info.path)])
-        lines.append(f"  then pairs of {info.eq}")
+        first, stack = _first_steps(terms, steps[:len(steps) - len(info.path)])
+        lines += first + [f"  then pairs of {','.join(stack)}->{plan.target}"]
     lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
                   f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
               f"  largest intermediate {_count(largest, 'element')}"]
@@ -295,9 +295,11 @@ def _path_lines(bound: Bound) -> list[str]:
     return lines
 
 
-def _first_steps(terms: Sequence[str], steps) -> list[str]:
-    """Lines for the steps a path takes before opt_einsum's pairs: a term's
-    sum over the indices only it has, a product of terms of the same indices."""
+def _first_steps(terms: Sequence[str], steps) -> tuple[list[str], list[str]]:
+    """Lines for the steps a path takes before opt_einsum's pairs (a term's
+    sum over the indices only it has, a product of terms of the same
+    indices), and the terms those pairs then read, each intermediate's
+    indices in the order it is laid out in."""
     stack, lines = list(terms), []
     for positions, kept in steps:
         picked = [stack.pop(p) for p in positions]
@@ -305,7 +307,7 @@ def _first_steps(terms: Sequence[str], steps) -> list[str]:
                else "terms of the same indices, multiplied")
         lines.append(f"  first {','.join(reversed(picked))}->{kept}  ({why})")
         stack.append(kept)
-    return lines
+    return lines, stack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

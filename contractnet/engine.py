@@ -35,8 +35,8 @@ from .bind import Bound
 from .budget import BUDGET, MemoryBudgetError, check_allocation
 from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair,
                    run_gemm, sum_over)
-from .spec import Term, Window
 from .path import plan_path
+from .spec import Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
 # the largest element a plan's budget check must allow for (clongdouble's)

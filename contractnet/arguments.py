@@ -82,11 +82,19 @@ def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return dt
 
 
+#: The namespace attribute where :class:`Once` notes the options given (by dest).
+GIVEN = "_options_given"
+
+
 class Once(argparse.Action):
     """An option's value stored, the option refused a second time (argparse
-    would keep the last and drop the first silently)."""
+    would keep the last and drop the first silently).  The options seen are
+    noted on the namespace (:data:`GIVEN`), so an option with a default is
+    refused the same way."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest) is not None:
+        given = vars(namespace).setdefault(GIVEN, set())
+        if self.dest in given:
             parser.error(f"{option_string} was given twice; give it once")
+        given.add(self.dest)
         setattr(namespace, self.dest, values)

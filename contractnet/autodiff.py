@@ -126,8 +126,11 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     hit = x == ans
     if x.dtype.kind in "fc":  # a nan extremum came from the nans: they share its cotangent
         hit |= np.isnan(x) & np.isnan(ans)
-    ties = hit.sum(axis=ops._axis(axis), keepdims=True, dtype=x.dtype)
-    return passes(hit, _expand(g, x, axis, keepdims) / ties)
+    g = _expand(g, x, axis, keepdims)
+    # each tie's share, counted in integers (a float16 count stops at 65504) and
+    # applied in the cotangent's own real dtype (native byte order: a ufunc's dtype=)
+    ties = hit.sum(axis=ops._axis(axis), keepdims=True)
+    return passes(hit, g * (1 / ties).astype(np.finfo(np.result_type(g)).dtype))
 
 
 def _transpose_rule(argnum, g, ans, x, axes=None):
@@ -408,8 +411,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         It raises ``ValueError`` for a cotangent of the wrong shape, a
         non-numeric one, or a complex one for a real output, and when the
         gradient reaches a traced value that is not one of these primals
-        (``fn`` closes over a value an enclosing ``vjp`` or ``grad`` traces:
-        higher-order gradients are not supported).
+        (a :class:`Traced` made by hand).
 
     Raises
     ------
@@ -417,9 +419,18 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         A primal is not floating point (a ``TypeError`` and a ``ValueError``).
     ValueError
         When ``fn`` returns None, a tuple, list or dict, or a non-numeric
-        array, or when the primals are traced values (``vjp`` inside a
-        function being differentiated: higher-order gradients are not
-        supported).
+        array; when the primals are traced values, or ``fn``'s result was
+        computed from a value an enclosing ``vjp`` or ``grad`` traces (this
+        ``vjp`` runs inside a function being differentiated and would cut
+        that trace: higher-order gradients are not supported).
+
+    Notes
+    -----
+    Complex values follow ``jax.vjp``'s convention: a holomorphic step
+    multiplies the cotangent by its derivative, not by the conjugate, and a
+    real value computed from complex ones (``cn.abs(z)``) passes on its real
+    cotangent.  The gradient of a real loss of complex ``z`` is therefore
+    the conjugate of PyTorch's ``z.grad``; conjugate it for a descent step.
 
     Examples
     --------
@@ -436,8 +447,14 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    result = fn(*rebuild(leaves))
+    OPEN_TRACES[0] += 1
+    try:
+        result = fn(*rebuild(leaves))
+    finally:
+        OPEN_TRACES[0] -= 1
     if type(result) is Traced:
+        if OPEN_TRACES[0]:  # inside another vjp's function, whose values it may read
+            _refuse_outer_values(result, leaves)
         out, node = result.value, result.node
     elif result is None or isinstance(result, (tuple, list, dict)):
         raise ValueError(f"the function must return one array, got {type(result).__name__}")
@@ -472,6 +489,29 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             raise ValueError(NESTED_TRACE)
         return rebuild(out_grads)
     return out, vjp_fn
+
+
+#: How many :func:`vjp` calls are running their function: more than none
+#: while one starts, and it is nested in another's.
+OPEN_TRACES = [0]
+
+
+def _refuse_outer_values(root: Traced, leaves: list[Traced]) -> None:
+    """Raise if ``root`` was computed from a traced value that is not one of
+    ``leaves``: a nested :func:`vjp` would otherwise return it as a constant,
+    silently cutting the enclosing trace."""
+    primals = {id(leaf) for leaf in leaves}
+    seen, stack = {id(root)}, [root]
+    while stack:
+        value = stack.pop()
+        if value.node is None:
+            if id(value) not in primals:
+                raise ValueError(NESTED_TRACE)
+            continue
+        for _, parent in value.node.parents:
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append(parent)
 
 
 def _checked_cotangent(cot: np.ndarray, out: np.ndarray) -> np.ndarray:

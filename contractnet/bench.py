@@ -82,20 +82,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[], metavar="DIMS",
                         help="custom shape: B,N,M,D,K (head) or B,H,W,C,KH,KW,K[,stride[,pad]]"
                              " (conv); repeat the option for more")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+    parser.add_argument("--dtype", action=Once, choices=("float32", "float64"), default="float32",
                         help="floating dtype of every array (default float32)")
-    parser.add_argument("--repeat", type=int, default=9, metavar="N",
+    parser.add_argument("--repeat", action=Once, type=int, default=9, metavar="N",
                         help="timed rounds per method (default 9)")
-    parser.add_argument("--best-of", type=int, default=3, metavar="K",
+    parser.add_argument("--best-of", action=Once, type=int, default=3, metavar="K",
                         help="each timed sample is the fastest of K calls (default 3)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", action=Once, type=int, default=None, metavar="N",
                         help="BLAS (and PyTorch) threads, via threadpoolctl")
     parser.add_argument("--peers", nargs="+", action="extend", default=None, metavar="NAME",
                         help=f"peer methods to include: {', '.join(PEERS)}, all or none "
                              "(default all)")
     parser.add_argument("--ranks", nargs="+", type=int, default=[8, 32], metavar="R",
                         help="ranks for 'bench heads' (default 8 32)")
-    parser.add_argument("--max-seconds", type=float, default=5.0, metavar="S",
+    parser.add_argument("--max-seconds", action=Once, type=float, default=5.0, metavar="S",
                         help="stop timing a method after S seconds per case and pass "
                              "(default 5)")
     parser.add_argument("--json", metavar="PATH", action=Once,

@@ -69,15 +69,23 @@ def _values_not_options(argv: list[str], command: str | None) -> list[str]:
 
     - ``explain``'s spec ``"->"`` (an output with no operands) gets a leading
       space, which is no change to a spec;
-    - ``--shape -1,2`` becomes ``--shape=-1,2``, so that the shape's own
-      check says a size is negative, not argparse that the shape is missing.
+    - ``--shape -1,2`` becomes ``--shape=-1,2``, and a shape like ``-2x3``
+      among ``explain --shapes`` gets a leading space (which the shape's
+      parser strips), so that the shape's own check says a size is
+      negative, not argparse that the shape is missing.
     """
     out: list[str] = []
+    in_shapes = False  # among the values of explain's --shapes
     for arg in argv:
+        negative = arg[:1] == "-" and arg[1:2].isdigit()
         if command == "explain" and arg.startswith("->"):
             out.append(" " + arg)
-        elif out and out[-1] == "--shape" and arg[:1] == "-" and arg[1:2].isdigit():
+        elif negative and in_shapes:
+            out.append(" " + arg)
+        elif negative and out and out[-1] == "--shape":
             out[-1] = f"--shape={arg}"
         else:
             out.append(arg)
+        in_shapes = command == "explain" and (arg == "--shapes"
+                                              or in_shapes and (negative or arg[:1] != "-"))
     return out

@@ -24,7 +24,7 @@ DEFAULT_SIZE = 8
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     """``"128x4x4x50"`` or ``"128,4,4,50"`` -> a shape; ``"()"`` or ``""`` -> ()."""
-    given, text = text, text.strip()
+    given = text = text.strip()
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
         if text.endswith(","):  # Python's one-element tuple, "(3,)"
@@ -323,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inner index 3)")
     parser.add_argument("--sizes", metavar="NAME=N,...", action=Once,
                         help="index sizes, e.g. b=128,k=10 (window sizes, output-only indices)")
-    parser.add_argument("--reduce", choices=REDUCTIONS, default="sum",
+    parser.add_argument("--reduce", action=Once, choices=REDUCTIONS, default="sum",
                         help="how contracted indices combine, as cn.einsum's reduce= "
                              "(default: sum)")
 

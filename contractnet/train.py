@@ -15,6 +15,7 @@ weights, so their accuracies match and only their speed may differ.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import data, nn, optim
-from .arguments import non_negative_int, positive_int
+from .arguments import Once, non_negative_int, positive_int
 from .files import json_text
 from .pair import view_key
 
@@ -39,10 +40,14 @@ def build_model(head: str = "contract", *, rng: np.random.Generator | int | None
                 dtype: np.dtype | type | str = np.float32) -> nn.Sequential:
     """The digits CNN with the chosen head.
 
+    The weights are drawn from ``rng`` (a Generator is advanced only when
+    the model is built).
+
     Raises
     ------
     ValueError
-        If ``head`` is not one of :data:`HEADS`.
+        If ``head`` is not one of :data:`HEADS`, ``rank`` or ``ranks`` is
+        not what its head takes, or ``dtype`` is not floating point.
 
     Examples
     --------
@@ -51,7 +56,10 @@ def build_model(head: str = "contract", *, rng: np.random.Generator | int | None
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-    rng = nn.init.as_generator(rng)
+    given = nn.init.as_generator(rng)
+    # the weights are drawn from a copy, whose state is handed back once the
+    # model is built: a refused head (a bad rank) leaves the caller's generator as it was
+    rng = copy.deepcopy(given)
     heads: dict[str, Callable[[], nn.Module]] = {
         "contract": lambda: nn.ContractHead(ACTIVATION, CLASSES, rng=rng, dtype=dtype),
         "flatten": lambda: nn.FlattenDense(ACTIVATION, CLASSES, rng=rng, dtype=dtype),
@@ -59,7 +67,9 @@ def build_model(head: str = "contract", *, rng: np.random.Generator | int | None
         "tucker": lambda: nn.TuckerHead(ACTIVATION, CLASSES, ranks, rng=rng, dtype=dtype),
     }
     conv = nn.Conv2d(1, ACTIVATION[2], 3, padding="same", rng=rng, dtype=dtype)
-    return nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), heads[head]())
+    model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), heads[head]())
+    given.bit_generator.state = rng.bit_generator.state
+    return model
 
 
 def cross_entropy_loss(model: nn.Module) -> Callable[..., Any]:
@@ -246,14 +256,18 @@ def _train_epochs(model: nn.Module, opt: optim.Optimizer, split: data.Split, epo
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``contractnet train``."""
     parser.add_argument("dataset", choices=["digits"], help="the data set (scikit-learn's digits)")
-    parser.add_argument("--head", choices=HEADS, default="contract",
+    parser.add_argument("--head", action=Once, choices=HEADS, default="contract",
                         help="conv-to-FC head (default: contract)")
-    parser.add_argument("--epochs", type=int, default=8, help="passes over the data (default: 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of split, weights, batches")
-    parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
-    parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    parser.add_argument("--rank", type=int, help=f"rank of the cp head (default: {CP_RANK})")
-    parser.add_argument("--ranks", type=int, nargs=3, metavar=("P", "Q", "S"),
+    parser.add_argument("--epochs", action=Once, type=int, default=8,
+                        help="passes over the data (default: 8)")
+    parser.add_argument("--seed", action=Once, type=int, default=0,
+                        help="seed of split, weights, batches")
+    parser.add_argument("--batch-size", action=Once, type=int, default=32, help="default: 32")
+    parser.add_argument("--lr", action=Once, type=float, default=0.01,
+                        help="Adam learning rate (default: 0.01)")
+    parser.add_argument("--rank", action=Once, type=int,
+                        help=f"rank of the cp head (default: {CP_RANK})")
+    parser.add_argument("--ranks", action=Once, type=int, nargs=3, metavar=("P", "Q", "S"),
                         help="ranks of the tucker head (default: "
                              f"{' '.join(map(str, TUCKER_RANKS))})")
     parser.add_argument("--json", action="store_true",

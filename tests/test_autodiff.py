@@ -631,6 +631,23 @@ def test_nested_differentiation_through_a_closure_is_refused():
         cn.grad(lambda y: cn.sum(y * made_by_hand))(x)
 
 
+def test_a_nested_vjps_output_read_from_the_outer_trace_is_refused_not_a_constant():
+    # only the inner output is used: returned as a plain array it would drop
+    # the outer trace and give sum(a * a) the gradient a instead of 2a
+    x = np.array([1.0, 2.0])
+    for inner in (lambda a: (lambda b: a * b), lambda a: (lambda b: a)):
+        def outer(a, inner=inner):
+            inner_out, _ = cn.vjp(inner(a), np.ones(2))
+            return cn.sum(a * inner_out)
+        with pytest.raises(ValueError, match="enclosing vjp/grad"):
+            cn.grad(outer)(x)
+
+    def independent(a):  # a nested vjp that reads none of the outer values is fine
+        inner_out, inner_vjp = cn.vjp(lambda b: b * b, np.array([3.0, 4.0]))
+        return cn.sum(a * inner_out) + cn.sum(a * inner_vjp(np.ones(2))[0])
+    np.testing.assert_array_equal(cn.grad(independent)(x), [15.0, 24.0])
+
+
 def test_traced_equality_compares_values():
     x = np.array([0.0, 1.0, 2.0])
     value, grad = cn.value_and_grad(lambda x: cn.sum(cn.where(x == 1, 10 * x, x)))(x)

@@ -234,12 +234,26 @@ def test_cli_errors_are_one_clean_message(argv, match, capsys):
     assert match in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("option, value", [("--shapes", "2x3"), ("--sizes", "i=2")])
-def test_an_option_given_twice_is_refused(option, value, capsys):
+@pytest.mark.parametrize("command, option, value", [
+    ("explain", "--shapes", "2x3"), ("explain", "--sizes", "i=2"), ("explain", "--reduce", "max"),
+    ("train", "--epochs", "1"), ("train", "--head", "cp"), ("train", "--ranks", "1 1 1"),
+    ("bench", "--repeat", "3"), ("bench", "--dtype", "float64")])
+def test_an_option_given_twice_is_refused(command, option, value, capsys):
+    # an option with a default too: argparse alone keeps the last value silently
+    first = {"explain": ["explain", "i->i"], "train": ["train", "digits"], "bench": ["bench"]}
+    values = value.split()
     with pytest.raises(SystemExit) as exit_info:
-        main(["explain", "i->i", option, value, option, value])
+        main([*first[command], option, *values, option, *values])
     assert exit_info.value.code == 2
     assert f"{option} was given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shapes", [["-2x3", "3x4"], ["2x3", "-3x4"]])
+def test_a_negative_shape_in_shapes_gets_the_size_error(shapes, capsys):
+    # argparse would read "-2x3" as an option and say --shapes lacks a value
+    assert main(["explain", "ij,jk->ik", "--shapes", *shapes]) == 2
+    negative = next(s for s in shapes if s.startswith("-"))
+    assert f"bad shape '{negative}': sizes must be >= 0" in capsys.readouterr().err
 
 
 def test_python_dash_m_is_the_same_command():

@@ -240,6 +240,21 @@ def test_pools_match_reshape_oracle_and_grads():
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d((2, 2), spec='b(2h+u)(2w+v)c->bhwc', reduce='max')"
 
 
+def test_conv_and_pool_layers_run_with_the_settings_they_checked():
+    # lists the caller changes after building a layer change nothing in it
+    x = rng().standard_normal((1, 8, 8, 1)).astype(np.float32)
+    stride, padding, size = [1, 1], [1, 1], [2, 2]
+    conv = nn.Conv2d(1, 1, 3, stride=stride, padding=padding, rng=0)
+    pools = [nn.MaxPool2d(size), nn.AvgPool2d(size, stride=stride)]
+    before = [conv(x)] + [pool(x) for pool in pools]
+    stride[0], padding[0], size[1] = 2, -1, 4
+    after = [conv(x)] + [pool(x) for pool in pools]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+    assert conv.stride == (1, 1) and conv.padding == [1, 1] and "padding=[1, 1]" in repr(conv)
+    assert [pool.size for pool in pools] == [(2, 2), (2, 2)]
+
+
 def test_relu_forward_and_grads():
     x = rng().standard_normal((3, 4))
     x[np.abs(x) < 0.1] = 0.5  # keep finite differences away from the kink

@@ -353,6 +353,19 @@ def test_max_splits_gradient_among_ties():
     assert_close(g, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
 
 
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_extremum_ties_are_counted_whatever_the_dtype(name):
+    # big-endian input (a ufunc's dtype= must be native); float16 ties past its 65504
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 0.5, 0.5]], dtype=">f8")
+    (g,) = cn.vjp(lambda a: getattr(cn, name)(a, axis=1), x)[1](np.ones(2))
+    expected = [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]] if name == "max" else \
+        [[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]
+    assert_close(g, expected)
+    many = np.ones(70000, np.float16)
+    (g,) = cn.vjp(lambda a: getattr(cn, name)(a), many)[1](np.float16(1))
+    assert g.dtype == np.float16 and np.all(g == np.float16(1 / 70000))
+
+
 def test_max_of_nans_gives_its_gradient_to_the_nans():
     x = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 0.0, -1.0, 5.0]])
     (g,) = cn.vjp(lambda a: cn.max(a, axis=1), x)[1](np.array([2.0, 1.0]))

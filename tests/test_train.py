@@ -29,6 +29,27 @@ def test_build_model_rejects_unknown_head():
         train.build_model("dense")
 
 
+@pytest.mark.parametrize("head, bad", [("cp", {"rank": 0}), ("tucker", {"ranks": (2, 2)}),
+                                       ("contract", {"dtype": np.int32})])
+def test_a_refused_model_leaves_the_generator_as_it_was(head, bad):
+    generator = np.random.default_rng(0)
+    state = generator.bit_generator.state
+    with pytest.raises(ValueError):
+        train.build_model(head, rng=generator, **bad)
+    assert generator.bit_generator.state == state
+
+
+def test_a_built_model_draws_from_the_generator_it_is_given():
+    generator = np.random.default_rng(3)
+    first = train.build_model("cp", rng=generator)
+    second = train.build_model("cp", rng=generator)  # the generator moved on
+    again = train.build_model("cp", rng=np.random.default_rng(3))
+    assert not np.array_equal(first[0].parameters()["weight"], second[0].parameters()["weight"])
+    for layer in (0, 3):
+        for name, value in first[layer].parameters().items():
+            np.testing.assert_array_equal(value, again[layer].parameters()[name])
+
+
 def loss_on(model, x, y) -> float:
     return float(train.cross_entropy_loss(model)(model.parameters(), x, y))
 

@@ -5,6 +5,7 @@ and differentiable ops, and :mod:`contractnet.autodiff` derives the rest.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -384,9 +385,10 @@ class Conv2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size", owner="Conv2d")
         self.stride = pair(stride, "stride", owner="Conv2d")
         self.dilation = pair(dilation, "dilation", owner="Conv2d")
-        self.padding, self.groups = padding, positive_int(groups, "groups")
+        # a copy, so that a list the caller changes later changes nothing here
+        self.padding, self.groups = copy.deepcopy(padding), positive_int(groups, "groups")
         bias = as_flag(bias, "bias")
-        self._pads = _pads_anything(padding)
+        self._pads = _pads_anything(self.padding)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} "
                              f"and out_channels={self.out_channels}")
@@ -405,8 +407,8 @@ class Conv2d(Module):
         self.add_parameter("weight", w)
         if bias:
             self.add_parameter("bias", initializers.zeros((self.out_channels,), self.dtype))
-        self._call_args = {"stride": stride, "padding": padding, "dilation": dilation,
-                           "groups": self.groups}
+        self._call_args = {"stride": self.stride, "padding": self.padding,
+                           "dilation": self.dilation, "groups": self.groups}
         form = ("dense" if self.groups == 1 else "depthwise"
                 if self.groups == self.in_channels == self.out_channels else "grouped")
         self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
@@ -434,7 +436,6 @@ class _Pool2d(Module):
         owner = type(self).__name__
         self.size = pair(size, "size", owner=owner)
         self.stride = self.size if stride is None else pair(stride, "stride", owner=owner)
-        self._call_args = (size, stride)  # passed on as given
         sh, sw = self.stride
         self.spec = f"b{Window('h', 'u', sh)}{Window('w', 'v', sw)}c->bhwc"
 
@@ -469,7 +470,7 @@ class MaxPool2d(_Pool2d):
     reduce = "max"
 
     def forward(self, params: Params, x: Any) -> Any:
-        return cn.max_pool2d(x, self._call_args[0], stride=self._call_args[1])
+        return cn.max_pool2d(x, self.size, stride=self.stride)
 
 
 class AvgPool2d(_Pool2d):
@@ -479,7 +480,7 @@ class AvgPool2d(_Pool2d):
     reduce = "mean"
 
     def forward(self, params: Params, x: Any) -> Any:
-        return cn.avg_pool2d(x, self._call_args[0], stride=self._call_args[1])
+        return cn.avg_pool2d(x, self.size, stride=self.stride)
 
 
 class ReLU(Module):

@@ -20,7 +20,7 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from .budget import check_allocation
 from . import ops
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
-                     mean_scale, run_direct_gemm, run_path, run_plan)
+                     mean_scale, run_direct_gemm, run_path, run_plan, within_budget)
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_index, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -91,9 +91,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         A size given for an index an operand has must agree with the size
         the operands give it after broadcasting (an axis of size 1 takes
         another operand's size; ``sizes=`` cannot enlarge it).  A key
-        naming a window group, such as ``"2h+u"``, gives the length of that
-        axis; in the output it sets how long the written axis is (positions
-        no window reaches are 0).
+        naming a window group, such as ``"2h+u"`` (in any spelling the spec
+        accepts: ``"(2*h + u)"``), gives the length of that axis; in the
+        output it sets how long the written axis is (positions no window
+        reaches are 0).
     reduce : {"sum", "mean", "max"}
         How contracted indices are combined; ``"max"`` takes one operand.
 
@@ -167,10 +168,13 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if reduce == "max":
-        _check_max_is_defined(bound, parsed)
+        check_max_is_defined(bound, parsed)
     if reduce == "mean" and np.result_type(*values) == np.float16:
         return _mean_in_float32(parsed, operands, shapes, sizes)
-    return _run_and_record(make_plan(bound, reduce), operands, values, parents)
+    plan = make_plan(bound, reduce)
+    if not within_budget(plan):  # checked here to quote the spec as written
+        check_budget(plan, computed_dtype(plan, values).itemsize, parsed)
+    return _run_and_record(plan, operands, values, parents)
 
 
 def _operand_array(x: Any, operand: int) -> np.ndarray:
@@ -198,7 +202,7 @@ def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int,
     return out if type(out) is Traced else _as_numpy_returns(out)
 
 
-def _check_max_is_defined(bound: Bound, spec: Spec) -> None:
+def check_max_is_defined(bound: Bound, spec: Spec) -> None:
     """Refuse a max over nothing (a reduced index of size 0), as ``np.max``
     does, naming the empty indices as ``spec``, the spec as written, has them."""
     out = set(bound.spec.output.indices())

@@ -277,11 +277,27 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
         value = _size_value(key, value, text)
         if key in names:
             letters[key] = value
-        elif key in window_names:
-            windows[window_names[key]] = value
+        elif _window_key(key) in window_names:
+            windows[window_names[_window_key(key)]] = value
         else:
             raise SpecError(f"sizes= names {key!r}, which is not an index of the spec", text)
     return letters, windows
+
+
+def _window_key(key: object) -> object:
+    """A ``sizes=`` key naming a window group in any spelling the spec
+    accepts (``"2*h + u"``, ``"(2h+1u)"``) as the group is printed
+    (``"(2h+u)"``); other keys as they are."""
+    if not isinstance(key, str) or "+" not in key:
+        return key
+    group = key.strip()
+    if not (group.startswith("(") and group.endswith(")")):
+        group = f"({group})"
+    try:
+        axes = parse(f"{group}->").inputs[0].axes
+    except SpecError:
+        return key
+    return str(axes[0]) if len(axes) == 1 else key
 
 
 def size_hint(name: str, option: bool = False) -> str:

@@ -75,12 +75,21 @@ def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
     return run_gemm(gemm, operands[0], operands[1])
 
 
-def check_budget(plan: "Plan", itemsize: int) -> None:
-    """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much."""
+def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
+    """Raise :class:`MemoryBudgetError` if ``plan`` would allocate too much.
+
+    The message quotes ``written``, the spec as the caller wrote it, when
+    given and different from the bound spec (which names the axes under
+    ``...`` and the broadcast ones with letters of its own), then the bound
+    spec, whose letters the sizes use.
+    """
     needed = plan.peak_elements * itemsize
     if needed > BUDGET[0]:
+        bound = f"'{plan.bound.spec}'"
+        if written is not None and str(written) != str(plan.bound.spec):
+            bound = f"'{written}' (run as {bound})"
         raise MemoryBudgetError(
-            f"contraction '{plan.bound.spec}' would allocate an array of {needed:,} bytes "
+            f"contraction {bound} would allocate an array of {needed:,} bytes "
             f"(sizes {dict(plan.bound.sizes)}), more than the memory budget of "
             f"{BUDGET[0]:,} bytes; check the spec, or raise the budget with "
             f"contractnet.set_memory_budget")
@@ -170,7 +179,8 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
             np.copyto(full, aligned)
         elif first:  # nothing written there yet: a sum would read the fresh zeros first
             # (two page faults); 0 is added all the same, which turns a -0 into +0
-            np.add(aligned, 0, out=full[_index(full_names, fixed)])
+            # (a 0 of the output's own type: a bool output takes no int)
+            np.add(aligned, dtype.type(0), out=full[_index(full_names, fixed)])
         else:
             full[_index(full_names, fixed)] += aligned
         first = False

@@ -11,7 +11,7 @@ import argparse
 import math
 from typing import Mapping, Sequence
 
-from .api import backward_specs, check_reduce
+from .api import backward_specs, check_max_is_defined, check_reduce
 from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, size_hint
 from .engine import REDUCTIONS, make_plan
@@ -150,6 +150,8 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
         shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
     check_operand_count(parsed, len(shapes), "shape(s)")
     bound = bind(parsed, shapes, sizes)
+    if reduce == "max":
+        check_max_is_defined(bound, parsed)
     lines = [f"spec      {parsed}"]
     for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
         lines.append(f"operand {i} '{term}'  shape {shape}")

@@ -162,10 +162,25 @@ def test_einsum_docstring_pooling_example():
     assert_close(got, [1.0, 3.0])
 
 
-def test_sizes_by_window_group():
+@pytest.mark.parametrize("key", ["(2h+u)", "2h+u", "2*h+u", " ( 2 * h + 1u ) ", "2h + u"])
+def test_sizes_by_window_group_in_any_spelling(key):
     p = _operands([(3, 2)])[0]
-    assert cn.einsum("hu->(2h+u)", p, sizes={"(2h+u)": 9}).shape == (9,)
-    assert cn.einsum("hu->(2h+u)", p, sizes={"2h+u": 9}).shape == (9,)
+    assert cn.einsum("hu->(2*h+u)", p, sizes={key: 9}).shape == (9,)
+    with pytest.raises(cn.SpecError, match="sizes= names '3h\\+u', which is not an index"):
+        cn.einsum("hu->(2*h+u)", p, sizes={"3h+u": 9})
+
+
+@pytest.mark.parametrize("spec, shapes", [("i->ii", [(3,)]), ("i,i->ii", [(3,), (3,)]),
+                                          ("bhu->b(h+u)", [(1, 3, 2)]),
+                                          ("bhk,uck->b(2h+u)c", [(1, 3, 4), (2, 5, 4)])])
+def test_bool_operands_write_diagonals_and_windows(spec, shapes):
+    # numpy's einsum sums booleans with 'or'; written parts are added the same way
+    ops = [np.random.default_rng(i).random(shape) < 0.5 for i, shape in enumerate(shapes)]
+    got = cn.einsum(spec, *ops, sizes={"h": shapes[0][1]} if "(" in spec else None)
+    want = cn.einsum(spec, *[x.astype(np.int64) for x in ops],
+                     sizes={"h": shapes[0][1]} if "(" in spec else None) > 0
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, want)
 
 
 def _caret_letter(err: cn.SpecError) -> str:

@@ -425,6 +425,15 @@ def test_memory_budget_refuses_huge_outer_product():
         cn.einsum("i,j,k->ijk", *_huge_operands())
 
 
+@pytest.mark.parametrize("spec, bound", [("...,...->...", "AC,DB->AB"),
+                                         ("ij,ij->ij", "iA,Bj->ij")])
+def test_memory_budget_error_quotes_the_spec_as_written(spec, bound):
+    v = np.ones(100_000)
+    with pytest.raises(cn.MemoryBudgetError) as info:
+        cn.einsum(spec, v[:, None], v[None, :])
+    assert f"contraction '{spec}' (run as '{bound}') would allocate" in str(info.value)
+
+
 def test_memory_budget_context_is_restored():
     ones = [np.ones(100)] * 2
     with cn.memory_budget(1000):

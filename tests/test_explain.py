@@ -278,6 +278,8 @@ def test_a_mean_scales_its_backward_specs_and_a_max_has_none():
 
 @pytest.mark.parametrize("argv, message", [
     (["ab,bc->ac", "--reduce", "max"], "reduce='max' takes one operand, got 2"),
+    (["ij->", "--shapes", "0x3", "--reduce", "max"],  # as einsum refuses it
+     "reduce='max' over 'i' of size 0: the max of no elements is undefined"),
     (["ab,bc,cd->adz", "--shapes", "2x3", "3x4", "4x5"],
      "output index 'z' appears in no operand; give its size with --sizes z=N"),
 ])

@@ -261,6 +261,9 @@ VJP_RULES: dict[Primitive, Rule] = {
                         lambda g, y, a, b: passes(~_picks_left(a, b, np.less_equal), g)),
     ops.absolute: _absolute_rule,
     ops.sqrt: _reads_its_answer(_sqrt_rule),
+    ops.conj: lambda n, g, y, a: np.conjugate(g),
+    ops.real: lambda n, g, y, a: g,
+    ops.imag: lambda n, g, y, a: -1j * np.asarray(g),
     ops._concatenate: _concatenate_rule,
     ops._where: lambda n, g, y, c, a, b: unbroadcast(
         passes(np.asarray(c, dtype=bool) if n == 1 else ~np.asarray(c, dtype=bool), g),

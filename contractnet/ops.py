@@ -43,7 +43,8 @@ from .trace import Traced, primitive, value_of
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
-    "sigmoid", "relu", "maximum", "minimum", "abs", "absolute", "sqrt", "where", "sum",
+    "sigmoid", "relu", "maximum", "minimum", "abs", "absolute", "sqrt", "conj", "real", "imag",
+    "where", "sum",
     "mean", "max", "min", "logsumexp", "reshape", "transpose", "pad", "getitem", "concatenate",
     "stack", "matmul", "astype",
 ]
@@ -168,6 +169,36 @@ def absolute(a: Array) -> np.ndarray:
 
 
 abs = absolute  # numpy's short name (cn.abs), as np.abs is np.absolute
+
+
+@primitive
+def conj(a: Array) -> np.ndarray:
+    """Elementwise complex conjugate: :func:`numpy.conjugate`, traced.
+
+    Not holomorphic: its vjp conjugates the cotangent (jax's convention).
+    A real ``a`` is returned as a copy.
+    """
+    return np.conjugate(a)
+
+
+@primitive
+def real(a: Array) -> np.ndarray:
+    """The real part: :func:`numpy.real`, traced, as a new array (numpy's is
+    a view of ``a``).  Its vjp passes the cotangent on as the real part."""
+    return _scalar_or_array(np.asarray(a).real.copy())
+
+
+@primitive
+def imag(a: Array) -> np.ndarray:
+    """The imaginary part: :func:`numpy.imag`, traced, as a new array (zeros
+    for a real ``a``).  Its vjp passes the cotangent ``g`` on as ``-1j * g``
+    (jax's convention: ``real(vjp(g) * v) == g * imag(v)``)."""
+    return _scalar_or_array(np.asarray(a).imag.copy())
+
+
+def _scalar_or_array(x: np.ndarray) -> np.ndarray | np.generic:
+    """A 0-d result as the numpy scalar numpy's ufuncs return; others as they are."""
+    return x[()] if x.ndim == 0 else x
 
 
 @primitive
@@ -516,6 +547,7 @@ OPERATOR_UFUNCS: dict[np.ufunc, Callable] = {
     np.add: add, np.subtract: subtract, np.multiply: multiply,
     np.true_divide: divide, np.power: power, np.matmul: matmul,
     np.negative: negative, np.positive: lambda a: a, np.absolute: absolute,
+    np.conjugate: conj,
     **{compare: _untraced(compare) for compare in (
         np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal)},
 }

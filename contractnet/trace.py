@@ -230,6 +230,22 @@ class Traced:
         """Drop axes of length 1 (all, or those of ``axis``), as numpy does."""
         return ops.reshape(self, np.squeeze(self.value, axis).shape)
 
+    @property
+    def real(self) -> "Traced":
+        """Differentiable :func:`contractnet.real`."""
+        return ops.real(self)
+
+    @property
+    def imag(self) -> "Traced":
+        """Differentiable :func:`contractnet.imag`."""
+        return ops.imag(self)
+
+    def conj(self) -> "Traced":
+        """Differentiable :func:`contractnet.conj`."""
+        return ops.conj(self)
+
+    conjugate = conj
+
     def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)

@@ -510,7 +510,8 @@ def _rule_cases():
     binary = [ops.add, ops.subtract, ops.multiply, ops.divide, ops.maximum, ops.minimum,
               ops.power]
     unary = [ops.negative, ops.exp, ops.log, ops.tanh, ops.sigmoid, ops.relu, ops.absolute,
-             ops.sqrt, ops.sum, ops.max, ops.min, ops.logsumexp, ops.transpose]
+             ops.sqrt, ops.conj, ops.real, ops.imag, ops.sum, ops.max, ops.min, ops.logsumexp,
+             ops.transpose]
     return ([(contract, (plan, None, a, b), {}), (contract, (max_plan, None, a), {}),
              (contract, (mean_plan, None, a), {}), (contract, (read_plan, None, a), {})]
             + [(p, (a, b), {}) for p in binary] + [(p, (a,), {}) for p in unary]

@@ -287,6 +287,56 @@ def test_abs_and_sqrt_of_complex_numbers_pass_the_gradient_check():
     np.testing.assert_allclose(vjp_fn(np.ones(3))[0], np.conj(z) / np.abs(z))  # jax's convention
 
 
+@pytest.mark.parametrize("name", ["conj", "real", "imag"])
+def test_complex_parts_match_numpy_in_new_memory(name):
+    z = np.array([1 + 2j, -0.5 + 0.3j], np.complex64)
+    x = np.array([1.5, -2.0], np.float32)
+    for a in (z, x):
+        out = getattr(cn, name)(a)
+        want = getattr(np, {"conj": "conjugate"}.get(name, name))(a)
+        np.testing.assert_array_equal(out, want)
+        assert out.dtype == want.dtype and out.flags.writeable
+        assert not np.shares_memory(out, a)  # numpy's real and imag are views
+    assert type(cn.real(1 + 2j)) is np.float64 and cn.imag(np.complex64(3j)) == np.float32(3)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda z: cn.conj(z) * z * z, lambda z: cn.real(z) * z, lambda z: cn.imag(z * z) + z,
+    lambda z: z.conj() * z.real - z.imag, lambda z: np.conjugate(z) * (2 - 1j),
+], ids=["conj", "real", "imag", "methods", "np.conjugate"])
+def test_complex_parts_pass_the_gradient_check(fn):
+    cn.check_grads(fn, np.array([1 + 2j, -0.5 + 0.3j, 2 - 1j]))
+
+
+def test_complex_part_gradients_follow_jax():
+    # for a real loss of z, jax's convention gives the conjugate of PyTorch's z.grad
+    z = np.array([1 + 2j, -0.5 + 0.3j])
+    expected = 2 * np.conj(z)  # of |z|^2 = real(z)^2 + imag(z)^2 = real(z * conj(z))
+    for loss in (lambda z: cn.sum(z.real ** 2 + z.imag ** 2),
+                 lambda z: cn.sum(cn.real(z * cn.conj(z)))):
+        np.testing.assert_allclose(cn.grad(loss)(z), expected, rtol=1e-14)
+    np.testing.assert_allclose(cn.grad(lambda z: cn.real(z) * cn.imag(z))(np.array(1 + 2j)),
+                               2 - 1j, rtol=1e-14)
+    x = np.array([1.0, 2.0])  # real primals: real() and conj() pass g on, imag() nothing
+    (g,) = cn.vjp(lambda a: cn.imag(a) + 3 * cn.real(a) + cn.conj(a), x)[1](np.array([1.0, 2.0]))
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g, [4.0, 8.0])
+    (g,) = cn.vjp(cn.imag, np.ones(2, np.complex64))[1](np.ones(2, np.float32))
+    assert g.dtype == np.complex64
+    np.testing.assert_array_equal(g, [-1j, -1j])
+
+
+def test_complex_part_gradients_are_the_conjugate_of_pytorchs():
+    torch = pytest.importorskip("torch")
+    z = np.array([1 + 2j, -0.5 + 0.3j, 2 - 1j])
+    w = np.array([0.3 - 1j, 2 + 0.5j, -1 + 1j])
+    mine = cn.grad(lambda z: cn.sum(cn.real(z * w) * cn.imag(cn.conj(z) * z * w)))(z)
+    t = torch.tensor(z, requires_grad=True)
+    tw = torch.tensor(w)
+    torch.sum(torch.real(t * tw) * torch.imag(torch.conj(t) * t * tw)).backward()
+    np.testing.assert_allclose(mine, np.conj(t.grad.numpy()), rtol=1e-12)
+
+
 # ------------------------------------------------------------------ joining
 @pytest.mark.parametrize("axis", [0, 1, -1, None], ids=str)
 def test_concatenate_matches_numpy_and_splits_the_gradient(axis):
@@ -674,7 +724,7 @@ def test_matmul_follows_numpy(sa, sb):
 
 
 # ------------------------------------------------------------------ dtype
-UNARY = ["exp", "tanh", "sigmoid", "relu", "negative", "abs", "sqrt"]
+UNARY = ["exp", "tanh", "sigmoid", "relu", "negative", "abs", "sqrt", "conj", "real", "imag"]
 BINARY = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "power"]
 
 
@@ -718,6 +768,8 @@ FRESH_CASES = [
     ("pad0", lambda a: cn.pad(a, 0)),
     ("add0", lambda a: cn.add(a, 0.0)),
     ("einsum-transpose", lambda a: cn.einsum("ij->ji", a)),
+    ("real", lambda a: cn.real(a)), ("conj", lambda a: cn.conj(a)),
+    ("real-of-complex", lambda a: cn.real(cn.astype(a, np.complex128))),
 ]
 # Shape operations follow numpy: a view exactly where numpy gives one.
 VIEW_CASES = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -450,13 +451,13 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    OPEN_TRACES[0] += 1
+    OPEN_TRACES.depth += 1
     try:
         result = fn(*rebuild(leaves))
     finally:
-        OPEN_TRACES[0] -= 1
+        OPEN_TRACES.depth -= 1
     if type(result) is Traced:
-        if OPEN_TRACES[0]:  # inside another vjp's function, whose values it may read
+        if OPEN_TRACES.depth:  # inside another vjp's function, whose values it may read
             _refuse_outer_values(result, leaves)
         out, node = result.value, result.node
     elif result is None or isinstance(result, (tuple, list, dict)):
@@ -494,9 +495,15 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     return out, vjp_fn
 
 
-#: How many :func:`vjp` calls are running their function: more than none
-#: while one starts, and it is nested in another's.
-OPEN_TRACES = [0]
+class _OpenTraces(threading.local):
+    """How many :func:`vjp` calls are running their function in this
+    thread (``depth``): more than none while one starts, and it is nested
+    in another's."""
+
+    depth = 0
+
+
+OPEN_TRACES = _OpenTraces()
 
 
 def _refuse_outer_values(root: Traced, leaves: list[Traced]) -> None:

@@ -12,7 +12,6 @@ import math
 import os
 import pathlib
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -599,22 +598,70 @@ def test_compare_pair_reports_every_pair() -> None:
 
 def test_peak_memory_sees_a_numpy_allocation() -> None:
     assert peak_memory(lambda: np.ones(1_000_000)) >= 8_000_000
+
+
+class _FakeMachine:
+    """A clock, CPU tick counters and a sleep for :class:`OtherLoad`, all
+    moved by hand: 100 ticks a second, 2 CPUs, and a block that takes no time
+    unless the test says so."""
+
+    def __init__(self, monkeypatch, busy: bool = True) -> None:
+        self.now, self.slept, self.busy, self.own = 0.0, 0.0, 0, 0.0
+        self.other_share = 0.0  # of both CPUs, while time passes
+        fake_time = type("FakeTime", (), {"perf_counter": lambda _: self.now,
+                                          "sleep": lambda _, s: self.pass_time(s)})()
+        times = lambda: os.times_result((self.own, 0.0, 0.0, 0.0, self.now))  # noqa: E731
+        fake_os = type("FakeOs", (), {"sysconf": lambda _, name: 100, "times": lambda _: times(),
+                                      "cpu_count": lambda _: 2})()
+        monkeypatch.setattr(bench_timing, "time", fake_time)
+        monkeypatch.setattr(bench_timing, "os", fake_os)
+        monkeypatch.setattr(bench_timing, "_busy_ticks", lambda: self.busy if busy else None)
+
+    def pass_time(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+        self.busy += round(seconds * 2 * 100 * self.other_share)
+
+
+def test_other_load_cannot_resolve_a_short_block(monkeypatch) -> None:
+    machine = _FakeMachine(monkeypatch)
     with OtherLoad() as load:
+        machine.now += 0.01  # one tick
+    assert load.fraction is None and machine.slept == 0
+
+
+def test_other_load_measures_on_through_a_wait(monkeypatch) -> None:
+    machine = _FakeMachine(monkeypatch)
+    machine.other_share = 0.25
+    with OtherLoad(wait=True) as load:
         pass
-    assert load.fraction is None  # far shorter than the kernel's clock ticks can measure
-    start = time.perf_counter()
-    with OtherLoad(wait=True) as load:  # measured on through a wait after the block
+    assert machine.slept == pytest.approx(bench_timing.MIN_LOAD_TICKS / 100)
+    assert load.fraction == pytest.approx(0.25)
+
+
+def test_other_load_leaves_out_its_own_process(monkeypatch) -> None:
+    machine = _FakeMachine(monkeypatch)
+    with OtherLoad() as load:
+        machine.now += 1.0
+        machine.own += 0.5  # this process kept one CPU busy half the time
+        machine.busy += 100  # 1 s of CPU in all
+    assert load.fraction == pytest.approx(0.25)  # the other 0.5 s of 2 s
+
+
+def test_other_load_reads_this_machine() -> None:
+    with OtherLoad(wait=True) as load:
         pass
-    assert (load.fraction is not None) == os.path.exists("/proc/stat")
-    assert time.perf_counter() - start >= bench_timing.MIN_LOAD_TICKS / os.sysconf("SC_CLK_TCK")
+    if os.path.exists("/proc/stat"):
+        assert load.fraction is not None and 0.0 <= load.fraction <= 1.0
+    else:
+        assert load.fraction is None
 
 
 def test_other_load_does_not_wait_when_it_cannot_measure(monkeypatch) -> None:
-    monkeypatch.setattr(bench_timing, "_busy_ticks", lambda: None)  # no /proc/stat
-    start = time.perf_counter()
+    machine = _FakeMachine(monkeypatch, busy=False)  # no /proc/stat
     with OtherLoad(wait=True) as load:
         pass
-    assert load.fraction is None and time.perf_counter() - start < 0.1
+    assert load.fraction is None and machine.slept == 0
 
 
 def _benchmark_script(name: str):

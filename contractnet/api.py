@@ -163,8 +163,8 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
             raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
                             str(parsed))
         shapes.append(x.shape)
-    if sizes is None and type(spec) is str:
-        bound = bind_text(spec, tuple(shapes))  # keyed by the text: no Spec hashing
+    if type(spec) is str:
+        bound = bind_text(spec, tuple(shapes), sizes)  # keyed by the text: no Spec hashing
     else:
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if reduce == "max":

@@ -383,22 +383,38 @@ def bind_array_shapes(spec: Spec, shapes: tuple[Shape, ...],
     return bind(spec, shapes, sizes)
 
 
-def bind_text(text: str, shapes: tuple[Shape, ...]) -> Bound:
+def bind_text(text: str, shapes: tuple[Shape, ...],
+              sizes: Mapping[str, int] | None = None) -> Bound:
     """:func:`bind_array_shapes` for spec text, cached by the text itself
-    (so that a repeated call neither parses nor hashes a Spec)."""
-    key = (text, shapes)
+    (so that a repeated call neither parses nor hashes a Spec, nor checks
+    its ``sizes`` again).
+
+    ``sizes`` joins the key as its items when they are letters and plain
+    ints (a window layer's ``{"u": 2, "v": 2}``, given on every call); any
+    other ``sizes`` takes :func:`bind`'s checked path each time.  A hit is
+    an exact repeat of a call that bound, so it needs no checking.
+    """
+    if sizes is None:
+        key = (text, shapes)
+    elif type(sizes) is dict and all(type(k) is str and type(v) is int
+                                     for k, v in sizes.items()):
+        key = (text, shapes, tuple(sizes.items()))
+    else:
+        return bind(parse(text), shapes, sizes)
     bound = bound_by_text.get(key)
     if bound is None:
-        bound = _bind_cached(parse(text), shapes, None, None)
+        bound = (_bind_cached(parse(text), shapes, None, None) if sizes is None
+                 else bind(parse(text), shapes, sizes))
         if len(bound_by_text) >= _BOUND_BY_TEXT_MAX:
             bound_by_text.clear()
         bound_by_text[key] = bound
     return bound
 
 
-#: :func:`bind_text`'s cache, keyed by ``(text, shapes)``; read directly by
-#: :func:`contractnet.einsum` on its common path (a hit means valid text).
-bound_by_text: dict[tuple[str, tuple[Shape, ...]], Bound] = {}
+#: :func:`bind_text`'s cache, keyed by ``(text, shapes)`` or ``(text, shapes,
+#: sizes items)``; read directly by :func:`contractnet.einsum` on its common
+#: path (a hit means valid text).
+bound_by_text: dict[tuple, Bound] = {}
 _BOUND_BY_TEXT_MAX = 4096
 
 

@@ -170,6 +170,27 @@ def test_sizes_by_window_group_in_any_spelling(key):
         cn.einsum("hu->(2*h+u)", p, sizes={"3h+u": 9})
 
 
+def test_a_repeated_call_with_sizes_is_bound_once_and_checked_whenever_it_differs():
+    from contractnet.bind import bound_by_text
+    x = np.arange(10.0).reshape(1, 10)
+    spec = "b(2h+u)->bh"
+    first = cn.einsum(spec, x, sizes={"u": 2}, reduce="max")
+    key = (spec, (x.shape,), (("u", 2),))
+    assert key in bound_by_text  # the second call reads it
+    np.testing.assert_array_equal(cn.einsum(spec, x, sizes={"u": 2}, reduce="max"), first)
+    np.testing.assert_array_equal(first, [[1.0, 3.0, 5.0, 7.0, 9.0]])
+    for bad, match in [({"u": True}, "must be an int"), ({"u": 2.0}, "must be an int"),
+                       ({"u": -1}, "non-negative"), ({"u": 2, "b": 3}, "'b'"),
+                       ({"u": np.int64(3)}, None)]:
+        if match is None:  # a numpy int takes the checked path, and is right
+            assert cn.einsum(spec, x, sizes=bad, reduce="max").shape == (1, 4)
+            continue
+        before = dict(bound_by_text)
+        with pytest.raises(cn.SpecError, match=match):
+            cn.einsum(spec, x, sizes=bad, reduce="max")
+        assert bound_by_text == before  # nothing kept (2.0 == 2 as a key: a plain int only)
+
+
 @pytest.mark.parametrize("spec, shapes", [("i->ii", [(3,)]), ("i,i->ii", [(3,), (3,)]),
                                           ("bhu->b(h+u)", [(1, 3, 2)]),
                                           ("bhk,uck->b(2h+u)c", [(1, 3, 4), (2, 5, 4)])])

@@ -138,7 +138,14 @@ def write_output(core: np.ndarray, names: str, term: Term, out_shape, sizes) -> 
 
 def _index(names: str, fixed: dict[str, int]) -> tuple:
     """Index fixing ``fixed`` axes; the trailing Ellipsis keeps a full index a view."""
-    return tuple(fixed.get(n, slice(None)) for n in names) + (Ellipsis,)
+    return _index_of(names, tuple(fixed.items()))
+
+
+@lru_cache(maxsize=4096)
+def _index_of(names: str, fixed: tuple[tuple[str, int], ...]) -> tuple:
+    """:func:`_index`, cached: window offsets ask for the same few indices on every call."""
+    values = dict(fixed)
+    return tuple(values.get(n, slice(None)) for n in names) + (Ellipsis,)
 
 
 def _drop(names: str, fixed: dict[str, int]) -> str:

@@ -451,13 +451,14 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    OPEN_TRACES.depth += 1
+    depth = OPEN_TRACES.depth
+    OPEN_TRACES.depth = depth + 1
     try:
         result = fn(*rebuild(leaves))
     finally:
-        OPEN_TRACES.depth -= 1
+        OPEN_TRACES.depth = depth
     if type(result) is Traced:
-        if OPEN_TRACES.depth:  # inside another vjp's function, whose values it may read
+        if depth:  # inside another vjp's function, whose values it may read
             _refuse_outer_values(result, leaves)
         out, node = result.value, result.node
     elif result is None or isinstance(result, (tuple, list, dict)):

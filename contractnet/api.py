@@ -133,9 +133,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         if (type(av) is np.ndarray and type(bv) is np.ndarray
                 and av.dtype.kind in NUMERIC_KINDS and bv.dtype.kind in NUMERIC_KINDS):
             bound = bound_by_text.get((spec, (av.shape, bv.shape)))
-            if bound is not None:
-                # make_plan's own cache lookup, inline on this path
-                plan = bound.derived.get("sum") or make_plan(bound, "sum")
+            # make_plan's own cache lookup, inline on this path; a plan that may not
+            # fit the budget takes the full path, whose error quotes the spec as written
+            plan = None if bound is None else bound.derived.get("sum") or make_plan(bound, "sum")
+            if plan is not None and within_budget(plan):
                 parents = []  # traced operands: (argument position in contract, value)
                 if a is not av:
                     parents.append((2, a))

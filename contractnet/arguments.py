@@ -83,17 +83,17 @@ def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
 
 
 #: The namespace attribute where :class:`Once` notes the options given (by dest).
-GIVEN = "_options_given"
+GIVEN_ATTRIBUTE = "_options_given"
 
 
 class Once(argparse.Action):
     """An option's value stored, the option refused a second time (argparse
     would keep the last and drop the first silently).  The options seen are
-    noted on the namespace (:data:`GIVEN`), so an option with a default is
+    noted on the namespace (:data:`GIVEN_ATTRIBUTE`), so an option with a default is
     refused the same way."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = vars(namespace).setdefault(GIVEN, set())
+        given = vars(namespace).setdefault(GIVEN_ATTRIBUTE, set())
         if self.dest in given:
             parser.error(f"{option_string} was given twice; give it once")
         given.add(self.dest)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import threading
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -451,14 +450,13 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    depth = OPEN_TRACES.depth
-    OPEN_TRACES.depth = depth + 1
+    OPEN_TRACES.append(None)  # list.append and list.pop are atomic: no lock needed
     try:
         result = fn(*rebuild(leaves))
     finally:
-        OPEN_TRACES.depth = depth
+        OPEN_TRACES.pop()
     if type(result) is Traced:
-        if depth:  # inside another vjp's function, whose values it may read
+        if OPEN_TRACES:  # another vjp is running its function: this one may read its values
             _refuse_outer_values(result, leaves)
         out, node = result.value, result.node
     elif result is None or isinstance(result, (tuple, list, dict)):
@@ -496,15 +494,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     return out, vjp_fn
 
 
-class _OpenTraces(threading.local):
-    """How many :func:`vjp` calls are running their function in this
-    thread (``depth``): more than none while one starts, and it is nested
-    in another's."""
-
-    depth = 0
-
-
-OPEN_TRACES = _OpenTraces()
+#: One entry per :func:`vjp` call running its function, in any thread.  When
+#: another is open as one ends, its result may read values that one traces
+#: (a nested call, in this thread or one it started): its graph is walked
+#: (:func:`_refuse_outer_values`), which raises only for such values.
+OPEN_TRACES: list[None] = []
 
 
 def _refuse_outer_values(root: Traced, leaves: list[Traced]) -> None:

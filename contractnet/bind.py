@@ -273,12 +273,18 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     names = spec.indices()
     window_names = {str(w): str(w) for t in spec.inputs + (spec.output,) for w in t.windows}
     window_names.update({k[1:-1]: k for k in list(window_names)})
+    spelled: dict[str, object] = {}  # each window group's key as the caller wrote it
     for key, value in (sizes or {}).items():
         value = _size_value(key, value, text)
         if key in names:
             letters[key] = value
         elif _window_key(key) in window_names:
-            windows[window_names[_window_key(key)]] = value
+            group = window_names[_window_key(key)]
+            if group in windows and windows[group] != value:
+                raise SpecError(f"sizes= gives window group {group} twice, as "
+                                f"{spelled[group]!r}: {windows[group]} and as {key!r}: {value}",
+                                text)
+            windows[group], spelled[group] = value, key
         else:
             raise SpecError(f"sizes= names {key!r}, which is not an index of the spec", text)
     return letters, windows
@@ -389,8 +395,9 @@ def bind_text(text: str, shapes: tuple[Shape, ...],
     (so that a repeated call neither parses nor hashes a Spec, nor checks
     its ``sizes`` again).
 
-    ``sizes`` joins the key as its items when they are letters and plain
-    ints (a window layer's ``{"u": 2, "v": 2}``, given on every call); any
+    ``sizes`` joins the key as its items when its keys are strings and its
+    values plain ints (a window layer's ``{"u": 2, "v": 2}``, given on every
+    call); any
     other ``sizes`` takes :func:`bind`'s checked path each time.  A hit is
     an exact repeat of a call that bound, so it needs no checking.
     """

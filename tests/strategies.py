@@ -52,7 +52,7 @@ def _numpy_accepts(spec: str, shapes) -> tuple[int, ...] | None:
 @st.composite
 def _term(draw, letters, sizes, ell_shape, use_ellipsis, max_rank, repeats, broadcast):
     """One operand's term text and shape."""
-    rank = draw(st.sampled_from(tuple(range(1, max_rank + 1)) + (0,)))  # 0-d: a fifth or so
+    rank = draw(st.sampled_from(tuple(range(1, max_rank + 1)) + (0,)))  # 0-d: 1 in max_rank+1
     if repeats:
         axes = draw(st.lists(st.sampled_from(letters), min_size=rank, max_size=rank))
     else:

@@ -162,6 +162,14 @@ def test_einsum_docstring_pooling_example():
     assert_close(got, [1.0, 3.0])
 
 
+def test_a_window_group_given_twice_must_agree():
+    p = _operands([(3, 2)])[0]
+    assert cn.einsum("hu->(2h+u)", p, sizes={"2h+u": 9, "(2*h+u)": 9}).shape == (9,)
+    with pytest.raises(cn.SpecError, match=r"window group \(2h\+u\) twice, as '\(2\*h\+u\)': 10 "
+                                           r"and as '2h\+u': 9"):
+        cn.einsum("hu->(2h+u)", p, sizes={"2h+u": 9, "(2*h+u)": 10})
+
+
 @pytest.mark.parametrize("key", ["(2h+u)", "2h+u", "2*h+u", " ( 2 * h + 1u ) ", "2h + u"])
 def test_sizes_by_window_group_in_any_spelling(key):
     p = _operands([(3, 2)])[0]
@@ -170,14 +178,20 @@ def test_sizes_by_window_group_in_any_spelling(key):
         cn.einsum("hu->(2*h+u)", p, sizes={"3h+u": 9})
 
 
-def test_a_repeated_call_with_sizes_is_bound_once_and_checked_whenever_it_differs():
+def test_a_repeated_call_with_sizes_is_bound_once_and_checked_whenever_it_differs(monkeypatch):
+    from contractnet import bind as binding
     from contractnet.bind import bound_by_text
     x = np.arange(10.0).reshape(1, 10)
     spec = "b(2h+u)->bh"
     first = cn.einsum(spec, x, sizes={"u": 2}, reduce="max")
-    key = (spec, (x.shape,), (("u", 2),))
-    assert key in bound_by_text  # the second call reads it
+    assert (spec, (x.shape,), (("u", 2),)) in bound_by_text
+    calls = []
+    checked = binding.bind
+    monkeypatch.setattr(binding, "bind", lambda *a, **k: calls.append(a) or checked(*a, **k))
     np.testing.assert_array_equal(cn.einsum(spec, x, sizes={"u": 2}, reduce="max"), first)
+    assert calls == []  # the repeat is read from the cache, not bound (nor checked) again
+    cn.einsum(spec, x, sizes={"u": np.int64(2)}, reduce="max")  # not a plain int: checked
+    assert len(calls) == 1
     np.testing.assert_array_equal(first, [[1.0, 3.0, 5.0, 7.0, 9.0]])
     for bad, match in [({"u": True}, "must be an int"), ({"u": 2.0}, "must be an int"),
                        ({"u": -1}, "non-negative"), ({"u": 2, "b": 3}, "'b'"),
@@ -332,7 +346,7 @@ def test_failed_call_changes_nothing():
     assert_close(cn.einsum("ij,kj->ik", a, a), a @ a.T)  # nothing cached from the failure
 
 
-# ------------------------------------------------------------- found in review
+# ------------------------------------ edge cases: windows, sizes, interleaved form
 @pytest.mark.parametrize("reduce", ["max", "mean"])
 def test_non_sum_reduction_into_an_output_window_is_refused(reduce):
     with pytest.raises(SpecError, match="output window"):

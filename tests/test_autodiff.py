@@ -3,6 +3,7 @@ differences for windows and max, and the rules of vjp/grad themselves."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 
 import numpy as np
 import pytest
@@ -631,7 +632,7 @@ def test_grad_refuses_a_complex_output():
         cn.grad(lambda a: cn.einsum("i,i->", a, np.array([1j, 2.0])))(z)
 
 
-# ------------------------------------------------------------- found in review
+# ------------------------------------ edge cases: nested differentiation, argnums, dtypes
 def test_nested_differentiation_is_refused_not_silently_zero():
     x = np.array([1.0, 2.0, 3.0])
     inner = cn.grad(lambda y: cn.sum(y * y * y))
@@ -664,6 +665,13 @@ def test_a_nested_vjps_output_read_from_the_outer_trace_is_refused_not_a_constan
             return cn.sum(a * inner_out)
         with pytest.raises(ValueError, match="enclosing vjp/grad"):
             cn.grad(outer)(x)
+
+    def in_a_thread(a):  # nested through a worker thread: the same refusal
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            inner_out = pool.submit(lambda: cn.vjp(lambda b: a * b, np.ones(2))[0]).result()
+        return cn.sum(a * inner_out)
+    with pytest.raises(ValueError, match="enclosing vjp/grad"):
+        cn.grad(in_a_thread)(x)
 
     def independent(a):  # a nested vjp that reads none of the outer values is fine
         inner_out, inner_vjp = cn.vjp(lambda b: b * b, np.array([3.0, 4.0]))

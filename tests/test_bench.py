@@ -605,8 +605,8 @@ class _FakeMachine:
     moved by hand: 100 ticks a second, 2 CPUs, and a block that takes no time
     unless the test says so."""
 
-    def __init__(self, monkeypatch, busy: bool = True) -> None:
-        self.now, self.slept, self.busy, self.own = 0.0, 0.0, 0, 0.0
+    def __init__(self, monkeypatch, stat_readable: bool = True) -> None:
+        self.now, self.slept, self.busy_ticks, self.own = 0.0, 0.0, 0, 0.0
         self.other_share = 0.0  # of both CPUs, while time passes
         fake_time = type("FakeTime", (), {"perf_counter": lambda _: self.now,
                                           "sleep": lambda _, s: self.pass_time(s)})()
@@ -615,12 +615,13 @@ class _FakeMachine:
                                       "cpu_count": lambda _: 2})()
         monkeypatch.setattr(bench_timing, "time", fake_time)
         monkeypatch.setattr(bench_timing, "os", fake_os)
-        monkeypatch.setattr(bench_timing, "_busy_ticks", lambda: self.busy if busy else None)
+        monkeypatch.setattr(bench_timing, "_busy_ticks",
+                            lambda: self.busy_ticks if stat_readable else None)
 
     def pass_time(self, seconds: float) -> None:
         self.now += seconds
         self.slept += seconds
-        self.busy += round(seconds * 2 * 100 * self.other_share)
+        self.busy_ticks += round(seconds * 2 * 100 * self.other_share)
 
 
 def test_other_load_cannot_resolve_a_short_block(monkeypatch) -> None:
@@ -644,7 +645,7 @@ def test_other_load_leaves_out_its_own_process(monkeypatch) -> None:
     with OtherLoad() as load:
         machine.now += 1.0
         machine.own += 0.5  # this process kept one CPU busy half the time
-        machine.busy += 100  # 1 s of CPU in all
+        machine.busy_ticks += 100  # 1 s of CPU in all
     assert load.fraction == pytest.approx(0.25)  # the other 0.5 s of 2 s
 
 
@@ -658,7 +659,7 @@ def test_other_load_reads_this_machine() -> None:
 
 
 def test_other_load_does_not_wait_when_it_cannot_measure(monkeypatch) -> None:
-    machine = _FakeMachine(monkeypatch, busy=False)  # no /proc/stat
+    machine = _FakeMachine(monkeypatch, stat_readable=False)  # no /proc/stat
     with OtherLoad(wait=True) as load:
         pass
     assert load.fraction is None and machine.slept == 0

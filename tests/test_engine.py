@@ -434,6 +434,11 @@ def test_memory_budget_error_quotes_the_spec_as_written(spec, bound):
     with pytest.raises(cn.MemoryBudgetError) as info:
         cn.einsum(spec, v[:, None], v[None, :])
     assert f"contraction '{spec}' (run as '{bound}') would allocate" in str(info.value)
+    w = np.ones(1000)  # bound once within the budget: the repeat takes einsum's short path
+    cn.einsum(spec, w[:, None], w[None, :])
+    with cn.memory_budget(1000), pytest.raises(cn.MemoryBudgetError) as info:
+        cn.einsum(spec, w[:, None], w[None, :])
+    assert f"contraction '{spec}' (run as '{bound}') would allocate" in str(info.value)
 
 
 def test_memory_budget_context_is_restored():

@@ -23,7 +23,6 @@ class NumpyBackend:
     matmul = staticmethod(np.matmul)
     einsum = staticmethod(np.einsum)
     as_strided = staticmethod(np.lib.stride_tricks.as_strided)
-    expand_dims = staticmethod(np.expand_dims)
     ascontiguousarray = staticmethod(np.ascontiguousarray)
 
 

@@ -172,7 +172,8 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
                               if w.dilation * (sizes[w.inner] - 1) >= w.stride))
     writes_all = fills or windows_tile(term, sizes, out_shape)  # nothing needs zeros first
     out = (backend.empty if writes_all else backend.zeros)(out_shape, dtype=dtype)
-    full, full_names = _output_view(out, term, sizes)
+    # a plain output is its own view, one axis per index
+    full, full_names = (out, "".join(term.axes)) if fills else _output_view(out, term, sizes)
     free = "".join(n for n in full_names if n not in loop)
     first = True
     for values in itertools.product(*(range(sizes[n]) for n in loop)):
@@ -180,8 +181,10 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
         part_values, part_names = part(fixed)
         order, new_axes = _alignment(part_names, free)
         aligned = part_values.transpose(order)
-        if new_axes:
-            aligned = backend.expand_dims(aligned, new_axes)
+        if new_axes:  # size-1 axes where the output broadcasts it (a view, whatever the layout)
+            shape = iter(aligned.shape)
+            aligned = aligned.reshape([1 if i in new_axes else next(shape)
+                                       for i in range(len(free))])
         if fills:
             np.copyto(full, aligned)
         elif first:  # nothing written there yet: a sum would read the fresh zeros first

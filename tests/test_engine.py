@@ -949,12 +949,16 @@ def test_max_routed_per_offset_matches_the_general_route(spec, sizes, shape, mon
     ("b(h+u)(w+2v)c->bchw", {"u": 3, "v": 2}, (1, 6, 7, 2)),       # overlapping ones
 ], ids=["disjoint", "tiling", "overlapping"])
 @pytest.mark.parametrize("infinite", [False, True], ids=["finite", "an-inf"])
+@pytest.mark.parametrize("ties", [True, False], ids=["ties", "distinct"])
 def test_max_routed_per_offset_sends_negative_cotangents_as_the_general_route(
-        spec, sizes, shape, infinite, monkeypatch):
+        spec, sizes, shape, infinite, ties, monkeypatch):
     # a finite cotangent is multiplied by the hit mask: the zeros it leaves must
     # still be +0, as the general route's selection writes them, and an infinite
-    # one must not turn the others into nan (both routes compared bit for bit)
-    x = np.random.default_rng(10).integers(0, 3, shape).astype(np.float64)
+    # one must not turn the others into nan (both routes compared bit for bit);
+    # distinct values with a finite one over tiling windows take the one-pass route
+    rng = np.random.default_rng(10)
+    x = (rng.integers(0, 3, shape) if ties else rng.permutation(math.prod(shape)).reshape(shape))
+    x = x.astype(np.float64)
 
     def grad():
         clear_bind_cache()

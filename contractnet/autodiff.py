@@ -115,6 +115,8 @@ def _expand(g, x, axis, keepdims):
     if keepdims:
         return g
     nd = np.ndim(x)
+    if nd == 0:  # numpy reduces a 0-d value over axis 0 or -1 too: nothing to expand
+        return np.reshape(g, ())
     axes = set(range(nd)) if axis is None else {int(a) % nd for a in np.atleast_1d(axis)}
     return np.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(np.shape(x))))
 

@@ -193,9 +193,13 @@ def compare(answer: Answer, reference: Answer, dtype: str) -> tuple[float, str]:
             return math.inf, f"shape {got.shape}, expected {want.shape}"
         if got.dtype != want.dtype:
             note = f"returned {got.dtype}, expected {want.dtype}"
-        diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+        # in float64 (unsigned answers would wrap), equal values (infinities too) 0 apart
+        wide = np.result_type(got.dtype, want.dtype, np.float64)
+        with np.errstate(invalid="ignore"):  # inf - inf, set to 0 next
+            apart = np.where(got == want, 0.0, np.abs(got.astype(wide) - want.astype(wide)))
+        diff = float(np.max(apart)) if got.size else 0.0
         scale = float(np.max(np.abs(want))) if want.size else 0.0
-        worst = max(worst, diff)
+        worst = diff if math.isnan(diff) or diff > worst else worst  # max() would drop a nan
         if not diff <= RTOL[dtype] * max(scale, 1e-30):
             note = note or f"differs by {diff:.3g} (scale {scale:.3g})"
     return worst, note

@@ -191,15 +191,25 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
 
 
 def paired_ratio(times: Sequence[float], baseline: Sequence[float]) -> RatioSummary:
-    """Median and spread of the ratio within each round (``nan`` rounds skipped).
+    """Median and spread of the ratio within each round (rounds whose ratio
+    is not a finite number skipped: a ``nan`` time, an infinite one, a zero
+    baseline).
+
+    Raises
+    ------
+    ValueError
+        If the two lists differ in length (their rounds would not pair up).
 
     Examples
     --------
     >>> str(paired_ratio([2.0, 2.2, 1.8], [1.0, 1.0, 1.0]))
     '2.000 (min 1.800, max 2.200, 3 pairs)'
     """
+    if len(times) != len(baseline):
+        raise ValueError(f"paired_ratio needs one time per round on each side, got "
+                         f"{len(times)} and {len(baseline)}")
     ratios = [t / b for t, b in zip(times, baseline)
-              if not (math.isnan(t) or math.isnan(b)) and b > 0]
+              if b > 0 and math.isfinite(t) and math.isfinite(b) and math.isfinite(t / b)]
     if not ratios:
         return RatioSummary(math.nan, math.nan, math.nan, 0)
     return RatioSummary(statistics.median(ratios), min(ratios), max(ratios), len(ratios))

@@ -261,6 +261,8 @@ def mean(a: Array, axis: int | Sequence[int] | None = None,
         return out if isinstance(out, Traced) or out.ndim else out[()]  # numpy's scalar
     shape = a.shape if isinstance(a, Traced) else np.shape(a)
     total = sum(a, axis, keepdims)  # first: numpy checks the axes (an AxisError)
+    if axis is not None and not shape:  # numpy.mean refuses any axis of a 0-d value
+        raise np.exceptions.AxisError(int(np.atleast_1d(axis)[0]), 0)
     axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
     count = int(np.prod([shape[i] for i in axes]))
     return multiply(total, mean_scale(count, total.dtype))

@@ -591,6 +591,25 @@ def test_interleave_puts_every_method_in_every_place_equally_often(names, monkey
                                                                     list(names[::-1])]
 
 
+def test_paired_ratio_skips_rounds_without_a_finite_ratio_in_any_order() -> None:
+    inf = math.inf
+    for times, base in [([inf, 3, 1, 2], [inf, 1, 1, 1]), ([3, 1, 2, inf], [1, 1, 1, inf]),
+                        ([3, math.nan, 1, 2], [1, 1, 1, 1]), ([3, 1, 2, 5], [1, 1, 1, 0])]:
+        assert str(paired_ratio(times, base)) == "2.000 (min 1.000, max 3.000, 3 pairs)"
+    with pytest.raises(ValueError, match="got 3 and 1"):
+        paired_ratio([1, 2, 3], [1])
+
+
+def test_compare_reports_a_nan_answer_and_passes_equal_infinities() -> None:
+    f32 = lambda *v: (np.array(v, np.float32),)  # noqa: E731
+    diff, note = bench.compare(f32(math.nan, 2, 3), f32(1, 2, 3), "float32")
+    assert math.isnan(diff) and "differs by nan" in note
+    assert bench.compare(f32(math.inf, -math.inf), f32(math.inf, -math.inf), "float32") == (0.0, "")
+    one, two = (np.array([1], np.uint8),), (np.array([2], np.uint8),)
+    assert bench.compare(one, two, "float32")[0] == 1.0  # not 255: no unsigned wrap
+    assert bench.compare((np.array([1j]),), (np.array([2j]),), "float64")[0] == 1.0
+
+
 def test_compare_pair_reports_every_pair() -> None:
     result = compare_pair(lambda: None, lambda: None, pairs=9, best_of=2)
     assert len(result.times_a) == len(result.times_b) == 9 and result.ratio.pairs == 9

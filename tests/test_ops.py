@@ -416,6 +416,18 @@ def test_extremum_ties_are_counted_whatever_the_dtype(name):
     assert g.dtype == np.float16 and np.all(g == np.float16(1 / 70000))
 
 
+@pytest.mark.parametrize("reduce", ["sum", "max", "min"])
+@pytest.mark.parametrize("axis", [0, -1])  # numpy refuses (0,) there
+def test_a_0d_value_reduced_over_axis_0_differentiates_as_numpy_reduces_it(reduce, axis):
+    x = np.array(5.0)
+    out, vjp_fn = cn.vjp(lambda t: getattr(cn, reduce)(t, axis=axis), x)
+    assert out == getattr(np, reduce)(x, axis=axis)
+    (g,) = vjp_fn(np.array(2.0))
+    assert g.shape == () and g == 2.0
+    with pytest.raises(np.exceptions.AxisError):  # as numpy.mean refuses it
+        cn.mean(x, axis=axis)
+
+
 def test_max_of_nans_gives_its_gradient_to_the_nans():
     x = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 0.0, -1.0, 5.0]])
     (g,) = cn.vjp(lambda a: cn.max(a, axis=1), x)[1](np.array([2.0, 1.0]))

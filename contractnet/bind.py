@@ -397,9 +397,8 @@ def bind_text(text: str, shapes: tuple[Shape, ...],
 
     ``sizes`` joins the key as its items when its keys are strings and its
     values plain ints (a window layer's ``{"u": 2, "v": 2}``, given on every
-    call); any
-    other ``sizes`` takes :func:`bind`'s checked path each time.  A hit is
-    an exact repeat of a call that bound, so it needs no checking.
+    call); any other ``sizes`` takes :func:`bind`'s checked path each time.
+    A hit is an exact repeat of a call that bound, so it needs no checking.
     """
     if sizes is None:
         key = (text, shapes)

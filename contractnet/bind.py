@@ -278,8 +278,7 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
         value = _size_value(key, value, text)
         if key in names:
             letters[key] = value
-        elif _window_key(key) in window_names:
-            group = window_names[_window_key(key)]
+        elif (group := window_names.get(_window_key(key))) is not None:
             if group in windows and windows[group] != value:
                 raise SpecError(f"sizes= gives window group {group} twice, as "
                                 f"{spelled[group]!r}: {windows[group]} and as {key!r}: {value}",

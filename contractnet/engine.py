@@ -172,8 +172,7 @@ def scatter(part, term: Term, out_shape, sizes, dtype) -> np.ndarray:
                               if w.dilation * (sizes[w.inner] - 1) >= w.stride))
     writes_all = fills or windows_tile(term, sizes, out_shape)  # nothing needs zeros first
     out = (backend.empty if writes_all else backend.zeros)(out_shape, dtype=dtype)
-    # a plain output is its own view, one axis per index
-    full, full_names = (out, "".join(term.axes)) if fills else _output_view(out, term, sizes)
+    full, full_names = _output_view(out, term, sizes)
     free = "".join(n for n in full_names if n not in loop)
     first = True
     for values in itertools.product(*(range(sizes[n]) for n in loop)):
@@ -215,7 +214,10 @@ def windows_tile(term: Term, sizes: dict[str, int], shape: tuple[int, ...]) -> b
 
 
 def _output_view(out: np.ndarray, term: Term, sizes) -> tuple[np.ndarray, str]:
-    """Writable view of ``out`` with one axis per index of the output term."""
+    """Writable view of ``out`` with one axis per index of the output term
+    (a plain term's is ``out`` itself, as :func:`read_view` reads one)."""
+    if term.is_plain:
+        return out, "".join(term.axes)
     shape, strides, names = _axis_layout(term, out.strides, sizes)
     return backend.as_strided(out, shape, strides), names
 

@@ -18,7 +18,7 @@ from . import ops
 from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
-from .budget import check_allocation
+from .budget import MemoryBudgetError, check_allocation
 from .engine import (Plan, make_plan, passes, route_to_max, run_direct_gemm, run_plan,
                      scale_mean)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
@@ -76,14 +76,18 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     if scale_first:
         g = scale_mean(g, plan)
     if len(arrays) == 2:
-        a, b = (g, arrays[1]) if i == 0 else (arrays[0], g)
-        grad = run_direct_gemm(backward, (a, b), like)  # the head's case, without run_plan
-        if grad is None:
-            grad = run_plan(backward, (a, b), memo, like)
+        operands = (g, arrays[1]) if i == 0 else (arrays[0], g)
+        grad = run_direct_gemm(backward, operands, like)  # the head's case, without run_plan
     else:
         operands = list(arrays)
         operands[i] = g
-        grad = run_plan(backward, operands, memo, like)
+        grad = None
+    if grad is None:
+        try:
+            grad = run_plan(backward, operands, memo, like)
+        except MemoryBudgetError as exc:  # name the contraction the caller wrote
+            raise MemoryBudgetError(f"the gradient of operand {i} of '{plan.bound.spec}': "
+                                    f"{exc}") from None
     if reduce == "mean" and not scale_first:
         grad = scale_mean(grad, plan)
     return grad

@@ -667,6 +667,15 @@ def test_memory_budget_holds_for_a_head_already_run_within_it(traced):
             vjp_fn(np.ones_like(out))
 
 
+def test_a_gradient_over_the_budget_names_the_forward_spec_and_its_transpose():
+    out, vjp_fn = cn.vjp(lambda a: cn.einsum("ij->", a), np.ones((1000, 1000)))
+    with cn.memory_budget(100_000), pytest.raises(cn.MemoryBudgetError) as info:
+        vjp_fn(np.ones_like(out))
+    message = str(info.value)
+    assert message.startswith("the gradient of operand 0 of 'ij->': contraction '->ij'")
+    assert "8,000,000 bytes" in message
+
+
 def test_a_cached_spec_still_refuses_non_numeric_operands():
     a, b = np.ones((2, 3)), np.ones((3, 4))
     cn.einsum("ij,jk->ik", a, b)  # bound for these shapes: later calls take the short path

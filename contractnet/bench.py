@@ -40,6 +40,8 @@ from .files import check_writable, replaced_file
 #: Relative tolerance (to the reference's largest magnitude) for "agrees".
 RTOL = {"float32": 1e-3, "float64": 1e-9}
 BASELINE = {"head": "flatten", "conv": "im2col", "heads": "full"}
+#: The ranks of ``bench heads`` when ``--ranks`` is not given.
+DEFAULT_RANKS = (8, 32)
 TITLES = {"head": "conv-to-FC head: flatten+matmul vs contraction",
           "conv": "2-D convolution (channels last)",
           "heads": "low-rank heads on one activation (contractnet, through cn.vjp)"}
@@ -93,8 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", nargs="+", action="extend", default=None, metavar="NAME",
                         help=f"peer methods to include: {', '.join(PEERS)}, all or none "
                              "(default all)")
-    parser.add_argument("--ranks", nargs="+", type=int, default=[8, 32], metavar="R",
-                        help="ranks for 'bench heads' (default 8 32)")
+    parser.add_argument("--ranks", nargs="+", type=int, action="extend", default=None,
+                        metavar="R", help="ranks for 'bench heads' (default "
+                                          f"{' '.join(map(str, DEFAULT_RANKS))}); repeat the "
+                                          "option for more")
     parser.add_argument("--max-seconds", action=Once, type=float, default=5.0, metavar="S",
                         help="stop timing a method after S seconds per case and pass "
                              "(default 5)")
@@ -126,6 +130,29 @@ def _peers(values: list[str] | None) -> set[str]:
     return chosen
 
 
+def _ranks(args: argparse.Namespace) -> list[int]:
+    """The ranks of ``bench heads``: those given, else :data:`DEFAULT_RANKS`."""
+    return list(DEFAULT_RANKS) if args.ranks is None else args.ranks
+
+
+def _unused_options(args: argparse.Namespace, kinds: list[str]) -> list[str]:
+    """Notes on options given that no kind run uses: ``--ranks`` outside
+    ``bench heads``, a peer named in ``--peers`` that no kind run has."""
+    notes = []
+    if args.ranks is not None and "heads" not in kinds:
+        notes.append("--ranks applies to 'bench heads' only: ignored")
+    if args.peers is not None:
+        methods = [*(HEAD_METHODS if "head" in kinds else ()),
+                   *(CONV_METHODS if "conv" in kinds else ())]
+        run = {m.peer for m in methods}
+        named = [n for n in split_names(args.peers, "--peers") if n not in ("all", "none")]
+        unused = [n for n in dict.fromkeys(named) if n not in run]
+        if unused:
+            notes.append(f"--peers {' '.join(unused)}: no such method in "
+                         f"'bench {' '.join(kinds)}': ignored")
+    return notes
+
+
 def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
     """Check every option before any timing; returns (kind, cases) for each
     kind asked for (``all`` asks for every kind; a kind no shape fits has
@@ -155,7 +182,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
                 written[target] = option
     if args.plot is not None:
         plot_format(args.plot)
-    lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), args.ranks)
+    lowrank.lowrank_heads(HeadShape(1, 1, 1, 1, 1), _ranks(args))
     kinds = {None: ["head"], "all": list(KINDS)}.get(args.kind, [args.kind])
     presets, shapes = split_names(args.preset, "--preset"), list(args.shape)
     plan = [(kind, select_shapes(kind, presets, shapes)) for kind in kinds]
@@ -166,7 +193,7 @@ def _validate(args: argparse.Namespace) -> list[tuple[str, list]]:
         for _, shape in cases:
             check_fits(shape, args.dtype)
             if kind == "heads":
-                for head in lowrank.lowrank_heads(shape, args.ranks):
+                for head in lowrank.lowrank_heads(shape, _ranks(args)):
                     for dims in head.weight_shapes:
                         check_allocation(dims, args.dtype, f"{head.key} at {shape.label} needs "
                                                            f"a weight")
@@ -352,6 +379,7 @@ def run(args: argparse.Namespace) -> int:
     notes = [f"no {kind} shape among the presets and --shape values given: {kind} skipped"
              for kind, cases in plan if not cases]
     plan = [(kind, cases) for kind, cases in plan if cases]
+    notes += _unused_options(args, [kind for kind, _ in plan])
     with blas_threads(args.threads, torch_too=bool(peers & {"torch", "torch-einsum"})):
         machine = machine_info() | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         running = machine["blas_threads"]
@@ -384,7 +412,7 @@ def _run_kind(kind: str, cases: list, args, peers: set[str], settings: Settings,
             bar.start(f"{kind} {name} {pass_}")
             backward = pass_ != "forward"
             if kind == "heads":
-                entries = lowrank_entries(shape, args.ranks, backward, settings)
+                entries = lowrank_entries(shape, _ranks(args), backward, settings)
             else:
                 maker = head_problem if kind == "head" else conv_problem
                 entries = method_entries(methods, maker(shape, settings.dtype), backward, settings)

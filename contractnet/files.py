@@ -96,7 +96,11 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     handle = None
     replaced = False
     try:
-        handle = open(tmp, "xb", opener=lambda name, flags: os.open(name, flags, mode))
+        try:
+            handle = open(tmp, "xb", opener=lambda name, flags: os.open(name, flags, mode))
+        except OSError as exc:  # named by the file asked for, not the temporary one
+            raise type(exc)(exc.errno, f"{exc.strerror} (creating a temporary file beside "
+                                       f"it, to write it whole)", os.fspath(path)) from None
         with handle:
             write(handle)
             handle.flush()

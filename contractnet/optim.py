@@ -92,6 +92,18 @@ class Optimizer:
         for name, g in checked.items():
             self._update(name, self.params[name], g)
 
+    def _check_finite_in_dtypes(self, **rates: float) -> None:
+        """Refuse a rate that overflows a parameter's dtype (``lr=1e5`` in
+        float16): every update would write an infinity or a nan."""
+        for dtype, name in {p.dtype: n for n, p in reversed(self.params.items())}.items():
+            with np.errstate(over="ignore"):
+                bad = [(k, v) for k, v in rates.items() if not np.isfinite(dtype.type(v))]
+            if bad:
+                key, value = bad[0]
+                raise ValueError(f"{key}={value:g} is not finite in {dtype} (parameter "
+                                 f"{name!r}): every update would write an infinity or a "
+                                 f"nan; give a {key} below {float(np.finfo(dtype).max):g}")
+
     def _tied_sums(self, checked: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The gradients by parameter: a tied parameter's is its names' sum."""
         for name, owner in self.tied.items():
@@ -196,6 +208,8 @@ def _check_rate(value: float, name: str, low: float, high: float = math.inf,
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    except OverflowError:  # an int past float's range
+        raise ValueError(f"{name} is an integer too large for a float") from None
     if not (low < value if open_low else low <= value) or not value < high:
         interval = f"{'(' if open_low else '['}{low}, {high})"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
@@ -226,7 +240,8 @@ class SGD(Optimizer):
     ------
     ValueError
         For ``params`` as :class:`Optimizer` says, a rate that is not a real
-        number in its range, ``nesterov`` that is not a bool, or
+        number in its range, an ``lr`` or ``weight_decay`` that is infinite
+        in a parameter's dtype, ``nesterov`` that is not a bool, or
         ``nesterov`` without momentum.
 
     Examples
@@ -251,6 +266,7 @@ class SGD(Optimizer):
         self.nesterov = as_flag(nesterov, "nesterov")
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov needs a momentum > 0")
+        self._check_finite_in_dtypes(lr=self.lr, weight_decay=self.weight_decay)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         if self.weight_decay:
@@ -273,9 +289,10 @@ class Adam(Optimizer):
 
     ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g**2``, then
     ``p -= lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)``.  Both
-    moments are kept in the parameter's dtype, so in float32 a gradient
-    above about 1e19 overflows ``g**2`` and leaves ``v`` infinite, as in
-    PyTorch.
+    moments are kept in the parameter's dtype; ``(1-b2) g**2`` is computed
+    as ``((1-b2) g) g``, as PyTorch's ``addcmul`` does, so a gradient
+    past the square root of the dtype's largest value (256 in float16,
+    about 1.8e19 in float32) does not overflow it.
 
     Parameters
     ----------
@@ -295,8 +312,9 @@ class Adam(Optimizer):
     ------
     ValueError
         For ``params`` as :class:`Optimizer` says, or a rate that is not a
-        real number in its range (``betas`` not a pair included), or an
-        ``eps`` that rounds to 0 in a parameter's dtype.
+        real number in its range (``betas`` not a pair included), an
+        ``eps`` that rounds to 0 in a parameter's dtype, or an ``lr``,
+        ``eps`` or ``weight_decay`` that is infinite in one.
 
     Examples
     --------
@@ -318,12 +336,13 @@ class Adam(Optimizer):
         self.betas = (_check_rate(betas[0], "betas[0]", 0.0, 1.0),
                       _check_rate(betas[1], "betas[1]", 0.0, 1.0))
         self.eps = _check_rate(eps, "eps", 0.0, open_low=True)
+        self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
+        self._check_finite_in_dtypes(lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
         for name, p in self.params.items():
             if p.dtype.type(self.eps) == 0:  # 0 / (0 + eps) would be 0 / 0
                 raise ValueError(f"eps={self.eps:g} is 0 in {p.dtype} (parameter {name!r}): "
                                  f"a zero gradient would step it to nan; give an eps "
                                  f"{p.dtype.name} holds (1e-4 is usual for float16)")
-        self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         b1, b2 = self.betas
@@ -336,7 +355,7 @@ class Adam(Optimizer):
         m *= b1
         m += (1.0 - b1) * g
         v *= b2
-        v += (1.0 - b2) * (g * g)
+        v += ((1.0 - b2) * g) * g  # scaled first: g * g overflows from sqrt(max) up
         denom = np.sqrt(v)
         denom *= 1.0 / math.sqrt(1.0 - b2 ** self.steps)
         denom += self.eps

@@ -93,6 +93,38 @@ def test_heads_records_params_and_flops(tmp_path: pathlib.Path) -> None:
     assert full_forward["gflop"] == pytest.approx(2 * 2 * 12 * 4 / 1e9)
 
 
+def test_ranks_given_twice_are_all_measured(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "heads.json"
+    assert run_bench("heads", "--shape", TINY_HEAD, "--ranks", "1", "--ranks", "2", "3",
+                     "--peers", "none", "--json", str(path)) == 0
+    methods = {r["method"] for r in json.loads(path.read_text())["records"]}
+    assert methods == {"full"} | {f"{h}-r{r}" for h in ("cp", "tucker") for r in (1, 2, 3)}
+    assert bench_args("heads").ranks is None  # the defaults are not extended
+    assert bench._ranks(bench_args("heads")) == list(bench.DEFAULT_RANKS)
+
+
+@pytest.mark.parametrize("argv, note", [
+    (["head", "--ranks", "4"], "--ranks applies to 'bench heads' only: ignored"),
+    (["conv", "--shape", TINY_CONV, "--peers", "einsum", "opt_einsum"],
+     "--peers einsum opt_einsum: no such method in 'bench conv': ignored"),
+    (["heads", "--ranks", "1", "--peers", "torch"],
+     "--peers torch: no such method in 'bench heads': ignored"),
+])
+def test_an_option_no_kind_run_uses_gets_a_note(tmp_path: pathlib.Path, argv, note) -> None:
+    if "--shape" not in argv:
+        argv = argv + ["--shape", TINY_HEAD]
+    path = tmp_path / "r.json"
+    assert run_bench(*argv, "--json", str(path)) == 0
+    assert note in json.loads(path.read_text())["notes"]
+
+
+def test_options_every_kind_run_uses_get_no_note(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "r.json"
+    assert run_bench("all", "--shape", TINY_HEAD, "--shape", TINY_CONV, "--ranks", "1",
+                     "--peers", "einsum", "--json", str(path)) == 0
+    assert not [n for n in json.loads(path.read_text())["notes"] if "ignored" in n]
+
+
 def test_torch_head_peer_runs_in_float64(tmp_path: pathlib.Path) -> None:
     pytest.importorskip("torch")
     path = tmp_path / "r.json"

@@ -217,6 +217,19 @@ def test_a_failure_opening_the_temporary_file_leaves_nothing(tmp_path, monkeypat
     assert os.listdir(tmp_path) == []
 
 
+def test_a_temporary_file_that_cannot_be_made_is_reported_by_the_target_name(
+        tmp_path, monkeypatch) -> None:
+    def refused(name, flags, mode=0o777):
+        raise PermissionError(13, "Permission denied", name)
+    monkeypatch.setattr(files.os, "open", refused)
+    target = tmp_path / "weights.npz"
+    with pytest.raises(PermissionError) as info:
+        write_file(target, b"data")
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)
+    assert "Permission denied" in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/fd"), reason="no /dev/fd here")
 def test_a_descriptor_named_by_path_is_written_after_what_it_holds(tmp_path) -> None:
     log = tmp_path / "log.txt"

@@ -82,6 +82,34 @@ def test_adam_refuses_an_eps_that_is_zero_in_a_parameters_dtype():
     assert np.isfinite(p["h"]).all() and p["h"].dtype == np.float16
 
 
+@pytest.mark.parametrize("dtype, big", [(np.float16, 300.0), (np.float32, 2e19)])
+def test_adam_keeps_its_second_moment_finite_past_the_square_root_of_the_dtypes_max(dtype, big):
+    # big * big overflows the dtype; (1 - b2) * big * big does not
+    p = {"w": np.array([1.0], dtype)}
+    opt = optim.Adam(p, lr=0.1, eps=1e-4)
+    opt.step({"w": np.array([big], dtype)})
+    v = opt.state["w"]["v"]
+    assert np.isfinite(v).all() and v.dtype == dtype
+    np.testing.assert_allclose(v, [0.001 * big * big], rtol=2e-3)
+    before = p["w"].copy()
+    opt.step({"w": np.ones(1, dtype)})
+    assert p["w"][0] < before[0]  # still moving: a v of inf would freeze it
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: optim.SGD(p, lr=1e39), r"lr=1e\+39 is not finite in float32 \(parameter 'f'\)"),
+    (lambda p: optim.SGD({"h": np.ones(2, np.float16)}, lr=1e5), "lr=100000 is not finite in "
+                                                                "float16"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=1e39), "weight_decay=1e\\+39 is not finite"),
+    (lambda p: optim.Adam(p, eps=1e39), "eps=1e\\+39 is not finite in float32"),
+    (lambda p: optim.Adam(p, lr=1e39), "lr=1e\\+39 is not finite in float32"),
+])
+def test_a_rate_infinite_in_a_parameters_dtype_is_refused(make, match):
+    params = {"d": np.ones(2), "f": np.ones(2, np.float32)}
+    with pytest.raises(ValueError, match=match):
+        make(params)
+
+
 @pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "adam"])
 def test_step_checks_everything_before_changing_anything(make):
     p = {"a": np.ones(2), "b": np.ones(3)}
@@ -203,6 +231,8 @@ def test_parameters_that_only_partly_overlap_are_refused():
     (lambda p: optim.Adam(p, betas=(0.9,)), "betas"),
     (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"betas\[1\]"),
     (lambda p: optim.Adam(p, eps=0), "eps"),
+    (lambda p: optim.SGD(p, lr=10**400), "lr is an integer too large for a float"),
+    (lambda p: optim.Adam(p, eps=10**400), "eps is an integer too large for a float"),
     (lambda p: optim.SGD({"w": np.ones(2, np.int64)}, lr=0.1), "floating"),
     (lambda p: optim.SGD({}, lr=0.1), "non-empty"),
     (lambda p: optim.SGD([p["w"]], lr=0.1), "non-empty dict of name -> ndarray, got list$"),

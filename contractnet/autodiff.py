@@ -134,9 +134,12 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
         hit |= np.isnan(x) & np.isnan(ans)
     g = _expand(g, x, axis, keepdims)
     # each tie's share, counted in integers (a float16 count stops at 65504) and
-    # applied in the cotangent's own real dtype (native byte order: a ufunc's dtype=)
+    # applied in the cotangent's own real dtype (native byte order: a ufunc's dtype=),
+    # or in float64 for the integer cotangent of an integer max (a cast to integers
+    # before it passes on zeros)
     ties = hit.sum(axis=ops._axis(axis), keepdims=True)
-    return passes(hit, g * (1 / ties).astype(np.finfo(np.result_type(g)).dtype))
+    share = np.finfo(np.result_type(g, np.float16)).dtype
+    return passes(hit, g * (1 / ties).astype(share))
 
 
 def _transpose_rule(argnum, g, ans, x, axes=None):
@@ -418,9 +421,10 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         primal in place before calling ``vjp_fn``: operands the forward pass
         copied keep their old values, the others are read as they are then.
         It raises ``ValueError`` for a cotangent of the wrong shape, a
-        non-numeric one, or a complex one for a real output, and when the
-        gradient reaches a traced value that is not one of these primals
-        (a :class:`Traced` made by hand).
+        non-numeric one, or a complex one for a real output, for a traced
+        cotangent while a function is being differentiated (its plain value
+        would cut that trace), and when the gradient reaches a traced value
+        that is not one of these primals (a :class:`Traced` made by hand).
 
     Raises
     ------
@@ -480,7 +484,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         if cotangent is None:
             raise ValueError(f"the cotangent is None; it must be a numeric array shaped like "
                              f"the output ({out.shape}, {out.dtype})")
-        cot = cotangent.value if isinstance(cotangent, Traced) else cotangent
+        if isinstance(cotangent, Traced):
+            if OPEN_TRACES:  # it may be traced there: its plain value would cut that trace
+                raise ValueError(TRACED_COTANGENT)
+            cotangent = cotangent.value
+        cot = cotangent
         if type(cot) is not np.ndarray:
             cot = np.asarray(cot)
         if cot.shape != out.shape or cot.dtype != out.dtype:
@@ -540,6 +548,13 @@ def _checked_cotangent(cot: np.ndarray, out: np.ndarray) -> np.ndarray:
                          f"a real cotangent")
     return cot.astype(np.result_type(cot.dtype, out.dtype), copy=False)
 
+
+#: Why a traced cotangent is refused while a function is being differentiated.
+TRACED_COTANGENT = (
+    "the cotangent is a traced value, inside a function being differentiated by vjp/grad: "
+    "differentiating through a gradient (higher-order gradients) is not supported, and "
+    "its plain value would silently cut that trace; pass a plain array (its .value) to "
+    "treat it as a constant")
 
 #: Why a gradient reached a traced value that is not a primal of its vjp.
 NESTED_TRACE = (

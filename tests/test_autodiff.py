@@ -679,6 +679,36 @@ def test_a_nested_vjps_output_read_from_the_outer_trace_is_refused_not_a_constan
     np.testing.assert_array_equal(cn.grad(independent)(x), [15.0, 24.0])
 
 
+def test_a_traced_cotangent_inside_a_differentiated_function_is_refused_not_cut():
+    # its plain value would make the pullback's result a constant of the outer
+    # trace: the gradient along it would be silently dropped (0, not 2x)
+    x = np.array([1.0, 2.0, 3.0])
+
+    def pulled_inside(c):
+        _, vjp_fn = cn.vjp(lambda y: y * y, x)
+        return cn.sum(vjp_fn(c)[0])
+    _, twice = cn.vjp(lambda y: y * 2.0, x)
+    for fn in (pulled_inside, lambda c: cn.sum(twice(c)[0] * c)):
+        with pytest.raises(ValueError, match="the cotangent is a traced value"):
+            cn.grad(fn)(np.ones(3))
+    # outside any trace a hand-made Traced is its value, as before
+    np.testing.assert_array_equal(twice(cn.Traced(np.ones(3)))[0], [2.0, 2.0, 2.0])
+    # inside, its plain value is a constant as asked
+    np.testing.assert_array_equal(
+        cn.grad(lambda c: cn.sum(twice(c.value)[0] * c))(np.ones(3)), [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("reduce", [cn.max, cn.min])
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.uint16, bool])
+def test_an_integer_max_or_min_passes_a_zero_gradient_like_every_integer_step(reduce, dtype):
+    x = np.array([[1.5, 2.5, 2.7], [0.2, 0.9, 0.1]])
+    for axis in (None, 1):
+        grad = cn.grad(lambda a: cn.sum(cn.astype(reduce(cn.astype(a, dtype), axis=axis),
+                                                  np.float64)))(x)
+        assert grad.dtype == np.float64
+        np.testing.assert_array_equal(grad, np.zeros_like(x))
+
+
 def test_traced_equality_compares_values():
     x = np.array([0.0, 1.0, 2.0])
     value, grad = cn.value_and_grad(lambda x: cn.sum(cn.where(x == 1, 10 * x, x)))(x)

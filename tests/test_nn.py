@@ -587,6 +587,29 @@ def test_init_draws_in_dtype_with_the_right_scale_and_seed():
     assert nn.init.he_normal((3,), 3, rng=rng(), dtype=np.float16).dtype == np.float16
 
 
+@pytest.mark.parametrize("draw, match", [
+    (lambda g: nn.init.normal((2,), -1.0, rng=g), "std must be a finite number >= 0, got -1.0"),
+    (lambda g: nn.init.normal((2,), float("nan"), rng=g), "std must be a finite number"),
+    (lambda g: nn.init.normal((2,), "0.1", rng=g), "std must be a real number"),
+    (lambda g: nn.init.normal((2,), 1e39, rng=g), "std=1e\\+39 is too large for float32"),
+    (lambda g: nn.init.uniform((2,), np.inf, rng=g), "limit must be a finite number"),
+    (lambda g: nn.init.uniform((2,), 40000, rng=g, dtype=np.float16),
+     "limit=40000 is too large for float16"),  # its double is not finite in float16
+])
+def test_a_bad_scale_is_refused_before_drawing(draw, match):
+    g = rng(3)
+    with pytest.raises(ValueError, match=match):
+        draw(g)
+    assert g.random() == rng(3).random()  # the generator was not drawn from
+
+
+def test_init_draws_take_an_int_seed_as_layers_do():
+    for draw in (nn.init.normal, nn.init.uniform):
+        np.testing.assert_array_equal(draw((3,), 0.5, rng=4), draw((3,), 0.5, rng=rng(4)))
+    w = nn.init.uniform((1000,), 30000, rng=0, dtype=np.float16)  # 2 * limit fits
+    assert np.isfinite(w).all() and np.abs(w).max() <= 30000
+
+
 def test_init_validation_and_spec_fans():
     with pytest.raises(ValueError, match="fan_in"):
         nn.init.he_normal((3,), 0, rng=rng())

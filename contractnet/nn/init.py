@@ -44,9 +44,15 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     raise ValueError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
 
 
-def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
+def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator | int | None,
            dtype: np.dtype | type | str = np.float32) -> np.ndarray:
-    """Draw ``N(0, std**2)`` in ``dtype``.
+    """Draw ``N(0, std**2)`` in ``dtype`` (``rng`` as :func:`as_generator` takes it).
+
+    Raises
+    ------
+    ValueError
+        For a ``std`` that is not a finite real number >= 0 in ``dtype``,
+        or an ``rng`` :func:`as_generator` refuses; nothing is drawn then.
 
     Examples
     --------
@@ -57,19 +63,48 @@ def normal(shape: Sequence[int], std: float, *, rng: np.random.Generator,
     (dtype('float32'), (3, 2))
     """
     dt, draw_dt = _draw_dtypes(shape, dtype)
-    out = rng.standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
+    std = _scale(std, "std", dt)
+    out = as_generator(rng).standard_normal(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(std)
     return out
 
 
-def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator,
+def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator | int | None,
             dtype: np.dtype | type | str = np.float32) -> np.ndarray:
-    """Draw ``U(-limit, limit)`` in ``dtype``."""
+    """Draw ``U(-limit, limit)`` in ``dtype`` (``rng`` as :func:`as_generator` takes it).
+
+    Raises
+    ------
+    ValueError
+        For a ``limit`` that is not a finite real number >= 0 whose double
+        is finite in ``dtype``, or an ``rng`` :func:`as_generator` refuses;
+        nothing is drawn then.
+    """
     dt, draw_dt = _draw_dtypes(shape, dtype)
-    out = rng.random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
+    limit = _scale(limit, "limit", dt, factor=2)  # the draw is scaled by 2 * limit
+    out = as_generator(rng).random(tuple(shape), dtype=draw_dt).astype(dt, copy=False)
     out *= dt.type(2 * limit)
     out -= dt.type(limit)
     return out
+
+
+def _scale(value: float, name: str, dt: np.dtype, factor: float = 1) -> float:
+    """``value`` as a float: a finite real number >= 0 with ``factor * value``
+    finite in ``dt`` (so the draw it scales holds no infinity or nan)."""
+    if isinstance(value, (str, bytes, bool, complex)) or (
+            isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "iuf"):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {number}")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(dt.type(factor * number)):
+            raise ValueError(f"{name}={number:g} is too large for {dt}: the weights would "
+                             f"hold infinities")
+    return number
 
 
 def _draw_dtypes(shape: Sequence[int], dtype) -> tuple[np.dtype, np.dtype]:

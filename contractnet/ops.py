@@ -308,7 +308,8 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     The largest element is subtracted before ``exp`` (where it is finite).
     The gradient is ``exp(a - logsumexp(a))``, the softmax over ``axis``.
     Integers and bools are reduced in float64, as :func:`mean` reduces them
-    (numpy's ``exp`` would give int8 float16).
+    (numpy's ``exp`` would give int8 float16); float16 is summed in float32,
+    also as :func:`mean` sums it, and returned in float16.
 
     Raises
     ------
@@ -321,8 +322,13 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
         a = a.astype(np.float64)
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
+    # float16 sums in float32, as mean does: past 65504 terms of up to 1 a float16 sum is inf
+    half = a.dtype.kind == "f" and a.dtype.itemsize == 2
     with np.errstate(divide="ignore"):  # all -inf: the log of 0 is -inf, the answer
-        out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True)) + top
+        out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True,
+                            dtype=np.float32 if half else None)) + top
+    if half:
+        out = out.astype(np.float16)
     return out if keepdims else np.squeeze(out, axis=_axis(axis))
 
 

@@ -473,6 +473,16 @@ def test_logsumexp_of_integers_and_bools_is_taken_in_float64(dtype):
 
 
 @pytest.mark.filterwarnings("error")
+def test_logsumexp_of_float16_sums_in_float32_past_float16s_largest_value():
+    x = np.zeros((2, 70000), np.float16)  # a float16 sum of 70,000 ones is inf
+    out = cn.logsumexp(x, axis=1)
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.astype(np.float64), [np.log(70000)] * 2, rtol=1e-3)
+    grad = cn.grad(lambda a: cn.sum(cn.logsumexp(a, axis=1)))(x)
+    assert grad.dtype == np.float16
+    np.testing.assert_allclose(grad.astype(np.float64), 1 / 70000, rtol=2e-3)
+
+
 def test_logsumexp_of_nothing_but_minus_infinity_is_minus_infinity_without_a_warning():
     assert cn.logsumexp(np.array([-np.inf, -np.inf])) == -np.inf
     np.testing.assert_array_equal(cn.logsumexp(np.array([[-np.inf, 0.0], [-np.inf, -np.inf]]),

@@ -135,8 +135,8 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     g = _expand(g, x, axis, keepdims)
     # each tie's share, counted in integers (a float16 count stops at 65504) and
     # applied in the cotangent's own real dtype (native byte order: a ufunc's dtype=),
-    # or in float64 for the integer cotangent of an integer max (a cast to integers
-    # before it passes on zeros)
+    # or for the integer cotangent of an integer max in the float dtype numpy pairs
+    # with it (the cast to integers before the max passes on zeros)
     ties = hit.sum(axis=ops._axis(axis), keepdims=True)
     share = np.finfo(np.result_type(g, np.float16)).dtype
     return passes(hit, g * (1 / ties).astype(share))

@@ -267,6 +267,13 @@ def _output_sizes(spec: Spec, sizes, given_windows, out_shape, text) -> Shape:
     return tuple(shape)
 
 
+def checked_sizes(spec: Spec, sizes: Mapping[str, int] | None) -> dict[str, int]:
+    """``sizes=`` checked as :func:`bind` checks it, each window group keyed
+    as it is printed (``"(2h+u)"``, whatever spelling was given)."""
+    letters, windows = _split_given(spec, sizes, str(spec))
+    return letters | windows
+
+
 def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     """Check ``sizes=``: letters of the spec or window groups, positive ints."""
     letters, windows = {}, {}

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from .api import backward_specs, check_max_is_defined, check_reduce
 from .arguments import Once, is_int
-from .bind import Bound, bind, check_operand_count, size_hint
+from .bind import Bound, bind, check_operand_count, checked_sizes, size_hint
 from .engine import REDUCTIONS, make_plan
 from .path import contraction_path
 from .pair import c_strides, plan_pair
@@ -144,7 +144,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     """
     parsed = parse(spec)
     check_reduce(parsed, reduce)
-    sizes = dict(sizes or {})
+    sizes = checked_sizes(parsed, sizes)  # window groups keyed in one spelling
     defaulted: set[str] = set()
     if shapes is None:
         shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
@@ -234,10 +234,9 @@ def _shapes_from_sizes(spec: Spec, sizes: dict[str, int]
 
 
 def _group_length(sizes: Mapping[str, int], window: Window) -> int | None:
-    """The length ``sizes`` gives window group ``window`` (keyed ``"(2h+u)"``
-    or ``"2h+u"``), or None."""
-    text = str(window)
-    return sizes.get(text, sizes.get(text[1:-1]))
+    """The length ``sizes`` (from :func:`~contractnet.bind.checked_sizes`)
+    gives window group ``window``, or None."""
+    return sizes.get(str(window))
 
 
 def _outer_sizes_from_lengths(spec: Spec, sizes: Mapping[str, int],

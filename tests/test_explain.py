@@ -41,6 +41,13 @@ def test_window_size_from_sizes_without_shapes():
     assert "u=2" in explain("b(2h+u)c->bhc", sizes={"u": 2})
 
 
+@pytest.mark.parametrize("key", ["2h+u", "(2h+u)", "2*h + u", "(2h+1u)", "( 2h + u )"])
+def test_a_group_length_is_read_in_any_spelling_einsum_takes(key):
+    assert "operand 0 '(2h+u)'  shape (9,)" in explain("(2h+u)->h", sizes={key: 9})
+    with pytest.raises(cn.SpecError, match=r"window group \(2h\+u\) twice"):
+        explain("(2h+u)->h", sizes={key: 9, "2 * h + 1 * u": 11})
+
+
 @pytest.mark.parametrize("spec, line", [
     ("b(2h+u)(2w+v)c->bhwc", "sizes     b=8, c=8, h=8, u=3, v=3, w=8"),
     ("i->ij", "output    'ij'  shape (8, 8)"),

@@ -363,8 +363,15 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     target = "".join(n for n in _read_names(spec.output) if n in present)
     count = math.prod(sizes[n] for n in present - set(target))
     loop = _offset_loop(spec, reads, target, sizes)
-    peak = max(math.prod(bound.out_shape), math.prod(sizes[n] for n in target),
-               _window_copy_elements(spec, reads, loop, sizes))
+    inner = {w.inner for w in spec.output.windows}
+    # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
+    per_offset = (len(reads) == 2 and reduce == "sum" and bool(inner)
+                  and all(any(n in r for r in reads) for n in inner)
+                  and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
+    # the result before the output is written: per offset, one offset's part of it
+    result = math.prod(sizes[n] for n in target if not (per_offset and n in inner))
+    peak = max(math.prod(bound.out_shape), result,
+               _window_copy_elements(spec, reads, target, loop, sizes))
     # a window of one offset reads no more than its operand: it counts as plain
     window_offsets = tuple(
         (i, offsets) for i, t in enumerate(spec.inputs)
@@ -378,11 +385,6 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     plain = out.is_plain and sorted(out.axes) == sorted(target)
     perm = tuple(target.index(a) for a in out.axes) if plain else None
     perm = None if perm == tuple(range(len(target))) else perm
-    inner = {w.inner for w in out.windows}
-    # per offset: one GEMM each, no pre-scatter result; pays off once that result is big
-    per_offset = (len(reads) == 2 and reduce == "sum" and bool(inner)
-                  and all(any(n in r for r in reads) for n in inner)
-                  and math.prod(sizes[n] for n in target) >= PER_OFFSET_MIN_ELEMENTS)
     pair, pair_perm = (None, None) if per_offset else _contiguous_gemm(
         bound, reads, target, needs_view, reduce)
     windows = [w for t in spec.inputs for w in t.windows]
@@ -400,14 +402,24 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
                 window_offsets, tiled)
 
 
-def _window_copy_elements(spec, reads: tuple[str, ...], loop: str, sizes) -> int:
-    """The largest array a windowed operand costs: a window read by a product
-    is copied into a matrix (im2col); one reduced alone stays a strided view,
-    its offsets (when few, ``loop``) combined into an array of its other axes."""
-    if len(reads) == 1 and not loop:
-        return 0
-    return max((math.prod(sizes[n] for n in r if n not in loop)
-                for r, t in zip(reads, spec.inputs) if t.windows), default=0)
+def _window_copy_elements(spec, reads: tuple[str, ...], target: str, loop: str,
+                          sizes) -> int:
+    """The largest array a windowed operand costs.
+
+    A window read by a product is copied into a matrix (im2col) once the
+    indices no other term has are summed out of its strided view (as
+    :func:`~contractnet.pair.contract_pair` does first): the copy holds the
+    indices it shares.  A window reduced alone stays a strided view, its
+    offsets (when few, ``loop``) combined into an array of its other axes.
+    """
+    if len(reads) == 1:
+        return math.prod(sizes[n] for n in reads[0] if n not in loop) if loop else 0
+    copies = [0]
+    for i, (names, term) in enumerate(zip(reads, spec.inputs)):
+        if term.windows:
+            shared = target + "".join(r for j, r in enumerate(reads) if j != i)
+            copies.append(math.prod(sizes[n] for n in names if n in shared))
+    return max(copies)
 
 
 def _offset_loop(spec, reads: tuple[str, ...], target: str, sizes) -> str:

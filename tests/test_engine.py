@@ -473,6 +473,35 @@ def _peak_bytes_while_refused(fn) -> int:
         tracemalloc.stop()
 
 
+def _peak_bytes(fn):
+    """``fn()`` and the most memory held at once while it ran, in bytes."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("run, budget", [
+    # per offset, the 18.9 MB result before the scatter never exists
+    (lambda: cn.conv_transpose2d(np.ones((1, 64, 64, 1)), np.ones((3, 3, 64, 1))), 12_000_000),
+    # the window offsets are summed out of the view first: no 16 MB im2col copy
+    (lambda: cn.einsum("(h+u)c,c->h", np.ones((10049, 4)), np.ones(4), sizes={"u": 50}),
+     2_000_000),
+])
+def test_the_budget_counts_the_arrays_a_windowed_contraction_makes_not_more(run, budget):
+    expected = run()
+    with cn.memory_budget(budget):
+        out, peak = _peak_bytes(run)
+    np.testing.assert_array_equal(out, expected)
+    assert peak < budget
+    with cn.memory_budget(peak // 4), pytest.raises(cn.MemoryBudgetError):
+        run()  # well under what it needs: refused
+
+
 @pytest.mark.parametrize("a, b, reduce", [
     (np.ones((1000, 10), np.complex64), np.ones((10, 1000)), "sum"),   # complex128 result
     (np.ones((3000, 10), np.int8), np.ones((10, 3000), np.uint8), "sum"),  # int16 result

@@ -19,6 +19,7 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
                    checked_shape)
 from .budget import check_allocation
 from . import ops
+from .ops import scalar_or_array
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
                      mean_scale, run_direct_gemm, run_path, run_plan, within_budget)
 from .pair import Memo
@@ -143,7 +144,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
                 if b is not bv:
                     parents.append((3, b))
                 if not parents:
-                    return _as_numpy_returns(run_plan(plan, operands))  # nothing to record
+                    return scalar_or_array(run_plan(plan, operands))  # nothing to record
                 return _record(plan, (av, bv), parents)
     if isinstance(spec, bytes):  # numpy takes ASCII bytes as spec text
         spec = _spec_text(spec)
@@ -200,7 +201,7 @@ def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int,
         check_allocation(shape, np.float32, f"a float32 copy of operand {i} of '{spec}'")
         wide.append(ops.astype(x, np.float32))
     out = ops.astype(einsum(spec, *wide, sizes=sizes, reduce="mean"), np.float16)
-    return out if type(out) is Traced else _as_numpy_returns(out)
+    return out if type(out) is Traced else scalar_or_array(out)
 
 
 def check_max_is_defined(bound: Bound, spec: Spec) -> None:
@@ -221,16 +222,11 @@ def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],
     operands (``parents``), record the run.  A spec of three or more operands
     is recorded pairwise (see :func:`_contract_pairwise`)."""
     if not parents:
-        return _as_numpy_returns(contract.fn(plan, None, *values))  # nothing to record
+        return scalar_or_array(contract.fn(plan, None, *values))  # nothing to record
     if len(values) > 2:
         return _contract_pairwise(plan, [x if type(x) is Traced else v
                                          for x, v in zip(operands, values)])
     return _record(plan, tuple(values), parents)
-
-
-def _as_numpy_returns(out: np.ndarray) -> np.ndarray | np.generic:
-    """A 0-d result as the scalar :func:`numpy.einsum` returns; others as they are."""
-    return out[()] if out.ndim == 0 else out
 
 
 def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Traced:

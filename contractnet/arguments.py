@@ -66,6 +66,36 @@ def non_negative_int(value: Any, name: str, none_ok: bool = False) -> int | None
     return int(value)
 
 
+def real_number(value: Any, name: str) -> float:
+    """``value`` as a float when it is a real number (an int, a float, or a
+    numpy number or 0-d array of one); a ValueError naming ``name`` for
+    anything else, whatever ``float()`` makes of it (a string, a bool, a
+    complex number, a time, None) and for an int past float's range.
+
+    >>> real_number(np.float32(0.5), "lr")
+    0.5
+    """
+    try:
+        if isinstance(value, (str, bytes, bool, complex)) or \
+                (isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "iuf"):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} is an integer too large for a float") from None
+
+
+def finite_in(value: float, dtype: np.dtype) -> bool:
+    """Whether ``value`` is finite once cast to ``dtype`` (1e5 is not in float16).
+
+    >>> finite_in(1e5, np.dtype(np.float16)), finite_in(1e5, np.dtype(np.float32))
+    (False, True)
+    """
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(dtype.type(value)))
+
+
 def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     """``np.dtype(dtype)`` when it is a floating dtype; a ValueError naming
     ``name`` for anything else, including what numpy cannot read as a dtype.

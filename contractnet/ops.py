@@ -185,7 +185,7 @@ def conj(a: Array) -> np.ndarray:
 def real(a: Array) -> np.ndarray:
     """The real part: :func:`numpy.real`, traced, as a new array (numpy's is
     a view of ``a``).  Its vjp passes the cotangent on as the real part."""
-    return _scalar_or_array(np.asarray(a).real.copy())
+    return scalar_or_array(np.asarray(a).real.copy())
 
 
 @primitive
@@ -193,11 +193,12 @@ def imag(a: Array) -> np.ndarray:
     """The imaginary part: :func:`numpy.imag`, traced, as a new array (zeros
     for a real ``a``).  Its vjp passes the cotangent ``g`` on as ``-1j * g``
     (jax's convention: ``real(vjp(g) * v) == g * imag(v)``)."""
-    return _scalar_or_array(np.asarray(a).imag.copy())
+    return scalar_or_array(np.asarray(a).imag.copy())
 
 
-def _scalar_or_array(x: np.ndarray) -> np.ndarray | np.generic:
-    """A 0-d result as the numpy scalar numpy's ufuncs return; others as they are."""
+def scalar_or_array(x: np.ndarray) -> np.ndarray | np.generic:
+    """A 0-d result as the numpy scalar numpy returns (its ufuncs, its
+    einsum); others as they are."""
     return x[()] if x.ndim == 0 else x
 
 

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
-from .arguments import as_flag
+from .arguments import as_flag, finite_in, real_number
 from .pair import view_key
 
 __all__ = ["Optimizer", "SGD", "Adam", "NonFiniteGradientError"]
@@ -96,8 +96,7 @@ class Optimizer:
         """Refuse a rate that overflows a parameter's dtype (``lr=1e5`` in
         float16): every update would write an infinity or a nan."""
         for dtype, name in {p.dtype: n for n, p in reversed(self.params.items())}.items():
-            with np.errstate(over="ignore"):
-                bad = [(k, v) for k, v in rates.items() if not np.isfinite(dtype.type(v))]
+            bad = [(k, v) for k, v in rates.items() if not finite_in(v, dtype)]
             if bad:
                 key, value = bad[0]
                 raise ValueError(f"{key}={value:g} is not finite in {dtype} (parameter "
@@ -200,16 +199,7 @@ def _meeting_ranges(params: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
 
 def _check_rate(value: float, name: str, low: float, high: float = math.inf,
                 open_low: bool = False) -> float:
-    # a string, a bool, a complex number, a time or None is no rate, whatever float() makes of it
-    try:
-        if isinstance(value, (str, bytes, bool, complex)) or \
-                (isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "iuf"):
-            raise TypeError
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    except OverflowError:  # an int past float's range
-        raise ValueError(f"{name} is an integer too large for a float") from None
+    value = real_number(value, name)
     if not (low < value if open_low else low <= value) or not value < high:
         interval = f"{'(' if open_low else '['}{low}, {high})"
         raise ValueError(f"{name} must lie in {interval}, got {value}")

@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..arguments import floating_dtype, is_int, non_negative_int, positive_int
+from ..arguments import (finite_in, floating_dtype, is_int, non_negative_int, positive_int,
+                         real_number)
 from ..budget import check_allocation
 from ..spec import Spec
 
@@ -91,19 +92,12 @@ def uniform(shape: Sequence[int], limit: float, *, rng: np.random.Generator | in
 def _scale(value: float, name: str, dt: np.dtype, factor: float = 1) -> float:
     """``value`` as a float: a finite real number >= 0 with ``factor * value``
     finite in ``dt`` (so the draw it scales holds no infinity or nan)."""
-    if isinstance(value, (str, bytes, bool, complex)) or (
-            isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind not in "iuf"):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
+    number = real_number(value, name)
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {number}")
-    with np.errstate(over="ignore"):
-        if not np.isfinite(dt.type(factor * number)):
-            raise ValueError(f"{name}={number:g} is too large for {dt}: the weights would "
-                             f"hold infinities")
+    if not finite_in(factor * number, dt):
+        raise ValueError(f"{name}={number:g} is too large for {dt}: the weights would "
+                         f"hold infinities")
     return number
 
 

@@ -297,13 +297,15 @@ def check_reduce(spec: Spec, reduce: str) -> None:
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
 
 
-def _run(spec_text: str, *operands: np.ndarray | Traced, sizes: Mapping[str, int] | None = None,
+def _run(step_of: str, spec_text: str, *operands: np.ndarray | Traced,
+         sizes: Mapping[str, int] | None = None,
          out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
-    """One recorded step of a pairwise run (operands are arrays or traced)."""
+    """One recorded step, ``spec_text``, of a pairwise run of the spec
+    ``step_of`` (operands are arrays or traced)."""
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
-    return contract(make_plan(bound, "sum"), Memo(), *operands)
+    return contract(make_plan(bound, "sum"), Memo(step_of), *operands)
 
 
 def _contract_pairwise(plan: Plan, operands: Sequence):
@@ -317,6 +319,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     check_budget(plan, computed_dtype(plan, operands).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
+    whole = str(spec)
     dtype = np.result_type(*(x.dtype for x in operands))
     reads = []
     for i, (term, names, x) in enumerate(zip(spec.inputs, plan.read_names, operands)):
@@ -324,26 +327,26 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         if term.is_plain and "".join(term.axes) == names:
             reads.append(x)
         elif x.dtype != dtype and math.prod(shape) < x.size:
-            reads.append(_run(f"{term}->{names}", x, sizes=_only(sizes, names)))
+            reads.append(_run(whole, f"{term}->{names}", x, sizes=_only(sizes, names)))
         else:  # cast here, as run_path casts the others: it cannot cast a whole one
             x, = cast_to([x], dtype, ops.astype, first=i)
             reads.append(_Whole(x, str(term), shape, dtype))
 
     def pair(a, an, b, bn, kept):
         if type(a) is not _Whole and type(b) is not _Whole:  # shapes tell all sizes
-            return _run(f"{an},{bn}->{kept}", a, b), kept
+            return _run(whole, f"{an},{bn}->{kept}", a, b), kept
         (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
-        return _run(f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
+        return _run(whole, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
 
     def unary(a, an, kept):
         if type(a) is not _Whole:
-            return a if an == kept else _run(f"{an}->{kept}", a)
-        return _run(f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
+            return a if an == kept else _run(whole, f"{an}->{kept}", a)
+        return _run(whole, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
 
     core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
                        window_offsets=plan.window_offsets)
     if str(spec.output) != plan.target:
-        core = _run(f"{plan.target}->{spec.output}", core,
+        core = _run(whole, f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)

@@ -86,8 +86,10 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
         try:
             grad = run_plan(backward, operands, memo, like)
         except MemoryBudgetError as exc:  # name the contraction the caller wrote
-            raise MemoryBudgetError(f"the gradient of operand {i} of '{plan.bound.spec}': "
-                                    f"{exc}") from None
+            where = f"operand {i} of '{plan.bound.spec}'"
+            if memo is not None and memo.step_of is not None:
+                where = f"'{memo.step_of}' (operand {i} of its pairwise step '{plan.bound.spec}')"
+            raise MemoryBudgetError(f"the gradient of {where}: {exc}") from None
     if reduce == "mean" and not scale_first:
         grad = scale_mean(grad, plan)
     return grad

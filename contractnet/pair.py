@@ -609,11 +609,14 @@ class Memo:
     pass.
     """
 
-    __slots__ = ("copies", "record")
+    __slots__ = ("copies", "record", "step_of")
 
-    def __init__(self) -> None:
+    def __init__(self, step_of: str | None = None) -> None:
         self.copies: dict = {}
         self.record = True
+        #: the spec the caller wrote, when this call is one pairwise step of it
+        #: (errors in the backward pass name it)
+        self.step_of = step_of
 
     def close(self) -> None:
         """Stop recording: from now on the memo only serves what it holds."""

@@ -705,6 +705,20 @@ def test_a_gradient_over_the_budget_names_the_forward_spec_and_its_transpose():
     assert "8,000,000 bytes" in message
 
 
+def test_a_gradient_over_the_budget_in_a_pairwise_step_names_the_whole_spec():
+    # three operands run pairwise: the step that fails is 'kl->k', whose gradient
+    # broadcasts back to (3, 1000); the message names the spec the caller wrote first
+    a, b, c = np.ones((1000, 2)), np.ones((2, 3)), np.ones((3, 1000))
+    out, vjp_fn = cn.vjp(lambda a, b, c: cn.einsum("ij,jk,kl->", a, b, c), a, b, c)
+    with cn.memory_budget(20_000), pytest.raises(cn.MemoryBudgetError) as info:
+        vjp_fn(np.ones_like(out))
+    assert str(info.value).startswith(
+        "the gradient of 'ij,jk,kl->' (operand 0 of its pairwise step 'kl->k'): "
+        "contraction 'k->kl' would allocate an array of 24,000 bytes")
+    assert all(np.array_equal(g, np.full_like(x, v))  # and nothing was left half done
+               for g, x, v in zip(vjp_fn(np.ones_like(out)), (a, b, c), (3000, 10**6, 2000)))
+
+
 def test_a_cached_spec_still_refuses_non_numeric_operands():
     a, b = np.ones((2, 3)), np.ones((3, 4))
     cn.einsum("ij,jk->ik", a, b)  # bound for these shapes: later calls take the short path

@@ -603,7 +603,7 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     fn : callable
         Built from contractnet operations; returns one real value (any
         shape with one element).
-    argnums : int or sequence of int
+    argnums : int, or tuple, list or range of int
         Which positional arguments to differentiate (negative counts from
         the end); each a floating-point array or a nested dict/list/tuple
         of them.
@@ -664,12 +664,13 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
 
 def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
-    """``(single, positions)`` from an int or a sequence of ints (not bools)."""
-    single = None if isinstance(argnums, np.ndarray) else as_index(argnums)
+    """``(single, positions)`` from an int (a 0-d integer array too) or a
+    tuple, list or range of ints (not bools)."""
+    single = as_index(argnums)
     if single is not None:
         return True, (single,)
     positions = (tuple(as_index(n) for n in argnums)
-                 if isinstance(argnums, (tuple, list)) else ())
+                 if isinstance(argnums, (tuple, list, range)) else ())
     if not positions or None in positions:
         raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
     return False, positions

@@ -59,7 +59,7 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, bytes or PathLike
         The target (see the module's notes on links, streams and devices).
         A file it replaces keeps its permission bits (not its owner: the
         new file is this process's); a new one gets ``0o666`` less the umask.
@@ -72,12 +72,14 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
     ValueError
         If the path is empty, not a file name, a directory, a socket, in a
         missing directory, or a file descriptor not open for writing.
+    TypeError
+        If ``data`` is none of these (nothing is written).
     OSError
         If writing fails; a regular file is then left as it was, with no
         temporary file beside it.
     """
-    kind, target = _destination(path)
     write = _writer(data)
+    kind, target = _destination(path)
     if kind != "file":  # made whole first, in a spool file, then sent in order
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             write(spool)
@@ -136,6 +138,7 @@ def check_writable(path: str | os.PathLike) -> None:
         if not os.access(target, os.W_OK):
             raise ValueError(f"cannot write {os.fspath(path)!r}: permission denied")
         return
+    _check_name_length(target)  # the probe's own name is short: it cannot tell
     probe = _temporary_name(target)
     try:  # the file is written beside its target, then renamed over it
         with open(probe, "xb"):
@@ -151,6 +154,22 @@ def check_writable(path: str | os.PathLike) -> None:
     if not _may_replace(target):
         raise ValueError(f"cannot write {os.fspath(path)!r}: another user owns it, in a "
                          "directory where only a file's owner may replace it")
+
+
+def _check_name_length(target: str) -> None:
+    """Refuse a file name longer than its directory allows (``NAME_MAX``),
+    which only the final rename would otherwise find out."""
+    if os.path.lexists(target):
+        return
+    folder, name = os.path.split(target)
+    try:
+        longest = os.pathconf(folder or os.curdir, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not known here (or not POSIX)
+        return
+    length = len(os.fsencode(name))
+    if longest > 0 and length > longest:
+        raise ValueError(f"cannot write {target!r}: its file name is {length} bytes long, "
+                         f"more than the {longest} its directory allows")
 
 
 def replaced_file(path: str | os.PathLike) -> str | None:
@@ -311,5 +330,11 @@ def _temporary_name(target: str) -> str:
 def _writer(data) -> Callable[[IO[bytes]], None]:
     if callable(data):
         return data
-    content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if isinstance(data, str):
+        content = data.encode("utf-8")
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        content = bytes(data)
+    else:  # bytes(3) would be three zero bytes, bytes([1, 2]) two
+        raise TypeError(f"the content to write must be bytes, str or a function writing to "
+                        f"a file, got {type(data).__name__}")
     return lambda handle: handle.write(content)

@@ -736,6 +736,10 @@ def test_bad_argnums_are_refused(argnums, match):
 def test_numpy_integer_argnums_is_accepted():
     x, y = np.ones(3), np.arange(3.0)
     np.testing.assert_array_equal(cn.grad(lambda a, b: cn.sum(a * b), np.int64(1))(x, y), x)
+    np.testing.assert_array_equal(cn.grad(lambda a, b: cn.sum(a * b), np.array(1))(x, y), x)
+    gx, gy = cn.grad(lambda a, b: cn.sum(a * b), range(2))(x, y)  # a range is a sequence
+    np.testing.assert_array_equal(gx, y)
+    np.testing.assert_array_equal(gy, x)
 
 
 def test_max_pool_gradient_of_an_empty_batch():

@@ -283,6 +283,24 @@ def test_a_bytes_path_is_a_path_and_a_file_is_no_directory(tmp_path) -> None:
         check_writable(tmp_path / "b.json" / "x")
 
 
+def test_a_file_name_too_long_for_its_directory_is_refused_early(tmp_path) -> None:
+    target = tmp_path / ("n" * 300 + ".npz")  # past NAME_MAX (255 bytes on Linux)
+    with pytest.raises(ValueError, match="its file name is 304 bytes long, more than the"):
+        check_writable(target)
+    check_writable(tmp_path / ("n" * 100 + ".npz"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_content_that_is_not_bytes_text_or_a_writer_is_refused(tmp_path) -> None:
+    for data in (3, [1, 2], None):  # bytes() would make zeros of an int, bytes of a list
+        with pytest.raises(TypeError, match="must be bytes, str or a function"):
+            write_file(tmp_path / "x.bin", data)
+    assert list(tmp_path.iterdir()) == []
+    write_file(tmp_path / "x.bin", bytearray(b"ab"))
+    write_file(tmp_path / "y.bin", memoryview(b"cd"))
+    assert (tmp_path / "x.bin").read_bytes() + (tmp_path / "y.bin").read_bytes() == b"abcd"
+
+
 def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(ValueError, match="an output path is empty"):
         check_writable("")

@@ -1172,6 +1172,26 @@ def test_a_central_directory_missing_members_is_a_value_error(tmp_path):
         nn.load_parameters(tmp_path / "p.npz")
 
 
+def test_a_member_flagged_as_encrypted_is_a_value_error(tmp_path):
+    nn.save_parameters({"w": np.ones(4, np.float32)}, tmp_path / "w.npz")
+    raw = bytearray((tmp_path / "w.npz").read_bytes())
+    raw[raw.rfind(b"PK\x01\x02") + 8] |= 1  # the directory entry's "encrypted" flag bit
+    (tmp_path / "w.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="member 'w.npy' cannot be read: RuntimeError"):
+        nn.load_parameters(tmp_path / "w.npz")
+
+
+def test_a_bytes_path_loads_as_it_saves(tmp_path):
+    path = os.fsencode(tmp_path / "b.npz")
+    nn.save_parameters({"w": np.arange(3.0)}, path)
+    assert nn.load_parameters(path)["w"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(FileNotFoundError):
+        nn.load_parameters(os.fsencode(tmp_path / "missing.npz"))
+    model = nn.Dense(2, 3, rng=0)
+    with pytest.raises(ValueError, match=r"cannot load '.*b\.npz' into Dense"):
+        model.load(path)
+
+
 def test_a_damaged_central_directory_is_a_value_error(tmp_path):
     nn.save_parameters({"a": np.ones(3)}, tmp_path / "v.npz")
     raw = bytearray((tmp_path / "v.npz").read_bytes())

@@ -193,7 +193,7 @@ class Module:
         try:
             self.set_parameters(arrays)
         except ValueError as exc:
-            raise ValueError(f"cannot load {os.fspath(path)!r} into "
+            raise ValueError(f"cannot load {os.fsdecode(os.fspath(path))!r} into "
                              f"{type(self).__name__}: {exc}") from exc
         return self
 

@@ -26,9 +26,11 @@ from ..files import write_file
 MEMBER_SUFFIX = ".npy"
 #: What reading a damaged archive member raises: a bad header (numpy parses
 #: it as Python), a compressed stream that does not decode (bz2 raises
-#: OSError), a CRC mismatch, an unknown compression.
+#: OSError), a CRC mismatch, an unknown compression, a member flagged as
+#: encrypted (zipfile's RuntimeError: a damaged flag bit, or a password).
 _DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
-                          zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError)
+                          zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError,
+                          RuntimeError)
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -39,7 +41,7 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
     params : mapping of str to ndarray
         Numeric arrays by name: any non-empty string that a zip member name
         can hold (UTF-8, no NUL character, at most 65,531 bytes).
-    path : str or PathLike
+    path : str, bytes or PathLike
         Target file; its directory must exist.  A new file gets the usual
         permissions (``0o666`` less the umask); a file it replaces keeps its
         own; a symbolic link is followed, and a device (``/dev/null``) is
@@ -102,7 +104,7 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, bytes or PathLike
         The archive, read under exactly that name.
 
     Returns
@@ -115,14 +117,14 @@ def load_parameters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     FileNotFoundError
         If ``path`` does not exist.
     TypeError
-        If ``path`` is not a str or PathLike.
+        If ``path`` is not a str, bytes or PathLike.
     ValueError
         If ``path`` is a directory, or the file is not an ``.npz`` archive,
         is damaged, holds a member that is not an ``.npy`` array or a name
         twice, holds pickled objects, or holds an array that is not
         numeric (what :func:`save_parameters` refuses to write).
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # zipfile takes anything but a str for a file object
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not an .npz archive of parameters")
     try:

@@ -423,10 +423,12 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         primal in place before calling ``vjp_fn``: operands the forward pass
         copied keep their old values, the others are read as they are then.
         It raises ``ValueError`` for a cotangent of the wrong shape, a
-        non-numeric one, or a complex one for a real output, for a traced
-        cotangent while a function is being differentiated (its plain value
-        would cut that trace), and when the gradient reaches a traced value
-        that is not one of these primals (a :class:`Traced` made by hand).
+        non-numeric one, or a complex one for a real output, for a
+        cotangent computed from the primals of a function still being
+        differentiated (its plain value would cut that trace; a traced
+        value of a finished trace is read as its value), and when the
+        gradient reaches a traced value that is not one of these primals
+        (a :class:`Traced` made by hand).
 
     Raises
     ------
@@ -462,11 +464,11 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    OPEN_TRACES.append(None)  # list.append and list.pop are atomic: no lock needed
+    OPEN_TRACES[id(leaves)] = leaves  # setting and deleting a key are atomic: no lock needed
     try:
         result = fn(*rebuild(leaves))
     finally:
-        OPEN_TRACES.pop()
+        del OPEN_TRACES[id(leaves)]
     if type(result) is Traced:
         if OPEN_TRACES:  # another vjp is running its function: this one may read its values
             _refuse_outer_values(result, leaves)
@@ -487,7 +489,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             raise ValueError(f"the cotangent is None; it must be a numeric array shaped like "
                              f"the output ({out.shape}, {out.dtype})")
         if isinstance(cotangent, Traced):
-            if OPEN_TRACES:  # it may be traced there: its plain value would cut that trace
+            if OPEN_TRACES and _reads_open_traces(cotangent):  # its value would cut them
                 raise ValueError(TRACED_COTANGENT)
             cotangent = cotangent.value
         cot = cotangent
@@ -510,11 +512,28 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     return out, vjp_fn
 
 
-#: One entry per :func:`vjp` call running its function, in any thread.  When
-#: another is open as one ends, its result may read values that one traces
-#: (a nested call, in this thread or one it started): its graph is walked
-#: (:func:`_refuse_outer_values`), which raises only for such values.
-OPEN_TRACES: list[None] = []
+#: The traced primals of each :func:`vjp` call running its function, in any
+#: thread, keyed by the identity of their list.  When another is open as one
+#: ends, its result may read values that one traces (a nested call, in this
+#: thread or one it started): its graph is walked (:func:`_refuse_outer_values`),
+#: which raises only for such values.
+OPEN_TRACES: dict[int, list[Traced]] = {}
+
+
+def _graph_leaves(root: Traced) -> list[Traced]:
+    """The traced values with no node that ``root`` was computed from
+    (primals, or a :class:`Traced` made by hand); ``root`` itself if it has none."""
+    leaves, seen, stack = [], {id(root)}, [root]
+    while stack:
+        value = stack.pop()
+        if value.node is None:
+            leaves.append(value)
+            continue
+        for _, parent in value.node.parents:
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append(parent)
+    return leaves
 
 
 def _refuse_outer_values(root: Traced, leaves: list[Traced]) -> None:
@@ -522,17 +541,16 @@ def _refuse_outer_values(root: Traced, leaves: list[Traced]) -> None:
     ``leaves``: a nested :func:`vjp` would otherwise return it as a constant,
     silently cutting the enclosing trace."""
     primals = {id(leaf) for leaf in leaves}
-    seen, stack = {id(root)}, [root]
-    while stack:
-        value = stack.pop()
-        if value.node is None:
-            if id(value) not in primals:
-                raise ValueError(NESTED_TRACE)
-            continue
-        for _, parent in value.node.parents:
-            if id(parent) not in seen:
-                seen.add(id(parent))
-                stack.append(parent)
+    if any(id(value) not in primals for value in _graph_leaves(root)):
+        raise ValueError(NESTED_TRACE)
+
+
+def _reads_open_traces(value: Traced) -> bool:
+    """Whether ``value`` was computed from a primal of a :func:`vjp` still
+    running its function (in any thread): a value of a finished trace, or a
+    :class:`Traced` made by hand, is a constant now."""
+    open_primals = {id(leaf) for leaves in list(OPEN_TRACES.values()) for leaf in leaves}
+    return any(id(leaf) in open_primals for leaf in _graph_leaves(value))
 
 
 def _checked_cotangent(cot: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ exhausting the machine's memory.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from typing import Iterator, Sequence
@@ -29,17 +30,27 @@ def _default_budget() -> int:
     return total // 2
 
 
-#: The budget in bytes, in a list so that every module reads the current value.
-BUDGET = [_default_budget()]
+#: The budget in force, in bytes, as a one-element list: by default the
+#: process's, which every thread outside a :func:`memory_budget` block reads;
+#: inside one, the block's own list, in its thread (or asyncio task) only.
+#: Read it as ``BUDGET.get()[0]``.
+BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar(
+    "memory_budget", default=[_default_budget()])
 
 
 def get_memory_budget() -> int:
-    """The largest array (bytes) one contraction may allocate now."""
-    return BUDGET[0]
+    """The largest array (bytes) one contraction may allocate now, here: the
+    budget of the innermost :func:`memory_budget` block open in this thread,
+    else the process's."""
+    return BUDGET.get()[0]
 
 
 def set_memory_budget(nbytes: int | None) -> int:
     """Set the largest array (bytes) one contraction may allocate.
+
+    Outside any :func:`memory_budget` block this sets the process's budget,
+    which every thread outside a block of its own reads; inside one it sets
+    that block's (in this thread only), until the block ends.
 
     Parameters
     ----------
@@ -57,18 +68,23 @@ def set_memory_budget(nbytes: int | None) -> int:
     ValueError
         If ``nbytes`` is not a positive int (a bool, a float or 0 included).
     """
+    value, budget = _checked(nbytes), BUDGET.get()
+    previous, budget[0] = budget[0], value
+    return previous
+
+
+def _checked(nbytes: int | None) -> int:
     if nbytes is not None and (not is_int(nbytes) or nbytes <= 0):
         raise ValueError(f"memory budget must be a positive number of bytes, got {nbytes!r}")
-    previous = BUDGET[0]
-    BUDGET[0] = _default_budget() if nbytes is None else int(nbytes)
-    return previous
+    return _default_budget() if nbytes is None else int(nbytes)
 
 
 @contextlib.contextmanager
 def memory_budget(nbytes: int | None) -> Iterator[None]:
-    """Temporarily limit the bytes one contraction may allocate (a context
-    manager: ``with memory_budget(1 << 30): ...``); the budget before it is
-    restored on leaving, however the block ends.
+    """Limit the bytes one contraction may allocate within a block (a context
+    manager: ``with memory_budget(1 << 30): ...``), in the thread (or
+    asyncio task) that runs it: other threads keep their own budget, and
+    the one before the block is back on leaving, however the block ends.
 
     Parameters
     ----------
@@ -80,19 +96,20 @@ def memory_budget(nbytes: int | None) -> Iterator[None]:
     ValueError
         As :func:`set_memory_budget` does, on entering.
     """
-    previous = set_memory_budget(nbytes)
+    token = BUDGET.set([_checked(nbytes)])
     try:
         yield
     finally:
-        BUDGET[0] = previous
+        BUDGET.reset(token)
 
 
 def check_allocation(shape: Sequence[int], dtype, what: str) -> None:
     """Raise :class:`MemoryBudgetError` if an array of ``shape`` and
     ``dtype`` (``what``, for the message) would exceed the memory budget."""
     needed = math.prod(shape) * np.dtype(dtype).itemsize
-    if needed > BUDGET[0]:
+    budget = BUDGET.get()[0]
+    if needed > budget:
         raise MemoryBudgetError(
             f"{what} of shape {tuple(shape)} ({np.dtype(dtype)}), {needed:,} bytes: more "
-            f"than the memory budget of {BUDGET[0]:,} bytes (by default half of this "
+            f"than the memory budget of {budget:,} bytes (by default half of this "
             f"machine's memory; contractnet.set_memory_budget changes it)")

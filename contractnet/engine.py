@@ -50,7 +50,7 @@ MAX_REDUCE_OFFSETS = 64
 def within_budget(plan: "Plan") -> bool:
     """True when ``plan`` fits the memory budget whatever its dtype (the
     cheap test; :func:`check_budget` gives the exact answer and the error)."""
-    return plan.peak_elements * MAX_ITEMSIZE <= BUDGET[0]
+    return plan.peak_elements * MAX_ITEMSIZE <= BUDGET.get()[0]
 
 
 def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
@@ -83,15 +83,15 @@ def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
     ``...`` and the broadcast ones with letters of its own), then the bound
     spec, whose letters the sizes use.
     """
-    needed = plan.peak_elements * itemsize
-    if needed > BUDGET[0]:
+    needed, budget = plan.peak_elements * itemsize, BUDGET.get()[0]
+    if needed > budget:
         bound = f"'{plan.bound.spec}'"
         if written is not None and str(written) != str(plan.bound.spec):
             bound = f"'{written}' (run as {bound})"
         raise MemoryBudgetError(
             f"contraction {bound} would allocate an array of {needed:,} bytes "
             f"(sizes {dict(plan.bound.sizes)}), more than the memory budget of "
-            f"{BUDGET[0]:,} bytes; check the spec, or raise the budget with "
+            f"{budget:,} bytes; check the spec, or raise the budget with "
             f"contractnet.set_memory_budget")
 
 

@@ -297,7 +297,7 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             a, b = (x if p is None else _copy_in_order(x, p) for x, p in zip((a, b),
                                                                           plan.einsum_copies))
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    if ((a.nbytes > BUDGET[0] or b.nbytes > BUDGET[0]) and fits_einsum(an + bn)
+    if (max(a.nbytes, b.nbytes) > BUDGET.get()[0] and fits_einsum(an + bn)
             and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
         # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
@@ -471,11 +471,12 @@ def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:
     """Whether laying ``x`` out as its GEMM matrix copies it (see
     :func:`_gemm_operand` and :func:`_blasable`), into more than the
     memory budget."""
-    if x.nbytes <= BUDGET[0] and not _is_broadcast(x):
+    budget = BUDGET.get()[0]
+    if x.nbytes <= budget and not _is_broadcast(x):
         return False  # a copy is no larger than x itself
     permuted = x if perm is None else x.transpose(perm)
     copies = not _reshapes_as_view(permuted, shape) or not _blas_reads(permuted.reshape(shape))
-    return copies and math.prod(x.shape) * x.itemsize > BUDGET[0]
+    return copies and math.prod(x.shape) * x.itemsize > budget
 
 
 def _is_broadcast(x: np.ndarray) -> bool:

@@ -698,6 +698,27 @@ def test_a_traced_cotangent_inside_a_differentiated_function_is_refused_not_cut(
         cn.grad(lambda c: cn.sum(twice(c.value)[0] * c))(np.ones(3)), [2.0, 2.0, 2.0])
 
 
+def test_a_value_of_a_finished_trace_is_a_constant_cotangent_whatever_other_threads_trace():
+    import threading
+    kept = []
+    _, triple = cn.vjp(lambda x: (kept.append(x * 2.0), x * 3.0)[1], np.arange(3.0))
+    tracing, done = threading.Event(), threading.Event()
+
+    def trace_meanwhile(x):
+        tracing.set()
+        done.wait(10)
+        return cn.sum(x)
+    other = threading.Thread(target=lambda: cn.vjp(trace_meanwhile, np.ones(2)))
+    other.start()
+    try:
+        tracing.wait(10)  # another thread's function is running under vjp
+        np.testing.assert_array_equal(triple(kept[0])[0], [0.0, 6.0, 12.0])
+    finally:
+        done.set()
+        other.join()
+    np.testing.assert_array_equal(triple(kept[0])[0], [0.0, 6.0, 12.0])
+
+
 @pytest.mark.parametrize("reduce", [cn.max, cn.min])
 @pytest.mark.parametrize("dtype", [np.int64, np.int8, np.uint16, bool])
 def test_an_integer_max_or_min_passes_a_zero_gradient_like_every_integer_step(reduce, dtype):

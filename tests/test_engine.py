@@ -422,6 +422,62 @@ def test_get_memory_budget_reads_what_set_memory_budget_sets():
         cn.set_memory_budget(previous)
 
 
+def test_set_memory_budget_inside_a_block_lasts_until_the_block_ends():
+    previous = cn.set_memory_budget(12345)
+    try:
+        with cn.memory_budget(999):
+            assert cn.set_memory_budget(555) == 999
+            assert cn.get_memory_budget() == 555
+        assert cn.get_memory_budget() == 12345
+    finally:
+        cn.set_memory_budget(previous)
+
+
+def test_a_memory_budget_block_limits_its_own_thread_only():
+    # two blocks that end in the other order than they began, in two threads:
+    # each thread sees its own limit, and the process's is untouched by both
+    import threading
+    process = cn.get_memory_budget()
+    seen, errors = {}, []
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    ones = [np.ones(100)] * 2  # an outer product of 80,000 bytes
+
+    def block_a():
+        with cn.memory_budget(1000):
+            a_in.set()
+            b_in.wait()
+            seen["a"] = cn.get_memory_budget()
+            with pytest.raises(cn.MemoryBudgetError):
+                cn.einsum("i,j->ij", *ones)
+        a_out.set()
+
+    def block_b():
+        a_in.wait()
+        with cn.memory_budget(2000):
+            b_in.set()
+            a_out.wait()
+            seen["b"] = cn.get_memory_budget()
+        seen["b after"] = cn.get_memory_budget()
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
+            errors.append(exc)
+            a_in.set(), b_in.set(), a_out.set()
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in (block_a, block_b)]
+    for t in threads:
+        t.start()
+    a_in.wait()
+    assert cn.get_memory_budget() == process  # this thread is in no block
+    assert cn.einsum("i,j->ij", *ones).shape == (100, 100)
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert seen == {"a": 1000, "b": 2000, "b after": process}
+    assert cn.get_memory_budget() == process
+
+
 def test_memory_budget_refuses_huge_outer_product():
     with pytest.raises(cn.MemoryBudgetError, match=r"i,j,k->ijk"):
         cn.einsum("i,j,k->ijk", *_huge_operands())

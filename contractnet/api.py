@@ -270,7 +270,14 @@ def _from_interleaved(args: tuple, sizes: Mapping | None):
                             f"was the spec string left out?")
     text = interleaved_spec(sublists, output)
     if isinstance(sizes, Mapping):
-        sizes = {_size_key(k): v for k, v in sizes.items()}
+        keyed, given = {}, {}
+        for key, value in sizes.items():
+            letter = _size_key(key)
+            if letter in keyed and keyed[letter] != value:  # 1 and "B", say
+                raise SpecError(f"sizes= gives index {letter!r} twice, as {given[letter]!r}: "
+                                f"{keyed[letter]!r} and as {key!r}: {value!r}", text)
+            keyed[letter], given[letter] = value, key
+        sizes = keyed
     return text, operands, sizes
 
 

@@ -306,10 +306,11 @@ def _window_key(key: object) -> object:
     if not (group.startswith("(") and group.endswith(")")):
         group = f"({group})"
     try:
-        axes = parse(f"{group}->").inputs[0].axes
+        terms = parse(f"{group}->").inputs
     except SpecError:
         return key
-    return str(axes[0]) if len(axes) == 1 else key
+    # one term of one axis: "h+u),(x+y" parses as two terms
+    return str(terms[0].axes[0]) if len(terms) == 1 and len(terms[0].axes) == 1 else key
 
 
 def size_hint(name: str, option: bool = False) -> str:

@@ -246,8 +246,11 @@ def _read_window(text: str, pos: int) -> tuple[Window, int]:
         raise _error(text, min(pos, len(text)),
                      "a window group is '(stride*outer + dilation*inner)', expected '+'")
     dilation, inner, pos = _read_window_part(text, pos + 1)
-    if pos >= len(text) or text[pos] != ")":
+    if pos >= len(text):
         raise _error(text, open_pos, "window group is not closed with ')'")
+    if text[pos] != ")":  # a third part, a comma: the group has more than its two
+        raise _error(text, pos, f"a window group is '(stride*outer + dilation*inner)', "
+                                f"expected ')' after its second part, found {text[pos]!r}")
     if outer == inner:
         raise _error(text, open_pos, f"window group uses index '{outer}' twice")
     return Window(outer, inner, stride, dilation), pos + 1

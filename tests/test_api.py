@@ -478,6 +478,10 @@ def test_interleaved_form_sizes_by_subscript():
     np.testing.assert_array_equal(by_numpy_int, by_int)
     with pytest.raises(SpecError, match="True"):  # a bool is no subscript, as numpy's sublists
         cn.einsum(x, [0, 1], [0, 1, 2], sizes={True: 4})
+    for sizes in ({2: 4, "C": 5}, {"C": 5, 2: 4}):  # one index twice: neither may win silently
+        with pytest.raises(SpecError, match="sizes= gives index 'C' twice, as "):
+            cn.einsum(x, [0, 1], [0, 1, 2], sizes=sizes)
+    np.testing.assert_array_equal(cn.einsum(x, [0, 1], [0, 1, 2], sizes={2: 4, "C": 4}), by_int)
 
 
 def test_output_ellipsis_with_no_input_ellipsis_stands_for_no_axes():

@@ -171,6 +171,14 @@ def test_bad_sizes_argument(sizes, match):
         bind(parse("i->ij"), [(3,)], sizes)
 
 
+@pytest.mark.parametrize("key", ["h+u),(x+y", "h+u)(x+y", "(h+u),(x+y)"])
+def test_a_key_of_two_groups_names_no_window(key):
+    # it parses as two terms, or as one term of two axes: not the group (h+u)
+    with pytest.raises(SpecError, match=r"sizes= names .*, which is not an index"):
+        bind(parse("h->(h+u)"), [(3,)], {"u": 2, key: 6})
+    assert bind(parse("h->(h+u)"), [(3,)], {"u": 2, "h+u": 6}).out_shape == (6,)
+
+
 def test_output_index_in_no_operand_needs_sizes():
     with pytest.raises(SpecError, match=r"output index 'j' appears in no operand.*sizes="):
         bind(parse("i->ij"), [(3,)])

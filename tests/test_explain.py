@@ -25,6 +25,25 @@ def test_the_flatten_order_is_told_only_where_a_flatten_merges_axes():
     assert "X[b | k] @ W[k | nmd]" in text and "flatten order" not in text
 
 
+@pytest.mark.parametrize("spec, shapes, product, reorder", [
+    ("ij,jk->ik", [(2, 3), (3, 4)], "X[i | j] @ W[j | k]   (2 x 3) @ (3 x 4)", None),
+    ("ij,jk->ki", [(2, 3), (3, 4)], "W[k | j] @ X[j | i]   (4 x 3) @ (3 x 2)", None),
+    ("jk,ij->ik", [(3, 4), (2, 3)], "W[i | j] @ X[j | k]   (2 x 3) @ (3 x 4)", None),
+    ("acj,jk->akc", [(2, 5, 3), (3, 4)], "X[ac | j] @ W[j | k]   (10 x 3) @ (3 x 4)",
+     "then its axes 'ack' put in the output's order 'akc'"),
+])
+def test_the_flatten_equivalent_gives_the_output_in_its_order(spec, shapes, product, reorder):
+    text = explain(spec, shapes)
+    assert f"  {product}\n" in text + "\n"
+    assert (reorder in text) if reorder else "then its axes" not in text
+    # the product as printed, computed with numpy, is the contraction
+    x, w = (np.random.default_rng(0).standard_normal(s) for s in shapes)
+    if spec == "ij,jk->ki":
+        np.testing.assert_allclose(w.T @ x.T, cn.einsum(spec, x, w))
+    if spec == "jk,ij->ik":
+        np.testing.assert_allclose(w @ x, cn.einsum(spec, x, w))
+
+
 def test_cp_explanation_shows_the_pairwise_path_and_flops():
     text = explain("bnmd,nr,mr,dr,kr->bk", sizes=dict(b=8, n=3, m=3, d=4, k=5, r=2))
     assert "pairwise path" in text and "FLOPs" in text

@@ -17,11 +17,11 @@ import numpy as np
 
 from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, check_operand_count,
                    checked_shape)
-from .budget import check_allocation
 from . import ops
 from .ops import scalar_or_array
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
-                     mean_scale, run_direct_gemm, run_path, run_plan, within_budget)
+                     mean_scale, run_direct_gemm, run_path, run_plan, summing_dtype,
+                     within_budget)
 from .pair import Memo
 from .spec import Spec, SpecError, interleaved_spec, parse, subscript_index, subscript_letter
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -171,8 +171,6 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         bound = bind_array_shapes(parsed, tuple(shapes), sizes)
     if reduce == "max":
         check_max_is_defined(bound, parsed)
-    if reduce == "mean" and np.result_type(*values) == np.float16:
-        return _mean_in_float32(parsed, operands, shapes, sizes)
     plan = make_plan(bound, reduce)
     if not within_budget(plan):  # checked here to quote the spec as written
         check_budget(plan, computed_dtype(plan, values).itemsize, parsed)
@@ -189,19 +187,6 @@ def _operand_array(x: Any, operand: int) -> np.ndarray:
         if holds_traced(x):
             raise traced_list_error(f"operand {operand}", x) from None
         raise
-
-
-def _mean_in_float32(spec: Spec, operands: Sequence, shapes: Sequence[tuple[int, ...]],
-                     sizes: Mapping[str, int] | None):
-    """A float16 mean, summed in float32 and returned in float16, as
-    :func:`numpy.mean` sums float16: a float16 sum past 65504 would overflow
-    where the mean does not.  The casts are recorded, so gradients flow."""
-    wide = []
-    for i, (x, shape) in enumerate(zip(operands, shapes)):
-        check_allocation(shape, np.float32, f"a float32 copy of operand {i} of '{spec}'")
-        wide.append(ops.astype(x, np.float32))
-    out = ops.astype(einsum(spec, *wide, sizes=sizes, reduce="mean"), np.float16)
-    return out if type(out) is Traced else scalar_or_array(out)
 
 
 def check_max_is_defined(bound: Bound, spec: Spec) -> None:
@@ -323,11 +308,12 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     cast to the operands' common dtype and its read has fewer elements (a
     diagonal, windows with gaps): that read is then made first, and cast.
     """
-    check_budget(plan, computed_dtype(plan, operands).itemsize)
+    check_budget(plan, summing_dtype(computed_dtype(plan, operands)).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
     whole = str(spec)
-    dtype = np.result_type(*(x.dtype for x in operands))
+    returned = np.result_type(*(x.dtype for x in operands))
+    dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
     reads = []
     for i, (term, names, x) in enumerate(zip(spec.inputs, plan.read_names, operands)):
         shape = tuple(sizes[n] for n in names)
@@ -357,7 +343,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)
-    return core
+    return core if dtype == returned else ops.astype(core, returned)
 
 
 class _Whole(NamedTuple):

@@ -135,13 +135,14 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     if x.dtype.kind in "fc":  # a nan extremum came from the nans: they share its cotangent
         hit |= np.isnan(x) & np.isnan(ans)
     g = _expand(g, x, axis, keepdims)
-    # each tie's share, counted in integers (a float16 count stops at 65504) and
+    # each tie's share, counted in integers (a float16 count stops at 65504), its
+    # reciprocal taken in at least float64 (a longdouble's in longdouble) and
     # applied in the cotangent's own real dtype (native byte order: a ufunc's dtype=),
     # or for the integer cotangent of an integer max in the float dtype numpy pairs
     # with it (the cast to integers before the max passes on zeros)
     ties = hit.sum(axis=ops._axis(axis), keepdims=True)
     share = np.finfo(np.result_type(g, np.float16)).dtype
-    return passes(hit, g * (1 / ties).astype(share))
+    return passes(hit, g * (1 / ties.astype(np.result_type(share, np.float64))).astype(share))
 
 
 def _transpose_rule(argnum, g, ans, x, axes=None):

@@ -42,6 +42,7 @@ REDUCTIONS = ("sum", "mean", "max")
 # the largest element a plan's budget check must allow for (clongdouble's)
 MAX_ITEMSIZE = np.dtype(np.clongdouble).itemsize
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
+HALF = np.dtype(np.float16)
 # window offsets a one-operand reduction combines slice by slice, at most: each
 # costs a ufunc call, and past a few dozen numpy's own reduction is as quick
 MAX_REDUCE_OFFSETS = 64
@@ -60,19 +61,24 @@ def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
     forward or backward, in one call.
 
     Returns None, running nothing, when the plan has no direct GEMM, when an
-    operand (or ``like``, when given) is not C-contiguous, or when the plan
-    may not fit the memory budget (the quick test of :func:`within_budget`).
+    operand (or ``like``, when given) is not C-contiguous or is float16
+    (which :func:`run_plan` adds up in float32, see :func:`summing_dtype`),
+    or when the plan may not fit the memory budget (the quick test of
+    :func:`within_budget`).
     :func:`run_plan` tries it first; the traced head's forward and backward
     (:func:`contractnet.api._record`, the contraction's vjp rule) call it
     before :func:`run_plan` to skip that function's and the ``contract``
     primitive's set-up, and call :func:`run_plan` when it returns None.
     """
     gemm = plan.direct_gemm
-    if (gemm is None or not operands[0].flags.c_contiguous
-            or not operands[1].flags.c_contiguous
-            or (like is not None and not like.flags.c_contiguous) or not within_budget(plan)):
+    if gemm is None:
         return None
-    return run_gemm(gemm, operands[0], operands[1])
+    a, b = operands
+    if (not a.flags.c_contiguous or not b.flags.c_contiguous
+            or (like is not None and not like.flags.c_contiguous)
+            or a.dtype == HALF or b.dtype == HALF or not within_budget(plan)):
+        return None
+    return run_gemm(gemm, a, b)
 
 
 def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
@@ -282,10 +288,12 @@ def run_path(operands: list, names: list[str], target: str, pair, unary,
     Operands of different dtypes are first cast to their common dtype
     (:func:`cast_to`, with ``cast``), as numpy computes the whole sum of
     products in it: contracted pair by pair in their own dtypes, two int8
-    operands would wrap, two float16 ones overflow, two bools multiply and
-    add as "and" and "or".
+    operands would wrap, two bools multiply and add as "and" and "or".
+    float16 ones are cast to float32 (:func:`summing_dtype`): an
+    intermediate sum may pass float16's 65504 where the result does not.
     """
-    operands = cast_to(operands, np.result_type(*(op.dtype for op in operands)), cast)
+    dtype = summing_dtype(np.result_type(*(op.dtype for op in operands)))
+    operands = cast_to(operands, dtype, cast)
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target, window_offsets)
     stack = list(zip(operands, names))
@@ -626,10 +634,18 @@ def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
 
 
 def computed_dtype(plan: Plan, operands: Sequence) -> np.dtype:
-    """The dtype ``plan`` computes in and returns: numpy's common dtype of the
-    operands, or float64 for a mean of integers or bools (as numpy's mean)."""
+    """The dtype ``plan`` returns: numpy's common dtype of the operands, or
+    float64 for a mean of integers or bools (as numpy's mean)."""
     dtype = np.result_type(*(op.dtype for op in operands))
     return np.dtype(np.float64) if plan.reduce == "mean" and dtype.kind in "biu" else dtype
+
+
+def summing_dtype(dtype: np.dtype, reduce: str = "sum") -> np.dtype:
+    """The dtype a contraction returning ``dtype`` adds up in: float32 for
+    float16 (:data:`~contractnet.pair.WIDER_SUMS`), whose sums (a lone
+    index summed before a product, an intermediate of a path) overflow past
+    65504 where the result need not; its own for the others, and for a max."""
+    return dtype if reduce == "max" else WIDER_SUMS.get(dtype, dtype)
 
 
 def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
@@ -641,9 +657,13 @@ def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
 
 
 def mean_scale(count: int, dtype) -> np.ndarray:
-    """``1 / count`` in ``dtype``; a mean over nothing is nan, as in numpy."""
+    """``1 / count`` in ``dtype`` (a 0-d array), rounded once from a
+    reciprocal worked out in at least float64 (a longdouble one in
+    longdouble); a mean over nothing is nan, as in numpy."""
     dtype = np.dtype(dtype) if np.dtype(dtype).kind in "fc" else np.dtype(np.float64)
-    return np.asarray(np.nan if count == 0 else 1 / count, dtype=dtype)
+    if count == 0:
+        return np.asarray(np.nan, dtype=dtype)
+    return (np.ones((), np.result_type(dtype, np.float64)) / count).astype(dtype)
 
 
 def _read_views(plan: Plan, arrays: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
@@ -712,10 +732,15 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
+    dtype = computed_dtype(plan, arrays)
+    summing = summing_dtype(dtype, plan.reduce)
     if not within_budget(plan):  # the cheap test first: most plans are small
-        check_budget(plan, computed_dtype(plan, arrays).itemsize)
+        check_budget(plan, summing.itemsize)
+    if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
+        # copies of these casts could serve no backward pass, which casts anew)
+        return run_plan(plan, cast_to(arrays, summing), None, like).astype(dtype)
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
-        arrays = cast_to(arrays, computed_dtype(plan, arrays))
+        arrays = cast_to(arrays, dtype)
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

@@ -309,8 +309,9 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
     return run_gemm(plan, a2, b2), plan.result_names
 
 
-#: numpy.einsum rounds a float16 sum to float16 at every term: these dtypes
-#: sum in a wider one.
+#: numpy rounds a float16 sum to float16 at every term (and its float16
+#: matmul runs without BLAS): these dtypes are contracted in a wider one
+#: (:func:`contractnet.engine.summing_dtype`), so no pair ever gets them.
 WIDER_SUMS = {np.dtype(np.float16): np.dtype(np.float32)}
 
 
@@ -323,19 +324,11 @@ def _strided_dots(plan: PairPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     stay within a few units in the last place (largest errors of 2.5e-7 to
     5e-7 of the largest result at 64 float32 terms, 4e-16 to 7e-16 at 64
     float64 ones, against about 1e-7 and 2e-16 for a GEMM's), and longer
-    sums add up in blocks of at most that many (:mod:`contractnet.blocks`).
-    float16 ones sum in float32."""
-    dtype = np.result_type(a.dtype, b.dtype)
-    wider = WIDER_SUMS.get(dtype)
+    sums add up in blocks of at most that many (:mod:`contractnet.blocks`)."""
     if plan.sum_blocks is not None:
-        out = sum_in_blocks(plan.sum_blocks, (a, b), plan.result_shape, wider)
-    elif wider is not None:
-        check_allocation(plan.result_shape, wider, "the wider sums of dot products")
-        out = backend.einsum(plan.einsum_eq, a, b, dtype=wider)
+        out = sum_in_blocks(plan.sum_blocks, (a, b), plan.result_shape)
     else:
         out = backend.einsum(plan.einsum_eq, a, b)
-    if wider is not None:
-        out = out.astype(dtype)
     return out if out.flags.c_contiguous else backend.ascontiguousarray(out)
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from contractnet import SpecError
 
 import contractnet as cn
-from oracles import _tokens, assert_close
+from oracles import _tokens, assert_close, pattern_einsum
 from strategies import HARD_CASES, einsum_cases, window_group
 
 RNG_SEED = 11
@@ -173,7 +173,12 @@ def test_a_window_group_given_twice_must_agree():
 @pytest.mark.parametrize("key", ["(2h+u)", "2h+u", "2*h+u", " ( 2 * h + 1u ) ", "2h + u"])
 def test_sizes_by_window_group_in_any_spelling(key):
     p = _operands([(3, 2)])[0]
-    assert cn.einsum("hu->(2*h+u)", p, sizes={key: 9}).shape == (9,)
+    out = cn.einsum("hu->(2*h+u)", p, sizes={key: 9})
+    want = np.zeros(9)  # the scatter-add of p[h, u] at 2h+u; positions 6-8 get nothing
+    for h in range(3):
+        for u in range(2):
+            want[2 * h + u] += p[h, u]
+    np.testing.assert_array_equal(out, want)
     with pytest.raises(cn.SpecError, match="sizes= names '3h\\+u', which is not an index"):
         cn.einsum("hu->(2*h+u)", p, sizes={"3h+u": 9})
 
@@ -212,10 +217,53 @@ def test_bool_operands_write_diagonals_and_windows(spec, shapes):
     # numpy's einsum sums booleans with 'or'; written parts are added the same way
     ops = [np.random.default_rng(i).random(shape) < 0.5 for i, shape in enumerate(shapes)]
     got = cn.einsum(spec, *ops, sizes={"h": shapes[0][1]} if "(" in spec else None)
-    want = cn.einsum(spec, *[x.astype(np.int64) for x in ops],
-                     sizes={"h": shapes[0][1]} if "(" in spec else None) > 0
+    if "(" in spec:  # the windows' scatter-add, as plain einsum over index patterns
+        want = pattern_einsum(spec, *ops) > 0
+    else:
+        want = np.diag(np.logical_and.reduce(ops))
     assert got.dtype == np.bool_
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("spec, shapes, sum_axes", [
+    ("...i->i", [(2, 3, 4)], (0, 1)),       # numpy refuses: '...' in the input only
+    ("i...,i->i", [(2, 3, 5), (2,)], (1, 2)),
+])
+def test_an_ellipsis_the_output_lacks_is_summed_and_so_is_its_gradient(spec, shapes, sum_axes):
+    rng = np.random.default_rng(0)
+    ops = [rng.standard_normal(s) for s in shapes]
+    want = ops[0].sum(sum_axes) * (ops[1] if len(ops) > 1 else 1)
+    np.testing.assert_allclose(cn.einsum(spec, *ops), want)
+    c = rng.standard_normal(want.shape)
+    grads = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *ops)[1](c)
+    if len(ops) == 1:  # the cotangent broadcast back over the summed axes
+        np.testing.assert_allclose(grads[0], np.broadcast_to(c, shapes[0]))
+    else:
+        np.testing.assert_allclose(grads[0], np.broadcast_to((c * ops[1])[:, None, None],
+                                                             shapes[0]))
+        np.testing.assert_allclose(grads[1], c * ops[0].sum(sum_axes))
+
+
+def test_a_window_outer_index_sized_by_another_term_reads_the_first_windows():
+    a = np.arange(5.0)
+    # the windows that fit: 4; h's other term gives 2, so the first 2 are read
+    np.testing.assert_array_equal(cn.einsum("(h+u),h->h", a, np.ones(2), sizes={"u": 2}),
+                                  [0 + 1, 1 + 2])
+    # a size-1 axis there does not broadcast: one window
+    np.testing.assert_array_equal(cn.einsum("(h+u),h->h", a, np.ones(1), sizes={"u": 2}),
+                                  [1.0])
+    grad, _ = cn.vjp(lambda a, h: cn.einsum("(h+u),h->h", a, h, sizes={"u": 2}),
+                     a, np.ones(2))[1](np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(grad, [1, 11, 10, 0, 0])  # positions 3, 4: no window
+
+
+def test_unicode_indices_parse_transpose_and_differentiate():
+    x, w = np.random.default_rng(0).standard_normal((2, 3)), np.ones((3, 4))
+    assert cn.backward_specs("αβ,βγ->αγ", x.shape, w.shape) == ("αγ,βγ->αβ", "αβ,αγ->βγ")
+    np.testing.assert_allclose(cn.einsum("αβ,βγ->αγ", x, w), x @ w)
+    dx, dw = cn.vjp(lambda x, w: cn.einsum("αβ,βγ->αγ", x, w), x, w)[1](np.ones((2, 4)))
+    np.testing.assert_allclose(dx, np.ones((2, 4)) @ w.T)
+    np.testing.assert_allclose(dw, x.T @ np.ones((2, 4)))
 
 
 def _caret_letter(err: cn.SpecError) -> str:

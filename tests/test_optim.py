@@ -41,9 +41,10 @@ def test_sgd_nesterov_by_hand():
     np.testing.assert_allclose(p["w"], [-3.25])
 
 
-def adam_by_hand(w, grads, lr, b1, b2, eps):
+def adam_by_hand(w, grads, lr, b1, b2, eps, weight_decay=0.0):
     m = v = 0.0
     for t, g in enumerate(grads, start=1):
+        g = g + weight_decay * w  # L2 added to the gradient, as PyTorch's Adam does
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         w = w - lr * (m / (1 - b1 ** t)) / (math.sqrt(v / (1 - b2 ** t)) + eps)
@@ -60,6 +61,18 @@ def test_adam_three_steps_by_hand():
         want = adam_by_hand(0.5, [scale * g for g in grads], 0.01, 0.8, 0.9, 1e-3)
         np.testing.assert_allclose(w, want, rtol=1e-12)
     assert opt.steps == 3
+
+
+def test_adam_weight_decay_by_hand():
+    grads = [0.3, -1.2, 0.7]
+    p = {"w": np.array([0.5, -2.0])}
+    opt = optim.Adam(p, lr=0.01, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5)
+    for g in grads:
+        opt.step({"w": np.array([g, g])})
+    for w, start in zip(p["w"], (0.5, -2.0)):
+        want = adam_by_hand(start, grads, 0.01, 0.8, 0.9, 1e-3, weight_decay=0.5)
+        np.testing.assert_allclose(w, want, rtol=1e-12)
+    assert p["w"][0] != adam_by_hand(0.5, grads, 0.01, 0.8, 0.9, 1e-3)  # the decay shows
 
 
 def test_adam_preserves_float32_and_casts_gradients():

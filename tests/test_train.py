@@ -29,12 +29,14 @@ def test_build_model_rejects_unknown_head():
         train.build_model("dense")
 
 
-@pytest.mark.parametrize("head, bad", [("cp", {"rank": 0}), ("tucker", {"ranks": (2, 2)}),
-                                       ("contract", {"dtype": np.int32})])
-def test_a_refused_model_leaves_the_generator_as_it_was(head, bad):
+@pytest.mark.parametrize("head, bad, match", [
+    ("cp", {"rank": 0}, "rank must be a positive integer, got 0"),
+    ("tucker", {"ranks": (2, 2)}, r"ranks must be three positive ints \(p, q, s\)"),
+    ("contract", {"dtype": np.int32}, "dtype must be a floating dtype, got int32")])
+def test_a_refused_model_leaves_the_generator_as_it_was(head, bad, match):
     generator = np.random.default_rng(0)
     state = generator.bit_generator.state
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         train.build_model(head, rng=generator, **bad)
     assert generator.bit_generator.state == state
 

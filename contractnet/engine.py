@@ -42,7 +42,6 @@ REDUCTIONS = ("sum", "mean", "max")
 # the largest element a plan's budget check must allow for (clongdouble's)
 MAX_ITEMSIZE = np.dtype(np.clongdouble).itemsize
 PER_OFFSET_MIN_ELEMENTS = 1 << 18
-HALF = np.dtype(np.float16)
 # window offsets a one-operand reduction combines slice by slice, at most: each
 # costs a ufunc call, and past a few dozen numpy's own reduction is as quick
 MAX_REDUCE_OFFSETS = 64
@@ -61,24 +60,19 @@ def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
     forward or backward, in one call.
 
     Returns None, running nothing, when the plan has no direct GEMM, when an
-    operand (or ``like``, when given) is not C-contiguous or is float16
-    (which :func:`run_plan` adds up in float32, see :func:`summing_dtype`),
-    or when the plan may not fit the memory budget (the quick test of
-    :func:`within_budget`).
+    operand (or ``like``, when given) is not C-contiguous, or when the plan
+    may not fit the memory budget (the quick test of :func:`within_budget`).
     :func:`run_plan` tries it first; the traced head's forward and backward
     (:func:`contractnet.api._record`, the contraction's vjp rule) call it
     before :func:`run_plan` to skip that function's and the ``contract``
     primitive's set-up, and call :func:`run_plan` when it returns None.
     """
     gemm = plan.direct_gemm
-    if gemm is None:
+    if (gemm is None or not operands[0].flags.c_contiguous
+            or not operands[1].flags.c_contiguous
+            or (like is not None and not like.flags.c_contiguous) or not within_budget(plan)):
         return None
-    a, b = operands
-    if (not a.flags.c_contiguous or not b.flags.c_contiguous
-            or (like is not None and not like.flags.c_contiguous)
-            or a.dtype == HALF or b.dtype == HALF or not within_budget(plan)):
-        return None
-    return run_gemm(gemm, a, b)
+    return run_gemm(gemm, operands[0], operands[1])
 
 
 def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:

@@ -173,7 +173,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         check_max_is_defined(bound, parsed)
     plan = make_plan(bound, reduce)
     if not within_budget(plan):  # checked here to quote the spec as written
-        check_budget(plan, computed_dtype(plan, values).itemsize, parsed)
+        check_budget(plan, summing_dtype(computed_dtype(plan, values), plan).itemsize, parsed)
     return _run_and_record(plan, operands, values, parents)
 
 
@@ -308,7 +308,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     cast to the operands' common dtype and its read has fewer elements (a
     diagonal, windows with gaps): that read is then made first, and cast.
     """
-    check_budget(plan, summing_dtype(computed_dtype(plan, operands)).itemsize)
+    check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
     whole = str(spec)
@@ -322,7 +322,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         elif x.dtype != dtype and math.prod(shape) < x.size:
             reads.append(_run(whole, f"{term}->{names}", x, sizes=_only(sizes, names)))
         else:  # cast here, as run_path casts the others: it cannot cast a whole one
-            x, = cast_to([x], dtype, ops.astype, first=i)
+            x, = cast_to([x], dtype, ops.astype, first=i, spec=spec)
             reads.append(_Whole(x, str(term), shape, dtype))
 
     def pair(a, an, b, bn, kept):
@@ -337,7 +337,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         return _run(whole, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
 
     core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
-                       window_offsets=plan.window_offsets)
+                       window_offsets=plan.window_offsets, spec=spec)
     if str(spec.output) != plan.target:
         core = _run(whole, f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)

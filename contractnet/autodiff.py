@@ -20,7 +20,7 @@ from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import MemoryBudgetError, check_allocation
 from .engine import (Plan, make_plan, passes, route_to_max, run_direct_gemm, run_plan,
-                     scale_mean)
+                     scale_mean, summing_dtype)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -68,6 +68,12 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     # backward_plan's own cache lookup, inline: this runs once per operand per step
     backward = plan.bound.derived.get((i, shape)) or backward_plan(plan, i, shape)
     like = arrays[i]
+    returned = None  # the gradient's dtype, where it is worked out in a wider one
+    if reduce == "mean":
+        dtype = np.result_type(g, *(a for j, a in enumerate(arrays) if j != i))
+        wide = summing_dtype(dtype)
+        if wide != dtype:  # float16: scaled and summed in float32, rounded once
+            g, returned = np.asarray(g).astype(wide), dtype
     # a mean's gradient is the sum's, scaled: the smaller of the cotangent and
     # the gradient is (a pool's cotangent is a quarter of its gradient at 2x2),
     # the cotangent where it has the gradient's dtype (its scale is in its own)
@@ -75,24 +81,24 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
                    and np.result_type(g) == like.dtype)
     if scale_first:
         g = scale_mean(g, plan)
-    if len(arrays) == 2:
-        operands = (g, arrays[1]) if i == 0 else (arrays[0], g)
-        grad = run_direct_gemm(backward, operands, like)  # the head's case, without run_plan
-    else:
-        operands = list(arrays)
-        operands[i] = g
-        grad = None
-    if grad is None:
-        try:
+    try:
+        if len(arrays) == 2:
+            operands = (g, arrays[1]) if i == 0 else (arrays[0], g)
+            grad = run_direct_gemm(backward, operands, like)  # the head's case, without run_plan
+        else:
+            operands = list(arrays)
+            operands[i] = g
+            grad = None
+        if grad is None:
             grad = run_plan(backward, operands, memo, like)
-        except MemoryBudgetError as exc:  # name the contraction the caller wrote
-            where = f"operand {i} of '{plan.bound.spec}'"
-            if memo is not None and memo.step_of is not None:
-                where = f"'{memo.step_of}' (operand {i} of its pairwise step '{plan.bound.spec}')"
-            raise MemoryBudgetError(f"the gradient of {where}: {exc}") from None
+    except MemoryBudgetError as exc:  # name the contraction the caller wrote
+        where = f"operand {i} of '{plan.bound.spec}'"
+        if memo is not None and memo.step_of is not None:
+            where = f"'{memo.step_of}' (operand {i} of its pairwise step '{plan.bound.spec}')"
+        raise MemoryBudgetError(f"the gradient of {where}: {exc}") from None
     if reduce == "mean" and not scale_first:
         grad = scale_mean(grad, plan)
-    return grad
+    return grad if returned is None else grad.astype(returned)
 
 
 def backward_plan(plan: Plan, operand: int, grad_shape: tuple[int, ...]) -> Plan:
@@ -691,7 +697,8 @@ def _check_argnums(argnums) -> tuple[bool, tuple[int, ...]]:
     positions = (tuple(as_index(n) for n in argnums)
                  if isinstance(argnums, (tuple, list, range)) else ())
     if not positions or None in positions:
-        raise ValueError(f"argnums must be an int or a sequence of ints, got {argnums!r}")
+        raise ValueError(f"argnums must be an int or a tuple, list or range of ints, "
+                         f"got {argnums!r}")
     return False, positions
 
 

@@ -30,12 +30,14 @@ def _default_budget() -> int:
     return total // 2
 
 
-#: The budget in force, in bytes, as a one-element list: by default the
-#: process's, which every thread outside a :func:`memory_budget` block reads;
-#: inside one, the block's own list, in its thread (or asyncio task) only.
-#: Read it as ``BUDGET.get()[0]``.
-BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar(
-    "memory_budget", default=[_default_budget()])
+#: The process's budget in bytes, read by every thread outside a
+#: :func:`memory_budget` block (in a list, so that setting it needs no ``global``).
+_PROCESS = [_default_budget()]
+#: The budget in force, in bytes, as a one-element list: :data:`_PROCESS` by
+#: default; inside a block, a list of its own, in its thread (or asyncio task)
+#: only.  Read it as ``BUDGET.get()[0]``.
+BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("memory_budget",
+                                                                   default=_PROCESS)
 
 
 def get_memory_budget() -> int:
@@ -69,7 +71,11 @@ def set_memory_budget(nbytes: int | None) -> int:
         If ``nbytes`` is not a positive int (a bool, a float or 0 included).
     """
     value, budget = _checked(nbytes), BUDGET.get()
-    previous, budget[0] = budget[0], value
+    previous = budget[0]
+    if budget is _PROCESS:
+        _PROCESS[0] = value
+    else:  # a list of its own (a task started in the block shares the block's list),
+        BUDGET.set([value])  # dropped when the block ends: it resets to its own start
     return previous
 
 

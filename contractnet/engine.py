@@ -72,7 +72,10 @@ def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
             or not operands[1].flags.c_contiguous
             or (like is not None and not like.flags.c_contiguous) or not within_budget(plan)):
         return None
-    return run_gemm(gemm, operands[0], operands[1])
+    try:
+        return run_gemm(gemm, operands[0], operands[1])
+    except MemoryBudgetError as exc:  # a copy for BLAS (of float16 in float32, say)
+        raise MemoryBudgetError(f"contraction '{plan.bound.spec}': {exc}") from None
 
 
 def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
@@ -270,14 +273,15 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
 
 def run_path(operands: list, names: list[str], target: str, pair, unary,
              cast: Callable | None = None,
-             window_offsets: tuple[tuple[int, str], ...] = ()):
+             window_offsets: tuple[tuple[int, str], ...] = (), spec: object = None):
     """Contract plain operands along :func:`~contractnet.path.plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
     ``unary(a, an, kept) -> array`` do the work, so that the same path runs
     on arrays (here) and on traced values (autodiff), where every step is a
     recorded einsum whose vjp is its own transposed spec.
-    ``window_offsets`` as :func:`~contractnet.path.contraction_path` takes it.
+    ``window_offsets`` as :func:`~contractnet.path.contraction_path` takes it;
+    ``spec``, the spec run, names the operands in errors.
 
     Operands of different dtypes are first cast to their common dtype
     (:func:`cast_to`, with ``cast``), as numpy computes the whole sum of
@@ -287,7 +291,7 @@ def run_path(operands: list, names: list[str], target: str, pair, unary,
     intermediate sum may pass float16's 65504 where the result does not.
     """
     dtype = summing_dtype(np.result_type(*(op.dtype for op in operands)))
-    operands = cast_to(operands, dtype, cast)
+    operands = cast_to(operands, dtype, cast, spec=spec)
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target, window_offsets)
     stack = list(zip(operands, names))
@@ -331,6 +335,8 @@ class Plan:
                                                  # several offsets: position, offsets
     input_tiled: bool                     # one operand, its windows reaching each of its
                                           # positions once (see windows_tile)
+    adds: bool                            # the run adds terms up: a reduced index, an
+                                          # output window, a path of three or more
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -399,9 +405,10 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     direct = pair if (pair is not None and pair_perm is None and plain and perm is None
                       and reduce == "sum") else None
     tiled = len(reads) == 1 and windows_tile(spec.inputs[0], sizes, bound.in_shapes[0])
+    adds = bool(present - set(target)) or bool(spec.output.windows) or len(reads) > 2
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
                 perm, per_offset, pair, pair_perm, direct, loop, route, disjoint,
-                window_offsets, tiled)
+                window_offsets, tiled, adds)
 
 
 def _window_copy_elements(spec, reads: tuple[str, ...], target: str, loop: str,
@@ -614,15 +621,16 @@ def _first_hits(view: np.ndarray, names: str, top: np.ndarray, loop: str,
 
 
 def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
-            first: int = 0) -> list:
+            first: int = 0, spec: object = None) -> list:
     """``operands`` in ``dtype``: each one in another dtype is cast, a new
     array checked against the memory budget first (a broadcast view becomes
     a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``).
-    Errors number the operands from ``first``."""
+    Errors number the operands from ``first``, of ``spec`` where given."""
     out = list(operands)
+    of = "" if spec is None else f" of '{spec}'"
     for i, op in enumerate(out, first):
         if op.dtype != dtype:
-            check_allocation(op.shape, dtype, f"a copy of operand {i} in {dtype}")
+            check_allocation(op.shape, dtype, f"a copy of operand {i}{of} in {dtype}")
             out[i - first] = op.astype(dtype) if cast is None else cast(op, dtype)
     return out
 
@@ -634,12 +642,16 @@ def computed_dtype(plan: Plan, operands: Sequence) -> np.dtype:
     return np.dtype(np.float64) if plan.reduce == "mean" and dtype.kind in "biu" else dtype
 
 
-def summing_dtype(dtype: np.dtype, reduce: str = "sum") -> np.dtype:
-    """The dtype a contraction returning ``dtype`` adds up in: float32 for
-    float16 (:data:`~contractnet.pair.WIDER_SUMS`), whose sums (a lone
+def summing_dtype(dtype: np.dtype, plan: Plan | None = None) -> np.dtype:
+    """The dtype a contraction returning ``dtype`` is computed in: float32
+    for float16 (:data:`~contractnet.pair.WIDER_SUMS`), whose sums (a lone
     index summed before a product, an intermediate of a path) overflow past
-    65504 where the result need not; its own for the others, and for a max."""
-    return dtype if reduce == "max" else WIDER_SUMS.get(dtype, dtype)
+    65504 where the result need not, and round at every term; its own for
+    the others, and for a ``plan`` that adds nothing up (a product, a
+    transpose, a diagonal: one rounding either way) or takes a max."""
+    if plan is not None and (plan.reduce == "max" or not plan.adds):
+        return dtype
+    return WIDER_SUMS.get(dtype, dtype)
 
 
 def scale_mean(array: np.ndarray, plan: Plan) -> np.ndarray:
@@ -696,7 +708,7 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
     unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
     pair = partial(contract_pair, any_layout=True) if any_layout else contract_pair
     return run_path(views, list(names), plan.target, pair, unary,
-                    window_offsets=plan.window_offsets)[0]
+                    window_offsets=plan.window_offsets, spec=plan.bound.spec)[0]
 
 
 # ------------------------------------------------------------------ execute
@@ -727,14 +739,15 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     if out is not None:
         return out
     dtype = computed_dtype(plan, arrays)
-    summing = summing_dtype(dtype, plan.reduce)
+    summing = summing_dtype(dtype, plan)
     if not within_budget(plan):  # the cheap test first: most plans are small
         check_budget(plan, summing.itemsize)
     if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
         # copies of these casts could serve no backward pass, which casts anew)
-        return run_plan(plan, cast_to(arrays, summing), None, like).astype(dtype)
+        wide = cast_to(arrays, summing, spec=plan.bound.spec)
+        return run_plan(plan, wide, None, like).astype(dtype)
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
-        arrays = cast_to(arrays, dtype)
+        arrays = cast_to(arrays, dtype, spec=plan.bound.spec)
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

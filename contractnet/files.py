@@ -63,7 +63,7 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
         The target (see the module's notes on links, streams and devices).
         A file it replaces keeps its permission bits (not its owner: the
         new file is this process's); a new one gets ``0o666`` less the umask.
-    data : bytes, str or callable
+    data : bytes (or another buffer), str or callable
         The content (text is written as UTF-8), or a function that writes
         it to the binary file object it is given.
 
@@ -91,6 +91,7 @@ def write_file(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]]
                 with open(target, "wb", buffering=0) as handle:
                     _send(spool, handle.fileno())
         return
+    _check_name_length(target)  # else found only by the final rename, after the writing
     kept = stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target) else None
     # created here, never an existing file, and no more open than the file it replaces
     mode = 0o666 if kept is None else kept & 0o777
@@ -332,9 +333,11 @@ def _writer(data) -> Callable[[IO[bytes]], None]:
         return data
     if isinstance(data, str):
         content = data.encode("utf-8")
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        content = bytes(data)
-    else:  # bytes(3) would be three zero bytes, bytes([1, 2]) two
-        raise TypeError(f"the content to write must be bytes, str or a function writing to "
-                        f"a file, got {type(data).__name__}")
+    else:  # any buffer (bytes, bytearray, an array's memory); bytes(3) would be three zeros
+        try:
+            content = bytes(memoryview(data))
+        except TypeError:
+            raise TypeError(f"the content to write must be bytes (or another buffer), str "
+                            f"or a function writing to a file, got {type(data).__name__}"
+                            ) from None
     return lambda handle: handle.write(content)

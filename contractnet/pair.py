@@ -531,8 +531,8 @@ def _for_blas(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     dtype = np.result_type(a.dtype, b.dtype)
     wider = WIDER_SUMS.get(dtype)
     if wider is not None:
-        for which, x in (("left", a), ("right", b)):
-            check_allocation(x.shape, wider, f"a {wider} copy of the {which} matrix operand "
+        for x in (a, b):
+            check_allocation(x.shape, wider, f"a {wider} copy of a {x.dtype} matrix operand "
                                              f"(a {dtype} product is computed in {wider})")
         return a.astype(wider), b.astype(wider), dtype
     if a.dtype != b.dtype:

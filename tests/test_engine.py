@@ -440,6 +440,53 @@ def test_a_float16_gradient_adds_up_in_float32():
     np.testing.assert_allclose(grad, [1000, 1000], rtol=1e-3)  # 100 x 1000 x 0.01
 
 
+@pytest.mark.parametrize("spec, shapes", [("ij->j", [(3, 199)]), ("ij,jk->ik", [(5, 7), (7, 199)]),
+                                          ("b(h+u)c->bhc", [(1, 201, 1)])])
+def test_a_float16_mean_gradient_is_scaled_in_float32_and_rounded_once(spec, shapes):
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal(s).astype(np.float16) for s in shapes]
+    sizes = {"u": 3} if "(" in spec else None
+    fn = lambda *ops: cn.einsum(spec, *ops, sizes=sizes, reduce="mean")  # noqa: E731
+    out, vjp_fn = cn.vjp(fn, *xs)
+    c = (rng.standard_normal(out.shape) * 3).astype(np.float16)
+    wide = [x.astype(np.float64) for x in xs]
+    exact = cn.vjp(fn, *wide)[1](c.astype(np.float64))
+    for got, want in zip(vjp_fn(c), exact):
+        # the float64 answer rounded to float16, but for the rare element whose
+        # float32 sum falls on the other side of a float16 rounding boundary (1 ulp);
+        # rounded twice, scaled in float16, a quarter to a third of them were off
+        want = want.astype(np.float16)
+        assert got.dtype == np.float16
+        ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want))
+        assert ulps.max() <= 1 and np.count_nonzero(got != want) <= 0.02 * got.size
+
+
+def test_a_float16_product_that_adds_nothing_up_is_not_widened():
+    # an outer product, a broadcast, a diagonal, a transpose: one rounding in
+    # float16 already, so no float32 copies that the budget must hold
+    a, m = np.ones(2000, np.float16), np.ones((2000, 2000), np.float16)  # m: 8 MB
+    with cn.memory_budget(10_000_000):
+        assert cn.einsum("i,j->ij", a, a).dtype == np.float16
+        assert cn.einsum("i->ij", a, sizes={"j": 2000}).shape == (2000, 2000)
+        np.testing.assert_array_equal(cn.einsum("ii->i", m), a)
+        assert cn.einsum("ij->ji", m).dtype == np.float16
+        with pytest.raises(cn.MemoryBudgetError,  # a sum is widened: its copy is counted
+                           match=r"a copy of operand 0 of 'ij->' in float32 .* 16,000,000"):
+            cn.einsum("ij->", m)
+
+
+def test_a_float16_refusal_names_the_contraction():
+    h = np.ones((100, 20_000), np.float16)
+    with cn.memory_budget(5_000_000), pytest.raises(
+            cn.MemoryBudgetError, match=r"contraction 'ij,jk->ik': a float32 copy of a float16 "
+                                        r"matrix operand"):
+        cn.einsum("ij,jk->ik", h, np.ones((20_000, 3), np.float16))
+    v = np.ones(100_000, np.float16)
+    with pytest.raises(cn.MemoryBudgetError,  # the spec as written: its float32 sums count
+                       match=r"contraction '\.\.\.,\.\.\.->\.\.\.' \(run as"):
+        cn.einsum("...,...->...", v[:, None], v[None, :])
+
+
 def test_a_longdouble_mean_scale_is_worked_out_in_longdouble():
     for dtype in (np.longdouble, np.clongdouble):
         x = np.ones(3, dtype)
@@ -544,6 +591,17 @@ def test_a_memory_budget_block_limits_its_own_asyncio_task_only():
         return seen, cn.get_memory_budget()
     seen, after = asyncio.run(both())
     assert seen == {1000: 1000, 2000: 2000} and after == process
+
+    async def child_sets_its_own():  # a task started in a block: set_memory_budget there
+        cn.set_memory_budget(5000)   # is its own, not the block's
+        return cn.get_memory_budget()
+
+    async def block_with_a_child():
+        with cn.memory_budget(1000):
+            inside = await asyncio.create_task(child_sets_its_own())
+            return inside, cn.get_memory_budget()
+    assert asyncio.run(block_with_a_child()) == (5000, 1000)
+    assert cn.get_memory_budget() == process
 
 
 def test_memory_budget_refuses_huge_outer_product():

@@ -287,18 +287,22 @@ def test_a_file_name_too_long_for_its_directory_is_refused_early(tmp_path) -> No
     target = tmp_path / ("n" * 300 + ".npz")  # past NAME_MAX (255 bytes on Linux)
     with pytest.raises(ValueError, match="its file name is 304 bytes long, more than the"):
         check_writable(target)
+    with pytest.raises(ValueError, match="its file name is 304 bytes long"):
+        write_file(target, b"data")
     check_writable(tmp_path / ("n" * 100 + ".npz"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_content_that_is_not_bytes_text_or_a_writer_is_refused(tmp_path) -> None:
     for data in (3, [1, 2], None):  # bytes() would make zeros of an int, bytes of a list
-        with pytest.raises(TypeError, match="must be bytes, str or a function"):
+        with pytest.raises(TypeError, match=r"must be bytes \(or another buffer\), str or a"):
             write_file(tmp_path / "x.bin", data)
     assert list(tmp_path.iterdir()) == []
     write_file(tmp_path / "x.bin", bytearray(b"ab"))
     write_file(tmp_path / "y.bin", memoryview(b"cd"))
-    assert (tmp_path / "x.bin").read_bytes() + (tmp_path / "y.bin").read_bytes() == b"abcd"
+    write_file(tmp_path / "z.bin", np.array([1, 2], np.uint8))  # an array's memory
+    assert b"".join((tmp_path / n).read_bytes() for n in ("x.bin", "y.bin", "z.bin")) == \
+        b"abcd\x01\x02"
 
 
 def test_bad_paths_are_refused_before_anything_is_written(tmp_path) -> None:

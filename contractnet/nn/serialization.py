@@ -26,11 +26,11 @@ from ..files import write_file
 MEMBER_SUFFIX = ".npy"
 #: What reading a damaged archive member raises: a bad header (numpy parses
 #: it as Python), a compressed stream that does not decode (bz2 raises
-#: OSError), a CRC mismatch, an unknown compression, a member flagged as
-#: encrypted (zipfile's RuntimeError: a damaged flag bit, or a password).
+#: OSError), a CRC mismatch, an unknown compression.
 _DAMAGED_MEMBER_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError,
-                          zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError,
-                          RuntimeError)
+                          zlib.error, lzma.LZMAError, zipfile.BadZipFile, NotImplementedError)
+#: A zip member's flag bit for encryption (zipfile asks for a password).
+_ENCRYPTED = 0x1
 
 
 def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -180,6 +180,9 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
                              f"'<name>{MEMBER_SUFFIX}' array: not an archive of parameters")
         if name in arrays:
             raise ValueError(f"{path!r} holds the parameter {name!r} twice")
+        if archive.getinfo(member).flag_bits & _ENCRYPTED:  # a password, or a damaged bit
+            raise ValueError(f"{path!r}: member {member!r} cannot be read: it is marked as "
+                             f"encrypted (parameters are never saved so; is the file damaged?)")
         try:
             with archive.open(member) as f:
                 arrays[name] = np.lib.format.read_array(f, allow_pickle=False)

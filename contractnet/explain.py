@@ -98,11 +98,11 @@ def _flatten_equivalent(bound: Bound) -> list[str]:
     right = "".join(n for n in b if n not in a)
     size = bound.size_map
     m, k, n = (math.prod(size[c] for c in g) for g in (left, summed, right))
-    product = f"X[{left or '-'} | {summed or '-'}] @ W[{summed or '-'} | {right or '-'}]" \
-              f"   ({m} x {k}) @ ({k} x {n})"
+    product = (f"X[{left or '-'} | {summed or '-'}] @ W[{summed or '-'} | {right or '-'}]"
+               f"   ({m} x {k}) @ ({k} x {n})")
     if out == right + left and left and right:  # the output is the other product's
-        product = f"W[{right} | {summed or '-'}] @ X[{summed or '-'} | {left}]" \
-                  f"   ({n} x {k}) @ ({k} x {m})"
+        product = (f"W[{right} | {summed or '-'}] @ X[{summed or '-'} | {left}]"
+                   f"   ({n} x {k}) @ ({k} x {m})")
     lines = ["equivalent flatten + matmul (one GEMM, no copy when the groups are contiguous):",
              f"  {product}"]
     if out not in (left + right, right + left):

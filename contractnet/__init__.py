@@ -13,6 +13,7 @@ from .freed_memory import keep_freed_memory
 from .autodiff import DtypeError, vjp, grad, value_and_grad
 from .gradcheck import check_grads
 from .api import einsum, backward_specs
+from .explain import explain  # the function (the module stays contractnet.explain's)
 from .trace import Traced
 from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)
 from .ops import __all__ as _ops_all
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse",
-    "einsum", "backward_specs", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
+    "einsum", "backward_specs", "explain", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
     "get_memory_budget", "memory_budget", "set_memory_budget", "keep_freed_memory", "nn",
     "optim",
 ] + list(_ops_all) + list(_conv_all)

@@ -152,6 +152,10 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
     check_reduce(parsed, reduce)
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)) and len(parsed.inputs) > 1:
+        # before numpy reads the list as one array (or fails to, for unequal shapes)
+        raise SpecError(f"spec has {len(parsed.inputs)} operands but one list was given; pass "
+                        f"the arrays one by one: cn.einsum(spec, *arrays)", str(parsed))
     values, parents, shapes = list(operands), [], []
     for i, x in enumerate(operands):
         if type(x) is Traced:

@@ -113,9 +113,10 @@ def _flatten_equivalent(bound: Bound) -> list[str]:
     return lines
 
 
-def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
-            sizes: Mapping[str, int] | None = None, reduce: str = "sum") -> str:
-    """A readable account of ``spec``: indices, sizes, path, backward specs.
+def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None = None,
+            reduce: str = "sum") -> str:
+    """A readable account of ``spec``: indices, sizes, path, backward specs
+    (``contractnet explain`` prints it; ``cn.explain`` returns it).
 
     Where an operand's windows stop short of its axis (a stride leaving its
     last positions unread), it gives the ``sizes=`` that run the operand's
@@ -124,8 +125,9 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     Parameters
     ----------
     spec : str
-    shapes : sequence of shapes, optional
-        One per operand.  Without them every index gets ``sizes[index]``;
+    *shapes : one shape per operand, optional
+        As :func:`contractnet.backward_specs` takes them.  Without them
+        every index gets ``sizes[index]``;
         a window's outer index not given there gets as many positions as
         fit a group length given there (``sizes={"(2h+u)": 9}``); every
         other index a default (8, and 3 for a window's inner index), and
@@ -150,7 +152,7 @@ def explain(spec: str, shapes: Sequence[Sequence[int]] | None = None,
     check_reduce(parsed, reduce)
     sizes = checked_sizes(parsed, sizes)  # window groups keyed in one spelling
     defaulted: set[str] = set()
-    if shapes is None:
+    if not shapes:
         shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
     check_operand_count(parsed, len(shapes), "shape(s)")
     bound = bind(parsed, shapes, sizes)
@@ -339,13 +341,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("a spec is required, before --shapes (which takes every value "
                          "after it): contractnet explain \"bnmd,nmdk->bk\" --shapes "
                          "128x4x4x50 4x4x50x500")
-    shapes = None if args.shapes is None else [_parse_shape(s) for s in args.shapes]
+    shapes = [] if args.shapes is None else [_parse_shape(s) for s in args.shapes]
     try:
-        print(explain(args.spec, shapes, _parse_sizes(args.sizes), args.reduce))
+        print(explain(args.spec, *shapes, sizes=_parse_sizes(args.sizes), reduce=args.reduce))
     except SpecError as exc:
-        if exc.unsized is None:
+        # the hint to give a size, and the option named, as this command takes them
+        if exc.unsized is not None:
+            reason = exc.reason.replace(size_hint(exc.unsized),
+                                        size_hint(exc.unsized, option=True))
+        elif exc.reason.startswith("sizes= "):
+            reason = "--sizes " + exc.reason[len("sizes= "):]
+        else:
             raise
-        # the hint to give a size, as this command takes it
-        reason = exc.reason.replace(size_hint(exc.unsized), size_hint(exc.unsized, option=True))
         raise SpecError(reason, exc.spec, exc.position, exc.unsized) from None
     return 0

@@ -45,8 +45,8 @@ __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "tanh",
     "sigmoid", "relu", "maximum", "minimum", "abs", "absolute", "sqrt", "conj", "real", "imag",
     "where", "sum",
-    "mean", "max", "min", "logsumexp", "reshape", "transpose", "pad", "getitem", "concatenate",
-    "stack", "matmul", "astype",
+    "mean", "max", "min", "logsumexp", "log_softmax", "softmax", "reshape", "transpose", "pad",
+    "getitem", "concatenate", "stack", "matmul", "astype",
 ]
 
 Array = Any  # an ndarray, an array-like, or a Traced
@@ -333,6 +333,25 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     return out if keepdims else np.squeeze(out, axis=_axis(axis))
 
 
+def log_softmax(a: Array, axis: int | Sequence[int] | None = -1) -> np.ndarray | Traced:
+    """Log-probabilities over ``axis`` (the last by default): ``a -
+    logsumexp(a, axis)``, traced (composed of :func:`logsumexp` and
+    :func:`subtract`), without overflow.
+
+    >>> import numpy as np, contractnet as cn
+    >>> np.exp(cn.log_softmax(np.array([0.0, 0.0]))).tolist()
+    [0.5, 0.5]
+    """
+    return subtract(a, logsumexp(a, axis, keepdims=True))
+
+
+def softmax(a: Array, axis: int | Sequence[int] | None = -1) -> np.ndarray | Traced:
+    """Probabilities over ``axis`` (the last by default): ``exp(log_softmax(a,
+    axis))``, traced, without overflow (attention's weights over its keys:
+    ``cn.softmax(scores, axis=-1)``)."""
+    return exp(log_softmax(a, axis))
+
+
 @primitive
 def reshape(a: Array, shape: int | Sequence[int]) -> np.ndarray:
     """``a`` in a new shape: :func:`numpy.reshape`, traced.
@@ -565,6 +584,17 @@ CN_EQUIVALENTS = {"absolute": "abs", "true_divide": "divide", "add.reduce": "sum
                   "maximum.reduce": "max", "minimum.reduce": "min", "amax": "max",
                   "amin": "min", "dot": "matmul", "inner": "einsum", "tensordot": "einsum",
                   "squeeze": "reshape", "ravel": "reshape"}
+#: What to write instead of a numpy function (or array method) that has no
+#: contractnet function of its own but a short composition.
+CN_COMPOSITIONS = {
+    "square": "x * x", "clip": "cn.minimum(cn.maximum(x, low), high)",
+    "expand_dims": "x[None] or cn.reshape", "log1p": "cn.log(1 + x)", "expm1": "cn.exp(x) - 1",
+    "var": "cn.mean((x - cn.mean(x, axis, keepdims=True)) ** 2, axis)",
+    "std": "cn.sqrt(cn.mean((x - cn.mean(x, axis, keepdims=True)) ** 2, axis))",
+    "norm": "cn.sqrt(cn.sum(x * x))",
+    "copy": "x itself (a traced value is never changed in place)",
+    "cumsum": "cn.einsum with a triangular mask, 'i,ij->j'",
+}
 
 
 def _axis_number(axis, what: str) -> int:

@@ -178,8 +178,17 @@ class Traced:
         return op(*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
-        raise TypeError(f"numpy.{func.__name__} does not trace; inside a function being "
+        where = getattr(func, "__module__", None) or "numpy"  # numpy.linalg.norm, say
+        raise TypeError(f"{where}.{func.__name__} does not trace; inside a function being "
                         f"differentiated use {_replacement_for(func.__name__)}")
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for a name found nowhere else: an ndarray method that does not
+        trace gets what to use instead."""
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            raise AttributeError(f"a traced value has no method {name!r} (ndarray's does not "
+                                 f"trace); use {_replacement_for(name)}")
+        raise AttributeError(f"'Traced' object has no attribute {name!r}")
 
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
@@ -259,10 +268,13 @@ def array_or_traced(x: Any) -> Any:
 
 def _replacement_for(numpy_name: str) -> str:
     """What to use on a traced value instead of numpy's ``numpy_name``: the
-    contractnet function of that name (or of its equivalent), where there is one."""
+    contractnet function of that name (or of its equivalent), or a short
+    composition of them, where there is one."""
     import contractnet  # complete by the time a traced value meets numpy
     own = ops.CN_EQUIVALENTS.get(numpy_name, numpy_name)
-    return f"cn.{own}" if own in contractnet.__all__ else "contractnet's own operations"
+    if own in contractnet.__all__:
+        return f"cn.{own}"
+    return ops.CN_COMPOSITIONS.get(numpy_name, "contractnet's own operations")
 
 
 def value_of(x: Any) -> Any:

@@ -266,6 +266,14 @@ def test_unicode_indices_parse_transpose_and_differentiate():
     np.testing.assert_allclose(dw, x.T @ np.ones((2, 4)))
 
 
+@pytest.mark.parametrize("shapes", [[(2, 3), (3, 4)], [(3, 3), (3, 3)]])
+def test_a_list_of_arrays_for_several_operands_is_named_as_such(shapes):
+    with pytest.raises(cn.SpecError, match=r"spec has 2 operands but one list was given; pass "
+                                           r"the arrays one by one"):
+        cn.einsum("ij,jk->ik", [np.ones(s) for s in shapes])
+    assert cn.einsum("ij->i", [[1.0, 2.0], [3.0, 4.0]]).tolist() == [3.0, 7.0]  # one operand
+
+
 def _caret_letter(err: cn.SpecError) -> str:
     """The character of the quoted spec that the caret points at."""
     lines = str(err).splitlines()

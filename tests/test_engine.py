@@ -1569,7 +1569,7 @@ def test_a_window_is_read_by_one_product_that_sums_its_offsets(shapes, auto, pla
     _, info, _ = path.contraction_path(plan.read_names, read_shapes, plan.target,
                                          plan.window_offsets)
     assert info.opt_cost <= auto_info.opt_cost
-    assert f"pairwise path {info.path}" in explain(CP_CONV, shapes=shapes)
+    assert f"pairwise path {info.path}" in explain(CP_CONV, *shapes)
 
 
 def test_the_one_product_path_is_refused_where_it_costs_more_flops():

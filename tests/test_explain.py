@@ -13,15 +13,23 @@ from contractnet.explain import explain
 
 
 def test_head_explanation_shows_backward_specs_and_the_flatten_equivalent():
-    text = explain("bnmd,nmdk->bk", [(8, 4, 4, 5), (4, 4, 5, 10)])
+    text = explain("bnmd,nmdk->bk", (8, 4, 4, 5), (4, 4, 5, 10))
     assert "d operand 0: bk,nmdk->bnmd" in text
     assert "d operand 1: bnmd,bk->nmdk" in text
     assert "X[b | nmd] @ W[nmd | k]   (8 x 80) @ (80 x 10)" in text
     assert "flatten order of the contracted group: 'nmd'" in text
 
 
+def test_cn_explain_takes_shapes_as_backward_specs_does():
+    text = cn.explain("bi,ikj,bj->bk", (4, 5), (5, 3, 6), (4, 6))
+    assert "d operand 1: bi,bk,bj->ikj" in text
+    assert cn.backward_specs("bi,ikj,bj->bk", (4, 5), (5, 3, 6), (4, 6))[1] == "bi,bk,bj->ikj"
+    with pytest.raises(cn.SpecError, match=r"2 operand\(s\) but 3 shape\(s\)"):
+        explain("bi,ik->bk", (2, 3), (3, 4), {"b": 2})  # sizes= is by keyword only
+
+
 def test_the_flatten_order_is_told_only_where_a_flatten_merges_axes():
-    text = explain("bk,nmdk->bnmd", [(2, 10), (4, 4, 3, 10)])  # contracts k alone
+    text = explain("bk,nmdk->bnmd", (2, 10), (4, 4, 3, 10))  # contracts k alone
     assert "X[b | k] @ W[k | nmd]" in text and "flatten order" not in text
 
 
@@ -33,7 +41,7 @@ def test_the_flatten_order_is_told_only_where_a_flatten_merges_axes():
      "then its axes 'ack' put in the output's order 'akc'"),
 ])
 def test_the_flatten_equivalent_gives_the_output_in_its_order(spec, shapes, product, reorder):
-    text = explain(spec, shapes)
+    text = explain(spec, *shapes)
     assert f"  {product}\n" in text + "\n"
     assert (reorder in text) if reorder else "then its axes" not in text
     # the product as printed, computed with numpy, is the contraction
@@ -95,20 +103,20 @@ def test_an_index_in_one_term_only_gets_a_note(spec, notes):
 
 
 def test_the_path_shown_multiplies_terms_of_the_same_indices_first():
-    text = explain("ij,jk,ji->ik", [(3, 4), (4, 5), (4, 3)])
+    text = explain("ij,jk,ji->ik", (3, 4), (4, 5), (4, 3))
     assert "  first ij,ji->ji  (terms of the same indices, multiplied)" in text
     assert "  then pairs of jk,ji->ik" in text
 
 
 def test_the_path_shown_is_planned_after_the_sums_of_lone_indices():
-    text = explain("jvoh,jos,hjs->os", [(7, 64, 100, 10), (7, 100, 256), (10, 7, 256)])
+    text = explain("jvoh,jos,hjs->os", (7, 64, 100, 10), (7, 100, 256), (10, 7, 256))
     assert "  first jvoh->jho  (the indices only it has, summed)" in text  # laid out for its GEMM
     assert "  then pairs of jos,hjs,jho->os" in text
     assert "FLOPs (opt_einsum count) 3,942,400" in text  # 233 million planned with v
     assert "first" not in explain("bi,ij,jk->bk") and "then pairs" not in explain("bi,ij,jk->bk")
     # the largest intermediate counts the sums
     assert "largest intermediate 250,000 elements" in explain(
-        "abz,a,b->", [(500, 500, 8), (500,), (500,)])
+        "abz,a,b->", (500, 500, 8), (500,), (500,))
 
 
 def test_naive_flops_are_shown_where_a_path_can_beat_them():
@@ -119,20 +127,20 @@ def test_naive_flops_are_shown_where_a_path_can_beat_them():
 def test_defaulted_sizes_are_named():
     lines = explain("bi,ik->bk", sizes={"b": 2, "i": 3}).splitlines()
     assert "          (not given, so taken as defaults: k; give --shapes or --sizes)" in lines
-    assert "defaults" not in explain("bi,ik->bk", [(2, 3), (3, 4)])
+    assert "defaults" not in explain("bi,ik->bk", (2, 3), (3, 4))
 
 
 def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_hand():
-    text = explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 9, 3), (3, 3, 3, 4)])
+    text = explain("b(2h+u)(2w+v)c,uvck->bhwk", (2, 8, 9, 3), (3, 3, 3, 4))
     note = "    (its windows stop short of the operand's axes; to run it by hand, give " \
            "sizes {'(2h+u)': 8}, on the command line --sizes '(2h+u)=8')"
     assert text.splitlines()[text.splitlines().index(
         "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
-    assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 9, 9, 3), (3, 3, 3, 4)])
+    assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", (2, 9, 9, 3), (3, 3, 3, 4))
     # '...' before the window: the window's own axis length
-    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", [(2, 4, 20, 8)],
+    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 4, 20, 8),
                                                  sizes={"u": 3})
-    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", [(2, 8)], sizes={"u": 3})
+    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 8), sizes={"u": 3})
     # the note's sizes run the printed spec to the gradient
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 3, 3, 4))
@@ -238,7 +246,7 @@ def test_the_usage_puts_the_spec_first_and_required(capsys):
 
 
 def test_one_element_or_term_is_not_plural():
-    text = explain("i->", [(1,)], {}, reduce="mean")
+    text = explain("i->", (1,), sizes={}, reduce="mean")
     assert "averages 1 term per output element" in text
     assert "largest intermediate 1 element\n" in text + "\n"
 
@@ -249,6 +257,7 @@ def test_one_element_or_term_is_not_plural():
     (["explain", "ij,jk->ik", "--shapes", "2xq", "3x4"], "bad shape"),
     (["explain", "ij,jk->ik", "--sizes", "i=two"], "bad size 'i=two' in --sizes"),
     (["explain", "bi,io->bo", "--sizes", "b=-1"], "bad size 'b=-1' in --sizes"),
+    (["explain", "ij,jk->ik", "--sizes", "z=3"], "--sizes names 'z', which is not an index"),
     (["explain", "bi,io->bo", "--sizes", "b=\u00b2"], "bad size 'b=\u00b2' in --sizes"),
     (["explain", "ij,jk->ik", "--shapes", "2,,3", "3x4"], "bad shape '2,,3'"),
     (["explain", "ij,jk->ik", "--shapes", "(2,,)", "3x4"], "bad shape '(2,,)'"),
@@ -290,7 +299,7 @@ def test_python_dash_m_is_the_same_command():
 
 def test_a_mean_scales_its_backward_specs_and_a_max_has_none():
     spec, shapes = "b(2h+u)(2w+v)c->bhwc", [(2, 4, 4, 3)]
-    mean = explain(spec, shapes, {"u": 2, "v": 2}, reduce="mean")
+    mean = explain(spec, *shapes, sizes={"u": 2, "v": 2}, reduce="mean")
     assert "d operand 0: bhwc->b(2h+u)(2w+v)c" in mean
     assert "  each times 1/4 (reduce='mean' averages 4 terms per output element)" in mean
     x = np.random.default_rng(0).standard_normal(shapes[0])
@@ -298,7 +307,7 @@ def test_a_mean_scales_its_backward_specs_and_a_max_has_none():
     g = np.ones((2, 2, 2, 3))
     np.testing.assert_allclose(vjp_fn(g)[0], cn.einsum("bhwc->b(2h+u)(2w+v)c", g,
                                                        sizes={"u": 2, "v": 2}) / 4)
-    most = explain(spec, shapes, {"u": 2, "v": 2}, reduce="max")
+    most = explain(spec, *shapes, sizes={"u": 2, "v": 2}, reduce="max")
     assert "reduce='max' has no backward spec" in most and "d operand" not in most
 
 

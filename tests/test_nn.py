@@ -497,6 +497,8 @@ def test_softmax_cross_entropy_takes_masked_logits():
 @pytest.mark.parametrize("labels, match", [
     (np.array([0.0, 1.0]), "integers"), (np.array([0, 1, 2]), r"shape \(2,\)"),
     (np.array([0, 3]), r"\[0, 3\)"), (np.array([-1, 0]), r"\[0, 3\)"),
+    (np.eye(3)[[0, 2]], r"got a \(2, 3\) array, one-hot rows it seems; pass "
+                        r"labels\.argmax\(axis=1\)"),
 ])
 def test_softmax_cross_entropy_rejects_bad_labels(labels, match):
     with pytest.raises(ValueError, match=match):
@@ -1200,3 +1202,44 @@ def test_a_damaged_central_directory_is_a_value_error(tmp_path):
     (tmp_path / "v.npz").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="v.npz' is a damaged or unsupported .npz archive"):
         nn.load_parameters(tmp_path / "v.npz")
+
+
+def test_a_sub_module_assigned_to_an_attribute_is_registered_and_read_back():
+    class TwoLayers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Dense(4, 3, rng=0)             # registered by assignment
+            self.add_module("second", nn.Dense(3, 2, rng=1))  # an attribute by registration
+
+        def forward(self, params, x):
+            hidden = self.first.forward(self.child_params(params, "first"), x)
+            return self.second.forward(self.child_params(params, "second"), cn.relu(hidden))
+    model = TwoLayers()
+    assert sorted(model.parameters()) == ["first.bias", "first.weight", "second.bias",
+                                          "second.weight"]
+    x = np.ones((5, 4))
+    want = model.second(cn.relu(model.first(x)))
+    np.testing.assert_allclose(model(x), want)
+    kept = model.add_module("third", nn.ReLU())
+    model.alias = kept  # already a sub-module: not registered twice
+    assert sorted(model._children) == ["first", "second", "third"]
+    with pytest.raises(ValueError, match="'first' .*is already used"):
+        model.first = nn.Dense(4, 3, rng=2)
+    with pytest.raises(AttributeError, match="'TwoLayers' object has no attribute 'missing'"):
+        model.missing  # noqa: B018
+
+    class Early(nn.Module):
+        def __init__(self):
+            self.layer = nn.ReLU()
+    with pytest.raises(ValueError, match=r"call super\(\)\.__init__\(\) first"):
+        Early()
+
+
+def test_a_slice_of_a_sequential_is_a_sequential_sharing_its_arrays():
+    model = nn.Sequential(nn.Dense(4, 3, rng=0), nn.ReLU(), nn.Dense(3, 2, rng=1))
+    features = model[:2]
+    assert isinstance(features, nn.Sequential) and len(features) == 2
+    assert features.parameters()["0.weight"] is model.parameters()["0.weight"]
+    x = np.ones((5, 4))
+    np.testing.assert_allclose(model[2](features(x)), model(x))
+    assert isinstance(model[-1], nn.Dense)

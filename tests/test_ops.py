@@ -709,10 +709,41 @@ def test_operators_with_an_ndarray_or_numpy_scalar_on_the_left_trace():
     (lambda x: np.sum(x), r"numpy\.sum does not trace.*use cn\.sum$"),
     (lambda x: np.asarray(x), r"cannot become a numpy array.*\.value is the plain array"),
     (lambda x: np.sign(x), r"numpy\.sign does not trace.*own operations"),
+    (lambda x: np.linalg.norm(x), r"numpy\.linalg\.norm does not trace.*cn\.sqrt\(cn\.sum"),
+    (lambda x: np.clip(x, 0, 1), r"numpy\.clip does not trace.*cn\.minimum\(cn\.maximum"),
+    (lambda x: np.square(x), r"numpy\.square does not trace.*use x \* x$"),
 ])
 def test_numpy_functions_on_traced_values_are_refused_naming_contractnets_own(call, message):
     with pytest.raises(TypeError, match=message):
         cn.vjp(call, np.ones(3))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: x.std(), r"no method 'std' \(ndarray's does not trace\); use cn\.sqrt"),
+    (lambda x: x.clip(0, 1), r"no method 'clip'.*cn\.minimum\(cn\.maximum"),
+    (lambda x: x.cumsum(), r"no method 'cumsum'.*triangular mask"),
+    (lambda x: x.prod(), r"no method 'prod'.*contractnet's own operations"),
+    (lambda x: x.no_such_thing, r"^'Traced' object has no attribute 'no_such_thing'$"),
+])
+def test_ndarray_methods_a_traced_value_lacks_say_what_to_use(call, message):
+    with pytest.raises(AttributeError, match=message):
+        cn.vjp(call, np.ones(3))
+    assert not hasattr(cn.Traced(np.ones(2)), "__array_interface__")
+
+
+@pytest.mark.parametrize("axis", [-1, 0, None, (0, 1)])
+def test_softmax_and_log_softmax_match_their_definitions_and_differentiate(axis):
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 50  # exp alone would overflow
+    shifted = x - x.max(axis=axis, keepdims=True)
+    want = np.exp(shifted) / np.exp(shifted).sum(axis=axis, keepdims=True)
+    np.testing.assert_allclose(cn.softmax(x, axis), want, atol=1e-12)
+    np.testing.assert_allclose(cn.log_softmax(x, axis), np.log(want), rtol=1e-10, atol=1e-12)
+    c = np.random.default_rng(1).standard_normal((3, 4))
+    g, = cn.vjp(lambda x: cn.softmax(x, axis), x)[1](c)  # J^T c = s * (c - sum(s c))
+    np.testing.assert_allclose(g, want * (c - (want * c).sum(axis=axis, keepdims=True)),
+                               atol=1e-12)
+    cn.check_grads(lambda x: cn.log_softmax(x, axis), x / 50)
+    assert cn.softmax(x.astype(np.float32), axis).dtype == np.float32
 
 
 @pytest.mark.parametrize("holder", [list, tuple])

@@ -30,6 +30,9 @@ def check_labels(labels: Any, logits_shape: tuple[int, ...], what: str) -> np.nd
     if b == 0:
         raise ValueError(f"{what} needs at least one example, got logits of shape "
                          f"{tuple(logits_shape)}")
+    if labels.shape == (b, k) and labels.ndim == 2:  # one-hot (or soft) rows
+        raise ValueError(f"labels must be {b} class numbers, got a ({b}, {k}) array, one-hot "
+                         f"rows it seems; pass labels.argmax(axis=1)")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers (class numbers), got dtype {labels.dtype}")
     if labels.shape != (b,):

@@ -36,14 +36,37 @@ class Module:
     """Base class: parameters by name, a functional ``forward``, save and load.
 
     Subclasses call ``super().__init__()``, register arrays with
-    :meth:`add_parameter` and sub-modules with :meth:`add_module`, and
-    implement ``forward(params, x)`` reading their parameters from ``params``
-    by local name (never from ``self``), so that gradients can flow through.
+    :meth:`add_parameter` and sub-modules with :meth:`add_module` (or by
+    assigning them to an attribute, ``self.fc = Dense(...)``, which
+    registers them under that name), and implement ``forward(params, x)``
+    reading their parameters from ``params`` by local name (never from
+    ``self``), so that gradients can flow through.  A registered sub-module
+    is also an attribute: ``self.fc`` after ``add_module("fc", ...)``.
     """
 
     def __init__(self) -> None:
         self._params: dict[str, np.ndarray] = {}
         self._children: dict[str, Module] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A :class:`Module` assigned to an attribute is registered under its
+        name, unless it is a sub-module already (``self.fc =
+        self.add_module("fc", ...)``)."""
+        if isinstance(value, Module) and not name.startswith("_"):
+            children = self.__dict__.get("_children")
+            if children is None:
+                raise ValueError(f"assigning the sub-module {name!r} before "
+                                 f"Module.__init__ ran: call super().__init__() first")
+            if not any(child is value for child in children.values()):
+                self.add_module(name, value)
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        """A sub-module registered by :meth:`add_module`, by its name."""
+        children = self.__dict__.get("_children")
+        if children is not None and name in children:
+            return children[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------ registry
     def add_parameter(self, name: str, array: np.ndarray) -> np.ndarray:
@@ -55,7 +78,8 @@ class Module:
         return array
 
     def add_module(self, name: str, module: Module) -> Module:
-        """Register a sub-module; its parameters appear as ``name.<param>``."""
+        """Register a sub-module; its parameters appear as ``name.<param>``
+        and it is the attribute ``name``.  Returns ``module``."""
         self._check_new_name("module", name)
         if not isinstance(module, Module):
             if isinstance(module, type) and issubclass(module, Module):
@@ -302,8 +326,11 @@ class Sequential(Module):
             xs = (layer.forward(self.child_params(params, name), *xs),)
         return xs[0]
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self._children.values())[i]
+    def __getitem__(self, i: int | slice) -> Module:
+        """The layer at position ``i``; a slice is a :class:`Sequential` of
+        those layers (sharing their arrays: a feature extractor, say)."""
+        layers = list(self._children.values())
+        return Sequential(*layers[i]) if isinstance(i, slice) else layers[i]
 
     def __len__(self) -> int:
         return len(self._children)

@@ -163,6 +163,11 @@ def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None =
         lines.append(f"operand {i} '{term}'  shape {shape}")
     lines.append(f"output    '{parsed.output}'  shape {bound.out_shape}")
     lines.append("sizes     " + ", ".join(f"{k}={v}" for k, v in bound.sizes))
+    own = sorted(bound.spec.indices() - parsed.indices())
+    if own:  # the bound spec's names for what the spec leaves unnamed
+        lines.append(f"          ({', '.join(own)}: {'axes' if len(own) > 1 else 'an axis'} "
+                     f"under '...' or broadcast from size 1, named with letters the spec "
+                     f"does not use)")
     if defaulted:
         lines.append(f"          (not given, so taken as defaults: "
                      f"{', '.join(sorted(defaulted))}; give --shapes or --sizes)")

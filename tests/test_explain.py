@@ -28,6 +28,13 @@ def test_cn_explain_takes_shapes_as_backward_specs_does():
         explain("bi,ik->bk", (2, 3), (3, 4), {"b": 2})  # sizes= is by keyword only
 
 
+def test_letters_for_ellipsis_and_broadcast_axes_are_told():
+    text = explain("...ij,jk->...ik", (2, 3, 4), (4, 5))
+    assert "sizes     A=2, i=3, j=4, k=5\n          (A: an axis under '...' or broadcast" in text
+    assert "(A, B: axes under '...'" in explain("ij,ij->ij", (2, 1), (1, 3))
+    assert "under '...'" not in explain("ij,jk->ik", (2, 3), (3, 4))
+
+
 def test_the_flatten_order_is_told_only_where_a_flatten_merges_axes():
     text = explain("bk,nmdk->bnmd", (2, 10), (4, 4, 3, 10))  # contracts k alone
     assert "X[b | k] @ W[k | nmd]" in text and "flatten order" not in text

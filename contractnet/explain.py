@@ -32,6 +32,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     if not text:
         return ()
     try:
+        if not text.isascii():  # int() reads other scripts' digits ('٣'), as --sizes does not
+            raise ValueError
         shape = tuple(int(p) for p in text.replace(",", "x").split("x"))
     except ValueError:  # an empty part too: "2,,3"
         raise ValueError(f"bad shape {given!r}: write it as 128x4x4x50") from None

@@ -262,6 +262,7 @@ def test_one_element_or_term_is_not_plural():
     (["explain", "ij,j(k->ik"], "not closed"),
     (["explain", "ij,jk->ik", "--shapes", "2x3", "4x5"], "index 'j' has size 3"),
     (["explain", "ij,jk->ik", "--shapes", "2xq", "3x4"], "bad shape"),
+    (["explain", "ij,jk->ik", "--shapes", "2x\u0663", "3x4"], "bad shape"),  # an Arabic 3
     (["explain", "ij,jk->ik", "--sizes", "i=two"], "bad size 'i=two' in --sizes"),
     (["explain", "bi,io->bo", "--sizes", "b=-1"], "bad size 'b=-1' in --sizes"),
     (["explain", "ij,jk->ik", "--sizes", "z=3"], "--sizes names 'z', which is not an index"),

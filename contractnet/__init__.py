@@ -13,7 +13,7 @@ from .freed_memory import keep_freed_memory
 from .autodiff import DtypeError, vjp, grad, value_and_grad
 from .gradcheck import check_grads
 from .api import einsum, backward_specs
-from .explain import explain  # the function (the module stays contractnet.explain's)
+from .explanation import explain
 from .trace import Traced
 from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)
 from .ops import __all__ as _ops_all

@@ -16,7 +16,7 @@ from . import __version__
 SUBCOMMANDS = {
     "bench": ("contractnet.bench", "time the contraction head, conv2d and low-rank heads "
                                    "against flatten+matmul, PyTorch and numpy"),
-    "explain": ("contractnet.explain", "show a spec's indices, path and backward specs"),
+    "explain": ("contractnet.explanation", "show a spec's indices, path and backward specs"),
     "train": ("contractnet.train", "train the small CNN on scikit-learn's digits"),
 }
 

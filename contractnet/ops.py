@@ -334,15 +334,27 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
 
 
 def log_softmax(a: Array, axis: int | Sequence[int] | None = -1) -> np.ndarray | Traced:
-    """Log-probabilities over ``axis`` (the last by default): ``a -
-    logsumexp(a, axis)``, traced (composed of :func:`logsumexp` and
-    :func:`subtract`), without overflow.
+    """Log-probabilities over ``axis`` (the last by default), traced.
+
+    ``s - logsumexp(s, axis)`` with ``s = a - max(a, axis)``, the max a
+    constant (a shift leaves the result and its gradient as they are;
+    where it is not finite, 0): then the log-sum lies between 0 and the log
+    of the count, and rounding it costs no more than the result's own
+    rounding, where ``a - logsumexp(a)`` would lose it next to large logits
+    (float16 ``[1000, 1000]`` would give ``-0.5`` each, not ``log(0.5)``).
+    Integers and bools come out float64, as :func:`logsumexp` makes them;
+    a row of only ``-inf`` gives nan.
 
     >>> import numpy as np, contractnet as cn
     >>> np.exp(cn.log_softmax(np.array([0.0, 0.0]))).tolist()
     [0.5, 0.5]
     """
-    return subtract(a, logsumexp(a, axis, keepdims=True))
+    value = np.asarray(value_of(a))
+    if value.dtype.kind in "biu":  # a bool can be no shift's operand
+        a, value = astype(a, np.float64), value.astype(np.float64)
+    top = np.max(value, axis=_axis(axis, "log_softmax"), keepdims=True)
+    shifted = subtract(a, np.where(np.isfinite(top), top, 0).astype(top.dtype, copy=False))
+    return subtract(shifted, logsumexp(shifted, axis, keepdims=True))
 
 
 def softmax(a: Array, axis: int | Sequence[int] | None = -1) -> np.ndarray | Traced:
@@ -591,7 +603,7 @@ CN_COMPOSITIONS = {
     "expand_dims": "x[None] or cn.reshape", "log1p": "cn.log(1 + x)", "expm1": "cn.exp(x) - 1",
     "var": "cn.mean((x - cn.mean(x, axis, keepdims=True)) ** 2, axis)",
     "std": "cn.sqrt(cn.mean((x - cn.mean(x, axis, keepdims=True)) ** 2, axis))",
-    "norm": "cn.sqrt(cn.sum(x * x))",
+    "norm": "cn.sqrt(cn.sum(cn.abs(x) ** 2, axis))",
     "copy": "x itself (a traced value is never changed in place)",
     "cumsum": "cn.einsum with a triangular mask, 'i,ij->j'",
 }

@@ -183,11 +183,14 @@ class Traced:
                         f"differentiated use {_replacement_for(func.__name__)}")
 
     def __getattr__(self, name: str) -> Any:
-        """Only for a name found nowhere else: an ndarray method that does not
-        trace gets what to use instead."""
+        """Only for a name found nowhere else: an ndarray method or attribute
+        that does not trace gets what to use instead."""
         if not name.startswith("_") and hasattr(np.ndarray, name):
-            raise AttributeError(f"a traced value has no method {name!r} (ndarray's does not "
-                                 f"trace); use {_replacement_for(name)}")
+            kind = "method" if callable(getattr(np.ndarray, name)) else "attribute"
+            raise AttributeError(f"a traced value has no {kind} {name!r} (ndarray's does not "
+                                 f"trace): to differentiate through it use "
+                                 f"{_replacement_for(name)}; .value.{name} is the plain "
+                                 f"array's (which stops tracing)")
         raise AttributeError(f"'Traced' object has no attribute {name!r}")
 
     def __add__(self, other): return ops.add(self, other)

@@ -920,7 +920,7 @@ def test_a_cached_spec_still_refuses_non_numeric_operands():
 from contractnet import engine, pair, path  # noqa: E402
 from contractnet.blocks import LONG_SUM  # noqa: E402
 from contractnet.bind import bind, bind_text, clear_bind_cache  # noqa: E402
-from contractnet.explain import explain  # noqa: E402
+from contractnet.explanation import explain  # noqa: E402
 from contractnet.spec import parse  # noqa: E402
 
 

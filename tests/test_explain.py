@@ -9,7 +9,7 @@ import pytest
 
 import contractnet as cn
 from contractnet.cli import main
-from contractnet.explain import explain
+from contractnet.explanation import explain
 
 
 def test_head_explanation_shows_backward_specs_and_the_flatten_equivalent():

@@ -1204,11 +1204,11 @@ def test_a_damaged_central_directory_is_a_value_error(tmp_path):
         nn.load_parameters(tmp_path / "v.npz")
 
 
-def test_a_sub_module_assigned_to_an_attribute_is_registered_and_read_back():
+def test_a_registered_sub_module_reads_back_and_an_unregistered_one_is_refused():
     class TwoLayers(nn.Module):
         def __init__(self):
             super().__init__()
-            self.first = nn.Dense(4, 3, rng=0)             # registered by assignment
+            self.first = self.add_module("first", nn.Dense(4, 3, rng=0))  # the idiom
             self.add_module("second", nn.Dense(3, 2, rng=1))  # an attribute by registration
 
         def forward(self, params, x):
@@ -1218,21 +1218,22 @@ def test_a_sub_module_assigned_to_an_attribute_is_registered_and_read_back():
     assert sorted(model.parameters()) == ["first.bias", "first.weight", "second.bias",
                                           "second.weight"]
     x = np.ones((5, 4))
-    want = model.second(cn.relu(model.first(x)))
-    np.testing.assert_allclose(model(x), want)
-    kept = model.add_module("third", nn.ReLU())
-    model.alias = kept  # already a sub-module: not registered twice
-    assert sorted(model._children) == ["first", "second", "third"]
-    with pytest.raises(ValueError, match="'first' .*is already used"):
-        model.first = nn.Dense(4, 3, rng=2)
+    np.testing.assert_allclose(model(x), model.second(cn.relu(model.first(x))))
+    # a plain assignment would leave the layer's parameters out: refused, nothing changed
+    for name, layer in (("third", nn.Dense(2, 2, rng=2)), ("first", nn.Dense(4, 3, rng=3)),
+                        ("alias", model.first)):
+        with pytest.raises(ValueError, match=rf"assigning a Module to '{name}' would leave "
+                                             rf"its parameters out: register it"):
+            setattr(model, name, layer)
+    assert sorted(model._children) == ["first", "second"] and not hasattr(model, "third")
+    model._owner = TwoLayers()  # a reference that is no layer of this one
+    assert sorted(model.parameters()) == ["first.bias", "first.weight", "second.bias",
+                                          "second.weight"]
     with pytest.raises(AttributeError, match="'TwoLayers' object has no attribute 'missing'"):
         model.missing  # noqa: B018
-
-    class Early(nn.Module):
-        def __init__(self):
-            self.layer = nn.ReLU()
-    with pytest.raises(ValueError, match=r"call super\(\)\.__init__\(\) first"):
-        Early()
+    dense = nn.Dense(2, 2, rng=0)
+    dense.add_module("spec", nn.ReLU())  # another attribute has that name: it stays
+    assert isinstance(dense.spec, str)
 
 
 def test_a_slice_of_a_sequential_is_a_sequential_sharing_its_arrays():

@@ -709,7 +709,8 @@ def test_operators_with_an_ndarray_or_numpy_scalar_on_the_left_trace():
     (lambda x: np.sum(x), r"numpy\.sum does not trace.*use cn\.sum$"),
     (lambda x: np.asarray(x), r"cannot become a numpy array.*\.value is the plain array"),
     (lambda x: np.sign(x), r"numpy\.sign does not trace.*own operations"),
-    (lambda x: np.linalg.norm(x), r"numpy\.linalg\.norm does not trace.*cn\.sqrt\(cn\.sum"),
+    (lambda x: np.linalg.norm(x), r"numpy\.linalg\.norm does not trace.*cn\.sqrt\(cn\.sum\("
+                                  r"cn\.abs"),
     (lambda x: np.clip(x, 0, 1), r"numpy\.clip does not trace.*cn\.minimum\(cn\.maximum"),
     (lambda x: np.square(x), r"numpy\.square does not trace.*use x \* x$"),
 ])
@@ -719,7 +720,9 @@ def test_numpy_functions_on_traced_values_are_refused_naming_contractnets_own(ca
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda x: x.std(), r"no method 'std' \(ndarray's does not trace\); use cn\.sqrt"),
+    (lambda x: x.std(), r"no method 'std' \(ndarray's does not trace\): to differentiate "
+                        r"through it use cn\.sqrt.*; \.value\.std is the plain array's"),
+    (lambda x: x.nbytes, r"no attribute 'nbytes'.*\.value\.nbytes is the plain array's"),
     (lambda x: x.clip(0, 1), r"no method 'clip'.*cn\.minimum\(cn\.maximum"),
     (lambda x: x.cumsum(), r"no method 'cumsum'.*triangular mask"),
     (lambda x: x.prod(), r"no method 'prod'.*contractnet's own operations"),
@@ -744,6 +747,30 @@ def test_softmax_and_log_softmax_match_their_definitions_and_differentiate(axis)
                                atol=1e-12)
     cn.check_grads(lambda x: cn.log_softmax(x, axis), x / 50)
     assert cn.softmax(x.astype(np.float32), axis).dtype == np.float32
+
+
+@pytest.mark.parametrize("logits, dtype, rtol", [
+    ([1000, 1000], np.float16, 1e-3), ([50, 49.5, 49, 47], np.float16, 1e-3),
+    ([300, 299.5, 299, 297], np.float16, 1e-3), ([1e7, 1e7], np.float32, 1e-6),
+    ([1e4, 1e4 - 1], np.float32, 1e-6), ([1e16, 1e16], np.float64, 1e-15),
+])
+def test_softmax_keeps_its_precision_next_to_large_logits(logits, dtype, rtol):
+    x = np.array(logits, dtype)
+    exact = np.exp(x.astype(np.float64) - x.astype(np.float64).max())
+    exact /= exact.sum()  # as the logits are held in dtype
+    got = cn.softmax(x)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, exact, rtol=rtol)
+    np.testing.assert_allclose(cn.log_softmax(x), np.log(exact), rtol=rtol, atol=rtol)
+
+
+def test_softmax_of_bools_integers_and_minus_infinity():
+    np.testing.assert_allclose(cn.softmax(np.array([True, False])), [np.e / (np.e + 1),
+                                                                    1 / (np.e + 1)])
+    assert cn.softmax(np.array([3, 1], np.int8)).dtype == np.float64
+    np.testing.assert_array_equal(cn.softmax(np.array([-np.inf, 0.0])), [0.0, 1.0])
+    g, = cn.vjp(cn.softmax, np.array([-np.inf, 0.0, 0.0]))[1](np.array([1.0, 2.0, 0.0]))
+    np.testing.assert_allclose(g, [0.0, 0.5, -0.5])
 
 
 @pytest.mark.parametrize("holder", [list, tuple])

@@ -36,12 +36,11 @@ class Module:
     """Base class: parameters by name, a functional ``forward``, save and load.
 
     Subclasses call ``super().__init__()``, register arrays with
-    :meth:`add_parameter` and sub-modules with :meth:`add_module` (or by
-    assigning them to an attribute, ``self.fc = Dense(...)``, which
-    registers them under that name), and implement ``forward(params, x)``
-    reading their parameters from ``params`` by local name (never from
-    ``self``), so that gradients can flow through.  A registered sub-module
-    is also an attribute: ``self.fc`` after ``add_module("fc", ...)``.
+    :meth:`add_parameter` and sub-modules with :meth:`add_module`, and
+    implement ``forward(params, x)`` reading their parameters from ``params``
+    by local name (never from ``self``), so that gradients can flow through.
+    A registered sub-module reads back as an attribute of its name where no
+    other attribute has it (``self.fc`` after ``add_module("fc", ...)``).
     """
 
     def __init__(self) -> None:
@@ -49,16 +48,17 @@ class Module:
         self._children: dict[str, Module] = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """A :class:`Module` assigned to an attribute is registered under its
-        name, unless it is a sub-module already (``self.fc =
-        self.add_module("fc", ...)``)."""
-        if isinstance(value, Module) and not name.startswith("_"):
-            children = self.__dict__.get("_children")
-            if children is None:
-                raise ValueError(f"assigning the sub-module {name!r} before "
-                                 f"Module.__init__ ran: call super().__init__() first")
-            if not any(child is value for child in children.values()):
-                self.add_module(name, value)
+        """Refuse a :class:`Module` assigned to an attribute under a name it is
+        not registered by (its parameters would be left out silently), but
+        for names starting with ``_`` (a reference that is no layer of this
+        one)."""
+        if (isinstance(value, Module) and not name.startswith("_")
+                and self.__dict__.get("_children", {}).get(name) is not value):
+            raise ValueError(f"assigning a Module to {name!r} would leave its parameters out: "
+                             f"register it with self.add_module({name!r}, module), which "
+                             f"returns it and makes self.{name} read it (after "
+                             f"super().__init__(); a reference that is no layer of this one "
+                             f"goes in a name starting with '_')")
         object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
@@ -78,8 +78,10 @@ class Module:
         return array
 
     def add_module(self, name: str, module: Module) -> Module:
-        """Register a sub-module; its parameters appear as ``name.<param>``
-        and it is the attribute ``name``.  Returns ``module``."""
+        """Register a sub-module; its parameters appear as ``name.<param>``,
+        and it reads back as the attribute ``name`` (where no other attribute
+        has that name).  Returns ``module``, so ``self.fc =
+        self.add_module("fc", Dense(...))`` also works."""
         self._check_new_name("module", name)
         if not isinstance(module, Module):
             if isinstance(module, type) and issubclass(module, Module):

@@ -182,16 +182,7 @@ class Traced:
         raise TypeError(f"{where}.{func.__name__} does not trace; inside a function being "
                         f"differentiated use {_replacement_for(func.__name__)}")
 
-    def __getattr__(self, name: str) -> Any:
-        """Only for a name found nowhere else: an ndarray method or attribute
-        that does not trace gets what to use instead."""
-        if not name.startswith("_") and hasattr(np.ndarray, name):
-            kind = "method" if callable(getattr(np.ndarray, name)) else "attribute"
-            raise AttributeError(f"a traced value has no {kind} {name!r} (ndarray's does not "
-                                 f"trace): to differentiate through it use "
-                                 f"{_replacement_for(name)}; .value.{name} is the plain "
-                                 f"array's (which stops tracing)")
-        raise AttributeError(f"'Traced' object has no attribute {name!r}")
+
 
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
@@ -262,6 +253,26 @@ class Traced:
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
+
+
+def _not_traced(name: str) -> property:
+    """What a traced value has for an ndarray method or attribute of its own
+    it lacks: a property raising an ``AttributeError`` that says what to use
+    instead (a property, not ``__getattr__``, which would slow every lookup
+    of ``value`` and ``node``; ``hasattr`` stays false)."""
+    kind = "method" if callable(getattr(np.ndarray, name)) else "attribute"
+
+    def refuse(self: "Traced") -> None:
+        raise AttributeError(f"a traced value has no {kind} {name!r} (ndarray's does not "
+                             f"trace): to differentiate through it use "
+                             f"{_replacement_for(name)}; .value.{name} is the plain "
+                             f"array's (which stops tracing)")
+    return property(refuse)
+
+
+for _name in dir(np.ndarray):
+    if not _name.startswith("_") and not hasattr(Traced, _name):
+        setattr(Traced, _name, _not_traced(_name))
 
 
 def array_or_traced(x: Any) -> Any:

@@ -61,12 +61,6 @@ class Module:
                              f"goes in a name starting with '_')")
         object.__setattr__(self, name, value)
 
-    def __getattr__(self, name: str) -> Any:
-        """A sub-module registered by :meth:`add_module`, by its name."""
-        children = self.__dict__.get("_children")
-        if children is not None and name in children:
-            return children[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------ registry
     def add_parameter(self, name: str, array: np.ndarray) -> np.ndarray:
@@ -94,6 +88,8 @@ class Module:
                 hint = ""
             raise ValueError(f"{name!r} must be a Module, got {type(module).__name__}{hint}")
         self._children[name] = module
+        if name not in self.__dict__ and not hasattr(type(self), name):
+            object.__setattr__(self, name, module)  # an attribute, where the name is free
         return module
 
     def _check_new_name(self, kind: str, name: str) -> None:

@@ -182,8 +182,6 @@ class Traced:
         raise TypeError(f"{where}.{func.__name__} does not trace; inside a function being "
                         f"differentiated use {_replacement_for(func.__name__)}")
 
-
-
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
     def __sub__(self, other): return ops.subtract(self, other)

@@ -61,7 +61,6 @@ class Module:
                              f"goes in a name starting with '_')")
         object.__setattr__(self, name, value)
 
-
     # ------------------------------------------------------------ registry
     def add_parameter(self, name: str, array: np.ndarray) -> np.ndarray:
         """Register ``array`` under ``name``; returns it."""

@@ -471,11 +471,12 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
             leaves, rebuild = _traced_leaves(primals)
             break
         leaves.append(Traced(x))
-    OPEN_TRACES[id(leaves)] = leaves  # setting and deleting a key are atomic: no lock needed
+    key = id(leaves)
+    OPEN_TRACES[key] = leaves  # setting and deleting a key are atomic: no lock needed
     try:
         result = fn(*rebuild(leaves))
     finally:
-        del OPEN_TRACES[id(leaves)]
+        del OPEN_TRACES[key]
     if type(result) is Traced:
         if OPEN_TRACES:  # another vjp is running its function: this one may read its values
             _refuse_outer_values(result, leaves)

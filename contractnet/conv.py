@@ -33,7 +33,7 @@ import numpy as np
 from .api import einsum
 from .autodiff import Traced
 from .ops import pad, reshape
-from .spec import SpecError, Window
+from .spec import MAX_COEFFICIENT, SpecError, Window
 
 __all__ = ["ConvError", "conv1d", "conv2d", "conv3d", "conv_transpose2d",
            "max_pool2d", "avg_pool2d"]
@@ -72,6 +72,8 @@ def _int_tuple(value: IntOrTuple, n: int, fn: str, name: str, least: int = 1) ->
         raise ConvError(f"{fn}: {name} must be an int or {n} ints, got {value!r}")
     if any(v < least for v in items):
         raise ConvError(f"{fn}: {name} must be >= {least}, got {value!r}")
+    if any(v > MAX_COEFFICIENT for v in items):  # as a window's stride, numpy's strides overflow
+        raise ConvError(f"{fn}: {name} must be at most {MAX_COEFFICIENT}, got {value!r}")
     return tuple(int(v) for v in items)
 
 
@@ -173,8 +175,8 @@ def conv_spec(n: int = 2, stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
     >>> conv_spec(1, dilation=3, form="depthwise")
     'b(h+3u)c,uc->bhc'
     """
-    if n not in _LETTERS:
-        raise ConvError(f"convolutions have 1, 2 or 3 spatial axes, got {n}")
+    if not _is_int(n) or n not in _LETTERS:  # 2.0 and True hash as 2 and 1 do
+        raise ConvError(f"convolutions have 1, 2 or 3 spatial axes, got {n!r}")
     if form not in _FORMS:
         raise ConvError(f"conv_spec: form must be one of {sorted(_FORMS)}, got {form!r}")
     stride = _int_tuple(stride, n, "conv_spec", "stride")

@@ -103,6 +103,14 @@ class Optimizer:
                                  f"{name!r}): every update would write an infinity or a "
                                  f"nan; give a {key} below {float(np.finfo(dtype).max):g}")
 
+    def _refuse_zero_in_dtypes(self, key: str, value: float, consequence: str) -> None:
+        """Refuse a positive rate that rounds to 0 in a parameter's dtype
+        (``lr=1e-50`` in float32), saying what that would do."""
+        for name, p in self.params.items():
+            if p.dtype.type(value) == 0:
+                raise ValueError(f"{key}={value:g} is 0 in {p.dtype} (parameter {name!r}): "
+                                 f"{consequence}")
+
     def _tied_sums(self, checked: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The gradients by parameter: a tied parameter's is its names' sum."""
         for name, owner in self.tied.items():
@@ -257,6 +265,7 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov needs a momentum > 0")
         self._check_finite_in_dtypes(lr=self.lr, weight_decay=self.weight_decay)
+        self._refuse_zero_in_dtypes("lr", self.lr, "no step would change it")
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         if self.weight_decay:
@@ -328,11 +337,10 @@ class Adam(Optimizer):
         self.eps = _check_rate(eps, "eps", 0.0, open_low=True)
         self.weight_decay = _check_rate(weight_decay, "weight_decay", 0.0)
         self._check_finite_in_dtypes(lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
-        for name, p in self.params.items():
-            if p.dtype.type(self.eps) == 0:  # 0 / (0 + eps) would be 0 / 0
-                raise ValueError(f"eps={self.eps:g} is 0 in {p.dtype} (parameter {name!r}): "
-                                 f"a zero gradient would step it to nan; give an eps "
-                                 f"{p.dtype.name} holds (1e-4 is usual for float16)")
+        self._refuse_zero_in_dtypes("lr", self.lr, "no step would change it")
+        self._refuse_zero_in_dtypes(  # 0 / (0 + eps) would be 0 / 0
+            "eps", self.eps, "a zero gradient would step it to nan; give an eps the dtype "
+                             "holds (1e-4 is usual for float16)")
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         b1, b2 = self.betas

@@ -95,6 +95,16 @@ def test_adam_refuses_an_eps_that_is_zero_in_a_parameters_dtype():
     assert np.isfinite(p["h"]).all() and p["h"].dtype == np.float16
 
 
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=1e-50),
+                                  lambda p: optim.Adam(p, lr=1e-50)])
+def test_an_lr_that_is_0_in_a_parameters_dtype_is_refused(make):
+    p = {"a": np.ones(2), "w": np.ones(2, np.float32)}  # 1e-50 is a float64, not a float32
+    with pytest.raises(ValueError, match=r"lr=1e-50 is 0 in float32 \(parameter 'w'\): no "
+                                         r"step would change it"):
+        make(p)
+    make({"a": np.ones(2)})  # float64 holds it
+
+
 @pytest.mark.parametrize("dtype, big", [(np.float16, 300.0), (np.float32, 2e19)])
 def test_adam_keeps_its_second_moment_finite_past_the_square_root_of_the_dtypes_max(dtype, big):
     # big * big overflows the dtype; (1 - b2) * big * big does not

@@ -239,8 +239,8 @@ class SGD(Optimizer):
     ValueError
         For ``params`` as :class:`Optimizer` says, a rate that is not a real
         number in its range, an ``lr`` or ``weight_decay`` that is infinite
-        in a parameter's dtype, ``nesterov`` that is not a bool, or
-        ``nesterov`` without momentum.
+        in a parameter's dtype, an ``lr`` that rounds to 0 in one,
+        ``nesterov`` that is not a bool, or ``nesterov`` without momentum.
 
     Examples
     --------
@@ -312,8 +312,8 @@ class Adam(Optimizer):
     ValueError
         For ``params`` as :class:`Optimizer` says, or a rate that is not a
         real number in its range (``betas`` not a pair included), an
-        ``eps`` that rounds to 0 in a parameter's dtype, or an ``lr``,
-        ``eps`` or ``weight_decay`` that is infinite in one.
+        ``lr`` or ``eps`` that rounds to 0 in a parameter's dtype, or an
+        ``lr``, ``eps`` or ``weight_decay`` that is infinite in one.
 
     Examples
     --------

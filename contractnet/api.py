@@ -293,7 +293,7 @@ def check_reduce(spec: Spec, reduce: str) -> None:
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
 
 
-def _run(step_of: str, spec_text: str, *operands: np.ndarray | Traced,
+def _run(step_of: Spec, spec_text: str, *operands: np.ndarray | Traced,
          sizes: Mapping[str, int] | None = None,
          out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
     """One recorded step, ``spec_text``, of a pairwise run of the spec
@@ -315,7 +315,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
-    whole = str(spec)
+    whole = spec  # each step's memo names it in errors (as text only then)
     returned = np.result_type(*(x.dtype for x in operands))
     dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
     reads = []

@@ -627,9 +627,9 @@ def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
     a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``).
     Errors number the operands from ``first``, of ``spec`` where given."""
     out = list(operands)
-    of = "" if spec is None else f" of '{spec}'"
     for i, op in enumerate(out, first):
         if op.dtype != dtype:
+            of = "" if spec is None else f" of '{spec}'"
             check_allocation(op.shape, dtype, f"a copy of operand {i}{of} in {dtype}")
             out[i - first] = op.astype(dtype) if cast is None else cast(op, dtype)
     return out
@@ -738,16 +738,23 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
-    dtype = computed_dtype(plan, arrays)
-    summing = summing_dtype(dtype, plan)
+    half = False  # float16 among the operands (a loop: the cheap test, before result_type)
+    if plan.adds and plan.reduce != "max":
+        for a in arrays:
+            half = half or a.dtype.char == "e"
+    if half:
+        dtype = computed_dtype(plan, arrays)
+        summing = summing_dtype(dtype, plan)
+        if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
+            # copies of these casts could serve no backward pass, which casts anew)
+            if not within_budget(plan):
+                check_budget(plan, summing.itemsize)
+            wide = cast_to(arrays, summing, spec=plan.bound.spec)
+            return run_plan(plan, wide, None, like).astype(dtype)
     if not within_budget(plan):  # the cheap test first: most plans are small
-        check_budget(plan, summing.itemsize)
-    if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
-        # copies of these casts could serve no backward pass, which casts anew)
-        wide = cast_to(arrays, summing, spec=plan.bound.spec)
-        return run_plan(plan, wide, None, like).astype(dtype)
+        check_budget(plan, computed_dtype(plan, arrays).itemsize)
     if plan.reduce == "mean":  # a mean of integers or bools sums in float64
-        arrays = cast_to(arrays, dtype, spec=plan.bound.spec)
+        arrays = cast_to(arrays, computed_dtype(plan, arrays), spec=plan.bound.spec)
     gemm = plan.contiguous_gemm
     prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
     if (gemm is not None and prefer is None

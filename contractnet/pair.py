@@ -297,7 +297,8 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
             a, b = (x if p is None else _copy_in_order(x, p) for x, p in zip((a, b),
                                                                           plan.einsum_copies))
         return backend.einsum(plan.einsum_eq, a, b, order="C"), plan.result_names
-    if (max(a.nbytes, b.nbytes) > BUDGET.get()[0] and fits_einsum(an + bn)
+    budget = BUDGET.get()[0]
+    if ((a.nbytes > budget or b.nbytes > budget) and fits_einsum(an + bn)
             and (_copy_over_budget(a, plan.perm_a, plan.shape_a)
                  or _copy_over_budget(b, plan.perm_b, plan.shape_b))):
         # numpy.einsum reads in place an operand (a broadcast one, say) that a GEMM
@@ -629,7 +630,7 @@ class Memo:
 
     __slots__ = ("copies", "record", "step_of")
 
-    def __init__(self, step_of: str | None = None) -> None:
+    def __init__(self, step_of: object = None) -> None:
         self.copies: dict = {}
         self.record = True
         #: the spec the caller wrote, when this call is one pairwise step of it

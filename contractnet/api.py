@@ -154,8 +154,9 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     check_reduce(parsed, reduce)
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)) and len(parsed.inputs) > 1:
         # before numpy reads the list as one array (or fails to, for unequal shapes)
-        raise SpecError(f"spec has {len(parsed.inputs)} operands but one list was given; pass "
-                        f"the arrays one by one: cn.einsum(spec, *arrays)", str(parsed))
+        raise SpecError(f"spec has {len(parsed.inputs)} operands but one "
+                        f"{type(operands[0]).__name__} was given; pass the arrays one by one: "
+                        f"cn.einsum(spec, *arrays)", str(parsed))
     values, parents, shapes = list(operands), [], []
     for i, x in enumerate(operands):
         if type(x) is Traced:
@@ -315,7 +316,6 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
-    whole = spec  # each step's memo names it in errors (as text only then)
     returned = np.result_type(*(x.dtype for x in operands))
     dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
     reads = []
@@ -324,26 +324,26 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         if term.is_plain and "".join(term.axes) == names:
             reads.append(x)
         elif x.dtype != dtype and math.prod(shape) < x.size:
-            reads.append(_run(whole, f"{term}->{names}", x, sizes=_only(sizes, names)))
+            reads.append(_run(spec, f"{term}->{names}", x, sizes=_only(sizes, names)))
         else:  # cast here, as run_path casts the others: it cannot cast a whole one
             x, = cast_to([x], dtype, ops.astype, first=i, spec=spec)
             reads.append(_Whole(x, str(term), shape, dtype))
 
     def pair(a, an, b, bn, kept):
         if type(a) is not _Whole and type(b) is not _Whole:  # shapes tell all sizes
-            return _run(whole, f"{an},{bn}->{kept}", a, b), kept
+            return _run(spec, f"{an},{bn}->{kept}", a, b), kept
         (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
-        return _run(whole, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
+        return _run(spec, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
 
     def unary(a, an, kept):
         if type(a) is not _Whole:
-            return a if an == kept else _run(whole, f"{an}->{kept}", a)
-        return _run(whole, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
+            return a if an == kept else _run(spec, f"{an}->{kept}", a)
+        return _run(spec, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
 
     core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
                        window_offsets=plan.window_offsets, spec=spec)
     if str(spec.output) != plan.target:
-        core = _run(whole, f"{plan.target}->{spec.output}", core,
+        core = _run(spec, f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)

@@ -19,8 +19,8 @@ from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import MemoryBudgetError, check_allocation
-from .engine import (Plan, make_plan, passes, route_to_max, run_direct_gemm, run_plan,
-                     scale_mean, summing_dtype)
+from .engine import (Plan, holds_half, make_plan, passes, route_to_max, run_direct_gemm,
+                     run_plan, scale_mean, summing_dtype)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -69,7 +69,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     backward = plan.bound.derived.get((i, shape)) or backward_plan(plan, i, shape)
     like = arrays[i]
     returned = None  # the gradient's dtype, where it is worked out in a wider one
-    if reduce == "mean":
+    if reduce == "mean" and holds_half([np.asarray(g), *arrays]):
         dtype = np.result_type(g, *(a for j, a in enumerate(arrays) if j != i))
         wide = summing_dtype(dtype)
         if wide != dtype:  # float16: scaled and summed in float32, rounded once
@@ -91,7 +91,7 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
             grad = None
         if grad is None:
             grad = run_plan(backward, operands, memo, like)
-    except MemoryBudgetError as exc:  # name the contraction the caller wrote
+    except MemoryBudgetError as exc:  # name the contraction the gradient belongs to
         where = f"operand {i} of '{plan.bound.spec}'"
         if memo is not None and memo.step_of is not None:
             where = f"'{memo.step_of}' (operand {i} of its pairwise step '{plan.bound.spec}')"
@@ -148,7 +148,8 @@ def _extremum_rule(argnum, g, ans, x, axis=None, keepdims=False):
     # with it (the cast to integers before the max passes on zeros)
     ties = hit.sum(axis=ops._axis(axis), keepdims=True)
     share = np.finfo(np.result_type(g, np.float16)).dtype
-    return passes(hit, g * (1 / ties.astype(np.result_type(share, np.float64))).astype(share))
+    one = np.ones((), np.longdouble) if share == np.longdouble else 1  # else float64 will do
+    return passes(hit, g * (one / ties).astype(share))
 
 
 def _transpose_rule(argnum, g, ans, x, axes=None):

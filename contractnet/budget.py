@@ -74,8 +74,10 @@ def set_memory_budget(nbytes: int | None) -> int:
     previous = budget[0]
     if budget is _PROCESS:
         _PROCESS[0] = value
-    else:  # a list of its own (a task started in the block shares the block's list),
-        BUDGET.set([value])  # dropped when the block ends: it resets to its own start
+    else:
+        # a list of its own, as a task started in the block shares the block's list;
+        # dropped when the block ends, which resets the variable to the block's start
+        BUDGET.set([value])
     return previous
 
 

@@ -36,7 +36,7 @@ from .budget import BUDGET, MemoryBudgetError, check_allocation
 from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair,
                    run_gemm, sum_over)
 from .path import plan_path
-from .spec import Term, Window
+from .spec import Spec, Term, Window
 
 REDUCTIONS = ("sum", "mean", "max")
 # the largest element a plan's budget check must allow for (clongdouble's)
@@ -56,7 +56,9 @@ def within_budget(plan: "Plan") -> bool:
 def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
                     like: np.ndarray | None = None) -> np.ndarray | None:
     """Run ``plan`` as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
-    of ``operands``, copying nothing: the common case of a contraction,
+    of ``operands``, copying nothing where they share a BLAS dtype (float16
+    ones are multiplied as float32 copies, see
+    :func:`~contractnet.pair.run_gemm`): the common case of a contraction,
     forward or backward, in one call.
 
     Returns None, running nothing, when the plan has no direct GEMM, when an
@@ -273,7 +275,7 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
 
 def run_path(operands: list, names: list[str], target: str, pair, unary,
              cast: Callable | None = None,
-             window_offsets: tuple[tuple[int, str], ...] = (), spec: object = None):
+             window_offsets: tuple[tuple[int, str], ...] = (), spec: Spec | None = None):
     """Contract plain operands along :func:`~contractnet.path.plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
@@ -621,7 +623,7 @@ def _first_hits(view: np.ndarray, names: str, top: np.ndarray, loop: str,
 
 
 def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
-            first: int = 0, spec: object = None) -> list:
+            first: int = 0, spec: Spec | None = None) -> list:
     """``operands`` in ``dtype``: each one in another dtype is cast, a new
     array checked against the memory budget first (a broadcast view becomes
     a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``).
@@ -640,6 +642,14 @@ def computed_dtype(plan: Plan, operands: Sequence) -> np.dtype:
     float64 for a mean of integers or bools (as numpy's mean)."""
     dtype = np.result_type(*(op.dtype for op in operands))
     return np.dtype(np.float64) if plan.reduce == "mean" and dtype.kind in "biu" else dtype
+
+
+def holds_half(arrays: Sequence[np.ndarray]) -> bool:
+    """Whether a float16 array is among ``arrays`` (either byte order)."""
+    for a in arrays:
+        if a.dtype.char == "e":
+            return True
+    return False
 
 
 def summing_dtype(dtype: np.dtype, plan: Plan | None = None) -> np.dtype:
@@ -669,7 +679,9 @@ def mean_scale(count: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype) if np.dtype(dtype).kind in "fc" else np.dtype(np.float64)
     if count == 0:
         return np.asarray(np.nan, dtype=dtype)
-    return (np.ones((), np.result_type(dtype, np.float64)) / count).astype(dtype)
+    if dtype.type in (np.longdouble, np.clongdouble):  # wider than a Python float
+        return np.ones((), dtype) / count
+    return np.asarray(1 / count, dtype=dtype)
 
 
 def _read_views(plan: Plan, arrays: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
@@ -738,16 +750,12 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
-    half = False  # float16 among the operands (a loop: the cheap test, before result_type)
-    if plan.adds and plan.reduce != "max":
-        for a in arrays:
-            half = half or a.dtype.char == "e"
-    if half:
+    if plan.adds and plan.reduce != "max" and holds_half(arrays):  # cheap, before result_type
         dtype = computed_dtype(plan, arrays)
         summing = summing_dtype(dtype, plan)
         if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
             # copies of these casts could serve no backward pass, which casts anew)
-            if not within_budget(plan):
+            if not within_budget(plan):  # refused before the copies are made
                 check_budget(plan, summing.itemsize)
             wide = cast_to(arrays, summing, spec=plan.bound.spec)
             return run_plan(plan, wide, None, like).astype(dtype)

@@ -633,7 +633,7 @@ class Memo:
     def __init__(self, step_of: object = None) -> None:
         self.copies: dict = {}
         self.record = True
-        #: the spec the caller wrote, when this call is one pairwise step of it
+        #: the whole spec (bound) when this call is one pairwise step of it
         #: (errors in the backward pass name it)
         self.step_of = step_of
 

@@ -271,6 +271,7 @@ def _not_traced(name: str) -> property:
 for _name in dir(np.ndarray):
     if not _name.startswith("_") and not hasattr(Traced, _name):
         setattr(Traced, _name, _not_traced(_name))
+del _name
 
 
 def array_or_traced(x: Any) -> Any:

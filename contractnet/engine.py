@@ -752,7 +752,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
         return out
     if plan.adds and plan.reduce != "max" and holds_half(arrays):  # cheap, before result_type
         dtype = computed_dtype(plan, arrays)
-        summing = summing_dtype(dtype, plan)
+        summing = summing_dtype(dtype)  # the plan's own tests just passed
         if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:
             # copies of these casts could serve no backward pass, which casts anew)
             if not within_budget(plan):  # refused before the copies are made

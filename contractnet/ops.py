@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .budget import check_allocation
-from .engine import mean_scale
+from .engine import holds_half, mean_scale
 from .trace import Traced, primitive, value_of
 
 __all__ = [
@@ -324,7 +324,7 @@ def logsumexp(a: Array, axis: int | Sequence[int] | None = None,
     top = np.max(a, axis=_axis(axis, "logsumexp"), keepdims=True)
     top = np.where(np.isfinite(top), top, np.zeros_like(top))
     # float16 sums in float32, as mean does: past 65504 terms of up to 1 a float16 sum is inf
-    half = a.dtype.kind == "f" and a.dtype.itemsize == 2
+    half = holds_half([a])
     with np.errstate(divide="ignore"):  # all -inf: the log of 0 is -inf, the answer
         out = np.log(np.sum(np.exp(a - top), axis=_axis(axis), keepdims=True,
                             dtype=np.float32 if half else None)) + top

@@ -468,8 +468,8 @@ def _copy_over_budget(x: np.ndarray, perm, shape) -> bool:
     budget = BUDGET.get()[0]
     if x.nbytes <= budget and not _is_broadcast(x):
         return False  # a copy is no larger than x itself
-    permuted = x if perm is None else x.transpose(perm)
-    copies = not _reshapes_as_view(permuted, shape) or not _blas_reads(permuted.reshape(shape))
+    view = _view_as(x if perm is None else x.transpose(perm), shape)
+    copies = view is None or not _blas_reads(view)
     return copies and math.prod(x.shape) * x.itemsize > budget
 
 
@@ -574,8 +574,9 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
     view's im2col, a C-ordered operand whose batch index is not outermost:
     attention's keys, read by the forward GEMM and by a gradient's)."""
     permuted = x if perm is None else x.transpose(perm)
-    if _reshapes_as_view(permuted, shape):
-        return permuted.reshape(shape)
+    view = _view_as(permuted, shape)
+    if view is not None:
+        return view
     key = owner = None
     if memo is not None:
         key = (x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str, perm, shape)
@@ -592,13 +593,13 @@ def _gemm_operand(x: np.ndarray, perm, shape, memo: Memo | None) -> np.ndarray:
     return matrix
 
 
-def _reshapes_as_view(x: np.ndarray, shape) -> bool:
-    """Whether ``x.reshape(shape)`` is a view (no copy), found without copying."""
+def _view_as(x: np.ndarray, shape) -> np.ndarray | None:
+    """``x.reshape(shape)`` where that is a view; None, copying nothing,
+    where it would be a copy."""
     try:
-        np.reshape(x, shape, copy=False)  # refuses to copy (numpy >= 2.1)
-        return True
+        return x.reshape(shape, copy=False)  # refuses to copy (numpy >= 2.1)
     except ValueError:
-        return False
+        return None
 
 
 def memory_owner(array: Any) -> Any:

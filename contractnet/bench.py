@@ -100,8 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           f"{' '.join(map(str, DEFAULT_RANKS))}); repeat the "
                                           "option for more")
     parser.add_argument("--max-seconds", action=Once, type=float, default=5.0, metavar="S",
-                        help="stop timing a method after S seconds per case and pass "
-                             "(default 5)")
+                        help="stop timing a method after S seconds per case and pass, "
+                             "within a sample's best-of calls too (default 5)")
     parser.add_argument("--json", metavar="PATH", action=Once,
                         help="write one record per method/shape/pass")
     parser.add_argument("--csv", metavar="PATH", action=Once, help="write the records as CSV")

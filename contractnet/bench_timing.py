@@ -84,19 +84,25 @@ def calls_per_sample(fn: Call, min_seconds: float = MIN_SAMPLE_SECONDS) -> int:
     return min(MAX_CALLS_PER_SAMPLE, math.ceil(min_seconds / max(once, 1e-7)))
 
 
-def time_sample(fn: Call, calls: int = 1, best_of: int = 1) -> float:
+def time_sample(fn: Call, calls: int = 1, best_of: int = 1,
+                budget_seconds: float | None = None) -> float:
     """Seconds per call of ``fn``, averaged over ``calls`` back-to-back calls.
 
     With ``best_of`` > 1 the fastest of that many such averages is returned:
     other work on the machine only ever slows a call down, so the minimum of
-    a few is the steadier estimate of the call's own cost.
+    a few is the steadier estimate of the call's own cost.  Once the
+    averages taken have used more than ``budget_seconds``, no more are
+    taken (the first always is).
     """
-    best = math.inf
+    best, spent = math.inf, 0.0
     for _ in range(best_of):
         start = time.perf_counter()
         for _ in range(calls):
             fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        elapsed = time.perf_counter() - start
+        best, spent = min(best, elapsed / calls), spent + elapsed
+        if budget_seconds is not None and spent > budget_seconds:
+            break
     return best
 
 
@@ -155,7 +161,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
         Untimed calls per method before the first round.
     budget_seconds : float, optional
         A method whose samples have used more than this stops being timed
-        (it keeps at least one sample), so a very slow peer cannot stall a run.
+        (it keeps at least one sample), so a very slow peer cannot stall a run;
+        a sample that would pass it takes fewer than ``best_of`` averages.
     best_of : int
         Each sample is the fastest of this many (see :func:`time_sample`).
 
@@ -182,7 +189,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
                 times[name].append(math.nan)
                 continue
             start = time.perf_counter()
-            seconds = time_sample(fns[name], calls[name], best_of)
+            left = None if budget_seconds is None else budget_seconds - spent[name]
+            seconds = time_sample(fns[name], calls[name], best_of, left)
             spent[name] += time.perf_counter() - start
             times[name].append(seconds)
         if budget_seconds is not None and all(t > budget_seconds for t in spent.values()):

@@ -602,6 +602,26 @@ def test_interleave_alternates_and_respects_the_budget(monkeypatch) -> None:
         interleave({"a": lambda: None}, repeat=0)
 
 
+def test_best_of_stops_at_the_budget(monkeypatch) -> None:
+    # a slow method's first sample takes one average, not --best-of of them,
+    # once that average alone has passed the budget
+    monkeypatch.setattr(bench_timing, "calls_per_sample", lambda fn: 1)
+    clock, calls = [0.0], []
+    monkeypatch.setattr(bench_timing.time, "perf_counter", lambda: clock[0])
+
+    def slow():
+        calls.append(1)
+        clock[0] += 10.0
+    times = interleave({"slow": slow}, repeat=5, warmup=1, best_of=5, budget_seconds=4.0)
+    assert times == {"slow": [pytest.approx(10.0)]} and len(calls) == 1
+    calls.clear()  # within the budget, every one of the best_of averages is taken
+    assert interleave({"slow": slow}, repeat=1, warmup=1, best_of=3, budget_seconds=100.0)
+    assert len(calls) == 3
+    calls.clear()  # the second of three averages passes the budget: the third is not taken
+    interleave({"slow": slow}, repeat=1, warmup=1, best_of=3, budget_seconds=15.0)
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("names", ["ab", "abc", "abcd"])
 def test_interleave_puts_every_method_in_every_place_equally_often(names, monkeypatch) -> None:
     from contractnet import bench_timing

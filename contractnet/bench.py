@@ -483,19 +483,20 @@ def _write_files(records: list[Record], notes: list[str], summaries: list[str],
     meta = {"machine": settings.machine, "gemm_gflop_s": settings.gemm, "dtype": settings.dtype,
             "repeat": settings.repeat, "best_of": settings.best_of, "notes": notes,
             "summary": summaries}
-    writers = {
+    failed: dict[str, str] = {}  # the error of each option whose file was not written
+    writers = {  # the plot before the Markdown, which links it only if it was written
         "--json": lambda path: write_json(path, records, meta),
         "--csv": lambda path: write_csv(path, records),
         "--plot": lambda path: write_plot(path, records, header),
-        "--markdown": lambda path: write_markdown(path, records, TITLES,
-                                                  [header] + notes + summaries, args.plot),
+        "--markdown": lambda path: write_markdown(
+            path, records, TITLES, [header] + notes + summaries,
+            None if "--plot" in failed else args.plot),
     }
-    failed = []
     for option, write in writers.items():
         path = getattr(args, option[2:])
         if path:
             try:
                 write(path)
             except OSError as exc:
-                failed.append(f"{option} {path}: {exc.strerror or exc}")
-    return failed
+                failed[option] = f"{option} {path}: {exc.strerror or exc}"
+    return list(failed.values())

@@ -226,6 +226,17 @@ def test_a_file_that_fails_to_write_is_named_and_the_rest_still_written(tmp_path
     assert "forward+backward: contractnet/flatten" in out  # the tables are printed
 
 
+def test_the_markdown_links_no_plot_that_failed_to_write(tmp_path, monkeypatch, capsys) -> None:
+    def full_disk(path, records, title):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(bench, "write_plot", full_disk)
+    status = run_bench("head", "--shape", TINY_HEAD, "--peers", "none",
+                       "--plot", str(tmp_path / "r.png"), "--markdown", str(tmp_path / "r.md"))
+    assert status == 1 and "--plot" in capsys.readouterr().err
+    text = (tmp_path / "r.md").read_text()
+    assert "### " in text and "r.png" not in text and "![" not in text
+
+
 def test_a_run_whose_baseline_fails_exits_1(monkeypatch) -> None:
     def broken(problem, backward):
         raise MemoryError("no memory for the baseline")

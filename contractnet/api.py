@@ -179,7 +179,7 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     plan = make_plan(bound, reduce)
     if not within_budget(plan):  # checked here to quote the spec as written
         check_budget(plan, summing_dtype(computed_dtype(plan, values), plan).itemsize, parsed)
-    return _run_and_record(plan, operands, values, parents)
+    return _run_and_record(plan, operands, values, parents, parsed)
 
 
 def _operand_array(x: Any, operand: int) -> np.ndarray:
@@ -207,15 +207,16 @@ def check_max_is_defined(bound: Bound, spec: Spec) -> None:
 
 
 def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],
-                    parents: list[tuple[int, Traced]]):
+                    parents: list[tuple[int, Traced]], written: Spec):
     """Run ``plan`` on ``values``, the operands as arrays; with traced
     operands (``parents``), record the run.  A spec of three or more operands
-    is recorded pairwise (see :func:`_contract_pairwise`)."""
+    is recorded pairwise (see :func:`_contract_pairwise`); ``written``, the
+    spec as the caller wrote it, names it in its backward pass's errors."""
     if not parents:
         return scalar_or_array(contract.fn(plan, None, *values))  # nothing to record
     if len(values) > 2:
         return _contract_pairwise(plan, [x if type(x) is Traced else v
-                                         for x, v in zip(operands, values)])
+                                         for x, v in zip(operands, values)], written)
     return _record(plan, tuple(values), parents)
 
 
@@ -294,19 +295,21 @@ def check_reduce(spec: Spec, reduce: str) -> None:
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
 
 
-def _run(step_of: Spec, spec_text: str, *operands: np.ndarray | Traced,
+def _run(step_of: tuple[Spec, Spec | None], spec_text: str, *operands: np.ndarray | Traced,
          sizes: Mapping[str, int] | None = None,
          out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
-    """One recorded step, ``spec_text``, of a pairwise run of the spec
-    ``step_of`` (operands are arrays or traced)."""
+    """One recorded step, ``spec_text``, of a pairwise run of a spec;
+    ``step_of`` holds that spec bound and as written (operands are arrays
+    or traced)."""
     spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
     bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
              else bind(spec, shapes, sizes, out_shape))
     return contract(make_plan(bound, "sum"), Memo(step_of), *operands)
 
 
-def _contract_pairwise(plan: Plan, operands: Sequence):
-    """Run a 3+ operand spec pairwise along its path, each step recorded.
+def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec | None = None):
+    """Run a 3+ operand spec pairwise along its path, each step recorded;
+    ``written`` is the spec as the caller wrote it (errors name it).
 
     An operand whose term is not plain (windows, a diagonal) enters its
     first step through that term (see :class:`_Whole`), unless it must be
@@ -316,6 +319,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
     check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
     spec, sizes = bound.spec, bound.size_map
+    step_of = (spec, written)  # quoted only in an error message
     returned = np.result_type(*(x.dtype for x in operands))
     dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
     reads = []
@@ -324,26 +328,26 @@ def _contract_pairwise(plan: Plan, operands: Sequence):
         if term.is_plain and "".join(term.axes) == names:
             reads.append(x)
         elif x.dtype != dtype and math.prod(shape) < x.size:
-            reads.append(_run(spec, f"{term}->{names}", x, sizes=_only(sizes, names)))
+            reads.append(_run(step_of, f"{term}->{names}", x, sizes=_only(sizes, names)))
         else:  # cast here, as run_path casts the others: it cannot cast a whole one
             x, = cast_to([x], dtype, ops.astype, first=i, spec=spec)
             reads.append(_Whole(x, str(term), shape, dtype))
 
     def pair(a, an, b, bn, kept):
         if type(a) is not _Whole and type(b) is not _Whole:  # shapes tell all sizes
-            return _run(spec, f"{an},{bn}->{kept}", a, b), kept
+            return _run(step_of, f"{an},{bn}->{kept}", a, b), kept
         (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
-        return _run(spec, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
+        return _run(step_of, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
 
     def unary(a, an, kept):
         if type(a) is not _Whole:
-            return a if an == kept else _run(spec, f"{an}->{kept}", a)
-        return _run(spec, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
+            return a if an == kept else _run(step_of, f"{an}->{kept}", a)
+        return _run(step_of, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
 
     core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
                        window_offsets=plan.window_offsets, spec=spec)
     if str(spec.output) != plan.target:
-        core = _run(spec, f"{plan.target}->{spec.output}", core,
+        core = _run(step_of, f"{plan.target}->{spec.output}", core,
                     sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)

@@ -19,8 +19,8 @@ from .arguments import as_index
 from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import MemoryBudgetError, check_allocation
-from .engine import (Plan, holds_half, make_plan, passes, route_to_max, run_direct_gemm,
-                     run_plan, scale_mean, summing_dtype)
+from .engine import (Plan, holds_half, make_plan, passes, quoted_spec, route_to_max,
+                     run_direct_gemm, run_plan, scale_mean, summing_dtype)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -94,7 +94,8 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     except MemoryBudgetError as exc:  # name the contraction the gradient belongs to
         where = f"operand {i} of '{plan.bound.spec}'"
         if memo is not None and memo.step_of is not None:
-            where = f"'{memo.step_of}' (operand {i} of its pairwise step '{plan.bound.spec}')"
+            where = quoted_spec(*memo.step_of, f"operand {i} of its pairwise step "
+                                               f"'{plan.bound.spec}'")
         raise MemoryBudgetError(f"the gradient of {where}: {exc}") from None
     if reduce == "mean" and not scale_first:
         grad = scale_mean(grad, plan)

@@ -90,14 +90,28 @@ def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
     """
     needed, budget = plan.peak_elements * itemsize, BUDGET.get()[0]
     if needed > budget:
-        bound = f"'{plan.bound.spec}'"
-        if written is not None and str(written) != str(plan.bound.spec):
-            bound = f"'{written}' (run as {bound})"
         raise MemoryBudgetError(
-            f"contraction {bound} would allocate an array of {needed:,} bytes "
-            f"(sizes {dict(plan.bound.sizes)}), more than the memory budget of "
+            f"contraction {quoted_spec(plan.bound.spec, written)} would allocate an array of "
+            f"{needed:,} bytes (sizes {dict(plan.bound.sizes)}), more than the memory budget of "
             f"{budget:,} bytes; check the spec, or raise the budget with "
             f"contractnet.set_memory_budget")
+
+
+def quoted_spec(bound: object, written: object = None, note: str | None = None) -> str:
+    """A spec quoted for a message: as the caller wrote it, then, in
+    parentheses, the bound spec it runs as where the two differ (the bound
+    one names the axes under ``...`` and the broadcast ones with letters of
+    its own, which sizes and pairwise steps use) and ``note``.
+
+    >>> quoted_spec("Aj,jk->Ak", "...j,jk->...k", "operand 0")
+    "'...j,jk->...k' (run as 'Aj,jk->Ak'; operand 0)"
+    """
+    notes = [] if note is None else [note]
+    if written is None or str(written) == str(bound):
+        text = f"'{bound}'"
+    else:
+        text, notes = f"'{written}'", [f"run as '{bound}'"] + notes
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 # ------------------------------------------------------------------ reading

@@ -631,11 +631,11 @@ class Memo:
 
     __slots__ = ("copies", "record", "step_of")
 
-    def __init__(self, step_of: object = None) -> None:
+    def __init__(self, step_of: tuple | None = None) -> None:
         self.copies: dict = {}
         self.record = True
-        #: the whole spec (bound) when this call is one pairwise step of it
-        #: (errors in the backward pass name it)
+        #: the whole spec, bound and as written, when this call is one
+        #: pairwise step of it (errors in the backward pass name it)
         self.step_of = step_of
 
     def close(self) -> None:

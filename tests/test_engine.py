@@ -906,6 +906,18 @@ def test_a_gradient_over_the_budget_in_a_pairwise_step_names_the_whole_spec():
                for g, x, v in zip(vjp_fn(np.ones_like(out)), (a, b, c), (3000, 10**6, 2000)))
 
 
+def test_a_pairwise_gradient_over_the_budget_names_the_spec_as_written():
+    # '...' is run as a letter of its own: the message gives the spec the caller
+    # wrote, then the bound one its pairwise step's letters come from
+    a, b, c = np.ones((30, 40)), np.ones((40, 50)), np.ones((50, 30))
+    out, vjp_fn = cn.vjp(lambda a, b, c: cn.einsum("...j,jk,kl->...l", a, b, c), a, b, c)
+    with cn.memory_budget(9_000), pytest.raises(cn.MemoryBudgetError) as info:
+        vjp_fn(np.ones_like(out))
+    assert str(info.value).startswith(
+        "the gradient of '...j,jk,kl->...l' (run as 'Aj,jk,kl->Al'; operand 0 of its "
+        "pairwise step 'Aj,jl->Al'): contraction 'Al,jl->Aj' would allocate")
+
+
 def test_a_cached_spec_still_refuses_non_numeric_operands():
     a, b = np.ones((2, 3)), np.ones((3, 4))
     cn.einsum("ij,jk->ik", a, b)  # bound for these shapes: later calls take the short path

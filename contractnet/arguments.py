@@ -103,10 +103,12 @@ def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     >>> floating_dtype("float32")
     dtype('float32')
     """
-    try:
-        dt = np.dtype(dtype)
+    try:  # None, which numpy reads as float64, is refused: contractnet's default is float32
+        dt = np.dtype(dtype) if dtype is not None else None
     except TypeError:
-        raise ValueError(f"{name} must be a floating dtype, got {dtype!r}") from None
+        dt = None
+    if dt is None:
+        raise ValueError(f"{name} must be a floating dtype, got {dtype!r}")
     if not np.issubdtype(dt, np.floating):
         raise ValueError(f"{name} must be a floating dtype, got {dt}")
     return dt

@@ -161,7 +161,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         settings = "".join(f", {name}={getattr(self, name)!r}" for name in self._shown)
-        return f"{type(self).__name__}({len(self.params)} parameter(s){settings})"
+        count = len(self.params) - len(self.tied)  # a tied parameter's names count once
+        return f"{type(self).__name__}({count} parameter(s){settings})"
 
 
 def _non_finite(g: np.ndarray) -> str:

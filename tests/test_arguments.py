@@ -38,6 +38,6 @@ def test_floating_dtype_reads_any_spelling_and_refuses_the_rest():
     assert floating_dtype("float16") == np.float16 and floating_dtype(np.float64) == np.float64
     assert floating_dtype(">f4") == np.dtype(">f4")
     for bad, shown in (("foo", "'foo'"), (np.int32, "int32"), (complex, "complex128"),
-                       ("bfloat16", "'bfloat16'")):
+                       ("bfloat16", "'bfloat16'"), (None, "None")):  # numpy reads None as float64
         with pytest.raises(ValueError, match=f"weights must be a floating dtype, got {shown}"):
             floating_dtype(bad, "weights")

@@ -8,6 +8,7 @@ channels-first flatten order.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 
@@ -228,6 +229,12 @@ def test_conv2d_repr_and_validation():
         kwargs = {"kernel_size": 3, **bad}
         with pytest.raises(ValueError, match=match):
             nn.Conv2d(2, 4, **kwargs)
+    # an input of other channels is named as the layer's, not as the kernel's fault
+    for x in (np.ones((1, 5, 5, 1)), cn.Traced(np.ones((1, 5, 5, 3)))):
+        with pytest.raises(cn.ConvError, match=r"Conv2d\(2, 4, ...\) takes inputs of 2 "
+                                               r"channel\(s\) on the last axis \(B, H, W, C\), "
+                                               rf"got shape \(1, 5, 5, {x.shape[-1]}\)"):
+            nn.Conv2d(2, 4, 3, rng=0)(x)
 
 
 def test_pools_match_reshape_oracle_and_grads():
@@ -521,6 +528,13 @@ def test_mse_and_accuracy():
     assert nn.accuracy(np.array([[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]), np.array([1, 0, 0])) == 2 / 3
 
 
+def test_mse_of_nothing_is_refused_as_cross_entropy_of_nothing_is():
+    for shape in ((0, 3), (0,)):
+        with pytest.raises(ValueError, match=rf"mse needs at least one element, got shape "
+                                             rf"{re.escape(str(shape))}"):
+            nn.mse(np.zeros(shape), np.zeros(shape))
+
+
 def test_mse_of_two_integer_arrays_does_not_wrap_around():
     # the difference and its square in the integers' own dtype would wrap (uint8: 0 - 20 is 236)
     assert nn.mse(np.array([0], np.uint8), np.array([20], np.uint8)) == 400.0
@@ -773,6 +787,14 @@ def test_save_refuses_a_name_with_a_nul_and_writes_nothing(tmp_path):
     for name in ("\udc80", "a" * 70000):  # not UTF-8; longer than a zip member name
         with pytest.raises(ValueError, match="is not UTF-8 text of at most 65,531 bytes"):
             nn.save_parameters({name: np.ones(1)}, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_names_a_parameter_that_is_not_an_array(tmp_path):
+    with pytest.raises(ValueError, match=r"parameter 'layer3.weight' is not an array: "
+                                         r"setting an array element with a sequence"):
+        nn.save_parameters({"good": np.ones(2), "layer3.weight": [[1.0], [1.0, 2.0]]},
+                           tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
 
 
@@ -1234,6 +1256,30 @@ def test_a_registered_sub_module_reads_back_and_an_unregistered_one_is_refused()
     dense = nn.Dense(2, 2, rng=0)
     dense.add_module("spec", nn.ReLU())  # another attribute has that name: it stays
     assert isinstance(dense.spec, str)
+
+
+def test_modules_in_a_container_are_refused_and_a_missing_super_init_is_named():
+    class Blocks(nn.Module):
+        def __init__(self, blocks):
+            super().__init__()
+            self.blocks = blocks
+
+        def forward(self, params, x):
+            return x
+    layers = [nn.Dense(4, 4, rng=0), nn.Dense(4, 4, rng=1)]
+    for container in (layers, tuple(layers), {"a": layers[0]}):
+        with pytest.raises(ValueError, match=rf"assigning a {type(container).__name__} of "
+                                             rf"Modules to 'blocks' would leave their "
+                                             rf"parameters out: register them"):
+            Blocks(container)
+    assert Blocks([1, 2]).blocks == [1, 2]  # a list of anything else is no layer
+
+    class Forgetful(nn.Module):
+        def __init__(self):
+            self.add_module("fc", nn.Dense(2, 2, rng=0))
+    with pytest.raises(TypeError, match=r"Forgetful.__init__ must call super\(\).__init__\(\) "
+                                        r"before registering module 'fc'"):
+        Forgetful()
 
 
 def test_a_slice_of_a_sequential_is_a_sequential_sharing_its_arrays():

@@ -272,6 +272,8 @@ def test_an_optimizer_shows_its_settings():
         "SGD(2 parameter(s), lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)"
     assert repr(optim.Adam(params, lr=0.01, betas=(0.8, 0.9))) == \
         "Adam(2 parameter(s), lr=0.01, betas=(0.8, 0.9), eps=1e-08, weight_decay=0.0)"
+    tied = {"w": params["w"], "again": params["w"], "b": params["b"]}  # one array, two names
+    assert repr(optim.SGD(tied, lr=0.1)).startswith("SGD(2 parameter(s), lr=0.1")
 
 
 def test_read_only_params_are_refused():

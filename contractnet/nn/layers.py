@@ -17,7 +17,7 @@ from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
 from ..trace import Traced
 from . import init as initializers
 from .module import Module, Params
-from ..conv import _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
+from ..conv import ConvError, _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
 
 DType = np.dtype | type | str
 RNG = np.random.Generator | int | None
@@ -414,6 +414,11 @@ class Conv2d(Module):
         self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
 
     def forward(self, params: Params, x: Any) -> Any:
+        shape = np.shape(x.value if type(x) is Traced else x)
+        if len(shape) == 4 and shape[-1] != self.in_channels:  # conv2d would blame the kernel
+            raise ConvError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                            f"...) takes inputs of {self.in_channels} channel(s) on the last "
+                            f"axis (B, H, W, C), got shape {tuple(shape)}")
         y = cn.conv2d(_as_layer_input(x, self.dtype), params["weight"], **self._call_args)
         return y + params["bias"] if "bias" in self._params else y
 

@@ -1,6 +1,8 @@
 """Losses composed from differentiable ops (no backward of their own), and accuracy."""
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -97,7 +99,7 @@ def mse(prediction: Any, target: Any) -> Any:
     Raises
     ------
     ValueError
-        If the shapes differ.
+        If the shapes differ, or hold no element.
 
     Examples
     --------
@@ -110,6 +112,8 @@ def mse(prediction: Any, target: Any) -> Any:
     if tuple(prediction.shape) != target_shape:
         raise ValueError(f"mse: prediction shape {tuple(prediction.shape)} differs from "
                          f"target shape {target_shape}")
+    if not math.prod(target_shape):  # its mean would be nan
+        raise ValueError(f"mse needs at least one element, got shape {target_shape}")
     if prediction.dtype.kind in "biu" and target.dtype.kind in "biu":
         # in float64, as numpy.mean computes on integers: an integer difference or
         # square wraps around (uint8: 0 - 20 is 236)

@@ -59,6 +59,12 @@ class Module:
                              f"returns it and makes self.{name} read it (after "
                              f"super().__init__(); a reference that is no layer of this one "
                              f"goes in a name starting with '_')")
+        if not name.startswith("_") and _holds_modules(value):
+            raise ValueError(f"assigning a {type(value).__name__} of Modules to {name!r} would "
+                             f"leave their parameters out: register them as one layer, "
+                             f"self.add_module({name!r}, Sequential(*layers)), or each with "
+                             f"self.add_module (a reference to layers registered elsewhere "
+                             f"goes in a name starting with '_')")
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------ registry
@@ -92,7 +98,11 @@ class Module:
         return module
 
     def _check_new_name(self, kind: str, name: str) -> None:
-        """Refuse a parameter or module name that is not a fresh, undotted string."""
+        """Refuse a parameter or module name that is not a fresh, undotted
+        string, and any before ``Module.__init__`` has run."""
+        if "_params" not in self.__dict__:
+            raise TypeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                            f"before registering {kind} {name!r}")
         if not isinstance(name, str):
             problem = f"is of type {type(name).__name__}, not str"
         elif not name or "." in name:
@@ -281,6 +291,16 @@ def _dtype_of(name: str, value: Any) -> np.dtype:
     except TypeError:  # another library's dtype (a torch tensor)
         raise ValueError(f"parameter {name!r} has dtype {value.dtype!r}, which is not a "
                          f"numpy dtype; pass a numpy array") from None
+
+
+def _holds_modules(value: Any) -> bool:
+    """Whether ``value`` is a list, tuple, set or dict holding a :class:`Module`
+    (a container whose layers :meth:`Module.parameters` would not see)."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple, set, frozenset)):
+        return False
+    return any(isinstance(v, Module) for v in value)
 
 
 class Sequential(Module):

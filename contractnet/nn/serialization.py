@@ -69,7 +69,6 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
         raise ValueError(f"params must be a dict of name -> array, got {type(params).__name__}")
     arrays = {}
     for name, array in params.items():
-        array = np.asarray(array)
         if not isinstance(name, str) or not name or "\0" in name:
             raise ValueError(f"parameter names must be non-empty strings without a NUL "
                              f"character, got {name!r}")
@@ -81,6 +80,10 @@ def save_parameters(params: Mapping[str, np.ndarray], path: str | os.PathLike) -
             shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
             raise ValueError(f"parameter name {shown} is not UTF-8 text of at most "
                              f"65,531 bytes, which an .npz member name must be")
+        try:
+            array = np.asarray(array)
+        except (ValueError, TypeError) as exc:  # a ragged list, say
+            raise ValueError(f"parameter {name!r} is not an array: {exc}") from None
         if not _is_numeric(array.dtype):
             raise ValueError(f"parameter {name!r} has non-numeric dtype {array.dtype}")
         arrays[name] = array

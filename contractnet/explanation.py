@@ -11,6 +11,8 @@ import argparse
 import math
 from typing import Mapping, Sequence
 
+from opt_einsum.helpers import flop_count
+
 from .api import backward_specs, check_max_is_defined, check_reduce
 from .arguments import Once, is_int
 from .bind import Bound, bind, check_operand_count, checked_sizes, size_hint
@@ -298,30 +300,40 @@ def _path_lines(bound: Bound) -> list[str]:
              if any(plan.needs_view) else f"forward   {eq}"]
     steps, info, largest = contraction_path(tuple(terms), tuple(shapes), plan.target,
                                             plan.window_offsets)
+    cost = int(info.opt_cost)  # opt_einsum's pairs; the steps before them are added
     if info.eq != eq:
-        first, stack = _first_steps(terms, steps[:len(steps) - len(info.path)])
+        first, stack, first_cost = _first_steps(terms, steps[:len(steps) - len(info.path)],
+                                                size)
         lines += first + [f"  then pairs of {','.join(stack)}->{plan.target}"]
-    lines += [f"  FLOPs (opt_einsum count) {int(info.opt_cost):,}" + (
-                  f";  naive {int(info.naive_cost):,}" if len(terms) > 2 else ""),
+        cost += first_cost
+    if len(terms) > 2:  # all terms at once, as opt_einsum counts a spec's naive cost
+        indices = set("".join(terms))
+        naive = flop_count(indices, bool(indices - set(plan.target)), len(terms), size)
+    lines += [f"  FLOPs (opt_einsum count) {cost:,}" + (
+                  f";  naive {naive:,}" if len(terms) > 2 else ""),
               f"  largest intermediate {_count(largest, 'element')}"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {info.path}")
     return lines
 
 
-def _first_steps(terms: Sequence[str], steps) -> tuple[list[str], list[str]]:
+def _first_steps(terms: Sequence[str], steps, size: Mapping[str, int]
+                 ) -> tuple[list[str], list[str], int]:
     """Lines for the steps a path takes before opt_einsum's pairs (a term's
     sum over the indices only it has, a product of terms of the same
-    indices), and the terms those pairs then read, each intermediate's
-    indices in the order it is laid out in."""
-    stack, lines = list(terms), []
+    indices), the terms those pairs then read, each intermediate's indices
+    in the order it is laid out in, and the steps' FLOPs as opt_einsum
+    counts them."""
+    stack, lines, cost = list(terms), [], 0
     for positions, kept in steps:
         picked = [stack.pop(p) for p in positions]
         why = ("the indices only it has, summed" if len(picked) == 1
                else "terms of the same indices, multiplied")
         lines.append(f"  first {','.join(reversed(picked))}->{kept}  ({why})")
         stack.append(kept)
-    return lines, stack
+        indices = set("".join(picked))
+        cost += flop_count(indices, bool(indices - set(kept)), len(picked), size)
+    return lines, stack, cost
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -119,11 +119,23 @@ def test_the_path_shown_is_planned_after_the_sums_of_lone_indices():
     text = explain("jvoh,jos,hjs->os", (7, 64, 100, 10), (7, 100, 256), (10, 7, 256))
     assert "  first jvoh->jho  (the indices only it has, summed)" in text  # laid out for its GEMM
     assert "  then pairs of jos,hjs,jho->os" in text
-    assert "FLOPs (opt_einsum count) 3,942,400" in text  # 233 million planned with v
+    # the pairs' 3,942,400 and the sum's 2 x 448,000 (233 million planned with v)
+    assert "FLOPs (opt_einsum count) 4,838,400" in text
     assert "first" not in explain("bi,ij,jk->bk") and "then pairs" not in explain("bi,ij,jk->bk")
     # the largest intermediate counts the sums
     assert "largest intermediate 250,000 elements" in explain(
         "abz,a,b->", (500, 500, 8), (500,), (500,))
+
+
+def test_the_flops_shown_count_the_steps_before_the_pairs():
+    # a sum and a product first: counted as opt_einsum counts any step, and the
+    # naive count is the whole spec's, as opt_einsum gives it
+    import opt_einsum
+    shapes = (8, 8, 1000), (8, 8), (8, 8)
+    text = explain("abx,bc,bc->ac", *shapes)
+    naive = opt_einsum.contract_path("abx,bc,bc->ac", *shapes, shapes=True)[1].naive_cost
+    assert naive == 1_536_000
+    assert f"FLOPs (opt_einsum count) {2 * 64_000 + 64 + 2 * 512:,};  naive {naive:,}" in text
 
 
 def test_naive_flops_are_shown_where_a_path_can_beat_them():

@@ -29,7 +29,8 @@ from . import bench_lowrank as lowrank
 from .arguments import Once
 from .bench_methods import (CONV_METHODS, HEAD_METHODS, PEERS, Answer, Method, Problem,
                             check_fits, contractnet_method, conv_problem, head_problem)
-from .bench_presets import KINDS, PRESETS, HeadShape, select_shapes, split_names
+from .bench_presets import (KINDS, PRESETS, ConvShape, HeadShape, parse_shape, select_shapes,
+                            split_names)
 from .bench_report import PASSES, Record, plot_format, print_table
 from .bench_report import progress, write_csv, write_json, write_markdown, write_plot
 from .bench_timing import (OtherLoad, blas_threads, finite_median, gemm_rate, interleave,
@@ -117,7 +118,11 @@ def _peers(values: list[str] | None) -> set[str]:
     if values is None:
         return set(PEERS)
     chosen: set[str] = set()
-    for name in split_names(values, "--peers"):
+    names = split_names(values, "--peers")
+    if "none" in names and len(set(names)) > 1:  # 'all none', 'torch none': which was meant?
+        others = " ".join(n for n in dict.fromkeys(names) if n != "none")
+        raise ValueError(f"--peers none cannot go with other peers ({others})")
+    for name in names:
         if name == "all":
             chosen |= set(PEERS)
         elif name != "none":
@@ -137,8 +142,15 @@ def _ranks(args: argparse.Namespace) -> list[int]:
 
 def _unused_options(args: argparse.Namespace, kinds: list[str]) -> list[str]:
     """Notes on options given that no kind run uses: ``--ranks`` outside
-    ``bench heads``, a peer named in ``--peers`` that no kind run has."""
+    ``bench heads``, a peer named in ``--peers`` that no kind run has, a
+    ``--shape`` of a kind not run (a conv's under ``bench head``)."""
     notes = []
+    for text in args.shape:
+        shape = parse_shape(text)  # checked already
+        shape_kinds = ("conv",) if isinstance(shape, ConvShape) else ("head", "heads")
+        if not set(shape_kinds) & set(kinds):
+            notes.append(f"--shape {text} is a {shape_kinds[0]} shape, which no "
+                         f"'bench {' '.join(kinds)}' case takes: ignored")
     if args.ranks is not None and "heads" not in kinds:
         notes.append("--ranks applies to 'bench heads' only: ignored")
     if args.peers is not None:

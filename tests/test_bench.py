@@ -109,6 +109,10 @@ def test_ranks_given_twice_are_all_measured(tmp_path: pathlib.Path) -> None:
      "--peers einsum opt_einsum: no such method in 'bench conv': ignored"),
     (["heads", "--ranks", "1", "--peers", "torch"],
      "--peers torch: no such method in 'bench heads': ignored"),
+    (["head", "--shape", TINY_HEAD, "--shape", TINY_CONV],
+     f"--shape {TINY_CONV} is a conv shape, which no 'bench head' case takes: ignored"),
+    (["conv", "--shape", TINY_CONV, "--shape", TINY_HEAD],
+     f"--shape {TINY_HEAD} is a head shape, which no 'bench conv' case takes: ignored"),
 ])
 def test_an_option_no_kind_run_uses_gets_a_note(tmp_path: pathlib.Path, argv, note) -> None:
     if "--shape" not in argv:
@@ -160,6 +164,9 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["conv", "--shape", "1,2,2,1,5,5,1"], "does not fit"),
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
+    (["--peers", "all", "none"], r"--peers none cannot go with other peers \(all\)"),
+    (["--peers", "torch,none", "--peers", "einsum"],
+     r"--peers none cannot go with other peers \(torch einsum\)"),
     (["--peers", "torch", "conv"], r"unknown peer 'conv'.* \('conv' is a benchmark: put it "
                                    r"before the options\)"),
     (["--json", "-"], "--json -: standard output is not an option here"),

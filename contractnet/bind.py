@@ -128,20 +128,21 @@ def _plain_sizes(spec: Spec, shapes, cols, given: dict[str, int], text: str,
     A size in ``given`` must be the one the operands give its index (after
     broadcasting: an axis of size 1 agrees with a larger one elsewhere).
     """
-    # name -> (size, operand, column) of its largest axis
-    seen: dict[str, tuple[int, int, int]] = {}
+    # name -> (size, operand, column, axis number) of its largest axis
+    seen: dict[str, tuple[int, int, int, int]] = {}
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
-        for axis, n, col in zip(term.axes, shape, cols[i]):
+        for j, (axis, n, col) in enumerate(zip(term.axes, shape, cols[i])):
             if isinstance(axis, Window):
                 continue
-            size0, op0, _ = seen.get(axis, (n, i, col))
+            size0, op0, _, j0 = seen.get(axis, (n, i, col, j))
             if n != size0 and 1 not in (n, size0):
-                raise SpecError(f"{_label(axis, named)} has size {size0} in operand {op0} "
-                                f"but {n} in operand {i}", text, col)
+                where = (f"in operand {op0} but {n} in operand {i}" if op0 != i else
+                         f"on axis {j0} of operand {i} but {n} on its axis {j}")
+                raise SpecError(f"{_label(axis, named)} has size {size0} {where}", text, col)
             if axis not in seen or size0 == 1:
-                seen[axis] = (n, i, col)
+                seen[axis] = (n, i, col, j)
     sizes = dict(given)
-    for name, (n, i, col) in seen.items():
+    for name, (n, i, col, _) in seen.items():
         if name in given and n != given[name]:
             raise SpecError(f"{_label(name, named)} has size {n} in operand {i} "
                             f"but sizes= gives {given[name]}", text, col)

@@ -131,7 +131,8 @@ def test_size_mismatch_names_index_sizes_and_operands():
 
 
 def test_size_mismatch_within_one_operand():
-    with pytest.raises(SpecError, match=r"index 'i' has size 2 in operand 0 but 3 in operand 0"):
+    with pytest.raises(SpecError, match=r"index 'i' has size 2 on axis 0 of operand 0 but 3 on "
+                                        r"its axis 1"):
         bind(parse("ii->i"), [(2, 3)])
 
 

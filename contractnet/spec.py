@@ -442,6 +442,9 @@ def _parse(text: str) -> Spec:
     lhs_end = arrow if arrow >= 0 else len(text)
     for pos, ch in enumerate(text):
         if ch in "->" and not (arrow >= 0 and arrow <= pos <= arrow + 1):
+            if ch == "-" and text.count("(", 0, pos) > text.count(")", 0, pos):
+                raise _error(text, pos, "stray '-' in a window group: its strides and "
+                                        "dilations are positive integers, as in (2h+3u)")
             raise _error(text, pos, f"stray {ch!r}: the output is introduced by '->'")
     inputs = tuple(_read_term(text, a, b) for a, b in _split_terms(text, 0, lhs_end))
     if arrow < 0:

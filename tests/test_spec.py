@@ -129,6 +129,8 @@ def _caret_column(err: SpecError) -> int:
     ("ij-jk", r"stray '-'", 2),
     ("ij>jk", r"stray '>'", 2),
     ("ij,jk-", r"stray '-'", 5),
+    ("b(-2h+u)->bh", r"stray '-' in a window group: its strides and dilations are positive", 2),
+    ("b(2h-u)->bh", r"stray '-' in a window group", 4),
     ("i.j->ij", r"'\.' must be part of an ellipsis", 1),
     ("i..->i", r"'\.' must be part of an ellipsis", 1),
     ("......->...", r"at most one ellipsis", 3),

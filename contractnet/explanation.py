@@ -52,14 +52,15 @@ def _count(n: int, noun: str) -> str:
 def _parse_sizes(text: str | None) -> dict[str, int]:
     """``"b=128,k=10"`` -> ``{"b": 128, "k": 10}``."""
     sizes = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
+    if not (text or "").strip():
+        return sizes
+    for part in text.split(","):
         name, _, value = part.partition("=")
         digits = value.strip().removeprefix("+")
-        if not (digits.isascii() and digits.isdigit()):  # '²' is a digit to isdigit()
-            raise ValueError(f"bad size {part!r} in --sizes: write it as name=N, N a "
-                             "non-negative integer, e.g. b=128")
+        if not (name.strip() and digits.isascii() and digits.isdigit()):  # '²' is a digit
+            # to isdigit(); an empty entry ('a=3,,b=2') is refused, not skipped
+            raise ValueError(f"bad size {part!r} in --sizes {text!r}: write each as name=N, "
+                             "N a non-negative integer, e.g. b=128")
         if name.strip() in sizes:
             raise ValueError(f"index {name.strip()!r} is given two sizes in --sizes {text!r}")
         sizes[name.strip()] = int(digits)

@@ -282,6 +282,8 @@ def test_one_element_or_term_is_not_plural():
     (["explain", "ij,jk->ik", "--shapes", "2,,3", "3x4"], "bad shape '2,,3'"),
     (["explain", "ij,jk->ik", "--shapes", "(2,,)", "3x4"], "bad shape '(2,,)'"),
     (["explain", "ij,jk->ik", "--sizes", "i=2,i=3"], "index 'i' is given two sizes"),
+    (["explain", "ij,jk->ik", "--sizes", "i=3,,k=2"], "bad size '' in --sizes 'i=3,,k=2'"),
+    (["explain", "ij,jk->ik", "--sizes", "=3"], "bad size '=3' in --sizes"),
 ])
 def test_cli_errors_are_one_clean_message(argv, match, capsys):
     assert main(argv) == 2

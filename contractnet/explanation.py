@@ -189,7 +189,9 @@ def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None =
     if reduce == "mean":
         count = make_plan(bound, "mean").count
         lines.append(f"  each times 1/{count:,} (reduce='mean' averages "
-                     f"{_count(count, 'term')} per output element)" if count else
+                     f"{_count(count, 'term')} per output element)" if count > 1 else
+                     "  (reduce='mean' averages one term per output element here: "
+                     "the same as the sum)" if count else
                      "  (reduce='mean' averages no terms here: the result is nan)")
     lines += _flatten_equivalent(bound)
     return "\n".join(lines)

@@ -266,7 +266,8 @@ def test_the_usage_puts_the_spec_first_and_required(capsys):
 
 def test_one_element_or_term_is_not_plural():
     text = explain("i->", (1,), sizes={}, reduce="mean")
-    assert "averages 1 term per output element" in text
+    assert "averages one term per output element here: the same as the sum" in text
+    assert "each times 1/2 (reduce='mean' averages 2 terms" in explain("i->", (2,), reduce="mean")
     assert "largest intermediate 1 element\n" in text + "\n"
 
 

@@ -9,6 +9,7 @@ This module touches no arrays: only strings, ints and shapes.
 from __future__ import annotations
 
 import operator
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Iterable, Sequence, Union
@@ -41,10 +42,28 @@ class SpecError(ValueError):
         self.unsized = unsized
         text = message
         if spec is not None:
-            text += f"\n  {spec}"
+            shown = [_shown_char(ch) for ch in spec]
+            text += "\n  " + "".join(shown)
             if position is not None:
-                text += "\n  " + " " * position + "^"
+                column = sum(_columns(ch) for ch in shown[:position])
+                text += "\n  " + " " * column + "^"
         super().__init__(text)
+
+
+def _shown_char(ch: str) -> str:
+    """``ch`` as a spec's quoted line shows it: a control character (a newline,
+    a tab) or a combining mark, which would move the caret off its column,
+    as its escape."""
+    if ch.isprintable() and not unicodedata.combining(ch):
+        return ch
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def _columns(shown: str) -> int:
+    """Terminal columns of a shown character (two for a wide one, such as 'ｉ')."""
+    if len(shown) == 1 and unicodedata.east_asian_width(shown) in "WF":
+        return 2
+    return len(shown)
 
 
 @dataclass(frozen=True)
@@ -281,7 +300,9 @@ def _read_term(text: str, start: int, end: int) -> Term:
             axes.append(ch)
             pos += 1
         else:
-            raise _error(text, pos, f"invalid character {ch!r}: indices are letters")
+            shown = repr(ch) if ch.isascii() else \
+                f"'{_shown_char(ch)}' ({unicodedata.name(ch, 'unnamed')})"
+            raise _error(text, pos, f"invalid character {shown}: indices are letters")
     return Term(tuple(axes))
 
 

@@ -113,6 +113,28 @@ def test_uppercase_before_lowercase_agrees_with_numpy():
 
 
 # ------------------------------------------------------------------- errors
+@pytest.mark.parametrize("text, shown, caret_under", [
+    ("ij,\njk->ik", "ij,\\njk->ik", "\\n"),        # a newline would split the quoted line
+    ("ij,jk->i\tk", "ij,jk->i\\tk", "\\t"),        # a tab would move the caret
+    ("ij,j\u0301k->ik", "ij,j\\u0301k->ik", "\\u0301"),  # a combining mark takes no column
+    ("\uff49j,j$->\uff49", "\uff49j,j$->\uff49", "$"),  # a wide letter takes two
+])
+def test_the_caret_stays_under_its_character_in_the_quoted_spec(text, shown, caret_under):
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    quoted, caret = str(info.value).splitlines()[-2:]
+    assert quoted == "  " + shown
+    wide = sum(1 for ch in quoted[:caret.index("^")] if ch == "\uff49")  # two columns each
+    assert quoted[caret.index("^") - wide:].startswith(caret_under)
+
+
+def test_an_invalid_character_beyond_ascii_is_named():
+    with pytest.raises(SpecError, match=r"invalid character '\\u0301' \(COMBINING ACUTE ACCENT\)"):
+        parse("ij,j\u0301k->ik")
+    with pytest.raises(SpecError, match=r"invalid character '\u00b2' \(SUPERSCRIPT TWO\)"):
+        parse("ij,j\u00b2->ik")
+
+
 def _caret_column(err: SpecError) -> int:
     """Column of the caret relative to the quoted spec line."""
     lines = str(err).splitlines()

@@ -307,7 +307,7 @@ def _run(step_of: tuple[Spec, Spec | None], spec_text: str, *operands: np.ndarra
     return contract(make_plan(bound, "sum"), Memo(step_of), *operands)
 
 
-def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec | None = None):
+def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
     """Run a 3+ operand spec pairwise along its path, each step recorded;
     ``written`` is the spec as the caller wrote it (errors name it).
 

@@ -424,9 +424,9 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     out : ndarray
         ``fn(*primals)``; read-only (copy it to change it) when a recorded
         step may read its memory again: when the last step's rule reads
-        its answer (:func:`reads_answer`), or when it is a view.  A primal
-        that ``fn`` returns as it is (``lambda x: x``) comes back as that
-        same array, writeable, as calling ``fn`` gives it.
+        its answer (:func:`reads_answer`), or when it is a view.  An array
+        primal that ``fn`` returns as it is (``lambda x: x``) comes back as
+        that array itself, as calling ``fn`` gives it.
     vjp_fn : callable
         ``vjp_fn(cotangent)`` returns a tuple with one gradient per primal,
         each shaped (and nested) like its primal, with its dtype, and laid

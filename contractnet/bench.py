@@ -119,9 +119,6 @@ def _peers(values: list[str] | None) -> set[str]:
         return set(PEERS)
     chosen: set[str] = set()
     names = split_names(values, "--peers")
-    if "none" in names and len(set(names)) > 1:  # 'all none', 'torch none': which was meant?
-        others = " ".join(n for n in dict.fromkeys(names) if n != "none")
-        raise ValueError(f"--peers none cannot go with other peers ({others})")
     for name in names:
         if name == "all":
             chosen |= set(PEERS)
@@ -132,6 +129,9 @@ def _peers(values: list[str] | None) -> set[str]:
                 raise ValueError(f"unknown peer {name!r}; choose from "
                                  f"{', '.join(PEERS)}, all, none" + hint)
             chosen.add(name)
+    if "none" in names and len(set(names)) > 1:  # 'all none', 'torch none': which was meant?
+        others = " ".join(n for n in dict.fromkeys(names) if n != "none")
+        raise ValueError(f"--peers none cannot go with other peers ({others})")
     return chosen
 
 
@@ -145,7 +145,7 @@ def _unused_options(args: argparse.Namespace, kinds: list[str]) -> list[str]:
     ``bench heads``, a peer named in ``--peers`` that no kind run has, a
     ``--shape`` of a kind not run (a conv's under ``bench head``)."""
     notes = []
-    for text in args.shape:
+    for text in dict.fromkeys(args.shape):
         shape = parse_shape(text)  # checked already
         shape_kinds = ("conv",) if isinstance(shape, ConvShape) else ("head", "heads")
         if not set(shape_kinds) & set(kinds):

@@ -162,7 +162,8 @@ def interleave(fns: Mapping[str, Call], repeat: int, warmup: int = 1,
     budget_seconds : float, optional
         A method whose samples have used more than this stops being timed
         (it keeps at least one sample), so a very slow peer cannot stall a run;
-        a sample that would pass it takes fewer than ``best_of`` averages.
+        within a sample, no more of its ``best_of`` averages are taken once
+        the method's time has passed it.
     best_of : int
         Each sample is the fastest of this many (see :func:`time_sample`).
 

@@ -57,8 +57,8 @@ def _parse_sizes(text: str | None) -> dict[str, int]:
     for part in text.split(","):
         name, _, value = part.partition("=")
         digits = value.strip().removeprefix("+")
-        if not (name.strip() and digits.isascii() and digits.isdigit()):  # '²' is a digit
-            # to isdigit(); an empty entry ('a=3,,b=2') is refused, not skipped
+        # an empty entry ('a=3,,b=2') is refused, not skipped; '²' is a digit to isdigit()
+        if not (name.strip() and digits.isascii() and digits.isdigit()):
             raise ValueError(f"bad size {part!r} in --sizes {text!r}: write each as name=N, "
                              "N a non-negative integer, e.g. b=128")
         if name.strip() in sizes:
@@ -309,12 +309,12 @@ def _path_lines(bound: Bound) -> list[str]:
                                                 size)
         lines += first + [f"  then pairs of {','.join(stack)}->{plan.target}"]
         cost += first_cost
-    if len(terms) > 2:  # all terms at once, as opt_einsum counts a spec's naive cost
+    flops = f"  FLOPs (opt_einsum count) {cost:,}"
+    if len(terms) > 2:  # all terms at once, counted as opt_einsum counts a naive cost
         indices = set("".join(terms))
-        naive = flop_count(indices, bool(indices - set(plan.target)), len(terms), size)
-    lines += [f"  FLOPs (opt_einsum count) {cost:,}" + (
-                  f";  naive {naive:,}" if len(terms) > 2 else ""),
-              f"  largest intermediate {_count(largest, 'element')}"]
+        shared = sum(len(set(t)) for t in terms) > len(indices)  # an index in two terms
+        flops += f";  naive {flop_count(indices, shared, len(terms), size):,}"
+    lines += [flops, f"  largest intermediate {_count(largest, 'element')}"]
     if len(terms) > 2:
         lines.append(f"  pairwise path {info.path}")
     return lines

@@ -455,6 +455,14 @@ def _short_repr(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit and "\n" not in text else f"<{type(value).__name__}>"
 
 
+def _inside_group(text: str, pos: int) -> bool:
+    """Whether ``pos`` lies between a window group's ``(`` and its ``)``, in one term."""
+    start = max(text.rfind(",", 0, pos), text.rfind(">", 0, pos)) + 1
+    ends = [i for i in (text.find(",", pos), text.find("->", pos)) if i >= 0]
+    end = min(ends, default=len(text))
+    return text.count("(", start, pos) > text.count(")", start, pos) and ")" in text[pos:end]
+
+
 @lru_cache(maxsize=1024)
 def _parse(text: str) -> Spec:
     arrow = text.find("->")
@@ -463,7 +471,7 @@ def _parse(text: str) -> Spec:
     lhs_end = arrow if arrow >= 0 else len(text)
     for pos, ch in enumerate(text):
         if ch in "->" and not (arrow >= 0 and arrow <= pos <= arrow + 1):
-            if ch == "-" and text.count("(", 0, pos) > text.count(")", 0, pos):
+            if ch == "-" and _inside_group(text, pos):
                 raise _error(text, pos, "stray '-' in a window group: its strides and "
                                         "dilations are positive integers, as in (2h+3u)")
             raise _error(text, pos, f"stray {ch!r}: the output is introduced by '->'")

@@ -165,6 +165,7 @@ def test_float64_and_threads(tmp_path: pathlib.Path) -> None:
     (["--preset", "alexnet"], "unknown preset 'alexnet'"),
     (["--peers", "jax"], "unknown peer 'jax'"),
     (["--peers", "all", "none"], r"--peers none cannot go with other peers \(all\)"),
+    (["--peers", "none", "conv"], r"unknown peer 'conv'.* \('conv' is a benchmark: put it "),
     (["--peers", "torch,none", "--peers", "einsum"],
      r"--peers none cannot go with other peers \(torch einsum\)"),
     (["--peers", "torch", "conv"], r"unknown peer 'conv'.* \('conv' is a benchmark: put it "

@@ -136,6 +136,9 @@ def test_the_flops_shown_count_the_steps_before_the_pairs():
     naive = opt_einsum.contract_path("abx,bc,bc->ac", *shapes, shapes=True)[1].naive_cost
     assert naive == 1_536_000
     assert f"FLOPs (opt_einsum count) {2 * 64_000 + 64 + 2 * 512:,};  naive {naive:,}" in text
+    for spec, shapes in (("ab,ab,ab->ab", [(4, 5)] * 3), ("a,b,c->", [(4,), (5,), (6,)])):
+        naive = opt_einsum.contract_path(spec, *shapes, shapes=True)[1].naive_cost
+        assert f";  naive {naive:,}\n" in explain(spec, *shapes)  # 60 and 240
 
 
 def test_naive_flops_are_shown_where_a_path_can_beat_them():

@@ -1267,12 +1267,16 @@ def test_modules_in_a_container_are_refused_and_a_missing_super_init_is_named():
         def forward(self, params, x):
             return x
     layers = [nn.Dense(4, 4, rng=0), nn.Dense(4, 4, rng=1)]
-    for container in (layers, tuple(layers), {"a": layers[0]}):
-        with pytest.raises(ValueError, match=rf"assigning a {type(container).__name__} of "
-                                             rf"Modules to 'blocks' would leave their "
-                                             rf"parameters out: register them"):
+    for container in (layers, tuple(layers), {"a": layers[0]}, [[layers[0]]], {"a": [layers]}):
+        with pytest.raises(ValueError, match=rf"assigning a container \({type(container).__name__}"
+                                             rf"\) holding Modules to 'blocks' would leave "
+                                             rf"their parameters out: register them"):
             Blocks(container)
     assert Blocks([1, 2]).blocks == [1, 2]  # a list of anything else is no layer
+    model = Blocks([])
+    first = model.add_module("first", layers[0])
+    model.registered = [first]  # a reference to a registered layer leaves nothing out
+    assert sorted(model.parameters()) == ["first.bias", "first.weight"]
 
     class Forgetful(nn.Module):
         def __init__(self):

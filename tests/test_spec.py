@@ -153,6 +153,7 @@ def _caret_column(err: SpecError) -> int:
     ("ij,jk-", r"stray '-'", 5),
     ("b(-2h+u)->bh", r"stray '-' in a window group: its strides and dilations are positive", 2),
     ("b(2h-u)->bh", r"stray '-' in a window group", 4),
+    ("b(h+uc->b-h", r"stray '-': the output is introduced by '->'", 9),  # the group never closes
     ("i.j->ij", r"'\.' must be part of an ellipsis", 1),
     ("i..->i", r"'\.' must be part of an ellipsis", 1),
     ("......->...", r"at most one ellipsis", 3),

@@ -14,7 +14,7 @@ import contractnet as cn
 
 from ..arguments import as_flag, floating_dtype, is_int, positive_int
 from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
-from ..trace import Traced
+from ..trace import Traced, value_of
 from . import init as initializers
 from .module import Module, Params
 from ..conv import ConvError, _int_tuple as _conv_int_tuple, _pads as _conv_pads, conv_spec
@@ -414,12 +414,13 @@ class Conv2d(Module):
         self.spec = conv_spec(2, self.stride, self.dilation, form)  # the one conv2d runs
 
     def forward(self, params: Params, x: Any) -> Any:
-        shape = np.shape(x.value if type(x) is Traced else x)
+        x = _as_layer_input(x, self.dtype)
+        shape = np.shape(value_of(x))
         if len(shape) == 4 and shape[-1] != self.in_channels:  # conv2d would blame the kernel
             raise ConvError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
                             f"...) takes inputs of {self.in_channels} channel(s) on the last "
-                            f"axis (B, H, W, C), got shape {tuple(shape)}")
-        y = cn.conv2d(_as_layer_input(x, self.dtype), params["weight"], **self._call_args)
+                            f"axis (B, H, W, C), got shape {shape}")
+        y = cn.conv2d(x, params["weight"], **self._call_args)
         return y + params["bias"] if "bias" in self._params else y
 
     def extra_repr(self) -> str:

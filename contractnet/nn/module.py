@@ -59,12 +59,12 @@ class Module:
                              f"returns it and makes self.{name} read it (after "
                              f"super().__init__(); a reference that is no layer of this one "
                              f"goes in a name starting with '_')")
-        if not name.startswith("_") and _holds_modules(value):
-            raise ValueError(f"assigning a {type(value).__name__} of Modules to {name!r} would "
-                             f"leave their parameters out: register them as one layer, "
-                             f"self.add_module({name!r}, Sequential(*layers)), or each with "
-                             f"self.add_module (a reference to layers registered elsewhere "
-                             f"goes in a name starting with '_')")
+        if not name.startswith("_") and _unregistered_modules(self, value):
+            raise ValueError(f"assigning a container ({type(value).__name__}) holding Modules "
+                             f"to {name!r} would leave their parameters out: register them "
+                             f"as one layer, self.add_module({name!r}, Sequential(*layers)), "
+                             f"or each with self.add_module (a reference to layers "
+                             f"registered elsewhere goes in a name starting with '_')")
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------ registry
@@ -293,14 +293,18 @@ def _dtype_of(name: str, value: Any) -> np.dtype:
                          f"numpy dtype; pass a numpy array") from None
 
 
-def _holds_modules(value: Any) -> bool:
-    """Whether ``value`` is a list, tuple, set or dict holding a :class:`Module`
-    (a container whose layers :meth:`Module.parameters` would not see)."""
+def _unregistered_modules(owner: Module, value: Any) -> bool:
+    """Whether ``value`` is a list, tuple, set or dict holding, at any depth, a
+    :class:`Module` that is not one of ``owner``'s registered layers: one
+    whose parameters :meth:`Module.parameters` would not see.  (A container
+    filled after it is assigned is not seen here.)"""
+    if isinstance(value, Module):
+        return all(value is not child for child in owner.__dict__.get("_children", {}).values())
     if isinstance(value, dict):
         value = value.values()
     elif not isinstance(value, (list, tuple, set, frozenset)):
         return False
-    return any(isinstance(v, Module) for v in value)
+    return any(_unregistered_modules(owner, v) for v in value)
 
 
 class Sequential(Module):

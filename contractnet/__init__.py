@@ -19,7 +19,7 @@ from .ops import *  # noqa: F401,F403  (elementwise, reductions, shape ops)
 from .ops import __all__ as _ops_all
 from .conv import *  # noqa: F401,F403  (conv1d/2d/3d, pooling, conv_transpose2d)
 from .conv import __all__ as _conv_all
-from . import nn, optim  # noqa: E402
+from . import data, nn, optim  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -27,5 +27,5 @@ __all__ = [
     "SpecError", "MemoryBudgetError", "DtypeError", "Spec", "Term", "Window", "parse",
     "einsum", "backward_specs", "explain", "vjp", "grad", "value_and_grad", "check_grads", "Traced",
     "get_memory_budget", "memory_budget", "set_memory_budget", "keep_freed_memory", "nn",
-    "optim",
+    "optim", "data",
 ] + list(_ops_all) + list(_conv_all)

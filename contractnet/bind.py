@@ -196,9 +196,13 @@ def _window_sizes(spec: Spec, shapes, cols, sizes: dict[str, int],
                 raise SpecError(f"sizes= gives window {axis} length {given}, but that axis of "
                                 f"operand {i} has length {length}", text, col)
             if axis.inner not in sizes:
+                swapped = (f" (or, if '{axis.outer}' is the offset within the window, write "
+                           f"the outer index first: "
+                           f"{Window(axis.inner, axis.outer, axis.dilation, axis.stride)})"
+                           if axis.outer in sizes else "")
                 raise SpecError(f"window index '{axis.inner}' in {axis} has no size: it "
-                                f"appears in no other operand; give {size_hint(axis.inner)}",
-                                text, col, unsized=axis.inner)
+                                f"appears in no other operand; give {size_hint(axis.inner)}"
+                                f"{swapped}", text, col, unsized=axis.inner)
             if sizes[axis.inner] < 1:
                 raise SpecError(f"window {axis} has size '{axis.inner}'={sizes[axis.inner]}; "
                                 f"a window holds at least one position", text, col)
@@ -286,7 +290,7 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
         value = _size_value(key, value, text)
         if key in names:
             letters[key] = value
-        elif (group := window_names.get(_window_key(key))) is not None:
+        elif (group := window_names.get(window_key(key))) is not None:
             if group in windows and windows[group] != value:
                 raise SpecError(f"sizes= gives window group {group} twice, as "
                                 f"{spelled[group]!r}: {windows[group]} and as {key!r}: {value}",
@@ -297,7 +301,7 @@ def _split_given(spec: Spec, sizes: Mapping[str, int] | None, text: str):
     return letters, windows
 
 
-def _window_key(key: object) -> object:
+def window_key(key: object) -> object:
     """A ``sizes=`` key naming a window group in any spelling the spec
     accepts (``"2*h + u"``, ``"(2h+1u)"``) as the group is printed
     (``"(2h+u)"``); other keys as they are."""

@@ -197,6 +197,17 @@ def test_window_without_inner_size():
         bind(parse("b(2h+u)c->bhc"), [(1, 4, 1)])
 
 
+def test_a_window_written_offset_first_gets_a_hint():
+    # '(u+2h)': u is taken for the outer index, h for the offset, which has no size
+    with pytest.raises(SpecError, match=r"window index 'h' in \(u\+2h\) has no size: .* \(or, if "
+                                        r"'u' is the offset within the window, write the outer "
+                                        r"index first: \(2h\+u\)\)"):
+        bind(parse("b(u+2h)c,uck->bhk"), [(1, 9, 2), (3, 2, 4)])
+    with pytest.raises(SpecError) as info:  # no other operand sizes 'u': no hint
+        bind(parse("b(2h+u)c,ck->bhk"), [(1, 9, 2), (2, 4)])
+    assert "offset within" not in str(info.value)
+
+
 def test_window_with_fixed_outer_size_that_does_not_fit():
     with pytest.raises(SpecError, match=r"window \(h\+u\) spans 6 positions"):
         bind(parse("b(h+u)c,uc,bh->b"), [(1, 5, 1), (2, 1), (1, 5)])

@@ -92,3 +92,11 @@ def test_batches_validate_at_the_call():
         data.batches(np.ones(3), np.ones(4), 2)
     with pytest.raises(ValueError, match="batch_size"):
         data.batches(np.ones(3), np.ones(3), 0)
+
+
+def test_the_data_module_is_an_attribute_of_the_package_and_loads_no_scikit_learn():
+    import subprocess
+    code = ("import sys, contractnet as cn; print(cn.data.load_digits.__name__, "
+            "cn.data.batches.__name__, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["load_digits", "batches", "False"]

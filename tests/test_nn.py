@@ -115,10 +115,27 @@ def test_einsum_checks_input_sizes_it_was_given():
     ("bi,ik->bk", {"i": 2}, ValueError, r"missing \['k'\]"),
     ("bi,ik->bk", {"i": 2, "k": 0}, ValueError, "positive integer"),
     ("bi,ik->bk", {"i": 2, "k": 2, "q": 3}, ValueError, "'q'"),
+    ("bi,ik->bk", {"i": 2, "k": 2, "(2h+u)": 3}, ValueError, r"'\(2h\+u\)'.* does not use"),
+    # a typo in the output is named, not the weight index it leaves alone
+    ("bi,ik->bz", {"i": 3, "k": 2}, cn.SpecError, "output index 'z' appears in no operand"),
+    # a second input taken for a weight: its batch index is named, with inputs=
+    ("bi,ikj,bj->bk", {"i": 3, "k": 2, "j": 4}, ValueError,
+     r"missing \['b'\] \('b' is also an input's or the output's index: is its weight term an "
+     r"input\? name the inputs' operands with inputs=\)"),
 ])
 def test_einsum_layer_rejects_bad_specs_and_sizes(spec, sizes, error, match):
     with pytest.raises(error, match=match):
         nn.Einsum(spec, sizes=sizes, rng=0)
+
+
+def test_an_einsum_layer_takes_a_window_groups_length():
+    # a transposed conv's output length, as cn.einsum takes it: positions no window reaches are 0
+    layer = nn.Einsum("bhk,uck->b(2h+u)c", sizes={"u": 3, "c": 2, "k": 4, "(2h+u)": 12}, rng=0)
+    x = np.ones((1, 5, 4), np.float32)
+    y = layer(x)
+    expected = cn.einsum("bhk,uck->b(2h+u)c", x, layer.parameters()["weight"],
+                         sizes={"(2h+u)": 12})
+    assert y.shape == (1, 12, 2) and np.array_equal(y, expected) and not y[0, 11:].any()
 
 
 def test_a_layer_refusing_its_input_names_itself_and_its_operands():

@@ -13,6 +13,7 @@ import numpy as np
 import contractnet as cn
 
 from ..arguments import as_flag, floating_dtype, is_int, positive_int
+from ..bind import window_key
 from ..spec import ELLIPSIS, Spec, SpecError, Window, parse
 from ..trace import Traced, value_of
 from . import init as initializers
@@ -190,10 +191,9 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
         if i not in inputs and not term.is_plain:
             raise SpecError(f"weight term '{term}' (operand {i}) must be plain: "
                             "no window, ellipsis or repeated index", text, _term_start(spec, i))
-    _check_no_lone_weight_index(spec, inputs)
     known = {i for t in spec.inputs for i in t.indices()}
     col = text.index("->") + 2
-    for axis in spec.output.axes:
+    for axis in spec.output.axes:  # before a weight's lone index, which such a typo makes
         names = [axis.outer, axis.inner] if isinstance(axis, Window) else [axis]
         for name in names:
             if name != ELLIPSIS and name not in known:
@@ -202,6 +202,7 @@ def _check_learned_spec(spec: Spec, inputs: tuple[int, ...]) -> None:
                                 f"broadcasts along such an index given its size; a layer "
                                 f"does not)", text, col)
         col += len(str(axis))
+    _check_no_lone_weight_index(spec, inputs)
 
 
 def _check_no_lone_weight_index(spec: Spec, inputs: tuple[int, ...]) -> None:
@@ -221,15 +222,23 @@ def _check_sizes(spec: Spec, sizes: Mapping[str, int], weight_terms) -> dict[str
     if not isinstance(sizes, Mapping):
         raise ValueError(f"sizes must be a mapping of index to size, got {type(sizes).__name__}")
     indices = spec.indices()
+    groups = {str(a) for t in (*spec.inputs, spec.output) for a in t.axes if isinstance(a, Window)}
     for name, n in sizes.items():
-        if name not in indices:
+        if name not in indices and window_key(name) not in groups:  # a group's length passes
             raise ValueError(f"sizes gives index {name!r}, which spec '{spec}' does not use")
         if not is_int(n) or n <= 0:
             raise ValueError(f"size of index {name!r} must be a positive integer, got {n!r}")
     weight_idx = [i for t in weight_terms for i in t.indices()]
     missing = sorted(set(weight_idx) - set(sizes))
     if missing:
-        raise ValueError(f"sizes must give every weight index of '{spec}'; missing {missing}")
+        data = {i for i, t in enumerate(spec.inputs) if t not in weight_terms}
+        also_data = [m for m in missing if m in spec.output.indices()
+                     or any(m in spec.inputs[i].indices() for i in data)]
+        hint = (f" ({', '.join(map(repr, also_data))} is also an input's or the output's "
+                f"index: is its weight term an input? name the inputs' operands with "
+                f"inputs=)" if also_data else "")
+        raise ValueError(f"sizes must give every weight index of '{spec}'; missing "
+                         f"{missing}{hint}")
     return {name: int(n) for name, n in sizes.items()}  # in the caller's order
 
 

@@ -892,30 +892,27 @@ def test_a_gradient_over_the_budget_names_the_forward_spec_and_its_transpose():
     assert "8,000,000 bytes" in message
 
 
-def test_a_gradient_over_the_budget_in_a_pairwise_step_names_the_whole_spec():
+@pytest.mark.parametrize("spec, shapes, budget, message, values", [
     # three operands run pairwise: the step that fails is 'kl->k', whose gradient
     # broadcasts back to (3, 1000); the message names the spec the caller wrote first
-    a, b, c = np.ones((1000, 2)), np.ones((2, 3)), np.ones((3, 1000))
-    out, vjp_fn = cn.vjp(lambda a, b, c: cn.einsum("ij,jk,kl->", a, b, c), a, b, c)
-    with cn.memory_budget(20_000), pytest.raises(cn.MemoryBudgetError) as info:
-        vjp_fn(np.ones_like(out))
-    assert str(info.value).startswith(
-        "the gradient of 'ij,jk,kl->' (operand 0 of its pairwise step 'kl->k'): "
-        "contraction 'k->kl' would allocate an array of 24,000 bytes")
-    assert all(np.array_equal(g, np.full_like(x, v))  # and nothing was left half done
-               for g, x, v in zip(vjp_fn(np.ones_like(out)), (a, b, c), (3000, 10**6, 2000)))
-
-
-def test_a_pairwise_gradient_over_the_budget_names_the_spec_as_written():
+    ("ij,jk,kl->", [(1000, 2), (2, 3), (3, 1000)], 20_000,
+     "the gradient of 'ij,jk,kl->' (operand 0 of its pairwise step 'kl->k'): "
+     "contraction 'k->kl' would allocate an array of 24,000 bytes", (3000, 10**6, 2000)),
     # '...' is run as a letter of its own: the message gives the spec the caller
     # wrote, then the bound one its pairwise step's letters come from
-    a, b, c = np.ones((30, 40)), np.ones((40, 50)), np.ones((50, 30))
-    out, vjp_fn = cn.vjp(lambda a, b, c: cn.einsum("...j,jk,kl->...l", a, b, c), a, b, c)
-    with cn.memory_budget(9_000), pytest.raises(cn.MemoryBudgetError) as info:
+    ("...j,jk,kl->...l", [(30, 40), (40, 50), (50, 30)], 9_000,
+     "the gradient of '...j,jk,kl->...l' (run as 'Aj,jk,kl->Al'; operand 0 of its "
+     "pairwise step 'Aj,jl->Al'): contraction 'Al,jl->Aj' would allocate", (1500, 900, 1200)),
+])
+def test_a_gradient_over_the_budget_in_a_pairwise_step_names_the_whole_spec(spec, shapes, budget,
+                                                                            message, values):
+    operands = [np.ones(s) for s in shapes]
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(spec, *xs), *operands)
+    with cn.memory_budget(budget), pytest.raises(cn.MemoryBudgetError) as info:
         vjp_fn(np.ones_like(out))
-    assert str(info.value).startswith(
-        "the gradient of '...j,jk,kl->...l' (run as 'Aj,jk,kl->Al'; operand 0 of its "
-        "pairwise step 'Aj,jl->Al'): contraction 'Al,jl->Aj' would allocate")
+    assert str(info.value).startswith(message)
+    assert all(np.array_equal(g, np.full_like(x, v))  # and nothing was left half done
+               for g, x, v in zip(vjp_fn(np.ones_like(out)), operands, values))
 
 
 def test_a_cached_spec_still_refuses_non_numeric_operands():

@@ -298,13 +298,19 @@ def _unregistered_modules(owner: Module, value: Any) -> bool:
     :class:`Module` that is not one of ``owner``'s registered layers: one
     whose parameters :meth:`Module.parameters` would not see.  (A container
     filled after it is assigned is not seen here.)"""
-    if isinstance(value, Module):
-        return all(value is not child for child in owner.__dict__.get("_children", {}).values())
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, (list, tuple, set, frozenset)):
-        return False
-    return any(_unregistered_modules(owner, v) for v in value)
+    if not isinstance(value, (list, tuple, set, frozenset, dict)):
+        return False  # the common case, at once
+    registered = {id(child) for child in owner.__dict__.get("_children", {}).values()}
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Module):
+            if id(item) not in registered:
+                return True
+        elif isinstance(item, (list, tuple, set, frozenset, dict)) and id(item) not in seen:
+            seen.add(id(item))  # a container holding itself is walked once
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return False
 
 
 class Sequential(Module):

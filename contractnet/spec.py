@@ -114,6 +114,9 @@ class Term:
     def __hash__(self) -> int:  # computed once: terms key the engine's caches
         return self._hash
 
+    def __reduce__(self):  # pickled by its axes: the cached values (a string's hash
+        return Term, (self.axes,)  # changes from process to process) are made anew
+
     @cached_property
     def _hash(self) -> int:
         return hash(self.axes)
@@ -170,6 +173,9 @@ class Spec:
 
     def __hash__(self) -> int:  # computed once: specs key the engine's caches
         return self._hash
+
+    def __reduce__(self):  # pickled by its terms, as a Term is
+        return Spec, (self.inputs, self.output)
 
     @cached_property
     def _hash(self) -> int:

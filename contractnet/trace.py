@@ -55,6 +55,11 @@ class Primitive:
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
 
+    def __reduce__(self) -> str:
+        # pickled, and copied, as the module attribute it is: a copy would be no
+        # key of the rule table (autodiff.VJP_RULES) and have no vjp
+        return self.__qualname__
+
     def __call__(self, *args: Any, **kwargs: Any):
         parents = values = None
         i = 0

@@ -815,6 +815,24 @@ def test_save_names_a_parameter_that_is_not_an_array(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("damage", ["smaller shape", "header length"])
+def test_load_refuses_a_large_member_whose_damaged_header_claims_less(tmp_path, damage):
+    # read_array stops where the header says; zipfile checks the CRC only at the
+    # member's end, which a member larger than its read-ahead would not reach
+    w = np.arange(300 * 400, dtype=np.float32).reshape(300, 400)
+    path = tmp_path / "w.npz"
+    nn.save_parameters({"w": w}, path)
+    data = bytearray(path.read_bytes())
+    if damage == "smaller shape":
+        at = data.find(b"(300, 400)")
+        data[at:at + 10] = b"(200, 400)"
+    else:
+        data[data.find(b"\x93NUMPY") + 8] ^= 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"member 'w.npy' cannot be read"):
+        nn.load_parameters(path)
+
+
 def test_load_refuses_members_that_are_not_arrays(tmp_path):
     with zipfile.ZipFile(tmp_path / "foreign.npz", "w") as archive:
         archive.writestr("0.bias", b"raw bytes")

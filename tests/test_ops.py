@@ -887,3 +887,20 @@ def test_ops_match_numpy_at_their_edges():
     got = cn.mean(np.ones((0, 3)), axis=0)
     assert np.isnan(got).all() and got.shape == want.shape
     assert cn.logsumexp(np.zeros((1, 3)), axis=1).shape == (1,)
+
+
+def test_every_primitive_pickles_and_copies_as_itself():
+    # a copy would be no key of the rule table: a deep-copied model could not be
+    # differentiated, and a pickled one could not be saved at all
+    import copy
+    import pickle
+    from contractnet import ops
+    from contractnet.api import contract
+    from contractnet.trace import Primitive
+    primitives = [v for v in vars(ops).values() if isinstance(v, Primitive)] + [contract]
+    assert len(primitives) > 25
+    for p in primitives:
+        assert pickle.loads(pickle.dumps(p)) is p and copy.deepcopy(p) is p, p.name
+    holder = copy.deepcopy({"act": cn.tanh})
+    _, grad = cn.value_and_grad(lambda x: cn.sum(holder["act"](x)))(np.zeros(3))
+    np.testing.assert_allclose(grad, np.ones(3))

@@ -244,3 +244,22 @@ def test_a_repeated_index_is_not_an_index_one_operand_has_alone():
 
 def test_the_largest_accepted_window_coefficient():
     assert parse("(2147483647h+u)->hu").inputs[0].axes[0].stride == 2147483647
+
+
+def test_a_pickled_spec_hashes_as_a_fresh_one_in_another_process():
+    # string hashes differ between processes: a hash cached before pickling
+    # must not travel, or the loaded spec misses every cache keyed by specs
+    import os
+    import pickle
+    import subprocess
+    import sys
+    spec = parse("bnmd,nmdk->bk")
+    hash(spec), hash(spec.inputs[0])  # cached now
+    code = ("import pickle, sys; from contractnet import parse; "
+            "s = pickle.loads(bytes.fromhex(sys.argv[1])); f = parse('bnmd,nmdk->bk'); "
+            "print(s == f, hash(s) == hash(f), hash(s.inputs[0]) == hash(f.inputs[0]), "
+            "s in {f})")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code, pickle.dumps(spec).hex()],
+                         capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["True"] * 4

@@ -189,6 +189,10 @@ def _read_npz(archive: zipfile.ZipFile, path: str) -> dict[str, np.ndarray]:
         try:
             with archive.open(member) as f:
                 arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+                # read to its end, where zipfile checks the CRC: a damaged header may
+                # claim fewer bytes than the member holds (a smaller shape)
+                if f.read(1):
+                    raise ValueError("it holds more bytes than its array header claims")
         except _DAMAGED_MEMBER_ERRORS as exc:  # not an .npy array, pickled, damaged
             raise ValueError(f"{path!r}: member {member!r} cannot be read: "
                              f"{type(exc).__name__}: {exc}") from exc

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 import contractnet as this
+from contractnet.arguments import int_option
 
 
 def other_package(root: str):
@@ -72,7 +73,8 @@ def cases(cn, rng_seed: int = 0):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("other", help="root of the other checkout")
-    parser.add_argument("--rounds", type=int, default=20, help="alternated pairs per case")
+    parser.add_argument("--rounds", type=int_option(1), default=20,
+                        help="alternated pairs per case")
     args = parser.parse_args(argv)
     other = other_package(args.other)
     print(f"this: {os.path.dirname(this.__file__)}; other: {os.path.dirname(other.__file__)}")

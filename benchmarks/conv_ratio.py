@@ -32,8 +32,11 @@ from typing import Callable
 import numpy as np
 
 import contractnet as cn
-from contractnet.bench_timing import blas_info, blas_threads, compare_pair, machine_info
+from contractnet.arguments import int_option
+from contractnet.bench_timing import (MAX_THREADS, blas_info, blas_threads, compare_pair,
+                                       machine_info)
 from contractnet.engine import PER_OFFSET_MIN_ELEMENTS
+from contractnet.files import check_writable, write_file
 
 #: (B, H, W, C, KH, KW, K): MNIST-sized first layer, second layer, digits-sized layer.
 SHAPES = [(64, 28, 28, 1, 3, 3, 32), (64, 14, 14, 32, 3, 3, 64), (64, 8, 8, 16, 3, 3, 32)]
@@ -288,14 +291,19 @@ def profile(shapes, padding: int, rounds: int = 11) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=11, help="timed A/B pairs (>= 9)")
-    parser.add_argument("--padding", type=int, default=1, help="zero padding (default 1)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--pairs", type=int_option(9), default=11, help="timed A/B pairs (>= 9)")
+    parser.add_argument("--padding", type=int_option(0), default=1, help="zero padding (default 1)")
+    parser.add_argument("--threads", type=int_option(1, MAX_THREADS), default=None,
                         help="BLAS and PyTorch threads (default: the BLAS's current count)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--profile", action="store_true",
                         help="time the stages of contractnet's conv instead")
     args = parser.parse_args(argv)
+    if args.json is not None:  # before anything is measured
+        try:
+            check_writable(args.json)
+        except ValueError as exc:
+            parser.error(f"--json: {exc}")
     if args.profile:
         with blas_threads(args.threads):
             print(", ".join(f"{k}={v}" for k, v in blas_info().items()))
@@ -306,23 +314,22 @@ def main(argv: list[str] | None = None) -> int:
         print("PyTorch is not installed: nothing to compare against, skipping "
               "(--profile times contractnet's stages without it).")
         return 0
-    threads = args.threads or blas_info()["blas_threads"]
+    threads = args.threads if args.threads is not None else blas_info()["blas_threads"]
     threads = threads if isinstance(threads, int) else None
     with blas_threads(threads):
         info = machine_info() | {"torch_threads": torch.get_num_threads(),
                                  "padding": args.padding,
                                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         print(", ".join(f"{k}={v}" for k, v in info.items()))
-        rows = [measure(torch, shape, args.padding, max(args.pairs, 9)) for shape in SHAPES]
-        pool_rows = [measure_pool(torch, shape, reduce, max(args.pairs, 9))
+        rows = [measure(torch, shape, args.padding, args.pairs) for shape in SHAPES]
+        pool_rows = [measure_pool(torch, shape, reduce, args.pairs)
                      for shape in POOL_SHAPES for reduce in POOLS]
     print_table(rows)
     print(f"median of ratios over shapes: {statistics.median(r['ratio'] for r in rows):.3f}")
     print_pool_table(pool_rows)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": info, "results": rows, "pooling": pool_rows}, handle,
-                      indent=2)
+    if args.json is not None:
+        write_file(args.json, json.dumps({"machine": info, "results": rows,
+                                          "pooling": pool_rows}, indent=2))
     return 0
 
 

@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from contractnet.arguments import int_option
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.copy_order import copy_layout, short_inner_loop, slow_inner_loop
 from contractnet.pair import _innermost, _memory_order
@@ -85,8 +86,8 @@ def copy_time(x: np.ndarray, names: str, order: list[str]) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--cases", type=int_option(1), default=300)
+    parser.add_argument("--seed", type=int_option(0), default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     rows: dict[tuple[str, str], list] = {}

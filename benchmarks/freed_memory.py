@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import contractnet as cn
+from contractnet.arguments import int_option
 from against_tree import cases  # this folder is the script's own
 
 
@@ -51,8 +52,8 @@ def child(setting: str, calls: int) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="processes per setting")
-    parser.add_argument("--calls", type=int, default=15, help="timed calls per case")
+    parser.add_argument("--rounds", type=int_option(1), default=3, help="processes per setting")
+    parser.add_argument("--calls", type=int_option(1), default=15, help="timed calls per case")
     parser.add_argument("--child", choices=("default", "kept"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -63,7 +64,10 @@ def main(argv=None) -> None:
         for setting in (("default", "kept") if rnd % 2 == 0 else ("kept", "default")):
             done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", setting,
                                    "--calls", str(args.calls)],
-                                  capture_output=True, text=True, check=True)
+                                  stdout=subprocess.PIPE, text=True)  # its errors show
+            if done.returncode:
+                raise SystemExit(f"freed_memory.py: the '{setting}' process failed "
+                                 f"(status {done.returncode})")
             runs[setting].append(json.loads(done.stdout.splitlines()[-1]))
     print(f"{args.rounds} processes per setting, {args.calls} calls per case; median ms "
           f"(range over processes), page faults per call")

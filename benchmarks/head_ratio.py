@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-of", type=int, default=3,
                         help="each timed call is the fastest of this many (default 3)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--results", metavar="PATH", help="also write the full results file")
+    parser.add_argument("--results", metavar="PATH",
+                        help="also write the full results file (its bench tables in float32)")
     args = parser.parse_args(argv)
     if args.pairs < 9 or args.best_of < 1:
         parser.error("--pairs must be at least 9 and --best-of at least 1")

@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from contractnet.arguments import int_option
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.blocks import ascii_equation
 from contractnet.pair import MIN_COPIED_PRODUCT, result_order_copies
@@ -85,8 +86,8 @@ def in_result_order(x: np.ndarray, names: str, keep: str) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--cases", type=int_option(1), default=300)
+    parser.add_argument("--seed", type=int_option(0), default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     rows: dict[bool, list] = {True: [], False: []}

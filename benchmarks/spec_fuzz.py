@@ -44,7 +44,9 @@ import numpy as np
 import opt_einsum
 
 import contractnet as cn
-from contractnet.bench_timing import blas_threads, interleave, machine_lines, time_sample
+from contractnet.arguments import int_option
+from contractnet.bench_timing import (MAX_THREADS, blas_threads, interleave, machine_lines,
+                                       time_sample)
 
 SIZES = (2, 3, 4, 5, 8, 12, 16, 24, 32, 48, 64, 96)
 LAYOUTS = ("C", "transposed", "strided")
@@ -172,6 +174,8 @@ def time_case(case: Case, rounds: int, best_of: int) -> tuple[float, float | Non
 
 
 def summary(ratios: list[float]) -> str:
+    if not ratios:  # no case drawn has this pass (a diagonal written has no backward here)
+        return "| - | - | - | no cases |"
     ordered = sorted(ratios)
     p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
     slow = sum(r > SLOW for r in ordered)
@@ -181,12 +185,15 @@ def summary(ratios: list[float]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds per case")
-    parser.add_argument("--best-of", type=int, default=3, help="calls per sample, fastest kept")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
-    parser.add_argument("--worst", type=int, default=10, help="slowest cases listed")
+    parser.add_argument("--cases", type=int_option(1), default=400)
+    parser.add_argument("--seed", type=int_option(0), default=5)
+    parser.add_argument("--rounds", type=int_option(1), default=5,
+                        help="round-robin rounds per case")
+    parser.add_argument("--best-of", type=int_option(1), default=3,
+                        help="calls per sample, fastest kept")
+    parser.add_argument("--threads", type=int_option(1, MAX_THREADS), default=1,
+                        help="BLAS threads")
+    parser.add_argument("--worst", type=int_option(0), default=10, help="slowest cases listed")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     rows = []

@@ -31,7 +31,10 @@ from typing import Callable
 import numpy as np
 
 from contractnet import data, nn, optim, train
-from contractnet.bench_timing import blas_info, blas_threads, compare_pair, machine_info
+from contractnet.arguments import int_option
+from contractnet.files import check_writable, write_file
+from contractnet.bench_timing import (MAX_THREADS, blas_info, blas_threads, compare_pair,
+                                       machine_info)
 
 BATCH, LR = 32, 0.01
 
@@ -132,11 +135,16 @@ def measure(torch, head: str, split, pairs: int, seed: int = 0) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heads", nargs="+", choices=train.HEADS, default=["contract"])
-    parser.add_argument("--pairs", type=int, default=9, help="timed A/B pairs (>= 9)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--pairs", type=int_option(1), default=9, help="timed A/B pairs")
+    parser.add_argument("--threads", type=int_option(1, MAX_THREADS), default=None,
                         help="BLAS and PyTorch threads (default: the BLAS's current count)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.json is not None:  # before anything is measured
+        try:
+            check_writable(args.json)
+        except ValueError as exc:
+            parser.error(f"--json: {exc}")
     try:
         import torch
     except ImportError:
@@ -153,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"BLAS {blas['blas']}, {blas['blas_threads']} threads; torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads; batch {BATCH}, float32, {args.pairs} pairs")
         rows = [measure(torch, head, split, args.pairs) for head in args.heads]
+        machine = machine_info()  # inside the block: its thread count is the one timed
     print(f"{'head':<10}{'contractnet s/epoch':>21}{'torch s/epoch':>15}{'ratio':>8}  spread")
     for r in rows:
         print(f"{r['head']:<10}{r['contractnet_s_per_epoch']:>21.4f}{r['torch_s_per_epoch']:>15.4f}"
               f"{r['ratio']:>8.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f} ({r['pairs']} pairs)")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": machine_info(), "results": rows}, handle, indent=2)
+    if args.json is not None:
+        write_file(args.json, json.dumps({"machine": machine, "results": rows}, indent=2))
     return 0
 
 

@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 
 import contractnet as cn
+from contractnet.arguments import int_option
 from contractnet.api import _contract_pairwise
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.bind import bind_text
@@ -67,9 +68,9 @@ def draw_layer(rng: np.random.Generator) -> tuple[str, list[tuple[int, ...]]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=60,
+    parser.add_argument("--cases", type=int_option(1), default=60,
                         help="layers timed: those whose plan takes the one-product path")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int_option(0), default=7)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list] = {"forward+backward": [], "forward": []}
@@ -88,7 +89,8 @@ def main(argv=None) -> None:
         dy = rng.standard_normal(cn.einsum(spec, *operands).shape, dtype=np.float32)
 
         def forward_backward(p):
-            _, pullback = cn.vjp(lambda *xs: _contract_pairwise(p, list(xs)), *operands)
+            _, pullback = cn.vjp(lambda *xs: _contract_pairwise(p, list(xs), p.bound.spec),
+                                 *operands)
             return pullback(dy)
 
         for pass_, call in (("forward+backward", forward_backward),

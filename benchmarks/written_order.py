@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from contractnet.arguments import int_option
 from contractnet.bench_timing import calls_per_sample, machine_lines, ratio_table, time_sample
 from contractnet.blocks import ascii_equation
 from contractnet.written_order import MIN_RUN, Laid, contiguous_run, inner_order, written_order
@@ -86,9 +87,9 @@ def time_orders(a, an, b, bn, orders) -> tuple[float, ...]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=500,
+    parser.add_argument("--cases", type=int_option(1), default=500,
                         help="products timed in each of the two tables")
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--seed", type=int_option(0), default=11)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     # out of order: no order reads every operand in order; short: the

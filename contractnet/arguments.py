@@ -114,6 +114,27 @@ def floating_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return dt
 
 
+def int_option(minimum: int, maximum: int | None = None):
+    """An argparse ``type`` reading an option's text as an int in
+    ``[minimum, maximum]``; argparse turns its refusal into a one-line error
+    naming the option.
+
+    >>> int_option(1)("3")
+    3
+    """
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"at least {minimum}" if maximum is None else \
+                f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+    return read
+
+
 #: The namespace attribute where :class:`Once` notes the options given (by dest).
 GIVEN_ATTRIBUTE = "_options_given"
 

@@ -763,6 +763,28 @@ def _benchmark_script(name: str):
     return module
 
 
+@pytest.mark.parametrize("name, argv", [
+    ("window_paths", ["--cases", "1"]),  # runs the traced pairwise path on its own
+    ("spec_fuzz", ["--cases", "1", "--rounds", "1", "--best-of", "1", "--seed", "5"]),
+])
+def test_benchmark_scripts_run_their_smallest_case(name, argv, capsys) -> None:
+    # the first case of spec_fuzz's seed 5 writes a diagonal: no forward+backward ratio
+    _benchmark_script(name).main(argv)
+    out = capsys.readouterr().out
+    assert "forward" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--cases", "0"], "argument --cases: must be at least 1, got 0"),
+    (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["--cases", "x"], "argument --cases: 'x' is not an integer"),
+])
+def test_a_benchmark_scripts_bad_count_is_one_line(argv, match, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _benchmark_script("window_paths").main(argv)
+    assert exit_info.value.code == 2 and match in capsys.readouterr().err
+
+
 def test_head_ratio_script_checks_before_timing() -> None:
     module = _benchmark_script("head_ratio")
     contraction, flatten = module.head_calls(HeadShape(2, 2, 2, 3, 4), "float32")

@@ -263,7 +263,9 @@ def reduce_unary(view: np.ndarray, names: str, target: str, reduce: str) -> np.n
             dtype = view.dtype if view.dtype.isnative else view.dtype.newbyteorder("=")
             view = sum_over(view, axes, dtype)
         names = kept
-    return view.transpose([names.index(n) for n in target])
+    # in target's order; already so, the array itself (a sum's result owning its
+    # memory, which vjp leaves writeable), not a view of it
+    return view if names == target else view.transpose([names.index(n) for n in target])
 
 
 def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,

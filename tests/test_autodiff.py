@@ -513,6 +513,10 @@ def test_vjp_output_is_read_only_where_a_rule_reads_it_again():
         np.testing.assert_allclose(vjp_fn(np.ones(out.shape))[0], np.exp(x))
     out, _ = cn.vjp(lambda a: cn.einsum("i,i->i", a, a), x)  # a fresh array no rule reads
     out[...] = 0
+    for spec, shape, sizes in (("ij->i", (4, 4), None), ("ij->j", (4, 4), None),
+                               ("b(2h+u)c->bhc", (4, 4, 1), {"u": 2})):
+        out, _ = cn.vjp(lambda a: cn.einsum(spec, a, sizes=sizes), np.ones(shape))
+        out += 1  # a sum's result owns its memory too
     same, _ = cn.vjp(lambda a: a, x)  # the primal itself, as given
     assert same is x and x.flags.writeable
 

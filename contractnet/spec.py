@@ -114,8 +114,10 @@ class Term:
     def __hash__(self) -> int:  # computed once: terms key the engine's caches
         return self._hash
 
-    def __reduce__(self):  # pickled by its axes: the cached values (a string's hash
-        return Term, (self.axes,)  # changes from process to process) are made anew
+    def __reduce__(self):
+        # pickled by its axes alone: the cached values are made anew where it is
+        # loaded (a string's hash changes from process to process)
+        return Term, (self.axes,)
 
     @cached_property
     def _hash(self) -> int:
@@ -174,8 +176,8 @@ class Spec:
     def __hash__(self) -> int:  # computed once: specs key the engine's caches
         return self._hash
 
-    def __reduce__(self):  # pickled by its terms, as a Term is
-        return Spec, (self.inputs, self.output)
+    def __reduce__(self):
+        return Spec, (self.inputs, self.output)  # by its terms alone, as a Term is
 
     @cached_property
     def _hash(self) -> int:

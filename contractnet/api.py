@@ -405,12 +405,16 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
         operand ``i`` and operand ``i``'s term becomes the output.  Where an
         axis broadcasts from size 1 (or ``...`` cannot stay), the specs show
         the bound form: ``...`` spelled out and a broadcast axis under a
-        fresh private letter of size 1 (give it with ``sizes=`` to run the
-        spec by hand).  A window written into the output, such as
-        ``(2h+u)``, has as many positions as its windows reach; where the
-        forward operand's axis is longer (a stride that leaves its last
-        positions unread, whose gradient is zero), run the spec by hand
-        with that axis's length keyed by the group, ``sizes={"2h+u": 8}``.
+        fresh private letter of size 1.  To run a spec by hand, give the
+        sizes its operands' shapes do not fix: such a private letter's, an
+        index only the gradient has, a window's outer index the forward
+        sized from another operand, and, for a window written into the
+        output (which has as many positions as its windows reach) where the
+        forward operand's axis is longer (a stride leaving its last
+        positions unread, whose gradient is zero), that axis's length keyed
+        by the group, ``sizes={"2h+u": 8}``.  :func:`contractnet.explain`
+        gives the fewest for each spec; the forward's own ``sizes=`` may
+        not fit (a group's length there is the forward's axis).
 
     Raises
     ------

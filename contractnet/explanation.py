@@ -19,7 +19,7 @@ from .bind import Bound, bind, check_operand_count, checked_sizes, size_hint
 from .engine import REDUCTIONS, make_plan
 from .path import contraction_path
 from .pair import c_strides, plan_pair
-from .spec import Spec, SpecError, Term, Window, parse
+from .spec import Spec, SpecError, Window, parse
 
 DEFAULT_SIZE = 8
 
@@ -123,9 +123,10 @@ def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None =
     """A readable account of ``spec``: indices, sizes, path, backward specs
     (``contractnet explain`` prints it; ``cn.explain`` returns it).
 
-    Where an operand's windows stop short of its axis (a stride leaving its
-    last positions unread), it gives the ``sizes=`` that run the operand's
-    backward spec by hand; an index found in one term only gets a note.
+    Where a backward spec's operands do not fix all its sizes (an index only
+    the gradient has, a window's outer index sized elsewhere, windows that
+    stop short of the operand's axis), it gives the fewest ``sizes=`` that
+    run it by hand; an index found in one term only gets a note.
 
     Parameters
     ----------
@@ -185,7 +186,7 @@ def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None =
     lines.append("backward specs (the output takes the operand's place):")
     for i, text in enumerate(backward_specs(parsed, *shapes, sizes=sizes)):
         lines.append(f"  d operand {i}: {text}")
-        lines += _unreached_lines(bound.spec.inputs[i], bound.in_shapes[i], bound.size_map)
+        lines += _by_hand_lines(bound, i, text)
     if reduce == "mean":
         count = make_plan(bound, "mean").count
         lines.append(f"  each times 1/{count:,} (reduce='mean' averages "
@@ -213,18 +214,40 @@ def _lone_index_lines(spec: Spec) -> list[str]:
     return lines
 
 
-def _unreached_lines(term: Term, shape: Sequence[int], sizes: Mapping[str, int]) -> list[str]:
-    """When windows of ``term`` stop short of their axes (a stride leaving the
-    last positions unread): the sizes that run the operand's backward spec
-    by hand at the axes' full lengths."""
-    short = {str(axis): length for axis, length in zip(term.axes, shape)
-             if isinstance(axis, Window)
-             and axis.span(sizes[axis.outer], sizes[axis.inner]) < length}
-    if not short:
+def _by_hand_lines(bound: Bound, operand: int, text: str) -> list[str]:
+    """A note giving the ``sizes=`` that run operand ``operand``'s backward
+    spec ``text`` by hand to its gradient (the forward's operands with the
+    cotangent in that operand's place), where their shapes alone do not:
+    for an index only the gradient has (broadcast from size 1, or only in
+    the forward operand), a window's outer index the forward sized
+    elsewhere, or the length of a window group whose windows stop short of
+    the operand's axis.  The fewest such sizes, each as the forward binds it."""
+    spec = parse(text)
+    shapes = list(bound.in_shapes)
+    shapes[operand] = bound.out_shape
+    want, forward = tuple(bound.in_shapes[operand]), bound.size_map
+
+    def runs(sizes: dict[str, int]) -> bool:
+        try:
+            got = bind(spec, shapes, sizes or None)
+        except SpecError:
+            return False
+        return got.out_shape == want and all(forward.get(k, n) == n for k, n in got.sizes)
+    if runs({}):
         return []
-    given = ",".join(f"{k}={n}" for k, n in short.items())  # quoted: ( is special to a shell
-    return [f"    (its windows stop short of the operand's axes; to run it by hand, give "
-            f"sizes {short}, on the command line --sizes '{given}')"]
+    letters = {k: forward[k] for k in spec.output.indices() + tuple(
+        k for t in spec.inputs for k in t.indices()) if k in forward}
+    # the operand's windows at its axes' full lengths (its bound term: '...' spelled out)
+    groups = {str(a): n for a, n in zip(bound.spec.inputs[operand].axes, want)
+              if isinstance(a, Window)}
+    needed = letters if runs(letters) else {**letters, **groups}
+    for key in list(needed):  # the fewest: leave out what the operands fix anyway
+        fewer = {k: n for k, n in needed.items() if k != key}
+        if runs(fewer):
+            needed = fewer
+    given = ",".join(f"{k}={n}" for k, n in needed.items())  # quoted: ( is special to a shell
+    return [f"    (to run it by hand, give sizes {needed}, on the command line "
+            f"--sizes '{given}')"]
 
 
 def _with_default_sizes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int]:

@@ -141,6 +141,39 @@ def test_the_flops_shown_count_the_steps_before_the_pairs():
         assert f";  naive {naive:,}\n" in explain(spec, *shapes)  # 60 and 240
 
 
+@pytest.mark.parametrize("spec, shapes, sizes", [
+    ("b(2h+u)(2w+v)c,uvck->bhwk", [(2, 8, 9, 3), (3, 3, 3, 4)], None),  # windows stop short
+    ("b(h+u),h->b", [(2, 8), (5,)], {"u": 2}),        # the outer index sized by another operand
+    ("b(2h+u)c,uck,h->bk", [(2, 9, 3), (3, 3, 4), (2,)], None),
+    ("bhk,uck->b(h+u)c", [(2, 5, 4), (3, 3, 4)], {"h+u": 9}),  # an output window, longer
+    ("(h+2u),u->(h+2u)", [(3,), (1,)], {"(h+2u)": 4}),  # one group, two lengths in a gradient
+    ("(3w+v)wh(3h+u)b,uvv->(3w+v)j(3h+u)b", [(11, 1, 4, 12, 1), (1, 1, 1)],
+     {"j": 3, "3w+v": 7}),
+    ("ij,j->ij", [(3, 1), (4,)], None),                # a broadcast axis: a private letter
+    ("b...(2h+u)->b...h", [(2, 4, 20, 8)], {"u": 3}),  # '...' before the window
+    ("bnmd,nmdk->bk", [(2, 3, 3, 4), (3, 3, 4, 5)], None),
+])
+def test_every_backward_spec_runs_by_hand_with_the_sizes_explain_gives(spec, shapes, sizes):
+    # the printed spec, run with cn.einsum on the forward's operands with the
+    # cotangent in the operand's place and the note's sizes, is the vjp's gradient
+    import ast
+    rng = np.random.default_rng(0)
+    operands = [rng.standard_normal(s) for s in shapes]
+    out, vjp_fn = cn.vjp(lambda *xs: cn.einsum(spec, *xs, sizes=sizes), *operands)
+    cotangent = rng.standard_normal(np.shape(out))
+    grads = vjp_fn(cotangent)
+    lines = explain(spec, *shapes, sizes=sizes).splitlines()
+    for i, text in enumerate(cn.backward_specs(spec, *shapes, sizes=sizes)):
+        after = (lines + [""])[lines.index(f"  d operand {i}: {text}") + 1]
+        by_hand = {}
+        if "to run it by hand" in after:
+            by_hand = ast.literal_eval(after[after.index("{"):after.index("}") + 1])
+        reads = list(operands)
+        reads[i] = cotangent
+        np.testing.assert_allclose(cn.einsum(text, *reads, sizes=by_hand or None), grads[i],
+                                   rtol=1e-12, atol=1e-12, err_msg=f"{spec}: operand {i}")
+
+
 def test_naive_flops_are_shown_where_a_path_can_beat_them():
     assert "naive" not in explain("bi,ik->bk") and "naive" not in explain("b(h+u)c->bhc")
     assert "naive" in explain("bi,ij,jk->bk")
@@ -154,15 +187,17 @@ def test_defaulted_sizes_are_named():
 
 def test_a_window_stopping_short_of_its_axis_says_how_to_run_the_gradient_by_hand():
     text = explain("b(2h+u)(2w+v)c,uvck->bhwk", (2, 8, 9, 3), (3, 3, 3, 4))
-    note = "    (its windows stop short of the operand's axes; to run it by hand, give " \
-           "sizes {'(2h+u)': 8}, on the command line --sizes '(2h+u)=8')"
+    note = "    (to run it by hand, give sizes {'(2h+u)': 8}, on the command line " \
+           "--sizes '(2h+u)=8')"
     assert text.splitlines()[text.splitlines().index(
         "  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1] == note
-    assert "stop short" not in explain("b(2h+u)(2w+v)c,uvck->bhwk", (2, 9, 9, 3), (3, 3, 3, 4))
+    full = explain("b(2h+u)(2w+v)c,uvck->bhwk", (2, 9, 9, 3), (3, 3, 3, 4)).splitlines()
+    assert full[full.index("  d operand 0: bhwk,uvck->b(2h+u)(2w+v)c") + 1].startswith("  d ")
     # '...' before the window: the window's own axis length
-    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 4, 20, 8),
-                                                 sizes={"u": 3})
-    assert "give sizes {'(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 8), sizes={"u": 3})
+    assert "give sizes {'u': 3, '(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 4, 20, 8),
+                                                         sizes={"u": 3})
+    assert "give sizes {'u': 3, '(2h+u)': 8}" in explain("b...(2h+u)->b...h", (2, 8),
+                                                         sizes={"u": 3})
     # the note's sizes run the printed spec to the gradient
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 8, 9, 3)), rng.standard_normal((3, 3, 3, 4))

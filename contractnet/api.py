@@ -23,7 +23,8 @@ from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, ma
                      mean_scale, run_direct_gemm, run_path, run_plan, summing_dtype,
                      within_budget)
 from .pair import Memo
-from .spec import Spec, SpecError, interleaved_spec, parse, subscript_index, subscript_letter
+from .spec import (Spec, SpecError, as_written, interleaved_spec, parse, subscript_index,
+                   subscript_letter)
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
 from .transpose import transpose
 
@@ -151,35 +152,38 @@ def einsum(spec: str | Spec | Any, *operands: Any, sizes: Mapping[str, int] | No
     elif not isinstance(spec, (str, Spec)) and operands:
         spec, operands, sizes = _from_interleaved((spec,) + operands, sizes)
     parsed = parse(spec) if type(spec) is str else _as_spec(spec)  # checked first (cached)
-    check_reduce(parsed, reduce)
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)) and len(parsed.inputs) > 1:
-        # before numpy reads the list as one array (or fails to, for unequal shapes)
-        raise SpecError(f"spec has {len(parsed.inputs)} operands but one "
-                        f"{type(operands[0]).__name__} was given; pass the arrays one by one: "
-                        f"cn.einsum(spec, *arrays)", str(parsed))
-    values, parents, shapes = list(operands), [], []
-    for i, x in enumerate(operands):
-        if type(x) is Traced:
-            parents.append((i + 2, x))
-            values[i] = x.value
-            shapes.append(x.value.shape)
-            continue
-        if type(x) is not np.ndarray:
-            x = values[i] = _operand_array(x, i)
-        if x.dtype.kind not in NUMERIC_KINDS:
-            raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
-                            str(parsed))
-        shapes.append(x.shape)
-    if type(spec) is str:
-        bound = bind_text(spec, tuple(shapes), sizes)  # keyed by the text: no Spec hashing
-    else:
-        bound = bind_array_shapes(parsed, tuple(shapes), sizes)
-    if reduce == "max":
-        check_max_is_defined(bound, parsed)
-    plan = make_plan(bound, reduce)
-    if not within_budget(plan):  # checked here to quote the spec as written
-        check_budget(plan, summing_dtype(computed_dtype(plan, values), plan).itemsize, parsed)
-    return _run_and_record(plan, operands, values, parents, parsed)
+    try:  # a refusal of the operands quotes the spec as the caller typed it
+        check_reduce(parsed, reduce)
+        if len(operands) == 1 and isinstance(operands[0], (list, tuple)) and len(parsed.inputs) > 1:
+            # before numpy reads the list as one array (or fails to, for unequal shapes)
+            raise SpecError(f"spec has {len(parsed.inputs)} operands but one "
+                            f"{type(operands[0]).__name__} was given; pass the arrays one by one: "
+                            f"cn.einsum(spec, *arrays)", str(parsed))
+        values, parents, shapes = list(operands), [], []
+        for i, x in enumerate(operands):
+            if type(x) is Traced:
+                parents.append((i + 2, x))
+                values[i] = x.value
+                shapes.append(x.value.shape)
+                continue
+            if type(x) is not np.ndarray:
+                x = values[i] = _operand_array(x, i)
+            if x.dtype.kind not in NUMERIC_KINDS:
+                raise SpecError(f"operand {i} is not a numeric array (dtype {x.dtype})",
+                                str(parsed))
+            shapes.append(x.shape)
+        if type(spec) is str:
+            bound = bind_text(spec, tuple(shapes), sizes)  # keyed by the text: no Spec hashing
+        else:
+            bound = bind_array_shapes(parsed, tuple(shapes), sizes)
+        if reduce == "max":
+            check_max_is_defined(bound, parsed)
+        plan = make_plan(bound, reduce)
+        if not within_budget(plan):  # checked here to quote the spec as written
+            check_budget(plan, summing_dtype(computed_dtype(plan, values), plan).itemsize, parsed)
+        return _run_and_record(plan, operands, values, parents, parsed)
+    except SpecError as exc:
+        raise as_written(exc, spec) from None
 
 
 def _operand_array(x: Any, operand: int) -> np.ndarray:
@@ -429,10 +433,13 @@ def backward_specs(spec: str | Spec, *shapes: Sequence[int],
     ('bk,nmdk->bnmd', 'bnmd,bk->nmdk')
     """
     parsed = _as_spec(spec)
-    check_operand_count(parsed, len(shapes), "shape(s)")
-    shapes = tuple(checked_shape(s, f"the shape of operand {i}", str(parsed))
-                   for i, s in enumerate(shapes))
-    bound = bind(parsed, shapes, sizes)
+    try:  # quoting the spec as the caller typed it
+        check_operand_count(parsed, len(shapes), "shape(s)")
+        shapes = tuple(checked_shape(s, f"the shape of operand {i}", str(parsed))
+                       for i, s in enumerate(shapes))
+        bound = bind(parsed, shapes, sizes)
+    except SpecError as exc:
+        raise as_written(exc, spec) from None
     source = parsed if _ellipsis_transposes_exactly(parsed, bound) else bound.spec
     return tuple(str(transpose(source, i)) for i in range(len(parsed.inputs)))
 

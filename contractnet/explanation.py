@@ -19,7 +19,7 @@ from .bind import Bound, bind, check_operand_count, checked_sizes, size_hint
 from .engine import REDUCTIONS, make_plan
 from .path import contraction_path
 from .pair import c_strides, plan_pair
-from .spec import Spec, SpecError, Window, parse
+from .spec import Spec, SpecError, Window, as_written, parse
 
 DEFAULT_SIZE = 8
 
@@ -155,15 +155,18 @@ def explain(spec: str, *shapes: Sequence[int], sizes: Mapping[str, int] | None =
         For a spec with ``...`` and no ``shapes``.
     """
     parsed = parse(spec)
-    check_reduce(parsed, reduce)
-    sizes = checked_sizes(parsed, sizes)  # window groups keyed in one spelling
-    defaulted: set[str] = set()
-    if not shapes:
-        shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
-    check_operand_count(parsed, len(shapes), "shape(s)")
-    bound = bind(parsed, shapes, sizes)
-    if reduce == "max":
-        check_max_is_defined(bound, parsed)
+    try:  # quoting the spec as the caller typed it
+        check_reduce(parsed, reduce)
+        sizes = checked_sizes(parsed, sizes)  # window groups keyed in one spelling
+        defaulted: set[str] = set()
+        if not shapes:
+            shapes, sizes, defaulted = _shapes_from_sizes(parsed, sizes)
+        check_operand_count(parsed, len(shapes), "shape(s)")
+        bound = bind(parsed, shapes, sizes)
+        if reduce == "max":
+            check_max_is_defined(bound, parsed)
+    except SpecError as exc:
+        raise as_written(exc, spec) from None
     lines = [f"spec      {parsed}"]
     for i, (term, shape) in enumerate(zip(parsed.inputs, bound.in_shapes)):
         lines.append(f"operand {i} '{term}'  shape {shape}")

@@ -50,6 +50,30 @@ class SpecError(ValueError):
         super().__init__(text)
 
 
+def as_written(error: SpecError, text: object) -> SpecError:
+    """``error`` quoting ``text``, the spec as the caller typed it, where it
+    quotes the spec normalised (spaces dropped, an implicit output written
+    out) and its caret falls in what was typed; else (``text`` a parsed
+    :class:`Spec`, say) ``error`` itself.
+
+    >>> error = as_written(SpecError("index 'j'", "ij,jk->ik", 3), "ij , jk -> ik")
+    >>> error.spec, error.position
+    ('ij , jk -> ik', 5)
+    """
+    if (type(error) is not SpecError or type(text) is not str or error.spec is None
+            or error.spec == text):
+        return error
+    typed = [i for i, ch in enumerate(text) if ch != " "]
+    if not error.spec.startswith("".join(text[i] for i in typed)):
+        return error  # a window spelled otherwise ('2*h'), a step's spec: as it is
+    position = error.position
+    if position is not None:
+        if position >= len(typed):  # in an output the caller left implicit
+            return error
+        position = typed[position]
+    return SpecError(error.reason, text, position, error.unsized)
+
+
 def _shown_char(ch: str) -> str:
     """``ch`` as a spec's quoted line shows it: a control character (a newline,
     a tab) or a combining mark, which would move the caret off its column,

@@ -571,3 +571,27 @@ def test_a_list_primal_reaching_einsum_is_refused_by_operand_number():
                                         r"make it one with cn\.stack \(a list given as a "
                                         r"primal is traced element by element\)$"):
         cn.vjp(lambda x: cn.einsum("ij->", x), [[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("call, quoted, under", [
+    # spaces kept, the caret under the same character
+    (lambda: cn.einsum(" ij , jk -> ik", np.ones((2, 3)), np.ones((4, 5))),
+     "   ij , jk -> ik", "jk -> ik"),
+    (lambda: cn.backward_specs("i j , j k -> i k", (2, 3), (4, 5)),
+     "  i j , j k -> i k", "j k -> i k"),
+    (lambda: cn.explain("ij , jk", (2, 3), (4, 5)), "  ij , jk", "jk"),
+    # nothing to point at: the spec as typed, an implicit output left implicit
+    (lambda: cn.einsum("ij,jk", np.ones((2, 3))), "  ij,jk", None),
+    # a window spelled otherwise than it prints: the spec as it is read
+    (lambda: cn.einsum("b(2*h+u)c,ck->bhk", np.ones((2, 9, 3)), np.ones((4, 5)),
+                       sizes={"u": 3}), "  b(2h+u)c,ck->bhk", "ck->bhk"),
+])
+def test_a_refusal_quotes_the_spec_as_typed(call, quoted, under):
+    with pytest.raises(SpecError) as info:
+        call()
+    lines = str(info.value).splitlines()
+    if under is None:
+        assert lines[-1] == quoted
+        return
+    assert lines[-2] == quoted
+    assert lines[-2][lines[-1].index("^"):].startswith(under)

@@ -353,8 +353,9 @@ class Plan:
                                                  # several offsets: position, offsets
     input_tiled: bool                     # one operand, its windows reaching each of its
                                           # positions once (see windows_tile)
-    adds: bool                            # the run adds terms up: a reduced index, an
-                                          # output window, a path of three or more
+    widens_half: bool                     # the run adds terms up (a reduced index, an
+                                          # output window, a path of three or more) and
+                                          # is no max: float16 is summed in float32
 
 
 def _memory_names(term: Term, array: np.ndarray) -> str:
@@ -424,9 +425,10 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
                       and reduce == "sum") else None
     tiled = len(reads) == 1 and windows_tile(spec.inputs[0], sizes, bound.in_shapes[0])
     adds = bool(present - set(target)) or bool(spec.output.windows) or len(reads) > 2
+    widens_half = adds and reduce != "max"
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
                 perm, per_offset, pair, pair_perm, direct, loop, route, disjoint,
-                window_offsets, tiled, adds)
+                window_offsets, tiled, widens_half)
 
 
 def _window_copy_elements(spec, reads: tuple[str, ...], target: str, loop: str,
@@ -675,7 +677,7 @@ def summing_dtype(dtype: np.dtype, plan: Plan | None = None) -> np.dtype:
     65504 where the result need not, and round at every term; its own for
     the others, and for a ``plan`` that adds nothing up (a product, a
     transpose, a diagonal: one rounding either way) or takes a max."""
-    if plan is not None and (plan.reduce == "max" or not plan.adds):
+    if plan is not None and not plan.widens_half:
         return dtype
     return WIDER_SUMS.get(dtype, dtype)
 
@@ -766,7 +768,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
-    if plan.adds and plan.reduce != "max" and holds_half(arrays):  # cheap, before result_type
+    if plan.widens_half and holds_half(arrays):  # cheap, before result_type
         dtype = computed_dtype(plan, arrays)
         summing = summing_dtype(dtype)  # the plan's own tests just passed
         if summing != dtype:  # float16, added up in float32 and rounded once (with no memo:

@@ -20,9 +20,10 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from . import ops
 from .ops import scalar_or_array
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
-                     mean_scale, run_direct_gemm, run_path, run_plan, summing_dtype,
+                     mean_scale, run_direct, run_plan, summing_dtype,
                      within_budget)
 from .pair import Memo
+from .path import plan_path
 from .spec import (Spec, SpecError, as_written, interleaved_spec, parse, subscript_index,
                    subscript_letter)
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -224,19 +225,25 @@ def _run_and_record(plan: Plan, operands: Sequence, values: list[np.ndarray],
     return _record(plan, tuple(values), parents)
 
 
-def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]]) -> Traced:
+def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]],
+            memo: Memo | None = None) -> Traced:
     """Run one or two operands and record the run as one :data:`contract` node.
 
     This is what calling the primitive records, built here because the
     traced operands are already known: ``parents`` holds their argument
     positions in ``contract(plan, memo, *values)`` and themselves.  The node
-    keeps a :class:`~contractnet.pair.Memo` of the copies its backward pass
-    can reuse, or None when the forward pass copied nothing (always so when
-    the plan runs as one GEMM on views of C-contiguous operands).
+    keeps ``memo``, closed, or a :class:`~contractnet.pair.Memo` of the
+    copies its backward pass can reuse, or None when the forward pass
+    copied nothing (always so when the plan runs as one GEMM on views of
+    C-contiguous operands).
     """
-    memo = None
-    out = run_direct_gemm(plan, values)  # the head's case, without contract's set-up
-    if out is None:
+    out = run_direct(plan, values)  # the head's case, without contract's set-up
+    if out is not None:
+        if memo is not None:
+            memo.close()
+    elif memo is not None:
+        out = contract.fn(plan, memo, *values)
+    else:
         memo = Memo()
         out = contract.fn(plan, memo, *values)
         if not memo.copies:  # nothing copied: nothing for the backward pass to reuse
@@ -299,88 +306,157 @@ def check_reduce(spec: Spec, reduce: str) -> None:
                         f"positions are summed); use reduce='sum'", text, text.index("->") + 2)
 
 
-def _run(step_of: tuple[Spec, Spec | None], spec_text: str, *operands: np.ndarray | Traced,
-         sizes: Mapping[str, int] | None = None,
-         out_shape: tuple[int, ...] | None = None) -> np.ndarray | Traced:
-    """One recorded step, ``spec_text``, of a pairwise run of a spec;
-    ``step_of`` holds that spec bound and as written (operands are arrays
-    or traced)."""
-    spec, shapes = parse(spec_text), tuple(x.shape for x in operands)
-    bound = (bind_array_shapes(spec, shapes, sizes) if out_shape is None
-             else bind(spec, shapes, sizes, out_shape))
-    return contract(make_plan(bound, "sum"), Memo(step_of), *operands)
-
-
 def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
-    """Run a 3+ operand spec pairwise along its path, each step recorded;
-    ``written`` is the spec as the caller wrote it (errors name it).
+    """Run a 3+ operand spec pairwise along its path, each step recorded as
+    one :data:`contract` node; ``written`` is the spec as the caller wrote
+    it (errors name it).  The steps' plans are made once per plan
+    (:func:`pairwise_steps`).
 
     An operand whose term is not plain (windows, a diagonal) enters its
-    first step through that term (see :class:`_Whole`), unless it must be
-    cast to the operands' common dtype and its read has fewer elements (a
-    diagonal, windows with gaps): that read is then made first, and cast.
+    first step through that term, unless it must be cast to the operands'
+    common dtype and its read has fewer elements (a diagonal, windows with
+    gaps): that read is then made first, and cast.
     """
     check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
-    spec, sizes = bound.spec, bound.size_map
-    step_of = (spec, written)  # quoted only in an error message
+    step_of = (bound.spec, written)  # quoted only in an error message
     returned = np.result_type(*(x.dtype for x in operands))
     dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
-    reads = []
-    for i, (term, names, x) in enumerate(zip(spec.inputs, plan.read_names, operands)):
-        shape = tuple(sizes[n] for n in names)
-        if term.is_plain and "".join(term.axes) == names:
-            reads.append(x)
-        elif x.dtype != dtype and math.prod(shape) < x.size:
-            reads.append(_run(step_of, f"{term}->{names}", x, sizes=_only(sizes, names)))
-        else:  # cast here, as run_path casts the others: it cannot cast a whole one
-            x, = cast_to([x], dtype, ops.astype, first=i, spec=spec)
-            reads.append(_Whole(x, str(term), shape, dtype))
-
-    def pair(a, an, b, bn, kept):
-        if type(a) is not _Whole and type(b) is not _Whole:  # shapes tell all sizes
-            return _run(step_of, f"{an},{bn}->{kept}", a, b), kept
-        (a, at), (b, bt) = _spelled(a, an), _spelled(b, bn)
-        return _run(step_of, f"{at},{bt}->{kept}", a, b, sizes=_only(sizes, an + bn)), kept
-
-    def unary(a, an, kept):
-        if type(a) is not _Whole:
-            return a if an == kept else _run(step_of, f"{an}->{kept}", a)
-        return _run(step_of, f"{a.term}->{kept}", a.value, sizes=_only(sizes, an))
-
-    core, _ = run_path(reads, list(plan.read_names), plan.target, pair, unary, ops.astype,
-                       window_offsets=plan.window_offsets, spec=spec)
-    if str(spec.output) != plan.target:
-        core = _run(step_of, f"{plan.target}->{spec.output}", core,
-                    sizes=_only(sizes, spec.output.indices()), out_shape=bound.out_shape)
+    read_first = ()
+    for x in operands:
+        if x.dtype != dtype:
+            read_first = _reads_first(plan, operands, dtype)
+            break
+    steps = pairwise_steps(plan, read_first)
+    values = [x if read is None else _record_step(read, (x,), step_of)
+              for x, read in zip(operands, steps.reads)]
+    # numpy computes the whole sum of products in the common dtype: contracted
+    # pair by pair in their own dtypes, two int8 operands would wrap
+    stack = cast_to(values, dtype, ops.astype, spec=bound.spec)
+    for positions, step in steps.steps:
+        picked = [stack.pop(p) for p in positions]  # descending: the later operand first
+        stack.append(picked[0] if step is None else _record_step(step, picked[::-1], step_of))
+    core, = stack
+    if steps.output is not None:
+        core = _record_step(steps.output, (core,), step_of)
     if plan.reduce == "mean" and plan.count != 1:  # traced: scaled by a recorded op
         core = core * mean_scale(plan.count, core.dtype)
     return core if dtype == returned else ops.astype(core, returned)
 
 
-class _Whole(NamedTuple):
-    """An operand of a pairwise run whose term is not plain, held whole.
+def _reads_first(plan: Plan, operands: Sequence, dtype: np.dtype) -> tuple[bool, ...]:
+    """Which operands are read through their terms before they are cast to
+    ``dtype``: those not plain and not in it, whose read is the smaller."""
+    bound = plan.bound
+    sizes = bound.size_map
+    return tuple(not _enters_plain(term, names) and x.dtype != dtype
+                 and math.prod(sizes[n] for n in names) < math.prod(shape)
+                 for term, names, x, shape in zip(bound.spec.inputs, plan.read_names, operands,
+                                                  bound.in_shapes))
 
-    Read first as a view of its ``names`` (the indices the path plans
-    with), its backward pass would build the gradient of that view in full
-    and then add it back into the operand: for a window, an array as many
-    times the operand's size as the window has offsets.  Held whole, it
-    enters the step that first contracts it through its own ``term``, and
-    that step's transposed spec writes the gradient back through the term
-    (a large window offset by offset, see :func:`~contractnet.engine.run_plan`),
-    where the step sums the window's offsets.  ``shape`` and ``dtype`` are
-    those of the read, as the path plans it.
+
+def _enters_plain(term, names: str) -> bool:
+    """Whether an operand's term reads it as it is: ``names`` axis by axis."""
+    return term.is_plain and "".join(term.axes) == names
+
+
+class PairwiseSteps(NamedTuple):
+    """The recorded steps of a spec of three or more operands run pairwise,
+    each one's plan made once (:func:`pairwise_steps`).
+
+    The operands are read first where ``reads`` has a plan, then cast to
+    their common dtype; each step pops the values at ``positions``
+    (descending) and pushes its plan's result on them (or, with no plan,
+    the one value popped); ``output``, where given, writes the last value
+    into the output's term.
     """
 
-    value: Any
-    term: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
+    reads: tuple[Plan | None, ...]
+    steps: tuple[tuple[tuple[int, ...], Plan | None], ...]
+    output: Plan | None
 
 
-def _spelled(x, names: str):
-    """An operand of a pairwise step and the term it enters it with."""
-    return (x.value, x.term) if type(x) is _Whole else (x, names)
+def pairwise_steps(plan: Plan, read_first: tuple[bool, ...] = ()) -> PairwiseSteps:
+    """The steps of ``plan``'s pairwise run, along the path
+    :func:`~contractnet.path.plan_path` gives (the one the engine runs
+    untraced), with the operands ``read_first`` flags (none if empty) read
+    through their terms first; cached on the bound spec.
+
+    An operand whose term is not plain and is not read first is held whole:
+    it enters the step that first contracts it through its own term, and
+    that step's transposed spec writes the gradient back through the term
+    (a large window offset by offset, see :func:`~contractnet.engine.run_plan`).
+    Read first, as a view of its path names, its backward pass would build
+    the gradient of that view in full and then add it back into the
+    operand: for a window, an array as many times the operand's size as the
+    window has offsets.
+    """
+    key = ("pairwise", read_first)
+    derived = plan.bound.derived
+    steps = derived.get(key)
+    if steps is None:
+        steps = derived[key] = _plan_pairwise_steps(plan, read_first)
+    return steps
+
+
+def _plan_pairwise_steps(plan: Plan, read_first: tuple[bool, ...]) -> PairwiseSteps:
+    whole_bound = plan.bound
+    spec, sizes = whole_bound.spec, whole_bound.size_map
+
+    def step(text: str, shapes: tuple, names: str, plain: bool,
+             out_shape: tuple[int, ...] | None = None) -> Plan:
+        # a term held whole has sizes its shape does not tell (a window's offsets)
+        parsed = parse(text)
+        bound = (bind_array_shapes(parsed, shapes) if plain and out_shape is None
+                 else bind(parsed, shapes, _only(sizes, names), out_shape))
+        return make_plan(bound, "sum")
+
+    def read(names: str) -> tuple[int, ...]:
+        return tuple(sizes[n] for n in names)
+
+    reads, stack = [], []  # the stack holds (names, term it enters with, shape)
+    for term, names, shape, first in zip(spec.inputs, plan.read_names, whole_bound.in_shapes,
+                                         read_first or [False] * len(spec.inputs)):
+        if first:
+            reads.append(step(f"{term}->{names}", (shape,), names, False))
+            stack.append((names, names, read(names)))
+        else:  # held whole where its term is not plain
+            reads.append(None)
+            stack.append((names, names if _enters_plain(term, names) else str(term), shape))
+    path, _ = plan_path(plan.read_names, tuple(read(names) for names in plan.read_names),
+                        plan.target, plan.window_offsets)
+    path += (((0,), plan.target),)  # the last value, reduced to the target
+    steps = []
+    for positions, kept in path:
+        picked = [stack.pop(p) for p in positions]
+        if len(picked) == 1:
+            (names, term, shape), = picked
+            plain = term == names
+            run = None if plain and names == kept else step(f"{term}->{kept}", (shape,),
+                                                            names, plain)
+        else:
+            (bn, bt, bshape), (an, at, ashape) = picked
+            run = step(f"{at},{bt}->{kept}", (ashape, bshape), an + bn,
+                       at == an and bt == bn)
+        steps.append((positions, run))
+        stack.append((kept, kept, read(kept)))
+    output = None
+    if str(spec.output) != plan.target:
+        output = step(f"{plan.target}->{spec.output}", (read(plan.target),),
+                      spec.output.indices(), False, whole_bound.out_shape)
+    return PairwiseSteps(tuple(reads), tuple(steps), output)
+
+
+def _record_step(plan: Plan, values: Sequence, step_of: tuple) -> np.ndarray | Traced:
+    """Run one step of a pairwise run on ``values`` (traced or not) and
+    record it when any is traced; its node keeps a
+    :class:`~contractnet.pair.Memo` holding ``step_of``, the whole spec bound
+    and as written, which its backward pass's errors name."""
+    arrays = tuple(v.value if type(v) is Traced else v for v in values)
+    parents = [(i, v) for i, v in enumerate(values, 2) if type(v) is Traced]
+    if not parents:
+        return contract.fn(plan, None, *arrays)
+    return _record(plan, arrays, parents, Memo(step_of))
 
 
 def _only(sizes: Mapping[str, int], names) -> dict[str, int]:

@@ -33,8 +33,8 @@ import numpy as np
 from .backend import backend
 from .bind import Bound
 from .budget import BUDGET, MemoryBudgetError, check_allocation
-from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, lone_indices, plan_pair,
-                   run_gemm, sum_over)
+from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, direct_call,
+                   lone_indices, plan_pair, run_direct_call, run_gemm, sum_over)
 from .path import plan_path
 from .spec import Spec, Term, Window
 
@@ -53,31 +53,59 @@ def within_budget(plan: "Plan") -> bool:
     return plan.peak_elements * MAX_ITEMSIZE <= BUDGET.get()[0]
 
 
-def run_direct_gemm(plan: "Plan", operands: Sequence[np.ndarray],
-                    like: np.ndarray | None = None) -> np.ndarray | None:
-    """Run ``plan`` as its one direct GEMM (:attr:`Plan.direct_gemm`) on views
-    of ``operands``, copying nothing where they share a BLAS dtype (float16
+def run_direct(plan: "Plan", operands: Sequence[np.ndarray],
+               like: np.ndarray | None = None) -> np.ndarray | None:
+    """Run a two-operand ``plan`` as one call: its direct GEMM
+    (:attr:`Plan.direct_gemm`) on views of C-contiguous ``operands`` (float16
     ones are multiplied as float32 copies, see
-    :func:`~contractnet.pair.run_gemm`): the common case of a contraction,
-    forward or backward, in one call.
+    :func:`~contractnet.pair.run_gemm`), or the one GEMM or numpy.einsum
+    call resolved for operands laid out as these are
+    (:func:`~contractnet.pair.direct_call`, once per layout): the common
+    cases of a contraction, forward or backward.
 
-    Returns None, running nothing, when the plan has no direct GEMM, when an
-    operand (or ``like``, when given) is not C-contiguous, or when the plan
-    may not fit the memory budget (the quick test of :func:`within_budget`).
-    :func:`run_plan` tries it first; the traced head's forward and backward
-    (:func:`contractnet.api._record`, the contraction's vjp rule) call it
-    before :func:`run_plan` to skip that function's and the ``contract``
-    primitive's set-up, and call :func:`run_plan` when it returns None.
+    Returns None, running nothing, when the plan has neither for these
+    operands (and ``like``, when given: the layout it asks for the result
+    in), or when it may not fit the memory budget (the quick test of
+    :func:`within_budget`).  :func:`run_plan` tries it first; the traced
+    forward and backward passes (:func:`contractnet.api._record`, the
+    contraction's vjp rule) call it before :func:`run_plan` to skip that
+    function's and the ``contract`` primitive's set-up, and call
+    :func:`run_plan` when it returns None.
     """
     gemm = plan.direct_gemm
-    if (gemm is None or not operands[0].flags.c_contiguous
-            or not operands[1].flags.c_contiguous
-            or (like is not None and not like.flags.c_contiguous) or not within_budget(plan)):
+    if (gemm is not None and operands[0].flags.c_contiguous and operands[1].flags.c_contiguous
+            and (like is None or like.flags.c_contiguous) and within_budget(plan)):
+        try:
+            return run_gemm(gemm, operands[0], operands[1])
+        except MemoryBudgetError as exc:  # a copy for BLAS (of float16 in float32, say)
+            raise MemoryBudgetError(f"contraction '{plan.bound.spec}': {exc}") from None
+    layouts = plan.direct_layouts
+    if layouts is None or not within_budget(plan):
         return None
-    try:
-        return run_gemm(gemm, operands[0], operands[1])
-    except MemoryBudgetError as exc:  # a copy for BLAS (of float16 in float32, say)
-        raise MemoryBudgetError(f"contraction '{plan.bound.spec}': {exc}") from None
+    a, b = operands
+    key = (a.strides, b.strides, a.dtype, b.dtype,
+           None if like is None else 0 if like.flags.c_contiguous else like.strides)
+    call = layouts.get(key, _UNSEEN)
+    if call is _UNSEEN:
+        call = _direct_call(plan, a, b, like)
+        if len(layouts) < MAX_LAYOUTS:
+            layouts[key] = call
+    return None if call is None else run_direct_call(call, a, b)
+
+
+#: Layouts of its operands a plan keeps the direct call (or its absence) of, at most.
+MAX_LAYOUTS = 16
+_UNSEEN = object()
+
+
+def _direct_call(plan: "Plan", a: np.ndarray, b: np.ndarray, like: np.ndarray | None):
+    """The one call :func:`run_plan` would make for ``a`` and ``b`` (None if
+    it makes more), its result in the output's order."""
+    target = plan.target
+    want = target if plan.output_perm is None else "".join(target[i] for i in plan.output_perm)
+    prefer = None if like is None or like.flags.c_contiguous else _preferred_layout(plan, like)
+    an, bn = plan.read_names
+    return direct_call(a, an, b, bn, target, want, prefer, like is None)
 
 
 def check_budget(plan: "Plan", itemsize: int, written: object = None) -> None:
@@ -290,26 +318,25 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
 
 
 def run_path(operands: list, names: list[str], target: str, pair, unary,
-             cast: Callable | None = None,
              window_offsets: tuple[tuple[int, str], ...] = (), spec: Spec | None = None):
     """Contract plain operands along :func:`~contractnet.path.plan_path`.
 
     ``pair(a, an, b, bn, kept) -> (array, names)`` and
-    ``unary(a, an, kept) -> array`` do the work, so that the same path runs
-    on arrays (here) and on traced values (autodiff), where every step is a
-    recorded einsum whose vjp is its own transposed spec.
+    ``unary(a, an, kept) -> array`` do the work.  A traced run follows the
+    same path, each step planned once and recorded as an einsum whose vjp is
+    its own transposed spec (:func:`contractnet.api.pairwise_steps`).
     ``window_offsets`` as :func:`~contractnet.path.contraction_path` takes it;
     ``spec``, the spec run, names the operands in errors.
 
     Operands of different dtypes are first cast to their common dtype
-    (:func:`cast_to`, with ``cast``), as numpy computes the whole sum of
-    products in it: contracted pair by pair in their own dtypes, two int8
-    operands would wrap, two bools multiply and add as "and" and "or".
-    float16 ones are cast to float32 (:func:`summing_dtype`): an
-    intermediate sum may pass float16's 65504 where the result does not.
+    (:func:`cast_to`), as numpy computes the whole sum of products in it:
+    contracted pair by pair in their own dtypes, two int8 operands would
+    wrap, two bools multiply and add as "and" and "or".  float16 ones are
+    cast to float32 (:func:`summing_dtype`): an intermediate sum may pass
+    float16's 65504 where the result does not.
     """
     dtype = summing_dtype(np.result_type(*(op.dtype for op in operands)))
-    operands = cast_to(operands, dtype, cast, spec=spec)
+    operands = cast_to(operands, dtype, spec=spec)
     shapes = tuple(tuple(op.shape) for op in operands)
     steps, _ = plan_path(tuple(names), shapes, target, window_offsets)
     stack = list(zip(operands, names))
@@ -345,6 +372,9 @@ class Plan:
     contiguous_gemm: "PairPlan | None"    # the GEMM of two C-contiguous plain operands
     gemm_perm: tuple[int, ...] | None     # from that GEMM's result to ``target``
     direct_gemm: "PairPlan | None"        # that GEMM when its result is the output as is
+    direct_layouts: dict | None           # the one call (or None) run_direct resolved for
+                                          # each layout of the operands seen; None when a
+                                          # plan is run otherwise (see run_direct)
     offset_loop: str                      # reduced window offsets of a one-operand spec,
                                           # combined slice by slice (see reduce_offsets)
     route_per_offset: bool                # max's vjp may go offset by offset too
@@ -426,8 +456,11 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     tiled = len(reads) == 1 and windows_tile(spec.inputs[0], sizes, bound.in_shapes[0])
     adds = bool(present - set(target)) or bool(spec.output.windows) or len(reads) > 2
     widens_half = adds and reduce != "max"
+    # operands laid out otherwise than C-contiguous get their one call (if any) per layout
+    layouts = ({} if len(reads) == 2 and reduce == "sum" and plain and not any(needs_view)
+               and not per_offset else None)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
-                perm, per_offset, pair, pair_perm, direct, loop, route, disjoint,
+                perm, per_offset, pair, pair_perm, direct, layouts, loop, route, disjoint,
                 window_offsets, tiled, widens_half)
 
 
@@ -765,7 +798,7 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     its operands lie in memory (see :func:`~contractnet.pair.plan_pair`),
     and so may come back non-contiguous.
     """
-    out = run_direct_gemm(plan, arrays, like)  # the common case: one BLAS call
+    out = run_direct(plan, arrays, like)  # the common case: one BLAS call
     if out is not None:
         return out
     if plan.widens_half and holds_half(arrays):  # cheap, before result_type

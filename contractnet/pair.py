@@ -310,6 +310,57 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
     return run_gemm(plan, a2, b2), plan.result_names
 
 
+class DirectCall(NamedTuple):
+    """A two-operand contraction resolved for one layout of its operands
+    (:func:`direct_call`): one GEMM on views of them, or one numpy.einsum
+    call, then ``order`` from its result's indices to the wanted ones."""
+
+    pair: PairPlan
+    order: tuple[int, ...] | None  # None: the result is in the wanted order
+
+
+def direct_call(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str, want: str,
+                prefer: str | None, any_layout: bool) -> DirectCall | None:
+    """How :func:`contract_pair` would contract ``a`` and ``b``, as the
+    one call it makes for operands laid out as these are, with the result
+    transposed to the indices ``want`` (a permutation of ``keep``); None
+    where it would do more than one call: sum an operand's own indices
+    first, copy an operand (for BLAS or for numpy.einsum), add strided dot
+    products up in blocks, fill an empty result, or multiply operands of
+    different (or not BLAS) dtypes.  What it decides depends on the shapes,
+    strides and dtypes alone, so the answer holds for any arrays laid out
+    alike (:func:`run_direct_call` runs it)."""
+    sum_a, _, sum_b, _ = lone_indices(an, bn, keep)
+    if (sum_a or sum_b or a.dtype != b.dtype or a.dtype not in BLAS_DTYPES
+            or a.size == 0 or b.size == 0):
+        return None
+    plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
+                     any_layout, (a.itemsize, b.itemsize))
+    if plan.einsum_eq is not None:
+        if plan.sum_blocks is not None or plan.einsum_copies is not None:
+            return None
+    else:
+        for x, perm, shape in ((a, plan.perm_a, plan.shape_a), (b, plan.perm_b, plan.shape_b)):
+            view = _view_as(x if perm is None else x.transpose(perm), shape)
+            if view is None or not _blas_reads(view):
+                return None
+    order = tuple(plan.result_names.index(n) for n in want)
+    return DirectCall(plan, None if order == tuple(range(len(order))) else order)
+
+
+def run_direct_call(call: DirectCall, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Run ``call`` on operands laid out as those it was resolved for."""
+    plan = call.pair
+    if plan.einsum_eq is None:
+        out = run_gemm(plan, a if plan.perm_a is None else a.transpose(plan.perm_a),
+                       b if plan.perm_b is None else b.transpose(plan.perm_b))
+    elif plan.strided_dots:
+        out = _strided_dots(plan, a, b)
+    else:
+        out = backend.einsum(plan.einsum_eq, a, b, order="C")
+    return out if call.order is None else out.transpose(call.order)
+
+
 #: numpy rounds a float16 sum to float16 at every term, and its float16 matmul
 #: runs without BLAS: these dtypes are contracted in a wider one
 #: (:func:`contractnet.engine.summing_dtype`, :func:`_for_blas`).

@@ -1011,6 +1011,34 @@ def test_a_pairwise_backward_writes_a_window_back_without_its_full_gradient():
     np.testing.assert_allclose(dx, conv_vjp(dy)[0], rtol=1e-4, atol=1e-4)
 
 
+def test_a_traced_pairwise_run_records_the_steps_planned_once_for_its_plan():
+    """Each traced call of a spec of three or more operands records the
+    step plans made for its plan the first time, not new ones."""
+    from contractnet import api, engine
+    from contractnet.bind import bind
+    from contractnet.spec import parse
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.standard_normal(s) for s in [(3, 4), (4, 5), (5, 6)])
+    recorded = []
+    for _ in range(2):
+        out = cn.einsum("ab,bc,cd->da", cn.Traced(x), y, cn.Traced(z))
+        plans, stack = [], [out]
+        while stack:
+            node = stack.pop().node
+            if node is not None:
+                plans.append(node.args[0])  # a contract node: (plan, memo, *arrays)
+                stack.extend(value for _, value in node.parents)
+        recorded.append(plans)
+    assert len(recorded[0]) == 2
+    assert all(a is b for a, b in zip(*recorded))
+    plan = engine.make_plan(bind(parse("ab,bc,cd->da"), [(3, 4), (4, 5), (5, 6)]), "sum")
+    planned = api.pairwise_steps(plan)
+    assert api.pairwise_steps(plan) is planned
+    assert planned.output is None  # the last pair keeps "da", the output
+    assert {id(p) for p in recorded[0]} == {id(step) for _, step in planned.steps
+                                            if step is not None}
+
+
 def test_a_pairwise_run_casts_a_diagonal_as_read_not_whole():
     """An operand cast to the common dtype is cast as the path reads it
     where that read is smaller than the operand (a diagonal): cast whole,

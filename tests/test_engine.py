@@ -1096,6 +1096,41 @@ def test_direct_gemm_steps_aside_for_a_layout_request_or_strided_operands():
     assert_close(engine.execute(bound, (g, strided_w)), np.einsum("bk,nmdk->bnmd", g, w))
 
 
+def test_an_operand_laid_out_otherwise_gets_the_one_call_its_layout_resolves():
+    """A transposed operand is read in place by one GEMM, resolved once for
+    its layout and kept on the plan; a layout BLAS cannot read (every other
+    column), mixed dtypes and an index only one operand has get no direct
+    call, kept as such, and run the general way."""
+    a, b = _operands([(6, 11), (11, 13)])  # shapes of this test alone
+    bound = bind(parse("ij,jk->ik"), [(6, 11), (11, 13)])
+    plan = engine.make_plan(bound, "sum")
+    bt = np.ascontiguousarray(b.T).T  # b, transposed in memory
+    got = engine.run_direct(plan, (a, bt))
+    assert_close(got, a @ b)
+    calls = [c for k, c in plan.direct_layouts.items() if k[1] == bt.strides]
+    assert len(calls) == 1 and calls[0].pair.einsum_eq is None  # one GEMM
+    assert engine.run_direct(plan, (a, bt)) is not None and len(plan.direct_layouts) == 1
+    skipping = np.zeros((11, 26))[:, ::2]
+    skipping[...] = b
+    for operands in [(a, skipping), (a, bt.astype(np.float32))]:
+        assert engine.run_direct(plan, operands) is None
+        assert_close(engine.run_plan(plan, operands), a @ operands[1])
+    assert len(plan.direct_layouts) == 3 and list(plan.direct_layouts.values())[1:] == [None] * 2
+    summing = engine.make_plan(bind(parse("ij,jk->k"), [(6, 11), (11, 13)]), "sum")
+    assert engine.run_direct(summing, (a, bt)) is None
+    assert_close(engine.run_plan(summing, (a, bt)), (a @ b).sum(0))
+
+
+def test_a_plan_keeps_the_calls_of_a_bounded_number_of_layouts():
+    a, b = _operands([(6, 12), (12, 17)])
+    plan = engine.make_plan(bind(parse("ij,jk->ik"), [(6, 12), (12, 17)]), "sum")
+    for step in range(1, engine.MAX_LAYOUTS + 4):  # b's rows every step-th element apart
+        spaced = np.zeros((12, 17 * step))[:, ::step]
+        spaced[...] = b
+        assert_close(engine.run_plan(plan, (a, spaced)), a @ b)
+    assert len(plan.direct_layouts) == engine.MAX_LAYOUTS
+
+
 def test_a_traced_forward_pass_closes_its_memo():
     x, w = _operands([(2, 6, 3), (3, 3, 4)])
     out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("b(h+u)c,uck->bhk", a, b), x, w)
@@ -1741,16 +1776,23 @@ def test_a_gradient_of_a_c_ordered_primal_is_c_ordered_from_a_numpy_product():
 def test_a_forward_pass_takes_any_layout_and_a_gradient_its_primals(spec, monkeypatch):
     """Every step of a forward pass, the last included, takes any layout;
     a gradient asks for its primal's."""
-    a, b = _outer_with_transposed_operand()
+    a, b = _operands([(7, 3), (9, 3)], dtype=np.float32)  # shapes of this test alone:
+    b = b.T  # no layout's call is resolved before it, and none is kept (MAX_LAYOUTS)
     operands = [a, b, np.einsum("lo,op->lop", a, b)][:spec.count(",") + 1]
     asked = []
-    real = engine.contract_pair
+    real_pair, real_call = engine.contract_pair, engine.direct_call
 
-    def recording(*args, any_layout=False, **kwargs):
+    def recording_pair(*args, any_layout=False, **kwargs):
         asked.append(any_layout)
-        return real(*args, any_layout=any_layout, **kwargs)
+        return real_pair(*args, any_layout=any_layout, **kwargs)
 
-    monkeypatch.setattr(engine, "contract_pair", recording)
+    def recording_call(*args):
+        asked.append(args[-1])  # any_layout
+        return real_call(*args)
+
+    monkeypatch.setattr(engine, "contract_pair", recording_pair)
+    monkeypatch.setattr(engine, "direct_call", recording_call)
+    monkeypatch.setattr(engine, "MAX_LAYOUTS", 0)
     got = cn.einsum(spec, *operands)
     assert asked and all(asked), asked
     assert_close(got, np.einsum(spec, *operands))

@@ -20,7 +20,7 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from . import ops
 from .ops import scalar_or_array
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
-                     mean_scale, run_direct, run_plan, summing_dtype,
+                     mean_scale, run_direct, run_general, run_plan, summing_dtype,
                      within_budget)
 from .pair import Memo
 from .path import plan_path
@@ -44,7 +44,12 @@ def contract(plan: Plan, memo: Memo | None, *arrays: np.ndarray) -> np.ndarray:
     Only a one-operand spec can come back as a view (a transpose, a window,
     a diagonal), which is copied.
     """
-    out = run_plan(plan, arrays, memo)
+    return _fresh(run_plan(plan, arrays, memo), arrays, memo)
+
+
+def _fresh(out: np.ndarray, arrays: Sequence[np.ndarray], memo: Memo | None) -> np.ndarray:
+    """A plan's result ``out`` as :data:`contract` returns it (sharing no
+    memory with ``arrays``, writeable), its forward pass's ``memo`` closed."""
     if memo is not None:
         memo.close()
     # numpy sees no shared memory in an empty view
@@ -242,10 +247,10 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]],
         if memo is not None:
             memo.close()
     elif memo is not None:
-        out = contract.fn(plan, memo, *values)
+        out = _fresh(run_general(plan, values, memo), values, memo)
     else:
         memo = Memo()
-        out = contract.fn(plan, memo, *values)
+        out = _fresh(run_general(plan, values, memo), values, memo)
         if not memo.copies:  # nothing copied: nothing for the backward pass to reuse
             memo = None
     return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))

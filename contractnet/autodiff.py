@@ -20,7 +20,7 @@ from .api import NUMERIC_KINDS, contract
 from .bind import Bound, bind
 from .budget import MemoryBudgetError, check_allocation
 from .engine import (Plan, holds_half, make_plan, passes, quoted_spec, route_to_max,
-                     run_direct, run_plan, scale_mean, summing_dtype)
+                     run_direct, run_general, scale_mean, summing_dtype)
 from .pair import PAIRWISE_BLOCK, memory_owner, sum_over
 from .pytree import flatten_tree, named_leaves, rebuilder
 from .trace import Node, Primitive, Traced
@@ -84,13 +84,12 @@ def _contract_vjp(argnum: int, g, ans, plan: Plan, memo, *arrays):
     try:
         if len(arrays) == 2:
             operands = (g, arrays[1]) if i == 0 else (arrays[0], g)
-            grad = run_direct(backward, operands, like)  # the head's case, without run_plan
         else:
             operands = list(arrays)
             operands[i] = g
-            grad = None
+        grad = run_direct(backward, operands, like)  # the head's case, one call
         if grad is None:
-            grad = run_plan(backward, operands, memo, like)
+            grad = run_general(backward, operands, memo, like)
     except MemoryBudgetError as exc:  # name the contraction the gradient belongs to
         where = f"operand {i} of '{plan.bound.spec}'"
         if memo is not None and memo.step_of is not None:

@@ -798,9 +798,15 @@ def run_plan(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
     its operands lie in memory (see :func:`~contractnet.pair.plan_pair`),
     and so may come back non-contiguous.
     """
-    out = run_direct(plan, arrays, like)  # the common case: one BLAS call
-    if out is not None:
-        return out
+    out = run_direct(plan, arrays, like)  # the common case: one call
+    return run_general(plan, arrays, memo, like) if out is None else out
+
+
+def run_general(plan: Plan, arrays: Sequence[np.ndarray], memo: Memo | None = None,
+                like: np.ndarray | None = None) -> np.ndarray:
+    """:func:`run_plan` for the arrays :func:`run_direct` did not run: any
+    plan, any layout (a caller that tried :func:`run_direct` itself calls
+    this, not trying it twice)."""
     if plan.widens_half and holds_half(arrays):  # cheap, before result_type
         dtype = computed_dtype(plan, arrays)
         summing = summing_dtype(dtype)  # the plan's own tests just passed

@@ -237,10 +237,11 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]],
     This is what calling the primitive records, built here because the
     traced operands are already known: ``parents`` holds their argument
     positions in ``contract(plan, memo, *values)`` and themselves.  The node
-    keeps ``memo``, closed, or a :class:`~contractnet.pair.Memo` of the
-    copies its backward pass can reuse, or None when the forward pass
-    copied nothing (always so when the plan runs as one GEMM on views of
-    C-contiguous operands).
+    keeps ``memo`` where given (a pairwise step's, naming the whole spec in
+    errors), closed after it records the copies its backward pass can
+    reuse; else such a :class:`~contractnet.pair.Memo` of its own, or None
+    when the forward pass copied nothing (always so when the plan runs as
+    one call on views of its operands).
     """
     out = run_direct(plan, values)  # the head's case, without contract's set-up
     if out is not None:
@@ -384,8 +385,8 @@ class PairwiseSteps(NamedTuple):
 def pairwise_steps(plan: Plan, read_first: tuple[bool, ...] = ()) -> PairwiseSteps:
     """The steps of ``plan``'s pairwise run, along the path
     :func:`~contractnet.path.plan_path` gives (the one the engine runs
-    untraced), with the operands ``read_first`` flags (none if empty) read
-    through their terms first; cached on the bound spec.
+    untraced), cached on the bound spec; ``read_first`` flags the operands
+    read through their terms first (none when empty).
 
     An operand whose term is not plain and is not read first is held whole:
     it enters the step that first contracts it through its own term, and
@@ -405,6 +406,7 @@ def pairwise_steps(plan: Plan, read_first: tuple[bool, ...] = ()) -> PairwiseSte
 
 
 def _plan_pairwise_steps(plan: Plan, read_first: tuple[bool, ...]) -> PairwiseSteps:
+    """:func:`pairwise_steps`, uncached: the path run on index names alone."""
     whole_bound = plan.bound
     spec, sizes = whole_bound.spec, whole_bound.size_map
 

@@ -66,11 +66,10 @@ def run_direct(plan: "Plan", operands: Sequence[np.ndarray],
     Returns None, running nothing, when the plan has neither for these
     operands (and ``like``, when given: the layout it asks for the result
     in), or when it may not fit the memory budget (the quick test of
-    :func:`within_budget`).  :func:`run_plan` tries it first; the traced
-    forward and backward passes (:func:`contractnet.api._record`, the
-    contraction's vjp rule) call it before :func:`run_plan` to skip that
-    function's and the ``contract`` primitive's set-up, and call
-    :func:`run_plan` when it returns None.
+    :func:`within_budget`).  :func:`run_plan` tries it first, then
+    :func:`run_general`; the traced forward and backward passes
+    (:func:`contractnet.api._record`, the contraction's vjp rule) do the
+    same themselves, skipping the ``contract`` primitive's set-up.
     """
     gemm = plan.direct_gemm
     if (gemm is not None and operands[0].flags.c_contiguous and operands[1].flags.c_contiguous

@@ -89,7 +89,9 @@ def run_direct(plan: "Plan", operands: Sequence[np.ndarray],
         call = _direct_call(plan, a, b, like)
         if len(layouts) < MAX_LAYOUTS:
             layouts[key] = call
-    return None if call is None else run_direct_call(call, a, b)
+    if call is None or (call.copied_bytes and call.copied_bytes > BUDGET.get()[0]):
+        return None  # a copy over the budget: the general path reads in place or refuses
+    return run_direct_call(call, a, b)
 
 
 #: Layouts of its operands a plan keeps the direct call (or its absence) of, at most.

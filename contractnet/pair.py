@@ -313,52 +313,86 @@ def contract_pair(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str,
 class DirectCall(NamedTuple):
     """A two-operand contraction resolved for one layout of its operands
     (:func:`direct_call`): one GEMM on views of them, or one numpy.einsum
-    call, then ``order`` from its result's indices to the wanted ones."""
+    call, then ``order`` from its result's indices to the wanted ones.  A
+    GEMM operand of at most :data:`SMALL_COPY_BYTES` that BLAS cannot read
+    in place is copied first (``copies``, one flag per operand)."""
 
     pair: PairPlan
     order: tuple[int, ...] | None  # None: the result is in the wanted order
+    copies: tuple[bool, bool] = (False, False)
+    copied_bytes: int = 0
+
+
+#: The largest GEMM operand a direct call copies (:class:`DirectCall`), and
+#: copies again in the backward pass rather than keep in a memo: a strided
+#: operand of 32 KiB copies in about 1.5 us, where serving a kept copy from
+#: a memo took about 2.4 us (the lookup's key and owner).
+SMALL_COPY_BYTES = 1 << 15
 
 
 def direct_call(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str, want: str,
                 prefer: str | None, any_layout: bool) -> DirectCall | None:
     """How :func:`contract_pair` would contract ``a`` and ``b``, as the
-    one call it makes for operands laid out as these are, with the result
-    transposed to the indices ``want`` (a permutation of ``keep``); None
-    where it would do more than one call: sum an operand's own indices
-    first, copy an operand (for BLAS or for numpy.einsum), add strided dot
-    products up in blocks, fill an empty result, or multiply operands of
-    different (or not BLAS) dtypes.  What it decides depends on the shapes,
-    strides and dtypes alone, so the answer holds for any arrays laid out
-    alike (:func:`run_direct_call` runs it)."""
+    one call it makes for operands laid out as these are (copying a small
+    GEMM operand first where it would), with the result transposed to the
+    indices ``want`` (a permutation of ``keep``); None where it would do
+    more: sum an operand's own indices first, copy an operand larger than
+    :data:`SMALL_COPY_BYTES` (which a forward pass keeps for its backward)
+    or one for numpy.einsum, add strided dot products up in blocks, fill an
+    empty result, or multiply operands of different (or not BLAS) dtypes.
+    What it decides depends on the shapes, strides and dtypes alone, so the
+    answer holds for any arrays laid out alike (:func:`run_direct_call`
+    runs it)."""
     sum_a, _, sum_b, _ = lone_indices(an, bn, keep)
     if (sum_a or sum_b or a.dtype != b.dtype or a.dtype not in BLAS_DTYPES
             or a.size == 0 or b.size == 0):
         return None
     plan = plan_pair(an, a.shape, a.strides, bn, b.shape, b.strides, keep, prefer,
                      any_layout, (a.itemsize, b.itemsize))
+    copies = [False, False]
     if plan.einsum_eq is not None:
         if plan.sum_blocks is not None or plan.einsum_copies is not None:
             return None
     else:
-        for x, perm, shape in ((a, plan.perm_a, plan.shape_a), (b, plan.perm_b, plan.shape_b)):
+        for i, (x, perm, shape) in enumerate(((a, plan.perm_a, plan.shape_a),
+                                              (b, plan.perm_b, plan.shape_b))):
             view = _view_as(x if perm is None else x.transpose(perm), shape)
             if view is None or not _blas_reads(view):
-                return None
+                if x.nbytes > SMALL_COPY_BYTES or _is_broadcast(x):
+                    return None
+                copies[i] = True
     order = tuple(plan.result_names.index(n) for n in want)
-    return DirectCall(plan, None if order == tuple(range(len(order))) else order)
+    copied = (a.nbytes if copies[0] else 0) + (b.nbytes if copies[1] else 0)
+    return DirectCall(plan, None if order == tuple(range(len(order))) else order,
+                      tuple(copies), copied)
 
 
 def run_direct_call(call: DirectCall, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Run ``call`` on operands laid out as those it was resolved for."""
     plan = call.pair
     if plan.einsum_eq is None:
-        out = run_gemm(plan, a if plan.perm_a is None else a.transpose(plan.perm_a),
-                       b if plan.perm_b is None else b.transpose(plan.perm_b))
+        if plan.perm_a is not None:
+            a = a.transpose(plan.perm_a)
+        if plan.perm_b is not None:
+            b = b.transpose(plan.perm_b)
+        copy_a, copy_b = call.copies
+        if copy_a:
+            a = _small_copy(a)
+        if copy_b:
+            b = _small_copy(b)
+        out = run_gemm(plan, a, b)
     elif plan.strided_dots:
         out = _strided_dots(plan, a, b)
     else:
         out = backend.einsum(plan.einsum_eq, a, b, order="C")
     return out if call.order is None else out.transpose(call.order)
+
+
+def _small_copy(x: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of the permuted GEMM operand ``x``, checked against
+    the memory budget first (as :func:`_blasable` copies)."""
+    check_allocation(x.shape, x.dtype, "a copy of an operand (laid out for a matrix product)")
+    return backend.ascontiguousarray(x)
 
 
 #: numpy rounds a float16 sum to float16 at every term, and its float16 matmul

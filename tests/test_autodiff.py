@@ -827,8 +827,8 @@ def test_a_gradient_reuses_the_forward_copy_of_a_c_ordered_operand(monkeypatch):
     """Attention's scores: the forward GEMM copies q and k into (b, h, ., d);
     the gradient of q reads k in that layout again, and that of k, q: the
     forward's memo serves both, and the gradients stay exact."""
-    spec = "bqhd,bkhd->bhqk"
-    q, k = _rng(3).standard_normal((2, 5, 3, 4)), _rng(4).standard_normal((2, 6, 3, 4))
+    spec = "bqhd,bkhd->bhqk"  # operands past SMALL_COPY_BYTES, which are copied anew
+    q, k = _rng(3).standard_normal((4, 24, 6, 16)), _rng(4).standard_normal((4, 30, 6, 16))
     copied = []  # the shapes of the operands the GEMMs copy
     check = pair.check_allocation
     monkeypatch.setattr(pair, "check_allocation",
@@ -848,10 +848,11 @@ def test_a_gradient_reuses_the_forward_copy_of_a_c_ordered_operand(monkeypatch):
 def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted):
     # C-contiguous operands run as one GEMM on views: nothing copied, no memo;
     # an activation whose (n, m, d) axes do not merge is copied for the GEMM,
-    # and the memo that keeps such copies for the backward pass is there
-    swapped = _rng().standard_normal((8, 3, 3, 16)).transpose(0, 2, 1, 3)  # n, m swapped
+    # and the memo that keeps such copies for the backward pass is there (for
+    # one of more than pair.SMALL_COPY_BYTES)
+    swapped = _rng().standard_normal((16, 3, 3, 64)).transpose(0, 2, 1, 3)  # n, m swapped
     x = swapped if permuted else np.ascontiguousarray(swapped)
-    w, dy = _rng(1).standard_normal((3, 3, 16, 10)), _rng(2).standard_normal((8, 10))
+    w, dy = _rng(1).standard_normal((3, 3, 64, 10)), _rng(2).standard_normal((16, 10))
     out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b), x, w)
     (result,) = [c.cell_contents for c in vjp_fn.__closure__
                  if isinstance(c.cell_contents, cn.trace.Traced)]

@@ -112,10 +112,11 @@ def test_a_backward_pass_reuses_the_forward_pass_copy_of_an_operand(spec, x_firs
                                                                     monkeypatch):
     """x's own group (a, d) is laid out (d, a) forward, d (3) being short;
     the gradient of w sums over (a, d), innermost in x, the larger operand,
-    and lays them out the same way, so x is copied once."""
+    and lays them out the same way, so x is copied once (x being larger than
+    pair.SMALL_COPY_BYTES, which are copied anew)."""
     rng = np.random.default_rng(RNG_SEED)
-    w = rng.standard_normal(40)[::2]
-    x = rng.standard_normal((20, 20, 5))[:, :, :3].transpose(1, 2, 0)   # a, d, c
+    w = rng.standard_normal(120)[::2]
+    x = rng.standard_normal((60, 60, 5))[:, :, :3].transpose(1, 2, 0)   # a, d, c
     copies = []
 
     def recording(shape, dtype, what):

@@ -1098,9 +1098,10 @@ def test_direct_gemm_steps_aside_for_a_layout_request_or_strided_operands():
 
 def test_an_operand_laid_out_otherwise_gets_the_one_call_its_layout_resolves():
     """A transposed operand is read in place by one GEMM, resolved once for
-    its layout and kept on the plan; a layout BLAS cannot read (every other
-    column), mixed dtypes and an index only one operand has get no direct
-    call, kept as such, and run the general way."""
+    its layout and kept on the plan; one BLAS cannot read (every other
+    column) is copied first where small, else (like mixed dtypes and an
+    index only one operand has) gets no direct call, kept as such, and runs
+    the general way."""
     a, b = _operands([(6, 11), (11, 13)])  # shapes of this test alone
     bound = bind(parse("ij,jk->ik"), [(6, 11), (11, 13)])
     plan = engine.make_plan(bound, "sum")
@@ -1109,16 +1110,44 @@ def test_an_operand_laid_out_otherwise_gets_the_one_call_its_layout_resolves():
     assert_close(got, a @ b)
     calls = [c for k, c in plan.direct_layouts.items() if k[1] == bt.strides]
     assert len(calls) == 1 and calls[0].pair.einsum_eq is None  # one GEMM
+    assert calls[0].copies == (False, False)
     assert engine.run_direct(plan, (a, bt)) is not None and len(plan.direct_layouts) == 1
     skipping = np.zeros((11, 26))[:, ::2]
     skipping[...] = b
-    for operands in [(a, skipping), (a, bt.astype(np.float32))]:
-        assert engine.run_direct(plan, operands) is None
-        assert_close(engine.run_plan(plan, operands), a @ operands[1])
-    assert len(plan.direct_layouts) == 3 and list(plan.direct_layouts.values())[1:] == [None] * 2
+    assert_close(engine.run_direct(plan, (a, skipping)), a @ b)
+    assert plan.direct_layouts[(a.strides, skipping.strides, a.dtype, a.dtype, None)].copies \
+        == (False, True)
+    assert engine.run_direct(plan, (a, bt.astype(np.float32))) is None
+    assert_close(engine.run_plan(plan, (a, bt.astype(np.float32))), a @ b.astype(np.float32))
+    assert len(plan.direct_layouts) == 3 and list(plan.direct_layouts.values())[2] is None
     summing = engine.make_plan(bind(parse("ij,jk->k"), [(6, 11), (11, 13)]), "sum")
     assert engine.run_direct(summing, (a, bt)) is None
     assert_close(engine.run_plan(summing, (a, bt)), (a @ b).sum(0))
+
+
+def test_a_direct_call_leaves_a_copy_over_the_budget_to_the_general_path():
+    """There numpy.einsum reads the operand in place (the product fits)."""
+    a, b = _operands([(1, 200), (200, 2)])
+    plan = engine.make_plan(bind(parse("ij,jk->ik"), [(1, 200), (200, 2)]), "sum")
+    skipping = np.zeros((200, 4))[:, ::2]
+    skipping[...] = b
+    assert_close(engine.run_direct(plan, (a, skipping)), a @ b)  # a copy, resolved
+    with cn.memory_budget(skipping.nbytes - 1):  # the product's 2 elements fit, the copy not
+        assert engine.within_budget(plan) and engine.run_direct(plan, (a, skipping)) is None
+        assert_close(engine.run_plan(plan, (a, skipping)), a @ b)
+
+
+def test_a_direct_call_copies_only_a_small_operand():
+    """A copy of more than SMALL_COPY_BYTES is left to the general path,
+    where a forward pass's memo keeps it for the backward pass."""
+    rows = pair.SMALL_COPY_BYTES // (8 * 8) + 1  # an (rows, 8) float64 operand just past it
+    a, b = _operands([(5, rows), (rows, 8)])
+    plan = engine.make_plan(bind(parse("ij,jk->ik"), [(5, rows), (rows, 8)]), "sum")
+    skipping = np.zeros((rows, 16))[:, ::2]
+    skipping[...] = b
+    assert skipping.nbytes > pair.SMALL_COPY_BYTES
+    assert engine.run_direct(plan, (a, skipping)) is None
+    assert_close(engine.run_plan(plan, (a, skipping)), a @ b)
 
 
 def test_a_plan_keeps_the_calls_of_a_bounded_number_of_layouts():

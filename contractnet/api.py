@@ -10,8 +10,7 @@ own term, so that step's backward adds its gradient back through it).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -20,10 +19,9 @@ from .bind import (Bound, bind, bind_array_shapes, bind_text, bound_by_text, che
 from . import ops
 from .ops import scalar_or_array
 from .engine import (REDUCTIONS, Plan, cast_to, check_budget, computed_dtype, make_plan,
-                     mean_scale, run_direct, run_general, run_plan, summing_dtype,
-                     within_budget)
+                     mean_scale, pairwise_steps, reads_first, run_direct, run_general,
+                     run_plan, summing_dtype, within_budget)
 from .pair import Memo
-from .path import plan_path
 from .spec import (Spec, SpecError, as_written, interleaved_spec, parse, subscript_index,
                    subscript_letter)
 from .trace import Node, Traced, holds_traced, primitive, traced_list_error
@@ -240,20 +238,19 @@ def _record(plan: Plan, values: tuple, parents: list[tuple[int, Traced]],
     keeps ``memo`` where given (a pairwise step's, naming the whole spec in
     errors), closed after it records the copies its backward pass can
     reuse; else such a :class:`~contractnet.pair.Memo` of its own, or None
-    when the forward pass copied nothing (always so when the plan runs as
-    one call on views of its operands).
+    where it kept no copy (always so when the plan ran as one direct call,
+    :func:`~contractnet.engine.run_direct`).
     """
     out = run_direct(plan, values)  # the head's case, without contract's set-up
-    if out is not None:
-        if memo is not None:
-            memo.close()
-    elif memo is not None:
+    own = memo is None
+    if out is None:
+        if own:
+            memo = Memo()
         out = _fresh(run_general(plan, values, memo), values, memo)
-    else:
-        memo = Memo()
-        out = _fresh(run_general(plan, values, memo), values, memo)
-        if not memo.copies:  # nothing copied: nothing for the backward pass to reuse
+        if own and not memo.copies:  # nothing copied: nothing for the backward pass to reuse
             memo = None
+    elif not own:
+        memo.close()
     return Traced(out, Node(contract, (plan, memo) + values, NO_KEYWORDS, parents))
 
 
@@ -316,7 +313,7 @@ def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
     """Run a 3+ operand spec pairwise along its path, each step recorded as
     one :data:`contract` node; ``written`` is the spec as the caller wrote
     it (errors name it).  The steps' plans are made once per plan
-    (:func:`pairwise_steps`).
+    (:func:`~contractnet.engine.pairwise_steps`).
 
     An operand whose term is not plain (windows, a diagonal) enters its
     first step through that term, unless it must be cast to the operands'
@@ -328,11 +325,8 @@ def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
     step_of = (bound.spec, written)  # quoted only in an error message
     returned = np.result_type(*(x.dtype for x in operands))
     dtype = summing_dtype(returned)  # float16 adds up in float32, rounded once at the end
-    read_first = ()
-    for x in operands:
-        if x.dtype != dtype:
-            read_first = _reads_first(plan, operands, dtype)
-            break
+    read_first = reads_first(plan, operands, dtype) if any(
+        x.dtype != dtype for x in operands) else ()
     steps = pairwise_steps(plan, read_first)
     values = [x if read is None else _record_step(read, (x,), step_of)
               for x, read in zip(operands, steps.reads)]
@@ -350,110 +344,6 @@ def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
     return core if dtype == returned else ops.astype(core, returned)
 
 
-def _reads_first(plan: Plan, operands: Sequence, dtype: np.dtype) -> tuple[bool, ...]:
-    """Which operands are read through their terms before they are cast to
-    ``dtype``: those not plain and not in it, whose read is the smaller."""
-    bound = plan.bound
-    sizes = bound.size_map
-    return tuple(not _enters_plain(term, names) and x.dtype != dtype
-                 and math.prod(sizes[n] for n in names) < math.prod(shape)
-                 for term, names, x, shape in zip(bound.spec.inputs, plan.read_names, operands,
-                                                  bound.in_shapes))
-
-
-def _enters_plain(term, names: str) -> bool:
-    """Whether an operand's term reads it as it is: ``names`` axis by axis."""
-    return term.is_plain and "".join(term.axes) == names
-
-
-class PairwiseSteps(NamedTuple):
-    """The recorded steps of a spec of three or more operands run pairwise,
-    each one's plan made once (:func:`pairwise_steps`).
-
-    The operands are read first where ``reads`` has a plan, then cast to
-    their common dtype; each step pops the values at ``positions``
-    (descending) and pushes its plan's result on them (or, with no plan,
-    the one value popped); ``output``, where given, writes the last value
-    into the output's term.
-    """
-
-    reads: tuple[Plan | None, ...]
-    steps: tuple[tuple[tuple[int, ...], Plan | None], ...]
-    output: Plan | None
-
-
-def pairwise_steps(plan: Plan, read_first: tuple[bool, ...] = ()) -> PairwiseSteps:
-    """The steps of ``plan``'s pairwise run, along the path
-    :func:`~contractnet.path.plan_path` gives (the one the engine runs
-    untraced), cached on the bound spec; ``read_first`` flags the operands
-    read through their terms first (none when empty).
-
-    An operand whose term is not plain and is not read first is held whole:
-    it enters the step that first contracts it through its own term, and
-    that step's transposed spec writes the gradient back through the term
-    (a large window offset by offset, see :func:`~contractnet.engine.run_plan`).
-    Read first, as a view of its path names, its backward pass would build
-    the gradient of that view in full and then add it back into the
-    operand: for a window, an array as many times the operand's size as the
-    window has offsets.
-    """
-    key = ("pairwise", read_first)
-    derived = plan.bound.derived
-    steps = derived.get(key)
-    if steps is None:
-        steps = derived[key] = _plan_pairwise_steps(plan, read_first)
-    return steps
-
-
-def _plan_pairwise_steps(plan: Plan, read_first: tuple[bool, ...]) -> PairwiseSteps:
-    """:func:`pairwise_steps`, uncached: the path run on index names alone."""
-    whole_bound = plan.bound
-    spec, sizes = whole_bound.spec, whole_bound.size_map
-
-    def step(text: str, shapes: tuple, names: str, plain: bool,
-             out_shape: tuple[int, ...] | None = None) -> Plan:
-        # a term held whole has sizes its shape does not tell (a window's offsets)
-        parsed = parse(text)
-        bound = (bind_array_shapes(parsed, shapes) if plain and out_shape is None
-                 else bind(parsed, shapes, _only(sizes, names), out_shape))
-        return make_plan(bound, "sum")
-
-    def read(names: str) -> tuple[int, ...]:
-        return tuple(sizes[n] for n in names)
-
-    reads, stack = [], []  # the stack holds (names, term it enters with, shape)
-    for term, names, shape, first in zip(spec.inputs, plan.read_names, whole_bound.in_shapes,
-                                         read_first or [False] * len(spec.inputs)):
-        if first:
-            reads.append(step(f"{term}->{names}", (shape,), names, False))
-            stack.append((names, names, read(names)))
-        else:  # held whole where its term is not plain
-            reads.append(None)
-            stack.append((names, names if _enters_plain(term, names) else str(term), shape))
-    path, _ = plan_path(plan.read_names, tuple(read(names) for names in plan.read_names),
-                        plan.target, plan.window_offsets)
-    path += (((0,), plan.target),)  # the last value, reduced to the target
-    steps = []
-    for positions, kept in path:
-        picked = [stack.pop(p) for p in positions]
-        if len(picked) == 1:
-            (names, term, shape), = picked
-            plain = term == names
-            run = None if plain and names == kept else step(f"{term}->{kept}", (shape,),
-                                                            names, plain)
-        else:
-            (bn, bt, bshape), (an, at, ashape) = picked
-            run = step(f"{at},{bt}->{kept}", (ashape, bshape), an + bn,
-                       at == an and bt == bn)
-        steps.append((positions, run))
-        stack.append((kept, kept, read(kept)))
-    output = None
-    if str(spec.output) != plan.target:
-        output = step(f"{plan.target}->{spec.output}", (read(plan.target),),
-                      spec.output.indices(), False, whole_bound.out_shape)
-    return PairwiseSteps(tuple(reads), tuple(steps), output)
-
-
 def _record_step(plan: Plan, values: Sequence, step_of: tuple) -> np.ndarray | Traced:
     """Run one step of a pairwise run on ``values`` (traced or not) and
     record it when any is traced; its node keeps a
@@ -464,11 +354,6 @@ def _record_step(plan: Plan, values: Sequence, step_of: tuple) -> np.ndarray | T
     if not parents:
         return contract.fn(plan, None, *arrays)
     return _record(plan, arrays, parents, Memo(step_of))
-
-
-def _only(sizes: Mapping[str, int], names) -> dict[str, int]:
-    names = set(names)
-    return {k: v for k, v in sizes.items() if k in names}
 
 
 def backward_specs(spec: str | Spec, *shapes: Sequence[int],

@@ -48,7 +48,9 @@ class Bound:
     def derived(self) -> dict:
         """What the engine and autodiff compute from this bound spec alone,
         cached with it: execution plans keyed by reduction, the plans of its
-        backward specs keyed by ``(operand, gradient shape)``.  A plan refers
+        backward specs keyed by ``(operand, gradient shape)``, and the steps
+        of its traced pairwise run keyed by ``("pairwise", operands read
+        first)`` (:func:`contractnet.engine.pairwise_steps`).  A plan refers
         back to its bound spec, so a dropped one is freed by Python's cycle
         collector."""
         return {}

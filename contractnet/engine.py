@@ -25,18 +25,18 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import Callable, Sequence
+from functools import lru_cache
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from .backend import backend
-from .bind import Bound
+from .bind import Bound, bind, bind_array_shapes
 from .budget import BUDGET, MemoryBudgetError, check_allocation
 from .pair import (WIDER_SUMS, Memo, PairPlan, c_strides, contract_pair, direct_call,
                    lone_indices, plan_pair, run_direct_call, run_gemm, sum_over)
 from .path import plan_path
-from .spec import Spec, Term, Window
+from .spec import Spec, Term, Window, parse
 
 REDUCTIONS = ("sum", "mean", "max")
 # the largest element a plan's budget check must allow for (clongdouble's)
@@ -65,8 +65,9 @@ def run_direct(plan: "Plan", operands: Sequence[np.ndarray],
 
     Returns None, running nothing, when the plan has neither for these
     operands (and ``like``, when given: the layout it asks for the result
-    in), or when it may not fit the memory budget (the quick test of
-    :func:`within_budget`).  :func:`run_plan` tries it first, then
+    in), when it may not fit the memory budget (the quick test of
+    :func:`within_budget`), or when the small operand a call copies first
+    would not.  :func:`run_plan` tries it first, then
     :func:`run_general`; the traced forward and backward passes
     (:func:`contractnet.api._record`, the contraction's vjp rule) do the
     same themselves, skipping the ``contract`` primitive's set-up.
@@ -87,9 +88,9 @@ def run_direct(plan: "Plan", operands: Sequence[np.ndarray],
     call = layouts.get(key, _UNSEEN)
     if call is _UNSEEN:
         call = _direct_call(plan, a, b, like)
-        if len(layouts) < MAX_LAYOUTS:
+        if len(layouts) < MAX_LAYOUTS:  # threads racing here may keep a few more
             layouts[key] = call
-    if call is None or (call.copied_bytes and call.copied_bytes > BUDGET.get()[0]):
+    if call is None or call.copied_bytes > BUDGET.get()[0]:
         return None  # a copy over the budget: the general path reads in place or refuses
     return run_direct_call(call, a, b)
 
@@ -318,14 +319,13 @@ def reduce_offsets(view: np.ndarray, names: str, target: str, reduce: str,
     return reduce_unary(acc, "".join(n for n in names if n not in loop), target, reduce)
 
 
-def run_path(operands: list, names: list[str], target: str, pair, unary,
+def run_path(operands: list, names: list[str], target: str, any_layout: bool = False,
              window_offsets: tuple[tuple[int, str], ...] = (), spec: Spec | None = None):
-    """Contract plain operands along :func:`~contractnet.path.plan_path`.
-
-    ``pair(a, an, b, bn, kept) -> (array, names)`` and
-    ``unary(a, an, kept) -> array`` do the work.  A traced run follows the
-    same path, each step planned once and recorded as an einsum whose vjp is
-    its own transposed spec (:func:`contractnet.api.pairwise_steps`).
+    """Contract plain operands along :func:`~contractnet.path.plan_path`,
+    pair by pair (:func:`~contractnet.pair.contract_pair`, each result laid
+    out as it likes with ``any_layout``); the result has indices ``target``.
+    A traced run follows the same path, each step planned once and recorded
+    as an einsum whose vjp is its own transposed spec (:func:`pairwise_steps`).
     ``window_offsets`` as :func:`~contractnet.path.contraction_path` takes it;
     ``spec``, the spec run, names the operands in errors.
 
@@ -345,12 +345,12 @@ def run_path(operands: list, names: list[str], target: str, pair, unary,
         picked = [stack.pop(p) for p in positions]
         if len(picked) == 1:
             (a, an), = picked
-            stack.append((unary(a, an, kept), kept))
+            stack.append((reduce_unary(a, an, kept, "sum"), kept))
         else:
             (b, bn), (a, an) = picked
-            stack.append(pair(a, an, b, bn, kept))
+            stack.append(contract_pair(a, an, b, bn, kept, any_layout=any_layout))
     (result, result_names), = stack
-    return unary(result, result_names, target), target
+    return reduce_unary(result, result_names, target, "sum")
 
 
 # ------------------------------------------------------------------ plans
@@ -457,7 +457,7 @@ def _make_plan(bound: Bound, reduce: str) -> Plan:
     tiled = len(reads) == 1 and windows_tile(spec.inputs[0], sizes, bound.in_shapes[0])
     adds = bool(present - set(target)) or bool(spec.output.windows) or len(reads) > 2
     widens_half = adds and reduce != "max"
-    # operands laid out otherwise than C-contiguous get their one call (if any) per layout
+    # operands in each layout but that of the direct GEMM get their one call (if any)
     layouts = ({} if len(reads) == 2 and reduce == "sum" and plain and not any(needs_view)
                and not per_offset else None)
     return Plan(bound, reduce, reads, target, count, peak, needs_view, any(needs_view), plain,
@@ -675,17 +675,17 @@ def _first_hits(view: np.ndarray, names: str, top: np.ndarray, loop: str,
 
 
 def cast_to(operands: Sequence, dtype: np.dtype, cast: Callable | None = None,
-            first: int = 0, spec: Spec | None = None) -> list:
+            spec: Spec | None = None) -> list:
     """``operands`` in ``dtype``: each one in another dtype is cast, a new
     array checked against the memory budget first (a broadcast view becomes
     a full copy), by ``cast(operand, dtype)`` (default ``operand.astype``).
-    Errors number the operands from ``first``, of ``spec`` where given."""
+    Errors name the operands by position, of ``spec`` where given."""
     out = list(operands)
-    for i, op in enumerate(out, first):
+    for i, op in enumerate(out):
         if op.dtype != dtype:
             of = "" if spec is None else f" of '{spec}'"
             check_allocation(op.shape, dtype, f"a copy of operand {i}{of} in {dtype}")
-            out[i - first] = op.astype(dtype) if cast is None else cast(op, dtype)
+            out[i] = op.astype(dtype) if cast is None else cast(op, dtype)
     return out
 
 
@@ -769,10 +769,119 @@ def _contract(plan: Plan, views: Sequence[np.ndarray], memo: Memo | None,
         core, got = contract_pair(views[0], names[0], views[1], names[1], plan.target, memo,
                                   prefer, any_layout=any_layout)
         return core if got == plan.target else reduce_unary(core, got, plan.target, "sum")
-    unary = lambda a, an, kept: reduce_unary(a, an, kept, "sum")  # noqa: E731
-    pair = partial(contract_pair, any_layout=True) if any_layout else contract_pair
-    return run_path(views, list(names), plan.target, pair, unary,
-                    window_offsets=plan.window_offsets, spec=plan.bound.spec)[0]
+    return run_path(views, list(names), plan.target, any_layout, plan.window_offsets,
+                    plan.bound.spec)
+
+
+# ------------------------------------------------------------------ pairwise steps
+def reads_first(plan: Plan, operands: Sequence, dtype: np.dtype) -> tuple[bool, ...]:
+    """Which operands of a pairwise run (:func:`pairwise_steps`) are read
+    through their terms before they are cast to ``dtype``: those not plain
+    and not in it, whose read is the smaller.  Empty when there are none
+    (one key for the steps of every such run)."""
+    bound = plan.bound
+    sizes = bound.size_map
+    flags = tuple(not _enters_plain(term, names) and x.dtype != dtype
+                  and math.prod(sizes[n] for n in names) < math.prod(shape)
+                  for term, names, x, shape in zip(bound.spec.inputs, plan.read_names, operands,
+                                                   bound.in_shapes))
+    return flags if any(flags) else ()
+
+
+def _enters_plain(term, names: str) -> bool:
+    """Whether an operand's term reads it as it is: ``names`` axis by axis."""
+    return term.is_plain and "".join(term.axes) == names
+
+
+class PairwiseSteps(NamedTuple):
+    """The recorded steps of a spec of three or more operands run pairwise,
+    each one's plan made once (:func:`pairwise_steps`).
+
+    The operands, read first where ``reads`` has a plan and then cast to
+    their common dtype, start a stack; each step pops the values at
+    ``positions`` (descending) and pushes its plan's result onto the stack
+    (or, with no plan, the one value popped); ``output``, where given,
+    writes the last value into the output's term.
+    """
+
+    reads: tuple[Plan | None, ...]
+    steps: tuple[tuple[tuple[int, ...], Plan | None], ...]
+    output: Plan | None
+
+
+def pairwise_steps(plan: Plan, read_first: tuple[bool, ...] = ()) -> PairwiseSteps:
+    """The steps of ``plan``'s pairwise run, along the path
+    :func:`~contractnet.path.plan_path` gives (the one the engine runs
+    untraced), cached on the bound spec; ``read_first`` flags the operands
+    read through their terms first (none when empty).
+
+    An operand whose term is not plain and is not read first is held whole:
+    it enters the step that first contracts it through its own term, and
+    that step's transposed spec writes the gradient back through the term
+    (a large window offset by offset, see :func:`~contractnet.engine.run_plan`).
+    Read first, as a view of its path names, its backward pass would build
+    the gradient of that view in full and then add it back into the
+    operand: for a window, an array as many times the operand's size as the
+    window has offsets.
+    """
+    key = ("pairwise", read_first)
+    derived = plan.bound.derived
+    steps = derived.get(key)
+    if steps is None:
+        steps = derived[key] = _plan_pairwise_steps(plan, read_first)
+    return steps
+
+
+def _plan_pairwise_steps(plan: Plan, read_first: tuple[bool, ...]) -> PairwiseSteps:
+    """:func:`pairwise_steps`, uncached: the path run on index names alone."""
+    whole = plan.bound
+    spec, sizes = whole.spec, whole.size_map
+
+    def step_plan(text: str, shapes: tuple, names: str, plain: bool,
+                  out_shape: tuple[int, ...] | None = None) -> Plan:
+        # a term held whole has sizes its shape does not tell (a window's offsets)
+        parsed = parse(text)
+        bound = (bind_array_shapes(parsed, shapes) if plain and out_shape is None
+                 else bind(parsed, shapes, _only(sizes, names), out_shape))
+        return make_plan(bound, "sum")
+
+    def shape_of(names: str) -> tuple[int, ...]:
+        return tuple(sizes[n] for n in names)
+
+    reads, stack = [], []  # the stack holds (names, term it enters with, shape)
+    for term, names, shape, first in zip(spec.inputs, plan.read_names, whole.in_shapes,
+                                         read_first or [False] * len(spec.inputs)):
+        if first:
+            reads.append(step_plan(f"{term}->{names}", (shape,), names, False))
+            stack.append((names, names, shape_of(names)))
+        else:  # held whole where its term is not plain
+            reads.append(None)
+            stack.append((names, names if _enters_plain(term, names) else str(term), shape))
+    path, _ = plan_path(plan.read_names, tuple(map(shape_of, plan.read_names)), plan.target,
+                        plan.window_offsets)
+    steps = []
+    for positions, kept in path + (((0,), plan.target),):  # last: reduced to the target
+        picked = [stack.pop(p) for p in positions]
+        if len(picked) == 1:
+            (names, term, shape), = picked
+            plain = term == names
+            steps.append((positions, None if plain and names == kept else
+                          step_plan(f"{term}->{kept}", (shape,), names, plain)))
+        else:
+            (bn, bt, bshape), (an, at, ashape) = picked
+            steps.append((positions, step_plan(f"{at},{bt}->{kept}", (ashape, bshape), an + bn,
+                                               at == an and bt == bn)))
+        stack.append((kept, kept, shape_of(kept)))
+    output = None
+    if str(spec.output) != plan.target:
+        output = step_plan(f"{plan.target}->{spec.output}", (shape_of(plan.target),),
+                           spec.output.indices(), False, whole.out_shape)
+    return PairwiseSteps(tuple(reads), tuple(steps), output)
+
+
+def _only(sizes: Mapping[str, int], names) -> dict[str, int]:
+    names = set(names)
+    return {k: v for k, v in sizes.items() if k in names}
 
 
 # ------------------------------------------------------------------ execute

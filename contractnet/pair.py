@@ -319,8 +319,8 @@ class DirectCall(NamedTuple):
 
     pair: PairPlan
     order: tuple[int, ...] | None  # None: the result is in the wanted order
-    copies: tuple[bool, bool] = (False, False)
-    copied_bytes: int = 0
+    copies: tuple[bool, bool]
+    copied_bytes: int
 
 
 #: The largest GEMM operand a direct call copies (:class:`DirectCall`), and
@@ -358,7 +358,7 @@ def direct_call(a: np.ndarray, an: str, b: np.ndarray, bn: str, keep: str, want:
                                               (b, plan.perm_b, plan.shape_b))):
             view = _view_as(x if perm is None else x.transpose(perm), shape)
             if view is None or not _blas_reads(view):
-                if x.nbytes > SMALL_COPY_BYTES or _is_broadcast(x):
+                if x.nbytes > SMALL_COPY_BYTES:  # a broadcast one's copy is this large too
                     return None
                 copies[i] = True
     order = tuple(plan.result_names.index(n) for n in want)
@@ -375,24 +375,17 @@ def run_direct_call(call: DirectCall, a: np.ndarray, b: np.ndarray) -> np.ndarra
             a = a.transpose(plan.perm_a)
         if plan.perm_b is not None:
             b = b.transpose(plan.perm_b)
-        copy_a, copy_b = call.copies
+        copy_a, copy_b = call.copies  # run_direct checked these copies against the budget
         if copy_a:
-            a = _small_copy(a)
+            a = backend.ascontiguousarray(a)
         if copy_b:
-            b = _small_copy(b)
+            b = backend.ascontiguousarray(b)
         out = run_gemm(plan, a, b)
     elif plan.strided_dots:
         out = _strided_dots(plan, a, b)
     else:
         out = backend.einsum(plan.einsum_eq, a, b, order="C")
     return out if call.order is None else out.transpose(call.order)
-
-
-def _small_copy(x: np.ndarray) -> np.ndarray:
-    """A C-ordered copy of the permuted GEMM operand ``x``, checked against
-    the memory budget first (as :func:`_blasable` copies)."""
-    check_allocation(x.shape, x.dtype, "a copy of an operand (laid out for a matrix product)")
-    return backend.ascontiguousarray(x)
 
 
 #: numpy rounds a float16 sum to float16 at every term, and its float16 matmul

@@ -6,8 +6,8 @@ opt_einsum's ``"auto"`` path pairs the rest; a term read through a window of
 several offsets may take a path of its own (:func:`_window_path`).  Each
 intermediate is laid out as the product that reads it next wants
 (:func:`_consumer_order`).  :func:`contractnet.engine.run_path` runs the
-steps, on arrays and, for a traced einsum (:mod:`contractnet.api`), on
-traced values, each step a recorded contraction.
+steps on arrays; for a traced einsum, :func:`contractnet.engine.pairwise_steps`
+plans them once as recorded contractions.
 """
 from __future__ import annotations
 

@@ -844,20 +844,21 @@ def test_a_gradient_reuses_the_forward_copy_of_a_c_ordered_operand(monkeypatch):
         assert q.shape not in copied and k.shape not in copied, copied
 
 
-@pytest.mark.parametrize("permuted", [False, True])
-def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted):
+@pytest.mark.parametrize("permuted, d, memo", [(False, 64, False), (True, 64, True),
+                                               (True, 8, False)])
+def test_a_head_keeps_a_memo_only_when_its_forward_pass_may_copy(permuted, d, memo):
     # C-contiguous operands run as one GEMM on views: nothing copied, no memo;
     # an activation whose (n, m, d) axes do not merge is copied for the GEMM,
-    # and the memo that keeps such copies for the backward pass is there (for
-    # one of more than pair.SMALL_COPY_BYTES)
-    swapped = _rng().standard_normal((16, 3, 3, 64)).transpose(0, 2, 1, 3)  # n, m swapped
+    # and the memo that keeps such copies for the backward pass is there, for
+    # one of more than pair.SMALL_COPY_BYTES; a smaller one is copied anew
+    swapped = _rng().standard_normal((16, 3, 3, d)).transpose(0, 2, 1, 3)  # n, m swapped
     x = swapped if permuted else np.ascontiguousarray(swapped)
-    w, dy = _rng(1).standard_normal((3, 3, 64, 10)), _rng(2).standard_normal((16, 10))
+    assert (x.nbytes > pair.SMALL_COPY_BYTES) == (d == 64)
+    w, dy = _rng(1).standard_normal((3, 3, d, 10)), _rng(2).standard_normal((16, 10))
     out, vjp_fn = cn.vjp(lambda a, b: cn.einsum("bnmd,nmdk->bk", a, b), x, w)
     (result,) = [c.cell_contents for c in vjp_fn.__closure__
                  if isinstance(c.cell_contents, cn.trace.Traced)]
-    memo = result.node.args[1]  # contract(plan, memo, *arrays)
-    assert (memo is not None) == permuted
+    assert (result.node.args[1] is not None) == memo  # contract(plan, memo, *arrays)
     dx, dw = vjp_fn(dy)
     assert_close(out, np.einsum("bnmd,nmdk->bk", x, w))
     assert_close(dw, np.einsum("bnmd,bk->nmdk", x, dy))
@@ -1012,32 +1013,29 @@ def test_a_pairwise_backward_writes_a_window_back_without_its_full_gradient():
     np.testing.assert_allclose(dx, conv_vjp(dy)[0], rtol=1e-4, atol=1e-4)
 
 
-def test_a_traced_pairwise_run_records_the_steps_planned_once_for_its_plan():
-    """Each traced call of a spec of three or more operands records the
-    step plans made for its plan the first time, not new ones."""
+def test_a_traced_pairwise_run_plans_its_steps_once(monkeypatch):
+    """A second traced call of a spec of three or more operands plans only
+    the whole spec (einsum's own lookup), none of its steps again."""
     from contractnet import api, engine
-    from contractnet.bind import bind
-    from contractnet.spec import parse
     rng = np.random.default_rng(0)
-    x, y, z = (rng.standard_normal(s) for s in [(3, 4), (4, 5), (5, 6)])
-    recorded = []
-    for _ in range(2):
-        out = cn.einsum("ab,bc,cd->da", cn.Traced(x), y, cn.Traced(z))
-        plans, stack = [], [out]
-        while stack:
-            node = stack.pop().node
-            if node is not None:
-                plans.append(node.args[0])  # a contract node: (plan, memo, *arrays)
-                stack.extend(value for _, value in node.parents)
-        recorded.append(plans)
-    assert len(recorded[0]) == 2
-    assert all(a is b for a, b in zip(*recorded))
-    plan = engine.make_plan(bind(parse("ab,bc,cd->da"), [(3, 4), (4, 5), (5, 6)]), "sum")
-    planned = api.pairwise_steps(plan)
-    assert api.pairwise_steps(plan) is planned
-    assert planned.output is None  # the last pair keeps "da", the output
-    assert {id(p) for p in recorded[0]} == {id(step) for _, step in planned.steps
-                                            if step is not None}
+    x, y, z, u = (rng.standard_normal(s) for s in [(3, 4), (4, 5), (5, 6), (6, 2)])
+    spec = "ab,bc,cd,de->ea"
+
+    def f(x, y, z):
+        return cn.sum(cn.einsum(spec, x, y, z, u) ** 2)
+    first = cn.grad(f, argnums=(0, 1, 2))(x, y, z)
+    planned = []
+    for module in (api, engine):
+        def counting(bound, reduce, real=module.make_plan):
+            planned.append(bound)
+            return real(bound, reduce)
+        monkeypatch.setattr(module, "make_plan", counting)
+    again = cn.grad(f, argnums=(0, 1, 2))(x, y, z)
+    assert [str(b.spec) for b in planned] == [spec]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    twice_out = 2 * np.einsum(spec, x, y, z, u)
+    assert_close(again[0], np.einsum("ea,bc,cd,de->ab", twice_out, y, z, u))
 
 
 def test_a_pairwise_run_casts_a_diagonal_as_read_not_whole():

@@ -1102,7 +1102,8 @@ def test_an_operand_laid_out_otherwise_gets_the_one_call_its_layout_resolves():
     column) is copied first where small, else (like mixed dtypes and an
     index only one operand has) gets no direct call, kept as such, and runs
     the general way."""
-    a, b = _operands([(6, 11), (11, 13)])  # shapes of this test alone
+    clear_bind_cache()  # no layout's call resolved before
+    a, b = _operands([(6, 11), (11, 13)])
     bound = bind(parse("ij,jk->ik"), [(6, 11), (11, 13)])
     plan = engine.make_plan(bound, "sum")
     bt = np.ascontiguousarray(b.T).T  # b, transposed in memory
@@ -1123,6 +1124,41 @@ def test_an_operand_laid_out_otherwise_gets_the_one_call_its_layout_resolves():
     summing = engine.make_plan(bind(parse("ij,jk->k"), [(6, 11), (11, 13)]), "sum")
     assert engine.run_direct(summing, (a, bt)) is None
     assert_close(engine.run_plan(summing, (a, bt)), (a @ b).sum(0))
+
+
+DIRECT_SPECS = [("ij,jk->ik", [(5, 6), (6, 7)]), ("ij,jk->ki", [(5, 6), (6, 7)]),
+                ("bij,bjk->bik", [(3, 4, 5), (3, 5, 2)]),
+                ("bnmd,nmdk->bk", [(4, 2, 3, 5), (2, 3, 5, 6)]),
+                ("bk,nmdk->bnmd", [(4, 6), (2, 3, 5, 6)]), ("ab,cb->acb", [(4, 5), (3, 5)]),
+                ("abc,bc->ac", [(4, 30, 5), (30, 5)]), ("i,j->ji", [(5,), (7,)])]
+
+
+@pytest.mark.parametrize("spec, shapes", DIRECT_SPECS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_a_direct_call_gives_what_the_general_path_gives(spec, shapes, dtype):
+    """For every pair of layouts, and with and without a layout asked for,
+    the one call resolved for them (where there is one) returns the general
+    path's answer, dtype and memory layout."""
+    plan = engine.make_plan(bind(parse(spec), shapes), "sum")
+    rng = np.random.default_rng(7)
+    base = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    out_shape = plan.bound.out_shape
+    likes = [None, np.empty(out_shape, dtype), relayout(np.empty(out_shape, dtype), "fortran")]
+    direct = 0
+    for la in LAYOUTS:
+        for lb in LAYOUTS:
+            ops = (relayout(base[0], la), relayout(base[1], lb))
+            for like in likes:
+                got = engine.run_direct(plan, ops, like)
+                if got is None:
+                    continue
+                direct += 1
+                want = engine.run_general(plan, ops, None, like)
+                assert got.dtype == want.dtype and got.strides == want.strides, (la, lb)
+                tol = 1e-5 if dtype == np.float32 else 1e-12
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"{la} {lb}")
+                assert not np.shares_memory(got, ops[0]) and not np.shares_memory(got, ops[1])
+    assert direct > 0
 
 
 def test_a_direct_call_leaves_a_copy_over_the_budget_to_the_general_path():
@@ -1151,6 +1187,7 @@ def test_a_direct_call_copies_only_a_small_operand():
 
 
 def test_a_plan_keeps_the_calls_of_a_bounded_number_of_layouts():
+    clear_bind_cache()
     a, b = _operands([(6, 12), (12, 17)])
     plan = engine.make_plan(bind(parse("ij,jk->ik"), [(6, 12), (12, 17)]), "sum")
     for step in range(1, engine.MAX_LAYOUTS + 4):  # b's rows every step-th element apart
@@ -1805,8 +1842,9 @@ def test_a_gradient_of_a_c_ordered_primal_is_c_ordered_from_a_numpy_product():
 def test_a_forward_pass_takes_any_layout_and_a_gradient_its_primals(spec, monkeypatch):
     """Every step of a forward pass, the last included, takes any layout;
     a gradient asks for its primal's."""
-    a, b = _operands([(7, 3), (9, 3)], dtype=np.float32)  # shapes of this test alone:
-    b = b.T  # no layout's call is resolved before it, and none is kept (MAX_LAYOUTS)
+    clear_bind_cache()  # no layout's call resolved before, and none kept (MAX_LAYOUTS)
+    a, b = _operands([(7, 3), (9, 3)], dtype=np.float32)
+    b = b.T
     operands = [a, b, np.einsum("lo,op->lop", a, b)][:spec.count(",") + 1]
     asked = []
     real_pair, real_call = engine.contract_pair, engine.direct_call

@@ -589,9 +589,10 @@ TRACED_COTANGENT = (
 
 #: Why a gradient reached a traced value that is not a primal of its vjp.
 NESTED_TRACE = (
-    "the function reads a value traced by an enclosing vjp/grad (a closure over it, or a "
-    "cn.Traced made by hand): differentiating through a gradient (higher-order "
-    "gradients) is not supported; pass such a value as a plain array (its .value)")
+    "the function reads a traced value that is none of its primals: one traced by an "
+    "enclosing vjp/grad (a closure over it: differentiating through a gradient, higher-order "
+    "gradients, is not supported), one left over from a trace that has ended, or a cn.Traced "
+    "made by hand; pass such a value as a plain array (its .value)")
 
 
 def _leaf_grad(grads: dict, leaf: Traced, owned: set[int]) -> np.ndarray:

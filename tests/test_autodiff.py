@@ -659,6 +659,15 @@ def test_nested_differentiation_through_a_closure_is_refused():
         cn.grad(lambda y: cn.sum(y * made_by_hand))(x)
 
 
+def test_a_value_left_over_from_an_ended_trace_is_refused_by_name():
+    leftover = []
+    cn.grad(lambda x: (leftover.append(x), cn.sum(x))[1])(np.ones(3))
+    with pytest.raises(ValueError, match="left over from a trace that has ended"):
+        cn.grad(lambda y: cn.sum(y * leftover[0]))(np.ones(3))
+    np.testing.assert_array_equal(cn.grad(lambda y: cn.sum(y * leftover[0].value))(np.ones(3)),
+                                  np.ones(3))
+
+
 def test_a_nested_vjps_output_read_from_the_outer_trace_is_refused_not_a_constant():
     # only the inner output is used: returned as a plain array it would drop
     # the outer trace and give sum(a * a) the gradient a instead of 2a

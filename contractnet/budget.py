@@ -83,7 +83,7 @@ def set_memory_budget(nbytes: int | None) -> int:
 
 def _checked(nbytes: int | None) -> int:
     if nbytes is not None and (not is_int(nbytes) or nbytes <= 0):
-        raise ValueError(f"memory budget must be a positive number of bytes, got {nbytes!r}")
+        raise ValueError(f"memory budget must be a positive integer (bytes), got {nbytes!r}")
     return _default_budget() if nbytes is None else int(nbytes)
 
 

@@ -397,8 +397,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.unsized is not None:
             reason = exc.reason.replace(size_hint(exc.unsized),
                                         size_hint(exc.unsized, option=True))
-        elif exc.reason.startswith("sizes= "):
-            reason = "--sizes " + exc.reason[len("sizes= "):]
+        elif "sizes= " in exc.reason:  # "sizes= names 'z'", "... but sizes= gives 7"
+            reason = exc.reason.replace("sizes= ", "--sizes ")
         else:
             raise
         raise SpecError(reason, exc.spec, exc.position, exc.unsized) from None

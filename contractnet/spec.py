@@ -444,15 +444,15 @@ def subscript_letter(subscript: int) -> str:
     return chr(ord("A") + subscript) if subscript < 26 else chr(ord("a") + subscript - 26)
 
 
-_INTERLEAVED = ("numpy's interleaved form (operand, sublist, ..., [output sublist]), read "
-                "because the first argument is not a spec string")
+_INTERLEAVED = ("the first argument is not a spec string, so the arguments are read in "
+                "numpy's interleaved form (operand, sublist, ..., [output sublist]), where")
 
 
 def _sublist_term(sublist: Iterable, what: str) -> str:
     """One sublist as a term's text; ``what`` names it in errors."""
     shown = _short_repr(sublist)
-    refusal = SpecError(f"{what} {shown} is not a sequence of integers and Ellipsis; "
-                        f"in {_INTERLEAVED}")
+    refusal = SpecError(f"{_INTERLEAVED} {what} {shown} is not a sequence of integers and "
+                        f"Ellipsis")
     if isinstance(sublist, (str, bytes)):
         raise refusal
     try:  # any iterable, as numpy reads it (a generator too, read once)
@@ -466,8 +466,9 @@ def _sublist_term(sublist: Iterable, what: str) -> str:
             continue
         n = subscript_index(item)
         if n is None or not 0 <= n < 52:
-            raise SpecError(f"{what} {shown} has subscript {_short_repr(item)}: subscripts "
-                            f"are integers in [0, 52) or Ellipsis, in {_INTERLEAVED}")
+            raise SpecError(f"{_INTERLEAVED} {what} {shown} has subscript "
+                            f"{_short_repr(item)}: subscripts are integers in [0, 52) or "
+                            f"Ellipsis")
         letters.append(subscript_letter(n))
     return "".join(letters)
 

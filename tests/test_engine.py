@@ -638,6 +638,8 @@ def test_set_memory_budget_rejects_bad_values_and_returns_previous():
             cn.set_memory_budget(-5)
         with pytest.raises(ValueError, match="positive"):
             cn.set_memory_budget(True)
+        with pytest.raises(ValueError, match=r"positive integer \(bytes\), got 1000000000.0"):
+            cn.set_memory_budget(1e9)
         assert cn.set_memory_budget(10**7) == 10**6
     finally:
         cn.set_memory_budget(previous)

@@ -257,6 +257,11 @@ def test_a_shape_count_that_differs_from_the_operand_count_is_named(capsys):
     assert "spec has 2 operand(s) but 1 shape(s) were given" in capsys.readouterr().err
 
 
+def test_cli_names_its_option_where_a_size_disagrees(capsys):
+    assert main(["explain", "ij,jk->ik", "--shapes", "3x4", "4x5", "--sizes", "j=7"]) == 2
+    assert "index 'j' has size 4 in operand 0 but --sizes gives 7" in capsys.readouterr().err
+
+
 def test_cli_reads_python_tuples_as_shapes(capsys):
     assert main(["explain", "i,ij->j", "--shapes", "(3,)", "(3, 4)"]) == 0
     assert "operand 0 'i'  shape (3,)" in capsys.readouterr().out

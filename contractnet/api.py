@@ -318,9 +318,10 @@ def _contract_pairwise(plan: Plan, operands: Sequence, written: Spec):
     An operand whose term is not plain (windows, a diagonal) enters its
     first step through that term, unless it must be cast to the operands'
     common dtype and its read has fewer elements (a diagonal, windows with
-    gaps): that read is then made first, and cast.
+    gaps): that read is then made first, and cast.  The caller has checked
+    ``plan`` against the memory budget (:func:`einsum` does, naming the spec
+    as written).
     """
-    check_budget(plan, summing_dtype(computed_dtype(plan, operands), plan).itemsize)
     bound = plan.bound
     step_of = (bound.spec, written)  # quoted only in an error message
     returned = np.result_type(*(x.dtype for x in operands))
